@@ -1,0 +1,68 @@
+"""``qaq``: a thin command line over the asset graph."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from qaq_assets.lib.models import DEFAULT_MODEL_SPEC
+from qaq_assets.lib.selection import SelectionConfig
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", action="append", dest="models", metavar="SPEC",
+                        help=f"model spec, KEY=SPEC or SPEC; repeat for strong then weak (default {DEFAULT_MODEL_SPEC})")
+    parser.add_argument("--template", default="chat", choices=["chat", "plain"])
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
+
+
+def _curate(args: argparse.Namespace) -> int:
+    from qaq_assets.pipeline import curate_files
+    from qaq_assets.settings import Settings
+
+    settings = Settings(
+        lake=args.lake,
+        models=tuple(args.models or [DEFAULT_MODEL_SPEC]),
+        template=args.template,
+        device=args.device,
+        dtype=args.dtype,
+    )
+    selection = SelectionConfig(strategy=args.strategy, budget=args.budget, band_low=args.band_low, strata=args.strata)
+    summary = curate_files(args.paths, settings, selection, label_field=args.label_field, verbose=args.verbose)
+    print(f"shards failed: {', '.join(summary.failed) or 'none'}")
+    print(f"time: {summary.seconds:.1f}s total, {summary.scoring_seconds:.1f}s scoring"
+          + (f" ({summary.samples_scored / summary.scoring_seconds:.2f} samples/s)" if summary.samples_scored else ""))
+    print("table versions: " + " ".join(f"{name}={version}" for name, version in summary.versions.items()))
+    print(summary.last_line())
+    return 1 if summary.failed else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="qaq", description="Curate code-instruction data with QAQ scores.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    curate = commands.add_parser("curate", help="ingest, score and curate files (each file is one shard)")
+    curate.add_argument("paths", nargs="+")
+    curate.add_argument("--lake", required=True, help="lake directory or URI")
+    curate.add_argument("--budget", type=float, default=0.25)
+    curate.add_argument("--strategy", default="auto", choices=["auto", "rmi-band", "diff"])
+    curate.add_argument("--band-low", type=float, default=0.5)
+    curate.add_argument("--strata", type=int, default=10)
+    curate.add_argument("--verbose", action="store_true", help="show Dagster's run logs")
+    curate.add_argument("--label-field", default="defect", help="planted-label field, carried but never scored")
+    _add_model_options(curate)
+    curate.set_defaults(handler=_curate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=os.environ.get("QAQ_LOG_LEVEL", "WARNING"))
+    args = build_parser().parse_args(argv)
+    return args.handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

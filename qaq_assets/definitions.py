@@ -1,0 +1,30 @@
+"""Assembles the code location: assets, checks, jobs, sensors, schedules and resources."""
+
+import dagster as dg
+
+from qaq_assets.defs.automation.jobs import curation_job, ingest_job, scoring_job
+from qaq_assets.defs.automation.sensors import automation_sensor, build_landing_sensor, recurate_schedule
+from qaq_assets.defs.ingest.assets import raw_samples
+from qaq_assets.defs.resources import LakeResource, ScoringModelsResource
+from qaq_assets.defs.scoring.assets import build_scoring_assets
+from qaq_assets.defs.selection.assets import curated_subset
+from qaq_assets.settings import Settings
+
+
+def build_definitions(settings: Settings) -> dg.Definitions:
+    model_keys = [spec.key for spec in settings.model_specs]
+    return dg.Definitions(
+        assets=[raw_samples, *build_scoring_assets(model_keys), curated_subset],
+        jobs=[ingest_job, scoring_job, curation_job],
+        sensors=[build_landing_sensor(settings.landing_dir), automation_sensor],
+        schedules=[recurate_schedule],
+        resources={
+            "lake": LakeResource(root=settings.lake, storage_options=settings.storage_options),
+            "models": ScoringModelsResource(
+                models=list(settings.models), template=settings.template, device=settings.device, dtype=settings.dtype
+            ),
+        },
+    )
+
+
+defs = build_definitions(Settings.from_env())

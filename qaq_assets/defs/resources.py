@@ -1,0 +1,82 @@
+"""Resources: the Delta lake and the scoring models (loaded once per process, reused by runs)."""
+
+
+import dataclasses
+import threading
+from collections import OrderedDict
+
+import dagster as dg
+from pydantic import Field
+
+from qaq_assets.lib.lake import Lake
+from qaq_assets.lib.models import LoadedModel, ModelSpec, load_model
+from qaq_assets.lib.scorer import PairScorer
+from qaq_assets.lib.templates import build_layouts
+
+_MODEL_CACHE: OrderedDict[tuple, LoadedModel] = OrderedDict()
+_MODEL_CACHE_SIZE = 2
+_MODEL_LOCK = threading.Lock()
+
+
+def cached_model(spec: ModelSpec, device: str, dtype: str) -> LoadedModel:
+    """Load a model at most once per process: a CLI curating many shards loads it once."""
+    key = (spec.spec, device, dtype)
+    with _MODEL_LOCK:
+        if key in _MODEL_CACHE:
+            _MODEL_CACHE.move_to_end(key)
+            loaded = _MODEL_CACHE[key]
+        else:
+            loaded = load_model(spec, device=device, dtype=dtype)
+            _MODEL_CACHE[key] = loaded
+            while len(_MODEL_CACHE) > _MODEL_CACHE_SIZE:
+                _MODEL_CACHE.popitem(last=False)
+    # The key names the partition; the cached weights may have been loaded under another key.
+    return loaded if loaded.spec == spec else dataclasses.replace(loaded, spec=spec)
+
+
+class LakeResource(dg.ConfigurableResource):
+    """Where every Delta table lives: a local directory or an object-store URI."""
+
+    root: str = Field(description="Lake directory or URI (s3://bucket/prefix, ...)")
+    storage_options: dict[str, str] = Field(default_factory=dict, description="deltalake storage options")
+
+    def lake(self) -> Lake:
+        return Lake(self.root, self.storage_options)
+
+
+class ScoringModelsResource(dg.ConfigurableResource):
+    """The language models that score samples: strong first, optional weak second."""
+
+    models: list[str] = Field(description="Model specs, KEY=SPEC or SPEC; see qaq_assets.lib.models")
+    template: str = Field(default="chat", description="plain or chat (the model's chat template)")
+    device: str = Field(default="auto", description="auto (CUDA when present), cpu, cuda, cuda:N")
+    dtype: str = Field(default="auto", description="auto, float32, bfloat16 or float16")
+    batch_tokens: int = Field(default=8192, description="Padded tokens per forward pass")
+    max_batch_size: int = Field(default=64)
+    max_sequence_tokens: int = Field(default=2048, description="Longest sequence; answers are cut first")
+    commit_every: int = Field(default=256, description="Samples per Delta commit (resume granularity)")
+
+    def specs(self) -> dict[str, ModelSpec]:
+        return {spec.key: spec for spec in (ModelSpec.parse(text) for text in self.models)}
+
+    def model_keys(self) -> list[str]:
+        return list(self.specs())
+
+    def load(self, key: str) -> LoadedModel:
+        try:
+            spec = self.specs()[key]
+        except KeyError:
+            raise dg.Failure(f"model {key!r} is not configured; configured: {self.model_keys()}") from None
+        return cached_model(spec, self.device, self.dtype)
+
+    def scorer(self, loaded: LoadedModel) -> PairScorer:
+        return PairScorer(
+            loaded.model,
+            build_layouts(self.template, loaded.tokenizer),
+            pad_token_id=loaded.tokenizer.pad_token_id,
+            batch_tokens=self.batch_tokens,
+            max_batch_size=self.max_batch_size,
+        )
+
+    def sequence_budget(self, loaded: LoadedModel) -> int:
+        return min(self.max_sequence_tokens, loaded.max_positions)

@@ -1,0 +1,139 @@
+"""Scoring stage: token log-probs per shard x model, then per-sample QAQ scores."""
+
+
+import math
+
+import dagster as dg
+import polars as pl
+
+from qaq_assets.defs.partitions import shard_and_model, shard_model_partitions
+from qaq_assets.defs.resources import LakeResource, ScoringModelsResource
+from qaq_assets.lib.metrics import distribution_summary, scores_from_logprobs
+from qaq_assets.lib.models import describe
+from qaq_assets.lib.shard_scoring import ScoringProgress, score_shard
+from qaq_assets.lib.tables import QAQ_SCORES, RAW_SAMPLES, TOKEN_LOGPROBS
+
+LOGPROBS_CHECK = "one_row_per_sample"
+SCORES_CHECK = "scores_finite_and_unique"
+
+
+def _progress_logger(context: dg.AssetExecutionContext, label: str):
+    def report(progress: ScoringProgress) -> None:
+        eta = progress.eta_seconds
+        context.log.info(
+            f"{label}: {progress.samples_done}/{progress.samples_total} samples, "
+            f"{progress.tokens_per_second:.0f} tokens/s, ETA {'-' if eta is None else f'{eta:.0f}s'}"
+        )
+
+    return report
+
+
+def build_scoring_assets(model_keys: list[str]) -> list[dg.AssetsDefinition]:
+    partitions = shard_model_partitions(model_keys)
+
+    @dg.asset(
+        partitions_def=partitions,
+        deps=["raw_samples"],
+        group_name="scoring",
+        kinds={"pytorch", "deltalake"},
+        pool="gpu",
+        automation_condition=dg.AutomationCondition.eager(),
+        check_specs=[dg.AssetCheckSpec(LOGPROBS_CHECK, asset="token_logprobs", blocking=True)],
+        description=(
+            "Per-token log-probs of the query and answer spans in both orders ([Q;A] and [A;Q]) for one "
+            "shard and model, from two forward passes per sample. Samples already in score_cache are reused."
+        ),
+    )
+    def token_logprobs(
+        context: dg.AssetExecutionContext, lake: LakeResource, models: ScoringModelsResource
+    ) -> dg.MaterializeResult:
+        shard, model_key = shard_and_model(context)
+        store = lake.lake()
+        samples = (
+            store.scan(RAW_SAMPLES)
+            .filter(pl.col("shard") == shard)
+            .select("sample_id", "instruction", "response")
+            .collect()
+        )
+        loaded = models.load(model_key)
+        scorer = models.scorer(loaded)
+        result = score_shard(
+            store,
+            samples,
+            shard,
+            loaded,
+            scorer,
+            max_sequence_tokens=models.sequence_budget(loaded),
+            commit_every=models.commit_every,
+            on_progress=_progress_logger(context, f"{shard}/{model_key}"),
+        )
+        version = store.replace_partition(TOKEN_LOGPROBS, result.token_logprobs, {"model_key": model_key, "shard": shard})
+        frame = result.token_logprobs
+        truncated = int((frame["answer_truncated"] | frame["query_truncated"]).sum()) if frame.height else 0
+        padding = scorer.padding_tokens / max(scorer.padding_tokens + scorer.real_tokens, 1)
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": frame.height,
+                "samples": result.samples_total,
+                "samples_scored": result.samples_scored,
+                "samples_from_cache": result.samples_cached,
+                "tokens_scored": result.tokens_scored,
+                "forward_passes": result.forward_calls,
+                "tokens_per_second": round(result.tokens_scored / result.seconds, 1) if result.seconds else 0.0,
+                "padding_fraction": round(padding, 4),
+                "truncated_samples": truncated,
+                "seconds": round(result.seconds, 2),
+                "template_version": scorer.layouts.version,
+                "model": dg.MetadataValue.json(describe(loaded)),
+                "table_uri": store.uri(TOKEN_LOGPROBS),
+                "delta_version": version,
+            },
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name=LOGPROBS_CHECK,
+                    passed=frame.height == samples["sample_id"].n_unique() and frame["sample_id"].is_unique().all(),
+                    metadata={"rows": frame.height, "distinct_samples": samples["sample_id"].n_unique()},
+                )
+            ],
+        )
+
+    @dg.asset(
+        partitions_def=partitions,
+        deps=[token_logprobs],
+        group_name="scoring",
+        kinds={"polars", "deltalake"},
+        automation_condition=dg.AutomationCondition.eager(),
+        check_specs=[dg.AssetCheckSpec(SCORES_CHECK, asset="qaq_scores", blocking=True)],
+        description="Mean NLLs, RMI (nats/token) and IFD (loss and perplexity ratios) per sample, shard and model.",
+    )
+    def qaq_scores(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+        shard, model_key = shard_and_model(context)
+        store = lake.lake()
+        logprobs = store.scan(TOKEN_LOGPROBS).filter(
+            (pl.col("model_key") == model_key) & (pl.col("shard") == shard)
+        )
+        scores = scores_from_logprobs(logprobs).collect()
+        version = store.replace_partition(QAQ_SCORES, scores, {"model_key": model_key, "shard": shard})
+        numeric = ["nll_query", "nll_query_given_answer", "nll_answer", "nll_answer_given_query", "rmi", "ifd_loss"]
+        non_finite = sum(
+            int(scores.select((~pl.col(c).is_finite()).fill_null(True).sum()).item()) for c in numeric
+        )
+        summary = distribution_summary(scores, ["rmi", "nll_query", "nll_query_given_answer", "ifd_loss"])
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": scores.height,
+                "table_uri": store.uri(QAQ_SCORES),
+                "delta_version": version,
+                "distribution": dg.MetadataValue.json(summary),
+                "rmi_mean": summary.get("rmi", {}).get("mean", math.nan),
+            },
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name=SCORES_CHECK,
+                    passed=non_finite == 0 and scores["sample_id"].is_unique().all(),
+                    metadata={"non_finite_or_null_values": non_finite},
+                )
+            ],
+        )
+
+    return [token_logprobs, qaq_scores]

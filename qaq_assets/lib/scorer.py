@@ -1,0 +1,232 @@
+"""Batched two-pass scoring: per-token log-probs of Q and A in both orders.
+
+One causal pass over [Q;A] gives log p(Q) and log p(A|Q); one over [A;Q] gives log p(A)
+and log p(Q|A). Sequences of all samples are length-sorted and packed into batches
+under a token budget (right padding, so positions are unaffected); only span positions
+go through the output head, in chunks, so a 150k-token vocabulary never materialises
+a whole batch of full-vocabulary log-softmax.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from qaq_assets.lib.templates import OrderLayout, TemplateLayouts, encode
+
+log = logging.getLogger(__name__)
+
+TRUNCATION_POLICY = "truncate-answer-tail-v1"
+QUERY_FIRST, ANSWER_FIRST = 0, 1
+MIN_ANSWER_TOKENS = 16
+
+
+@dataclass(frozen=True)
+class PairTokens:
+    query_ids: tuple[int, ...]
+    answer_ids: tuple[int, ...]
+    query_truncated: bool = False
+    answer_truncated: bool = False
+
+
+@dataclass
+class PairLogprobs:
+    query: np.ndarray  # log p(Q) token by token, from [Q;A]
+    answer_given_query: np.ndarray  # log p(A|Q), from [Q;A]
+    answer: np.ndarray  # log p(A), from [A;Q]
+    query_given_answer: np.ndarray  # log p(Q|A), from [A;Q]
+
+
+def fit_to_budget(query_ids: list[int], answer_ids: list[int], budget: int) -> PairTokens:
+    """Apply the truncation policy: cut the answer's tail first; cut the query only when it
+    alone leaves fewer than ``MIN_ANSWER_TOKENS`` for the answer. Both cuts are flagged."""
+    if budget < 2:
+        raise ValueError(f"token budget {budget} leaves no room for a query and an answer")
+    query_truncated = answer_truncated = False
+    answer_room = max(min(MIN_ANSWER_TOKENS, budget // 2), 1)
+    if len(query_ids) + min(len(answer_ids), answer_room) > budget:
+        query_ids, query_truncated = query_ids[: budget - min(len(answer_ids), answer_room)], True
+    if len(query_ids) + len(answer_ids) > budget:
+        answer_ids, answer_truncated = answer_ids[: budget - len(query_ids)], True
+    return PairTokens(tuple(query_ids), tuple(answer_ids), query_truncated, answer_truncated)
+
+
+def tokenize_pairs(
+    tokenizer, layouts: TemplateLayouts, queries: Sequence[str], answers: Sequence[str], max_sequence_tokens: int
+) -> list[PairTokens]:
+    """Tokenise each segment alone and fit the pair into ``max_sequence_tokens`` with the template."""
+    budget = max_sequence_tokens - layouts.overhead
+    return [fit_to_budget(encode(tokenizer, q), encode(tokenizer, a), budget) for q, a in zip(queries, answers, strict=True)]
+
+
+@dataclass(frozen=True)
+class _Sequence:
+    pair: int
+    order: int
+    ids: tuple[int, ...]
+    first: tuple[int, int]  # [start, end) of the first segment
+    second: tuple[int, int]
+
+
+def _build_sequence(pair_index: int, order: int, layout: OrderLayout, first: tuple, second: tuple) -> _Sequence:
+    start_first = len(layout.prefix)
+    start_second = start_first + len(first) + len(layout.middle)
+    return _Sequence(
+        pair=pair_index,
+        order=order,
+        ids=layout.prefix + first + layout.middle + second,
+        first=(start_first, start_first + len(first)),
+        second=(start_second, start_second + len(second)),
+    )
+
+
+def plan_batches(lengths: Sequence[int], batch_tokens: int, max_batch_size: int) -> list[list[int]]:
+    """Group indices into batches of similar length whose padded size fits ``batch_tokens``."""
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for index in order:
+        # Sorted descending, so the first member sets the batch's padded length.
+        width = lengths[current[0]] if current else lengths[index]
+        if current and ((len(current) + 1) * width > batch_tokens or len(current) >= max_batch_size):
+            batches.append(current)
+            current = []
+        current.append(index)
+    if current:
+        batches.append(current)
+    return batches
+
+
+def _is_out_of_memory(error: BaseException) -> bool:
+    return isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error).lower()
+
+
+class PairScorer:
+    """Score (query, answer) token pairs with one causal LM in two passes per pair."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        layouts: TemplateLayouts,
+        pad_token_id: int,
+        batch_tokens: int = 8192,
+        max_batch_size: int = 64,
+        head_chunk_elements: int = 1 << 25,
+    ):
+        self.model = model
+        self.layouts = layouts
+        self.pad_token_id = pad_token_id
+        self.batch_tokens = batch_tokens
+        self.max_batch_size = max_batch_size
+        self.head_chunk_elements = head_chunk_elements
+        self.forward_calls = 0
+        self.padding_tokens = 0
+        self.real_tokens = 0
+        self.decoder = model.get_decoder() if hasattr(model, "get_decoder") else getattr(model, model.base_model_prefix)
+        self.head = model.get_output_embeddings()
+        self.softcap = getattr(model.config, "final_logit_softcapping", None)
+        self.device = next(model.parameters()).device
+
+    def sequences(self, pairs: Sequence[PairTokens]) -> list[_Sequence]:
+        query_first, answer_first = self.layouts.query_first, self.layouts.answer_first
+        sequences = []
+        for i, pair in enumerate(pairs):
+            sequences.append(_build_sequence(i, QUERY_FIRST, query_first, pair.query_ids, pair.answer_ids))
+            sequences.append(_build_sequence(i, ANSWER_FIRST, answer_first, pair.answer_ids, pair.query_ids))
+        return sequences
+
+    def score(
+        self, pairs: Sequence[PairTokens], on_batch: Callable[[int], None] | None = None
+    ) -> list[PairLogprobs]:
+        """Log-probs of every pair; ``on_batch(n_tokens)`` is called after each forward pass."""
+        sequences = self.sequences(pairs)
+        spans: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+        lengths = [len(s.ids) for s in sequences]
+        pending = plan_batches(lengths, self.batch_tokens, self.max_batch_size)
+        while pending:
+            batch_indices = pending.pop(0)
+            batch = [sequences[i] for i in batch_indices]
+            try:
+                results = self._forward(batch)
+            except (RuntimeError, torch.OutOfMemoryError) as error:
+                if not _is_out_of_memory(error) or len(batch) == 1:
+                    raise
+                self._release_memory()
+                self.batch_tokens = max(self.batch_tokens // 2, 1)
+                log.warning("out of memory on a batch of %d; batch token budget now %d", len(batch), self.batch_tokens)
+                remaining = batch_indices + [i for planned in pending for i in planned]
+                replanned = plan_batches([lengths[i] for i in remaining], self.batch_tokens, self.max_batch_size)
+                pending = [[remaining[j] for j in planned] for planned in replanned]
+                continue
+            for sequence, result in zip(batch, results, strict=True):
+                spans[(sequence.pair, sequence.order)] = result
+            if on_batch is not None:
+                on_batch(sum(lengths[i] for i in batch_indices))
+        return [
+            PairLogprobs(
+                query=spans[(i, QUERY_FIRST)][0],
+                answer_given_query=spans[(i, QUERY_FIRST)][1],
+                answer=spans[(i, ANSWER_FIRST)][0],
+                query_given_answer=spans[(i, ANSWER_FIRST)][1],
+            )
+            for i in range(len(pairs))
+        ]
+
+    def _release_memory(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    @torch.inference_mode()
+    def _forward(self, batch: list[_Sequence]) -> list[tuple[np.ndarray, np.ndarray]]:
+        width = max(len(s.ids) for s in batch)
+        input_ids = torch.full((len(batch), width), self.pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
+        rows, positions = [], []
+        for row, sequence in enumerate(batch):
+            input_ids[row, : len(sequence.ids)] = torch.tensor(sequence.ids)
+            attention_mask[row, : len(sequence.ids)] = 1
+            for start, end in (sequence.first, sequence.second):
+                rows.extend([row] * (end - start))
+                positions.extend(range(start, end))
+        self.forward_calls += 1
+        self.real_tokens += int(attention_mask.sum())
+        self.padding_tokens += input_ids.numel() - int(attention_mask.sum())
+
+        input_ids = input_ids.to(self.device)
+        hidden = self.decoder(
+            input_ids=input_ids, attention_mask=attention_mask.to(self.device), use_cache=False
+        ).last_hidden_state
+        row_index = torch.tensor(rows, device=self.device)
+        target_pos = torch.tensor(positions, device=self.device)
+        # A token at position t is predicted by the hidden state at t - 1.
+        logprobs = self._target_logprobs(hidden[row_index, target_pos - 1], input_ids[row_index, target_pos])
+        logprobs = logprobs.float().cpu().numpy()
+
+        results, offset = [], 0
+        for sequence in batch:
+            first_len = sequence.first[1] - sequence.first[0]
+            second_len = sequence.second[1] - sequence.second[0]
+            results.append(
+                (
+                    logprobs[offset : offset + first_len],
+                    logprobs[offset + first_len : offset + first_len + second_len],
+                )
+            )
+            offset += first_len + second_len
+        return results
+
+    def _target_logprobs(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        vocab = self.head.weight.shape[0]
+        chunk = max(1, self.head_chunk_elements // vocab)
+        pieces = []
+        for start in range(0, hidden.shape[0], chunk):
+            logits = self.head(hidden[start : start + chunk]).float()
+            if self.softcap:
+                logits = torch.tanh(logits / self.softcap) * self.softcap
+            picked = logits.gather(1, targets[start : start + chunk, None]).squeeze(1)
+            pieces.append(picked - torch.logsumexp(logits, dim=-1))
+        return torch.cat(pieces) if pieces else torch.empty(0, device=hidden.device)

@@ -1,0 +1,167 @@
+"""Score one shard with one model, through the content-addressed cache in the lake.
+
+Samples already in ``score_cache`` under the same model fingerprint and template are
+not scored again (wherever they were first seen). New samples are scored in chunks,
+each chunk one Delta commit, so a killed run loses at most one chunk. The shard's
+``token_logprobs`` rows are then assembled from the cache.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import polars as pl
+
+from qaq_assets.lib.lake import Lake
+from qaq_assets.lib.models import LoadedModel
+from qaq_assets.lib.records import text_sha
+from qaq_assets.lib.scorer import TRUNCATION_POLICY, PairScorer, tokenize_pairs
+from qaq_assets.lib.tables import SCORE_CACHE, TOKEN_LOGPROBS
+from qaq_assets.lib.templates import TemplateLayouts
+
+CACHE_KEY = ["query_sha", "answer_sha"]
+
+
+@dataclass
+class ScoringProgress:
+    samples_total: int
+    samples_done: int = 0
+    tokens_done: int = 0
+    started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def tokens_per_second(self) -> float:
+        elapsed = time.perf_counter() - self.started
+        return self.tokens_done / elapsed if elapsed > 0 else 0.0
+
+    @property
+    def eta_seconds(self) -> float | None:
+        elapsed = time.perf_counter() - self.started
+        if self.samples_done == 0:
+            return None
+        return elapsed / self.samples_done * (self.samples_total - self.samples_done)
+
+
+@dataclass
+class ShardScoring:
+    token_logprobs: pl.DataFrame
+    samples_total: int
+    samples_scored: int
+    samples_cached: int
+    tokens_scored: int
+    forward_calls: int
+    seconds: float
+
+
+def unique_pairs(samples: pl.DataFrame) -> pl.DataFrame:
+    """One row per ``sample_id`` with the exact-text cache key."""
+    return (
+        samples.select("sample_id", "instruction", "response")
+        .unique(subset="sample_id", keep="first", maintain_order=True)
+        .with_columns(
+            query_sha=pl.col("instruction").map_elements(text_sha, return_dtype=pl.String),
+            answer_sha=pl.col("response").map_elements(text_sha, return_dtype=pl.String),
+        )
+    )
+
+
+def _cache_scan(lake: Lake, loaded: LoadedModel, layouts: TemplateLayouts) -> pl.LazyFrame:
+    return lake.scan(SCORE_CACHE).filter(
+        (pl.col("model_fingerprint") == loaded.fingerprint) & (pl.col("template_version") == layouts.version)
+    )
+
+
+def cached_keys(lake: Lake, loaded: LoadedModel, layouts: TemplateLayouts, pairs: pl.DataFrame) -> pl.DataFrame:
+    return (
+        _cache_scan(lake, loaded, layouts)
+        .select(CACHE_KEY)
+        .join(pairs.lazy().select(CACHE_KEY), on=CACHE_KEY, how="semi")
+        .unique()
+        .collect()
+    )
+
+
+def score_shard(
+    lake: Lake,
+    samples: pl.DataFrame,
+    shard: str,
+    loaded: LoadedModel,
+    scorer: PairScorer,
+    max_sequence_tokens: int,
+    commit_every: int = 256,
+    on_progress: Callable[[ScoringProgress], None] | None = None,
+) -> ShardScoring:
+    """Score the samples of ``shard`` not yet in the cache and return its token_logprobs rows."""
+    started = time.perf_counter()
+    layouts = scorer.layouts
+    pairs = unique_pairs(samples)
+    todo = pairs.join(cached_keys(lake, loaded, layouts, pairs), on=CACHE_KEY, how="anti")
+    # Chunks of similar length pad less; the scorer sorts within a chunk too.
+    todo = todo.sort(pl.col("instruction").str.len_bytes() + pl.col("response").str.len_bytes())
+    progress = ScoringProgress(samples_total=todo.height)
+    forward_calls_before = scorer.forward_calls
+    tokens_scored = 0
+
+    for chunk in todo.iter_slices(commit_every):
+        tokens = tokenize_pairs(
+            loaded.tokenizer, layouts, chunk["instruction"].to_list(), chunk["response"].to_list(), max_sequence_tokens
+        )
+        logprobs = scorer.score(tokens)
+        lake.append(
+            SCORE_CACHE,
+            pl.DataFrame(
+                {
+                    "model_fingerprint": loaded.fingerprint,
+                    "template_version": layouts.version,
+                    "query_sha": chunk["query_sha"],
+                    "answer_sha": chunk["answer_sha"],
+                    "n_query_tokens": [len(t.query_ids) for t in tokens],
+                    "n_answer_tokens": [len(t.answer_ids) for t in tokens],
+                    "query_truncated": [t.query_truncated for t in tokens],
+                    "answer_truncated": [t.answer_truncated for t in tokens],
+                    "query_logprobs": [lp.query.tolist() for lp in logprobs],
+                    "answer_given_query_logprobs": [lp.answer_given_query.tolist() for lp in logprobs],
+                    "answer_logprobs": [lp.answer.tolist() for lp in logprobs],
+                    "query_given_answer_logprobs": [lp.query_given_answer.tolist() for lp in logprobs],
+                    "scored_at": datetime.now(UTC),
+                },
+                schema=SCORE_CACHE.schema,
+            ),
+        )
+        chunk_tokens = sum(len(t.query_ids) + len(t.answer_ids) for t in tokens)
+        tokens_scored += chunk_tokens
+        progress.samples_done += chunk.height
+        progress.tokens_done += chunk_tokens
+        if on_progress is not None:
+            on_progress(progress)
+
+    rows = (
+        _cache_scan(lake, loaded, layouts)
+        .join(pairs.lazy().select("sample_id", *CACHE_KEY), on=CACHE_KEY, how="inner")
+        .unique(subset="sample_id", keep="first")
+        .with_columns(
+            shard=pl.lit(shard),
+            model_key=pl.lit(loaded.spec.key),
+            model_id=pl.lit(loaded.model_id),
+            weights_sha256=pl.lit(loaded.weights_sha256),
+            dtype=pl.lit(loaded.dtype_name),
+            truncation_policy=pl.lit(TRUNCATION_POLICY),
+        )
+        .select(TOKEN_LOGPROBS.schema.names())
+        .sort("sample_id")
+        .collect()
+    )
+    if rows.height != pairs.height:
+        raise RuntimeError(f"shard {shard}: {pairs.height} samples but {rows.height} cached scores after scoring")
+    return ShardScoring(
+        token_logprobs=rows,
+        samples_total=pairs.height,
+        samples_scored=todo.height,
+        samples_cached=pairs.height - todo.height,
+        tokens_scored=tokens_scored,
+        forward_calls=scorer.forward_calls - forward_calls_before,
+        seconds=time.perf_counter() - started,
+    )

@@ -1,0 +1,218 @@
+"""Names, schemas and partition columns of every Delta table in the lake.
+
+One place defines each table's shape so that writers, readers, asset checks and
+empty partitions agree, and so a table can be pre-created before concurrent writers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+LOGPROBS = pl.List(pl.Float32)
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    name: str
+    schema: pl.Schema
+    partition_by: tuple[str, ...] = ()
+
+    def empty(self) -> pl.DataFrame:
+        return pl.DataFrame(schema=self.schema)
+
+    def conform(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """Select and cast ``frame`` to this table's columns, in order."""
+        missing = [c for c in self.schema.names() if c not in frame.columns]
+        if missing:
+            raise ValueError(f"{self.name}: missing columns {missing}")
+        return frame.select([pl.col(c).cast(t) for c, t in self.schema.items()])
+
+
+SHARD_SOURCES = TableSpec(
+    "shard_sources",
+    pl.Schema(
+        {
+            "shard": pl.String,
+            "path": pl.String,
+            "size_bytes": pl.Int64,
+            "mtime_ns": pl.Int64,
+            "registered_at": pl.Datetime("us", "UTC"),
+        }
+    ),
+)
+
+RAW_SAMPLES = TableSpec(
+    "raw_samples",
+    pl.Schema(
+        {
+            "shard": pl.String,
+            "row_index": pl.Int64,
+            "id": pl.String,
+            "sample_id": pl.String,
+            "instruction": pl.String,
+            "response": pl.String,
+            "label": pl.String,
+            "is_duplicate": pl.Boolean,
+            "duplicate_of": pl.String,
+            "source_file": pl.String,
+            "source_format": pl.String,
+            "extra_fields": pl.String,
+            "ingested_at": pl.Datetime("us", "UTC"),
+        }
+    ),
+    partition_by=("shard",),
+)
+
+QUARANTINE = TableSpec(
+    "quarantine",
+    pl.Schema(
+        {
+            "shard": pl.String,
+            "row_index": pl.Int64,
+            "reason": pl.String,
+            "detail": pl.String,
+            "raw": pl.String,
+            "source_file": pl.String,
+            "quarantined_at": pl.Datetime("us", "UTC"),
+        }
+    ),
+    partition_by=("shard",),
+)
+
+# Content-addressed: one row per (model fingerprint, template, query text, answer text).
+# Scoring commits here in chunks, so a killed run resumes from its last commit and a
+# sample seen again in any shard is never rescored.
+SCORE_CACHE = TableSpec(
+    "score_cache",
+    pl.Schema(
+        {
+            "model_fingerprint": pl.String,
+            "template_version": pl.String,
+            "query_sha": pl.String,
+            "answer_sha": pl.String,
+            "n_query_tokens": pl.Int32,
+            "n_answer_tokens": pl.Int32,
+            "query_truncated": pl.Boolean,
+            "answer_truncated": pl.Boolean,
+            "query_logprobs": LOGPROBS,
+            "answer_given_query_logprobs": LOGPROBS,
+            "answer_logprobs": LOGPROBS,
+            "query_given_answer_logprobs": LOGPROBS,
+            "scored_at": pl.Datetime("us", "UTC"),
+        }
+    ),
+    partition_by=("model_fingerprint",),
+)
+
+TOKEN_LOGPROBS = TableSpec(
+    "token_logprobs",
+    pl.Schema(
+        {
+            "shard": pl.String,
+            "model_key": pl.String,
+            "sample_id": pl.String,
+            "model_id": pl.String,
+            "weights_sha256": pl.String,
+            "model_fingerprint": pl.String,
+            "dtype": pl.String,
+            "template_version": pl.String,
+            "truncation_policy": pl.String,
+            "query_sha": pl.String,
+            "answer_sha": pl.String,
+            "n_query_tokens": pl.Int32,
+            "n_answer_tokens": pl.Int32,
+            "query_truncated": pl.Boolean,
+            "answer_truncated": pl.Boolean,
+            "query_logprobs": LOGPROBS,
+            "answer_given_query_logprobs": LOGPROBS,
+            "answer_logprobs": LOGPROBS,
+            "query_given_answer_logprobs": LOGPROBS,
+        }
+    ),
+    partition_by=("model_key", "shard"),
+)
+
+QAQ_SCORES = TableSpec(
+    "qaq_scores",
+    pl.Schema(
+        {
+            "shard": pl.String,
+            "model_key": pl.String,
+            "sample_id": pl.String,
+            "model_id": pl.String,
+            "model_fingerprint": pl.String,
+            "template_version": pl.String,
+            "n_query_tokens": pl.Int32,
+            "n_answer_tokens": pl.Int32,
+            "query_truncated": pl.Boolean,
+            "answer_truncated": pl.Boolean,
+            "nll_query": pl.Float64,
+            "nll_query_given_answer": pl.Float64,
+            "nll_answer": pl.Float64,
+            "nll_answer_given_query": pl.Float64,
+            "rmi": pl.Float64,
+            "ifd_loss": pl.Float64,
+            "ifd_ppl": pl.Float64,
+        }
+    ),
+    partition_by=("model_key", "shard"),
+)
+
+CURATED_SUBSET = TableSpec(
+    "curated_subset",
+    pl.Schema(
+        {
+            "shard": pl.String,
+            "row_index": pl.Int64,
+            "sample_id": pl.String,
+            "id": pl.String,
+            "instruction": pl.String,
+            "response": pl.String,
+            "label": pl.String,
+            "model_key": pl.String,
+            "nll_query": pl.Float64,
+            "rmi": pl.Float64,
+            "ifd_loss": pl.Float64,
+            "stratum": pl.Int32,
+            "rmi_rank": pl.Float64,
+            "weak_rmi_rank": pl.Float64,
+            "diff": pl.Float64,
+            "strategy": pl.String,
+            "decision": pl.String,
+            "reason": pl.String,
+            "curation_id": pl.String,
+        }
+    ),
+)
+
+CURATION_RUNS = TableSpec(
+    "curation_runs",
+    pl.Schema(
+        {
+            "curation_id": pl.String,
+            "curated_version": pl.Int64,
+            "created_at": pl.Datetime("us", "UTC"),
+            "dagster_run_id": pl.String,
+            "input_versions": pl.String,
+            "shards": pl.List(pl.String),
+            "models": pl.String,
+            "template_version": pl.String,
+            "selection_config": pl.String,
+            "selection_config_sha": pl.String,
+            "counts": pl.String,
+        }
+    ),
+)
+
+ALL_TABLES = (
+    SHARD_SOURCES,
+    RAW_SAMPLES,
+    QUARANTINE,
+    SCORE_CACHE,
+    TOKEN_LOGPROBS,
+    QAQ_SCORES,
+    CURATED_SUBSET,
+    CURATION_RUNS,
+)

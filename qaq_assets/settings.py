@@ -1,0 +1,47 @@
+"""Deployment settings read from the environment (the UI's code location) or set by the CLI."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from qaq_assets.lib.models import DEFAULT_MODEL_SPEC, ModelSpec
+
+
+def _split(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+@dataclass(frozen=True)
+class Settings:
+    """``QAQ_LAKE``: lake directory or URI; ``QAQ_MODELS``: comma-separated model specs
+    (strong first); ``QAQ_LANDING_DIR``: directory the sensor watches; ``QAQ_TEMPLATE``,
+    ``QAQ_DEVICE``, ``QAQ_DTYPE``: scoring settings."""
+
+    lake: str = "lake"
+    models: tuple[str, ...] = (DEFAULT_MODEL_SPEC,)
+    landing_dir: str = "data/incoming"
+    template: str = "chat"
+    device: str = "auto"
+    dtype: str = "auto"
+    storage_options: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        env = os.environ
+        return cls(
+            lake=env.get("QAQ_LAKE", cls.lake),
+            models=_split(env.get("QAQ_MODELS", "")) or cls.models,
+            landing_dir=env.get("QAQ_LANDING_DIR", cls.landing_dir),
+            template=env.get("QAQ_TEMPLATE", cls.template),
+            device=env.get("QAQ_DEVICE", cls.device),
+            dtype=env.get("QAQ_DTYPE", cls.dtype),
+        )
+
+    @property
+    def model_specs(self) -> list[ModelSpec]:
+        specs = [ModelSpec.parse(text) for text in self.models]
+        keys = [spec.key for spec in specs]
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"model keys must be distinct, got {keys}; name them with KEY=SPEC")
+        return specs
