@@ -40,6 +40,14 @@ def _curate(args: argparse.Namespace) -> int:
     return 1 if summary.failed else 0
 
 
+def _summary(args: argparse.Namespace) -> int:
+    from qaq_assets.lib.lake import Lake
+    from qaq_assets.lib.reporting import summary_text
+
+    print(summary_text(Lake(args.lake), args.version))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qaq", description="Curate code-instruction data with QAQ scores.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -55,6 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
     curate.add_argument("--label-field", default="defect", help="planted-label field, carried but never scored")
     _add_model_options(curate)
     curate.set_defaults(handler=_curate)
+
+    summary = commands.add_parser("summary", help="decisions and planted-defect rates of a curated version")
+    summary.add_argument("--lake", required=True)
+    summary.add_argument("--version", type=int, default=None, help="curated_subset Delta version (default latest)")
+    summary.set_defaults(handler=_summary)
     return parser
 
 

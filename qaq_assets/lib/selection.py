@@ -137,7 +137,8 @@ def select_diff(strong: pl.DataFrame, weak: pl.DataFrame, config: SelectionConfi
         raise ValueError(f"weak model scores cover {joined.height} of {strong.height} samples")
     budget = keep_count(joined.height, config.budget)
     ordered = (
-        joined.with_columns(diff=pl.col("rmi_rank") - pl.col("weak_rmi_rank"))
+        # Rounded so that equal rank gaps tie exactly (2/3 - 0 vs 1 - 1/3) and fall to sample_id.
+        joined.with_columns(diff=(pl.col("rmi_rank") - pl.col("weak_rmi_rank")).round(12))
         .sort(["diff", "sample_id"], descending=[True, False])
         .with_columns(position=pl.int_range(pl.len()))
     )

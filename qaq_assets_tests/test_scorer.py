@@ -1,0 +1,137 @@
+"""Scoring exactness, batching, truncation and out-of-memory back-off on a tiny random Llama."""
+
+import numpy as np
+import pytest
+import torch
+
+from qaq_assets.lib.scorer import MIN_ANSWER_TOKENS, PairScorer, fit_to_budget, plan_batches, tokenize_pairs
+from qaq_assets.lib.templates import build_layouts, encode
+from qaq_assets_tests.conftest import CODE_PAIRS
+
+
+def manual_logprobs(model, ids: list[int], start: int) -> np.ndarray:
+    """Token-by-token: one full forward, log-softmax over the whole vocabulary, read each target."""
+    with torch.no_grad():
+        logits = model(torch.tensor([ids])).logits[0].float()
+    logprobs = torch.log_softmax(logits, dim=-1)
+    return np.array([logprobs[t - 1, ids[t]].item() for t in range(start, len(ids))])
+
+
+@pytest.fixture(params=["plain", "chat"])
+def scorer(request, tiny_model):
+    layouts = build_layouts(request.param, tiny_model.tokenizer)
+    return PairScorer(tiny_model.model, layouts, tiny_model.tokenizer.pad_token_id, batch_tokens=4096)
+
+
+def pairs_for(tiny_model, scorer, pairs=CODE_PAIRS):
+    queries, answers = zip(*pairs, strict=True)
+    return tokenize_pairs(tiny_model.tokenizer, scorer.layouts, queries, answers, 4096)
+
+
+def test_spans_are_the_same_tokens_in_both_orders_and_exclude_the_template(tiny_model, scorer):
+    tokens = pairs_for(tiny_model, scorer)[0]
+    assert list(tokens.query_ids) == encode(tiny_model.tokenizer, CODE_PAIRS[0][0])
+    qa, aq = scorer.sequences([tokens])
+    assert qa.ids[qa.first[0] : qa.first[1]] == tokens.query_ids == aq.ids[aq.second[0] : aq.second[1]]
+    assert qa.ids[qa.second[0] : qa.second[1]] == tokens.answer_ids == aq.ids[aq.first[0] : aq.first[1]]
+    assert qa.first[0] == len(scorer.layouts.query_first.prefix) >= 1
+
+
+def test_nll_query_from_the_joint_pass_equals_scoring_the_query_alone(tiny_model, scorer):
+    tokens = pairs_for(tiny_model, scorer)
+    result = scorer.score(tokens)
+    prefix = list(scorer.layouts.query_first.prefix)
+    for pair, scores in zip(tokens, result, strict=True):
+        alone = manual_logprobs(tiny_model.model, prefix + list(pair.query_ids), len(prefix))
+        np.testing.assert_allclose(scores.query, alone, atol=1e-5)
+
+
+def test_nll_query_given_answer_matches_a_manual_token_by_token_computation(tiny_model, scorer):
+    tokens = pairs_for(tiny_model, scorer)
+    result = scorer.score(tokens)
+    layout = scorer.layouts.answer_first
+    for pair, scores in zip(tokens, result, strict=True):
+        ids = list(layout.prefix) + list(pair.answer_ids) + list(layout.middle) + list(pair.query_ids)
+        manual = manual_logprobs(tiny_model.model, ids, len(ids) - len(pair.query_ids))
+        np.testing.assert_allclose(scores.query_given_answer, manual, atol=1e-5)
+        answer_alone = manual_logprobs(tiny_model.model, list(layout.prefix) + list(pair.answer_ids), len(layout.prefix))
+        np.testing.assert_allclose(scores.answer, answer_alone, atol=1e-5)
+
+
+def test_batched_equals_unbatched_in_float32(tiny_model, scorer):
+    tokens = pairs_for(tiny_model, scorer)
+    batched = scorer.score(tokens)
+    assert scorer.forward_calls < 2 * len(tokens)
+    for pair, together in zip(tokens, batched, strict=True):
+        alone = PairScorer(tiny_model.model, scorer.layouts, tiny_model.tokenizer.pad_token_id).score([pair])[0]
+        for field in ("query", "answer_given_query", "answer", "query_given_answer"):
+            np.testing.assert_allclose(getattr(together, field), getattr(alone, field), atol=1e-4)
+
+
+def test_chunked_output_head_gives_the_same_logprobs(tiny_model, scorer):
+    tokens = pairs_for(tiny_model, scorer)[:3]
+    reference = scorer.score(tokens)
+    chunked = PairScorer(
+        tiny_model.model, scorer.layouts, tiny_model.tokenizer.pad_token_id, head_chunk_elements=7 * 320
+    ).score(tokens)
+    for a, b in zip(reference, chunked, strict=True):
+        np.testing.assert_allclose(a.answer_given_query, b.answer_given_query, atol=1e-6)
+
+
+def test_batches_are_length_sorted_under_the_token_budget():
+    lengths = [5, 100, 7, 98, 6, 99, 50]
+    batches = plan_batches(lengths, batch_tokens=200, max_batch_size=8)
+    assert batches == [[1, 5], [3, 6], [2, 4, 0]]
+    for batch in batches:
+        assert len(batch) * max(lengths[i] for i in batch) <= 200
+
+
+class OutOfMemoryAbove(torch.nn.Module):
+    """Wraps a decoder and raises like CUDA does when a batch holds more than ``limit`` tokens."""
+
+    def __init__(self, decoder, limit):
+        super().__init__()
+        self.decoder, self.limit, self.refused = decoder, limit, 0
+
+    def forward(self, input_ids, **kwargs):
+        if input_ids.numel() > self.limit:
+            self.refused += 1
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return self.decoder(input_ids=input_ids, **kwargs)
+
+
+def test_out_of_memory_halves_the_batch_budget_and_loses_nothing(tiny_model, scorer):
+    tokens = pairs_for(tiny_model, scorer)
+    expected = scorer.score(tokens)
+    backing_off = PairScorer(tiny_model.model, scorer.layouts, tiny_model.tokenizer.pad_token_id, batch_tokens=100_000)
+    backing_off.decoder = OutOfMemoryAbove(backing_off.decoder, limit=600)
+    result = backing_off.score(tokens)
+    assert backing_off.decoder.refused >= 1
+    assert backing_off.batch_tokens < 100_000
+    for a, b in zip(expected, result, strict=True):
+        np.testing.assert_allclose(a.query_given_answer, b.query_given_answer, atol=1e-4)
+
+
+def test_a_single_sequence_that_does_not_fit_raises(tiny_model, scorer):
+    failing = PairScorer(tiny_model.model, scorer.layouts, tiny_model.tokenizer.pad_token_id)
+    failing.decoder = OutOfMemoryAbove(failing.decoder, limit=1)
+    with pytest.raises(torch.OutOfMemoryError):
+        failing.score(pairs_for(tiny_model, scorer)[:1])
+
+
+def test_truncation_cuts_the_answer_tail_first_and_flags_it():
+    fitted = fit_to_budget(list(range(10)), list(range(100, 200)), budget=50)
+    assert fitted.query_ids == tuple(range(10)) and fitted.answer_ids == tuple(range(100, 140))
+    assert (fitted.query_truncated, fitted.answer_truncated) == (False, True)
+    long_query = fit_to_budget(list(range(100)), list(range(100, 200)), budget=50)
+    assert len(long_query.query_ids) == 50 - MIN_ANSWER_TOKENS and len(long_query.answer_ids) == MIN_ANSWER_TOKENS
+    assert (long_query.query_truncated, long_query.answer_truncated) == (True, True)
+    short = fit_to_budget([1, 2], [3], budget=50)
+    assert (short.query_truncated, short.answer_truncated) == (False, False)
+
+
+def test_truncated_pairs_are_scored_over_their_kept_tokens(tiny_model, scorer):
+    [tokens] = tokenize_pairs(tiny_model.tokenizer, scorer.layouts, ["q" * 40], ["a" * 400], 300)
+    assert tokens.answer_truncated and len(tokens.query_ids) + len(tokens.answer_ids) + scorer.layouts.overhead <= 300
+    [scores] = scorer.score([tokens])
+    assert len(scores.answer_given_query) == len(tokens.answer_ids)
