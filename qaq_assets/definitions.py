@@ -11,19 +11,27 @@ from qaq_assets.defs.selection.assets import curated_subset
 from qaq_assets.settings import Settings
 
 
+def build_assets(settings: Settings) -> list[dg.AssetsDefinition]:
+    """raw_samples -> token_logprobs -> qaq_scores -> curated_subset, for the configured models."""
+    return [raw_samples, *build_scoring_assets([spec.key for spec in settings.model_specs]), curated_subset]
+
+
+def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
+    return {
+        "lake": LakeResource(root=settings.lake, storage_options=settings.storage_options),
+        "models": ScoringModelsResource(
+            models=list(settings.models), template=settings.template, device=settings.device, dtype=settings.dtype
+        ),
+    }
+
+
 def build_definitions(settings: Settings) -> dg.Definitions:
-    model_keys = [spec.key for spec in settings.model_specs]
     return dg.Definitions(
-        assets=[raw_samples, *build_scoring_assets(model_keys), curated_subset],
+        assets=build_assets(settings),
         jobs=[ingest_job, scoring_job, curation_job],
         sensors=[build_landing_sensor(settings.landing_dir), automation_sensor],
         schedules=[recurate_schedule],
-        resources={
-            "lake": LakeResource(root=settings.lake, storage_options=settings.storage_options),
-            "models": ScoringModelsResource(
-                models=list(settings.models), template=settings.template, device=settings.device, dtype=settings.dtype
-            ),
-        },
+        resources=build_resources(settings),
     )
 
 

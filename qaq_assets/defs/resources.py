@@ -51,7 +51,7 @@ class ScoringModelsResource(dg.ConfigurableResource):
     template: str = Field(default="chat", description="plain or chat (the model's chat template)")
     device: str = Field(default="auto", description="auto (CUDA when present), cpu, cuda, cuda:N")
     dtype: str = Field(default="auto", description="auto, float32, bfloat16 or float16")
-    batch_tokens: int = Field(default=8192, description="Padded tokens per forward pass")
+    batch_tokens: int = Field(default=4096, description="Padded tokens per forward pass (CPU: 2-4k is fastest)")
     max_batch_size: int = Field(default=64)
     max_sequence_tokens: int = Field(default=2048, description="Longest sequence; answers are cut first")
     commit_every: int = Field(default=256, description="Samples per Delta commit (resume granularity)")

@@ -113,9 +113,9 @@ class PairScorer:
         model: torch.nn.Module,
         layouts: TemplateLayouts,
         pad_token_id: int,
-        batch_tokens: int = 8192,
+        batch_tokens: int = 4096,
         max_batch_size: int = 64,
-        head_chunk_elements: int = 1 << 25,
+        head_chunk_elements: int = 1 << 22,
     ):
         self.model = model
         self.layouts = layouts
