@@ -1,0 +1,44 @@
+"""A few samples through the real bundled SmolLM2-135M-Instruct GGUF (slow on CPU)."""
+
+import numpy as np
+import pytest
+
+from qaq_assets.lib.models import bundled_gguf_path, load_model
+from qaq_assets.lib.scorer import PairScorer, tokenize_pairs
+from qaq_assets.lib.templates import build_layouts
+
+pytestmark = pytest.mark.slow
+
+QUERY = "Write a Python function `is_palindrome(s)` that returns True when the string s reads the same backwards."
+ANSWERS = {
+    "clean": "def is_palindrome(s):\n    return s == s[::-1]",
+    "echo": "You want a Python function `is_palindrome(s)` that returns True when the string s reads the same "
+            "backwards. So is_palindrome should return True when s reads the same backwards.",
+    "chatty": "Great question! There are many ways to approach this. Let me know if you need more help!",
+}
+
+
+@pytest.fixture(scope="module")
+def bundled():
+    return load_model("smollm2-135m", device="cpu", dtype="float32")
+
+
+def test_bundled_gguf_is_found_and_identified(bundled):
+    assert bundled_gguf_path().stat().st_size > 50_000_000
+    assert bundled.model_id == "SmolLM2-135M-Instruct.Q4_1.gguf" and len(bundled.weights_sha256) == 64
+    assert 130e6 < bundled.parameters < 140e6
+
+
+def test_chat_template_scores_are_exact_and_meaningful(bundled):
+    layouts = build_layouts("chat", bundled.tokenizer)
+    tokens = tokenize_pairs(bundled.tokenizer, layouts, [QUERY] * 3, list(ANSWERS.values()), 2048)
+    scorer = PairScorer(bundled.model, layouts, bundled.tokenizer.pad_token_id)
+    batched = scorer.score(tokens)
+    alone = PairScorer(bundled.model, layouts, bundled.tokenizer.pad_token_id).score(tokens[:1])[0]
+    np.testing.assert_allclose(batched[0].query_given_answer, alone.query_given_answer, atol=1e-4)
+
+    rmi = {name: float(-s.query.mean() + s.query_given_answer.mean()) for name, s in zip(ANSWERS, batched, strict=True)}
+    nll_query = -batched[0].query.mean()
+    assert 0.5 < nll_query < 8  # a real language model, not noise (log 49152 ~ 10.8)
+    # An answer that restates the query predicts it far better than a chatty non-answer.
+    assert rmi["echo"] > rmi["clean"] > rmi["chatty"]
