@@ -48,6 +48,28 @@ def _summary(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_scoring(args: argparse.Namespace) -> int:
+    import glob
+    from pathlib import Path
+
+    import torch
+
+    from qaq_assets.lib.bench import load_bench_pairs, report_lines, run_bench
+    from qaq_assets.lib.models import load_model, resolve_dtype
+
+    paths = [Path(p) for p in sorted(glob.glob(args.data))]
+    queries, answers = load_bench_pairs(paths, args.samples)
+    loaded = load_model(args.model, device=args.device, dtype="float32")
+    scorer_dtype = resolve_dtype(args.dtype, loaded.device, int(loaded.model.config.hidden_size))
+    print(f"machine: {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"device {loaded.device}; model {loaded.model_id} ({loaded.parameters / 1e6:.1f}M params), "
+          f"scorer dtype {scorer_dtype}")
+    result = run_bench(loaded, queries, answers, scorer_dtype, template=args.template, batch_tokens=args.batch_tokens)
+    for line in report_lines(result):
+        print(line)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qaq", description="Curate code-instruction data with QAQ scores.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -63,6 +85,18 @@ def build_parser() -> argparse.ArgumentParser:
     curate.add_argument("--label-field", default="defect", help="planted-label field, carried but never scored")
     _add_model_options(curate)
     curate.set_defaults(handler=_curate)
+
+    bench = commands.add_parser("bench", help="benchmarks")
+    bench_kinds = bench.add_subparsers(dest="bench", required=True)
+    scoring = bench_kinds.add_parser("scoring", help="the scorer vs the naive one-sample, four-pass reference")
+    scoring.add_argument("--samples", type=int, default=48)
+    scoring.add_argument("--model", default=DEFAULT_MODEL_SPEC)
+    scoring.add_argument("--data", default="data/shards/*.jsonl", help="glob of shard files to take samples from")
+    scoring.add_argument("--template", default="chat", choices=["chat", "plain"])
+    scoring.add_argument("--device", default="auto")
+    scoring.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
+    scoring.add_argument("--batch-tokens", type=int, default=4096)
+    scoring.set_defaults(handler=_bench_scoring)
 
     summary = commands.add_parser("summary", help="decisions and planted-defect rates of a curated version")
     summary.add_argument("--lake", required=True)

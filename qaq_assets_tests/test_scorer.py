@@ -78,12 +78,17 @@ def test_chunked_output_head_gives_the_same_logprobs(tiny_model, scorer):
         np.testing.assert_allclose(a.answer_given_query, b.answer_given_query, atol=1e-6)
 
 
-def test_batches_are_length_sorted_under_the_token_budget():
+def test_batches_are_length_sorted_under_the_token_budget_and_padding_cap():
     lengths = [5, 100, 7, 98, 6, 99, 50]
-    batches = plan_batches(lengths, batch_tokens=200, max_batch_size=8)
-    assert batches == [[1, 5], [3, 6], [2, 4, 0]]
+    assert plan_batches(lengths, batch_tokens=200, max_batch_size=8) == [[1, 5], [3], [6], [2], [4], [0]]
+    assert plan_batches(lengths, batch_tokens=200, max_batch_size=8, max_padding=1.0) == [[1, 5], [3, 6], [2, 4, 0]]
+    lengths = [(i * 37) % 300 + 20 for i in range(500)]
+    batches = plan_batches(lengths, batch_tokens=4096, max_batch_size=64)
+    assert sorted(i for b in batches for i in b) == list(range(500))
     for batch in batches:
-        assert len(batch) * max(lengths[i] for i in batch) <= 200
+        width = max(lengths[i] for i in batch)
+        assert len(batch) * width <= 4096 and len(batch) <= 64
+        assert sum(lengths[i] for i in batch) >= 0.95 * len(batch) * width
 
 
 class OutOfMemoryAbove(torch.nn.Module):

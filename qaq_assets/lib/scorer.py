@@ -84,18 +84,24 @@ def _build_sequence(pair_index: int, order: int, layout: OrderLayout, first: tup
     )
 
 
-def plan_batches(lengths: Sequence[int], batch_tokens: int, max_batch_size: int) -> list[list[int]]:
-    """Group indices into batches of similar length whose padded size fits ``batch_tokens``."""
+def plan_batches(
+    lengths: Sequence[int], batch_tokens: int, max_batch_size: int, max_padding: float = 0.05
+) -> list[list[int]]:
+    """Group indices into batches of similar length: padded size within ``batch_tokens``, and
+    padding within ``max_padding`` of the batch (a batch of one has none)."""
     order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
     batches: list[list[int]] = []
     current: list[int] = []
+    real = 0
     for index in order:
-        # Sorted descending, so the first member sets the batch's padded length.
-        width = lengths[current[0]] if current else lengths[index]
-        if current and ((len(current) + 1) * width > batch_tokens or len(current) >= max_batch_size):
-            batches.append(current)
-            current = []
+        if current:
+            # Sorted descending, so the first member sets the batch's padded length.
+            padded = (len(current) + 1) * lengths[current[0]]
+            if padded > batch_tokens or len(current) >= max_batch_size or real + lengths[index] < (1 - max_padding) * padded:
+                batches.append(current)
+                current, real = [], 0
         current.append(index)
+        real += lengths[index]
     if current:
         batches.append(current)
     return batches
@@ -184,22 +190,21 @@ class PairScorer:
     def _forward(self, batch: list[_Sequence]) -> list[tuple[np.ndarray, np.ndarray]]:
         width = max(len(s.ids) for s in batch)
         input_ids = torch.full((len(batch), width), self.pad_token_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
         rows, positions = [], []
         for row, sequence in enumerate(batch):
             input_ids[row, : len(sequence.ids)] = torch.tensor(sequence.ids)
-            attention_mask[row, : len(sequence.ids)] = 1
             for start, end in (sequence.first, sequence.second):
                 rows.extend([row] * (end - start))
                 positions.extend(range(start, end))
+        real = sum(len(s.ids) for s in batch)
         self.forward_calls += 1
-        self.real_tokens += int(attention_mask.sum())
-        self.padding_tokens += input_ids.numel() - int(attention_mask.sum())
+        self.real_tokens += real
+        self.padding_tokens += input_ids.numel() - real
 
         input_ids = input_ids.to(self.device)
-        hidden = self.decoder(
-            input_ids=input_ids, attention_mask=attention_mask.to(self.device), use_cache=False
-        ).last_hidden_state
+        # No attention mask: padding is on the right, so causal attention already keeps every
+        # real token from seeing it, and SDPA takes its faster is_causal path.
+        hidden = self.decoder(input_ids=input_ids, use_cache=False).last_hidden_state
         row_index = torch.tensor(rows, device=self.device)
         target_pos = torch.tensor(positions, device=self.device)
         # A token at position t is predicted by the hidden state at t - 1.
