@@ -70,6 +70,29 @@ def _bench_scoring(args: argparse.Namespace) -> int:
     return 0
 
 
+def _lineage(args: argparse.Namespace) -> int:
+    import json
+
+    from qaq_assets.lib.export import lineage_record
+    from qaq_assets.lib.lake import Lake
+
+    try:
+        print(json.dumps(lineage_record(Lake(args.lake), args.version), indent=2, default=str))
+    except LookupError as error:
+        print(f"qaq lineage: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from qaq_assets.lib.export import export_curated
+    from qaq_assets.lib.lake import Lake
+
+    written = export_curated(Lake(args.lake), args.out, args.format, args.version)
+    print(f"wrote {written} samples to {args.out} ({args.format})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qaq", description="Curate code-instruction data with QAQ scores.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -97,6 +120,18 @@ def build_parser() -> argparse.ArgumentParser:
     scoring.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
     scoring.add_argument("--batch-tokens", type=int, default=4096)
     scoring.set_defaults(handler=_bench_scoring)
+
+    lineage = commands.add_parser("lineage", help="what produced a curated version (inputs, models, config)")
+    lineage.add_argument("--lake", required=True)
+    lineage.add_argument("--version", type=int, default=None, help="curated_subset Delta version (default latest)")
+    lineage.set_defaults(handler=_lineage)
+
+    export = commands.add_parser("export", help="write a curated version's kept samples for SFT trainers")
+    export.add_argument("--lake", required=True)
+    export.add_argument("--version", type=int, default=None, help="curated_subset Delta version (default latest)")
+    export.add_argument("--format", default="messages-jsonl", choices=["messages-jsonl", "alpaca-jsonl", "parquet"])
+    export.add_argument("--out", required=True)
+    export.set_defaults(handler=_export)
 
     summary = commands.add_parser("summary", help="decisions and planted-defect rates of a curated version")
     summary.add_argument("--lake", required=True)

@@ -53,7 +53,9 @@ class Curation:
 
 
 def _model_identities(scores: pl.DataFrame, model_keys: list[str]) -> list[dict]:
-    identities = scores.select("model_key", "model_id", "model_fingerprint", "template_version").unique()
+    identities = scores.select(
+        "model_key", "model_id", "weights_sha256", "dtype", "model_fingerprint", "template_version"
+    ).unique()
     models = []
     for key in model_keys:
         rows = identities.filter(pl.col("model_key") == key)

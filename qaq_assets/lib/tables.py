@@ -142,6 +142,8 @@ QAQ_SCORES = TableSpec(
             "model_key": pl.String,
             "sample_id": pl.String,
             "model_id": pl.String,
+            "weights_sha256": pl.String,
+            "dtype": pl.String,
             "model_fingerprint": pl.String,
             "template_version": pl.String,
             "n_query_tokens": pl.Int32,
