@@ -29,6 +29,8 @@ def _curate(args: argparse.Namespace) -> int:
         template=args.template,
         device=args.device,
         dtype=args.dtype,
+        batch_tokens=args.batch_tokens,
+        commit_every=args.commit_every,
     )
     selection = SelectionConfig(strategy=args.strategy, budget=args.budget, band_low=args.band_low, strata=args.strata)
     summary = curate_files(args.paths, settings, selection, label_field=args.label_field, verbose=args.verbose)
@@ -60,7 +62,7 @@ def _bench_scoring(args: argparse.Namespace) -> int:
     paths = [Path(p) for p in sorted(glob.glob(args.data))]
     queries, answers = load_bench_pairs(paths, args.samples)
     loaded = load_model(args.model, device=args.device, dtype="float32")
-    scorer_dtype = resolve_dtype(args.dtype, loaded.device, int(loaded.model.config.hidden_size))
+    scorer_dtype = resolve_dtype(args.dtype, loaded.device)
     print(f"machine: {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"device {loaded.device}; model {loaded.model_id} ({loaded.parameters / 1e6:.1f}M params), "
           f"scorer dtype {scorer_dtype}")
@@ -104,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     curate.add_argument("--strategy", default="auto", choices=["auto", "rmi-band", "diff"])
     curate.add_argument("--band-low", type=float, default=0.5)
     curate.add_argument("--strata", type=int, default=10)
+    curate.add_argument("--batch-tokens", type=int, default=4096, help="padded tokens per forward pass")
+    curate.add_argument("--commit-every", type=int, default=256, help="samples per score-cache commit")
     curate.add_argument("--verbose", action="store_true", help="show Dagster's run logs")
     curate.add_argument("--label-field", default="defect", help="planted-label field, carried but never scored")
     _add_model_options(curate)

@@ -20,7 +20,12 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     return {
         "lake": LakeResource(root=settings.lake, storage_options=settings.storage_options),
         "models": ScoringModelsResource(
-            models=list(settings.models), template=settings.template, device=settings.device, dtype=settings.dtype
+            models=list(settings.models),
+            template=settings.template,
+            device=settings.device,
+            dtype=settings.dtype,
+            batch_tokens=settings.batch_tokens,
+            commit_every=settings.commit_every,
         ),
     }
 

@@ -24,6 +24,8 @@ class Settings:
     template: str = "chat"
     device: str = "auto"
     dtype: str = "auto"
+    batch_tokens: int = 4096
+    commit_every: int = 256
     storage_options: dict[str, str] = field(default_factory=dict)
 
     @classmethod

@@ -2,7 +2,6 @@
 
 import dagster as dg
 import polars as pl
-import pytest
 
 from qaq_assets.definitions import build_assets, build_definitions, build_resources
 from qaq_assets.defs.partitions import SHARDS
@@ -142,11 +141,3 @@ def test_unregistered_shard_fails_with_instructions(lake):
     resources, (raw, *_) = graph(lake)
     result = dg.materialize([raw], partition_key="ghost", instance=instance, resources=resources, raise_on_error=False)
     assert "no registered source file" in result.get_step_failure_events()[0].step_failure_data.error.message
-
-
-@pytest.mark.parametrize("spec", ["nonexistent/dir", "random:no-such-arch"])
-def test_a_model_that_cannot_load_says_what_to_do(spec):
-    from qaq_assets.lib.models import ModelLoadError, load_model
-
-    with pytest.raises(ModelLoadError, match="random:ARCH|unknown random architecture"):
-        load_model(spec)

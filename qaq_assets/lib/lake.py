@@ -11,15 +11,17 @@ import logging
 import os
 import random
 import time
+import uuid
 from collections.abc import Mapping
 
 import polars as pl
-from deltalake import DeltaTable
+from deltalake import CommitProperties, DeltaTable
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
 
 from qaq_assets.lib.tables import ALL_TABLES, TableSpec
 
 log = logging.getLogger(__name__)
+COMMIT_ID_KEY = "qaq.commit"
 
 
 def sql_literal(value: str) -> str:
@@ -105,19 +107,25 @@ class Lake:
         predicate = " AND ".join(f"s.{k} = t.{k}" for k in keys)
 
         def merge() -> int:
+            commit_id = uuid.uuid4().hex
             (
                 table.conform(frame)
                 .write_delta(
                     self.uri(table),
                     mode="merge",
                     storage_options=self.storage_options,
-                    delta_merge_options={"predicate": predicate, "source_alias": "s", "target_alias": "t"},
+                    delta_merge_options={
+                        "predicate": predicate,
+                        "source_alias": "s",
+                        "target_alias": "t",
+                        "commit_properties": CommitProperties(custom_metadata={COMMIT_ID_KEY: commit_id}),
+                    },
                 )
                 .when_matched_update_all()
                 .when_not_matched_insert_all()
                 .execute()
             )
-            return self.version(table)
+            return self.committed_version(table, commit_id)
 
         return self._with_retries(table, merge)
 
@@ -127,12 +135,23 @@ class Lake:
             options["predicate"] = predicate
 
         def write() -> int:
+            commit_id = uuid.uuid4().hex
+            options["commit_properties"] = CommitProperties(custom_metadata={COMMIT_ID_KEY: commit_id})
             frame.write_delta(
                 self.uri(table), mode=mode, storage_options=self.storage_options, delta_write_options=options
             )
-            return self.version(table)
+            return self.committed_version(table, commit_id)
 
         return self._with_retries(table, write)
+
+    def committed_version(self, table: TableSpec, commit_id: str) -> int:
+        """The version our own commit got: with concurrent writers, "latest" may be someone else's."""
+        delta = self.delta_table(table)
+        for entry in delta.history(limit=256):
+            if entry.get(COMMIT_ID_KEY) == commit_id:
+                return int(entry["version"])
+        # mode="ignore" on an existing table commits nothing: the table's version is the answer.
+        return delta.version()
 
     def _with_retries(self, table: TableSpec, operation):
         # Optimistic concurrency: writers of disjoint partitions rarely conflict, but a

@@ -100,7 +100,9 @@ def score_shard(
     pairs = unique_pairs(samples)
     todo = pairs.join(cached_keys(lake, loaded, layouts, pairs), on=CACHE_KEY, how="anti")
     # Chunks of similar length pad less; the scorer sorts within a chunk too.
-    todo = todo.sort(pl.col("instruction").str.len_bytes() + pl.col("response").str.len_bytes())
+    # A total order, so a resumed run forms the same chunks and batches as an uninterrupted one.
+    todo = todo.with_columns(_length=pl.col("instruction").str.len_bytes() + pl.col("response").str.len_bytes())
+    todo = todo.sort("_length", "sample_id").drop("_length")
     progress = ScoringProgress(samples_total=todo.height)
     forward_calls_before = scorer.forward_calls
     tokens_scored = 0
