@@ -14,11 +14,14 @@ labelled in the ``defect`` column, which scoring never reads:
 - ``wrong_language``: a JavaScript answer to a Python request.
 
 Run: ``python data/generate_sample.py`` (deterministic for a given set of installed
-package versions; the shipped shards record what it produced).
+package versions; the shipped shards record what it produced). The independent held-out
+set comes from the standard library instead:
+``python data/generate_sample.py --packages stdlib --out data/heldout --seed 7 --shards 2 --per-shard 100``.
 """
 
 from __future__ import annotations
 
+import argparse
 import ast
 import importlib
 import inspect
@@ -30,6 +33,9 @@ import warnings
 from pathlib import Path
 
 PACKAGES = ["polars", "click", "jinja2", "yaml", "packaging", "datasketch", "rich", "tqdm", "dateutil", "sqlalchemy"]
+STDLIB = ["json", "email", "http", "logging", "urllib", "xml", "argparse", "textwrap", "shutil", "pathlib",
+          "inspect", "difflib", "csv", "calendar", "configparser", "zipfile", "tarfile", "statistics",
+          "ipaddress", "importlib", "unittest", "concurrent", "asyncio", "tomllib", "html", "wsgiref"]
 SHARDS = 4
 PER_SHARD = 80
 DEFECT_SHARE = {"misaligned": 0.08, "echo": 0.08, "truncated": 0.08, "chatty": 0.08, "wrong_language": 0.06}
@@ -83,9 +89,9 @@ def signature_args(func: ast.FunctionDef) -> str:
     return ast.unparse(arguments)
 
 
-def collect_functions() -> list[dict]:
+def collect_functions(packages: list[str]) -> list[dict]:
     found, seen = [], set()
-    for package_name in PACKAGES:
+    for package_name in packages:
         try:
             package = importlib.import_module(package_name)
         except ImportError:
@@ -160,23 +166,32 @@ def defective(kind: str, item: dict, other: dict, rng: random.Random) -> str:
 
 
 def main() -> None:
-    rng = random.Random(SEED)
-    functions = collect_functions()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--packages", default="third-party", help="third-party (default), stdlib, or a comma list")
+    parser.add_argument("--out", default=str(OUT))
+    parser.add_argument("--seed", type=int, default=SEED)
+    parser.add_argument("--shards", type=int, default=SHARDS)
+    parser.add_argument("--per-shard", type=int, default=PER_SHARD)
+    args = parser.parse_args()
+    packages = {"third-party": PACKAGES, "stdlib": STDLIB}.get(args.packages) or args.packages.split(",")
+    out = Path(args.out)
+    rng = random.Random(args.seed)
+    functions = collect_functions(packages)
     functions.sort(key=lambda f: (f["module"], f["name"]))
     rng.shuffle(functions)
-    total = SHARDS * PER_SHARD
+    total = args.shards * args.per_shard
     if len(functions) < total:
-        raise SystemExit(f"only {len(functions)} usable functions; install more of {PACKAGES}")
+        raise SystemExit(f"only {len(functions)} usable functions; install more of {packages}")
     chosen = functions[:total]
     kinds = [k for k, share in DEFECT_SHARE.items() for _ in range(round(share * total))]
     kinds += ["none"] * (total - len(kinds))
     rng.shuffle(kinds)
-    OUT.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     layouts = ["instruction", "prompt", "messages", "instruction"]
-    for shard in range(SHARDS):
+    for shard in range(args.shards):
         lines = []
-        for offset in range(PER_SHARD):
-            index = shard * PER_SHARD + offset
+        for offset in range(args.per_shard):
+            index = shard * args.per_shard + offset
             item, kind = chosen[index], kinds[index]
             other = chosen[(index + 1 + rng.randrange(total - 1)) % total]
             ask = rng.choice(ASKS).format(sig=item["sig"], name=item["name"], task=item["task"])
@@ -194,9 +209,9 @@ def main() -> None:
             lines.insert(10, '{"id": "s3-broken", "instruction": "Write a parser for')
             lines.append(lines[5])
             lines.append(lines[17])
-        (OUT / f"shard-{shard:03d}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        (out / f"shard-{shard:03d}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     counts = {k: kinds.count(k) for k in sorted(set(kinds))}
-    print(f"{total} records in {SHARDS} shards from {len(functions)} candidate functions; defects: {counts}")
+    print(f"{total} records in {args.shards} shards from {len(functions)} candidate functions; defects: {counts}")
 
 
 if __name__ == "__main__":

@@ -8,10 +8,15 @@ import os
 import sys
 
 from qaq_assets.lib.models import DEFAULT_MODEL_SPEC
-from qaq_assets.lib.selection import SelectionConfig
+from qaq_assets.lib.selection import STRATEGIES, SelectionConfig
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--lake", required=True, help="lake directory or URI")
+    parser.add_argument("--label-field", default="defect", help="planted-label field, carried but never scored")
+    parser.add_argument("--batch-tokens", type=int, default=4096, help="padded tokens per forward pass")
+    parser.add_argument("--commit-every", type=int, default=256, help="samples per score-cache commit")
+    parser.add_argument("--verbose", action="store_true", help="show Dagster's run logs")
     parser.add_argument("--model", action="append", dest="models", metavar="SPEC",
                         help=f"model spec, KEY=SPEC or SPEC; repeat for strong then weak (default {DEFAULT_MODEL_SPEC})")
     parser.add_argument("--template", default="chat", choices=["chat", "plain"])
@@ -19,11 +24,10 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
 
 
-def _curate(args: argparse.Namespace) -> int:
-    from qaq_assets.pipeline import curate_files
+def _settings(args: argparse.Namespace):
     from qaq_assets.settings import Settings
 
-    settings = Settings(
+    return Settings(
         lake=args.lake,
         models=tuple(args.models or [DEFAULT_MODEL_SPEC]),
         template=args.template,
@@ -32,6 +36,12 @@ def _curate(args: argparse.Namespace) -> int:
         batch_tokens=args.batch_tokens,
         commit_every=args.commit_every,
     )
+
+
+def _curate(args: argparse.Namespace) -> int:
+    from qaq_assets.pipeline import curate_files
+
+    settings = _settings(args)
     selection = SelectionConfig(strategy=args.strategy, budget=args.budget, band_low=args.band_low, strata=args.strata)
     summary = curate_files(args.paths, settings, selection, label_field=args.label_field, verbose=args.verbose)
     print(f"shards failed: {', '.join(summary.failed) or 'none'}")
@@ -40,6 +50,27 @@ def _curate(args: argparse.Namespace) -> int:
     print("table versions: " + " ".join(f"{name}={version}" for name, version in summary.versions.items()))
     print(summary.last_line())
     return 1 if summary.failed else 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from qaq_assets.lib.curation import prepare
+    from qaq_assets.lib.evaluation import auroc_table, evaluate, rates_table, write_report
+    from qaq_assets.lib.lake import Lake
+    from qaq_assets.pipeline import curate_files
+
+    settings = _settings(args)
+    summary = curate_files(args.paths, settings, SelectionConfig(), label_field=args.label_field, verbose=args.verbose)
+    if summary.failed:
+        print(f"scoring failed for {', '.join(summary.failed)}; evaluating what was scored")
+    keys = [spec.key for spec in settings.model_specs]
+    budgets = [float(b) for b in args.budgets.split(",")]
+    evaluation = evaluate(prepare(Lake(settings.lake), keys, SelectionConfig()), budgets, seed=args.seed)
+    print(rates_table(evaluation))
+    print()
+    print(auroc_table(evaluation))
+    report = write_report(evaluation, args.report_dir)
+    print(f"\nreport: {report}")
+    return 0
 
 
 def _summary(args: argparse.Namespace) -> int:
@@ -101,15 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     curate = commands.add_parser("curate", help="ingest, score and curate files (each file is one shard)")
     curate.add_argument("paths", nargs="+")
-    curate.add_argument("--lake", required=True, help="lake directory or URI")
     curate.add_argument("--budget", type=float, default=0.25)
-    curate.add_argument("--strategy", default="auto", choices=["auto", "rmi-band", "diff"])
+    curate.add_argument("--strategy", default="auto", choices=["auto", *STRATEGIES])
     curate.add_argument("--band-low", type=float, default=0.5)
     curate.add_argument("--strata", type=int, default=10)
-    curate.add_argument("--batch-tokens", type=int, default=4096, help="padded tokens per forward pass")
-    curate.add_argument("--commit-every", type=int, default=256, help="samples per score-cache commit")
-    curate.add_argument("--verbose", action="store_true", help="show Dagster's run logs")
-    curate.add_argument("--label-field", default="defect", help="planted-label field, carried but never scored")
     _add_model_options(curate)
     curate.set_defaults(handler=_curate)
 
@@ -124,6 +150,14 @@ def build_parser() -> argparse.ArgumentParser:
     scoring.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
     scoring.add_argument("--batch-tokens", type=int, default=4096)
     scoring.set_defaults(handler=_bench_scoring)
+
+    evaluation = commands.add_parser("evaluate", help="compare strategies on data with planted-defect labels")
+    evaluation.add_argument("paths", nargs="+")
+    evaluation.add_argument("--budgets", default="0.1,0.25,0.5")
+    evaluation.add_argument("--seed", type=int, default=0, help="seed of the random baseline")
+    evaluation.add_argument("--report-dir", default="evaluation", help="where report.md and its plots go")
+    _add_model_options(evaluation)
+    evaluation.set_defaults(handler=_evaluate)
 
     lineage = commands.add_parser("lineage", help="what produced a curated version (inputs, models, config)")
     lineage.add_argument("--lake", required=True)

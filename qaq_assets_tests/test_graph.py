@@ -141,3 +141,14 @@ def test_unregistered_shard_fails_with_instructions(lake):
     resources, (raw, *_) = graph(lake)
     result = dg.materialize([raw], partition_key="ghost", instance=instance, resources=resources, raise_on_error=False)
     assert "no registered source file" in result.get_step_failure_events()[0].step_failure_data.error.message
+
+
+def test_near_duplicates_are_dropped_pointing_at_their_twin(lake, make_shard):
+    body = "\n".join(f"    total_{i} = scale(values[{i}], factor={i}) + bias_{i}" for i in range(25))
+    near_pair = [("Sum the scaled values.", f"def total(values):\n{body}\n    return total_0"),
+                 ("Sum the scaled values!", f"def total(values):\n{body}\n    return total_1")]
+    materialize_all(lake, [make_shard("one", CODE_PAIRS[:10] + near_pair)])
+    curated = read(lake, CURATED_SUBSET)
+    twin = curated.filter(pl.col("row_index") == 12).row(0, named=True)
+    assert twin["decision"] == "drop" and twin["reason"] == "near_duplicate_of:one:11"
+    assert curated.filter(pl.col("decision") == "keep").height == 3  # floor(11 * 0.25 + .5) of 11 distinct

@@ -9,9 +9,11 @@ from datetime import UTC, datetime
 
 import polars as pl
 
+from qaq_assets.lib.codecheck import python_status
+from qaq_assets.lib.dedup import near_duplicates
 from qaq_assets.lib.lake import Lake
-from qaq_assets.lib.selection import DIFF, DROP, SelectionConfig, select_diff, select_rmi_band
-from qaq_assets.lib.tables import CURATED_SUBSET, CURATION_RUNS, QAQ_SCORES, RAW_SAMPLES
+from qaq_assets.lib.selection import DROP, SelectionConfig, select
+from qaq_assets.lib.tables import CURATED_STRATEGY_COLUMNS, CURATED_SUBSET, CURATION_RUNS, QAQ_SCORES, RAW_SAMPLES
 
 
 class CurationError(ValueError):
@@ -81,11 +83,45 @@ def _mark_duplicates(raw: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def curate(lake: Lake, model_keys: list[str], config: SelectionConfig, curation_id: str) -> Curation:
-    """Select over every shard scored by all ``model_keys`` (strong first)."""
+def _split_near_duplicates(canonical: pl.DataFrame, threshold: float) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Rows to select among, and near-duplicate rows dropped with a pointer to their kept twin."""
+    ordered = canonical.sort("shard", "row_index")
+    twins = near_duplicates((ordered["instruction"] + "\n" + ordered["response"]).to_list(), threshold)
+    keys = ordered["canonical"].to_list()
+    twin_of = pl.Series("twin", [keys[twins[i]] if i in twins else None for i in range(ordered.height)], pl.String)
+    ordered = ordered.with_columns(twin_of)
+    near = ordered.filter(pl.col("twin").is_not_null()).with_columns(
+        decision=pl.lit(DROP), reason=pl.lit("near_duplicate_of:") + pl.col("twin")
+    )
+    return ordered.filter(pl.col("twin").is_null()).drop("twin"), near.drop("twin")
+
+
+def _model_scores(canonical: pl.DataFrame, scores: pl.DataFrame, key: str) -> pl.DataFrame:
+    columns = ["shard", "sample_id", "nll_query", "rmi", "ifd_loss", "nll_answer_given_query"]
+    return canonical.select("shard", "sample_id", "code_status").join(
+        scores.filter(pl.col("model_key") == key).select(columns), on=["shard", "sample_id"], how="inner"
+    )
+
+
+@dataclass
+class Candidates:
+    """Everything selection needs: deduplicated rows, per-model scores, and the dropped twins."""
+
+    canonical: pl.DataFrame  # one row per distinct sample, to select among
+    dropped: pl.DataFrame  # exact and near duplicates, each pointing at its kept twin
+    strong: pl.DataFrame
+    weak: pl.DataFrame | None
+    shards: list[str]
+    pending_shards: list[str]
+    input_versions: dict[str, int | None]
+    models: list[dict]
+
+
+def prepare(lake: Lake, model_keys: list[str], config: SelectionConfig) -> Candidates:
+    """Read one consistent snapshot of the lake and deduplicate, for every shard scored by all
+    ``model_keys`` (strong first)."""
     if not model_keys:
         raise CurationError("no models configured")
-    strategy = config.resolved_strategy(len(model_keys))
     versions = {"raw_samples": lake.version(RAW_SAMPLES), "qaq_scores": lake.version(QAQ_SCORES)}
     raw = lake.scan(RAW_SAMPLES, versions["raw_samples"]).drop("ingested_at", "extra_fields").collect()
     scores = (
@@ -98,34 +134,39 @@ def curate(lake: Lake, model_keys: list[str], config: SelectionConfig, curation_
     pending = sorted(set(raw["shard"].unique()) - complete)
     raw = _mark_duplicates(raw.filter(pl.col("shard").is_in(sorted(complete))))
 
-    canonical = raw.filter(pl.col("is_first"))
-    by_model = {
-        key: canonical.select("shard", "sample_id").join(
-            scores.filter(pl.col("model_key") == key).select("shard", "sample_id", "nll_query", "rmi", "ifd_loss"),
-            on=["shard", "sample_id"],
-            how="inner",
-        )
-        for key in model_keys
-    }
-    if by_model[model_keys[0]].height != canonical.height:
-        missing = canonical.height - by_model[model_keys[0]].height
+    canonical = raw.filter(pl.col("is_first")).with_columns(
+        code_status=pl.col("response").map_elements(python_status, return_dtype=pl.String)
+    )
+    canonical, near = _split_near_duplicates(canonical, config.near_duplicate_threshold)
+    by_model = [_model_scores(canonical, scores, key) for key in model_keys]
+    if by_model[0].height != canonical.height:
+        missing = canonical.height - by_model[0].height
         raise CurationError(f"{missing} ingested samples have no score; re-materialize token_logprobs for their shards")
-    strong = by_model[model_keys[0]]
-    if strategy == DIFF:
-        selected = select_diff(strong, by_model[model_keys[1]], config)
-    else:
-        selected = select_rmi_band(strong, config).with_columns(
-            weak_rmi_rank=pl.lit(None, pl.Float64), diff=pl.lit(None, pl.Float64)
-        )
-
-    duplicates = raw.filter(~pl.col("is_first")).with_columns(
+    exact = raw.filter(~pl.col("is_first")).with_columns(
         decision=pl.lit(DROP), reason=pl.lit("exact_duplicate_of:") + pl.col("canonical")
     )
+    return Candidates(
+        canonical=canonical,
+        dropped=pl.concat([near, exact], how="diagonal_relaxed"),
+        strong=by_model[0],
+        weak=by_model[1] if len(by_model) > 1 else None,
+        shards=sorted(complete),
+        pending_shards=pending,
+        input_versions=versions,
+        models=models,
+    )
+
+
+def curate(lake: Lake, model_keys: list[str], config: SelectionConfig, curation_id: str) -> Curation:
+    """Every ingested row of the scored shards with its decision and reason."""
+    strategy = config.resolved_strategy(len(model_keys))
+    candidates = prepare(lake, model_keys, config)
+    selected = select(strategy, candidates.strong, candidates.weak, config)
     frame = (
         pl.concat(
             [
-                canonical.join(selected.drop("shard"), on="sample_id", how="inner"),
-                duplicates,
+                candidates.canonical.join(selected.drop("shard", "code_status"), on="sample_id", how="inner"),
+                candidates.dropped,
             ],
             how="diagonal_relaxed",
         )
@@ -133,10 +174,10 @@ def curate(lake: Lake, model_keys: list[str], config: SelectionConfig, curation_
         .sort("shard", "row_index")
     )
     return Curation(
-        frame=CURATED_SUBSET.conform(frame),
-        shards=sorted(complete),
-        pending_shards=pending,
-        input_versions=versions,
-        models=models,
-        template_versions=sorted({m["template_version"] for m in models}),
+        frame=CURATED_SUBSET.conform(frame, optional=CURATED_STRATEGY_COLUMNS),
+        shards=candidates.shards,
+        pending_shards=candidates.pending_shards,
+        input_versions=candidates.input_versions,
+        models=candidates.models,
+        template_versions=sorted({m["template_version"] for m in candidates.models}),
     )

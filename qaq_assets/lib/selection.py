@@ -9,11 +9,14 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import polars as pl
 
 RMI_BAND, DIFF, AUTO = "rmi-band", "diff", "auto"
+IFD, PPL, RANDOM, RMI_BAND_CODE = "ifd", "ppl", "random", "rmi-band+code"
+# The method as published, its baselines, and one named extension beyond the paper.
+STRATEGIES = (RMI_BAND, DIFF, IFD, PPL, RANDOM, RMI_BAND_CODE)
 KEEP, DROP = "keep", "drop"
 
 
@@ -26,10 +29,13 @@ class SelectionConfig:
     diff_threshold: float = 0.1
     # Fewer strata on small inputs: a rank within a bin of 2 samples carries no signal.
     min_stratum_size: int = 10
+    seed: int = 0
+    # MinHash Jaccard similarity at which a sample repeats an earlier one (>= 1 disables).
+    near_duplicate_threshold: float = 0.85
 
     def __post_init__(self) -> None:
-        if self.strategy not in (RMI_BAND, DIFF, AUTO):
-            raise ValueError(f"strategy must be {RMI_BAND}, {DIFF} or {AUTO}, not {self.strategy!r}")
+        if self.strategy not in (*STRATEGIES, AUTO):
+            raise ValueError(f"strategy must be one of {(*STRATEGIES, AUTO)}, not {self.strategy!r}")
         if not 0.0 < self.budget <= 1.0:
             raise ValueError(f"budget must be in (0, 1], not {self.budget}")
         if not 0.0 <= self.band_low < 1.0:
@@ -118,6 +124,8 @@ def select_rmi_band(scores: pl.DataFrame, config: SelectionConfig) -> pl.DataFra
             .when(pl.col("rmi_position") >= pl.col("band_end"))
             .then(pl.lit("rmi_above_band: answer largely restates the query"))
             .otherwise(pl.lit("rmi_in_band")),
+            # Closeness to the band's centre: the score behind the decision (for AUROC).
+            keep_score=-(pl.col("rmi_rank") - (config.band_low + config.budget / 2)).abs(),
         )
         .drop("band_start", "band_end", "rmi_position")
     )
@@ -152,4 +160,80 @@ def select_diff(strong: pl.DataFrame, weak: pl.DataFrame, config: SelectionConfi
         .when(above)
         .then(pl.lit("diff_over_budget: above threshold, trimmed to the budget"))
         .otherwise(pl.lit("diff_below_threshold: weak model finds it as easy as the strong one")),
+        keep_score=pl.col("diff"),
     ).drop("position")
+
+
+def top_by_score(frame: pl.DataFrame, keep_score: pl.Expr, count: int, keep_reason: str, drop_reason: str) -> pl.DataFrame:
+    """Keep the ``count`` rows of highest ``keep_score`` (ties by sample_id); null scores never kept."""
+    ordered = (
+        frame.with_columns(keep_score=keep_score)
+        .sort(["keep_score", "sample_id"], descending=[True, False], nulls_last=True)
+        .with_columns(position=pl.int_range(pl.len()))
+    )
+    kept = (pl.col("position") < count) & pl.col("keep_score").is_not_null()
+    return ordered.with_columns(
+        decision=pl.when(kept).then(pl.lit(KEEP)).otherwise(pl.lit(DROP)),
+        reason=pl.when(kept).then(pl.lit(keep_reason)).otherwise(pl.lit(drop_reason)),
+    ).drop("position")
+
+
+def select_ifd(scores: pl.DataFrame, config: SelectionConfig) -> pl.DataFrame:
+    """Cherry LLM: drop IFD > 1 (the query does not help predict the answer), keep the highest IFD."""
+    selected = top_by_score(
+        scores,
+        pl.when(pl.col("ifd_loss") <= 1).then(pl.col("ifd_loss")),
+        keep_count(scores.height, config.budget),
+        "ifd_top",
+        "ifd_below_cut",
+    )
+    return selected.with_columns(
+        reason=pl.when(pl.col("ifd_loss") > 1)
+        .then(pl.lit("ifd_above_1: the query does not help predict the answer"))
+        .otherwise(pl.col("reason"))
+    )
+
+
+def select_ppl(scores: pl.DataFrame, config: SelectionConfig) -> pl.DataFrame:
+    """Keep the answers the model finds most likely given the query (lowest NLL(A|Q))."""
+    return top_by_score(
+        scores, -pl.col("nll_answer_given_query"), keep_count(scores.height, config.budget), "ppl_lowest", "ppl_higher"
+    )
+
+
+def _seeded_uniform(sample_id: str, seed: int) -> float:
+    digest = hashlib.blake2b(f"{seed}:{sample_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+def select_random(scores: pl.DataFrame, config: SelectionConfig) -> pl.DataFrame:
+    """A seeded random subset: the same seed and samples give the same subset on any machine."""
+    draw = pl.col("sample_id").map_elements(lambda sid: _seeded_uniform(sid, config.seed), return_dtype=pl.Float64)
+    return top_by_score(scores, draw, keep_count(scores.height, config.budget), "random_draw", "random_not_drawn")
+
+
+def select_rmi_band_code(scores: pl.DataFrame, config: SelectionConfig) -> pl.DataFrame:
+    """Beyond the paper: answers without parseable Python are dropped first (RMI cannot see
+    a truncated or wrong-language answer), then the RMI band fills the whole budget."""
+    valid = scores.filter(pl.col("code_status") == "valid")
+    count = keep_count(scores.height, config.budget)
+    invalid = scores.filter(pl.col("code_status") != "valid").with_columns(
+        decision=pl.lit(DROP),
+        reason=pl.lit("code_") + pl.col("code_status") + pl.lit(": the answer has no parseable Python"),
+        keep_score=pl.lit(None, pl.Float64),
+    )
+    if valid.height == 0:
+        return invalid
+    banded = select_rmi_band(valid, replace(config, budget=min(1.0, count / valid.height)))
+    return pl.concat([banded, invalid], how="diagonal_relaxed")
+
+
+def select(strategy: str, strong: pl.DataFrame, weak: pl.DataFrame | None, config: SelectionConfig) -> pl.DataFrame:
+    """Apply ``strategy`` (resolved, not ``auto``): every row gets decision, reason, keep_score."""
+    if strategy == DIFF:
+        if weak is None:
+            raise ValueError("strategy 'diff' needs a weak model's scores")
+        return select_diff(strong, weak, config)
+    rules = {RMI_BAND: select_rmi_band, IFD: select_ifd, PPL: select_ppl, RANDOM: select_random,
+             RMI_BAND_CODE: select_rmi_band_code}
+    return rules[strategy](strong, config)

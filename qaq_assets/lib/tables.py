@@ -22,12 +22,15 @@ class TableSpec:
     def empty(self) -> pl.DataFrame:
         return pl.DataFrame(schema=self.schema)
 
-    def conform(self, frame: pl.DataFrame) -> pl.DataFrame:
-        """Select and cast ``frame`` to this table's columns, in order."""
-        missing = [c for c in self.schema.names() if c not in frame.columns]
+    def conform(self, frame: pl.DataFrame, optional: tuple[str, ...] = ()) -> pl.DataFrame:
+        """Select and cast ``frame`` to this table's columns, in order; ``optional`` columns
+        may be absent and are then null."""
+        missing = [c for c in self.schema.names() if c not in frame.columns and c not in optional]
         if missing:
             raise ValueError(f"{self.name}: missing columns {missing}")
-        return frame.select([pl.col(c).cast(t) for c, t in self.schema.items()])
+        return frame.select(
+            [pl.col(c).cast(t) if c in frame.columns else pl.lit(None, t).alias(c) for c, t in self.schema.items()]
+        )
 
 
 SHARD_SOURCES = TableSpec(
@@ -181,6 +184,8 @@ CURATED_SUBSET = TableSpec(
             "rmi_rank": pl.Float64,
             "weak_rmi_rank": pl.Float64,
             "diff": pl.Float64,
+            "keep_score": pl.Float64,
+            "code_status": pl.String,
             "strategy": pl.String,
             "decision": pl.String,
             "reason": pl.String,
@@ -188,6 +193,9 @@ CURATED_SUBSET = TableSpec(
         }
     ),
 )
+
+# Columns only some strategies produce (diff's ranks, the band's strata).
+CURATED_STRATEGY_COLUMNS = ("stratum", "rmi_rank", "weak_rmi_rank", "diff", "keep_score")
 
 CURATION_RUNS = TableSpec(
     "curation_runs",

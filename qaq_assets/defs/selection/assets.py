@@ -21,6 +21,8 @@ class CurationConfig(dg.Config):
     strata: int = 10
     diff_threshold: float = 0.1
     min_stratum_size: int = 10
+    seed: int = 0
+    near_duplicate_threshold: float = 0.85
 
     def selection(self) -> SelectionConfig:
         return SelectionConfig(**self.model_dump())
@@ -56,7 +58,7 @@ def curated_subset(
 
     frame = store.scan(CURATED_SUBSET, version).collect()
     kept = frame.filter(pl.col("decision") == KEEP)
-    candidates = frame.filter(~pl.col("reason").str.starts_with("exact_duplicate_of:"))
+    candidates = frame.filter(~pl.col("reason").str.contains("duplicate_of:"))
     expected = keep_count(candidates.height, selection.budget)
     valid = (
         frame.select(pl.struct("shard", "row_index").is_unique().all()).item()
