@@ -19,7 +19,7 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--verbose", action="store_true", help="show Dagster's run logs")
     parser.add_argument("--model", action="append", dest="models", metavar="SPEC",
                         help=f"model spec, KEY=SPEC or SPEC; repeat for strong then weak (default {DEFAULT_MODEL_SPEC})")
-    parser.add_argument("--template", default="chat", choices=["chat", "plain"])
+    parser.add_argument("--template", default="auto", choices=["auto", "chat", "plain"])
     parser.add_argument("--device", default="auto")
     parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
 
@@ -145,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     scoring.add_argument("--samples", type=int, default=48)
     scoring.add_argument("--model", default=DEFAULT_MODEL_SPEC)
     scoring.add_argument("--data", default="data/shards/*.jsonl", help="glob of shard files to take samples from")
-    scoring.add_argument("--template", default="chat", choices=["chat", "plain"])
+    scoring.add_argument("--template", default="auto", choices=["auto", "chat", "plain"])
     scoring.add_argument("--device", default="auto")
     scoring.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
     scoring.add_argument("--batch-tokens", type=int, default=4096)

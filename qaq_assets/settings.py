@@ -21,7 +21,7 @@ class Settings:
     lake: str = "lake"
     models: tuple[str, ...] = (DEFAULT_MODEL_SPEC,)
     landing_dir: str = "data/incoming"
-    template: str = "chat"
+    template: str = "auto"
     device: str = "auto"
     dtype: str = "auto"
     batch_tokens: int = 4096

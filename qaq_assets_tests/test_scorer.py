@@ -140,3 +140,20 @@ def test_truncated_pairs_are_scored_over_their_kept_tokens(tiny_model, scorer):
     assert tokens.answer_truncated and len(tokens.query_ids) + len(tokens.answer_ids) + scorer.layouts.overhead <= 300
     [scores] = scorer.score([tokens])
     assert len(scores.answer_given_query) == len(tokens.answer_ids)
+
+
+def test_document_start_and_auto_template(tiny_model):
+    from qaq_assets.lib.templates import build_layouts, document_start_id
+
+    tokenizer = tiny_model.tokenizer
+    # The byte-level tokenizer adds no BOS itself: documents open with its end-of-text token.
+    assert document_start_id(tokenizer) == tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    assert build_layouts("auto", tokenizer).version == "chat-v1"
+    template = tokenizer.chat_template
+    try:
+        tokenizer.chat_template = None
+        assert build_layouts("auto", tokenizer).version == "plain-v1"
+        with pytest.raises(ValueError, match="needs a tokenizer with a chat template"):
+            build_layouts("chat", tokenizer)
+    finally:
+        tokenizer.chat_template = template

@@ -48,7 +48,9 @@ class ScoringModelsResource(dg.ConfigurableResource):
     """The language models that score samples: strong first, optional weak second."""
 
     models: list[str] = Field(description="Model specs, KEY=SPEC or SPEC; see qaq_assets.lib.models")
-    template: str = Field(default="chat", description="plain or chat (the model's chat template)")
+    template: str = Field(
+        default="auto", description="chat (the model's chat template), plain, or auto (chat when the tokenizer has one)"
+    )
     device: str = Field(default="auto", description="auto (CUDA when present), cpu, cuda, cuda:N")
     dtype: str = Field(default="auto", description="auto, float32, bfloat16 or float16")
     batch_tokens: int = Field(default=4096, description="Padded tokens per forward pass (CPU: 2-4k is fastest)")

