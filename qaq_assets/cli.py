@@ -35,6 +35,7 @@ def _settings(args: argparse.Namespace):
         dtype=args.dtype,
         batch_tokens=args.batch_tokens,
         commit_every=args.commit_every,
+        progress_bar=True,
     )
 
 
@@ -126,6 +127,19 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from qaq_assets.lib.lake import Lake
+    from qaq_assets.lib.reporting import html_report
+
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(html_report(Lake(args.lake), args.version), encoding="utf-8")
+    print(f"report: {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qaq", description="Curate code-instruction data with QAQ scores.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -170,6 +184,12 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--format", default="messages-jsonl", choices=["messages-jsonl", "alpaca-jsonl", "parquet"])
     export.add_argument("--out", required=True)
     export.set_defaults(handler=_export)
+
+    report = commands.add_parser("report", help="a self-contained HTML report of a curated version")
+    report.add_argument("--lake", required=True)
+    report.add_argument("--version", type=int, default=None, help="curated_subset Delta version (default latest)")
+    report.add_argument("--out", default="curation_report.html")
+    report.set_defaults(handler=_report)
 
     summary = commands.add_parser("summary", help="decisions and planted-defect rates of a curated version")
     summary.add_argument("--lake", required=True)

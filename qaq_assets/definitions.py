@@ -5,7 +5,7 @@ import dagster as dg
 from qaq_assets.defs.automation.jobs import curation_job, ingest_job, scoring_job
 from qaq_assets.defs.automation.sensors import automation_sensor, build_landing_sensor, recurate_schedule
 from qaq_assets.defs.ingest.assets import raw_samples
-from qaq_assets.defs.resources import LakeResource, ScoringModelsResource
+from qaq_assets.defs.resources import LakeResource, ProgressResource, ScoringModelsResource
 from qaq_assets.defs.scoring.assets import build_scoring_assets
 from qaq_assets.defs.selection.assets import curated_subset
 from qaq_assets.settings import Settings
@@ -27,6 +27,7 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
             batch_tokens=settings.batch_tokens,
             commit_every=settings.commit_every,
         ),
+        "progress": ProgressResource(terminal_bar=settings.progress_bar),
     }
 
 

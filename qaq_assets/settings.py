@@ -26,6 +26,7 @@ class Settings:
     dtype: str = "auto"
     batch_tokens: int = 4096
     commit_every: int = 256
+    progress_bar: bool = False
     storage_options: dict[str, str] = field(default_factory=dict)
 
     @classmethod

@@ -2,15 +2,17 @@
 
 
 import dataclasses
+import sys
 import threading
 from collections import OrderedDict
 
 import dagster as dg
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from qaq_assets.lib.lake import Lake
 from qaq_assets.lib.models import LoadedModel, ModelSpec, load_model
 from qaq_assets.lib.scorer import PairScorer
+from qaq_assets.lib.shard_scoring import ScoringProgress
 from qaq_assets.lib.templates import build_layouts
 
 _MODEL_CACHE: OrderedDict[tuple, LoadedModel] = OrderedDict()
@@ -82,3 +84,28 @@ class ScoringModelsResource(dg.ConfigurableResource):
 
     def sequence_budget(self, loaded: LoadedModel) -> int:
         return min(self.max_sequence_tokens, loaded.max_positions)
+
+
+class ProgressResource(dg.ConfigurableResource):
+    """Where scoring progress goes besides the run log: a terminal bar when the CLI runs the graph."""
+
+    terminal_bar: bool = Field(default=False, description="Draw a progress bar on stderr (when it is a terminal)")
+    _bars: dict = PrivateAttr(default_factory=dict)
+
+    def report(self, label: str, progress: ScoringProgress) -> None:
+        if not self.terminal_bar:
+            return
+        from tqdm import tqdm
+
+        bar = self._bars.get(label)
+        if bar is None:
+            # Dagster captures a step's sys.stderr into its compute log; the bar is for the terminal.
+            terminal = sys.__stderr__
+            bar = self._bars[label] = tqdm(
+                total=progress.samples_total, desc=label, unit="sample", file=terminal, disable=not terminal.isatty()
+            )
+        bar.update(progress.samples_done - bar.n)
+        bar.set_postfix(tokens_per_s=f"{progress.tokens_per_second:.0f}", refresh=False)
+        if progress.samples_done >= progress.samples_total:
+            bar.close()
+            del self._bars[label]

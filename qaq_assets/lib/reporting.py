@@ -3,6 +3,10 @@ planted labels, how many defects the selection removed."""
 
 from __future__ import annotations
 
+import base64
+import html
+import json
+
 import polars as pl
 
 from qaq_assets.lib.lake import Lake
@@ -58,3 +62,35 @@ def summary_text(lake: Lake, version: int | None = None) -> str:
         ]
         lines.append(f"  defect rate: input {100 * rates[0]:.1f}% -> kept {100 * rates[1]:.1f}%")
     return "\n".join(lines)
+
+
+def html_report(lake: Lake, version: int | None = None) -> str:
+    """A self-contained HTML page (plots embedded) of one curated version and its lineage."""
+    from qaq_assets.lib.export import lineage_record
+    from qaq_assets.lib.plots import curation_png
+
+    version = version if version is not None else lake.version(CURATED_SUBSET)
+    curated = lake.scan(CURATED_SUBSET, version).collect()
+    if curated.height == 0:
+        raise LookupError(f"no curated subset in {lake.root}")
+    try:
+        lineage = json.dumps(lineage_record(lake, version), indent=2, default=str)
+    except LookupError as error:
+        lineage = str(error)
+    picture = base64.b64encode(curation_png(curated)).decode()
+    kept = curated.filter(pl.col("decision") == KEEP).sort("rmi_rank", descending=True, nulls_last=True).head(10)
+    rows = "".join(
+        f"<tr><td>{html.escape(r['shard'])}:{r['row_index']}</td><td>{r['rmi']:.3f}</td>"
+        f"<td><pre>{html.escape(r['instruction'][:300])}</pre></td><td><pre>{html.escape(r['response'][:400])}</pre></td></tr>"
+        for r in kept.iter_rows(named=True)
+    )
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>qaq-assets curation v{version}</title>
+<style>body{{font-family:sans-serif;max-width:1200px;margin:2em auto}}pre{{white-space:pre-wrap;margin:0}}
+table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px;vertical-align:top}}</style></head>
+<body><h1>Curated subset, Delta version {version}</h1>
+<pre>{html.escape(summary_text(lake, version))}</pre>
+<h2>Scores and decisions</h2><img alt="RMI, NLL(Q) and decisions" src="data:image/png;base64,{picture}" style="max-width:100%">
+<h2>Kept samples (first 10)</h2><table><tr><th>row</th><th>rmi</th><th>instruction</th><th>response</th></tr>{rows}</table>
+<h2>Lineage</h2><pre>{html.escape(lineage)}</pre></body></html>
+"""

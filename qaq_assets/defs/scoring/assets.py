@@ -7,7 +7,7 @@ import dagster as dg
 import polars as pl
 
 from qaq_assets.defs.partitions import shard_and_model, shard_model_partitions
-from qaq_assets.defs.resources import LakeResource, ScoringModelsResource
+from qaq_assets.defs.resources import LakeResource, ProgressResource, ScoringModelsResource
 from qaq_assets.lib.metrics import distribution_summary, scores_from_logprobs
 from qaq_assets.lib.models import describe
 from qaq_assets.lib.shard_scoring import ScoringProgress, score_shard
@@ -17,8 +17,9 @@ LOGPROBS_CHECK = "one_row_per_sample"
 SCORES_CHECK = "scores_finite_and_unique"
 
 
-def _progress_logger(context: dg.AssetExecutionContext, label: str):
+def _progress_logger(context: dg.AssetExecutionContext, progress_resource: ProgressResource, label: str):
     def report(progress: ScoringProgress) -> None:
+        progress_resource.report(label, progress)
         eta = progress.eta_seconds
         context.log.info(
             f"{label}: {progress.samples_done}/{progress.samples_total} samples, "
@@ -45,7 +46,7 @@ def build_scoring_assets(model_keys: list[str]) -> list[dg.AssetsDefinition]:
         ),
     )
     def token_logprobs(
-        context: dg.AssetExecutionContext, lake: LakeResource, models: ScoringModelsResource
+        context: dg.AssetExecutionContext, lake: LakeResource, models: ScoringModelsResource, progress: ProgressResource
     ) -> dg.MaterializeResult:
         shard, model_key = shard_and_model(context)
         store = lake.lake()
@@ -65,7 +66,7 @@ def build_scoring_assets(model_keys: list[str]) -> list[dg.AssetsDefinition]:
             scorer,
             max_sequence_tokens=models.sequence_budget(loaded),
             commit_every=models.commit_every,
-            on_progress=_progress_logger(context, f"{shard}/{model_key}"),
+            on_progress=_progress_logger(context, progress, f"{shard}/{model_key}"),
         )
         version = store.replace_partition(TOKEN_LOGPROBS, result.token_logprobs, {"model_key": model_key, "shard": shard})
         frame = result.token_logprobs

@@ -8,6 +8,7 @@ from qaq_assets.defs.ingest.assets import markdown_counts
 from qaq_assets.defs.resources import LakeResource, ScoringModelsResource
 from qaq_assets.lib.curation import CurationError, curate
 from qaq_assets.lib.metrics import distribution_summary
+from qaq_assets.lib.plots import curation_png, markdown_image
 from qaq_assets.lib.selection import KEEP, SelectionConfig, keep_count
 from qaq_assets.lib.tables import CURATED_SUBSET, CURATION_RUNS
 
@@ -78,6 +79,7 @@ def curated_subset(
             "input_versions": dg.MetadataValue.json(curation.input_versions),
             "selection_config": dg.MetadataValue.json(selection.__dict__),
             "decisions": dg.MetadataValue.md(markdown_counts(frame, "reason")),
+            "picture": dg.MetadataValue.md(markdown_image(curation_png(frame), "RMI, NLL(Q) and decisions")),
             "kept_distribution": dg.MetadataValue.json(distribution_summary(kept, ["rmi", "nll_query", "ifd_loss"])),
             "table_uri": store.uri(CURATED_SUBSET),
             "delta_version": version,
