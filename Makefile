@@ -35,7 +35,7 @@ demo: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/qaq summary --lake $(LAKE)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -rs
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"

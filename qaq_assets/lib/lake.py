@@ -133,6 +133,10 @@ class Lake:
         options: dict = {"partition_by": list(table.partition_by) or None}
         if predicate is not None:
             options["predicate"] = predicate
+        # Tables outlive releases: a whole-table overwrite takes the current schema; appends and
+        # partition replacements add new columns to an older table (its rows read them as null).
+        if mode != "ignore":
+            options["schema_mode"] = "overwrite" if mode == "overwrite" and predicate is None else "merge"
 
         def write() -> int:
             commit_id = uuid.uuid4().hex

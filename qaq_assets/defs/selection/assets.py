@@ -41,8 +41,9 @@ CURATE_WHEN_SCORES_CHANGE = dg.AutomationCondition.eager().without(~dg.Automatio
     automation_condition=CURATE_WHEN_SCORES_CHANGE,
     check_specs=[dg.AssetCheckSpec(CURATED_CHECK, asset="curated_subset", blocking=True)],
     description=(
-        "Every ingested sample with a keep/drop decision and its reason: stratified RMI band (one model) or "
-        "strong/weak disagreement (two models), after exact-duplicate removal. Each run is a new Delta version."
+        "Every ingested sample with a keep/drop decision and its reason, after exact and near-duplicate removal. "
+        "Strategies: rmi-band (default with one model), diff (strong/weak, default with two), rmi-band+code, and "
+        "the ifd, ppl and random baselines. Each run is a new Delta version, recorded in curation_runs."
     ),
 )
 def curated_subset(

@@ -1,0 +1,45 @@
+"""The Delta store: partition replacement, versions of one's own commits, schema evolution."""
+
+import polars as pl
+import pytest
+
+from qaq_assets.lib.lake import Lake, partition_predicate
+from qaq_assets.lib.tables import TableSpec
+
+SPEC = TableSpec("things", pl.Schema({"shard": pl.String, "value": pl.Int64, "note": pl.String}), ("shard",))
+
+
+def frame(shard, values):
+    return pl.DataFrame({"shard": [shard] * len(values), "value": values, "note": [f"n{v}" for v in values]})
+
+
+def test_replace_partition_touches_only_that_partition(lake):
+    lake.replace_partition(SPEC, frame("a", [1, 2]), {"shard": "a"})
+    lake.replace_partition(SPEC, frame("b", [3]), {"shard": "b"})
+    version = lake.replace_partition(SPEC, frame("a", [9]), {"shard": "a"})
+    assert lake.scan(SPEC).sort("value").collect()["value"].to_list() == [3, 9]
+    assert version == lake.version(SPEC) and lake.scan(SPEC, version=version - 1).collect().height == 3
+    with pytest.raises(ValueError, match="outside partition"):
+        lake.replace_partition(SPEC, frame("b", [1]), {"shard": "a"})
+
+
+def test_predicates_quote_values():
+    assert partition_predicate({"shard": "it's", "model_key": "m"}) == "shard = 'it''s' AND model_key = 'm'"
+
+
+def test_tables_written_by_an_older_release_take_new_columns(lake):
+    old = TableSpec("things", pl.Schema({"shard": pl.String, "value": pl.Int64}), ("shard",))
+    lake.replace_partition(old, pl.DataFrame({"shard": ["a", "b"], "value": [1, 2]}).filter(pl.col("shard") == "a"),
+                           {"shard": "a"})
+    lake.append(old, pl.DataFrame({"shard": ["b"], "value": [2]}))
+    lake.replace_partition(SPEC, frame("a", [5]), {"shard": "a"})
+    lake.append(SPEC, frame("c", [7]))
+    rows = lake.scan(SPEC).sort("value").collect()
+    assert rows["note"].to_list() == [None, "n5", "n7"]
+
+    whole = TableSpec("whole", pl.Schema({"value": pl.Int64}))
+    lake.overwrite(whole, pl.DataFrame({"value": [1]}))
+    newer = TableSpec("whole", pl.Schema({"value": pl.Int64, "extra": pl.String}))
+    version = lake.overwrite(newer, pl.DataFrame({"value": [2], "extra": ["x"]}))
+    assert lake.scan(newer).collect().to_dicts() == [{"value": 2, "extra": "x"}]
+    assert lake.scan(whole, version=version - 1).collect().to_dicts() == [{"value": 1}]
