@@ -12,11 +12,16 @@ from qaq_assets.lib.selection import STRATEGIES, SelectionConfig
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--lake", required=True, help="lake directory or URI")
+    parser.add_argument("--lake", required=True, help="lake directory or URI (s3://bucket/prefix, ...)")
+    parser.add_argument("--storage-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="deltalake storage option for an object-store lake; repeatable")
     parser.add_argument("--label-field", default="defect", help="planted-label field, carried but never scored")
     parser.add_argument("--batch-tokens", type=int, default=4096, help="padded tokens per forward pass")
     parser.add_argument("--commit-every", type=int, default=256, help="samples per score-cache commit")
     parser.add_argument("--verbose", action="store_true", help="show Dagster's run logs")
+    parser.add_argument("--backend", default="local", choices=["local", "ray"], help="where forward passes run")
+    parser.add_argument("--ray-address", default="", help="Ray cluster address (default: start a local Ray)")
+    parser.add_argument("--ray-replicas", type=int, default=0, help="model replicas on Ray (default: one per GPU)")
     parser.add_argument("--model", action="append", dest="models", metavar="SPEC",
                         help=f"model spec, KEY=SPEC or SPEC; repeat for strong then weak (default {DEFAULT_MODEL_SPEC})")
     parser.add_argument("--template", default="auto", choices=["auto", "chat", "plain"])
@@ -36,6 +41,10 @@ def _settings(args: argparse.Namespace):
         batch_tokens=args.batch_tokens,
         commit_every=args.commit_every,
         progress_bar=True,
+        backend=args.backend,
+        ray_address=args.ray_address,
+        ray_replicas=args.ray_replicas,
+        storage_options=dict(option.split("=", 1) for option in args.storage_option),
     )
 
 
@@ -65,7 +74,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(f"scoring failed for {', '.join(summary.failed)}; evaluating what was scored")
     keys = [spec.key for spec in settings.model_specs]
     budgets = [float(b) for b in args.budgets.split(",")]
-    evaluation = evaluate(prepare(Lake(settings.lake), keys, SelectionConfig()), budgets, seed=args.seed)
+    evaluation = evaluate(prepare(Lake(settings.lake, settings.storage_options), keys, SelectionConfig()), budgets,
+                          seed=args.seed)
     print(rates_table(evaluation))
     print()
     print(auroc_table(evaluation))

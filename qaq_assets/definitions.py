@@ -13,7 +13,8 @@ from qaq_assets.settings import Settings
 
 def build_assets(settings: Settings) -> list[dg.AssetsDefinition]:
     """raw_samples -> token_logprobs -> qaq_scores -> curated_subset, for the configured models."""
-    return [raw_samples, *build_scoring_assets([spec.key for spec in settings.model_specs]), curated_subset]
+    model_keys = [spec.key for spec in settings.model_specs]
+    return [raw_samples, *build_scoring_assets(model_keys, settings.scoring_op_tags), curated_subset]
 
 
 def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
@@ -26,6 +27,9 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
             dtype=settings.dtype,
             batch_tokens=settings.batch_tokens,
             commit_every=settings.commit_every,
+            backend=settings.backend,
+            ray_address=settings.ray_address,
+            ray_replicas=settings.ray_replicas,
         ),
         "progress": ProgressResource(terminal_bar=settings.progress_bar),
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 
@@ -16,7 +17,9 @@ def _split(value: str) -> tuple[str, ...]:
 class Settings:
     """``QAQ_LAKE``: lake directory or URI; ``QAQ_MODELS``: comma-separated model specs
     (strong first); ``QAQ_LANDING_DIR``: directory the sensor watches; ``QAQ_TEMPLATE``,
-    ``QAQ_DEVICE``, ``QAQ_DTYPE``: scoring settings."""
+    ``QAQ_DEVICE``, ``QAQ_DTYPE``, ``QAQ_BACKEND`` (local or ray), ``QAQ_RAY_ADDRESS``: scoring settings;
+    ``QAQ_STORAGE_OPTIONS``: deltalake storage options as JSON (object stores);
+    ``QAQ_SCORING_OP_TAGS``: op tags of the scoring step as JSON (GPU placement)."""
 
     lake: str = "lake"
     models: tuple[str, ...] = (DEFAULT_MODEL_SPEC,)
@@ -27,7 +30,12 @@ class Settings:
     batch_tokens: int = 4096
     commit_every: int = 256
     progress_bar: bool = False
+    backend: str = "local"
+    ray_address: str = ""
+    ray_replicas: int = 0
     storage_options: dict[str, str] = field(default_factory=dict)
+    # Op tags of the scoring step, e.g. {"dagster-k8s/config": {...}} to request a GPU pod.
+    scoring_op_tags: dict = field(default_factory=dict)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -39,6 +47,10 @@ class Settings:
             template=env.get("QAQ_TEMPLATE", cls.template),
             device=env.get("QAQ_DEVICE", cls.device),
             dtype=env.get("QAQ_DTYPE", cls.dtype),
+            backend=env.get("QAQ_BACKEND", cls.backend),
+            ray_address=env.get("QAQ_RAY_ADDRESS", cls.ray_address),
+            storage_options=json.loads(env.get("QAQ_STORAGE_OPTIONS", "{}")),
+            scoring_op_tags=json.loads(env.get("QAQ_SCORING_OP_TAGS", "{}")),
         )
 
     @property

@@ -149,3 +149,16 @@ def test_definitions_declare_the_automation():
     assert sensors["landing_sensor"].default_status == dg.DefaultSensorStatus.RUNNING
     assert [s.name for s in defs.schedules] == ["recurate_nightly"]
     assert defs.resolve_assets_def("token_logprobs").op.pool == "gpu"
+
+
+def test_scoring_step_carries_deployment_op_tags(monkeypatch):
+    from qaq_assets.definitions import build_definitions
+    from qaq_assets.settings import Settings
+
+    gpu = {"dagster-k8s/config": {"container_config": {"resources": {"limits": {"nvidia.com/gpu": "1"}}}}}
+    monkeypatch.setenv("QAQ_SCORING_OP_TAGS", json.dumps(gpu))
+    monkeypatch.setenv("QAQ_MODELS", TINY)
+    defs = build_definitions(Settings.from_env())
+    tags = defs.resolve_assets_def("token_logprobs").op.tags
+    assert json.loads(tags["dagster-k8s/config"]) == gpu["dagster-k8s/config"]  # Dagster stores tag values as JSON
+    assert "dagster-k8s/config" not in defs.resolve_assets_def("raw_samples").op.tags

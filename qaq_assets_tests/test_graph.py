@@ -15,7 +15,8 @@ TINY_WEAK = "weak=random:tiny-llama:1"
 
 def graph(lake, models=(TINY,)):
     """The four assets and their resources, for a lake and models."""
-    settings = Settings(lake=lake.root, models=models, template="plain", device="cpu", dtype="float32")
+    settings = Settings(lake=lake.root, models=models, template="plain", device="cpu", dtype="float32",
+                        storage_options=lake.storage_options or {})
     return build_resources(settings), build_assets(settings)
 
 

@@ -3,6 +3,7 @@ say what to do."""
 
 import pytest
 
+from qaq_assets.lib.backends import LocalBackend
 from qaq_assets.lib.models import ModelLoadError, ModelSpec, load_model
 from qaq_assets.lib.records import read_shard
 from qaq_assets.lib.scorer import PairScorer
@@ -19,7 +20,7 @@ def test_over_long_samples_are_truncated_and_flagged_per_row(lake, tmp_path, tin
     ])
     layouts = build_layouts("plain", tiny_model.tokenizer)
     scorer = PairScorer(tiny_model.model, layouts, tiny_model.tokenizer.pad_token_id)
-    result = score_shard(lake, read_shard(path, "long").samples, "long", tiny_model, scorer, max_sequence_tokens=512)
+    result = score_shard(lake, read_shard(path, "long").samples, "long", LocalBackend(tiny_model, scorer, 512))
     rows = {r["n_query_tokens"]: r for r in result.token_logprobs.iter_rows(named=True)}
     # The query keeps room for the whole 12-token answer (under the 16-token floor).
     long_answer, long_query, fits = rows[14], rows[512 - layouts.overhead - len("short answer")], rows[4]

@@ -2,6 +2,7 @@
 
 import polars as pl
 
+from qaq_assets.lib.backends import LocalBackend
 from qaq_assets.lib.lake import Lake
 from qaq_assets.lib.records import read_shard
 from qaq_assets.lib.scorer import PairScorer
@@ -17,7 +18,7 @@ def new_scorer(tiny_model, template="plain") -> PairScorer:
 
 def score(lake: Lake, path, shard, tiny_model, scorer, commit_every=256):
     samples = read_shard(path, shard).samples
-    return score_shard(lake, samples, shard, tiny_model, scorer, max_sequence_tokens=2048, commit_every=commit_every)
+    return score_shard(lake, samples, shard, LocalBackend(tiny_model, scorer, 2048), commit_every=commit_every)
 
 
 def test_scores_each_sample_once_across_shards_and_reruns(lake, make_shard, tiny_model):

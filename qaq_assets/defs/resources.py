@@ -9,6 +9,7 @@ from collections import OrderedDict
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
+from qaq_assets.lib.backends import LocalBackend, ScoringBackend
 from qaq_assets.lib.lake import Lake
 from qaq_assets.lib.models import LoadedModel, ModelSpec, load_model
 from qaq_assets.lib.scorer import PairScorer
@@ -59,6 +60,9 @@ class ScoringModelsResource(dg.ConfigurableResource):
     max_batch_size: int = Field(default=64)
     max_sequence_tokens: int = Field(default=2048, description="Longest sequence; answers are cut first")
     commit_every: int = Field(default=256, description="Samples per Delta commit (resume granularity)")
+    backend: str = Field(default="local", description="local (in-process) or ray (a pool of model replicas)")
+    ray_address: str = Field(default="", description="Ray cluster address; empty starts a local Ray instance")
+    ray_replicas: int = Field(default=0, description="Model replicas on Ray; 0 = one per GPU (one on CPU clusters)")
 
     def specs(self) -> dict[str, ModelSpec]:
         return {spec.key: spec for spec in (ModelSpec.parse(text) for text in self.models)}
@@ -84,6 +88,22 @@ class ScoringModelsResource(dg.ConfigurableResource):
 
     def sequence_budget(self, loaded: LoadedModel) -> int:
         return min(self.max_sequence_tokens, loaded.max_positions)
+
+    def scoring_backend(self, key: str) -> ScoringBackend:
+        """Where ``key``'s forward passes run: this process, or replicas on a Ray cluster."""
+        if self.backend == "local":
+            loaded = self.load(key)
+            return LocalBackend(loaded, self.scorer(loaded), self.sequence_budget(loaded))
+        if self.backend == "ray":
+            from qaq_assets.lib.ray_backend import RayBackend
+
+            return RayBackend(
+                self.specs()[key], device=self.device, dtype=self.dtype, template=self.template,
+                batch_tokens=self.batch_tokens, max_batch_size=self.max_batch_size,
+                max_sequence_tokens=self.max_sequence_tokens, address=self.ray_address or None,
+                replicas=self.ray_replicas,
+            )
+        raise dg.Failure(f"unknown scoring backend {self.backend!r}: use local or ray")
 
 
 class ProgressResource(dg.ConfigurableResource):

@@ -308,16 +308,3 @@ def load_model(spec: ModelSpec | str, device: str = "auto", dtype: str = "auto")
         dtype=resolved_dtype,
         load_seconds=time.perf_counter() - start,
     )
-
-
-def describe(loaded: LoadedModel) -> dict:
-    return {
-        "key": loaded.spec.key,
-        "spec": loaded.spec.spec,
-        "model_id": loaded.model_id,
-        "weights_sha256": loaded.weights_sha256,
-        "fingerprint": loaded.fingerprint,
-        "dtype": loaded.dtype_name,
-        "device": str(loaded.device),
-        "parameters": loaded.parameters,
-    }

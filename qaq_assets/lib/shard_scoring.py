@@ -15,12 +15,11 @@ from datetime import UTC, datetime
 
 import polars as pl
 
+from qaq_assets.lib.backends import ScorerIdentity, ScoringBackend
 from qaq_assets.lib.lake import Lake
-from qaq_assets.lib.models import LoadedModel
 from qaq_assets.lib.records import text_sha
-from qaq_assets.lib.scorer import TRUNCATION_POLICY, PairScorer, tokenize_pairs
+from qaq_assets.lib.scorer import TRUNCATION_POLICY
 from qaq_assets.lib.tables import SCORE_CACHE, TOKEN_LOGPROBS
-from qaq_assets.lib.templates import TemplateLayouts
 
 CACHE_KEY = ["query_sha", "answer_sha"]
 
@@ -53,6 +52,8 @@ class ShardScoring:
     samples_cached: int
     tokens_scored: int
     forward_calls: int
+    real_tokens: int
+    padding_tokens: int
     seconds: float
 
 
@@ -68,15 +69,15 @@ def unique_pairs(samples: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _cache_scan(lake: Lake, loaded: LoadedModel, layouts: TemplateLayouts) -> pl.LazyFrame:
+def _cache_scan(lake: Lake, identity: ScorerIdentity) -> pl.LazyFrame:
     return lake.scan(SCORE_CACHE).filter(
-        (pl.col("model_fingerprint") == loaded.fingerprint) & (pl.col("template_version") == layouts.version)
+        (pl.col("model_fingerprint") == identity.fingerprint) & (pl.col("template_version") == identity.template_version)
     )
 
 
-def cached_keys(lake: Lake, loaded: LoadedModel, layouts: TemplateLayouts, pairs: pl.DataFrame) -> pl.DataFrame:
+def cached_keys(lake: Lake, identity: ScorerIdentity, pairs: pl.DataFrame) -> pl.DataFrame:
     return (
-        _cache_scan(lake, loaded, layouts)
+        _cache_scan(lake, identity)
         .select(CACHE_KEY)
         .join(pairs.lazy().select(CACHE_KEY), on=CACHE_KEY, how="semi")
         .unique()
@@ -88,36 +89,32 @@ def score_shard(
     lake: Lake,
     samples: pl.DataFrame,
     shard: str,
-    loaded: LoadedModel,
-    scorer: PairScorer,
-    max_sequence_tokens: int,
+    backend: ScoringBackend,
     commit_every: int = 256,
     on_progress: Callable[[ScoringProgress], None] | None = None,
 ) -> ShardScoring:
     """Score the samples of ``shard`` not yet in the cache and return its token_logprobs rows."""
     started = time.perf_counter()
-    layouts = scorer.layouts
+    identity = backend.identity
     pairs = unique_pairs(samples)
-    todo = pairs.join(cached_keys(lake, loaded, layouts, pairs), on=CACHE_KEY, how="anti")
-    # Chunks of similar length pad less; the scorer sorts within a chunk too.
-    # A total order, so a resumed run forms the same chunks and batches as an uninterrupted one.
+    todo = pairs.join(cached_keys(lake, identity, pairs), on=CACHE_KEY, how="anti")
+    # Chunks of similar length pad less; the scorer sorts within a chunk too. A total order,
+    # so a resumed run (or another backend) forms the same chunks and batches.
     todo = todo.with_columns(_length=pl.col("instruction").str.len_bytes() + pl.col("response").str.len_bytes())
     todo = todo.sort("_length", "sample_id").drop("_length")
+    chunks = list(todo.iter_slices(commit_every))
     progress = ScoringProgress(samples_total=todo.height)
-    forward_calls_before = scorer.forward_calls
-    tokens_scored = 0
+    totals = {"tokens": 0, "forward_calls": 0, "real": 0, "padding": 0}
 
-    for chunk in todo.iter_slices(commit_every):
-        tokens = tokenize_pairs(
-            loaded.tokenizer, layouts, chunk["instruction"].to_list(), chunk["response"].to_list(), max_sequence_tokens
-        )
-        logprobs = scorer.score(tokens)
+    scored_chunks = backend.score_chunks((c["instruction"].to_list(), c["response"].to_list()) for c in chunks)
+    for chunk, scored in zip(chunks, scored_chunks, strict=True):
+        tokens, logprobs = scored.tokens, scored.logprobs
         lake.append(
             SCORE_CACHE,
             pl.DataFrame(
                 {
-                    "model_fingerprint": loaded.fingerprint,
-                    "template_version": layouts.version,
+                    "model_fingerprint": identity.fingerprint,
+                    "template_version": identity.template_version,
                     "query_sha": chunk["query_sha"],
                     "answer_sha": chunk["answer_sha"],
                     "n_query_tokens": [len(t.query_ids) for t in tokens],
@@ -134,22 +131,25 @@ def score_shard(
             ),
         )
         chunk_tokens = sum(len(t.query_ids) + len(t.answer_ids) for t in tokens)
-        tokens_scored += chunk_tokens
+        totals["tokens"] += chunk_tokens
+        totals["forward_calls"] += scored.forward_calls
+        totals["real"] += scored.real_tokens
+        totals["padding"] += scored.padding_tokens
         progress.samples_done += chunk.height
         progress.tokens_done += chunk_tokens
         if on_progress is not None:
             on_progress(progress)
 
     rows = (
-        _cache_scan(lake, loaded, layouts)
+        _cache_scan(lake, identity)
         .join(pairs.lazy().select("sample_id", *CACHE_KEY), on=CACHE_KEY, how="inner")
         .unique(subset="sample_id", keep="first")
         .with_columns(
             shard=pl.lit(shard),
-            model_key=pl.lit(loaded.spec.key),
-            model_id=pl.lit(loaded.model_id),
-            weights_sha256=pl.lit(loaded.weights_sha256),
-            dtype=pl.lit(loaded.dtype_name),
+            model_key=pl.lit(identity.model_key),
+            model_id=pl.lit(identity.model_id),
+            weights_sha256=pl.lit(identity.weights_sha256),
+            dtype=pl.lit(identity.dtype),
             truncation_policy=pl.lit(TRUNCATION_POLICY),
         )
         .select(TOKEN_LOGPROBS.schema.names())
@@ -163,7 +163,9 @@ def score_shard(
         samples_total=pairs.height,
         samples_scored=todo.height,
         samples_cached=pairs.height - todo.height,
-        tokens_scored=tokens_scored,
-        forward_calls=scorer.forward_calls - forward_calls_before,
+        tokens_scored=totals["tokens"],
+        forward_calls=totals["forward_calls"],
+        real_tokens=totals["real"],
+        padding_tokens=totals["padding"],
         seconds=time.perf_counter() - started,
     )

@@ -9,7 +9,6 @@ import polars as pl
 from qaq_assets.defs.partitions import shard_and_model, shard_model_partitions
 from qaq_assets.defs.resources import LakeResource, ProgressResource, ScoringModelsResource
 from qaq_assets.lib.metrics import distribution_summary, scores_from_logprobs
-from qaq_assets.lib.models import describe
 from qaq_assets.lib.shard_scoring import ScoringProgress, score_shard
 from qaq_assets.lib.tables import QAQ_SCORES, RAW_SAMPLES, TOKEN_LOGPROBS
 
@@ -29,7 +28,7 @@ def _progress_logger(context: dg.AssetExecutionContext, progress_resource: Progr
     return report
 
 
-def build_scoring_assets(model_keys: list[str]) -> list[dg.AssetsDefinition]:
+def build_scoring_assets(model_keys: list[str], op_tags: dict | None = None) -> list[dg.AssetsDefinition]:
     partitions = shard_model_partitions(model_keys)
 
     @dg.asset(
@@ -38,6 +37,7 @@ def build_scoring_assets(model_keys: list[str]) -> list[dg.AssetsDefinition]:
         group_name="scoring",
         kinds={"pytorch", "deltalake"},
         pool="gpu",
+        op_tags=op_tags or None,
         automation_condition=dg.AutomationCondition.eager(),
         check_specs=[dg.AssetCheckSpec(LOGPROBS_CHECK, asset="token_logprobs", blocking=True)],
         description=(
@@ -56,22 +56,23 @@ def build_scoring_assets(model_keys: list[str]) -> list[dg.AssetsDefinition]:
             .select("sample_id", "instruction", "response")
             .collect()
         )
-        loaded = models.load(model_key)
-        scorer = models.scorer(loaded)
-        result = score_shard(
-            store,
-            samples,
-            shard,
-            loaded,
-            scorer,
-            max_sequence_tokens=models.sequence_budget(loaded),
-            commit_every=models.commit_every,
-            on_progress=_progress_logger(context, progress, f"{shard}/{model_key}"),
-        )
+        backend = models.scoring_backend(model_key)
+        try:
+            result = score_shard(
+                store,
+                samples,
+                shard,
+                backend,
+                commit_every=models.commit_every,
+                on_progress=_progress_logger(context, progress, f"{shard}/{model_key}"),
+            )
+        finally:
+            if hasattr(backend, "close"):
+                backend.close()
         version = store.replace_partition(TOKEN_LOGPROBS, result.token_logprobs, {"model_key": model_key, "shard": shard})
         frame = result.token_logprobs
         truncated = int((frame["answer_truncated"] | frame["query_truncated"]).sum()) if frame.height else 0
-        padding = scorer.padding_tokens / max(scorer.padding_tokens + scorer.real_tokens, 1)
+        padding = result.padding_tokens / max(result.padding_tokens + result.real_tokens, 1)
         return dg.MaterializeResult(
             metadata={
                 "dagster/row_count": frame.height,
@@ -84,8 +85,9 @@ def build_scoring_assets(model_keys: list[str]) -> list[dg.AssetsDefinition]:
                 "padding_fraction": round(padding, 4),
                 "truncated_samples": truncated,
                 "seconds": round(result.seconds, 2),
-                "template_version": scorer.layouts.version,
-                "model": dg.MetadataValue.json(describe(loaded)),
+                "template_version": backend.identity.template_version,
+                "backend": models.backend,
+                "model": dg.MetadataValue.json(vars(backend.identity)),
                 "table_uri": store.uri(TOKEN_LOGPROBS),
                 "delta_version": version,
             },

@@ -1,0 +1,85 @@
+"""Scoring backends: where the forward passes of a shard's chunks run.
+
+A backend turns an ordered stream of chunks (queries, answers) into an ordered stream of
+scored chunks. The driver (the Dagster step) keeps the cache lookups and the Delta commits,
+so every backend shares the cache, the schema and the resume semantics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from qaq_assets.lib.models import LoadedModel
+from qaq_assets.lib.scorer import PairLogprobs, PairScorer, PairTokens, tokenize_pairs
+
+
+@dataclass(frozen=True)
+class ScorerIdentity:
+    """What a score depends on: it keys the cache and is stored with every row."""
+
+    model_key: str
+    model_id: str
+    weights_sha256: str
+    dtype: str
+    fingerprint: str
+    template_version: str
+
+
+@dataclass
+class ScoredChunk:
+    tokens: list[PairTokens]
+    logprobs: list[PairLogprobs]
+    forward_calls: int
+    real_tokens: int
+    padding_tokens: int
+
+
+Chunk = tuple[list[str], list[str]]
+
+
+class ScoringBackend(Protocol):
+    identity: ScorerIdentity
+
+    def score_chunks(self, chunks: Iterable[Chunk]) -> Iterator[ScoredChunk]:
+        """Score each (queries, answers) chunk; results come back in the chunks' order."""
+        ...
+
+
+def identity_of(loaded: LoadedModel, scorer: PairScorer) -> ScorerIdentity:
+    return ScorerIdentity(
+        model_key=loaded.spec.key,
+        model_id=loaded.model_id,
+        weights_sha256=loaded.weights_sha256,
+        dtype=loaded.dtype_name,
+        fingerprint=loaded.fingerprint,
+        template_version=scorer.layouts.version,
+    )
+
+
+def score_chunk(loaded: LoadedModel, scorer: PairScorer, chunk: Chunk, max_sequence_tokens: int) -> ScoredChunk:
+    """Tokenise and score one chunk; the same code path for every backend."""
+    calls, real, padding = scorer.forward_calls, scorer.real_tokens, scorer.padding_tokens
+    queries, answers = chunk
+    tokens = tokenize_pairs(loaded.tokenizer, scorer.layouts, queries, answers, max_sequence_tokens)
+    logprobs = scorer.score(tokens)
+    return ScoredChunk(
+        tokens=tokens,
+        logprobs=logprobs,
+        forward_calls=scorer.forward_calls - calls,
+        real_tokens=scorer.real_tokens - real,
+        padding_tokens=scorer.padding_tokens - padding,
+    )
+
+
+class LocalBackend:
+    """In-process scoring with an already loaded model (the default)."""
+
+    def __init__(self, loaded: LoadedModel, scorer: PairScorer, max_sequence_tokens: int):
+        self.loaded, self.scorer, self.max_sequence_tokens = loaded, scorer, max_sequence_tokens
+        self.identity = identity_of(loaded, scorer)
+
+    def score_chunks(self, chunks: Iterable[Chunk]) -> Iterator[ScoredChunk]:
+        for chunk in chunks:
+            yield score_chunk(self.loaded, self.scorer, chunk, self.max_sequence_tokens)

@@ -1,0 +1,80 @@
+"""Scoring on a Ray cluster: a pool of actors, each holding one model replica.
+
+Each chunk goes to a free replica (``ray.util.ActorPool``) and the results come back in
+order, so the driver commits exactly what the local backend would. A replica scores a
+chunk with the same scorer and batching as the local backend: the scores are identical.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+from qaq_assets.lib.backends import Chunk, ScoredChunk, ScorerIdentity, identity_of, score_chunk
+from qaq_assets.lib.models import ModelSpec, load_model
+from qaq_assets.lib.scorer import PairScorer
+from qaq_assets.lib.templates import build_layouts
+
+
+class ScoringReplica:
+    """One model replica on a Ray worker (a GPU when the cluster has them)."""
+
+    def __init__(self, spec: ModelSpec, device: str, dtype: str, template: str, batch_tokens: int,
+                 max_batch_size: int, max_sequence_tokens: int, threads: int):
+        import torch
+
+        torch.set_num_threads(threads)
+        self.loaded = load_model(spec, device=device, dtype=dtype)
+        self.scorer = PairScorer(
+            self.loaded.model,
+            build_layouts(template, self.loaded.tokenizer),
+            pad_token_id=self.loaded.tokenizer.pad_token_id,
+            batch_tokens=batch_tokens,
+            max_batch_size=max_batch_size,
+        )
+        self.max_sequence_tokens = max_sequence_tokens
+
+    def identity(self) -> ScorerIdentity:
+        return identity_of(self.loaded, self.scorer)
+
+    def score(self, chunk: Chunk) -> ScoredChunk:
+        return score_chunk(self.loaded, self.scorer, chunk, self.max_sequence_tokens)
+
+
+class RayBackend:
+    """Score chunks on ``replicas`` Ray actors (default: one per GPU, else one per cluster)."""
+
+    def __init__(self, spec: ModelSpec, *, device: str = "auto", dtype: str = "auto", template: str = "auto",
+                 batch_tokens: int = 4096, max_batch_size: int = 64, max_sequence_tokens: int = 2048,
+                 address: str | None = None, replicas: int = 0):
+        try:
+            import ray
+            from ray.util import ActorPool
+        except ImportError as error:
+            raise RuntimeError("the ray backend needs Ray: pip install 'qaq-assets[ray]' (or pip install ray)") from error
+        if not ray.is_initialized():
+            # No address: a local Ray instance on this machine. Otherwise "auto" or ray://host:10001.
+            ray.init(address=address or None, include_dashboard=False, log_to_driver=False)
+        resources = ray.cluster_resources()
+        gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 1))
+        replicas = replicas or max(1, gpus)
+        threads = max(1, cpus // replicas)
+        placement = {"num_gpus": 1, "num_cpus": 1} if gpus else {"num_cpus": threads}
+        replica = ray.remote(ScoringReplica).options(**placement)
+        self._ray = ray
+        self.actors = [
+            replica.remote(spec, device, dtype, template, batch_tokens, max_batch_size, max_sequence_tokens, threads)
+            for _ in range(replicas)
+        ]
+        identities = set(ray.get([actor.identity.remote() for actor in self.actors]))
+        if len(identities) != 1:
+            raise RuntimeError(f"replicas disagree on the model they loaded: {identities}")
+        self.identity = identities.pop()
+        self.pool = ActorPool(self.actors)
+
+    def score_chunks(self, chunks: Iterable[Chunk]) -> Iterator[ScoredChunk]:
+        yield from self.pool.map(lambda actor, chunk: actor.score.remote(chunk), chunks)
+
+    def close(self) -> None:
+        for actor in self.actors:
+            self._ray.kill(actor)
+        self.actors = []
