@@ -33,9 +33,34 @@ import warnings
 from pathlib import Path
 
 PACKAGES = ["polars", "click", "jinja2", "yaml", "packaging", "datasketch", "rich", "tqdm", "dateutil", "sqlalchemy"]
-STDLIB = ["json", "email", "http", "logging", "urllib", "xml", "argparse", "textwrap", "shutil", "pathlib",
-          "inspect", "difflib", "csv", "calendar", "configparser", "zipfile", "tarfile", "statistics",
-          "ipaddress", "importlib", "unittest", "concurrent", "asyncio", "tomllib", "html", "wsgiref"]
+STDLIB = [
+    "json",
+    "email",
+    "http",
+    "logging",
+    "urllib",
+    "xml",
+    "argparse",
+    "textwrap",
+    "shutil",
+    "pathlib",
+    "inspect",
+    "difflib",
+    "csv",
+    "calendar",
+    "configparser",
+    "zipfile",
+    "tarfile",
+    "statistics",
+    "ipaddress",
+    "importlib",
+    "unittest",
+    "concurrent",
+    "asyncio",
+    "tomllib",
+    "html",
+    "wsgiref",
+]
 SHARDS = 4
 PER_SHARD = 80
 DEFECT_SHARE = {"misaligned": 0.08, "echo": 0.08, "truncated": 0.08, "chatty": 0.08, "wrong_language": 0.06}
@@ -75,7 +100,11 @@ def strip_docstring(source: str) -> tuple[str, ast.FunctionDef] | None:
     if not isinstance(func, ast.FunctionDef):
         return None
     func.decorator_list = []
-    if func.body and isinstance(func.body[0], ast.Expr) and isinstance(getattr(func.body[0], "value", None), ast.Constant):
+    if (
+        func.body
+        and isinstance(func.body[0], ast.Expr)
+        and isinstance(getattr(func.body[0], "value", None), ast.Constant)
+    ):
         func.body = func.body[1:] or [ast.Pass()]
     return ast.unparse(func), func
 
@@ -99,7 +128,10 @@ def collect_functions(packages: list[str]) -> list[dict]:
         modules = [package]
         if hasattr(package, "__path__"):
             for info in pkgutil.walk_packages(package.__path__, package_name + "."):
-                if any(part.startswith("_") and part != "__init__" for part in info.name.split(".")[1:]) or "test" in info.name:
+                if (
+                    any(part.startswith("_") and part != "__init__" for part in info.name.split(".")[1:])
+                    or "test" in info.name
+                ):
                     continue
                 try:
                     with warnings.catch_warnings():
@@ -128,8 +160,14 @@ def collect_functions(packages: list[str]) -> list[dict]:
                 seen.add(code)
                 args = signature_args(func)
                 found.append(
-                    {"package": package_name, "module": module.__name__, "name": name, "sig": f"{name}({args})",
-                     "task": task_text(doc), "code": code}
+                    {
+                        "package": package_name,
+                        "module": module.__name__,
+                        "name": name,
+                        "sig": f"{name}({args})",
+                        "task": task_text(doc),
+                        "code": code,
+                    }
                 )
     return found
 
@@ -150,18 +188,24 @@ def defective(kind: str, item: dict, other: dict, rng: random.Random) -> str:
     if kind == "misaligned":
         return rename(other["code"], item["name"])
     if kind == "echo":
-        return f"You want a Python function `{item['sig']}` that {item['task']} So the function `{item['name']}` " \
-               f"should {item['task']}"
+        return (
+            f"You want a Python function `{item['sig']}` that {item['task']} So the function `{item['name']}` "
+            f"should {item['task']}"
+        )
     if kind == "truncated":
         lines = item["code"].splitlines()
         return "\n".join(lines[: max(2, len(lines) * rng.randint(30, 55) // 100)])
     if kind == "chatty":
         return rng.choice(CHATTY)
     if kind == "wrong_language":
-        args = ", ".join(a.split("=")[0].strip(" *") for a in item["sig"][len(item["name"]) + 1 : -1].split(",") if a.strip(" *"))
-        return (f"```javascript\nfunction {item['name']}({args}) {{\n  // {item['task']}\n"
-                f"  const result = [];\n  for (const value of Object.values(arguments)) {{\n"
-                f"    result.push(value);\n  }}\n  return result;\n}}\n```")
+        args = ", ".join(
+            a.split("=")[0].strip(" *") for a in item["sig"][len(item["name"]) + 1 : -1].split(",") if a.strip(" *")
+        )
+        return (
+            f"```javascript\nfunction {item['name']}({args}) {{\n  // {item['task']}\n"
+            f"  const result = [];\n  for (const value of Object.values(arguments)) {{\n"
+            f"    result.push(value);\n  }}\n  return result;\n}}\n```"
+        )
     raise ValueError(kind)
 
 
@@ -200,7 +244,10 @@ def main() -> None:
             if layouts[shard] == "prompt":
                 record = {**meta, "prompt": ask, "output": answer}
             elif layouts[shard] == "messages":
-                record = {**meta, "messages": [{"role": "user", "content": ask}, {"role": "assistant", "content": answer}]}
+                record = {
+                    **meta,
+                    "messages": [{"role": "user", "content": ask}, {"role": "assistant", "content": answer}],
+                }
             else:
                 record = {**meta, "instruction": ask, "response": answer}
             lines.append(json.dumps(record, ensure_ascii=False))

@@ -11,10 +11,31 @@ from qaq_assets.lib.models import DEFAULT_MODEL_SPEC
 from qaq_assets.lib.selection import STRATEGIES, SelectionConfig
 
 
-def _add_model_options(parser: argparse.ArgumentParser) -> None:
+def _add_lake_options(parser: argparse.ArgumentParser, versioned: bool = False) -> None:
     parser.add_argument("--lake", required=True, help="lake directory or URI (s3://bucket/prefix, ...)")
-    parser.add_argument("--storage-option", action="append", default=[], metavar="KEY=VALUE",
-                        help="deltalake storage option for an object-store lake; repeatable")
+    parser.add_argument(
+        "--storage-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="deltalake storage option for an object-store lake; repeatable",
+    )
+    if versioned:
+        parser.add_argument("--version", type=int, default=None, help="curated_subset Delta version (default latest)")
+
+
+def _storage_options(args: argparse.Namespace) -> dict[str, str]:
+    return dict(option.split("=", 1) for option in args.storage_option)
+
+
+def _lake(args: argparse.Namespace):
+    from qaq_assets.lib.lake import Lake
+
+    return Lake(args.lake, _storage_options(args))
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    _add_lake_options(parser)
     parser.add_argument("--label-field", default="defect", help="planted-label field, carried but never scored")
     parser.add_argument("--batch-tokens", type=int, default=4096, help="padded tokens per forward pass")
     parser.add_argument("--commit-every", type=int, default=256, help="samples per score-cache commit")
@@ -22,8 +43,13 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", default="local", choices=["local", "ray"], help="where forward passes run")
     parser.add_argument("--ray-address", default="", help="Ray cluster address (default: start a local Ray)")
     parser.add_argument("--ray-replicas", type=int, default=0, help="model replicas on Ray (default: one per GPU)")
-    parser.add_argument("--model", action="append", dest="models", metavar="SPEC",
-                        help=f"model spec, KEY=SPEC or SPEC; repeat for strong then weak (default {DEFAULT_MODEL_SPEC})")
+    parser.add_argument(
+        "--model",
+        action="append",
+        dest="models",
+        metavar="SPEC",
+        help=f"model spec, KEY=SPEC or SPEC; repeat for strong then weak (default {DEFAULT_MODEL_SPEC})",
+    )
     parser.add_argument("--template", default="auto", choices=["auto", "chat", "plain"])
     parser.add_argument("--device", default="auto")
     parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
@@ -44,7 +70,7 @@ def _settings(args: argparse.Namespace):
         backend=args.backend,
         ray_address=args.ray_address,
         ray_replicas=args.ray_replicas,
-        storage_options=dict(option.split("=", 1) for option in args.storage_option),
+        storage_options=_storage_options(args),
     )
 
 
@@ -55,8 +81,10 @@ def _curate(args: argparse.Namespace) -> int:
     selection = SelectionConfig(strategy=args.strategy, budget=args.budget, band_low=args.band_low, strata=args.strata)
     summary = curate_files(args.paths, settings, selection, label_field=args.label_field, verbose=args.verbose)
     print(f"shards failed: {', '.join(summary.failed) or 'none'}")
-    print(f"time: {summary.seconds:.1f}s total, {summary.scoring_seconds:.1f}s scoring"
-          + (f" ({summary.samples_scored / summary.scoring_seconds:.2f} samples/s)" if summary.samples_scored else ""))
+    print(
+        f"time: {summary.seconds:.1f}s total, {summary.scoring_seconds:.1f}s scoring"
+        + (f" ({summary.samples_scored / summary.scoring_seconds:.2f} samples/s)" if summary.samples_scored else "")
+    )
     print("table versions: " + " ".join(f"{name}={version}" for name, version in summary.versions.items()))
     print(summary.last_line())
     return 1 if summary.failed else 0
@@ -65,7 +93,6 @@ def _curate(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from qaq_assets.lib.curation import prepare
     from qaq_assets.lib.evaluation import auroc_table, evaluate, rates_table, write_report
-    from qaq_assets.lib.lake import Lake
     from qaq_assets.pipeline import curate_files
 
     settings = _settings(args)
@@ -74,8 +101,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(f"scoring failed for {', '.join(summary.failed)}; evaluating what was scored")
     keys = [spec.key for spec in settings.model_specs]
     budgets = [float(b) for b in args.budgets.split(",")]
-    evaluation = evaluate(prepare(Lake(settings.lake, settings.storage_options), keys, SelectionConfig()), budgets,
-                          seed=args.seed)
+    evaluation = evaluate(prepare(_lake(args), keys, SelectionConfig()), budgets, seed=args.seed)
     print(rates_table(evaluation))
     print()
     print(auroc_table(evaluation))
@@ -85,10 +111,9 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _summary(args: argparse.Namespace) -> int:
-    from qaq_assets.lib.lake import Lake
     from qaq_assets.lib.reporting import summary_text
 
-    print(summary_text(Lake(args.lake), args.version))
+    print(summary_text(_lake(args), args.version))
     return 0
 
 
@@ -105,9 +130,11 @@ def _bench_scoring(args: argparse.Namespace) -> int:
     queries, answers = load_bench_pairs(paths, args.samples)
     loaded = load_model(args.model, device=args.device, dtype="float32")
     scorer_dtype = resolve_dtype(args.dtype, loaded.device)
-    print(f"machine: {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"device {loaded.device}; model {loaded.model_id} ({loaded.parameters / 1e6:.1f}M params), "
-          f"scorer dtype {scorer_dtype}")
+    print(
+        f"machine: {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"device {loaded.device}; model {loaded.model_id} ({loaded.parameters / 1e6:.1f}M params), "
+        f"scorer dtype {scorer_dtype}"
+    )
     result = run_bench(loaded, queries, answers, scorer_dtype, template=args.template, batch_tokens=args.batch_tokens)
     for line in report_lines(result):
         print(line)
@@ -118,10 +145,9 @@ def _lineage(args: argparse.Namespace) -> int:
     import json
 
     from qaq_assets.lib.export import lineage_record
-    from qaq_assets.lib.lake import Lake
 
     try:
-        print(json.dumps(lineage_record(Lake(args.lake), args.version), indent=2, default=str))
+        print(json.dumps(lineage_record(_lake(args), args.version), indent=2, default=str))
     except LookupError as error:
         print(f"qaq lineage: {error}", file=sys.stderr)
         return 2
@@ -130,9 +156,8 @@ def _lineage(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     from qaq_assets.lib.export import export_curated
-    from qaq_assets.lib.lake import Lake
 
-    written = export_curated(Lake(args.lake), args.out, args.format, args.version)
+    written = export_curated(_lake(args), args.out, args.format, args.version)
     print(f"wrote {written} samples to {args.out} ({args.format})")
     return 0
 
@@ -140,12 +165,11 @@ def _export(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from qaq_assets.lib.lake import Lake
     from qaq_assets.lib.reporting import html_report
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(html_report(Lake(args.lake), args.version), encoding="utf-8")
+    out.write_text(html_report(_lake(args), args.version), encoding="utf-8")
     print(f"report: {out}")
     return 0
 
@@ -160,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     curate.add_argument("--strategy", default="auto", choices=["auto", *STRATEGIES])
     curate.add_argument("--band-low", type=float, default=0.5)
     curate.add_argument("--strata", type=int, default=10)
-    _add_model_options(curate)
+    _add_run_options(curate)
     curate.set_defaults(handler=_curate)
 
     bench = commands.add_parser("bench", help="benchmarks")
@@ -180,30 +204,26 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--budgets", default="0.1,0.25,0.5")
     evaluation.add_argument("--seed", type=int, default=0, help="seed of the random baseline")
     evaluation.add_argument("--report-dir", default="evaluation", help="where report.md and its plots go")
-    _add_model_options(evaluation)
+    _add_run_options(evaluation)
     evaluation.set_defaults(handler=_evaluate)
 
     lineage = commands.add_parser("lineage", help="what produced a curated version (inputs, models, config)")
-    lineage.add_argument("--lake", required=True)
-    lineage.add_argument("--version", type=int, default=None, help="curated_subset Delta version (default latest)")
+    _add_lake_options(lineage, versioned=True)
     lineage.set_defaults(handler=_lineage)
 
     export = commands.add_parser("export", help="write a curated version's kept samples for SFT trainers")
-    export.add_argument("--lake", required=True)
-    export.add_argument("--version", type=int, default=None, help="curated_subset Delta version (default latest)")
+    _add_lake_options(export, versioned=True)
     export.add_argument("--format", default="messages-jsonl", choices=["messages-jsonl", "alpaca-jsonl", "parquet"])
     export.add_argument("--out", required=True)
     export.set_defaults(handler=_export)
 
     report = commands.add_parser("report", help="a self-contained HTML report of a curated version")
-    report.add_argument("--lake", required=True)
-    report.add_argument("--version", type=int, default=None, help="curated_subset Delta version (default latest)")
+    _add_lake_options(report, versioned=True)
     report.add_argument("--out", default="curation_report.html")
     report.set_defaults(handler=_report)
 
     summary = commands.add_parser("summary", help="decisions and planted-defect rates of a curated version")
-    summary.add_argument("--lake", required=True)
-    summary.add_argument("--version", type=int, default=None, help="curated_subset Delta version (default latest)")
+    _add_lake_options(summary, versioned=True)
     summary.set_defaults(handler=_summary)
     return parser
 

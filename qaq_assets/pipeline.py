@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 import dagster as dg
 import polars as pl
 
-from qaq_assets.defs.partitions import SHARDS
 from qaq_assets.definitions import build_definitions
+from qaq_assets.defs.partitions import SHARDS
 from qaq_assets.lib.lake import Lake
 from qaq_assets.lib.selection import KEEP, SelectionConfig
 from qaq_assets.lib.shards import register_files
@@ -123,10 +123,10 @@ def curate_files(
         summary.failed.append("curated_subset")
         log(f"curation failed: {_failure_message(curation)}")
     else:
-        summary.kept = (
-            lake.scan(CURATED_SUBSET).filter(pl.col("decision") == KEEP).select(pl.len()).collect().item()
-        )
-    summary.versions = {t.name: lake.version(t) for t in (RAW_SAMPLES, QUARANTINE, TOKEN_LOGPROBS, QAQ_SCORES, CURATED_SUBSET)}
+        summary.kept = lake.scan(CURATED_SUBSET).filter(pl.col("decision") == KEEP).select(pl.len()).collect().item()
+    summary.versions = {
+        t.name: lake.version(t) for t in (RAW_SAMPLES, QUARANTINE, TOKEN_LOGPROBS, QAQ_SCORES, CURATED_SUBSET)
+    }
     summary.seconds = time.perf_counter() - started
     return summary
 

@@ -17,7 +17,9 @@ from qaq_assets_tests.test_graph import graph, materialize_all
 
 
 def tick(sensor, instance, lake, cursor=None):
-    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"lake": LakeResource(root=lake.root)})
+    context = dg.build_sensor_context(
+        instance=instance, cursor=cursor, resources={"lake": LakeResource(root=lake.root)}
+    )
     return sensor(context)
 
 
@@ -105,8 +107,12 @@ def test_landing_a_new_shard_scores_only_its_samples(lake, make_shard):
     register_files(lake, [make_shard("two", CODE_PAIRS[4:])])  # two old samples, six new
     instance.add_dynamic_partitions(SHARDS, ["two"])
     dg.materialize([assets[0]], partition_key="two", instance=instance, resources=resources)
-    result = dg.materialize(assets[1:3], partition_key=dg.MultiPartitionKey({"shard": "two", "model": "tiny"}),
-                            instance=instance, resources=resources)
+    result = dg.materialize(
+        assets[1:3],
+        partition_key=dg.MultiPartitionKey({"shard": "two", "model": "tiny"}),
+        instance=instance,
+        resources=resources,
+    )
     metadata = result.asset_materializations_for_node("token_logprobs")[0].metadata
     assert metadata["samples_scored"].value == 6 and metadata["samples_from_cache"].value == 2
     assert metadata["forward_passes"].value >= 1

@@ -41,7 +41,12 @@ def test_dirty_shard_is_ingested_with_quarantine(lake, tmp_path):
 
     quarantine = lake.scan(QUARANTINE).collect().sort("row_index")
     assert quarantine["reason"].to_list() == [
-        "malformed_json", "duplicate_id", "empty_instruction", "wrong_type", "invalid_utf8", "nul_character",
+        "malformed_json",
+        "duplicate_id",
+        "empty_instruction",
+        "wrong_type",
+        "invalid_utf8",
+        "nul_character",
         "record_too_large",
     ]
     assert set(quarantine["shard"]) == {"dirty"} and quarantine["raw"].str.len_chars().max() <= 2000

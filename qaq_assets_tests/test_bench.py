@@ -50,7 +50,22 @@ def test_bench_reports_a_broken_scorer(tiny_model, monkeypatch):
 
 def test_bench_command_prints_the_contract_line(tmp_path, capsys, make_shard):
     make_shard("bench", CODE_PAIRS)
-    assert main(["bench", "scoring", "--model", "random:tiny-llama", "--samples", "6", "--dtype", "float32",
-                 "--data", str(tmp_path / "*.jsonl")]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "scoring",
+                "--model",
+                "random:tiny-llama",
+                "--samples",
+                "6",
+                "--dtype",
+                "float32",
+                "--data",
+                str(tmp_path / "*.jsonl"),
+            ]
+        )
+        == 0
+    )
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert re.fullmatch(r"speedup_vs_naive=[\d.]+ tokens_per_s=[\d.]+ fraction_of_matmul_peak=[\d.]+", last)

@@ -13,7 +13,7 @@ QUERY = "Write a Python function `is_palindrome(s)` that returns True when the s
 ANSWERS = {
     "clean": "def is_palindrome(s):\n    return s == s[::-1]",
     "echo": "You want a Python function `is_palindrome(s)` that returns True when the string s reads the same "
-            "backwards. So is_palindrome should return True when s reads the same backwards.",
+    "backwards. So is_palindrome should return True when s reads the same backwards.",
     "chatty": "Great question! There are many ways to approach this. Let me know if you need more help!",
 }
 

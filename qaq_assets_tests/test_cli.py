@@ -12,8 +12,9 @@ LAST_LINE = re.compile(r"^samples_in=(\d+) samples_scored=(\d+) tokens_scored=(\
 
 def qaq(*args, env_extra=None, cwd=None):
     env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"} | (env_extra or {})
-    return subprocess.run([sys.executable, "-m", "qaq_assets.cli", *args], capture_output=True, text=True, env=env,
-                          cwd=cwd, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "qaq_assets.cli", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=300
+    )
 
 
 def test_curate_prints_the_contract_line_and_reruns_score_nothing(tmp_path, make_shard):
@@ -40,8 +41,15 @@ def test_curate_prints_the_contract_line_and_reruns_score_nothing(tmp_path, make
 def test_runs_are_recorded_in_a_shared_dagster_home(tmp_path, make_shard):
     home = tmp_path / "dagster_home"
     home.mkdir()
-    result = qaq("curate", str(make_shard("s", CODE_PAIRS[:4])), "--lake", str(tmp_path / "lake"), "--model", TINY,
-                 env_extra={"DAGSTER_HOME": str(home)})
+    result = qaq(
+        "curate",
+        str(make_shard("s", CODE_PAIRS[:4])),
+        "--lake",
+        str(tmp_path / "lake"),
+        "--model",
+        TINY,
+        env_extra={"DAGSTER_HOME": str(home)},
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     import dagster as dg
 
@@ -54,8 +62,9 @@ def test_runs_are_recorded_in_a_shared_dagster_home(tmp_path, make_shard):
 def test_curate_exits_non_zero_when_a_shard_fails_but_curates_the_rest(tmp_path, make_shard):
     bad = tmp_path / "bad.parquet"
     bad.write_bytes(b"definitely not parquet")
-    result = qaq("curate", str(make_shard("good", CODE_PAIRS)), str(bad), "--lake", str(tmp_path / "lake"),
-                 "--model", TINY)
+    result = qaq(
+        "curate", str(make_shard("good", CODE_PAIRS)), str(bad), "--lake", str(tmp_path / "lake"), "--model", TINY
+    )
     assert result.returncode == 1
     assert "ingest failed for shard bad" in result.stdout and "bad.parquet" in result.stdout
     assert LAST_LINE.match(result.stdout.strip().splitlines()[-1]).groups()[3] == "3"

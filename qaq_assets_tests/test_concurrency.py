@@ -23,8 +23,9 @@ def curate_one(job: tuple[str, str]) -> tuple[int, int, list[str]]:
 
     lake, path = job
     settings = Settings(lake=lake, models=(TINY,), template="plain", dtype="float32", commit_every=10)
-    summary = curate_files([path], settings, SelectionConfig(), instance=dg.DagsterInstance.ephemeral(),
-                           log=lambda _: None)
+    summary = curate_files(
+        [path], settings, SelectionConfig(), instance=dg.DagsterInstance.ephemeral(), log=lambda _: None
+    )
     return summary.samples_in, summary.samples_scored, summary.failed
 
 
@@ -32,8 +33,13 @@ def test_parallel_shard_runs_all_commit(tmp_path):
     lake_dir = tmp_path / "lake"
     paths = []
     for worker in range(WORKERS):
-        records = [{"instruction": f"Shard {worker} task {i}: add {i} and {worker}.",
-                    "response": f"def f(x):\n    return x + {i * worker}"} for i in range(PER_SHARD)]
+        records = [
+            {
+                "instruction": f"Shard {worker} task {i}: add {i} and {worker}.",
+                "response": f"def f(x):\n    return x + {i * worker}",
+            }
+            for i in range(PER_SHARD)
+        ]
         paths.append(str(write_jsonl(tmp_path / f"part-{worker}.jsonl", records)))
 
     with multiprocessing.get_context("spawn").Pool(WORKERS) as pool:
@@ -47,6 +53,9 @@ def test_parallel_shard_runs_all_commit(tmp_path):
     assert raw.group_by("shard").len()["len"].to_list() == [PER_SHARD] * WORKERS
     for table in (TOKEN_LOGPROBS, QAQ_SCORES):
         frame = lake.scan(table).collect()
-        assert frame.height == WORKERS * PER_SHARD and frame.select(pl.struct("shard", "sample_id").is_unique().all()).item()
+        assert (
+            frame.height == WORKERS * PER_SHARD
+            and frame.select(pl.struct("shard", "sample_id").is_unique().all()).item()
+        )
     assert sorted(lake.scan(SHARD_SOURCES).collect()["shard"]) == [f"part-{w}" for w in range(WORKERS)]
     assert lake.scan(CURATION_RUNS).collect().height == WORKERS

@@ -32,8 +32,23 @@ def big_shard(path):
 
 
 def curate_command(shard, lake):
-    return [sys.executable, "-m", "qaq_assets.cli", "curate", str(shard), "--lake", str(lake), "--model", TINY,
-            "--template", "plain", "--dtype", "float32", "--commit-every", str(COMMIT_EVERY)]
+    return [
+        sys.executable,
+        "-m",
+        "qaq_assets.cli",
+        "curate",
+        str(shard),
+        "--lake",
+        str(lake),
+        "--model",
+        TINY,
+        "--template",
+        "plain",
+        "--dtype",
+        "float32",
+        "--commit-every",
+        str(COMMIT_EVERY),
+    ]
 
 
 def environment():
@@ -54,8 +69,9 @@ def run_to_end(command):
 def test_sigkill_mid_scoring_then_resume(tmp_path):
     shard = big_shard(tmp_path / "big.jsonl")
     lake_dir = tmp_path / "lake"
-    process = subprocess.Popen(curate_command(shard, lake_dir), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               env=environment())
+    process = subprocess.Popen(
+        curate_command(shard, lake_dir), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=environment()
+    )
     deadline = time.time() + 300
     while committed_appends(lake_dir) < 3:
         if process.poll() is not None:

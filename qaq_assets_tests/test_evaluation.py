@@ -10,8 +10,15 @@ from qaq_assets_tests.test_cli import qaq
 
 @pytest.mark.parametrize(
     "clean, defect, expected",
-    [([3.0, 2.0], [1.0], 1.0), ([1.0], [2.0, 3.0], 0.0), ([1.0], [1.0], 0.5), ([2.0, 0.0], [1.0], 0.5),
-     ([1.0], [None], 1.0), ([None], [None, 0.0], 0.25), ([], [1.0], None)],
+    [
+        ([3.0, 2.0], [1.0], 1.0),
+        ([1.0], [2.0, 3.0], 0.0),
+        ([1.0], [1.0], 0.5),
+        ([2.0, 0.0], [1.0], 0.5),
+        ([1.0], [None], 1.0),
+        ([None], [None, 0.0], 0.25),
+        ([], [1.0], None),
+    ],
 )
 def test_auroc(clean, defect, expected):
     assert auroc(clean, defect) == expected
@@ -21,14 +28,28 @@ def candidates() -> Candidates:
     # 8 samples, rmi rising with id; labels: s0 chatty (lowest rmi), s7 echo (highest), s3 truncated.
     labels = ["chatty", "none", "none", "truncated", "none", "none", "none", "echo"]
     n = len(labels)
-    strong = pl.DataFrame({
-        "sample_id": [f"s{i}" for i in range(n)], "shard": ["x"] * n, "nll_query": [1.0] * n,
-        "rmi": [float(i) for i in range(n)], "ifd_loss": [0.1 * i for i in range(n)],
-        "nll_answer_given_query": [float(n - i) for i in range(n)], "code_status": ["valid"] * n,
-    })
+    strong = pl.DataFrame(
+        {
+            "sample_id": [f"s{i}" for i in range(n)],
+            "shard": ["x"] * n,
+            "nll_query": [1.0] * n,
+            "rmi": [float(i) for i in range(n)],
+            "ifd_loss": [0.1 * i for i in range(n)],
+            "nll_answer_given_query": [float(n - i) for i in range(n)],
+            "code_status": ["valid"] * n,
+        }
+    )
     canonical = strong.select("sample_id").with_columns(label=pl.Series(labels))
-    return Candidates(canonical=canonical, dropped=pl.DataFrame(), strong=strong, weak=None, shards=["x"],
-                      pending_shards=[], input_versions={}, models=[])
+    return Candidates(
+        canonical=canonical,
+        dropped=pl.DataFrame(),
+        strong=strong,
+        weak=None,
+        shards=["x"],
+        pending_shards=[],
+        input_versions={},
+        models=[],
+    )
 
 
 def test_rates_and_recall_per_defect_type():
@@ -66,11 +87,25 @@ def test_evaluation_needs_labels():
 def test_evaluate_command(tmp_path, make_shard):
     from qaq_assets_tests.conftest import CODE_PAIRS, TINY
 
-    shard = make_shard("labelled", CODE_PAIRS, extra_records=[
-        {"instruction": "Reverse a list.", "response": "Great question! Many ways exist.", "defect": "chatty"},
-        {"instruction": "Add two numbers.", "response": "def add(a, b):\n    if a:", "defect": "truncated"},
-    ])
-    result = qaq("evaluate", str(shard), "--lake", str(tmp_path / "lake"), "--model", TINY, "--budgets", "0.25,0.5",
-                 "--report-dir", str(tmp_path / "eval"))
+    shard = make_shard(
+        "labelled",
+        CODE_PAIRS,
+        extra_records=[
+            {"instruction": "Reverse a list.", "response": "Great question! Many ways exist.", "defect": "chatty"},
+            {"instruction": "Add two numbers.", "response": "def add(a, b):\n    if a:", "defect": "truncated"},
+        ],
+    )
+    result = qaq(
+        "evaluate",
+        str(shard),
+        "--lake",
+        str(tmp_path / "lake"),
+        "--model",
+        TINY,
+        "--budgets",
+        "0.25,0.5",
+        "--report-dir",
+        str(tmp_path / "eval"),
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "| rmi-band+code | 0.250 |" in result.stdout and (tmp_path / "eval" / "report.md").is_file()

@@ -15,8 +15,14 @@ TINY_WEAK = "weak=random:tiny-llama:1"
 
 def graph(lake, models=(TINY,)):
     """The four assets and their resources, for a lake and models."""
-    settings = Settings(lake=lake.root, models=models, template="plain", device="cpu", dtype="float32",
-                        storage_options=lake.storage_options or {})
+    settings = Settings(
+        lake=lake.root,
+        models=models,
+        template="plain",
+        device="cpu",
+        dtype="float32",
+        storage_options=lake.storage_options or {},
+    )
     return build_resources(settings), build_assets(settings)
 
 
@@ -31,10 +37,14 @@ def materialize_all(lake, paths, models=(TINY,), instance=None, budget=0.25):
         assert dg.materialize([raw], partition_key=shard, instance=instance, resources=resources).success
         for model in models:
             key = dg.MultiPartitionKey({"shard": shard, "model": model.split("=")[0]})
-            result = dg.materialize([token_logprobs, qaq_scores], partition_key=key, instance=instance, resources=resources)
+            result = dg.materialize(
+                [token_logprobs, qaq_scores], partition_key=key, instance=instance, resources=resources
+            )
             assert result.success
     result = dg.materialize(
-        [curated], instance=instance, resources=resources,
+        [curated],
+        instance=instance,
+        resources=resources,
         run_config={"ops": {"curated_subset": {"config": {"budget": budget}}}},
     )
     assert result.success
@@ -52,14 +62,19 @@ def test_definitions_load_with_lineage():
     defs = build_definitions(Settings(models=(TINY, TINY_WEAK)))
     dg.Definitions.validate_loadable(defs)
     asset_graph = defs.resolve_asset_graph()
-    parents = {key.to_user_string(): {p.to_user_string() for p in asset_graph.get(key).parent_keys}
-               for key in asset_graph.get_all_asset_keys()}
+    parents = {
+        key.to_user_string(): {p.to_user_string() for p in asset_graph.get(key).parent_keys}
+        for key in asset_graph.get_all_asset_keys()
+    }
     assert parents == {
-        "raw_samples": set(), "token_logprobs": {"raw_samples"},
-        "qaq_scores": {"token_logprobs"}, "curated_subset": {"qaq_scores"},
+        "raw_samples": set(),
+        "token_logprobs": {"raw_samples"},
+        "qaq_scores": {"token_logprobs"},
+        "curated_subset": {"qaq_scores"},
     }
     assert asset_graph.get(dg.AssetKey("token_logprobs")).partitions_def.get_partitions_def_for_dimension(
-        "model").get_partition_keys() == ["tiny", "weak"]
+        "model"
+    ).get_partition_keys() == ["tiny", "weak"]
 
 
 def test_whole_graph_on_two_shards(lake, make_shard):
@@ -146,8 +161,10 @@ def test_unregistered_shard_fails_with_instructions(lake):
 
 def test_near_duplicates_are_dropped_pointing_at_their_twin(lake, make_shard):
     body = "\n".join(f"    total_{i} = scale(values[{i}], factor={i}) + bias_{i}" for i in range(25))
-    near_pair = [("Sum the scaled values.", f"def total(values):\n{body}\n    return total_0"),
-                 ("Sum the scaled values!", f"def total(values):\n{body}\n    return total_1")]
+    near_pair = [
+        ("Sum the scaled values.", f"def total(values):\n{body}\n    return total_0"),
+        ("Sum the scaled values!", f"def total(values):\n{body}\n    return total_1"),
+    ]
     materialize_all(lake, [make_shard("one", CODE_PAIRS[:10] + near_pair)])
     curated = read(lake, CURATED_SUBSET)
     twin = curated.filter(pl.col("row_index") == 12).row(0, named=True)

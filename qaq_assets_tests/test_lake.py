@@ -3,7 +3,7 @@
 import polars as pl
 import pytest
 
-from qaq_assets.lib.lake import Lake, partition_predicate
+from qaq_assets.lib.lake import partition_predicate
 from qaq_assets.lib.tables import TableSpec
 
 SPEC = TableSpec("things", pl.Schema({"shard": pl.String, "value": pl.Int64, "note": pl.String}), ("shard",))
@@ -29,8 +29,9 @@ def test_predicates_quote_values():
 
 def test_tables_written_by_an_older_release_take_new_columns(lake):
     old = TableSpec("things", pl.Schema({"shard": pl.String, "value": pl.Int64}), ("shard",))
-    lake.replace_partition(old, pl.DataFrame({"shard": ["a", "b"], "value": [1, 2]}).filter(pl.col("shard") == "a"),
-                           {"shard": "a"})
+    lake.replace_partition(
+        old, pl.DataFrame({"shard": ["a", "b"], "value": [1, 2]}).filter(pl.col("shard") == "a"), {"shard": "a"}
+    )
     lake.append(old, pl.DataFrame({"shard": ["b"], "value": [2]}))
     lake.replace_partition(SPEC, frame("a", [5]), {"shard": "a"})
     lake.append(SPEC, frame("c", [7]))

@@ -13,11 +13,14 @@ from qaq_assets_tests.conftest import write_jsonl
 
 
 def test_over_long_samples_are_truncated_and_flagged_per_row(lake, tmp_path, tiny_model):
-    path = write_jsonl(tmp_path / "long.jsonl", [
-        {"instruction": "short question", "response": "y" * 5000},
-        {"instruction": "q" * 5000, "response": "short answer"},
-        {"instruction": "fits", "response": "fine"},
-    ])
+    path = write_jsonl(
+        tmp_path / "long.jsonl",
+        [
+            {"instruction": "short question", "response": "y" * 5000},
+            {"instruction": "q" * 5000, "response": "short answer"},
+            {"instruction": "fits", "response": "fine"},
+        ],
+    )
     layouts = build_layouts("plain", tiny_model.tokenizer)
     scorer = PairScorer(tiny_model.model, layouts, tiny_model.tokenizer.pad_token_id)
     result = score_shard(lake, read_shard(path, "long").samples, "long", LocalBackend(tiny_model, scorer, 512))
@@ -68,7 +71,10 @@ def test_gemma_alias_says_how_to_install_it_when_missing(monkeypatch):
     import importlib.util
 
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name.startswith("gemma3_270m") else real_find_spec(name, *a))
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name.startswith("gemma3_270m") else real_find_spec(name, *a),
+    )
     with pytest.raises(ModelLoadError, match="make setup-gemma"):
         load_model("gemma3-270m")

@@ -26,10 +26,20 @@ def test_scores_from_token_logprobs():
     scores = scores_from_logprobs(
         logprob_rows(
             [
-                {"sample_id": "a", "query_logprobs": [-1.0, -3.0], "query_given_answer_logprobs": [-1.0, -1.0],
-                 "answer_logprobs": [-2.0, -2.0, -2.0], "answer_given_query_logprobs": [-1.0, -2.0, -3.0]},
-                {"sample_id": "b", "query_logprobs": [-0.5], "query_given_answer_logprobs": [-1.5],
-                 "answer_logprobs": [-2.0, -2.0], "answer_given_query_logprobs": [-1.0, -1.0]},
+                {
+                    "sample_id": "a",
+                    "query_logprobs": [-1.0, -3.0],
+                    "query_given_answer_logprobs": [-1.0, -1.0],
+                    "answer_logprobs": [-2.0, -2.0, -2.0],
+                    "answer_given_query_logprobs": [-1.0, -2.0, -3.0],
+                },
+                {
+                    "sample_id": "b",
+                    "query_logprobs": [-0.5],
+                    "query_given_answer_logprobs": [-1.5],
+                    "answer_logprobs": [-2.0, -2.0],
+                    "answer_given_query_logprobs": [-1.0, -1.0],
+                },
             ]
         )
     ).collect()

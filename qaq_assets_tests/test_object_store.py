@@ -22,11 +22,15 @@ def s3_endpoint():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     endpoint = f"http://127.0.0.1:{port}"
-    client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="test", aws_secret_access_key="test",
-                          region_name="us-east-1")
+    client = boto3.client(
+        "s3", endpoint_url=endpoint, aws_access_key_id="test", aws_secret_access_key="test", region_name="us-east-1"
+    )
     deadline = time.time() + 30
     while True:
         try:
@@ -42,10 +46,17 @@ def s3_endpoint():
 
 
 def test_whole_graph_on_an_s3_lake(s3_endpoint, make_shard):
-    lake = Lake("s3://curation/team/lake", {
-        "AWS_ENDPOINT_URL": s3_endpoint, "AWS_ALLOW_HTTP": "true", "AWS_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "aws_conditional_put": "etag",
-    })
+    lake = Lake(
+        "s3://curation/team/lake",
+        {
+            "AWS_ENDPOINT_URL": s3_endpoint,
+            "AWS_ALLOW_HTTP": "true",
+            "AWS_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": "test",
+            "AWS_SECRET_ACCESS_KEY": "test",
+            "aws_conditional_put": "etag",
+        },
+    )
     lake.ensure_all()  # pre-created: concurrent first writers never race to create a table
     one, two = make_shard("one", CODE_PAIRS[:6]), make_shard("two", CODE_PAIRS[6:])
     instance, _ = materialize_all(lake, [one, two])

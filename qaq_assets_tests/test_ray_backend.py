@@ -32,9 +32,13 @@ def test_ray_replicas_score_exactly_like_the_local_backend(ray_cluster, tmp_path
     assert ray_cluster["CPU"] == 2
     samples = read_shard(make_shard("s", CODE_PAIRS), "s").samples
     layouts = build_layouts("auto", tiny_model.tokenizer)
-    local = score_shard(Lake(tmp_path / "local"), samples, "s",
-                        LocalBackend(tiny_model, PairScorer(tiny_model.model, layouts, tiny_model.tokenizer.pad_token_id),
-                                     2048), commit_every=3)
+    local = score_shard(
+        Lake(tmp_path / "local"),
+        samples,
+        "s",
+        LocalBackend(tiny_model, PairScorer(tiny_model.model, layouts, tiny_model.tokenizer.pad_token_id), 2048),
+        commit_every=3,
+    )
 
     backend = RayBackend(ModelSpec.parse(TINY), device="cpu", dtype="float32", replicas=2)
     try:

@@ -20,14 +20,24 @@ def test_aliases_and_chat_messages(tmp_path):
             {"prompt": "Q2", "output": "A2"},
             {"instruction": "Sort", "input": "[3, 1]", "output": "[1, 3]"},
             {"input": "Q4 alone", "completion": "A4"},
-            {"messages": [{"role": "system", "content": "sys"}, {"role": "user", "content": "Q5"},
-                          {"role": "assistant", "content": "A5"}, {"role": "user", "content": "later"}]},
+            {
+                "messages": [
+                    {"role": "system", "content": "sys"},
+                    {"role": "user", "content": "Q5"},
+                    {"role": "assistant", "content": "A5"},
+                    {"role": "user", "content": "later"},
+                ]
+            },
         ],
     )
     read = read_shard(path, "s")
     rows = read.samples.to_dicts()
     assert [(r["instruction"], r["response"]) for r in rows] == [
-        ("Q1", "A1"), ("Q2", "A2"), ("Sort\n\n[3, 1]", "[1, 3]"), ("Q4 alone", "A4"), ("Q5", "A5")
+        ("Q1", "A1"),
+        ("Q2", "A2"),
+        ("Sort\n\n[3, 1]", "[1, 3]"),
+        ("Q4 alone", "A4"),
+        ("Q5", "A5"),
     ]
     assert rows[0]["id"] == "7" and rows[0]["label"] == "echo"
     assert json.loads(rows[0]["extra_fields"]) == {"source": "x"}
@@ -71,9 +81,17 @@ def test_every_kind_of_bad_row_is_quarantined_with_its_reason(tmp_path):
     read = read_shard(path, "bad")
     reasons = dict(zip(read.quarantine["row_index"].to_list(), read.quarantine["reason"].to_list(), strict=True))
     assert reasons == {
-        2: "malformed_json", 3: "not_an_object", 4: "missing_instruction", 5: "missing_response",
-        6: "empty_instruction", 7: "empty_response", 8: "wrong_type", 9: "nul_character",
-        10: "invalid_utf8", 11: "record_too_large", 13: "duplicate_id",
+        2: "malformed_json",
+        3: "not_an_object",
+        4: "missing_instruction",
+        5: "missing_response",
+        6: "empty_instruction",
+        7: "empty_response",
+        8: "wrong_type",
+        9: "nul_character",
+        10: "invalid_utf8",
+        11: "record_too_large",
+        13: "duplicate_id",
     }
     assert read.samples["row_index"].to_list() == [1, 12, 14]
     assert read.rows_read == read.samples.height + read.quarantine.height
@@ -99,7 +117,12 @@ def test_empty_file_reads_as_zero_rows(tmp_path):
 
 @pytest.mark.parametrize(
     "name, content",
-    [("bin.jsonl", bytes(range(256)) * 10), ("fake.parquet", b"not parquet"), ("x.csv", b"a,b\n"), ("z.jsonl.gz", b"nogz")],
+    [
+        ("bin.jsonl", bytes(range(256)) * 10),
+        ("fake.parquet", b"not parquet"),
+        ("x.csv", b"a,b\n"),
+        ("z.jsonl.gz", b"nogz"),
+    ],
 )
 def test_unreadable_file_raises_an_error_naming_it(tmp_path, name, content):
     (tmp_path / name).write_bytes(content)
@@ -132,6 +155,15 @@ def test_reader_never_crashes_and_every_row_is_accounted_for(tmp_path, raw_lines
     assert read.rows_read == read.samples.height + read.quarantine.height
     assert read.samples["instruction"].str.strip_chars().str.len_chars().min() or read.samples.height == 0
     assert set(read.quarantine["reason"]) <= {
-        "malformed_json", "not_an_object", "missing_instruction", "missing_response", "empty_instruction",
-        "empty_response", "wrong_type", "nul_character", "invalid_utf8", "record_too_large", "duplicate_id",
+        "malformed_json",
+        "not_an_object",
+        "missing_instruction",
+        "missing_response",
+        "empty_instruction",
+        "empty_response",
+        "wrong_type",
+        "nul_character",
+        "invalid_utf8",
+        "record_too_large",
+        "duplicate_id",
     }

@@ -54,7 +54,9 @@ def test_nll_query_given_answer_matches_a_manual_token_by_token_computation(tiny
         ids = list(layout.prefix) + list(pair.answer_ids) + list(layout.middle) + list(pair.query_ids)
         manual = manual_logprobs(tiny_model.model, ids, len(ids) - len(pair.query_ids))
         np.testing.assert_allclose(scores.query_given_answer, manual, atol=1e-5)
-        answer_alone = manual_logprobs(tiny_model.model, list(layout.prefix) + list(pair.answer_ids), len(layout.prefix))
+        answer_alone = manual_logprobs(
+            tiny_model.model, list(layout.prefix) + list(pair.answer_ids), len(layout.prefix)
+        )
         np.testing.assert_allclose(scores.answer, answer_alone, atol=1e-5)
 
 

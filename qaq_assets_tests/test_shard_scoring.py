@@ -13,7 +13,9 @@ from qaq_assets_tests.conftest import CODE_PAIRS
 
 
 def new_scorer(tiny_model, template="plain") -> PairScorer:
-    return PairScorer(tiny_model.model, build_layouts(template, tiny_model.tokenizer), tiny_model.tokenizer.pad_token_id)
+    return PairScorer(
+        tiny_model.model, build_layouts(template, tiny_model.tokenizer), tiny_model.tokenizer.pad_token_id
+    )
 
 
 def score(lake: Lake, path, shard, tiny_model, scorer, commit_every=256):

@@ -10,8 +10,15 @@ from qaq_assets.lib.selection import SelectionConfig, select
 
 def table(**columns) -> pl.DataFrame:
     n = len(next(iter(columns.values())))
-    base = {"sample_id": [f"s{i}" for i in range(n)], "shard": ["x"] * n, "nll_query": [1.0] * n, "rmi": [0.0] * n,
-            "ifd_loss": [0.5] * n, "nll_answer_given_query": [1.0] * n, "code_status": ["valid"] * n}
+    base = {
+        "sample_id": [f"s{i}" for i in range(n)],
+        "shard": ["x"] * n,
+        "nll_query": [1.0] * n,
+        "rmi": [0.0] * n,
+        "ifd_loss": [0.5] * n,
+        "nll_answer_given_query": [1.0] * n,
+        "code_status": ["valid"] * n,
+    }
     return pl.DataFrame(base | columns)
 
 
@@ -62,8 +69,12 @@ def test_code_aware_band_drops_unparseable_answers_first_and_fills_the_budget():
 
 def test_every_strategy_meets_the_budget_exactly():
     n = 37
-    scores = table(rmi=[float((i * 7) % n) for i in range(n)], nll_query=[float(i) for i in range(n)],
-                   ifd_loss=[(i % 10) / 10 for i in range(n)], nll_answer_given_query=[float(i % 5) for i in range(n)])
+    scores = table(
+        rmi=[float((i * 7) % n) for i in range(n)],
+        nll_query=[float(i) for i in range(n)],
+        ifd_loss=[(i % 10) / 10 for i in range(n)],
+        nll_answer_given_query=[float(i % 5) for i in range(n)],
+    )
     for strategy in ("rmi-band", "ppl", "random", "rmi-band+code"):
         selected = select(strategy, scores, None, SelectionConfig(budget=0.25))
         assert selected.height == n and len(kept(selected)) == 9, strategy  # floor(9.25 + .5)

@@ -34,7 +34,8 @@ def free_port() -> int:
 
 def graphql(port: int, query: str) -> dict:
     request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/graphql", data=json.dumps({"query": query}).encode(),
+        f"http://127.0.0.1:{port}/graphql",
+        data=json.dumps({"query": query}).encode(),
         headers={"Content-Type": "application/json"},
     )
     with urllib.request.urlopen(request, timeout=30) as response:
@@ -60,21 +61,56 @@ def ui(tmp_path, make_shard):
     home = tmp_path / "dagster_home"
     home.mkdir()
     shutil.copy(REPO / "deploy" / "dagster.yaml", home / "dagster.yaml")
-    env = {**os.environ, "DAGSTER_HOME": str(home), "QAQ_LAKE": str(tmp_path / "lake"), "QAQ_MODELS": TINY,
-           "QAQ_LANDING_DIR": str(tmp_path / "incoming")}
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "QAQ_LAKE": str(tmp_path / "lake"),
+        "QAQ_MODELS": TINY,
+        "QAQ_LANDING_DIR": str(tmp_path / "incoming"),
+    }
     curate = subprocess.run(
-        [sys.executable, "-m", "qaq_assets.cli", "curate", str(make_shard("ui", CODE_PAIRS)), "--lake",
-         str(tmp_path / "lake"), "--model", TINY], env=env, cwd=REPO, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "qaq_assets.cli",
+            "curate",
+            str(make_shard("ui", CODE_PAIRS)),
+            "--lake",
+            str(tmp_path / "lake"),
+            "--model",
+            TINY,
+        ],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert curate.returncode == 0, curate.stderr[-2000:]
     port = free_port()
     server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "dagster"), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
-        env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        [
+            str(Path(sys.executable).parent / "dagster"),
+            "dev",
+            "-w",
+            "workspace.yaml",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     try:
-        wait_for(lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=5).status == 200,
-                 120, "the Dagster webserver")
+        wait_for(
+            lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=5).status == 200,
+            120,
+            "the Dagster webserver",
+        )
         wait_for(lambda: len(graphql(port, "{ assetNodes { id } }")["assetNodes"]) == 4, 120, "the code location")
         yield port
     finally:
@@ -89,9 +125,18 @@ def browser(tmp_path):
 
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--no-first-run", "--window-size=1600,1000", f"--user-data-dir={tmp_path / 'chromium'}"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--window-size=1600,1000",
+        f"--user-data-dir={tmp_path / 'chromium'}",
+    ):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
     driver.set_page_load_timeout(60)
@@ -136,8 +181,12 @@ def test_ui_shows_the_graph_and_materializes_from_a_click(ui, browser):
     browser.save_screenshot(str(ARTIFACTS / "lineage.png"))
     lineage = graphql(port, "{ assetNodes { assetKey { path } dependencyKeys { path } } }")["assetNodes"]
     parents = {n["assetKey"]["path"][0]: [d["path"][0] for d in n["dependencyKeys"]] for n in lineage}
-    assert parents == {"raw_samples": [], "token_logprobs": ["raw_samples"], "qaq_scores": ["token_logprobs"],
-                       "curated_subset": ["qaq_scores"]}
+    assert parents == {
+        "raw_samples": [],
+        "token_logprobs": ["raw_samples"],
+        "qaq_scores": ["token_logprobs"],
+        "curated_subset": ["qaq_scores"],
+    }
 
     runs_query = "{ runsOrError { ... on Runs { results { runId status jobName } } } }"
     runs_before = len(graphql(port, runs_query)["runsOrError"]["results"])

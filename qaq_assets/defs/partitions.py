@@ -7,9 +7,7 @@ shard_partitions = dg.DynamicPartitionsDefinition(name=SHARDS)
 
 
 def shard_model_partitions(model_keys: list[str]) -> dg.MultiPartitionsDefinition:
-    return dg.MultiPartitionsDefinition(
-        {"model": dg.StaticPartitionsDefinition(model_keys), "shard": shard_partitions}
-    )
+    return dg.MultiPartitionsDefinition({"model": dg.StaticPartitionsDefinition(model_keys), "shard": shard_partitions})
 
 
 def shard_and_model(context: dg.AssetExecutionContext) -> tuple[str, str]:

@@ -1,6 +1,5 @@
 """Resources: the Delta lake and the scoring models (loaded once per process, reused by runs)."""
 
-
 import dataclasses
 import sys
 import threading
@@ -98,9 +97,14 @@ class ScoringModelsResource(dg.ConfigurableResource):
             from qaq_assets.lib.ray_backend import RayBackend
 
             return RayBackend(
-                self.specs()[key], device=self.device, dtype=self.dtype, template=self.template,
-                batch_tokens=self.batch_tokens, max_batch_size=self.max_batch_size,
-                max_sequence_tokens=self.max_sequence_tokens, address=self.ray_address or None,
+                self.specs()[key],
+                device=self.device,
+                dtype=self.dtype,
+                template=self.template,
+                batch_tokens=self.batch_tokens,
+                max_batch_size=self.max_batch_size,
+                max_sequence_tokens=self.max_sequence_tokens,
+                address=self.ray_address or None,
                 replicas=self.ray_replicas,
             )
         raise dg.Failure(f"unknown scoring backend {self.backend!r}: use local or ray")

@@ -123,7 +123,9 @@ def run_bench(
     if loaded.dtype != torch.float32:
         raise ValueError("the reference model must be loaded in float32")
     reference_model = loaded.model
-    production_model = reference_model if scorer_dtype == torch.float32 else copy.deepcopy(reference_model).to(scorer_dtype)
+    production_model = (
+        reference_model if scorer_dtype == torch.float32 else copy.deepcopy(reference_model).to(scorer_dtype)
+    )
     dtype_name = str(scorer_dtype).removeprefix("torch.")
     layouts = build_layouts(template, loaded.tokenizer)
     pairs: list[PairTokens] = tokenize_pairs(loaded.tokenizer, layouts, queries, answers, 2048)
@@ -134,7 +136,9 @@ def run_bench(
     start = time.perf_counter()
     naive = mean_nlls([naive_pair_logprobs(reference_model, layouts, pair) for pair in pairs])
     naive_seconds = time.perf_counter() - start
-    log(f"naive (1 sample/pass, 4 passes, float32): {naive_seconds:.1f}s, {content_tokens / naive_seconds:.0f} tokens/s")
+    log(
+        f"naive (1 sample/pass, 4 passes, float32): {naive_seconds:.1f}s, {content_tokens / naive_seconds:.0f} tokens/s"
+    )
 
     scorer = PairScorer(production_model, layouts, pad, batch_tokens=batch_tokens)
     scorer.score(pairs[: min(4, len(pairs))])  # warm-up: first-call allocations and kernel selection
@@ -142,17 +146,21 @@ def run_bench(
     start = time.perf_counter()
     scored = mean_nlls(scorer.score(pairs))
     scorer_seconds = time.perf_counter() - start
-    log(f"scorer (batched, 2 passes, {dtype_name}): {scorer_seconds:.1f}s, "
-        f"{content_tokens / scorer_seconds:.0f} tokens/s, {scorer.forward_calls} forward passes")
+    log(
+        f"scorer (batched, 2 passes, {dtype_name}): {scorer_seconds:.1f}s, "
+        f"{content_tokens / scorer_seconds:.0f} tokens/s, {scorer.forward_calls} forward passes"
+    )
 
     exact_pairs = pairs[:exact_check_samples]
     exact = mean_nlls(PairScorer(reference_model, layouts, pad, batch_tokens=batch_tokens).score(exact_pairs))
     exact_diff = check_equal(naive[: len(exact_pairs)], exact, EXACT_TOLERANCE, "float32 scorer vs naive")
     tolerance = EXACT_TOLERANCE if scorer_dtype == torch.float32 else REDUCED_PRECISION_TOLERANCE
     production_diff = check_equal(naive, scored, tolerance, f"{dtype_name} scorer vs naive float32")
-    log(f"equality: float32 max |diff| {exact_diff:.2e} nats/token over {len(exact_pairs)} samples "
+    log(
+        f"equality: float32 max |diff| {exact_diff:.2e} nats/token over {len(exact_pairs)} samples "
         f"(tolerance {EXACT_TOLERANCE}); {dtype_name} max |diff| {production_diff:.3f} over {len(pairs)} "
-        f"(tolerance {tolerance})")
+        f"(tolerance {tolerance})"
+    )
 
     peak = matmul_gflops(scorer_dtype, loaded.device)
     return BenchResult(

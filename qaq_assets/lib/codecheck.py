@@ -22,7 +22,9 @@ def _parses(code: str) -> bool:
     except (SyntaxError, ValueError):
         return False
     # A lone string or name is prose that happens to parse, not code.
-    return any(not (isinstance(node, ast.Expr) and isinstance(node.value, (ast.Constant, ast.Name))) for node in tree.body)
+    return any(
+        not (isinstance(node, ast.Expr) and isinstance(node.value, (ast.Constant, ast.Name))) for node in tree.body
+    )
 
 
 def python_status(answer: str) -> str:

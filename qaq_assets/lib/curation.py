@@ -74,12 +74,9 @@ def _model_identities(scores: pl.DataFrame, model_keys: list[str]) -> list[dict]
 
 def _mark_duplicates(raw: pl.DataFrame) -> pl.DataFrame:
     """The first occurrence (by shard, row) of each sample is canonical; others point at it."""
-    return (
-        raw.sort("shard", "row_index")
-        .with_columns(
-            canonical=(pl.col("shard") + ":" + pl.col("row_index").cast(pl.String)).first().over("sample_id"),
-            is_first=pl.int_range(pl.len()).over("sample_id") == 0,
-        )
+    return raw.sort("shard", "row_index").with_columns(
+        canonical=(pl.col("shard") + ":" + pl.col("row_index").cast(pl.String)).first().over("sample_id"),
+        is_first=pl.int_range(pl.len()).over("sample_id") == 0,
     )
 
 
@@ -124,9 +121,7 @@ def prepare(lake: Lake, model_keys: list[str], config: SelectionConfig) -> Candi
         raise CurationError("no models configured")
     versions = {"raw_samples": lake.version(RAW_SAMPLES), "qaq_scores": lake.version(QAQ_SCORES)}
     raw = lake.scan(RAW_SAMPLES, versions["raw_samples"]).drop("ingested_at", "extra_fields").collect()
-    scores = (
-        lake.scan(QAQ_SCORES, versions["qaq_scores"]).filter(pl.col("model_key").is_in(model_keys)).collect()
-    )
+    scores = lake.scan(QAQ_SCORES, versions["qaq_scores"]).filter(pl.col("model_key").is_in(model_keys)).collect()
     models = _model_identities(scores, model_keys)
 
     shards_with = [set(scores.filter(pl.col("model_key") == key)["shard"].unique()) for key in model_keys]

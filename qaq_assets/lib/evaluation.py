@@ -41,7 +41,9 @@ class Evaluation:
     labelled: pl.DataFrame  # candidates with labels and the strong model's scores
 
 
-def evaluate(candidates: Candidates, budgets: list[float], strategies: list[str] | None = None, seed: int = 0) -> Evaluation:
+def evaluate(
+    candidates: Candidates, budgets: list[float], strategies: list[str] | None = None, seed: int = 0
+) -> Evaluation:
     """Run ``strategies`` (default: all that the models allow) at each budget over ``candidates``."""
     labels = candidates.canonical.select("sample_id", "label")
     if labels["label"].null_count() == labels.height:

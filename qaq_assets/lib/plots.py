@@ -38,8 +38,13 @@ def curation_png(curated: pl.DataFrame) -> bytes:
     figure, axes = plt.subplots(1, 3, figsize=(15, 3.8))
 
     bins = 30
-    axes[0].hist([dropped["rmi"].to_list(), kept["rmi"].to_list()], bins=bins, stacked=True,
-                 label=["dropped", "kept"], color=["#c8c8c8", "#2b8a3e"])
+    axes[0].hist(
+        [dropped["rmi"].to_list(), kept["rmi"].to_list()],
+        bins=bins,
+        stacked=True,
+        label=["dropped", "kept"],
+        color=["#c8c8c8", "#2b8a3e"],
+    )
     axes[0].set_title("RMI (nats/token): kept band vs dropped")
     axes[0].set_xlabel("rmi = NLL(Q) - NLL(Q|A)")
     axes[0].legend()

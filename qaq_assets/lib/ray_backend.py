@@ -18,8 +18,17 @@ from qaq_assets.lib.templates import build_layouts
 class ScoringReplica:
     """One model replica on a Ray worker (a GPU when the cluster has them)."""
 
-    def __init__(self, spec: ModelSpec, device: str, dtype: str, template: str, batch_tokens: int,
-                 max_batch_size: int, max_sequence_tokens: int, threads: int):
+    def __init__(
+        self,
+        spec: ModelSpec,
+        device: str,
+        dtype: str,
+        template: str,
+        batch_tokens: int,
+        max_batch_size: int,
+        max_sequence_tokens: int,
+        threads: int,
+    ):
         import torch
 
         torch.set_num_threads(threads)
@@ -43,14 +52,26 @@ class ScoringReplica:
 class RayBackend:
     """Score chunks on ``replicas`` Ray actors (default: one per GPU, else one per cluster)."""
 
-    def __init__(self, spec: ModelSpec, *, device: str = "auto", dtype: str = "auto", template: str = "auto",
-                 batch_tokens: int = 4096, max_batch_size: int = 64, max_sequence_tokens: int = 2048,
-                 address: str | None = None, replicas: int = 0):
+    def __init__(
+        self,
+        spec: ModelSpec,
+        *,
+        device: str = "auto",
+        dtype: str = "auto",
+        template: str = "auto",
+        batch_tokens: int = 4096,
+        max_batch_size: int = 64,
+        max_sequence_tokens: int = 2048,
+        address: str | None = None,
+        replicas: int = 0,
+    ):
         try:
             import ray
             from ray.util import ActorPool
         except ImportError as error:
-            raise RuntimeError("the ray backend needs Ray: pip install 'qaq-assets[ray]' (or pip install ray)") from error
+            raise RuntimeError(
+                "the ray backend needs Ray: pip install 'qaq-assets[ray]' (or pip install ray)"
+            ) from error
         if not ray.is_initialized():
             # No address: a local Ray instance on this machine. Otherwise "auto" or ray://host:10001.
             ray.init(address=address or None, include_dashboard=False, log_to_driver=False)

@@ -156,9 +156,11 @@ def _iter_jsonl(path: Path, fmt: str, max_record_bytes: int) -> Iterator[tuple[i
                 seen_any = True
                 preview = raw_line[: MAX_RAW_CHARS * 4].decode("utf-8", errors="replace")[:MAX_RAW_CHARS]
                 if len(raw_line) > max_record_bytes:
-                    yield line_number, BadRecord(
-                        "record_too_large", f"{len(raw_line)} bytes > limit {max_record_bytes}"
-                    ), preview
+                    yield (
+                        line_number,
+                        BadRecord("record_too_large", f"{len(raw_line)} bytes > limit {max_record_bytes}"),
+                        preview,
+                    )
                     continue
                 try:
                     text = raw_line.decode("utf-8")
@@ -189,9 +191,11 @@ def _iter_parquet(path: Path, max_record_bytes: int) -> Iterator[tuple[int, dict
     for row_number, record in enumerate(frame.iter_rows(named=True), start=1):
         preview = json.dumps(record, default=str, ensure_ascii=False)
         if len(preview.encode("utf-8")) > max_record_bytes:
-            yield row_number, BadRecord("record_too_large", f"row larger than {max_record_bytes} bytes"), preview[
-                :MAX_RAW_CHARS
-            ]
+            yield (
+                row_number,
+                BadRecord("record_too_large", f"row larger than {max_record_bytes} bytes"),
+                preview[:MAX_RAW_CHARS],
+            )
             continue
         yield row_number, record, preview[:MAX_RAW_CHARS]
 

@@ -36,5 +36,8 @@ def naive_pair_logprobs(model: torch.nn.Module, layouts: TemplateLayouts, pair: 
 def mean_nlls(results: list[PairLogprobs]) -> np.ndarray:
     """(samples, 4): NLL(Q), NLL(A|Q), NLL(A), NLL(Q|A) per sample."""
     return np.array(
-        [[-r.query.mean(), -r.answer_given_query.mean(), -r.answer.mean(), -r.query_given_answer.mean()] for r in results]
+        [
+            [-r.query.mean(), -r.answer_given_query.mean(), -r.answer.mean(), -r.query_given_answer.mean()]
+            for r in results
+        ]
     )

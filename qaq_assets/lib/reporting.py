@@ -51,7 +51,9 @@ def summary_text(lake: Lake, version: int | None = None) -> str:
         "",
         "decisions by reason:",
     ]
-    by_reason = curated.group_by("decision", pl.col("reason").str.split(":").list.first()).len().sort("len", descending=True)
+    by_reason = (
+        curated.group_by("decision", pl.col("reason").str.split(":").list.first()).len().sort("len", descending=True)
+    )
     lines += [f"  {decision:5} {reason:24} {n}" for decision, reason, n in by_reason.iter_rows()]
     rates = defect_rates(curated)
     if rates is not None:
@@ -90,7 +92,9 @@ def html_report(lake: Lake, version: int | None = None) -> str:
 table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px;vertical-align:top}}</style></head>
 <body><h1>Curated subset, Delta version {version}</h1>
 <pre>{html.escape(summary_text(lake, version))}</pre>
-<h2>Scores and decisions</h2><img alt="RMI, NLL(Q) and decisions" src="data:image/png;base64,{picture}" style="max-width:100%">
-<h2>Kept samples (first 10)</h2><table><tr><th>row</th><th>rmi</th><th>instruction</th><th>response</th></tr>{rows}</table>
+<h2>Scores and decisions</h2>
+<img alt="RMI, NLL(Q) and decisions" src="data:image/png;base64,{picture}" style="max-width:100%">
+<h2>Kept samples (first 10)</h2>
+<table><tr><th>row</th><th>rmi</th><th>instruction</th><th>response</th></tr>{rows}</table>
 <h2>Lineage</h2><pre>{html.escape(lineage)}</pre></body></html>
 """

@@ -60,7 +60,9 @@ def tokenize_pairs(
 ) -> list[PairTokens]:
     """Tokenise each segment alone and fit the pair into ``max_sequence_tokens`` with the template."""
     budget = max_sequence_tokens - layouts.overhead
-    return [fit_to_budget(encode(tokenizer, q), encode(tokenizer, a), budget) for q, a in zip(queries, answers, strict=True)]
+    return [
+        fit_to_budget(encode(tokenizer, q), encode(tokenizer, a), budget) for q, a in zip(queries, answers, strict=True)
+    ]
 
 
 @dataclass(frozen=True)
@@ -97,7 +99,11 @@ def plan_batches(
         if current:
             # Sorted descending, so the first member sets the batch's padded length.
             padded = (len(current) + 1) * lengths[current[0]]
-            if padded > batch_tokens or len(current) >= max_batch_size or real + lengths[index] < (1 - max_padding) * padded:
+            if (
+                padded > batch_tokens
+                or len(current) >= max_batch_size
+                or real + lengths[index] < (1 - max_padding) * padded
+            ):
                 batches.append(current)
                 current, real = [], 0
         current.append(index)
@@ -145,9 +151,7 @@ class PairScorer:
             sequences.append(_build_sequence(i, ANSWER_FIRST, answer_first, pair.answer_ids, pair.query_ids))
         return sequences
 
-    def score(
-        self, pairs: Sequence[PairTokens], on_batch: Callable[[int], None] | None = None
-    ) -> list[PairLogprobs]:
+    def score(self, pairs: Sequence[PairTokens], on_batch: Callable[[int], None] | None = None) -> list[PairLogprobs]:
         """Log-probs of every pair; ``on_batch(n_tokens)`` is called after each forward pass."""
         sequences = self.sequences(pairs)
         spans: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}

@@ -110,7 +110,11 @@ def select_rmi_band(scores: pl.DataFrame, config: SelectionConfig) -> pl.DataFra
         for size, quota in zip(sizes["len"].to_list(), quotas, strict=True)
     ]
     bounds = pl.DataFrame(
-        {"stratum": sizes["stratum"], "band_start": starts, "band_end": [s + q for s, q in zip(starts, quotas, strict=True)]},
+        {
+            "stratum": sizes["stratum"],
+            "band_start": starts,
+            "band_end": [s + q for s, q in zip(starts, quotas, strict=True)],
+        },
         schema_overrides={"stratum": pl.Int32},
     )
     return (
@@ -164,7 +168,9 @@ def select_diff(strong: pl.DataFrame, weak: pl.DataFrame, config: SelectionConfi
     ).drop("position")
 
 
-def top_by_score(frame: pl.DataFrame, keep_score: pl.Expr, count: int, keep_reason: str, drop_reason: str) -> pl.DataFrame:
+def top_by_score(
+    frame: pl.DataFrame, keep_score: pl.Expr, count: int, keep_reason: str, drop_reason: str
+) -> pl.DataFrame:
     """Keep the ``count`` rows of highest ``keep_score`` (ties by sample_id); null scores never kept."""
     ordered = (
         frame.with_columns(keep_score=keep_score)
@@ -234,6 +240,11 @@ def select(strategy: str, strong: pl.DataFrame, weak: pl.DataFrame | None, confi
         if weak is None:
             raise ValueError("strategy 'diff' needs a weak model's scores")
         return select_diff(strong, weak, config)
-    rules = {RMI_BAND: select_rmi_band, IFD: select_ifd, PPL: select_ppl, RANDOM: select_random,
-             RMI_BAND_CODE: select_rmi_band_code}
+    rules = {
+        RMI_BAND: select_rmi_band,
+        IFD: select_ifd,
+        PPL: select_ppl,
+        RANDOM: select_random,
+        RMI_BAND_CODE: select_rmi_band_code,
+    }
     return rules[strategy](strong, config)

@@ -71,7 +71,8 @@ def unique_pairs(samples: pl.DataFrame) -> pl.DataFrame:
 
 def _cache_scan(lake: Lake, identity: ScorerIdentity) -> pl.LazyFrame:
     return lake.scan(SCORE_CACHE).filter(
-        (pl.col("model_fingerprint") == identity.fingerprint) & (pl.col("template_version") == identity.template_version)
+        (pl.col("model_fingerprint") == identity.fingerprint)
+        & (pl.col("template_version") == identity.template_version)
     )
 
 

@@ -41,8 +41,15 @@ def register_files(lake: Lake, paths: list[str | Path]) -> list[str]:
             raise ValueError(f"{names[name]} and {path} would both be shard {name!r}; rename one")
         names[name] = path
         size, mtime = file_signature(path)
-        rows.append({"shard": name, "path": str(path), "size_bytes": size, "mtime_ns": mtime,
-                     "registered_at": datetime.now(UTC)})
+        rows.append(
+            {
+                "shard": name,
+                "path": str(path),
+                "size_bytes": size,
+                "mtime_ns": mtime,
+                "registered_at": datetime.now(UTC),
+            }
+        )
     if rows:
         lake.upsert(SHARD_SOURCES, pl.DataFrame(rows, schema=SHARD_SOURCES.schema), keys=["shard"])
     return list(names)

@@ -21,8 +21,8 @@ TEMPLATE_VERSIONS = {PLAIN: "plain-v1", CHAT: "chat-v1"}
 REVERSE_INSTRUCTION = (
     "Given an answer, write the most likely problem or instruction this answer responds to.\n\nAnswer:\n"
 )
-_QUERY_MARK = "\uE000QUERY\uE000"
-_ANSWER_MARK = "\uE000ANSWER\uE000"
+_QUERY_MARK = "\ue000QUERY\ue000"
+_ANSWER_MARK = "\ue000ANSWER\ue000"
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,10 @@
 """Sensors and schedules: land a file, and the graph scores and re-curates by itself."""
 
-
 import json
 import time
 from pathlib import Path
 
 import dagster as dg
-import polars as pl
 
 from qaq_assets.defs.automation.jobs import curation_job, ingest_job
 from qaq_assets.defs.partitions import shard_partitions

@@ -1,6 +1,5 @@
 """Ingest stage: one shard file -> its rows in raw_samples and quarantine."""
 
-
 import dagster as dg
 import polars as pl
 

@@ -1,6 +1,5 @@
 """Scoring stage: token log-probs per shard x model, then per-sample QAQ scores."""
 
-
 import math
 
 import dagster as dg
@@ -69,7 +68,9 @@ def build_scoring_assets(model_keys: list[str], op_tags: dict | None = None) -> 
         finally:
             if hasattr(backend, "close"):
                 backend.close()
-        version = store.replace_partition(TOKEN_LOGPROBS, result.token_logprobs, {"model_key": model_key, "shard": shard})
+        version = store.replace_partition(
+            TOKEN_LOGPROBS, result.token_logprobs, {"model_key": model_key, "shard": shard}
+        )
         frame = result.token_logprobs
         truncated = int((frame["answer_truncated"] | frame["query_truncated"]).sum()) if frame.height else 0
         padding = result.padding_tokens / max(result.padding_tokens + result.real_tokens, 1)
@@ -112,15 +113,11 @@ def build_scoring_assets(model_keys: list[str], op_tags: dict | None = None) -> 
     def qaq_scores(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
         shard, model_key = shard_and_model(context)
         store = lake.lake()
-        logprobs = store.scan(TOKEN_LOGPROBS).filter(
-            (pl.col("model_key") == model_key) & (pl.col("shard") == shard)
-        )
+        logprobs = store.scan(TOKEN_LOGPROBS).filter((pl.col("model_key") == model_key) & (pl.col("shard") == shard))
         scores = scores_from_logprobs(logprobs).collect()
         version = store.replace_partition(QAQ_SCORES, scores, {"model_key": model_key, "shard": shard})
         numeric = ["nll_query", "nll_query_given_answer", "nll_answer", "nll_answer_given_query", "rmi", "ifd_loss"]
-        non_finite = sum(
-            int(scores.select((~pl.col(c).is_finite()).fill_null(True).sum()).item()) for c in numeric
-        )
+        non_finite = sum(int(scores.select((~pl.col(c).is_finite()).fill_null(True).sum()).item()) for c in numeric)
         summary = distribution_summary(scores, ["rmi", "nll_query", "nll_query_given_answer", "ifd_loss"])
         return dg.MaterializeResult(
             metadata={

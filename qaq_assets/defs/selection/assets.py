@@ -1,6 +1,5 @@
 """Selection stage: the curated subset over every scored shard, one Delta version per run."""
 
-
 import dagster as dg
 import polars as pl
 
