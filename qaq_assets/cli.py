@@ -141,6 +141,16 @@ def _bench_scoring(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_memory(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from qaq_assets.lib.memory_bench import main as memory_bench
+
+    with tempfile.TemporaryDirectory() as workdir:
+        memory_bench([int(n) for n in args.samples.split(",")], args.tokens, workdir)
+    return 0
+
+
 def _lineage(args: argparse.Namespace) -> int:
     import json
 
@@ -198,6 +208,10 @@ def build_parser() -> argparse.ArgumentParser:
     scoring.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
     scoring.add_argument("--batch-tokens", type=int, default=4096)
     scoring.set_defaults(handler=_bench_scoring)
+    memory = bench_kinds.add_parser("memory", help="peak memory of writing one shard's log-probs, by shard size")
+    memory.add_argument("--samples", default="10000,40000", help="shard sizes to compare")
+    memory.add_argument("--tokens", type=int, default=150, help="query and answer tokens per sample")
+    memory.set_defaults(handler=_bench_memory)
 
     evaluation = commands.add_parser("evaluate", help="compare strategies on data with planted-defect labels")
     evaluation.add_argument("paths", nargs="+")

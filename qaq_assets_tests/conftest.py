@@ -1,6 +1,7 @@
 import json
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from qaq_assets.lib.lake import Lake
@@ -22,6 +23,11 @@ CODE_PAIRS = [
     ("Sum the digits of n.", "def digit_sum(n):\n    return sum(int(d) for d in str(n))"),
     ("Capitalise every word.", "def title(text):\n    return text.title()"),
 ]
+
+
+def rows_of(scoring) -> pl.DataFrame:
+    """A shard scoring's token_logprobs rows, collected in sample order."""
+    return scoring.token_logprobs.collect().sort("sample_id")
 
 
 def write_jsonl(path: Path, records: list) -> Path:

@@ -1,5 +1,6 @@
 """The scoring benchmark: its equality check fails loudly, its last line is a contract."""
 
+import json
 import re
 
 import numpy as np
@@ -69,3 +70,14 @@ def test_bench_command_prints_the_contract_line(tmp_path, capsys, make_shard):
     )
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert re.fullmatch(r"speedup_vs_naive=[\d.]+ tokens_per_s=[\d.]+ fraction_of_matmul_peak=[\d.]+", last)
+
+
+def test_memory_bench_prints_peaks_for_each_size(capsys):
+    assert main(["bench", "memory", "--samples", "200,400", "--tokens", "8"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [json.loads(line)["samples"] for line in lines[:2]] == [200, 400]
+    assert re.fullmatch(
+        r"streamed_peak_growth_per_logprob_mib=-?[\d.]+ streamed_peak_mib=[\d.]+ "
+        r"collected_peak_mib=[\d.]+",
+        lines[-1],
+    )

@@ -9,7 +9,7 @@ from qaq_assets.lib.records import read_shard
 from qaq_assets.lib.scorer import PairScorer
 from qaq_assets.lib.shard_scoring import score_shard
 from qaq_assets.lib.templates import build_layouts
-from qaq_assets_tests.conftest import write_jsonl
+from qaq_assets_tests.conftest import rows_of, write_jsonl
 
 
 def test_over_long_samples_are_truncated_and_flagged_per_row(lake, tmp_path, tiny_model):
@@ -24,7 +24,7 @@ def test_over_long_samples_are_truncated_and_flagged_per_row(lake, tmp_path, tin
     layouts = build_layouts("plain", tiny_model.tokenizer)
     scorer = PairScorer(tiny_model.model, layouts, tiny_model.tokenizer.pad_token_id)
     result = score_shard(lake, read_shard(path, "long").samples, "long", LocalBackend(tiny_model, scorer, 512))
-    rows = {r["n_query_tokens"]: r for r in result.token_logprobs.iter_rows(named=True)}
+    rows = {r["n_query_tokens"]: r for r in rows_of(result).iter_rows(named=True)}
     # The query keeps room for the whole 12-token answer (under the 16-token floor).
     long_answer, long_query, fits = rows[14], rows[512 - layouts.overhead - len("short answer")], rows[4]
     assert (long_answer["answer_truncated"], long_answer["query_truncated"]) == (True, False)

@@ -11,7 +11,7 @@ from qaq_assets.lib.scorer import PairScorer
 from qaq_assets.lib.shard_scoring import score_shard
 from qaq_assets.lib.tables import SCORE_CACHE
 from qaq_assets.lib.templates import build_layouts
-from qaq_assets_tests.conftest import CODE_PAIRS, TINY
+from qaq_assets_tests.conftest import CODE_PAIRS, TINY, rows_of
 
 ray = pytest.importorskip("ray", reason="the ray backend needs Ray: pip install 'qaq-assets[ray]'")
 
@@ -49,7 +49,7 @@ def test_ray_replicas_score_exactly_like_the_local_backend(ray_cluster, tmp_path
     finally:
         backend.close()
     assert remote.samples_scored == len(CODE_PAIRS) and remote.forward_calls > 0
-    assert remote.token_logprobs.equals(local.token_logprobs)  # row by row, every log-prob
+    assert rows_of(remote).equals(rows_of(local))  # row by row, every log-prob
     # Same cache schema and chunked commits: 12 samples in chunks of 3.
     history = ray_lake.delta_table(SCORE_CACHE).history()
     assert sum(1 for h in history if h["operationParameters"].get("mode") == "Append") == 4

@@ -9,7 +9,7 @@ from qaq_assets.lib.scorer import PairScorer
 from qaq_assets.lib.shard_scoring import score_shard
 from qaq_assets.lib.tables import SCORE_CACHE, TOKEN_LOGPROBS
 from qaq_assets.lib.templates import build_layouts
-from qaq_assets_tests.conftest import CODE_PAIRS
+from qaq_assets_tests.conftest import CODE_PAIRS, rows_of
 
 
 def new_scorer(tiny_model, template="plain") -> PairScorer:
@@ -36,7 +36,7 @@ def test_scores_each_sample_once_across_shards_and_reruns(lake, make_shard, tiny
     calls_before = scorer.forward_calls
     again = score(lake, make_shard("one", CODE_PAIRS[:8]), "one", tiny_model, scorer)
     assert again.samples_scored == 0 and again.forward_calls == 0 and scorer.forward_calls == calls_before
-    assert again.token_logprobs.drop("shard").equals(first.token_logprobs.drop("shard"))
+    assert rows_of(again).drop("shard").equals(rows_of(first).drop("shard"))
     assert lake.scan(SCORE_CACHE).select(pl.len()).collect().item() == len(CODE_PAIRS)
 
 
@@ -46,7 +46,7 @@ def test_cached_rows_equal_freshly_scored_rows(lake, tmp_path, make_shard, tiny_
     score(lake, path, "s", tiny_model, new_scorer(tiny_model))
     fresh = score(Lake(tmp_path / "other"), path, "s", tiny_model, new_scorer(tiny_model))
     columns = ["sample_id", "query_logprobs", "query_given_answer_logprobs", "answer_logprobs"]
-    assert cached.token_logprobs.select(columns).equals(fresh.token_logprobs.select(columns))
+    assert rows_of(cached).select(columns).equals(rows_of(fresh).select(columns))
 
 
 def test_a_changed_template_is_scored_again(lake, make_shard, tiny_model):
@@ -54,7 +54,7 @@ def test_a_changed_template_is_scored_again(lake, make_shard, tiny_model):
     score(lake, path, "s", tiny_model, new_scorer(tiny_model, "plain"))
     chat = score(lake, path, "s", tiny_model, new_scorer(tiny_model, "chat"))
     assert chat.samples_scored == 3
-    assert set(chat.token_logprobs["template_version"]) == {"chat-v1"}
+    assert set(rows_of(chat)["template_version"]) == {"chat-v1"}
 
 
 def test_each_chunk_is_its_own_commit(lake, make_shard, tiny_model):
@@ -67,10 +67,10 @@ def test_each_chunk_is_its_own_commit(lake, make_shard, tiny_model):
 
 def test_token_logprobs_rows_carry_identity_and_counts(lake, make_shard, tiny_model):
     result = score(lake, make_shard("s", CODE_PAIRS[:2]), "s", tiny_model, new_scorer(tiny_model))
-    row = result.token_logprobs.row(0, named=True)
+    row = rows_of(result).row(0, named=True)
     assert row["model_key"] == "tiny" and row["model_id"] == "random:tiny-llama:0"
     assert row["model_fingerprint"] == tiny_model.fingerprint and row["dtype"] == "float32"
     assert row["template_version"] == "plain-v1" and row["truncation_policy"] == "truncate-answer-tail-v1"
     assert len(row["query_logprobs"]) == row["n_query_tokens"] == len(row["query_given_answer_logprobs"])
     assert len(row["answer_logprobs"]) == row["n_answer_tokens"] == len(row["answer_given_query_logprobs"])
-    assert set(result.token_logprobs.columns) == set(TOKEN_LOGPROBS.schema.names())
+    assert set(rows_of(result).columns) == set(TOKEN_LOGPROBS.schema.names())

@@ -11,17 +11,17 @@ import logging
 import os
 import random
 import time
-import uuid
 from collections.abc import Mapping
 
 import polars as pl
-from deltalake import CommitProperties, DeltaTable
-from deltalake.exceptions import CommitFailedError, TableNotFoundError
+import pyarrow as pa
+from deltalake import DeltaTable, write_deltalake
+from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
 from qaq_assets.lib.tables import ALL_TABLES, TableSpec
 
 log = logging.getLogger(__name__)
-COMMIT_ID_KEY = "qaq.commit"
+STREAMED_FILE_BYTES = 16 * 2**20
 
 
 def sql_literal(value: str) -> str:
@@ -80,6 +80,11 @@ class Lake:
             return table.empty().lazy()
         return pl.scan_delta(self.uri(table), version=version, storage_options=self.storage_options)
 
+    def missing_columns(self, table: TableSpec) -> list[str]:
+        """Columns of the table's spec that the stored table lacks (a schema check)."""
+        stored = set(self.scan(table).collect_schema().names())
+        return [column for column in table.schema.names() if column not in stored]
+
     def replace_partition(self, table: TableSpec, frame: pl.DataFrame, partition: Mapping[str, str]) -> int:
         """Atomically replace the rows of one partition with ``frame``; returns the new version."""
         frame = table.conform(frame)
@@ -90,6 +95,46 @@ class Lake:
         self.ensure(table)
         return self._commit(table, frame, mode="overwrite", predicate=partition_predicate(partition))
 
+    def replace_partition_streaming(
+        self, table: TableSpec, rows: pl.LazyFrame, partition: Mapping[str, str], chunk_size: int = 4096
+    ) -> int:
+        """Like :meth:`replace_partition`, for a partition too large to hold in memory: ``rows``
+        is streamed in batches of ``chunk_size`` into one atomic commit."""
+        self.ensure(table)
+        schema = table.empty().to_arrow().schema
+        conformed = rows.select([pl.col(c).cast(t) for c, t in table.schema.items()])
+        mismatch = [f"{c} = {v}" for c, v in partition.items()]
+        outside = f"rows of {table.name} lie outside partition {mismatch}"
+
+        def batches():
+            for frame in conformed.collect_batches(chunk_size=chunk_size):
+                for column, value in partition.items():
+                    if frame.filter(pl.col(column) != value).height:
+                        raise ValueError(outside)
+                yield from frame.to_arrow().cast(schema).to_batches()
+
+        def write() -> int:
+            delta = self.delta_table(table)
+            try:
+                write_deltalake(
+                    delta,
+                    pa.RecordBatchReader.from_batches(schema, batches()),
+                    mode="overwrite",
+                    predicate=partition_predicate(partition),
+                    partition_by=list(table.partition_by) or None,
+                    schema_mode="merge",
+                    # delta-rs buffers a file's rows before encoding it: smaller files, lower peak.
+                    target_file_size=STREAMED_FILE_BYTES,
+                )
+            except DeltaError as error:
+                # deltalake wraps an exception raised while it reads the stream.
+                if outside in str(error):
+                    raise ValueError(outside) from error
+                raise
+            return delta.version()
+
+        return self._with_retries(table, write)
+
     def append(self, table: TableSpec, frame: pl.DataFrame) -> int:
         self.ensure(table)
         return self._commit(table, table.conform(frame), mode="append")
@@ -97,7 +142,16 @@ class Lake:
     def overwrite(self, table: TableSpec, frame: pl.DataFrame) -> int:
         """Replace the whole table's content in one new version (older versions stay readable)."""
         self.ensure(table)
-        return self._commit(table, table.conform(frame), mode="overwrite")
+        frame = table.conform(frame)
+        for _ in range(self.commit_retries + 1):
+            version = self._commit(table, frame, mode="overwrite")
+            # delta-rs can let two racing whole-table overwrites both commit (when the snapshot
+            # they read had no files): our version then holds the other writer's rows too.
+            # Overwriting again removes every file the new snapshot shows.
+            if self.scan(table, version).select(pl.len()).collect().item() == frame.height:
+                return version
+            log.warning("a concurrent overwrite of %s merged into version %d; overwriting again", table.name, version)
+        raise RuntimeError(f"{table.name}: concurrent overwrites kept merging after {self.commit_retries} attempts")
 
     def upsert(self, table: TableSpec, frame: pl.DataFrame, keys: list[str]) -> int:
         """MERGE ``frame`` into ``table`` on ``keys``: update matches, insert the rest."""
@@ -105,25 +159,19 @@ class Lake:
         predicate = " AND ".join(f"s.{k} = t.{k}" for k in keys)
 
         def merge() -> int:
-            commit_id = uuid.uuid4().hex
+            delta = self.delta_table(table)
             (
-                table.conform(frame)
-                .write_delta(
-                    self.uri(table),
-                    mode="merge",
-                    storage_options=self.storage_options,
-                    delta_merge_options={
-                        "predicate": predicate,
-                        "source_alias": "s",
-                        "target_alias": "t",
-                        "commit_properties": CommitProperties(custom_metadata={COMMIT_ID_KEY: commit_id}),
-                    },
+                delta.merge(
+                    table.conform(frame).to_arrow(),
+                    predicate=predicate,
+                    source_alias="s",
+                    target_alias="t",
                 )
                 .when_matched_update_all()
                 .when_not_matched_insert_all()
                 .execute()
             )
-            return self.committed_version(table, commit_id)
+            return delta.version()
 
         return self._with_retries(table, merge)
 
@@ -137,23 +185,19 @@ class Lake:
             options["schema_mode"] = "overwrite" if mode == "overwrite" and predicate is None else "merge"
 
         def write() -> int:
-            commit_id = uuid.uuid4().hex
-            options["commit_properties"] = CommitProperties(custom_metadata={COMMIT_ID_KEY: commit_id})
+            # Written through a DeltaTable object, which then holds the state after *our* commit:
+            # with concurrent writers, the table's latest version (or the version numbers
+            # history() reports) may be someone else's.
+            delta = self.delta_table(table) if mode != "ignore" else None
             frame.write_delta(
-                self.uri(table), mode=mode, storage_options=self.storage_options, delta_write_options=options
+                delta if delta is not None else self.uri(table),
+                mode=mode,
+                storage_options=self.storage_options if delta is None else None,
+                delta_write_options=options,
             )
-            return self.committed_version(table, commit_id)
+            return delta.version() if delta is not None else self.version(table)
 
         return self._with_retries(table, write)
-
-    def committed_version(self, table: TableSpec, commit_id: str) -> int:
-        """The version our own commit got: with concurrent writers, "latest" may be someone else's."""
-        delta = self.delta_table(table)
-        for entry in delta.history(limit=256):
-            if entry.get(COMMIT_ID_KEY) == commit_id:
-                return int(entry["version"])
-        # mode="ignore" on an existing table commits nothing: the table's version is the answer.
-        return delta.version()
 
     def _with_retries(self, table: TableSpec, operation):
         # Optimistic concurrency: writers of disjoint partitions rarely conflict, but a

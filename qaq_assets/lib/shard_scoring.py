@@ -46,7 +46,7 @@ class ScoringProgress:
 
 @dataclass
 class ShardScoring:
-    token_logprobs: pl.DataFrame
+    token_logprobs: pl.LazyFrame  # the shard's rows, assembled from the cache when collected or streamed
     samples_total: int
     samples_scored: int
     samples_cached: int
@@ -83,6 +83,37 @@ def cached_keys(lake: Lake, identity: ScorerIdentity, pairs: pl.DataFrame) -> pl
         .join(pairs.lazy().select(CACHE_KEY), on=CACHE_KEY, how="semi")
         .unique()
         .collect()
+    )
+
+
+def token_logprob_rows(lake: Lake, identity: ScorerIdentity, pairs: pl.DataFrame, shard: str) -> pl.LazyFrame:
+    """The shard's token_logprobs rows from the cache, as a lazy query that can be streamed.
+
+    The cache may hold a sample twice (two runs scored it at once); one row per sample is
+    chosen on the small key columns first, so the log-prob lists are never buffered."""
+    chosen = (
+        _cache_scan(lake, identity)
+        .select(*CACHE_KEY, "scored_at")
+        .join(pairs.lazy().select(CACHE_KEY), on=CACHE_KEY, how="semi")
+        .group_by(CACHE_KEY)
+        .agg(pl.col("scored_at").min())
+        .join(pairs.lazy().select("sample_id", *CACHE_KEY), on=CACHE_KEY)
+        .collect()
+    )
+    if chosen.height != pairs.height:
+        raise RuntimeError(f"shard {shard}: {pairs.height} samples but {chosen.height} cached scores after scoring")
+    return (
+        _cache_scan(lake, identity)
+        .join(chosen.lazy(), on=[*CACHE_KEY, "scored_at"], how="inner")
+        .with_columns(
+            shard=pl.lit(shard),
+            model_key=pl.lit(identity.model_key),
+            model_id=pl.lit(identity.model_id),
+            weights_sha256=pl.lit(identity.weights_sha256),
+            dtype=pl.lit(identity.dtype),
+            truncation_policy=pl.lit(TRUNCATION_POLICY),
+        )
+        .select(TOKEN_LOGPROBS.schema.names())
     )
 
 
@@ -141,24 +172,7 @@ def score_shard(
         if on_progress is not None:
             on_progress(progress)
 
-    rows = (
-        _cache_scan(lake, identity)
-        .join(pairs.lazy().select("sample_id", *CACHE_KEY), on=CACHE_KEY, how="inner")
-        .unique(subset="sample_id", keep="first")
-        .with_columns(
-            shard=pl.lit(shard),
-            model_key=pl.lit(identity.model_key),
-            model_id=pl.lit(identity.model_id),
-            weights_sha256=pl.lit(identity.weights_sha256),
-            dtype=pl.lit(identity.dtype),
-            truncation_policy=pl.lit(TRUNCATION_POLICY),
-        )
-        .select(TOKEN_LOGPROBS.schema.names())
-        .sort("sample_id")
-        .collect()
-    )
-    if rows.height != pairs.height:
-        raise RuntimeError(f"shard {shard}: {pairs.height} samples but {rows.height} cached scores after scoring")
+    rows = token_logprob_rows(lake, identity, pairs, shard)
     return ShardScoring(
         token_logprobs=rows,
         samples_total=pairs.height,

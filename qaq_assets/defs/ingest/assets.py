@@ -1,5 +1,7 @@
 """Ingest stage: one shard file -> its rows in raw_samples and quarantine."""
 
+import time
+
 import dagster as dg
 import polars as pl
 
@@ -9,7 +11,7 @@ from qaq_assets.lib.records import DEFAULT_MAX_RECORD_BYTES, ShardReadError, rea
 from qaq_assets.lib.shards import source_path
 from qaq_assets.lib.tables import QUARANTINE, RAW_SAMPLES
 
-RAW_CHECK = "rows_reconcile_and_unique"
+RAW_CHECK = "schema_rows_reconcile_and_unique"
 
 
 class IngestConfig(dg.Config):
@@ -32,6 +34,7 @@ def markdown_counts(frame: pl.DataFrame, column: str) -> str:
     description="Samples of one landed shard file, normalised; bad rows go to the quarantine table.",
 )
 def raw_samples(context: dg.AssetExecutionContext, config: IngestConfig, lake: LakeResource) -> dg.MaterializeResult:
+    started = time.perf_counter()
     shard = context.partition_key
     store = lake.lake()
     path = source_path(store, shard)
@@ -52,6 +55,7 @@ def raw_samples(context: dg.AssetExecutionContext, config: IngestConfig, lake: L
     written = store.scan(RAW_SAMPLES).filter(pl.col("shard") == shard).select("row_index").collect()
     reconciles = written.height + read.quarantine.height == read.rows_read
     unique = written["row_index"].n_unique() == written.height
+    missing = store.missing_columns(RAW_SAMPLES)
     metadata = {
         "dagster/row_count": read.samples.height,
         "rows_read": read.rows_read,
@@ -62,6 +66,7 @@ def raw_samples(context: dg.AssetExecutionContext, config: IngestConfig, lake: L
         "source_format": read.source_format,
         "table_uri": store.uri(RAW_SAMPLES),
         "delta_version": version,
+        "seconds": round(time.perf_counter() - started, 2),
     }
     if read.quarantine.height:
         metadata["quarantine_reasons"] = dg.MetadataValue.md(markdown_counts(read.quarantine, "reason"))
@@ -70,8 +75,13 @@ def raw_samples(context: dg.AssetExecutionContext, config: IngestConfig, lake: L
         check_results=[
             dg.AssetCheckResult(
                 check_name=RAW_CHECK,
-                passed=reconciles and unique,
-                metadata={"rows_read": read.rows_read, "written": written.height, "unique_rows": unique},
+                passed=reconciles and unique and not missing,
+                metadata={
+                    "rows_read": read.rows_read,
+                    "written": written.height,
+                    "unique_rows": unique,
+                    "missing_columns": missing,
+                },
             )
         ],
     )

@@ -1,6 +1,7 @@
 """Scoring stage: token log-probs per shard x model, then per-sample QAQ scores."""
 
 import math
+import time
 
 import dagster as dg
 import polars as pl
@@ -11,8 +12,8 @@ from qaq_assets.lib.metrics import distribution_summary, scores_from_logprobs
 from qaq_assets.lib.shard_scoring import ScoringProgress, score_shard
 from qaq_assets.lib.tables import QAQ_SCORES, RAW_SAMPLES, TOKEN_LOGPROBS
 
-LOGPROBS_CHECK = "one_row_per_sample"
-SCORES_CHECK = "scores_finite_and_unique"
+LOGPROBS_CHECK = "schema_and_one_row_per_sample"
+SCORES_CHECK = "schema_scores_finite_and_unique"
 
 
 def _progress_logger(context: dg.AssetExecutionContext, progress_resource: ProgressResource, label: str):
@@ -68,11 +69,17 @@ def build_scoring_assets(model_keys: list[str], op_tags: dict | None = None) -> 
         finally:
             if hasattr(backend, "close"):
                 backend.close()
-        version = store.replace_partition(
-            TOKEN_LOGPROBS, result.token_logprobs, {"model_key": model_key, "shard": shard}
+        partition = {"model_key": model_key, "shard": shard}
+        # Streamed in one commit: the log-prob lists of a large shard never sit in memory at once.
+        version = store.replace_partition_streaming(TOKEN_LOGPROBS, result.token_logprobs, partition)
+        frame = (
+            store.scan(TOKEN_LOGPROBS, version)
+            .filter((pl.col("model_key") == model_key) & (pl.col("shard") == shard))
+            .select("sample_id", "query_truncated", "answer_truncated")
+            .collect()
         )
-        frame = result.token_logprobs
-        truncated = int((frame["answer_truncated"] | frame["query_truncated"]).sum()) if frame.height else 0
+        truncated = int((frame["answer_truncated"] | frame["query_truncated"]).sum())
+        missing = store.missing_columns(TOKEN_LOGPROBS)
         padding = result.padding_tokens / max(result.padding_tokens + result.real_tokens, 1)
         return dg.MaterializeResult(
             metadata={
@@ -95,8 +102,14 @@ def build_scoring_assets(model_keys: list[str], op_tags: dict | None = None) -> 
             check_results=[
                 dg.AssetCheckResult(
                     check_name=LOGPROBS_CHECK,
-                    passed=frame.height == samples["sample_id"].n_unique() and frame["sample_id"].is_unique().all(),
-                    metadata={"rows": frame.height, "distinct_samples": samples["sample_id"].n_unique()},
+                    passed=frame.height == samples["sample_id"].n_unique()
+                    and frame["sample_id"].is_unique().all()
+                    and not missing,
+                    metadata={
+                        "rows": frame.height,
+                        "distinct_samples": samples["sample_id"].n_unique(),
+                        "missing_columns": missing,
+                    },
                 )
             ],
         )
@@ -111,6 +124,7 @@ def build_scoring_assets(model_keys: list[str], op_tags: dict | None = None) -> 
         description="Mean NLLs, RMI (nats/token) and IFD (loss and perplexity ratios) per sample, shard and model.",
     )
     def qaq_scores(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+        started = time.perf_counter()
         shard, model_key = shard_and_model(context)
         store = lake.lake()
         logprobs = store.scan(TOKEN_LOGPROBS).filter((pl.col("model_key") == model_key) & (pl.col("shard") == shard))
@@ -119,6 +133,7 @@ def build_scoring_assets(model_keys: list[str], op_tags: dict | None = None) -> 
         numeric = ["nll_query", "nll_query_given_answer", "nll_answer", "nll_answer_given_query", "rmi", "ifd_loss"]
         non_finite = sum(int(scores.select((~pl.col(c).is_finite()).fill_null(True).sum()).item()) for c in numeric)
         summary = distribution_summary(scores, ["rmi", "nll_query", "nll_query_given_answer", "ifd_loss"])
+        missing = store.missing_columns(QAQ_SCORES)
         return dg.MaterializeResult(
             metadata={
                 "dagster/row_count": scores.height,
@@ -126,12 +141,13 @@ def build_scoring_assets(model_keys: list[str], op_tags: dict | None = None) -> 
                 "delta_version": version,
                 "distribution": dg.MetadataValue.json(summary),
                 "rmi_mean": summary.get("rmi", {}).get("mean", math.nan),
+                "seconds": round(time.perf_counter() - started, 2),
             },
             check_results=[
                 dg.AssetCheckResult(
                     check_name=SCORES_CHECK,
-                    passed=non_finite == 0 and scores["sample_id"].is_unique().all(),
-                    metadata={"non_finite_or_null_values": non_finite},
+                    passed=non_finite == 0 and scores["sample_id"].is_unique().all() and not missing,
+                    metadata={"non_finite_or_null_values": non_finite, "missing_columns": missing},
                 )
             ],
         )

@@ -1,5 +1,7 @@
 """Selection stage: the curated subset over every scored shard, one Delta version per run."""
 
+import time
+
 import dagster as dg
 import polars as pl
 
@@ -11,7 +13,7 @@ from qaq_assets.lib.plots import curation_png, markdown_image
 from qaq_assets.lib.selection import KEEP, SelectionConfig, keep_count
 from qaq_assets.lib.tables import CURATED_SUBSET, CURATION_RUNS
 
-CURATED_CHECK = "decisions_valid_and_budget_met"
+CURATED_CHECK = "schema_decisions_valid_and_budget_met"
 
 
 class CurationConfig(dg.Config):
@@ -48,6 +50,7 @@ CURATE_WHEN_SCORES_CHANGE = dg.AutomationCondition.eager().without(~dg.Automatio
 def curated_subset(
     context: dg.AssetExecutionContext, config: CurationConfig, lake: LakeResource, models: ScoringModelsResource
 ) -> dg.MaterializeResult:
+    started = time.perf_counter()
     store = lake.lake()
     selection = config.selection()
     try:
@@ -67,6 +70,7 @@ def curated_subset(
         and candidates.select(pl.col("rmi").is_finite().all()).item() is not False
         and frame["decision"].is_in(["keep", "drop"]).all()
     )
+    missing = store.missing_columns(CURATED_SUBSET)
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": frame.height,
@@ -83,13 +87,14 @@ def curated_subset(
             "kept_distribution": dg.MetadataValue.json(distribution_summary(kept, ["rmi", "nll_query", "ifd_loss"])),
             "table_uri": store.uri(CURATED_SUBSET),
             "delta_version": version,
+            "seconds": round(time.perf_counter() - started, 2),
         },
         check_results=[
             dg.AssetCheckResult(
                 check_name=CURATED_CHECK,
                 # Diff's fill rule and exact quotas both hit the rounded budget exactly.
-                passed=bool(valid) and kept.height == expected,
-                metadata={"kept": kept.height, "expected": expected},
+                passed=bool(valid) and kept.height == expected and not missing,
+                metadata={"kept": kept.height, "expected": expected, "missing_columns": missing},
             )
         ],
     )
