@@ -27,7 +27,7 @@ CODE_PAIRS = [
 
 def rows_of(scoring) -> pl.DataFrame:
     """A shard scoring's token_logprobs rows, collected in sample order."""
-    return scoring.token_logprobs.collect().sort("sample_id")
+    return scoring.token_logprobs.collect().sort("sample_id")  # ShardRows.collect
 
 
 def write_jsonl(path: Path, records: list) -> Path:

@@ -49,12 +49,12 @@ def test_tables_written_by_an_older_release_take_new_columns(lake):
 
 def test_streaming_partition_replacement_is_one_commit(lake):
     lake.replace_partition(SPEC, frame("b", [1]), {"shard": "b"})
-    rows = pl.LazyFrame({"shard": ["a"] * 1000, "value": list(range(1000)), "note": ["x"] * 1000})
+    rows = pl.DataFrame({"shard": ["a"] * 1000, "value": list(range(1000)), "note": ["x"] * 1000})
     before = lake.version(SPEC)
-    version = lake.replace_partition_streaming(SPEC, rows, {"shard": "a"}, chunk_size=64)
+    version = lake.replace_partition_streaming(SPEC, rows.iter_slices(64), {"shard": "a"})
     assert version == before + 1
     assert lake.scan(SPEC).filter(pl.col("shard") == "a").select(pl.len()).collect().item() == 1000
     assert lake.scan(SPEC).filter(pl.col("shard") == "b").collect()["value"].to_list() == [1]
     with pytest.raises(ValueError, match="outside partition"):
-        lake.replace_partition_streaming(SPEC, frame("b", [2]).lazy(), {"shard": "a"})
+        lake.replace_partition_streaming(SPEC, [frame("b", [2])], {"shard": "a"})
     assert lake.version(SPEC) == version  # nothing committed

@@ -11,7 +11,7 @@ import logging
 import os
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import polars as pl
 import pyarrow as pa
@@ -74,11 +74,12 @@ class Lake:
 
     def scan(self, table: TableSpec, version: int | None = None) -> pl.LazyFrame:
         """Lazily scan ``table`` (an empty frame of its schema when it does not exist)."""
-        if self.delta_table(table) is None:
+        delta = self.delta_table(table, version)
+        if delta is None:
             if version is not None:
                 raise TableNotFoundError(f"{self.uri(table)} does not exist")
             return table.empty().lazy()
-        return pl.scan_delta(self.uri(table), version=version, storage_options=self.storage_options)
+        return pl.scan_delta(delta)  # the loaded snapshot: the log is read once
 
     def missing_columns(self, table: TableSpec) -> list[str]:
         """Columns of the table's spec that the stored table lacks (a schema check)."""
@@ -96,18 +97,17 @@ class Lake:
         return self._commit(table, frame, mode="overwrite", predicate=partition_predicate(partition))
 
     def replace_partition_streaming(
-        self, table: TableSpec, rows: pl.LazyFrame, partition: Mapping[str, str], chunk_size: int = 4096
+        self, table: TableSpec, batches: Iterable[pl.DataFrame], partition: Mapping[str, str]
     ) -> int:
-        """Like :meth:`replace_partition`, for a partition too large to hold in memory: ``rows``
-        is streamed in batches of ``chunk_size`` into one atomic commit."""
+        """Like :meth:`replace_partition`, for a partition too large to hold in memory: the
+        frames of ``batches`` (iterated afresh on a retry) stream into one atomic commit."""
         self.ensure(table)
         schema = table.empty().to_arrow().schema
-        conformed = rows.select([pl.col(c).cast(t) for c, t in table.schema.items()])
         mismatch = [f"{c} = {v}" for c, v in partition.items()]
         outside = f"rows of {table.name} lie outside partition {mismatch}"
 
-        def batches():
-            for frame in conformed.collect_batches(chunk_size=chunk_size):
+        def arrow_batches():
+            for frame in map(table.conform, batches):
                 for column, value in partition.items():
                     if frame.filter(pl.col(column) != value).height:
                         raise ValueError(outside)
@@ -118,7 +118,7 @@ class Lake:
             try:
                 write_deltalake(
                     delta,
-                    pa.RecordBatchReader.from_batches(schema, batches()),
+                    pa.RecordBatchReader.from_batches(schema, arrow_batches()),
                     mode="overwrite",
                     predicate=partition_predicate(partition),
                     partition_by=list(table.partition_by) or None,

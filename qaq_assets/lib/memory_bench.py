@@ -19,7 +19,7 @@ import polars as pl
 
 from qaq_assets.lib.backends import ScorerIdentity
 from qaq_assets.lib.lake import Lake
-from qaq_assets.lib.shard_scoring import token_logprob_rows
+from qaq_assets.lib.shard_scoring import ShardRows
 from qaq_assets.lib.tables import SCORE_CACHE, TOKEN_LOGPROBS
 
 IDENTITY = ScorerIdentity("bench", "synthetic", "0" * 64, "float32", "bench-fingerprint", "plain-v1")
@@ -70,7 +70,7 @@ def fill_cache(root: str, samples: int, tokens: int) -> None:
 def write_partition(root: str, samples: int, streamed: bool) -> float:
     """Assemble and write the shard; returns this process's peak RSS in MiB."""
     lake = Lake(root)
-    rows = token_logprob_rows(lake, IDENTITY, _pairs(samples), "bench")
+    rows = ShardRows(lake, IDENTITY, _pairs(samples), "bench")
     partition = {"model_key": "bench", "shard": "bench"}
     if streamed:
         lake.replace_partition_streaming(TOKEN_LOGPROBS, rows, partition)

@@ -9,7 +9,7 @@ each chunk one Delta commit, so a killed run loses at most one chunk. The shard'
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -46,7 +46,7 @@ class ScoringProgress:
 
 @dataclass
 class ShardScoring:
-    token_logprobs: pl.LazyFrame  # the shard's rows, assembled from the cache when collected or streamed
+    token_logprobs: ShardRows  # the shard's rows, streamed from the cache when iterated
     samples_total: int
     samples_scored: int
     samples_cached: int
@@ -86,35 +86,46 @@ def cached_keys(lake: Lake, identity: ScorerIdentity, pairs: pl.DataFrame) -> pl
     )
 
 
-def token_logprob_rows(lake: Lake, identity: ScorerIdentity, pairs: pl.DataFrame, shard: str) -> pl.LazyFrame:
-    """The shard's token_logprobs rows from the cache, as a lazy query that can be streamed.
+class ShardRows:
+    """A shard's token_logprobs rows, read from the cache batch by batch (re-iterable).
 
-    The cache may hold a sample twice (two runs scored it at once); one row per sample is
-    chosen on the small key columns first, so the log-prob lists are never buffered."""
-    chosen = (
-        _cache_scan(lake, identity)
-        .select(*CACHE_KEY, "scored_at")
-        .join(pairs.lazy().select(CACHE_KEY), on=CACHE_KEY, how="semi")
-        .group_by(CACHE_KEY)
-        .agg(pl.col("scored_at").min())
-        .join(pairs.lazy().select("sample_id", *CACHE_KEY), on=CACHE_KEY)
-        .collect()
-    )
-    if chosen.height != pairs.height:
-        raise RuntimeError(f"shard {shard}: {pairs.height} samples but {chosen.height} cached scores after scoring")
-    return (
-        _cache_scan(lake, identity)
-        .join(chosen.lazy(), on=[*CACHE_KEY, "scored_at"], how="inner")
-        .with_columns(
-            shard=pl.lit(shard),
-            model_key=pl.lit(identity.model_key),
-            model_id=pl.lit(identity.model_id),
-            weights_sha256=pl.lit(identity.weights_sha256),
-            dtype=pl.lit(identity.dtype),
-            truncation_policy=pl.lit(TRUNCATION_POLICY),
+    The cache may hold a sample twice (two runs scored it at once): one row per sample is
+    chosen on the small key columns first. Cache batches are then joined to that small table
+    one at a time, so the log-prob lists stream through and are never buffered whole."""
+
+    def __init__(self, lake: Lake, identity: ScorerIdentity, pairs: pl.DataFrame, shard: str, batch_rows: int = 2048):
+        self.identity, self.shard, self.batch_rows = identity, shard, batch_rows
+        self.chosen = (
+            _cache_scan(lake, identity)
+            .select(*CACHE_KEY, "scored_at")
+            .join(pairs.lazy().select(CACHE_KEY), on=CACHE_KEY, how="semi")
+            .group_by(CACHE_KEY)
+            .agg(pl.col("scored_at").min())
+            .join(pairs.lazy().select("sample_id", *CACHE_KEY), on=CACHE_KEY)
+            .collect()
         )
-        .select(TOKEN_LOGPROBS.schema.names())
-    )
+        if self.chosen.height != pairs.height:
+            raise RuntimeError(f"shard {shard}: {pairs.height} samples but {self.chosen.height} cached scores")
+        # Resolved now, not while a Delta writer is pulling batches: deltalake cannot open a
+        # table from inside its own write.
+        self.wanted = _cache_scan(lake, identity).filter(pl.col("query_sha").is_in(self.chosen["query_sha"].implode()))
+
+    def __iter__(self) -> Iterator[pl.DataFrame]:
+        identity = self.identity
+        for batch in self.wanted.collect_batches(chunk_size=self.batch_rows, engine="streaming"):
+            rows = batch.join(self.chosen, on=[*CACHE_KEY, "scored_at"], how="inner")
+            if rows.height:
+                yield rows.with_columns(
+                    shard=pl.lit(self.shard),
+                    model_key=pl.lit(identity.model_key),
+                    model_id=pl.lit(identity.model_id),
+                    weights_sha256=pl.lit(identity.weights_sha256),
+                    dtype=pl.lit(identity.dtype),
+                    truncation_policy=pl.lit(TRUNCATION_POLICY),
+                ).select(TOKEN_LOGPROBS.schema.names())
+
+    def collect(self) -> pl.DataFrame:
+        return pl.concat([TOKEN_LOGPROBS.empty(), *self], how="vertical_relaxed")
 
 
 def score_shard(
@@ -172,7 +183,7 @@ def score_shard(
         if on_progress is not None:
             on_progress(progress)
 
-    rows = token_logprob_rows(lake, identity, pairs, shard)
+    rows = ShardRows(lake, identity, pairs, shard)
     return ShardScoring(
         token_logprobs=rows,
         samples_total=pairs.height,
