@@ -46,6 +46,10 @@ class ScoringBackend(Protocol):
         """Score each (queries, answers) chunk; results come back in the chunks' order."""
         ...
 
+    def close(self) -> None:
+        """Release what the backend holds (remote replicas); the loaded local model stays cached."""
+        ...
+
 
 def identity_of(loaded: LoadedModel, scorer: PairScorer) -> ScorerIdentity:
     return ScorerIdentity(
@@ -83,3 +87,6 @@ class LocalBackend:
     def score_chunks(self, chunks: Iterable[Chunk]) -> Iterator[ScoredChunk]:
         for chunk in chunks:
             yield score_chunk(self.loaded, self.scorer, chunk, self.max_sequence_tokens)
+
+    def close(self) -> None:
+        pass  # the model stays in the process-wide cache for the next partition

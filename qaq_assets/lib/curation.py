@@ -22,6 +22,7 @@ class CurationError(ValueError):
 
 @dataclass
 class Curation:
+    curation_id: str
     frame: pl.DataFrame
     shards: list[str]
     pending_shards: list[str]
@@ -33,11 +34,11 @@ class Curation:
         reasons = self.frame.group_by("decision", "reason").len().sort("decision", "reason")
         return {f"{row['decision']}:{row['reason'].split(':')[0]}": row["len"] for row in reasons.iter_rows(named=True)}
 
-    def lineage_row(self, curation_id: str, curated_version: int, run_id: str, config: SelectionConfig) -> pl.DataFrame:
+    def lineage_row(self, curated_version: int, run_id: str, config: SelectionConfig) -> pl.DataFrame:
         return pl.DataFrame(
             [
                 {
-                    "curation_id": curation_id,
+                    "curation_id": self.curation_id,
                     "curated_version": curated_version,
                     "created_at": datetime.now(UTC),
                     "dagster_run_id": run_id,
@@ -169,6 +170,7 @@ def curate(lake: Lake, model_keys: list[str], config: SelectionConfig, curation_
         .sort("shard", "row_index")
     )
     return Curation(
+        curation_id=curation_id,
         frame=CURATED_SUBSET.conform(frame, optional=CURATED_STRATEGY_COLUMNS),
         shards=candidates.shards,
         pending_shards=candidates.pending_shards,

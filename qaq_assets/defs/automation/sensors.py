@@ -28,16 +28,12 @@ def build_landing_sensor(landing_dir: str, settle_seconds: float = 10.0) -> dg.S
             row["path"]: (row["size_bytes"], row["mtime_ns"])
             for row in registered_sources(store).select("path", "size_bytes", "mtime_ns").iter_rows(named=True)
         }
-        new = []
-        for path in ready:
-            stat = path.stat()
-            if known.get(str(path.resolve())) != (stat.st_size, stat.st_mtime_ns):
-                new.append(path)
+        # ``observed`` holds each file's (size, mtime) from this look: no second stat.
+        new = [path for path in ready if known.get(str(path.resolve())) != tuple(observed[str(path)])]
         shards = register_files(store, new) if new else []
         requests = [
             dg.RunRequest(
-                partition_key=shard_name(path),
-                run_key=f"{shard_name(path)}:{path.stat().st_size}:{path.stat().st_mtime_ns}",
+                partition_key=shard_name(path), run_key=":".join(map(str, [shard_name(path), *observed[str(path)]]))
             )
             for path in new
         ]

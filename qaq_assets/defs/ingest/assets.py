@@ -52,7 +52,7 @@ def raw_samples(context: dg.AssetExecutionContext, config: IngestConfig, lake: L
             f"{read.quarantine.height} of {read.rows_read} rows of {path} quarantined: "
             f"{read.quarantine.group_by('reason').len().rows()}"
         )
-    written = store.scan(RAW_SAMPLES).filter(pl.col("shard") == shard).select("row_index").collect()
+    written = store.scan(RAW_SAMPLES, version).filter(pl.col("shard") == shard).select("row_index").collect()
     reconciles = written.height + read.quarantine.height == read.rows_read
     unique = written["row_index"].n_unique() == written.height
     missing = store.missing_columns(RAW_SAMPLES)

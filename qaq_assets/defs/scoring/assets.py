@@ -67,8 +67,7 @@ def build_scoring_assets(model_keys: list[str], op_tags: dict | None = None) -> 
                 on_progress=_progress_logger(context, progress, f"{shard}/{model_key}"),
             )
         finally:
-            if hasattr(backend, "close"):
-                backend.close()
+            backend.close()
         partition = {"model_key": model_key, "shard": shard}
         # Streamed in one commit: the log-prob lists of a large shard never sit in memory at once.
         version = store.replace_partition_streaming(TOKEN_LOGPROBS, result.token_logprobs, partition)

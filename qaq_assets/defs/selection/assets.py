@@ -58,7 +58,7 @@ def curated_subset(
     except CurationError as error:
         raise dg.Failure(description=str(error)) from error
     version = store.overwrite(CURATED_SUBSET, curation.frame)
-    store.append(CURATION_RUNS, curation.lineage_row(context.run.run_id, version, context.run.run_id, selection))
+    store.append(CURATION_RUNS, curation.lineage_row(version, context.run.run_id, selection))
 
     frame = store.scan(CURATED_SUBSET, version).collect()
     kept = frame.filter(pl.col("decision") == KEEP)
