@@ -53,6 +53,18 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--template", default="auto", choices=["auto", "chat", "plain"])
     parser.add_argument("--device", default="auto")
     parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
+    _add_forward(parser)
+
+
+def _add_forward(parser: argparse.ArgumentParser) -> None:
+    from qaq_assets.lib.scorer import FORWARDS
+
+    parser.add_argument(
+        "--forward",
+        default="fused",
+        choices=FORWARDS,
+        help="scoring forward pass: fused (compiled element-wise steps), fused-eager, or the model's own (reference)",
+    )
 
 
 def _settings(args: argparse.Namespace):
@@ -64,6 +76,7 @@ def _settings(args: argparse.Namespace):
         template=args.template,
         device=args.device,
         dtype=args.dtype,
+        forward=args.forward,
         batch_tokens=args.batch_tokens,
         commit_every=args.commit_every,
         progress_bar=True,
@@ -135,7 +148,15 @@ def _bench_scoring(args: argparse.Namespace) -> int:
         f"device {loaded.device}; model {loaded.model_id} ({loaded.parameters / 1e6:.1f}M params), "
         f"scorer dtype {scorer_dtype}"
     )
-    result = run_bench(loaded, queries, answers, scorer_dtype, template=args.template, batch_tokens=args.batch_tokens)
+    result = run_bench(
+        loaded,
+        queries,
+        answers,
+        scorer_dtype,
+        template=args.template,
+        batch_tokens=args.batch_tokens,
+        forward=args.forward,
+    )
     for line in report_lines(result):
         print(line)
     return 0
@@ -207,6 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     scoring.add_argument("--device", default="auto")
     scoring.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
     scoring.add_argument("--batch-tokens", type=int, default=4096)
+    _add_forward(scoring)
     scoring.set_defaults(handler=_bench_scoring)
     memory = bench_kinds.add_parser("memory", help="peak memory of writing one shard's log-probs, by shard size")
     memory.add_argument("--samples", default="10000,40000", help="shard sizes to compare")

@@ -25,6 +25,7 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
             template=settings.template,
             device=settings.device,
             dtype=settings.dtype,
+            forward=settings.forward,
             batch_tokens=settings.batch_tokens,
             commit_every=settings.commit_every,
             backend=settings.backend,

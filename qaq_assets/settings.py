@@ -17,7 +17,8 @@ def _split(value: str) -> tuple[str, ...]:
 class Settings:
     """``QAQ_LAKE``: lake directory or URI; ``QAQ_MODELS``: comma-separated model specs
     (strong first); ``QAQ_LANDING_DIR``: directory the sensor watches; ``QAQ_TEMPLATE``,
-    ``QAQ_DEVICE``, ``QAQ_DTYPE``, ``QAQ_BACKEND`` (local or ray), ``QAQ_RAY_ADDRESS``: scoring settings;
+    ``QAQ_DEVICE``, ``QAQ_DTYPE``, ``QAQ_FORWARD`` (fused, fused-eager or reference), ``QAQ_BACKEND``
+    (local or ray), ``QAQ_RAY_ADDRESS``: scoring settings;
     ``QAQ_STORAGE_OPTIONS``: deltalake storage options as JSON (object stores);
     ``QAQ_SCORING_OP_TAGS``: op tags of the scoring step as JSON (GPU placement)."""
 
@@ -27,6 +28,7 @@ class Settings:
     template: str = "auto"
     device: str = "auto"
     dtype: str = "auto"
+    forward: str = "fused"
     batch_tokens: int = 4096
     commit_every: int = 256
     progress_bar: bool = False
@@ -47,6 +49,7 @@ class Settings:
             template=env.get("QAQ_TEMPLATE", cls.template),
             device=env.get("QAQ_DEVICE", cls.device),
             dtype=env.get("QAQ_DTYPE", cls.dtype),
+            forward=env.get("QAQ_FORWARD", cls.forward),
             backend=env.get("QAQ_BACKEND", cls.backend),
             ray_address=env.get("QAQ_RAY_ADDRESS", cls.ray_address),
             storage_options=json.loads(env.get("QAQ_STORAGE_OPTIONS", "{}")),

@@ -116,6 +116,7 @@ def test_landing_a_new_shard_scores_only_its_samples(lake, make_shard):
     metadata = result.asset_materializations_for_node("token_logprobs")[0].metadata
     assert metadata["samples_scored"].value == 6 and metadata["samples_from_cache"].value == 2
     assert metadata["forward_passes"].value >= 1
+    assert metadata["forward"].value == "fused, compiled element-wise steps"
 
 
 def test_lineage_round_trip_and_export_of_an_older_version(lake, make_shard, tmp_path):

@@ -44,6 +44,7 @@ def test_ray_replicas_score_exactly_like_the_local_backend(ray_cluster, tmp_path
     try:
         assert len(backend.actors) == 2
         assert backend.identity.fingerprint == tiny_model.fingerprint
+        assert backend.describe_forward() == "fused, compiled element-wise steps"
         ray_lake = Lake(tmp_path / "ray")
         remote = score_shard(ray_lake, samples, "s", backend, commit_every=3)
     finally:

@@ -70,13 +70,16 @@ def test_batched_equals_unbatched_in_float32(tiny_model, scorer):
             np.testing.assert_allclose(getattr(together, field), getattr(alone, field), atol=1e-4)
 
 
-def test_chunked_output_head_gives_the_same_logprobs(tiny_model, scorer):
+@pytest.mark.parametrize("block_rows", [None, 3])
+def test_chunked_output_head_gives_the_same_logprobs(tiny_model, scorer, block_rows):
     tokens = pairs_for(tiny_model, scorer)[:3]
     reference = scorer.score(tokens)
     chunked = PairScorer(
         tiny_model.model, scorer.layouts, tiny_model.tokenizer.pad_token_id, head_chunk_elements=7 * 320
-    ).score(tokens)
-    for a, b in zip(reference, chunked, strict=True):
+    )
+    # Blocks of 3 rows in chunks of 7: the last block of every chunk is partial.
+    chunked.reduce_block_rows = block_rows
+    for a, b in zip(reference, chunked.score(tokens), strict=True):
         np.testing.assert_allclose(a.answer_given_query, b.answer_given_query, atol=1e-6)
 
 
@@ -93,27 +96,26 @@ def test_batches_are_length_sorted_under_the_token_budget_and_padding_cap():
         assert sum(lengths[i] for i in batch) >= 0.95 * len(batch) * width
 
 
-class OutOfMemoryAbove(torch.nn.Module):
-    """Wraps a decoder and raises like CUDA does when a batch holds more than ``limit`` tokens."""
+class OutOfMemoryAbove:
+    """Wraps a scorer's forward and raises like CUDA does when a batch holds more than ``limit`` tokens."""
 
-    def __init__(self, decoder, limit):
-        super().__init__()
-        self.decoder, self.limit, self.refused = decoder, limit, 0
+    def __init__(self, hidden_states, limit):
+        self.hidden_states, self.limit, self.refused = hidden_states, limit, 0
 
-    def forward(self, input_ids, **kwargs):
+    def __call__(self, input_ids):
         if input_ids.numel() > self.limit:
             self.refused += 1
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return self.decoder(input_ids=input_ids, **kwargs)
+        return self.hidden_states(input_ids)
 
 
 def test_out_of_memory_halves_the_batch_budget_and_loses_nothing(tiny_model, scorer):
     tokens = pairs_for(tiny_model, scorer)
     expected = scorer.score(tokens)
     backing_off = PairScorer(tiny_model.model, scorer.layouts, tiny_model.tokenizer.pad_token_id, batch_tokens=100_000)
-    backing_off.decoder = OutOfMemoryAbove(backing_off.decoder, limit=600)
+    backing_off.hidden_states = OutOfMemoryAbove(backing_off.hidden_states, limit=600)
     result = backing_off.score(tokens)
-    assert backing_off.decoder.refused >= 1
+    assert backing_off.hidden_states.refused >= 1
     assert backing_off.batch_tokens < 100_000
     for a, b in zip(expected, result, strict=True):
         np.testing.assert_allclose(a.query_given_answer, b.query_given_answer, atol=1e-4)
@@ -121,7 +123,7 @@ def test_out_of_memory_halves_the_batch_budget_and_loses_nothing(tiny_model, sco
 
 def test_a_single_sequence_that_does_not_fit_raises(tiny_model, scorer):
     failing = PairScorer(tiny_model.model, scorer.layouts, tiny_model.tokenizer.pad_token_id)
-    failing.decoder = OutOfMemoryAbove(failing.decoder, limit=1)
+    failing.hidden_states = OutOfMemoryAbove(failing.hidden_states, limit=1)
     with pytest.raises(torch.OutOfMemoryError):
         failing.score(pairs_for(tiny_model, scorer)[:1])
 

@@ -8,12 +8,11 @@ from collections import OrderedDict
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
-from qaq_assets.lib.backends import LocalBackend, ScoringBackend
+from qaq_assets.lib.backends import LocalBackend, ScorerOptions, ScoringBackend
 from qaq_assets.lib.lake import Lake
 from qaq_assets.lib.models import LoadedModel, ModelSpec, load_model
-from qaq_assets.lib.scorer import PairScorer
+from qaq_assets.lib.scorer import FORWARDS
 from qaq_assets.lib.shard_scoring import ScoringProgress
-from qaq_assets.lib.templates import build_layouts
 
 _MODEL_CACHE: OrderedDict[tuple, LoadedModel] = OrderedDict()
 _MODEL_CACHE_SIZE = 2
@@ -62,6 +61,11 @@ class ScoringModelsResource(dg.ConfigurableResource):
     backend: str = Field(default="local", description="local (in-process) or ray (a pool of model replicas)")
     ray_address: str = Field(default="", description="Ray cluster address; empty starts a local Ray instance")
     ray_replicas: int = Field(default=0, description="Model replicas on Ray; 0 = one per GPU (one on CPU clusters)")
+    forward: str = Field(
+        default="fused",
+        description=f"{' | '.join(FORWARDS)}: the scoring forward pass (fused: fused projections and compiled "
+        "element-wise steps, for Llama/Qwen2 models; reference: the model's own forward)",
+    )
 
     def specs(self) -> dict[str, ModelSpec]:
         return {spec.key: spec for spec in (ModelSpec.parse(text) for text in self.models)}
@@ -76,23 +80,20 @@ class ScoringModelsResource(dg.ConfigurableResource):
             raise dg.Failure(f"model {key!r} is not configured; configured: {self.model_keys()}") from None
         return cached_model(spec, self.device, self.dtype)
 
-    def scorer(self, loaded: LoadedModel) -> PairScorer:
-        return PairScorer(
-            loaded.model,
-            build_layouts(self.template, loaded.tokenizer),
-            pad_token_id=loaded.tokenizer.pad_token_id,
+    def options(self) -> ScorerOptions:
+        return ScorerOptions(
+            template=self.template,
             batch_tokens=self.batch_tokens,
             max_batch_size=self.max_batch_size,
+            max_sequence_tokens=self.max_sequence_tokens,
+            forward=self.forward,
         )
-
-    def sequence_budget(self, loaded: LoadedModel) -> int:
-        return min(self.max_sequence_tokens, loaded.max_positions)
 
     def scoring_backend(self, key: str) -> ScoringBackend:
         """Where ``key``'s forward passes run: this process, or replicas on a Ray cluster."""
         if self.backend == "local":
-            loaded = self.load(key)
-            return LocalBackend(loaded, self.scorer(loaded), self.sequence_budget(loaded))
+            loaded, options = self.load(key), self.options()
+            return LocalBackend(loaded, options.scorer(loaded), options.sequence_budget(loaded))
         if self.backend == "ray":
             from qaq_assets.lib.ray_backend import RayBackend
 
@@ -100,10 +101,7 @@ class ScoringModelsResource(dg.ConfigurableResource):
                 self.specs()[key],
                 device=self.device,
                 dtype=self.dtype,
-                template=self.template,
-                batch_tokens=self.batch_tokens,
-                max_batch_size=self.max_batch_size,
-                max_sequence_tokens=self.max_sequence_tokens,
+                options=self.options(),
                 address=self.ray_address or None,
                 replicas=self.ray_replicas,
             )

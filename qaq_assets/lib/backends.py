@@ -13,6 +13,31 @@ from typing import Protocol
 
 from qaq_assets.lib.models import LoadedModel
 from qaq_assets.lib.scorer import PairLogprobs, PairScorer, PairTokens, tokenize_pairs
+from qaq_assets.lib.templates import build_layouts
+
+
+@dataclass(frozen=True)
+class ScorerOptions:
+    """How a loaded model scores: the same options for every backend and replica."""
+
+    template: str = "auto"
+    batch_tokens: int = 4096
+    max_batch_size: int = 64
+    max_sequence_tokens: int = 2048
+    forward: str = "fused"
+
+    def scorer(self, loaded: LoadedModel) -> PairScorer:
+        return PairScorer(
+            loaded.model,
+            build_layouts(self.template, loaded.tokenizer),
+            pad_token_id=loaded.tokenizer.pad_token_id,
+            batch_tokens=self.batch_tokens,
+            max_batch_size=self.max_batch_size,
+            forward=self.forward,
+        )
+
+    def sequence_budget(self, loaded: LoadedModel) -> int:
+        return min(self.max_sequence_tokens, loaded.max_positions)
 
 
 @dataclass(frozen=True)
@@ -44,6 +69,10 @@ class ScoringBackend(Protocol):
 
     def score_chunks(self, chunks: Iterable[Chunk]) -> Iterator[ScoredChunk]:
         """Score each (queries, answers) chunk; results come back in the chunks' order."""
+        ...
+
+    def describe_forward(self) -> str:
+        """Which forward pass scores (see :meth:`PairScorer.describe_forward`)."""
         ...
 
     def close(self) -> None:
@@ -87,6 +116,9 @@ class LocalBackend:
     def score_chunks(self, chunks: Iterable[Chunk]) -> Iterator[ScoredChunk]:
         for chunk in chunks:
             yield score_chunk(self.loaded, self.scorer, chunk, self.max_sequence_tokens)
+
+    def describe_forward(self) -> str:
+        return self.scorer.describe_forward()
 
     def close(self) -> None:
         pass  # the model stays in the process-wide cache for the next partition

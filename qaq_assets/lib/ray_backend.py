@@ -9,41 +9,26 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from qaq_assets.lib.backends import Chunk, ScoredChunk, ScorerIdentity, identity_of, score_chunk
+from qaq_assets.lib.backends import Chunk, ScoredChunk, ScorerIdentity, ScorerOptions, identity_of, score_chunk
 from qaq_assets.lib.models import ModelSpec, load_model
-from qaq_assets.lib.scorer import PairScorer
-from qaq_assets.lib.templates import build_layouts
 
 
 class ScoringReplica:
     """One model replica on a Ray worker (a GPU when the cluster has them)."""
 
-    def __init__(
-        self,
-        spec: ModelSpec,
-        device: str,
-        dtype: str,
-        template: str,
-        batch_tokens: int,
-        max_batch_size: int,
-        max_sequence_tokens: int,
-        threads: int,
-    ):
+    def __init__(self, spec: ModelSpec, device: str, dtype: str, options: ScorerOptions, threads: int):
         import torch
 
         torch.set_num_threads(threads)
         self.loaded = load_model(spec, device=device, dtype=dtype)
-        self.scorer = PairScorer(
-            self.loaded.model,
-            build_layouts(template, self.loaded.tokenizer),
-            pad_token_id=self.loaded.tokenizer.pad_token_id,
-            batch_tokens=batch_tokens,
-            max_batch_size=max_batch_size,
-        )
-        self.max_sequence_tokens = max_sequence_tokens
+        self.scorer = options.scorer(self.loaded)
+        self.max_sequence_tokens = options.sequence_budget(self.loaded)
 
     def identity(self) -> ScorerIdentity:
         return identity_of(self.loaded, self.scorer)
+
+    def describe_forward(self) -> str:
+        return self.scorer.describe_forward()
 
     def score(self, chunk: Chunk) -> ScoredChunk:
         return score_chunk(self.loaded, self.scorer, chunk, self.max_sequence_tokens)
@@ -58,10 +43,7 @@ class RayBackend:
         *,
         device: str = "auto",
         dtype: str = "auto",
-        template: str = "auto",
-        batch_tokens: int = 4096,
-        max_batch_size: int = 64,
-        max_sequence_tokens: int = 2048,
+        options: ScorerOptions = ScorerOptions(),
         address: str | None = None,
         replicas: int = 0,
     ):
@@ -82,10 +64,7 @@ class RayBackend:
         placement = {"num_gpus": 1, "num_cpus": 1} if gpus else {"num_cpus": threads}
         replica = ray.remote(ScoringReplica).options(**placement)
         self._ray = ray
-        self.actors = [
-            replica.remote(spec, device, dtype, template, batch_tokens, max_batch_size, max_sequence_tokens, threads)
-            for _ in range(replicas)
-        ]
+        self.actors = [replica.remote(spec, device, dtype, options, threads) for _ in range(replicas)]
         identities = set(ray.get([actor.identity.remote() for actor in self.actors]))
         if len(identities) != 1:
             raise RuntimeError(f"replicas disagree on the model they loaded: {identities}")
@@ -94,6 +73,9 @@ class RayBackend:
 
     def score_chunks(self, chunks: Iterable[Chunk]) -> Iterator[ScoredChunk]:
         yield from self.pool.map(lambda actor, chunk: actor.score.remote(chunk), chunks)
+
+    def describe_forward(self) -> str:
+        return self._ray.get(self.actors[0].describe_forward.remote())
 
     def close(self) -> None:
         for actor in self.actors:

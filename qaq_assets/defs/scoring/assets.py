@@ -66,6 +66,7 @@ def build_scoring_assets(model_keys: list[str], op_tags: dict | None = None) -> 
                 commit_every=models.commit_every,
                 on_progress=_progress_logger(context, progress, f"{shard}/{model_key}"),
             )
+            forward = backend.describe_forward()
         finally:
             backend.close()
         partition = {"model_key": model_key, "shard": shard}
@@ -94,6 +95,7 @@ def build_scoring_assets(model_keys: list[str], op_tags: dict | None = None) -> 
                 "seconds": round(result.seconds, 2),
                 "template_version": backend.identity.template_version,
                 "backend": models.backend,
+                "forward": forward,
                 "model": dg.MetadataValue.json(vars(backend.identity)),
                 "table_uri": store.uri(TOKEN_LOGPROBS),
                 "delta_version": version,
