@@ -77,7 +77,7 @@ def test_memory_bench_prints_peaks_for_each_size(capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert [json.loads(line)["samples"] for line in lines[:2]] == [200, 400]
     assert re.fullmatch(
-        r"streamed_peak_growth_per_logprob_mib=-?[\d.]+ streamed_peak_mib=[\d.]+ "
-        r"collected_peak_mib=[\d.]+",
+        r"streamed_peak_growth_per_logprob_mib=-?[\d.]+ streamed_peak_growth_per_sample_bytes=-?\d+ "
+        r"streamed_peak_mib=[\d.]+ collected_peak_mib=[\d.]+",
         lines[-1],
     )

@@ -1,5 +1,7 @@
 """The Delta store: partition replacement, versions of one's own commits, schema evolution."""
 
+from pathlib import Path
+
 import polars as pl
 import pytest
 
@@ -58,3 +60,19 @@ def test_streaming_partition_replacement_is_one_commit(lake):
     with pytest.raises(ValueError, match="outside partition"):
         lake.replace_partition_streaming(SPEC, [frame("b", [2])], {"shard": "a"})
     assert lake.version(SPEC) == version  # nothing committed
+    # Replacing again swaps the partition's files; an empty stream empties it.
+    assert lake.replace_partition_streaming(SPEC, [frame("a", [7, 8])], {"shard": "a"}) == version + 1
+    assert sorted(lake.scan(SPEC).collect()["value"].to_list()) == [1, 7, 8]
+    assert lake.replace_partition_streaming(SPEC, [], {"shard": "a"}) == version + 2
+    assert lake.scan(SPEC).collect()["value"].to_list() == [1]
+
+
+def test_streamed_partitions_with_any_value_read_back_by_value(lake):
+    odd = "shard 1/of 'two' ü%x=y"
+    lake.replace_partition_streaming(SPEC, [frame(odd, [3, 4])], {"shard": odd})
+    lake.replace_partition_streaming(SPEC, [frame("plain", [5])], {"shard": "plain"})
+    assert lake.scan(SPEC).filter(pl.col("shard") == odd).collect()["value"].to_list() == [3, 4]
+    assert lake.missing_columns(SPEC) == []
+    # The same layout delta-rs writes: one percent-encoded directory per value.
+    directories = sorted(path.parent.name for path in Path(lake.uri(SPEC)).glob("shard=*/*.parquet"))
+    assert directories == ["shard=plain", "shard=shard%201%2Fof%20%27two%27%20%C3%BC%25x%3Dy"]

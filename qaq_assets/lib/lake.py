@@ -7,21 +7,27 @@ idempotent and concurrent writers of other partitions are untouched.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
 import time
+import uuid
 from collections.abc import Iterable, Mapping
+from urllib.parse import quote
 
 import polars as pl
-import pyarrow as pa
-from deltalake import DeltaTable, write_deltalake
-from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
+import pyarrow.fs as pa_fs
+import pyarrow.parquet as pq
+from deltalake import DeltaTable
+from deltalake.exceptions import CommitFailedError, TableNotFoundError
+from deltalake.fs import DeltaStorageHandler
+from deltalake.transaction import AddAction
 
 from qaq_assets.lib.tables import ALL_TABLES, TableSpec
 
 log = logging.getLogger(__name__)
-STREAMED_FILE_BYTES = 16 * 2**20
+STREAMED_FILE_BYTES = 64 * 2**20
 
 
 def sql_literal(value: str) -> str:
@@ -99,41 +105,85 @@ class Lake:
     def replace_partition_streaming(
         self, table: TableSpec, batches: Iterable[pl.DataFrame], partition: Mapping[str, str]
     ) -> int:
-        """Like :meth:`replace_partition`, for a partition too large to hold in memory: the
-        frames of ``batches`` (iterated afresh on a retry) stream into one atomic commit."""
+        """Like :meth:`replace_partition`, for a partition too large to hold in memory.
+
+        The frames of ``batches`` are encoded into Parquet files one row group at a time, and
+        the files are then committed in one transaction that replaces the partition. (delta-rs's
+        own writer held every streamed row until its commit: its peak grew with the shard, about
+        1 MiB per MiB written; here the peak is one row group and one file's footer.)"""
         self.ensure(table)
-        schema = table.empty().to_arrow().schema
-        mismatch = [f"{c} = {v}" for c, v in partition.items()]
-        outside = f"rows of {table.name} lie outside partition {mismatch}"
+        self._add_missing_columns(table)
+        filesystem = self._filesystem(table)
+        files = self._write_partition_files(filesystem, table, batches, partition)
+        filters = [(column, "=", value) for column, value in partition.items()]
 
-        def arrow_batches():
-            for frame in map(table.conform, batches):
-                for column, value in partition.items():
-                    if frame.filter(pl.col(column) != value).height:
-                        raise ValueError(outside)
-                yield from frame.to_arrow().cast(schema).to_batches()
-
-        def write() -> int:
+        def commit() -> int:
             delta = self.delta_table(table)
-            try:
-                write_deltalake(
-                    delta,
-                    pa.RecordBatchReader.from_batches(schema, arrow_batches()),
-                    mode="overwrite",
-                    predicate=partition_predicate(partition),
-                    partition_by=list(table.partition_by) or None,
-                    schema_mode="merge",
-                    # delta-rs buffers a file's rows before encoding it: smaller files, lower peak.
-                    target_file_size=STREAMED_FILE_BYTES,
-                )
-            except DeltaError as error:
-                # deltalake wraps an exception raised while it reads the stream.
-                if outside in str(error):
-                    raise ValueError(outside) from error
-                raise
-            return delta.version()
+            before = delta.version()
+            delta.create_write_transaction(
+                files,
+                mode="overwrite",
+                schema=table.empty().to_arrow().schema,
+                partition_by=list(table.partition_by) or None,
+                partition_filters=filters,
+            )
+            return self._version_adding(filesystem, table, files[0].path.rsplit("/", 1)[-1], before)
 
-        return self._with_retries(table, write)
+        return self._with_retries(table, commit)
+
+    def _filesystem(self, table: TableSpec) -> pa_fs.FileSystem:
+        """The table's storage (local or object store), through deltalake's own object store."""
+        return pa_fs.PyFileSystem(DeltaStorageHandler(self.uri(table), self.storage_options))
+
+    def _version_adding(self, filesystem: pa_fs.FileSystem, table: TableSpec, file_name: str, after: int) -> int:
+        # A raw transaction leaves the DeltaTable object at its old version, and the latest
+        # version may be another writer's: find the commit that added our (uniquely named) file.
+        latest = self.delta_table(table).version()
+        for version in range(after + 1, latest + 1):
+            with filesystem.open_input_stream(f"_delta_log/{version:020d}.json") as commit:
+                if file_name.encode() in commit.read():
+                    return version
+        raise RuntimeError(f"{table.name}: no commit in versions {after + 1}..{latest} adds {file_name}")
+
+    def _add_missing_columns(self, table: TableSpec) -> None:
+        # A table written by an older release gains the spec's new columns (older rows read null).
+        if self.missing_columns(table):
+            self._commit(table, table.empty(), mode="append")
+
+    def _write_partition_files(
+        self,
+        filesystem: pa_fs.FileSystem,
+        table: TableSpec,
+        batches: Iterable[pl.DataFrame],
+        partition: Mapping[str, str],
+    ) -> list[AddAction]:
+        """Write ``batches`` as Parquet files of about ``STREAMED_FILE_BYTES`` under the table;
+        returns their add actions (nothing is committed yet)."""
+        if set(partition) != set(table.partition_by):
+            raise ValueError(f"{table.name} is partitioned by {list(table.partition_by)}, not {list(partition)}")
+        # Partition values live in the log, not in the files (as the Delta protocol has it).
+        data_schema = table.empty().drop(list(table.partition_by)).to_arrow().schema
+        # Hive-style directories, percent-encoded as delta-rs writes them: readers such as polars
+        # take partition values from these paths.
+        directory = "/".join(f"{column}={quote(value, safe='')}" for column, value in partition.items())
+        files: list[AddAction] = []
+        current: _PartitionFile | None = None
+        for frame in map(table.conform, batches):
+            for column, value in partition.items():
+                if frame.filter(pl.col(column) != value).height:
+                    raise ValueError(f"rows of {table.name} lie outside partition {dict(partition)}")
+            if current is None:
+                current = _PartitionFile(filesystem, f"{directory}/part-{uuid.uuid4()}.snappy.parquet", data_schema)
+            current.write(frame.drop(list(table.partition_by)).to_arrow().cast(data_schema))
+            if current.bytes_written >= STREAMED_FILE_BYTES:
+                files.append(current.close(partition))
+                current = None
+        if current is None and not files:
+            # An empty partition still gets one (empty) file: the commit is then found by its file.
+            current = _PartitionFile(filesystem, f"{directory}/part-{uuid.uuid4()}.snappy.parquet", data_schema)
+        if current is not None:
+            files.append(current.close(partition))
+        return files
 
     def append(self, table: TableSpec, frame: pl.DataFrame) -> int:
         self.ensure(table)
@@ -212,3 +262,33 @@ class Lake:
                 log.warning("commit conflict on %s, retrying in %.2fs", table.name, delay)
                 time.sleep(delay)
         raise AssertionError("unreachable")
+
+
+class _PartitionFile:
+    """One Parquet data file being written to the table's storage, row group by row group."""
+
+    def __init__(self, filesystem: pa_fs.FileSystem, path: str, schema):
+        self.path, self.rows = path, 0
+        self.sink = filesystem.open_output_stream(path)
+        self.writer = pq.ParquetWriter(self.sink, schema, compression="snappy")
+
+    @property
+    def bytes_written(self) -> int:
+        return self.sink.tell()
+
+    def write(self, batch) -> None:
+        self.writer.write_table(batch)
+        self.rows += batch.num_rows
+
+    def close(self, partition: Mapping[str, str]) -> AddAction:
+        self.writer.close()
+        size = self.sink.tell()
+        self.sink.close()
+        return AddAction(
+            path=self.path,  # deltalake URI-encodes it for the log (as it does its own files' paths)
+            size=size,
+            partition_values=dict(partition),
+            modification_time=int(time.time() * 1000),
+            data_change=True,
+            stats=json.dumps({"numRecords": self.rows}),
+        )

@@ -91,9 +91,11 @@ class ShardRows:
 
     The cache may hold a sample twice (two runs scored it at once): one row per sample is
     chosen on the small key columns first. Cache batches are then joined to that small table
-    one at a time, so the log-prob lists stream through and are never buffered whole."""
+    one at a time, so the log-prob lists stream through and are never buffered whole. (Small
+    batches: with 2048-row batches polars' streaming engine read ahead in proportion to the
+    shard, 66 MiB more for 30,000 more samples; with 256 rows its peak stayed flat.)"""
 
-    def __init__(self, lake: Lake, identity: ScorerIdentity, pairs: pl.DataFrame, shard: str, batch_rows: int = 2048):
+    def __init__(self, lake: Lake, identity: ScorerIdentity, pairs: pl.DataFrame, shard: str, batch_rows: int = 256):
         self.identity, self.shard, self.batch_rows = identity, shard, batch_rows
         self.chosen = (
             _cache_scan(lake, identity)
