@@ -70,17 +70,23 @@ def overwrite_repeatedly(job: tuple[str, int, str]) -> list:
     whole = TableSpec("whole", pl.Schema({"writer": pl.Int64, "i": pl.Int64}))
     parts = TableSpec("parts", pl.Schema({"shard": pl.String, "i": pl.Int64}), ("shard",))
     wrong = []
-    for _ in range(10):
+    for attempt in range(10):
         if mode == "whole":
             version = lake.overwrite(whole, pl.DataFrame({"writer": [writer] * 50, "i": list(range(50))}))
             got = lake.scan(whole, version).collect()
             if got.height != 50 or set(got["writer"]) != {writer}:
                 wrong.append((version, got.height))
         else:
-            rows = pl.DataFrame({"shard": [f"s{writer}"] * 50, "i": list(range(50))})
-            version = lake.replace_partition(parts, rows, {"shard": f"s{writer}"})
-            if lake.scan(parts, version).filter(pl.col("shard") == f"s{writer}").collect().height != 50:
-                wrong.append(version)
+            shard, values = f"{mode}-{writer}", list(range(attempt * 1000, attempt * 1000 + 50))
+            rows = pl.DataFrame({"shard": [shard] * 50, "i": values})
+            if mode == "parts":
+                version = lake.replace_partition(parts, rows, {"shard": shard})
+            else:
+                version = lake.replace_partition_streaming(parts, rows.iter_slices(16), {"shard": shard})
+            # The returned version holds exactly this write's rows in its partition.
+            got = lake.scan(parts, version).filter(pl.col("shard") == shard).collect()
+            if sorted(got["i"]) != values:
+                wrong.append((mode, version, got.height))
     return wrong
 
 
@@ -89,5 +95,5 @@ def test_racing_writers_each_get_back_exactly_their_own_commit(tmp_path):
     whole-table overwrites race (delta-rs can merge two that read an empty snapshot)."""
     root = str(tmp_path / "lake")
     with multiprocessing.get_context("spawn").Pool(WORKERS) as pool:
-        jobs = [(root, writer, mode) for mode in ("whole", "parts") for writer in range(WORKERS)]
+        jobs = [(root, writer, mode) for mode in ("whole", "parts", "streamed") for writer in range(WORKERS)]
         assert pool.map(overwrite_repeatedly, jobs) == [[]] * len(jobs)

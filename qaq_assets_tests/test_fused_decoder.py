@@ -8,18 +8,12 @@ from transformers import GemmaConfig, GemmaForCausalLM, LlamaConfig, LlamaForCau
 from qaq_assets.lib import fused_decoder
 from qaq_assets.lib.allocator import keep_heap_warm
 from qaq_assets.lib.fused_decoder import FusedDecoder, fused_decoder_for, unsupported_reason
+from qaq_assets.lib.models import RANDOM_ARCHITECTURES
 from qaq_assets.lib.scorer import PairScorer, PairTokens
 from qaq_assets.lib.templates import build_layouts
 
-SHAPE = dict(
-    hidden_size=64,
-    intermediate_size=96,
-    num_hidden_layers=3,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    vocab_size=300,
-    max_position_embeddings=512,
-)
+# The test Llama's shape, with a third layer, an odd MLP width and a vocabulary of its own.
+SHAPE = {**RANDOM_ARCHITECTURES["tiny-llama"], "num_hidden_layers": 3, "intermediate_size": 96, "vocab_size": 300}
 
 
 def random_model(model_class, config_class, seed=0, **overrides):

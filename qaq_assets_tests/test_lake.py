@@ -57,9 +57,11 @@ def test_streaming_partition_replacement_is_one_commit(lake):
     assert version == before + 1
     assert lake.scan(SPEC).filter(pl.col("shard") == "a").select(pl.len()).collect().item() == 1000
     assert lake.scan(SPEC).filter(pl.col("shard") == "b").collect()["value"].to_list() == [1]
+    files_before = sorted(Path(lake.uri(SPEC)).rglob("*.parquet"))
     with pytest.raises(ValueError, match="outside partition"):
-        lake.replace_partition_streaming(SPEC, [frame("b", [2])], {"shard": "a"})
-    assert lake.version(SPEC) == version  # nothing committed
+        lake.replace_partition_streaming(SPEC, [frame("a", [2]), frame("b", [2])], {"shard": "a"})
+    assert lake.version(SPEC) == version  # nothing committed, and no file left behind
+    assert sorted(Path(lake.uri(SPEC)).rglob("*.parquet")) == files_before
     # Replacing again swaps the partition's files; an empty stream empties it.
     assert lake.replace_partition_streaming(SPEC, [frame("a", [7, 8])], {"shard": "a"}) == version + 1
     assert sorted(lake.scan(SPEC).collect()["value"].to_list()) == [1, 7, 8]

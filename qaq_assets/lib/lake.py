@@ -7,6 +7,7 @@ idempotent and concurrent writers of other partitions are untouched.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -165,24 +166,33 @@ class Lake:
         data_schema = table.empty().drop(list(table.partition_by)).to_arrow().schema
         # Hive-style directories, percent-encoded as delta-rs writes them: readers such as polars
         # take partition values from these paths.
-        directory = "/".join(f"{column}={quote(value, safe='')}" for column, value in partition.items())
+        directory = "".join(f"{column}={quote(value, safe='')}/" for column, value in partition.items())
+
+        def new_file() -> _PartitionFile:
+            return _PartitionFile(filesystem, f"{directory}part-{uuid.uuid4()}.snappy.parquet", data_schema)
+
         files: list[AddAction] = []
         current: _PartitionFile | None = None
-        for frame in map(table.conform, batches):
-            for column, value in partition.items():
-                if frame.filter(pl.col(column) != value).height:
-                    raise ValueError(f"rows of {table.name} lie outside partition {dict(partition)}")
-            if current is None:
-                current = _PartitionFile(filesystem, f"{directory}/part-{uuid.uuid4()}.snappy.parquet", data_schema)
-            current.write(frame.drop(list(table.partition_by)).to_arrow().cast(data_schema))
-            if current.bytes_written >= STREAMED_FILE_BYTES:
-                files.append(current.close(partition))
-                current = None
-        if current is None and not files:
+        try:
+            for frame in map(table.conform, batches):
+                for column, value in partition.items():
+                    if frame.filter(pl.col(column) != value).height:
+                        raise ValueError(f"rows of {table.name} lie outside partition {dict(partition)}")
+                current = current or new_file()
+                current.write(frame.drop(list(table.partition_by)).to_arrow().cast(data_schema))
+                if current.bytes_written >= STREAMED_FILE_BYTES:
+                    files.append(current.close(partition))
+                    current = None
             # An empty partition still gets one (empty) file: the commit is then found by its file.
-            current = _PartitionFile(filesystem, f"{directory}/part-{uuid.uuid4()}.snappy.parquet", data_schema)
-        if current is not None:
-            files.append(current.close(partition))
+            if current is not None or not files:
+                files.append((current or new_file()).close(partition))
+        except BaseException:
+            # Nothing was committed: remove what was written (unreferenced files are harmless,
+            # but a failed shard should not leave them behind).
+            for path in [action.path for action in files] + ([current.abort()] if current else []):
+                with contextlib.suppress(OSError):
+                    filesystem.delete_file(path)
+            raise
         return files
 
     def append(self, table: TableSpec, frame: pl.DataFrame) -> int:
@@ -279,6 +289,13 @@ class _PartitionFile:
     def write(self, batch) -> None:
         self.writer.write_table(batch)
         self.rows += batch.num_rows
+
+    def abort(self) -> str:
+        with contextlib.suppress(Exception):
+            self.writer.close()
+        with contextlib.suppress(Exception):
+            self.sink.close()
+        return self.path
 
     def close(self, partition: Mapping[str, str]) -> AddAction:
         self.writer.close()

@@ -130,8 +130,8 @@ def main(sizes: list[int], tokens: int, workdir: str) -> None:
     growth = (last["streamed_peak_mib"] - first["streamed_peak_mib"]) / max(
         last["logprob_mib"] - first["logprob_mib"], 1e-9
     )
-    per_sample = (last["streamed_peak_mib"] - first["streamed_peak_mib"]) * 2**20 / max(
-        last["samples"] - first["samples"], 1
+    per_sample = (
+        (last["streamed_peak_mib"] - first["streamed_peak_mib"]) * 2**20 / max(last["samples"] - first["samples"], 1)
     )
     print(
         f"streamed_peak_growth_per_logprob_mib={growth:.3f} streamed_peak_growth_per_sample_bytes={per_sample:.0f} "

@@ -27,6 +27,7 @@ QUERY_FIRST, ANSWER_FIRST = 0, 1
 MIN_ANSWER_TOKENS = 16
 # One block of fp32 logits for the CPU log-sum-exp: small enough to stay in a core's L2.
 REDUCE_BLOCK_BYTES = 1 << 20
+HEAD_CHUNK_BYTES = 30 << 20
 # fused: our forward with compiled element-wise steps; fused-eager: the same, uncompiled;
 # reference: the model's own Hugging Face forward. Unsupported models always use reference.
 FORWARDS = ("fused", "fused-eager", "reference")
@@ -134,7 +135,7 @@ class PairScorer:
         pad_token_id: int,
         batch_tokens: int = 4096,
         max_batch_size: int = 64,
-        head_chunk_elements: int = 1 << 24,
+        head_chunk_elements: int | None = None,
         forward: str = "fused",
     ):
         self.model = model
@@ -142,7 +143,10 @@ class PairScorer:
         self.pad_token_id = pad_token_id
         self.batch_tokens = batch_tokens
         self.max_batch_size = max_batch_size
-        self.head_chunk_elements = head_chunk_elements
+        self.head = model.get_output_embeddings()
+        # Default: logits chunks of just under 32 MiB, the largest block glibc still serves from
+        # the warm heap (larger ones are fresh mmap pages, page-faulted on every chunk).
+        self.head_chunk_elements = head_chunk_elements or HEAD_CHUNK_BYTES // self.head.weight.element_size()
         self.forward_calls = 0
         self.padding_tokens = 0
         self.real_tokens = 0
@@ -151,7 +155,6 @@ class PairScorer:
             raise ValueError(f"forward must be one of {FORWARDS}, not {forward!r}")
         self.fused = fused_decoder_for(model) if forward != "reference" else None
         self.forward = forward if self.fused is not None else "reference"
-        self.head = model.get_output_embeddings()
         self.softcap = getattr(model.config, "final_logit_softcapping", None)
         self.device = next(model.parameters()).device
         vocab = self.head.weight.shape[0]
