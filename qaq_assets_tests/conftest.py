@@ -1,4 +1,6 @@
 import json
+import os
+import shutil
 from pathlib import Path
 
 import polars as pl
@@ -8,6 +10,11 @@ from qaq_assets.lib.lake import Lake
 from qaq_assets.lib.models import load_model
 
 TINY = "tiny=random:tiny-llama:0"
+
+# torch.compile on CPU needs a C++ compiler (.ci/run installs g++). Without one the fused
+# forward runs its element-wise steps eagerly, and says so.
+HAS_CXX = bool(shutil.which(os.environ.get("CXX") or "g++") or shutil.which("clang++"))
+FUSED_FORWARD = "fused, compiled element-wise steps" if HAS_CXX else "fused, eager element-wise steps"
 
 CODE_PAIRS = [
     ("Write a function add(a, b) that returns the sum of a and b.", "def add(a, b):\n    return a + b"),
