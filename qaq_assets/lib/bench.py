@@ -80,8 +80,6 @@ class BenchResult:
     parameters: int
     matmul_gflops: float
     scorer_dtype: str
-    forward: str
-    warmup_seconds: float
     attention_flops: float
 
     @property
@@ -186,8 +184,6 @@ def run_bench(
         parameters=loaded.parameters,
         matmul_gflops=peak,
         scorer_dtype=dtype_name,
-        forward=scorer.forward,
-        warmup_seconds=warmup_seconds,
         attention_flops=causal_attention_flops(production_model.config, [len(s.ids) for s in scorer.sequences(pairs)]),
     )
 

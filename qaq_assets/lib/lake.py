@@ -128,7 +128,7 @@ class Lake:
                 partition_by=list(table.partition_by) or None,
                 partition_filters=filters,
             )
-            return self._version_adding(filesystem, table, files[0].path.rsplit("/", 1)[-1], before)
+            return self._version_adding(filesystem, delta, files[0].path.rsplit("/", 1)[-1], before)
 
         return self._with_retries(table, commit)
 
@@ -136,15 +136,17 @@ class Lake:
         """The table's storage (local or object store), through deltalake's own object store."""
         return pa_fs.PyFileSystem(DeltaStorageHandler(self.uri(table), self.storage_options))
 
-    def _version_adding(self, filesystem: pa_fs.FileSystem, table: TableSpec, file_name: str, after: int) -> int:
+    @staticmethod
+    def _version_adding(filesystem: pa_fs.FileSystem, delta: DeltaTable, file_name: str, after: int) -> int:
         # A raw transaction leaves the DeltaTable object at its old version, and the latest
         # version may be another writer's: find the commit that added our (uniquely named) file.
-        latest = self.delta_table(table).version()
+        delta.update_incremental()
+        latest = delta.version()
         for version in range(after + 1, latest + 1):
             with filesystem.open_input_stream(f"_delta_log/{version:020d}.json") as commit:
                 if file_name.encode() in commit.read():
                     return version
-        raise RuntimeError(f"{table.name}: no commit in versions {after + 1}..{latest} adds {file_name}")
+        raise RuntimeError(f"{delta.table_uri}: no commit in versions {after + 1}..{latest} adds {file_name}")
 
     def _add_missing_columns(self, table: TableSpec) -> None:
         # A table written by an older release gains the spec's new columns (older rows read null).
