@@ -96,10 +96,7 @@ class Lake:
     def replace_partition(self, table: TableSpec, frame: pl.DataFrame, partition: Mapping[str, str]) -> int:
         """Atomically replace the rows of one partition with ``frame``; returns the new version."""
         frame = table.conform(frame)
-        for column, value in partition.items():
-            wrong = frame.filter(pl.col(column) != value).height
-            if wrong:
-                raise ValueError(f"{wrong} rows of {table.name} lie outside partition {dict(partition)}")
+        _check_partition(table, frame, partition)
         self.ensure(table)
         return self._commit(table, frame, mode="overwrite", predicate=partition_predicate(partition))
 
@@ -177,9 +174,7 @@ class Lake:
         current: _PartitionFile | None = None
         try:
             for frame in map(table.conform, batches):
-                for column, value in partition.items():
-                    if frame.filter(pl.col(column) != value).height:
-                        raise ValueError(f"rows of {table.name} lie outside partition {dict(partition)}")
+                _check_partition(table, frame, partition)
                 current = current or new_file()
                 current.write(frame.drop(list(table.partition_by)).to_arrow().cast(data_schema))
                 if current.bytes_written >= STREAMED_FILE_BYTES:
@@ -274,6 +269,13 @@ class Lake:
                 log.warning("commit conflict on %s, retrying in %.2fs", table.name, delay)
                 time.sleep(delay)
         raise AssertionError("unreachable")
+
+
+def _check_partition(table: TableSpec, frame: pl.DataFrame, partition: Mapping[str, str]) -> None:
+    for column, value in partition.items():
+        wrong = frame.filter(pl.col(column) != value).height
+        if wrong:
+            raise ValueError(f"{wrong} rows of {table.name} lie outside partition {dict(partition)}")
 
 
 class _PartitionFile:
