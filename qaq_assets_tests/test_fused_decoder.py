@@ -52,6 +52,17 @@ def test_fused_forward_equals_the_hugging_face_forward_in_float32(name, compile)
         torch.testing.assert_close(decoder(input_ids, compile=compile), expected, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_one_pass_over_several_groups_equals_each_group_alone(name):
+    model = MODELS[name]()
+    decoder = FusedDecoder(model)
+    groups = [torch.randint(0, SHAPE["vocab_size"], shape) for shape in ((3, 17), (1, 40), (5, 2), (2, 17))]
+    rows = decoder.rows(groups)
+    assert rows.shape == (sum(ids.numel() for ids in groups), SHAPE["hidden_size"])
+    expected = torch.cat([reference_hidden(model, ids).flatten(0, 1) for ids in groups])
+    torch.testing.assert_close(rows, expected, atol=1e-5, rtol=1e-5)
+
+
 def test_fusing_leaves_the_model_and_its_own_forward_unchanged():
     model = MODELS["qwen2"]()
     input_ids = torch.randint(0, SHAPE["vocab_size"], (2, 9))

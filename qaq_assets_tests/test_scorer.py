@@ -4,7 +4,14 @@ import numpy as np
 import pytest
 import torch
 
-from qaq_assets.lib.scorer import MIN_ANSWER_TOKENS, PairScorer, fit_to_budget, plan_batches, tokenize_pairs
+from qaq_assets.lib.scorer import (
+    MIN_ANSWER_TOKENS,
+    PairScorer,
+    fit_to_budget,
+    plan_batches,
+    plan_passes,
+    tokenize_pairs,
+)
 from qaq_assets.lib.templates import build_layouts, encode
 from qaq_assets_tests.conftest import CODE_PAIRS
 
@@ -62,6 +69,9 @@ def test_nll_query_given_answer_matches_a_manual_token_by_token_computation(tiny
 
 def test_batched_equals_unbatched_in_float32(tiny_model, scorer):
     tokens = pairs_for(tiny_model, scorer)
+    lengths = [len(s.ids) for s in scorer.sequences(tokens)]
+    # Several length groups share a pass: attention per group, everything else over the pass.
+    assert any(len(groups) > 1 for groups in plan_passes(lengths, scorer.batch_tokens, scorer.max_batch_size))
     batched = scorer.score(tokens)
     assert scorer.forward_calls < 2 * len(tokens)
     for pair, together in zip(tokens, batched, strict=True):
@@ -96,26 +106,41 @@ def test_batches_are_length_sorted_under_the_token_budget_and_padding_cap():
         assert sum(lengths[i] for i in batch) >= 0.95 * len(batch) * width
 
 
+def test_passes_pack_whole_groups_under_the_token_budget():
+    lengths = [5, 100, 7, 98, 6, 99, 50]
+    # Groups [[1, 5], [3], [6], [2], [4], [0]] pad to 200, 98, 50, 7, 6, 5 tokens.
+    assert plan_passes(lengths, batch_tokens=200, max_batch_size=8) == [[[1, 5]], [[3], [6], [2], [4], [0]]]
+    lengths = [(i * 37) % 300 + 20 for i in range(500)]
+    groups = plan_batches(lengths, batch_tokens=4096, max_batch_size=64)
+    passes = plan_passes(lengths, batch_tokens=4096, max_batch_size=64)
+    assert [group for groups_of_pass in passes for group in groups_of_pass] == groups
+    padded = [sum(len(g) * max(lengths[i] for i in g) for g in groups_of_pass) for groups_of_pass in passes]
+    assert max(padded) <= 4096
+    # Packing leaves each pass short of the budget by less than the next pass's first group.
+    for tokens, next_pass in zip(padded, passes[1:], strict=False):
+        assert tokens + len(next_pass[0]) * max(lengths[i] for i in next_pass[0]) > 4096
+
+
 class OutOfMemoryAbove:
-    """Wraps a scorer's forward and raises like CUDA does when a batch holds more than ``limit`` tokens."""
+    """Wraps a scorer's forward and raises like CUDA does when a pass holds more than ``limit`` tokens."""
 
-    def __init__(self, hidden_states, limit):
-        self.hidden_states, self.limit, self.refused = hidden_states, limit, 0
+    def __init__(self, hidden_rows, limit):
+        self.hidden_rows, self.limit, self.refused = hidden_rows, limit, 0
 
-    def __call__(self, input_ids):
-        if input_ids.numel() > self.limit:
+    def __call__(self, groups):
+        if sum(input_ids.numel() for input_ids in groups) > self.limit:
             self.refused += 1
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return self.hidden_states(input_ids)
+        return self.hidden_rows(groups)
 
 
 def test_out_of_memory_halves_the_batch_budget_and_loses_nothing(tiny_model, scorer):
     tokens = pairs_for(tiny_model, scorer)
     expected = scorer.score(tokens)
     backing_off = PairScorer(tiny_model.model, scorer.layouts, tiny_model.tokenizer.pad_token_id, batch_tokens=100_000)
-    backing_off.hidden_states = OutOfMemoryAbove(backing_off.hidden_states, limit=600)
+    backing_off.hidden_rows = OutOfMemoryAbove(backing_off.hidden_rows, limit=600)
     result = backing_off.score(tokens)
-    assert backing_off.hidden_states.refused >= 1
+    assert backing_off.hidden_rows.refused >= 1
     assert backing_off.batch_tokens < 100_000
     for a, b in zip(expected, result, strict=True):
         np.testing.assert_allclose(a.query_given_answer, b.query_given_answer, atol=1e-4)
@@ -123,7 +148,7 @@ def test_out_of_memory_halves_the_batch_budget_and_loses_nothing(tiny_model, sco
 
 def test_a_single_sequence_that_does_not_fit_raises(tiny_model, scorer):
     failing = PairScorer(tiny_model.model, scorer.layouts, tiny_model.tokenizer.pad_token_id)
-    failing.hidden_states = OutOfMemoryAbove(failing.hidden_states, limit=1)
+    failing.hidden_rows = OutOfMemoryAbove(failing.hidden_rows, limit=1)
     with pytest.raises(torch.OutOfMemoryError):
         failing.score(pairs_for(tiny_model, scorer)[:1])
 

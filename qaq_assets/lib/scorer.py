@@ -1,10 +1,10 @@
 """Batched two-pass scoring: per-token log-probs of Q and A in both orders.
 
 One causal pass over [Q;A] gives log p(Q) and log p(A|Q); one over [A;Q] gives log p(A)
-and log p(Q|A). Sequences of all samples are length-sorted and packed into batches
-under a token budget (right padding, so positions are unaffected); only span positions
-go through the output head, in chunks, so a 150k-token vocabulary never materialises
-a whole batch of full-vocabulary log-softmax.
+and log p(Q|A). Sequences of all samples are length-sorted into groups of similar
+length (right padding, so positions are unaffected), and groups are packed into forward
+passes under a token budget; only span positions go through the output head, in chunks,
+so a 150k-token vocabulary never materialises a whole batch of full-vocabulary log-softmax.
 """
 
 from __future__ import annotations
@@ -121,6 +121,27 @@ def plan_batches(
     return batches
 
 
+def plan_passes(
+    lengths: Sequence[int], batch_tokens: int, max_batch_size: int, max_padding: float = 0.05
+) -> list[list[list[int]]]:
+    """Forward passes, each a list of groups from :func:`plan_batches` whose padded tokens
+    together stay within ``batch_tokens``. Attention runs per group; the rest of the model
+    sees the whole pass, so small groups of rare lengths still make wide matmuls."""
+    passes: list[list[list[int]]] = []
+    current: list[list[int]] = []
+    tokens = 0
+    for group in plan_batches(lengths, batch_tokens, max_batch_size, max_padding):
+        padded = len(group) * max(lengths[i] for i in group)
+        if current and tokens + padded > batch_tokens:
+            passes.append(current)
+            current, tokens = [], 0
+        current.append(group)
+        tokens += padded
+    if current:
+        passes.append(current)
+    return passes
+
+
 def _is_out_of_memory(error: BaseException) -> bool:
     return isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error).lower()
 
@@ -176,26 +197,30 @@ class PairScorer:
         sequences = self.sequences(pairs)
         spans: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
         lengths = [len(s.ids) for s in sequences]
-        pending = plan_batches(lengths, self.batch_tokens, self.max_batch_size)
+        pending = plan_passes(lengths, self.batch_tokens, self.max_batch_size)
         while pending:
-            batch_indices = pending.pop(0)
-            batch = [sequences[i] for i in batch_indices]
+            groups = pending.pop(0)
+            sequence_groups = [[sequences[i] for i in group] for group in groups]
             try:
-                results = self._forward(batch)
+                results = self._forward(sequence_groups)
             except (RuntimeError, torch.OutOfMemoryError) as error:
-                if not _is_out_of_memory(error) or len(batch) == 1:
+                if not _is_out_of_memory(error) or sum(map(len, groups)) == 1:
                     raise
                 self._release_memory()
                 self.batch_tokens = max(self.batch_tokens // 2, 1)
-                log.warning("out of memory on a batch of %d; batch token budget now %d", len(batch), self.batch_tokens)
-                remaining = batch_indices + [i for planned in pending for i in planned]
-                replanned = plan_batches([lengths[i] for i in remaining], self.batch_tokens, self.max_batch_size)
-                pending = [[remaining[j] for j in planned] for planned in replanned]
+                log.warning(
+                    "out of memory on a pass of %d sequences; batch token budget now %d",
+                    sum(map(len, groups)),
+                    self.batch_tokens,
+                )
+                remaining = [i for planned in [groups, *pending] for group in planned for i in group]
+                replanned = plan_passes([lengths[i] for i in remaining], self.batch_tokens, self.max_batch_size)
+                pending = [[[remaining[j] for j in group] for group in planned] for planned in replanned]
                 continue
-            for sequence, result in zip(batch, results, strict=True):
+            for sequence, result in zip((s for group in sequence_groups for s in group), results, strict=True):
                 spans[(sequence.pair, sequence.order)] = result
             if on_batch is not None:
-                on_batch(sum(lengths[i] for i in batch_indices))
+                on_batch(sum(lengths[i] for group in groups for i in group))
         return [
             PairLogprobs(
                 query=spans[(i, QUERY_FIRST)][0],
@@ -215,43 +240,50 @@ class PairScorer:
             return "fused, compiled element-wise steps"
         return f"fused, eager element-wise steps ({kernels.compile_error or 'not compiled'})"
 
-    def hidden_states(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """The decoder's last hidden states for right-padded ``input_ids``."""
+    def hidden_rows(self, groups: list[torch.Tensor]) -> torch.Tensor:
+        """The decoder's last hidden states for right-padded groups of ``input_ids``, as token
+        rows: group after group, each flattened."""
         if self.fused is not None:
-            return self.fused(input_ids, compile=self.forward == "fused")
-        return self.decoder(input_ids=input_ids, use_cache=False).last_hidden_state
+            return self.fused.rows(groups, compile=self.forward == "fused")
+        return torch.cat(
+            [self.decoder(input_ids=ids, use_cache=False).last_hidden_state.flatten(0, 1) for ids in groups]
+        )
 
     def _release_memory(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
 
     @torch.inference_mode()
-    def _forward(self, batch: list[_Sequence]) -> list[tuple[np.ndarray, np.ndarray]]:
-        width = max(len(s.ids) for s in batch)
-        input_ids = torch.full((len(batch), width), self.pad_token_id, dtype=torch.long)
-        rows, positions = [], []
-        for row, sequence in enumerate(batch):
-            input_ids[row, : len(sequence.ids)] = torch.tensor(sequence.ids)
-            for start, end in (sequence.first, sequence.second):
-                rows.extend([row] * (end - start))
-                positions.extend(range(start, end))
-        real = sum(len(s.ids) for s in batch)
+    def _forward(self, groups: list[list[_Sequence]]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """One forward pass over ``groups``: the two spans' log-probs of each sequence, in order."""
+        group_ids, targets = [], []
+        offset = 0
+        for group in groups:
+            width = max(len(s.ids) for s in group)
+            input_ids = torch.full((len(group), width), self.pad_token_id, dtype=torch.long)
+            for row, sequence in enumerate(group):
+                input_ids[row, : len(sequence.ids)] = torch.tensor(sequence.ids)
+                for start, end in (sequence.first, sequence.second):
+                    # Targets as token rows of the whole pass (see :meth:`hidden_rows`).
+                    targets.extend(range(offset + row * width + start, offset + row * width + end))
+            group_ids.append(input_ids.to(self.device))
+            offset += input_ids.numel()
+        real = sum(len(s.ids) for group in groups for s in group)
         self.forward_calls += 1
         self.real_tokens += real
-        self.padding_tokens += input_ids.numel() - real
+        self.padding_tokens += offset - real
 
-        input_ids = input_ids.to(self.device)
         # No attention mask: padding is on the right, so causal attention already keeps every
         # real token from seeing it, and SDPA takes its faster is_causal path.
-        hidden = self.hidden_states(input_ids)
-        row_index = torch.tensor(rows, device=self.device)
-        target_pos = torch.tensor(positions, device=self.device)
+        hidden = self.hidden_rows(group_ids)
+        target_rows = torch.tensor(targets, device=self.device)
+        token_ids = torch.cat([ids.view(-1) for ids in group_ids])
         # A token at position t is predicted by the hidden state at t - 1.
-        logprobs = self._target_logprobs(hidden[row_index, target_pos - 1], input_ids[row_index, target_pos])
+        logprobs = self._target_logprobs(hidden[target_rows - 1], token_ids[target_rows])
         logprobs = logprobs.float().cpu().numpy()
 
         results, offset = [], 0
-        for sequence in batch:
+        for sequence in (s for group in groups for s in group):
             first_len = sequence.first[1] - sequence.first[0]
             second_len = sequence.second[1] - sequence.second[0]
             results.append(
