@@ -94,10 +94,12 @@ def test_new_weights_after_fusing_are_picked_up():
 def test_unsupported_models_score_with_their_own_forward(tiny_model):
     gelu = random_model(LlamaForCausalLM, LlamaConfig, hidden_act="gelu")
     gemma = random_model(GemmaForCausalLM, GemmaConfig, head_dim=16)
+    dynamic_rope = random_model(LlamaForCausalLM, LlamaConfig, rope_scaling={"rope_type": "dynamic", "factor": 2.0})
     assert "gelu" in unsupported_reason(gelu)
     assert "gemma" in unsupported_reason(gemma)
+    assert "length-dependent rotary" in unsupported_reason(dynamic_rope)
     layouts = build_layouts("plain", tiny_model.tokenizer)
-    for model in (gelu, gemma):
+    for model in (gelu, gemma, dynamic_rope):
         assert fused_decoder_for(model) is None
         assert PairScorer(model, layouts, pad_token_id=0).forward == "reference"
     assert PairScorer(tiny_model.model, layouts, pad_token_id=0).forward == "fused"

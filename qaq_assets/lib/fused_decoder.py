@@ -46,8 +46,15 @@ def unsupported_reason(model: torch.nn.Module) -> str | None:
         "MLP biases": bool(getattr(config, "mlp_bias", False)),
         "attention dropout": bool(getattr(config, "attention_dropout", 0.0)),
         "pretraining tensor parallelism": getattr(config, "pretraining_tp", 1) != 1,
+        # These set the angles from a batch's longest sequence; a packed pass has several lengths.
+        "sequence-length-dependent rotary scaling": _rope_type(model) in ("dynamic", "longrope"),
     }
     return next((reason for reason, failed in checks.items() if failed), None)
+
+
+def _rope_type(model: torch.nn.Module) -> str | None:
+    decoder = model.get_decoder() if hasattr(model, "get_decoder") else None
+    return getattr(getattr(decoder, "rotary_emb", None), "rope_type", None)
 
 
 def fused_decoder_for(model: torch.nn.Module) -> FusedDecoder | None:
