@@ -3,8 +3,8 @@ never trusted."""
 
 import pytest
 import torch
+from safetensors import safe_open
 
-from qaq_assets.lib import converted_models
 from qaq_assets.lib.converted_models import (
     CACHE_ENV,
     WEIGHTS_FILE,
@@ -73,13 +73,13 @@ def test_the_cache_can_be_turned_off_or_moved(tiny_model, monkeypatch, tmp_path)
     assert cache_root() == tmp_path / "qaq-assets" / "models"
 
 
-def test_an_unwritable_cache_does_not_stop_loading(tiny_model, monkeypatch, tmp_path, caplog):
+def test_an_unwritable_cache_is_skipped_with_a_warning(tiny_model, monkeypatch, tmp_path, caplog):
     blocked = tmp_path / "file"
     blocked.write_text("a file where the cache directory should be")
     monkeypatch.setenv(CACHE_ENV, str(blocked / "models"))
     assert save_converted(SHA, tiny_model.model, tiny_model.tokenizer) is None
     assert "cannot cache" in caplog.text
-    assert converted_models.load_converted(SHA, torch.float32) is None
+    assert load_converted(SHA, torch.float32) is None
 
 
 def test_tied_weights_are_stored_once_and_fused_projections_as_their_own_tensors(cache):
@@ -93,7 +93,5 @@ def test_tied_weights_are_stored_once_and_fused_projections_as_their_own_tensors
     loaded, _ = load_converted(SHA, torch.float32)
     assert_same_model(model, loaded)
     assert loaded.lm_head.weight.data_ptr() == loaded.get_input_embeddings().weight.data_ptr()
-    from safetensors import safe_open
-
     with safe_open(str(entry / WEIGHTS_FILE), framework="pt") as stored:
         assert "lm_head.weight" not in stored.keys()

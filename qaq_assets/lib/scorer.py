@@ -200,27 +200,28 @@ class PairScorer:
         pending = plan_passes(lengths, self.batch_tokens, self.max_batch_size)
         while pending:
             groups = pending.pop(0)
-            sequence_groups = [[sequences[i] for i in group] for group in groups]
+            # The pass's sequences in order: _forward returns their results in this order.
+            members = [i for group in groups for i in group]
             try:
-                results = self._forward(sequence_groups)
+                results = self._forward([[sequences[i] for i in group] for group in groups])
             except (RuntimeError, torch.OutOfMemoryError) as error:
-                if not _is_out_of_memory(error) or sum(map(len, groups)) == 1:
+                if not _is_out_of_memory(error) or len(members) == 1:
                     raise
                 self._release_memory()
                 self.batch_tokens = max(self.batch_tokens // 2, 1)
                 log.warning(
                     "out of memory on a pass of %d sequences; batch token budget now %d",
-                    sum(map(len, groups)),
+                    len(members),
                     self.batch_tokens,
                 )
-                remaining = [i for planned in [groups, *pending] for group in planned for i in group]
+                remaining = members + [i for planned in pending for group in planned for i in group]
                 replanned = plan_passes([lengths[i] for i in remaining], self.batch_tokens, self.max_batch_size)
                 pending = [[[remaining[j] for j in group] for group in planned] for planned in replanned]
                 continue
-            for sequence, result in zip((s for group in sequence_groups for s in group), results, strict=True):
-                spans[(sequence.pair, sequence.order)] = result
+            for index, result in zip(members, results, strict=True):
+                spans[(sequences[index].pair, sequences[index].order)] = result
             if on_batch is not None:
-                on_batch(sum(lengths[i] for group in groups for i in group))
+                on_batch(sum(lengths[i] for i in members))
         return [
             PairLogprobs(
                 query=spans[(i, QUERY_FIRST)][0],
