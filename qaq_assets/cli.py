@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 
+from qaq_assets.lib.errors import Interrupted, QaqError
 from qaq_assets.lib.models import DEFAULT_MODEL_SPEC
 from qaq_assets.lib.selection import STRATEGIES, SelectionConfig
 
@@ -25,7 +26,12 @@ def _add_lake_options(parser: argparse.ArgumentParser, versioned: bool = False) 
 
 
 def _storage_options(args: argparse.Namespace) -> dict[str, str]:
-    return dict(option.split("=", 1) for option in args.storage_option)
+    from qaq_assets.lib.lake import storage_options_from_env
+
+    malformed = [option for option in args.storage_option if "=" not in option]
+    if malformed:
+        raise QaqError(f"--storage-option takes KEY=VALUE, not {malformed[0]!r}")
+    return storage_options_from_env() | dict(option.split("=", 1) for option in args.storage_option)
 
 
 def _lake(args: argparse.Namespace):
@@ -87,13 +93,33 @@ def _settings(args: argparse.Namespace):
     )
 
 
-def _curate(args: argparse.Namespace) -> int:
+def _warn(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _run_curation(args: argparse.Namespace, selection: SelectionConfig):
+    from qaq_assets.lib.signals import SignalWatch
     from qaq_assets.pipeline import curate_files
 
-    settings = _settings(args)
+    with SignalWatch() as signals:
+        return curate_files(
+            args.paths,
+            _settings(args),
+            selection,
+            label_field=args.label_field,
+            verbose=args.verbose,
+            replace_shard=getattr(args, "replace_shard", False),
+            warn=_warn,
+            signals=signals,
+        )
+
+
+def _curate(args: argparse.Namespace) -> int:
     selection = SelectionConfig(strategy=args.strategy, budget=args.budget, band_low=args.band_low, strata=args.strata)
-    summary = curate_files(args.paths, settings, selection, label_field=args.label_field, verbose=args.verbose)
-    print(f"shards failed: {', '.join(summary.failed) or 'none'}")
+    summary = _run_curation(args, selection)
+    if not summary.registered:
+        return 2  # no file could be a shard (each said why); nothing was created
+    print(f"shards failed: {', '.join(summary.failed_shards) or 'none'}")
     print(
         f"time: {summary.seconds:.1f}s total, {summary.scoring_seconds:.1f}s scoring"
         + (f" ({summary.samples_scored / summary.scoring_seconds:.2f} samples/s)" if summary.samples_scored else "")
@@ -106,13 +132,13 @@ def _curate(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from qaq_assets.lib.curation import prepare
     from qaq_assets.lib.evaluation import auroc_table, evaluate, rates_table, write_report
-    from qaq_assets.pipeline import curate_files
 
-    settings = _settings(args)
-    summary = curate_files(args.paths, settings, SelectionConfig(), label_field=args.label_field, verbose=args.verbose)
+    summary = _run_curation(args, SelectionConfig())
+    if not summary.registered:
+        return 2
     if summary.failed:
-        print(f"scoring failed for {', '.join(summary.failed)}; evaluating what was scored")
-    keys = [spec.key for spec in settings.model_specs]
+        print(f"failed: {', '.join(summary.failed)}; evaluating what was scored")
+    keys = [spec.key for spec in _settings(args).model_specs]
     budgets = [float(b) for b in args.budgets.split(",")]
     evaluation = evaluate(prepare(_lake(args), keys, SelectionConfig()), budgets, seed=args.seed)
     print(rates_table(evaluation))
@@ -172,16 +198,19 @@ def _bench_memory(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_pipeline(args: argparse.Namespace) -> int:
+    from qaq_assets.benchmarks.pipeline import main as pipeline_bench
+
+    pipeline_bench(args.samples, args.commit_every)
+    return 0
+
+
 def _lineage(args: argparse.Namespace) -> int:
     import json
 
     from qaq_assets.lib.export import lineage_record
 
-    try:
-        print(json.dumps(lineage_record(_lake(args), args.version), indent=2, default=str))
-    except LookupError as error:
-        print(f"qaq lineage: {error}", file=sys.stderr)
-        return 2
+    print(json.dumps(lineage_record(_lake(args), args.version), indent=2, default=str))
     return 0
 
 
@@ -198,9 +227,10 @@ def _report(args: argparse.Namespace) -> int:
 
     from qaq_assets.lib.reporting import html_report
 
+    page = html_report(_lake(args), args.version)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(html_report(_lake(args), args.version), encoding="utf-8")
+    out.write_text(page, encoding="utf-8")
     print(f"report: {out}")
     return 0
 
@@ -215,6 +245,11 @@ def build_parser() -> argparse.ArgumentParser:
     curate.add_argument("--strategy", default="auto", choices=["auto", *STRATEGIES])
     curate.add_argument("--band-low", type=float, default=0.5)
     curate.add_argument("--strata", type=int, default=10)
+    curate.add_argument(
+        "--replace-shard",
+        action="store_true",
+        help="let a file take over a shard key registered to another file (its samples replace that shard's)",
+    )
     _add_run_options(curate)
     curate.set_defaults(handler=_curate)
 
@@ -234,6 +269,12 @@ def build_parser() -> argparse.ArgumentParser:
     memory.add_argument("--samples", default="10000,40000", help="shard sizes to compare")
     memory.add_argument("--tokens", type=int, default=150, help="query and answer tokens per sample")
     memory.set_defaults(handler=_bench_memory)
+    pipeline = bench_kinds.add_parser(
+        "pipeline", help="the lake side of scoring (cache, token_logprobs, qaq_scores) with precomputed log-probs"
+    )
+    pipeline.add_argument("--samples", type=int, default=50_000)
+    pipeline.add_argument("--commit-every", type=int, default=256, help="samples per score-cache commit")
+    pipeline.set_defaults(handler=_bench_pipeline)
 
     evaluation = commands.add_parser("evaluate", help="compare strategies on data with planted-defect labels")
     evaluation.add_argument("paths", nargs="+")
@@ -267,7 +308,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=os.environ.get("QAQ_LOG_LEVEL", "WARNING"))
     args = build_parser().parse_args(argv)
-    return args.handler(args)
+    try:
+        return args.handler(args)
+    except Interrupted as stop:
+        print(f"qaq {args.command}: {stop}; nothing further was published", file=sys.stderr)
+        return 128 + stop.signum
+    except QaqError as error:
+        print(f"qaq {args.command}: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -19,7 +19,8 @@ def build_assets(settings: Settings) -> list[dg.AssetsDefinition]:
 
 def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     return {
-        "lake": LakeResource(root=settings.lake, storage_options=settings.storage_options),
+        # Storage options travel in the environment (QAQ_STORAGE_OPTIONS), never in resource config.
+        "lake": LakeResource(root=settings.lake),
         "models": ScoringModelsResource(
             models=list(settings.models),
             template=settings.template,

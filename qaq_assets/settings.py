@@ -6,6 +6,7 @@ import json
 import os
 from dataclasses import dataclass, field
 
+from qaq_assets.lib.lake import storage_options_from_env
 from qaq_assets.lib.models import DEFAULT_MODEL_SPEC, ModelSpec
 
 
@@ -32,6 +33,8 @@ class Settings:
     batch_tokens: int = 4096
     commit_every: int = 256
     progress_bar: bool = False
+    # How long `qaq curate` waits for a slot of the gpu pool held by other live runs.
+    pool_wait_seconds: float = 600.0
     backend: str = "local"
     ray_address: str = ""
     ray_replicas: int = 0
@@ -52,7 +55,7 @@ class Settings:
             forward=env.get("QAQ_FORWARD", cls.forward),
             backend=env.get("QAQ_BACKEND", cls.backend),
             ray_address=env.get("QAQ_RAY_ADDRESS", cls.ray_address),
-            storage_options=json.loads(env.get("QAQ_STORAGE_OPTIONS", "{}")),
+            storage_options=storage_options_from_env(),
             scoring_op_tags=json.loads(env.get("QAQ_SCORING_OP_TAGS", "{}")),
         )
 

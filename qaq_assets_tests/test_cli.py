@@ -66,7 +66,9 @@ def test_curate_exits_non_zero_when_a_shard_fails_but_curates_the_rest(tmp_path,
         "curate", str(make_shard("good", CODE_PAIRS)), str(bad), "--lake", str(tmp_path / "lake"), "--model", TINY
     )
     assert result.returncode == 1
-    assert "ingest failed for shard bad" in result.stdout and "bad.parquet" in result.stdout
+    assert len(result.stderr.splitlines()) == 1
+    assert result.stderr.startswith(f"bad: {bad}: cannot read as Parquet: ")
+    assert "shards failed: bad" in result.stdout
     assert LAST_LINE.match(result.stdout.strip().splitlines()[-1]).groups()[3] == "3"
 
 

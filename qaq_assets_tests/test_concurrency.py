@@ -44,7 +44,7 @@ def test_parallel_shard_runs_all_commit(tmp_path):
 
     with multiprocessing.get_context("spawn").Pool(WORKERS) as pool:
         results = pool.map(curate_one, [(str(lake_dir), path) for path in paths])
-    assert all(failed == [] for _, _, failed in results), results
+    assert all(failed == {} for _, _, failed in results), results
     assert sum(samples for samples, _, _ in results) == WORKERS * PER_SHARD
 
     lake = Lake(lake_dir)

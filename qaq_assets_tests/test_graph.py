@@ -5,6 +5,7 @@ import polars as pl
 
 from qaq_assets.definitions import build_assets, build_definitions, build_resources
 from qaq_assets.defs.partitions import SHARDS
+from qaq_assets.lib.lake import storage_options_exported
 from qaq_assets.lib.shards import register_files
 from qaq_assets.lib.tables import CURATED_SUBSET, CURATION_RUNS, QAQ_SCORES, QUARANTINE, RAW_SAMPLES, TOKEN_LOGPROBS
 from qaq_assets.settings import Settings
@@ -27,7 +28,13 @@ def graph(lake, models=(TINY,)):
 
 
 def materialize_all(lake, paths, models=(TINY,), instance=None, budget=0.25):
-    """Register files, then materialize every asset partition with dagster.materialize()."""
+    """Register files, then materialize every asset partition with dagster.materialize()
+    (storage options reach the runs through the environment, as in a deployment)."""
+    with storage_options_exported(lake.storage_options or {}):
+        return _materialize_all(lake, paths, models, instance, budget)
+
+
+def _materialize_all(lake, paths, models, instance, budget):
     instance = instance or dg.DagsterInstance.ephemeral()
     resources, assets = graph(lake, models)
     raw, token_logprobs, qaq_scores, curated = assets

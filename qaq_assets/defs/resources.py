@@ -8,11 +8,12 @@ from collections import OrderedDict
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
-from qaq_assets.lib.backends import LocalBackend, ScorerOptions, ScoringBackend
-from qaq_assets.lib.lake import Lake
-from qaq_assets.lib.models import LoadedModel, ModelSpec, load_model
+from qaq_assets.lib.backends import DeferredLocalBackend, LocalBackend, ScorerIdentity, ScorerOptions, ScoringBackend
+from qaq_assets.lib.lake import STORAGE_OPTIONS_ENV, Lake, storage_options_from_env
+from qaq_assets.lib.models import LoadedModel, ModelSpec, identify, load_model
 from qaq_assets.lib.scorer import FORWARDS
 from qaq_assets.lib.shard_scoring import ScoringProgress
+from qaq_assets.lib.templates import build_layouts
 
 _MODEL_CACHE: OrderedDict[tuple, LoadedModel] = OrderedDict()
 _MODEL_CACHE_SIZE = 2
@@ -39,10 +40,14 @@ class LakeResource(dg.ConfigurableResource):
     """Where every Delta table lives: a local directory or an object-store URI."""
 
     root: str = Field(description="Lake directory or URI (s3://bucket/prefix, ...)")
-    storage_options: dict[str, str] = Field(default_factory=dict, description="deltalake storage options")
+    storage_options_env: str = Field(
+        default=STORAGE_OPTIONS_ENV,
+        description="Environment variable with the deltalake storage options as JSON, read when a run starts "
+        "(credentials never enter Dagster's config, run storage or UI)",
+    )
 
     def lake(self) -> Lake:
-        return Lake(self.root, self.storage_options)
+        return Lake(self.root, storage_options_from_env(self.storage_options_env))
 
 
 class ScoringModelsResource(dg.ConfigurableResource):
@@ -80,6 +85,28 @@ class ScoringModelsResource(dg.ConfigurableResource):
             raise dg.Failure(f"model {key!r} is not configured; configured: {self.model_keys()}") from None
         return cached_model(spec, self.device, self.dtype)
 
+    def _local_backend(self, key: str) -> ScoringBackend:
+        options = self.options()
+
+        def load() -> LocalBackend:
+            loaded = self.load(key)
+            return LocalBackend(loaded, options.scorer(loaded), options.sequence_budget(loaded))
+
+        identity = identify(self.specs()[key], self.device, self.dtype) if key in self.specs() else None
+        if identity is None:  # hub models are known only once downloaded
+            return load()
+        return DeferredLocalBackend(
+            ScorerIdentity(
+                model_key=key,
+                model_id=identity.model_id,
+                weights_sha256=identity.weights_sha256,
+                dtype=identity.dtype_name,
+                fingerprint=identity.fingerprint,
+                template_version=build_layouts(self.template, identity.tokenizer).version,
+            ),
+            load,
+        )
+
     def options(self) -> ScorerOptions:
         return ScorerOptions(
             template=self.template,
@@ -92,8 +119,7 @@ class ScoringModelsResource(dg.ConfigurableResource):
     def scoring_backend(self, key: str) -> ScoringBackend:
         """Where ``key``'s forward passes run: this process, or replicas on a Ray cluster."""
         if self.backend == "local":
-            loaded, options = self.load(key), self.options()
-            return LocalBackend(loaded, options.scorer(loaded), options.sequence_budget(loaded))
+            return self._local_backend(key)
         if self.backend == "ray":
             from qaq_assets.lib.ray_backend import RayBackend
 
@@ -120,6 +146,8 @@ class ProgressResource(dg.ConfigurableResource):
         from tqdm import tqdm
 
         bar = self._bars.get(label)
+        if bar is None and progress.samples_total == 0:
+            return
         if bar is None:
             # Dagster captures a step's sys.stderr into its compute log; the bar is for the terminal.
             terminal = sys.__stderr__

@@ -7,7 +7,7 @@ so every backend shares the cache, the schema and the resume semantics.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -62,13 +62,15 @@ class ScoredChunk:
 
 
 Chunk = tuple[list[str], list[str]]
+OnPass = Callable[[int, int], None]
 
 
 class ScoringBackend(Protocol):
     identity: ScorerIdentity
 
-    def score_chunks(self, chunks: Iterable[Chunk]) -> Iterator[ScoredChunk]:
-        """Score each (queries, answers) chunk; results come back in the chunks' order."""
+    def score_chunks(self, chunks: Iterable[Chunk], on_pass: OnPass | None = None) -> Iterator[ScoredChunk]:
+        """Score each (queries, answers) chunk; results come back in the chunks' order.
+        ``on_pass(sequences, tokens)`` reports each forward pass where the backend sees them."""
         ...
 
     def describe_forward(self) -> str:
@@ -91,12 +93,14 @@ def identity_of(loaded: LoadedModel, scorer: PairScorer) -> ScorerIdentity:
     )
 
 
-def score_chunk(loaded: LoadedModel, scorer: PairScorer, chunk: Chunk, max_sequence_tokens: int) -> ScoredChunk:
+def score_chunk(
+    loaded: LoadedModel, scorer: PairScorer, chunk: Chunk, max_sequence_tokens: int, on_pass: OnPass | None = None
+) -> ScoredChunk:
     """Tokenise and score one chunk; the same code path for every backend."""
     calls, real, padding = scorer.forward_calls, scorer.real_tokens, scorer.padding_tokens
     queries, answers = chunk
     tokens = tokenize_pairs(loaded.tokenizer, scorer.layouts, queries, answers, max_sequence_tokens)
-    logprobs = scorer.score(tokens)
+    logprobs = scorer.score(tokens, on_pass)
     return ScoredChunk(
         tokens=tokens,
         logprobs=logprobs,
@@ -113,12 +117,48 @@ class LocalBackend:
         self.loaded, self.scorer, self.max_sequence_tokens = loaded, scorer, max_sequence_tokens
         self.identity = identity_of(loaded, scorer)
 
-    def score_chunks(self, chunks: Iterable[Chunk]) -> Iterator[ScoredChunk]:
+    def score_chunks(self, chunks: Iterable[Chunk], on_pass: OnPass | None = None) -> Iterator[ScoredChunk]:
         for chunk in chunks:
-            yield score_chunk(self.loaded, self.scorer, chunk, self.max_sequence_tokens)
+            yield score_chunk(self.loaded, self.scorer, chunk, self.max_sequence_tokens, on_pass)
 
     def describe_forward(self) -> str:
         return self.scorer.describe_forward()
 
     def close(self) -> None:
         pass  # the model stays in the process-wide cache for the next partition
+
+
+class DeferredLocalBackend:
+    """A local backend whose model is loaded for the first chunk that needs scoring: a shard
+    whose samples are all in the cache never loads (nor compiles) it. The identity, which keys
+    the cache, comes from the model's files and tokenizer (:func:`models.identify`)."""
+
+    NOT_RUN = "not run: every sample was already scored"
+
+    def __init__(self, identity: ScorerIdentity, load: Callable[[], LocalBackend]):
+        self.identity = identity
+        self._load = load
+        self._backend: LocalBackend | None = None
+
+    @property
+    def loaded(self) -> bool:
+        return self._backend is not None
+
+    def _ready(self) -> LocalBackend:
+        if self._backend is None:
+            backend = self._load()
+            if backend.identity != self.identity:
+                raise RuntimeError(f"the loaded model is {backend.identity}, not the identified {self.identity}")
+            self._backend = backend
+        return self._backend
+
+    def score_chunks(self, chunks: Iterable[Chunk], on_pass: OnPass | None = None) -> Iterator[ScoredChunk]:
+        for chunk in chunks:
+            yield from self._ready().score_chunks([chunk], on_pass)
+
+    def describe_forward(self) -> str:
+        return self._backend.describe_forward() if self._backend is not None else self.NOT_RUN
+
+    def close(self) -> None:
+        if self._backend is not None:
+            self._backend.close()

@@ -12,6 +12,8 @@ import warnings
 FENCE = re.compile(r"```([A-Za-z0-9_+#.-]*)[^\n]*\n(.*?)(?:```|\Z)", re.S)
 PYTHON_LABELS = {"", "python", "py", "python3"}
 VALID, SYNTAX_ERROR, OTHER_LANGUAGE, NO_CODE = "valid", "syntax_error", "other_language", "no_code"
+# Prefix of the status of an answer the check itself could not judge ("check_failed:MemoryError").
+CHECK_FAILED = "check_failed"
 
 
 def _parses(code: str) -> bool:
@@ -28,7 +30,16 @@ def _parses(code: str) -> bool:
 
 
 def python_status(answer: str) -> str:
-    """``valid``, ``syntax_error``, ``other_language`` or ``no_code``."""
+    """``valid``, ``syntax_error``, ``other_language``, ``no_code``, or ``check_failed:<error>``
+    when the check itself fails on this answer (CPython's parser raises MemoryError on a
+    few KB of ``"the " * 2000``, RecursionError on deep nesting): one sample never stops a curation."""
+    try:
+        return _status(answer)
+    except Exception as error:  # noqa: BLE001 - any failure is this sample's, recorded as its status
+        return f"{CHECK_FAILED}:{type(error).__name__}"
+
+
+def _status(answer: str) -> str:
     blocks = FENCE.findall(answer)
     if blocks:
         python = [code for label, code in blocks if label.lower() in PYTHON_LABELS]

@@ -67,6 +67,20 @@ def load_converted(weights_sha256: str, dtype: torch.dtype):
     return model, tokenizer
 
 
+def load_converted_tokenizer(weights_sha256: str):
+    """The cached tokenizer of the GGUF with that sha256, or None (no entry, or unreadable)."""
+    root = cache_root()
+    directory = entry_dir(root, weights_sha256) if root is not None else None
+    if directory is None or not directory.is_dir():
+        return None
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(directory, local_files_only=True)
+    except Exception:  # noqa: BLE001 - the full load will notice and repair the entry
+        return None
+
+
 def save_converted(weights_sha256: str, model: torch.nn.Module, tokenizer) -> Path | None:
     """Store ``model`` and ``tokenizer`` (loaded from the GGUF with that sha256); returns the
     entry, or None when the cache is off or cannot be written (scoring goes on regardless)."""

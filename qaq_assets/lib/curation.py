@@ -11,12 +11,15 @@ import polars as pl
 
 from qaq_assets.lib.codecheck import python_status
 from qaq_assets.lib.dedup import near_duplicates
+from qaq_assets.lib.errors import QaqError
 from qaq_assets.lib.lake import Lake
 from qaq_assets.lib.selection import DROP, SelectionConfig, select
 from qaq_assets.lib.tables import CURATED_STRATEGY_COLUMNS, CURATED_SUBSET, CURATION_RUNS, QAQ_SCORES, RAW_SAMPLES
 
+EXACT_DUPLICATE, NEAR_DUPLICATE = "exact_duplicate", "near_duplicate"
 
-class CurationError(ValueError):
+
+class CurationError(QaqError, ValueError):
     """The lake's scores cannot be combined into one consistent curation."""
 
 
@@ -31,10 +34,9 @@ class Curation:
     template_versions: list[str]
 
     def counts(self) -> dict[str, int]:
-        reasons = self.frame.group_by("decision", "reason").len().sort("decision", "reason")
-        return {f"{row['decision']}:{row['reason'].split(':')[0]}": row["len"] for row in reasons.iter_rows(named=True)}
+        return decision_counts(self.frame)
 
-    def lineage_row(self, curated_version: int, run_id: str, config: SelectionConfig) -> pl.DataFrame:
+    def lineage_row(self, curated_version: int | None, run_id: str, config: SelectionConfig) -> pl.DataFrame:
         return pl.DataFrame(
             [
                 {
@@ -53,6 +55,21 @@ class Curation:
             ],
             schema=CURATION_RUNS.schema,
         )
+
+
+def decision_counts(curated: pl.DataFrame) -> dict[str, int]:
+    """Rows per ``decision:reason_code``; they add up to the curated rows."""
+    counts = with_reason_code(curated).group_by("decision", "reason_code").len().sort("decision", "reason_code")
+    return {f"{decision}:{code}": n for decision, code, n in counts.iter_rows()}
+
+
+def with_reason_code(curated: pl.DataFrame) -> pl.DataFrame:
+    """``curated`` with its ``reason_code`` column; versions written before the column existed
+    get it from their reason's leading code."""
+    derived = pl.col("reason").str.extract(r"^([a-z0-9_+]+?)(?:_of)?(?::|$)", 1)
+    if "reason_code" not in curated.columns:
+        return curated.with_columns(reason_code=derived)
+    return curated.with_columns(reason_code=pl.coalesce("reason_code", derived))
 
 
 def _model_identities(scores: pl.DataFrame, model_keys: list[str]) -> list[dict]:
@@ -89,7 +106,7 @@ def _split_near_duplicates(canonical: pl.DataFrame, threshold: float) -> tuple[p
     twin_of = pl.Series("twin", [keys[twins[i]] if i in twins else None for i in range(ordered.height)], pl.String)
     ordered = ordered.with_columns(twin_of)
     near = ordered.filter(pl.col("twin").is_not_null()).with_columns(
-        decision=pl.lit(DROP), reason=pl.lit("near_duplicate_of:") + pl.col("twin")
+        decision=pl.lit(DROP), reason_code=pl.lit(NEAR_DUPLICATE), reason=pl.lit("near_duplicate_of:") + pl.col("twin")
     )
     return ordered.filter(pl.col("twin").is_null()).drop("twin"), near.drop("twin")
 
@@ -139,7 +156,9 @@ def prepare(lake: Lake, model_keys: list[str], config: SelectionConfig) -> Candi
         missing = canonical.height - by_model[0].height
         raise CurationError(f"{missing} ingested samples have no score; re-materialize token_logprobs for their shards")
     exact = raw.filter(~pl.col("is_first")).with_columns(
-        decision=pl.lit(DROP), reason=pl.lit("exact_duplicate_of:") + pl.col("canonical")
+        decision=pl.lit(DROP),
+        reason_code=pl.lit(EXACT_DUPLICATE),
+        reason=pl.lit("exact_duplicate_of:") + pl.col("canonical"),
     )
     return Candidates(
         canonical=canonical,
@@ -158,6 +177,8 @@ def curate(lake: Lake, model_keys: list[str], config: SelectionConfig, curation_
     strategy = config.resolved_strategy(len(model_keys))
     candidates = prepare(lake, model_keys, config)
     selected = select(strategy, candidates.strong, candidates.weak, config)
+    # Selection's reasons read "code: explanation"; the code is stored on its own.
+    selected = selected.with_columns(reason_code=pl.col("reason").str.extract(r"^([a-z0-9_+]+)", 1))
     frame = (
         pl.concat(
             [

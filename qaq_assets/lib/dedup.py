@@ -28,7 +28,10 @@ def near_duplicates(texts: list[str], threshold: float) -> dict[int, int]:
     kept: dict[int, MinHash] = {}
     twins: dict[int, int] = {}
     for i, text in enumerate(texts):
-        signature = minhash(text)
+        try:
+            signature = minhash(text)
+        except Exception:  # noqa: BLE001 - a text that cannot be signed is compared with nothing
+            continue
         # LSH returns candidates; confirm with the estimated similarity to drop false positives.
         matches = [int(key) for key in index.query(signature) if kept[int(key)].jaccard(signature) >= threshold]
         if matches:

@@ -7,11 +7,32 @@ from pathlib import Path
 
 import polars as pl
 
+from qaq_assets.lib.errors import LakeError
 from qaq_assets.lib.lake import Lake
 from qaq_assets.lib.selection import KEEP
 from qaq_assets.lib.tables import CURATED_SUBSET, CURATION_RUNS
 
 FORMATS = ("messages-jsonl", "alpaca-jsonl", "parquet")
+
+
+def curated_version(lake: Lake, version: int | None = None) -> int:
+    """``version`` of curated_subset, checked to exist, or its latest; :class:`LakeError` otherwise."""
+    latest = lake.version(CURATED_SUBSET)
+    if latest is None:
+        raise LakeError(f"no curated_subset in {lake.root}: is --lake right? (`qaq curate` creates it)")
+    if version is None:
+        return latest
+    if not 0 <= version <= latest:
+        raise LakeError(
+            f"no curation recorded for curated_subset version {version}; recorded: {recorded_versions(lake)}"
+        )
+    return version
+
+
+def recorded_versions(lake: Lake) -> list[int]:
+    """curated_subset versions whose lineage is recorded."""
+    versions = lake.scan(CURATION_RUNS).select("curated_version").drop_nulls().collect()["curated_version"]
+    return sorted(versions.to_list())
 
 
 def kept_samples(lake: Lake, version: int | None = None) -> pl.DataFrame:
@@ -23,6 +44,7 @@ def export_curated(lake: Lake, out: str | Path, fmt: str, version: int | None = 
     """Write the kept samples to ``out``; returns the number written."""
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, not {fmt!r}")
+    version = lineage_record(lake, version)["curated_version"]  # refuses an incomplete version
     kept = kept_samples(lake, version)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -62,16 +84,23 @@ def export_curated(lake: Lake, out: str | Path, fmt: str, version: int | None = 
 
 
 def lineage_record(lake: Lake, version: int | None = None) -> dict:
-    """The ``curation_runs`` record of curated_subset ``version`` (default latest), JSON fields decoded."""
-    runs = lake.scan(CURATION_RUNS).collect()
-    if runs.height == 0:
-        raise LookupError(f"no curation has been recorded in {lake.root}")
-    target = version if version is not None else runs["curated_version"].max()
-    rows = runs.filter(pl.col("curated_version") == target)
+    """The ``curation_runs`` record of curated_subset ``version`` (default latest), JSON fields
+    decoded. It is found by the curation id the version's rows carry; a version without one
+    (its curation was interrupted before its lineage was written) is incomplete: LakeError."""
+    version = curated_version(lake, version)
+    ids = lake.scan(CURATED_SUBSET, version).select("curation_id").unique().collect()["curation_id"].drop_nulls()
+    runs = lake.scan(CURATION_RUNS)
+    if ids.len():
+        rows = runs.filter(pl.col("curation_id") == ids[0]).collect()
+    else:  # an empty subset carries no id; its lineage row names its version
+        rows = runs.filter(pl.col("curated_version") == version).collect()
     if rows.height == 0:
-        known = sorted(runs["curated_version"].to_list())
-        raise LookupError(f"no curation recorded for curated_subset version {target}; recorded: {known}")
+        raise LakeError(
+            f"curated_subset version {version} is incomplete: no lineage was recorded for it (an interrupted "
+            f"curation); recorded: {recorded_versions(lake)}"
+        )
     record = rows.row(0, named=True)
+    record["curated_version"] = version
     for field in ("input_versions", "models", "selection_config", "counts"):
         record[field] = json.loads(record[field])
     record["created_at"] = record["created_at"].isoformat()

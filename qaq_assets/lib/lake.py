@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import random
+import threading
 import time
 import uuid
 from collections.abc import Iterable, Mapping
@@ -21,14 +22,47 @@ import polars as pl
 import pyarrow.fs as pa_fs
 import pyarrow.parquet as pq
 from deltalake import DeltaTable
-from deltalake.exceptions import CommitFailedError, TableNotFoundError
+from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 from deltalake.fs import DeltaStorageHandler
 from deltalake.transaction import AddAction
 
+from qaq_assets.lib.errors import LakeError
 from qaq_assets.lib.tables import ALL_TABLES, TableSpec
 
 log = logging.getLogger(__name__)
 STREAMED_FILE_BYTES = 64 * 2**20
+# Storage options (object-store credentials) reach Dagster runs through this variable, read at
+# run time: never through resource config, which Dagster stores in its run storage and shows.
+STORAGE_OPTIONS_ENV = "QAQ_STORAGE_OPTIONS"
+
+
+def storage_options_from_env(variable: str = STORAGE_OPTIONS_ENV) -> dict[str, str]:
+    """Storage options held as a JSON object in ``variable`` (empty when unset)."""
+    text = os.environ.get(variable, "").strip()
+    if not text:
+        return {}
+    try:
+        options = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise LakeError(f"{variable} is not a JSON object of storage options: {error}") from error
+    if not isinstance(options, dict):
+        raise LakeError(f"{variable} must be a JSON object of storage options")
+    return {str(key): str(value) for key, value in options.items()}
+
+
+@contextlib.contextmanager
+def storage_options_exported(options: Mapping[str, str], variable: str = STORAGE_OPTIONS_ENV):
+    """``options`` in the environment for the runs made inside (in this process), then restored."""
+    previous = os.environ.get(variable)
+    if options:
+        os.environ[variable] = json.dumps(dict(options))
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(variable, None)
+        else:
+            os.environ[variable] = previous
 
 
 def sql_literal(value: str) -> str:
@@ -54,24 +88,47 @@ class Lake:
         self.root = (root if "://" in root else os.path.abspath(root)).rstrip("/")
         self.storage_options = dict(storage_options or {}) or None
         self.commit_retries = commit_retries
+        # Table handles kept per thread (a DeltaTable object is not shared across threads) and
+        # brought up to date with update_incremental(), which reads only the commits since:
+        # opening a table anew replays its whole log, and a shard's chunk commits grow it.
+        self._handles = threading.local()
 
     def uri(self, table: TableSpec | str) -> str:
         name = table.name if isinstance(table, TableSpec) else table
         return f"{self.root}/{name}"
 
     def delta_table(self, table: TableSpec | str, version: int | None = None) -> DeltaTable | None:
+        """The table (at ``version``), or None where it does not exist. A version the log
+        does not hold raises :class:`LakeError`."""
         try:
             return DeltaTable(self.uri(table), version=version, storage_options=self.storage_options)
         except TableNotFoundError:
             return None
+        except DeltaError as error:
+            if version is None or self.delta_table(table) is None:
+                raise
+            raise LakeError(f"{self.uri(table)} has no version {version}: {str(error).splitlines()[0]}") from error
 
     def version(self, table: TableSpec | str) -> int | None:
         delta = self.delta_table(table)
         return None if delta is None else delta.version()
 
+    def latest(self, table: TableSpec | str) -> DeltaTable | None:
+        """This thread's handle on the table at its latest version (None where it does not exist)."""
+        name = table.name if isinstance(table, TableSpec) else table
+        handles = self._handles.__dict__.setdefault("tables", {})
+        delta = handles.get(name)
+        if delta is None:
+            delta = self.delta_table(table)
+            if delta is not None:
+                handles[name] = delta
+        else:
+            delta.update_incremental()
+        return delta
+
     def ensure(self, table: TableSpec) -> None:
         """Create ``table`` empty with its schema and partitioning if it does not exist."""
-        if self.delta_table(table) is not None:
+        if self.latest(table) is not None:
             return
         self._commit(table, table.empty(), mode="ignore")
 
@@ -84,7 +141,7 @@ class Lake:
         delta = self.delta_table(table, version)
         if delta is None:
             if version is not None:
-                raise TableNotFoundError(f"{self.uri(table)} does not exist")
+                raise LakeError(f"{self.uri(table)} does not exist")
             return table.empty().lazy()
         return pl.scan_delta(delta)  # the loaded snapshot: the log is read once
 
@@ -98,36 +155,67 @@ class Lake:
         frame = table.conform(frame)
         _check_partition(table, frame, partition)
         self.ensure(table)
-        return self._commit(table, frame, mode="overwrite", predicate=partition_predicate(partition))
+        predicate = partition_predicate(partition)
+        return self._until_partition_holds(
+            table, partition, frame.height, lambda: self._commit(table, frame, mode="overwrite", predicate=predicate)
+        )
 
     def replace_partition_streaming(
         self, table: TableSpec, batches: Iterable[pl.DataFrame], partition: Mapping[str, str]
     ) -> int:
         """Like :meth:`replace_partition`, for a partition too large to hold in memory.
 
-        The frames of ``batches`` are encoded into Parquet files one row group at a time, and
-        the files are then committed in one transaction that replaces the partition. (delta-rs's
-        own writer held every streamed row until its commit: its peak grew with the shard, about
+        The frames of ``batches`` (re-iterable: a write that merged with a concurrent one is
+        written again) are encoded into Parquet files one row group at a time, and the files
+        are then committed in one transaction that replaces the partition. (delta-rs's own
+        writer held every streamed row until its commit: its peak grew with the shard, about
         1 MiB per MiB written; here the peak is one row group and one file's footer.)"""
         self.ensure(table)
         self._add_missing_columns(table)
         filesystem = self._filesystem(table)
-        files = self._write_partition_files(filesystem, table, batches, partition)
         filters = [(column, "=", value) for column, value in partition.items()]
+        written = {"rows": 0}
 
-        def commit() -> int:
-            delta = self.delta_table(table)
-            before = delta.version()
-            delta.create_write_transaction(
-                files,
-                mode="overwrite",
-                schema=table.empty().to_arrow().schema,
-                partition_by=list(table.partition_by) or None,
-                partition_filters=filters,
+        def write_and_commit() -> int:
+            files = self._write_partition_files(filesystem, table, batches, partition)
+            written["rows"] = sum(json.loads(action.stats)["numRecords"] for action in files)
+
+            def commit() -> int:
+                delta = self.delta_table(table)
+                before = delta.version()
+                delta.create_write_transaction(
+                    files,
+                    mode="overwrite",
+                    schema=table.empty().to_arrow().schema,
+                    partition_by=list(table.partition_by) or None,
+                    partition_filters=filters,
+                )
+                return self._version_adding(filesystem, delta, files[0].path.rsplit("/", 1)[-1], before)
+
+            return self._with_retries(table, commit)
+
+        return self._until_partition_holds(table, partition, lambda: written["rows"], write_and_commit)
+
+    def _until_partition_holds(self, table: TableSpec, partition: Mapping[str, str], rows, write) -> int:
+        """Run ``write`` (a partition replacement) until the version it returns holds exactly
+        ``rows`` rows in the partition. Two writers that both read the partition empty remove
+        nothing, so delta-rs sees no conflict and keeps both writers' rows; the writer that
+        finds the other's rows beside its own replaces the partition again."""
+        predicate = pl.all_horizontal([pl.col(column) == value for column, value in partition.items()])
+        for _ in range(self.commit_retries + 1):
+            version = write()
+            expected = rows() if callable(rows) else rows
+            held = self.scan(table, version).filter(predicate).select(pl.len()).collect().item()
+            if held == expected:
+                return version
+            log.warning(
+                "%s partition %s holds %d rows after a concurrent write, not %d; replacing it again",
+                table.name,
+                dict(partition),
+                held,
+                expected,
             )
-            return self._version_adding(filesystem, delta, files[0].path.rsplit("/", 1)[-1], before)
-
-        return self._with_retries(table, commit)
+        raise RuntimeError(f"{table.name} {dict(partition)}: concurrent replacements kept merging")
 
     def _filesystem(self, table: TableSpec) -> pa_fs.FileSystem:
         """The table's storage (local or object store), through deltalake's own object store."""
@@ -213,6 +301,7 @@ class Lake:
     def upsert(self, table: TableSpec, frame: pl.DataFrame, keys: list[str]) -> int:
         """MERGE ``frame`` into ``table`` on ``keys``: update matches, insert the rest."""
         self.ensure(table)
+        self._add_missing_columns(table)
         predicate = " AND ".join(f"s.{k} = t.{k}" for k in keys)
 
         def merge() -> int:
@@ -245,7 +334,7 @@ class Lake:
             # Written through a DeltaTable object, which then holds the state after *our* commit:
             # with concurrent writers, the table's latest version (or the version numbers
             # history() reports) may be someone else's.
-            delta = self.delta_table(table) if mode != "ignore" else None
+            delta = self.latest(table) if mode != "ignore" else None
             frame.write_delta(
                 delta if delta is not None else self.uri(table),
                 mode=mode,

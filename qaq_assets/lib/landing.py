@@ -14,12 +14,16 @@ READY_MARKER = ".ready"
 
 
 def candidate_files(landing_dir: Path) -> list[Path]:
+    """Data files anywhere under ``landing_dir``; hidden files and folders are skipped
+    (writers stage there)."""
     if not landing_dir.is_dir():
         return []
     return sorted(
         p
-        for p in landing_dir.iterdir()
-        if p.is_file() and not p.name.startswith(".") and p.name.lower().endswith(SUFFIXES)
+        for p in landing_dir.rglob("*")
+        if p.is_file()
+        and not any(part.startswith(".") for part in p.relative_to(landing_dir).parts)
+        and p.name.lower().endswith(SUFFIXES)
     )
 
 

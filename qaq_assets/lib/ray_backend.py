@@ -71,7 +71,8 @@ class RayBackend:
         self.identity = identities.pop()
         self.pool = ActorPool(self.actors)
 
-    def score_chunks(self, chunks: Iterable[Chunk]) -> Iterator[ScoredChunk]:
+    def score_chunks(self, chunks: Iterable[Chunk], on_pass=None) -> Iterator[ScoredChunk]:
+        # Replicas run remotely: progress comes per chunk, from the driver's commits.
         yield from self.pool.map(lambda actor, chunk: actor.score.remote(chunk), chunks)
 
     def describe_forward(self) -> str:

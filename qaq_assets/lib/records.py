@@ -19,6 +19,7 @@ from typing import Any
 
 import polars as pl
 
+from qaq_assets.lib.errors import QaqError
 from qaq_assets.lib.tables import QUARANTINE, RAW_SAMPLES
 
 INSTRUCTION_FIELDS = ("instruction", "prompt", "question", "query")
@@ -29,7 +30,7 @@ MAX_RAW_CHARS = 2000
 DEFAULT_MAX_RECORD_BYTES = 1_000_000
 
 
-class ShardReadError(Exception):
+class ShardReadError(QaqError):
     """A shard file that cannot be read as JSONL or Parquet at all."""
 
 
@@ -119,7 +120,7 @@ def extract_pair(record: dict) -> tuple[str, str, set[str]]:
         context = _string_field(record, CONTEXT_FIELD)
         if context is not None:
             used.add(CONTEXT_FIELD)
-            if instruction is None:
+            if instruction is None or not instruction.strip():
                 instruction = context
             elif context.strip():
                 instruction = f"{instruction}\n\n{context}"
@@ -132,8 +133,6 @@ def extract_pair(record: dict) -> tuple[str, str, set[str]]:
         raise BadRecord("empty_instruction", "instruction is empty or whitespace")
     if not response.strip():
         raise BadRecord("empty_response", "response is empty or whitespace")
-    if "\x00" in instruction or "\x00" in response:
-        raise BadRecord("nul_character", "text contains NUL characters")
     return instruction, response, used
 
 
@@ -144,21 +143,65 @@ def _record_id(record: dict) -> str | None:
     raise BadRecord("wrong_type", f"field 'id' is {type(value).__name__}")
 
 
+UTF8_BOM = b"\xef\xbb\xbf"
+_READ_CHUNK = 1 << 20
+
+
+def _bounded_lines(handle, limit: int) -> Iterator[tuple[bytes, int]]:
+    """Each line as (its first ``limit + 1`` bytes at most, its full length in bytes): a line
+    longer than ``limit`` is skipped to its newline in 1 MiB reads, never held whole (a
+    newline-free, decompressed gigabyte stays a bounded read)."""
+    while line := handle.readline(limit + 1):
+        length = len(line)
+        if length > limit and not line.endswith(b"\n"):
+            while rest := handle.readline(_READ_CHUNK):
+                length += len(rest)
+                if rest.endswith(b"\n"):
+                    break
+        yield line, length
+
+
+def _text_problem(record: dict) -> BadRecord | None:
+    """A lone surrogate (UTF-8 cannot store it) or a NUL anywhere in the record's keys and
+    string values. Walked with a stack: nesting depth never recurses."""
+    stack: list[tuple[str, object]] = [("", record)]
+    while stack:
+        where, value = stack.pop()
+        if isinstance(value, dict):
+            for key, item in value.items():
+                stack.append((f"{where}.{key}" if where else str(key), key))
+                stack.append((f"{where}.{key}" if where else str(key), item))
+        elif isinstance(value, list):
+            stack.extend((f"{where}[{i}]", item) for i, item in enumerate(value))
+        elif isinstance(value, str):
+            # The field's name may hold the bad character itself: escape it for the message.
+            where = where.encode("utf-8", "backslashreplace").decode("utf-8")
+            if "\x00" in value:
+                return BadRecord("nul_character", f"field {where!r} contains a NUL character")
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as error:
+                return BadRecord("invalid_unicode", f"field {where!r} has a lone surrogate: {error.reason}")
+    return None
+
+
 def _iter_jsonl(path: Path, fmt: str, max_record_bytes: int) -> Iterator[tuple[int, dict | BadRecord, str]]:
     opener = gzip.open if fmt == "jsonl.gz" else open
     parsed_any = False
     seen_any = False
     try:
         with opener(path, "rb") as handle:
-            for line_number, raw_line in enumerate(handle, start=1):
+            for line_number, (raw_line, length) in enumerate(_bounded_lines(handle, max_record_bytes), start=1):
+                if line_number == 1 and raw_line.startswith(UTF8_BOM):
+                    raw_line, length = raw_line[len(UTF8_BOM) :], length - len(UTF8_BOM)
                 if not raw_line.strip():
                     continue
                 seen_any = True
                 preview = raw_line[: MAX_RAW_CHARS * 4].decode("utf-8", errors="replace")[:MAX_RAW_CHARS]
-                if len(raw_line) > max_record_bytes:
+                if length > max_record_bytes:
                     yield (
                         line_number,
-                        BadRecord("record_too_large", f"{len(raw_line)} bytes > limit {max_record_bytes}"),
+                        BadRecord("record_too_large", f"{length} bytes > limit {max_record_bytes}"),
                         preview,
                     )
                     continue
@@ -172,11 +215,16 @@ def _iter_jsonl(path: Path, fmt: str, max_record_bytes: int) -> Iterator[tuple[i
                 except json.JSONDecodeError as error:
                     yield line_number, BadRecord("malformed_json", str(error)), preview
                     continue
+                except RecursionError:
+                    yield line_number, BadRecord("too_deeply_nested", "JSON nested deeper than Python parses"), preview
+                    continue
                 parsed_any = True
                 if not isinstance(record, dict):
                     yield line_number, BadRecord("not_an_object", f"JSON {type(record).__name__}"), preview
                     continue
-                yield line_number, record, preview
+                # Lone surrogates and NULs can only arrive as \u escapes: skip the walk otherwise.
+                escaped = b"\\u" in raw_line
+                yield line_number, (_text_problem(record) if escaped else None) or record, preview
     except (OSError, EOFError, gzip.BadGzipFile) as error:
         raise ShardReadError(f"{path}: cannot read as {fmt}: {error}") from error
     if seen_any and not parsed_any:
@@ -197,7 +245,7 @@ def _iter_parquet(path: Path, max_record_bytes: int) -> Iterator[tuple[int, dict
                 preview[:MAX_RAW_CHARS],
             )
             continue
-        yield row_number, record, preview[:MAX_RAW_CHARS]
+        yield row_number, _text_problem(record) or record, preview[:MAX_RAW_CHARS]
 
 
 def read_shard(

@@ -9,6 +9,8 @@ import json
 
 import polars as pl
 
+from qaq_assets.lib.curation import with_reason_code
+from qaq_assets.lib.errors import LakeError
 from qaq_assets.lib.lake import Lake
 from qaq_assets.lib.selection import KEEP
 from qaq_assets.lib.tables import CURATED_SUBSET
@@ -40,10 +42,12 @@ def defect_rates(curated: pl.DataFrame) -> tuple[float, float] | None:
 
 
 def summary_text(lake: Lake, version: int | None = None) -> str:
+    from qaq_assets.lib.export import curated_version
+
+    version = curated_version(lake, version)
     curated = lake.scan(CURATED_SUBSET, version).collect()
     if curated.height == 0:
         return "no curated subset yet"
-    version = version if version is not None else lake.version(CURATED_SUBSET)
     kept = curated.filter(pl.col("decision") == KEEP).height
     lines = [
         f"curated_subset version {version}: {curated.height} rows, {kept} kept "
@@ -51,9 +55,7 @@ def summary_text(lake: Lake, version: int | None = None) -> str:
         "",
         "decisions by reason:",
     ]
-    by_reason = (
-        curated.group_by("decision", pl.col("reason").str.split(":").list.first()).len().sort("len", descending=True)
-    )
+    by_reason = with_reason_code(curated).group_by("decision", "reason_code").len().sort("len", descending=True)
     lines += [f"  {decision:5} {reason:24} {n}" for decision, reason, n in by_reason.iter_rows()]
     rates = defect_rates(curated)
     if rates is not None:
@@ -66,35 +68,59 @@ def summary_text(lake: Lake, version: int | None = None) -> str:
     return "\n".join(lines)
 
 
+def shorten(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` characters at a word boundary, with an ellipsis when cut."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    boundary = max(cut.rfind(" "), cut.rfind("\n"))
+    return (cut[:boundary] if boundary > limit // 2 else cut).rstrip() + "…"
+
+
+def top_kept(curated: pl.DataFrame, count: int = 10) -> pl.DataFrame:
+    """The kept rows the selection ranked highest (``keep_score``, ties by sample id)."""
+    return (
+        curated.filter(pl.col("decision") == KEEP)
+        .sort(["keep_score", "sample_id"], descending=[True, False], nulls_last=True)
+        .head(count)
+    )
+
+
+def _number(value: float | None) -> str:
+    return "" if value is None else f"{value:.3f}"
+
+
 def html_report(lake: Lake, version: int | None = None) -> str:
     """A self-contained HTML page (plots embedded) of one curated version and its lineage."""
-    from qaq_assets.lib.export import lineage_record
+    from qaq_assets.lib.export import curated_version, lineage_record
     from qaq_assets.lib.plots import curation_png
 
-    version = version if version is not None else lake.version(CURATED_SUBSET)
+    version = curated_version(lake, version)
     curated = lake.scan(CURATED_SUBSET, version).collect()
     if curated.height == 0:
-        raise LookupError(f"no curated subset in {lake.root}")
+        raise LakeError(f"curated_subset version {version} in {lake.root} is empty")
     try:
         lineage = json.dumps(lineage_record(lake, version), indent=2, default=str)
     except LookupError as error:
         lineage = str(error)
     picture = base64.b64encode(curation_png(curated)).decode()
-    kept = curated.filter(pl.col("decision") == KEEP).sort("rmi_rank", descending=True, nulls_last=True).head(10)
+    kept = top_kept(curated)
     rows = "".join(
-        f"<tr><td>{html.escape(r['shard'])}:{r['row_index']}</td><td>{r['rmi']:.3f}</td>"
-        f"<td><pre>{html.escape(r['instruction'][:300])}</pre></td><td><pre>{html.escape(r['response'][:400])}</pre></td></tr>"
+        f"<tr><td class=id>{html.escape(r['shard'])}:{r['row_index']}</td><td>{_number(r['keep_score'])}</td>"
+        f"<td>{_number(r['rmi'])}</td><td><pre>{html.escape(shorten(r['instruction'], 300))}</pre></td>"
+        f"<td><pre>{html.escape(shorten(r['response'], 400))}</pre></td></tr>"
         for r in kept.iter_rows(named=True)
     )
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>qaq-assets curation v{version}</title>
 <style>body{{font-family:sans-serif;max-width:1200px;margin:2em auto}}pre{{white-space:pre-wrap;margin:0}}
-table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px;vertical-align:top}}</style></head>
+table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px;vertical-align:top}}
+td.id{{white-space:nowrap}}</style></head>
 <body><h1>Curated subset, Delta version {version}</h1>
 <pre>{html.escape(summary_text(lake, version))}</pre>
 <h2>Scores and decisions</h2>
 <img alt="RMI, NLL(Q) and decisions" src="data:image/png;base64,{picture}" style="max-width:100%">
-<h2>Kept samples (first 10)</h2>
-<table><tr><th>row</th><th>rmi</th><th>instruction</th><th>response</th></tr>{rows}</table>
+<h2>Kept samples (top {len(kept)} by keep_score)</h2>
+<table><tr><th>row</th><th>keep_score</th><th>rmi</th><th>instruction</th><th>response</th></tr>{rows}</table>
 <h2>Lineage</h2><pre>{html.escape(lineage)}</pre></body></html>
 """

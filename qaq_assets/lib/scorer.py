@@ -192,8 +192,11 @@ class PairScorer:
             sequences.append(_build_sequence(i, ANSWER_FIRST, answer_first, pair.answer_ids, pair.query_ids))
         return sequences
 
-    def score(self, pairs: Sequence[PairTokens], on_batch: Callable[[int], None] | None = None) -> list[PairLogprobs]:
-        """Log-probs of every pair; ``on_batch(n_tokens)`` is called after each forward pass."""
+    def score(
+        self, pairs: Sequence[PairTokens], on_pass: Callable[[int, int], None] | None = None
+    ) -> list[PairLogprobs]:
+        """Log-probs of every pair; ``on_pass(sequences, tokens)`` is called after each forward pass
+        with what that pass scored (two sequences per pair)."""
         sequences = self.sequences(pairs)
         spans: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
         lengths = [len(s.ids) for s in sequences]
@@ -220,8 +223,8 @@ class PairScorer:
                 continue
             for index, result in zip(members, results, strict=True):
                 spans[(sequences[index].pair, sequences[index].order)] = result
-            if on_batch is not None:
-                on_batch(sum(lengths[i] for i in members))
+            if on_pass is not None:
+                on_pass(len(members), sum(lengths[i] for i in members))
         return [
             PairLogprobs(
                 query=spans[(i, QUERY_FIRST)][0],

@@ -13,23 +13,35 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from qaq_assets.lib.backends import ScorerIdentity, ScoringBackend
 from qaq_assets.lib.lake import Lake
+from qaq_assets.lib.metrics import scores_from_logprobs
 from qaq_assets.lib.records import text_sha
 from qaq_assets.lib.scorer import TRUNCATION_POLICY
-from qaq_assets.lib.tables import SCORE_CACHE, TOKEN_LOGPROBS
+from qaq_assets.lib.tables import QAQ_SCORES, RAW_SAMPLES, SCORE_CACHE, TOKEN_LOGPROBS
 
 CACHE_KEY = ["query_sha", "answer_sha"]
 
 
 @dataclass
 class ScoringProgress:
+    """Where a shard's scoring stands: reported before the first pass, after every pass and
+    after every commit. Samples between commits are counted from the sequences scored."""
+
     samples_total: int
-    samples_done: int = 0
-    tokens_done: int = 0
+    samples_cached: int = 0
+    samples_committed: int = 0
+    sequences_in_flight: int = 0  # scored since the last commit (two per sample)
+    tokens_done: int = 0  # forward tokens, template tokens included
     started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def samples_done(self) -> int:
+        return min(self.samples_total, self.samples_committed + self.sequences_in_flight // 2)
 
     @property
     def tokens_per_second(self) -> float:
@@ -130,6 +142,41 @@ class ShardRows:
         return pl.concat([TOKEN_LOGPROBS.empty(), *self], how="vertical_relaxed")
 
 
+def _logprob_lists(arrays: list[np.ndarray]) -> pl.Series:
+    """One list column from per-sample arrays, built from their concatenation and offsets (no
+    Python float per value: at thousands of samples per second, ``tolist()`` was a fifth of the
+    lake side's time)."""
+    offsets = np.zeros(len(arrays) + 1, dtype=np.int64)
+    np.cumsum([len(array) for array in arrays], out=offsets[1:])
+    values = np.concatenate(arrays).astype(np.float32, copy=False) if arrays else np.empty(0, np.float32)
+    return pl.from_arrow(pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(values)))
+
+
+def cache_rows(identity: ScorerIdentity, chunk: pl.DataFrame, scored) -> pl.DataFrame:
+    """``score_cache`` rows of one scored chunk (its ``query_sha`` and ``answer_sha`` in order)."""
+    tokens, logprobs = scored.tokens, scored.logprobs
+    columns = {
+        "query_logprobs": [lp.query for lp in logprobs],
+        "answer_given_query_logprobs": [lp.answer_given_query for lp in logprobs],
+        "answer_logprobs": [lp.answer for lp in logprobs],
+        "query_given_answer_logprobs": [lp.query_given_answer for lp in logprobs],
+    }
+    return pl.DataFrame(
+        {
+            "model_fingerprint": pl.repeat(identity.fingerprint, chunk.height, eager=True),
+            "template_version": pl.repeat(identity.template_version, chunk.height, eager=True),
+            "query_sha": chunk["query_sha"],
+            "answer_sha": chunk["answer_sha"],
+            "n_query_tokens": pl.Series([len(t.query_ids) for t in tokens], dtype=pl.Int32),
+            "n_answer_tokens": pl.Series([len(t.answer_ids) for t in tokens], dtype=pl.Int32),
+            "query_truncated": [t.query_truncated for t in tokens],
+            "answer_truncated": [t.answer_truncated for t in tokens],
+            **{name: _logprob_lists(arrays) for name, arrays in columns.items()},
+            "scored_at": pl.repeat(datetime.now(UTC), chunk.height, eager=True),
+        }
+    ).select([pl.col(name).cast(dtype) for name, dtype in SCORE_CACHE.schema.items()])
+
+
 def score_shard(
     lake: Lake,
     samples: pl.DataFrame,
@@ -148,42 +195,30 @@ def score_shard(
     todo = todo.with_columns(_length=pl.col("instruction").str.len_bytes() + pl.col("response").str.len_bytes())
     todo = todo.sort("_length", "sample_id").drop("_length")
     chunks = list(todo.iter_slices(commit_every))
-    progress = ScoringProgress(samples_total=todo.height)
+    progress = ScoringProgress(samples_total=todo.height, samples_cached=pairs.height - todo.height)
     totals = {"tokens": 0, "forward_calls": 0, "real": 0, "padding": 0}
+    report = on_progress or (lambda _progress: None)
+    report(progress)
 
-    scored_chunks = backend.score_chunks((c["instruction"].to_list(), c["response"].to_list()) for c in chunks)
+    def on_pass(sequences: int, tokens: int) -> None:
+        progress.sequences_in_flight += sequences
+        progress.tokens_done += tokens
+        report(progress)
+
+    scored_chunks = backend.score_chunks(
+        ((c["instruction"].to_list(), c["response"].to_list()) for c in chunks), on_pass
+    )
     for chunk, scored in zip(chunks, scored_chunks, strict=True):
-        tokens, logprobs = scored.tokens, scored.logprobs
-        lake.append(
-            SCORE_CACHE,
-            pl.DataFrame(
-                {
-                    "model_fingerprint": identity.fingerprint,
-                    "template_version": identity.template_version,
-                    "query_sha": chunk["query_sha"],
-                    "answer_sha": chunk["answer_sha"],
-                    "n_query_tokens": [len(t.query_ids) for t in tokens],
-                    "n_answer_tokens": [len(t.answer_ids) for t in tokens],
-                    "query_truncated": [t.query_truncated for t in tokens],
-                    "answer_truncated": [t.answer_truncated for t in tokens],
-                    "query_logprobs": [lp.query.tolist() for lp in logprobs],
-                    "answer_given_query_logprobs": [lp.answer_given_query.tolist() for lp in logprobs],
-                    "answer_logprobs": [lp.answer.tolist() for lp in logprobs],
-                    "query_given_answer_logprobs": [lp.query_given_answer.tolist() for lp in logprobs],
-                    "scored_at": datetime.now(UTC),
-                },
-                schema=SCORE_CACHE.schema,
-            ),
-        )
-        chunk_tokens = sum(len(t.query_ids) + len(t.answer_ids) for t in tokens)
-        totals["tokens"] += chunk_tokens
+        lake.append(SCORE_CACHE, cache_rows(identity, chunk, scored))
+        totals["tokens"] += sum(len(t.query_ids) + len(t.answer_ids) for t in scored.tokens)
         totals["forward_calls"] += scored.forward_calls
         totals["real"] += scored.real_tokens
         totals["padding"] += scored.padding_tokens
-        progress.samples_done += chunk.height
-        progress.tokens_done += chunk_tokens
-        if on_progress is not None:
-            on_progress(progress)
+        progress.samples_committed += chunk.height
+        progress.sequences_in_flight = 0
+        # Remote backends report no passes: their forward tokens arrive with each chunk.
+        progress.tokens_done = max(progress.tokens_done, totals["real"])
+        report(progress)
 
     rows = ShardRows(lake, identity, pairs, shard)
     return ShardScoring(
@@ -197,3 +232,31 @@ def score_shard(
         padding_tokens=totals["padding"],
         seconds=time.perf_counter() - started,
     )
+
+
+def shard_samples(lake: Lake, shard: str) -> pl.DataFrame:
+    """The shard's samples as scoring reads them (text and, where ingest stored them, hashes)."""
+    return (
+        lake.scan(RAW_SAMPLES).filter(pl.col("shard") == shard).select("sample_id", "instruction", "response").collect()
+    )
+
+
+def score_partition(
+    lake: Lake,
+    shard: str,
+    backend: ScoringBackend,
+    commit_every: int = 256,
+    on_progress: Callable[[ScoringProgress], None] | None = None,
+) -> tuple[ShardScoring, int]:
+    """Score a shard with ``backend`` through the cache and replace its token_logprobs partition
+    (streamed, one commit); returns the scoring and the table version written."""
+    result = score_shard(lake, shard_samples(lake, shard), shard, backend, commit_every, on_progress)
+    partition = {"model_key": backend.identity.model_key, "shard": shard}
+    return result, lake.replace_partition_streaming(TOKEN_LOGPROBS, result.token_logprobs, partition)
+
+
+def write_qaq_scores(lake: Lake, shard: str, model_key: str) -> tuple[pl.DataFrame, int]:
+    """Replace the shard's qaq_scores partition from its token_logprobs; returns the scores and version."""
+    logprobs = lake.scan(TOKEN_LOGPROBS).filter((pl.col("model_key") == model_key) & (pl.col("shard") == shard))
+    scores = scores_from_logprobs(logprobs).collect()
+    return scores, lake.replace_partition(QAQ_SCORES, scores, {"model_key": model_key, "shard": shard})

@@ -42,6 +42,8 @@ SHARD_SOURCES = TableSpec(
             "size_bytes": pl.Int64,
             "mtime_ns": pl.Int64,
             "registered_at": pl.Datetime("us", "UTC"),
+            # The source this shard read before a deliberate take-over (--replace-shard).
+            "previous_path": pl.String,
         }
     ),
 )
@@ -188,6 +190,8 @@ CURATED_SUBSET = TableSpec(
             "code_status": pl.String,
             "strategy": pl.String,
             "decision": pl.String,
+            # What decided, as a code (rmi_in_band, exact_duplicate, ...); ``reason`` says it in words.
+            "reason_code": pl.String,
             "reason": pl.String,
             "curation_id": pl.String,
         }

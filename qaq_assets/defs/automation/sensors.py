@@ -10,7 +10,7 @@ from qaq_assets.defs.automation.jobs import curation_job, ingest_job
 from qaq_assets.defs.partitions import shard_partitions
 from qaq_assets.defs.resources import LakeResource
 from qaq_assets.lib.landing import settled_files
-from qaq_assets.lib.shards import register_files, registered_sources, shard_name
+from qaq_assets.lib.shards import ShardFile, landed_shard_name, register, registered_sources
 
 
 def build_landing_sensor(landing_dir: str, settle_seconds: float = 10.0) -> dg.SensorDefinition:
@@ -18,11 +18,15 @@ def build_landing_sensor(landing_dir: str, settle_seconds: float = 10.0) -> dg.S
         job=ingest_job,
         minimum_interval_seconds=30,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description=f"Registers settled files in {landing_dir} as shards and ingests them.",
+        description=(
+            f"Registers settled files under {landing_dir} as shards (key: the path relative to it, "
+            "folders joined by __) and ingests them. A file whose key belongs to another source is skipped."
+        ),
     )
     def landing_sensor(context: dg.SensorEvaluationContext, lake: LakeResource) -> dg.SensorResult:
         state = json.loads(context.cursor) if context.cursor else {}
-        ready, observed = settled_files(Path(landing_dir), state.get("observed", {}), time.time_ns(), settle_seconds)
+        root = Path(landing_dir)
+        ready, observed = settled_files(root, state.get("observed", {}), time.time_ns(), settle_seconds)
         store = lake.lake()
         known = {
             row["path"]: (row["size_bytes"], row["mtime_ns"])
@@ -30,17 +34,26 @@ def build_landing_sensor(landing_dir: str, settle_seconds: float = 10.0) -> dg.S
         }
         # ``observed`` holds each file's (size, mtime) from this look: no second stat.
         new = [path for path in ready if known.get(str(path.resolve())) != tuple(observed[str(path)])]
-        shards = register_files(store, new) if new else []
+        files = {ShardFile(path.resolve(), landed_shard_name(path, root)): path for path in new}
+        registration = register(store, list(files))
+        for cause in registration.failures.values():
+            context.log.warning(f"skipped: {cause}")
         requests = [
-            dg.RunRequest(
-                partition_key=shard_name(path), run_key=":".join(map(str, [shard_name(path), *observed[str(path)]]))
-            )
-            for path in new
+            dg.RunRequest(partition_key=file.shard, run_key=":".join(map(str, [file.shard, *observed[str(path)]])))
+            for file, path in files.items()
+            if file.shard in registration.shards
         ]
+        skipped = "; ".join(registration.failures.values())
         return dg.SensorResult(
             run_requests=requests,
-            dynamic_partitions_requests=[shard_partitions.build_add_request(shards)] if shards else [],
+            dynamic_partitions_requests=(
+                [shard_partitions.build_add_request(registration.shards)] if registration.shards else []
+            ),
             cursor=json.dumps({"observed": observed}),
+            # Shown on the sensor's tick in the UI (a skip reason goes only with no run request).
+            skip_reason=f"skipped {len(registration.failures)} file(s): {skipped}"
+            if skipped and not requests
+            else None,
         )
 
     return landing_sensor

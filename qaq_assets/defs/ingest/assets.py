@@ -43,7 +43,7 @@ def raw_samples(context: dg.AssetExecutionContext, config: IngestConfig, lake: L
     try:
         read = read_shard(path, shard, label_field=config.label_field, max_record_bytes=config.max_record_bytes)
     except ShardReadError as error:
-        raise dg.Failure(description=f"shard {shard!r}: {error}") from error
+        raise dg.Failure(description=str(error)) from error  # the message names the file
 
     version = store.replace_partition(RAW_SAMPLES, read.samples, {"shard": shard})
     store.replace_partition(QUARANTINE, read.quarantine, {"shard": shard})

@@ -8,22 +8,42 @@ import polars as pl
 
 from qaq_assets.defs.partitions import shard_and_model, shard_model_partitions
 from qaq_assets.defs.resources import LakeResource, ProgressResource, ScoringModelsResource
-from qaq_assets.lib.metrics import distribution_summary, scores_from_logprobs
-from qaq_assets.lib.shard_scoring import ScoringProgress, score_shard
-from qaq_assets.lib.tables import QAQ_SCORES, RAW_SAMPLES, TOKEN_LOGPROBS
+from qaq_assets.lib.metrics import distribution_summary
+from qaq_assets.lib.shard_scoring import ScoringProgress, score_partition, write_qaq_scores
+from qaq_assets.lib.tables import QAQ_SCORES, TOKEN_LOGPROBS
 
 LOGPROBS_CHECK = "schema_and_one_row_per_sample"
 SCORES_CHECK = "schema_scores_finite_and_unique"
 
 
-def _progress_logger(context: dg.AssetExecutionContext, progress_resource: ProgressResource, label: str):
+# The run log gets a progress line at most this often (the terminal bar moves every pass).
+LOG_PROGRESS_SECONDS = 10.0
+
+
+def _progress_logger(
+    context: dg.AssetExecutionContext, progress_resource: ProgressResource, shard: str, model_key: str
+):
+    label = f"{shard}/{model_key}"
+    last_logged: list[float] = []
+
     def report(progress: ScoringProgress) -> None:
         progress_resource.report(label, progress)
-        eta = progress.eta_seconds
-        context.log.info(
-            f"{label}: {progress.samples_done}/{progress.samples_total} samples, "
-            f"{progress.tokens_per_second:.0f} tokens/s, ETA {'-' if eta is None else f'{eta:.0f}s'}"
-        )
+        now = time.monotonic()
+        if not last_logged:
+            context.log.info(
+                f"scoring {shard} with {model_key}: {progress.samples_total:,} samples to score, "
+                f"{progress.samples_cached:,} already scored (cache)"
+            )
+        elif progress.samples_done < progress.samples_total and now - last_logged[-1] < LOG_PROGRESS_SECONDS:
+            return
+        else:
+            eta = progress.eta_seconds
+            context.log.info(
+                f"{label}: {progress.samples_done:,}/{progress.samples_total:,} samples, "
+                f"{progress.tokens_done:,} tokens, {progress.tokens_per_second:,.0f} tokens/s, "
+                f"ETA {'-' if eta is None else f'{eta:.0f}s'}"
+            )
+        last_logged.append(now)
 
     return report
 
@@ -50,28 +70,19 @@ def build_scoring_assets(model_keys: list[str], op_tags: dict | None = None) -> 
     ) -> dg.MaterializeResult:
         shard, model_key = shard_and_model(context)
         store = lake.lake()
-        samples = (
-            store.scan(RAW_SAMPLES)
-            .filter(pl.col("shard") == shard)
-            .select("sample_id", "instruction", "response")
-            .collect()
-        )
         backend = models.scoring_backend(model_key)
         try:
-            result = score_shard(
+            # Streamed in one commit: the log-prob lists of a large shard never sit in memory at once.
+            result, version = score_partition(
                 store,
-                samples,
                 shard,
                 backend,
                 commit_every=models.commit_every,
-                on_progress=_progress_logger(context, progress, f"{shard}/{model_key}"),
+                on_progress=_progress_logger(context, progress, shard, model_key),
             )
             forward = backend.describe_forward()
         finally:
             backend.close()
-        partition = {"model_key": model_key, "shard": shard}
-        # Streamed in one commit: the log-prob lists of a large shard never sit in memory at once.
-        version = store.replace_partition_streaming(TOKEN_LOGPROBS, result.token_logprobs, partition)
         frame = (
             store.scan(TOKEN_LOGPROBS, version)
             .filter((pl.col("model_key") == model_key) & (pl.col("shard") == shard))
@@ -103,12 +114,12 @@ def build_scoring_assets(model_keys: list[str], op_tags: dict | None = None) -> 
             check_results=[
                 dg.AssetCheckResult(
                     check_name=LOGPROBS_CHECK,
-                    passed=frame.height == samples["sample_id"].n_unique()
+                    passed=frame.height == result.samples_total
                     and frame["sample_id"].is_unique().all()
                     and not missing,
                     metadata={
                         "rows": frame.height,
-                        "distinct_samples": samples["sample_id"].n_unique(),
+                        "distinct_samples": result.samples_total,
                         "missing_columns": missing,
                     },
                 )
@@ -128,9 +139,7 @@ def build_scoring_assets(model_keys: list[str], op_tags: dict | None = None) -> 
         started = time.perf_counter()
         shard, model_key = shard_and_model(context)
         store = lake.lake()
-        logprobs = store.scan(TOKEN_LOGPROBS).filter((pl.col("model_key") == model_key) & (pl.col("shard") == shard))
-        scores = scores_from_logprobs(logprobs).collect()
-        version = store.replace_partition(QAQ_SCORES, scores, {"model_key": model_key, "shard": shard})
+        scores, version = write_qaq_scores(store, shard, model_key)
         numeric = ["nll_query", "nll_query_given_answer", "nll_answer", "nll_answer_given_query", "rmi", "ifd_loss"]
         non_finite = sum(int(scores.select((~pl.col(c).is_finite()).fill_null(True).sum()).item()) for c in numeric)
         summary = distribution_summary(scores, ["rmi", "nll_query", "nll_query_given_answer", "ifd_loss"])

@@ -1,0 +1,1 @@
+"""Benchmarks behind ``qaq bench``: each prints its figures, the contract line last."""

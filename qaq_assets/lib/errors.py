@@ -1,0 +1,19 @@
+"""Errors a user can act on: the command line prints their message as one line (exit 2)."""
+
+
+class QaqError(Exception):
+    """A failure caused by input or configuration, whose message says what to fix."""
+
+
+class LakeError(QaqError, LookupError):
+    """A lake, table or table version that does not exist."""
+
+
+class Interrupted(Exception):
+    """A stop signal (SIGINT, SIGTERM) ended the command; nothing further was published."""
+
+    def __init__(self, signum: int):
+        import signal
+
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+        self.signum = signum
