@@ -8,115 +8,83 @@ import os
 import sys
 
 from qaq_assets.lib.errors import Interrupted, QaqError
-from qaq_assets.lib.models import DEFAULT_MODEL_SPEC
-from qaq_assets.lib.selection import STRATEGIES, SelectionConfig
+from qaq_assets.lib.settings import BY_NAME, INGEST, LAKE, RUNNER, SCORING, SELECTION, Setting, Settings, in_group
+
+
+def _add_setting(parser: argparse.ArgumentParser, setting: Setting) -> None:
+    """A flag for ``setting``: its help, type and choices from its declaration; unset, the
+    environment (QAQ_<NAME>) or the declared default applies."""
+    default = setting.default if setting.kind is not dict else "{}"
+    help_text = f"{setting.help} [env {setting.env_var}; default {default}]"
+    if setting.kind is list:
+        parser.add_argument(setting.cli_flag, dest=setting.name, action="append", metavar="SPEC", help=help_text)
+    elif setting.kind is dict:
+        parser.add_argument(setting.cli_flag, dest=setting.name, action="append", metavar="KEY=VALUE", help=help_text)
+    else:
+        parser.add_argument(
+            setting.cli_flag, dest=setting.name, type=setting.kind, choices=setting.choices, help=help_text
+        )
+
+
+def _add_settings(parser: argparse.ArgumentParser, *groups: str, names: tuple[str, ...] = ()) -> None:
+    for setting in in_group(*groups) + [BY_NAME[name] for name in names]:
+        _add_setting(parser, setting)
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    """The environment's settings, overridden by the flags given."""
+    settings = Settings.from_env()
+    given = {name: getattr(args, name) for name in vars(args) if name in BY_NAME}
+    options = given.pop("storage_options", None)
+    if options:
+        malformed = [option for option in options if "=" not in option]
+        if malformed:
+            raise QaqError(f"--storage-option takes KEY=VALUE, not {malformed[0]!r}")
+        given["storage_options"] = settings.storage_options | dict(option.split("=", 1) for option in options)
+    return settings.updated(**given)
 
 
 def _add_lake_options(parser: argparse.ArgumentParser, versioned: bool = False) -> None:
-    parser.add_argument("--lake", required=True, help="lake directory or URI (s3://bucket/prefix, ...)")
-    parser.add_argument(
-        "--storage-option",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="deltalake storage option for an object-store lake; repeatable",
-    )
+    _add_settings(parser, LAKE)
     if versioned:
         parser.add_argument("--version", type=int, default=None, help="curated_subset Delta version (default latest)")
-
-
-def _storage_options(args: argparse.Namespace) -> dict[str, str]:
-    from qaq_assets.lib.lake import storage_options_from_env
-
-    malformed = [option for option in args.storage_option if "=" not in option]
-    if malformed:
-        raise QaqError(f"--storage-option takes KEY=VALUE, not {malformed[0]!r}")
-    return storage_options_from_env() | dict(option.split("=", 1) for option in args.storage_option)
 
 
 def _lake(args: argparse.Namespace):
     from qaq_assets.lib.lake import Lake
 
-    return Lake(args.lake, _storage_options(args))
+    settings = _settings(args)
+    return Lake(settings.lake, settings.storage_options)
 
 
-def _add_run_options(parser: argparse.ArgumentParser) -> None:
-    _add_lake_options(parser)
-    parser.add_argument("--label-field", default="defect", help="planted-label field, carried but never scored")
-    parser.add_argument("--batch-tokens", type=int, default=4096, help="padded tokens per forward pass")
-    parser.add_argument("--commit-every", type=int, default=256, help="samples per score-cache commit")
+def _add_run_options(parser: argparse.ArgumentParser, *groups: str) -> None:
+    _add_settings(parser, LAKE, SCORING, RUNNER, INGEST, *groups)
     parser.add_argument("--verbose", action="store_true", help="show Dagster's run logs")
-    parser.add_argument("--backend", default="local", choices=["local", "ray"], help="where forward passes run")
-    parser.add_argument("--ray-address", default="", help="Ray cluster address (default: start a local Ray)")
-    parser.add_argument("--ray-replicas", type=int, default=0, help="model replicas on Ray (default: one per GPU)")
-    parser.add_argument(
-        "--model",
-        action="append",
-        dest="models",
-        metavar="SPEC",
-        help=f"model spec, KEY=SPEC or SPEC; repeat for strong then weak (default {DEFAULT_MODEL_SPEC})",
-    )
-    parser.add_argument("--template", default="auto", choices=["auto", "chat", "plain"])
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
-    _add_forward(parser)
-
-
-def _add_forward(parser: argparse.ArgumentParser) -> None:
-    from qaq_assets.lib.scorer import FORWARDS
-
-    parser.add_argument(
-        "--forward",
-        default="fused",
-        choices=FORWARDS,
-        help="scoring forward pass: fused (compiled element-wise steps), fused-eager, or the model's own (reference)",
-    )
-
-
-def _settings(args: argparse.Namespace):
-    from qaq_assets.settings import Settings
-
-    return Settings(
-        lake=args.lake,
-        models=tuple(args.models or [DEFAULT_MODEL_SPEC]),
-        template=args.template,
-        device=args.device,
-        dtype=args.dtype,
-        forward=args.forward,
-        batch_tokens=args.batch_tokens,
-        commit_every=args.commit_every,
-        progress_bar=True,
-        backend=args.backend,
-        ray_address=args.ray_address,
-        ray_replicas=args.ray_replicas,
-        storage_options=_storage_options(args),
-    )
 
 
 def _warn(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _run_curation(args: argparse.Namespace, selection: SelectionConfig):
+def _run_curation(args: argparse.Namespace):
     from qaq_assets.lib.signals import SignalWatch
     from qaq_assets.pipeline import curate_files
 
+    settings = _settings(args)
     with SignalWatch() as signals:
         return curate_files(
             args.paths,
-            _settings(args),
-            selection,
-            label_field=args.label_field,
+            settings,
             verbose=args.verbose,
             replace_shard=getattr(args, "replace_shard", False),
             warn=_warn,
             signals=signals,
+            progress_bar=True,
         )
 
 
 def _curate(args: argparse.Namespace) -> int:
-    selection = SelectionConfig(strategy=args.strategy, budget=args.budget, band_low=args.band_low, strata=args.strata)
-    summary = _run_curation(args, selection)
+    summary = _run_curation(args)
     if not summary.registered:
         return 2  # no file could be a shard (each said why); nothing was created
     print(f"shards failed: {', '.join(summary.failed_shards) or 'none'}")
@@ -132,15 +100,18 @@ def _curate(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from qaq_assets.lib.curation import prepare
     from qaq_assets.lib.evaluation import auroc_table, evaluate, rates_table, write_report
+    from qaq_assets.lib.selection import SelectionConfig
 
-    summary = _run_curation(args, SelectionConfig())
+    summary = _run_curation(args)
     if not summary.registered:
         return 2
     if summary.failed:
         print(f"failed: {', '.join(summary.failed)}; evaluating what was scored")
-    keys = [spec.key for spec in _settings(args).model_specs]
+    settings = _settings(args)
+    keys = [spec.key for spec in settings.model_specs]
     budgets = [float(b) for b in args.budgets.split(",")]
-    evaluation = evaluate(prepare(_lake(args), keys, SelectionConfig()), budgets, seed=args.seed)
+    selection = SelectionConfig(**settings.group(SELECTION))
+    evaluation = evaluate(prepare(_lake(args), keys, selection), budgets, seed=settings.seed)
     print(rates_table(evaluation))
     print()
     print(auroc_table(evaluation))
@@ -165,10 +136,11 @@ def _bench_scoring(args: argparse.Namespace) -> int:
     from qaq_assets.lib.bench import load_bench_pairs, report_lines, run_bench
     from qaq_assets.lib.models import load_model, resolve_dtype
 
+    settings = _settings(args)
     paths = [Path(p) for p in sorted(glob.glob(args.data))]
     queries, answers = load_bench_pairs(paths, args.samples)
-    loaded = load_model(args.model, device=args.device, dtype="float32")
-    scorer_dtype = resolve_dtype(args.dtype, loaded.device)
+    loaded = load_model(settings.models[0], device=settings.device, dtype="float32")
+    scorer_dtype = resolve_dtype(settings.dtype, loaded.device)
     print(
         f"machine: {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads, "
         f"device {loaded.device}; model {loaded.model_id} ({loaded.parameters / 1e6:.1f}M params), "
@@ -179,9 +151,9 @@ def _bench_scoring(args: argparse.Namespace) -> int:
         queries,
         answers,
         scorer_dtype,
-        template=args.template,
-        batch_tokens=args.batch_tokens,
-        forward=args.forward,
+        template=settings.template,
+        batch_tokens=settings.batch_tokens,
+        forward=settings.forward,
     )
     for line in report_lines(result):
         print(line)
@@ -201,7 +173,14 @@ def _bench_memory(args: argparse.Namespace) -> int:
 def _bench_pipeline(args: argparse.Namespace) -> int:
     from qaq_assets.benchmarks.pipeline import main as pipeline_bench
 
-    pipeline_bench(args.samples, args.commit_every)
+    pipeline_bench(args.samples, _settings(args).commit_every)
+    return 0
+
+
+def _bench_scale(args: argparse.Namespace) -> int:
+    from qaq_assets.benchmarks.scale import main as scale_bench
+
+    scale_bench(args.samples, args.shards, args.workers, args.workdir)
     return 0
 
 
@@ -241,29 +220,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     curate = commands.add_parser("curate", help="ingest, score and curate files (each file is one shard)")
     curate.add_argument("paths", nargs="+")
-    curate.add_argument("--budget", type=float, default=0.25)
-    curate.add_argument("--strategy", default="auto", choices=["auto", *STRATEGIES])
-    curate.add_argument("--band-low", type=float, default=0.5)
-    curate.add_argument("--strata", type=int, default=10)
     curate.add_argument(
         "--replace-shard",
         action="store_true",
         help="let a file take over a shard key registered to another file (its samples replace that shard's)",
     )
-    _add_run_options(curate)
+    _add_run_options(curate, SELECTION)
     curate.set_defaults(handler=_curate)
 
     bench = commands.add_parser("bench", help="benchmarks")
     bench_kinds = bench.add_subparsers(dest="bench", required=True)
     scoring = bench_kinds.add_parser("scoring", help="the scorer vs the naive one-sample, four-pass reference")
     scoring.add_argument("--samples", type=int, default=48)
-    scoring.add_argument("--model", default=DEFAULT_MODEL_SPEC)
     scoring.add_argument("--data", default="data/shards/*.jsonl", help="glob of shard files to take samples from")
-    scoring.add_argument("--template", default="auto", choices=["auto", "chat", "plain"])
-    scoring.add_argument("--device", default="auto")
-    scoring.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
-    scoring.add_argument("--batch-tokens", type=int, default=4096)
-    _add_forward(scoring)
+    _add_settings(scoring, names=("models", "template", "device", "dtype", "forward", "batch_tokens"))
     scoring.set_defaults(handler=_bench_scoring)
     memory = bench_kinds.add_parser("memory", help="peak memory of writing one shard's log-probs, by shard size")
     memory.add_argument("--samples", default="10000,40000", help="shard sizes to compare")
@@ -273,15 +243,22 @@ def build_parser() -> argparse.ArgumentParser:
         "pipeline", help="the lake side of scoring (cache, token_logprobs, qaq_scores) with precomputed log-probs"
     )
     pipeline.add_argument("--samples", type=int, default=50_000)
-    pipeline.add_argument("--commit-every", type=int, default=256, help="samples per score-cache commit")
+    _add_settings(pipeline, names=("commit_every",))
     pipeline.set_defaults(handler=_bench_pipeline)
+    scale = bench_kinds.add_parser(
+        "scale", help="ingest, score (precomputed log-probs), curate, land a shard, re-curate, at N samples"
+    )
+    scale.add_argument("--samples", type=int, default=100_000)
+    scale.add_argument("--shards", type=int, default=100)
+    scale.add_argument("--workers", type=int, default=2, help="processes for ingest and scoring")
+    scale.add_argument("--workdir", default=None, help="where the corpus and lake go (default: the temp directory)")
+    scale.set_defaults(handler=_bench_scale)
 
     evaluation = commands.add_parser("evaluate", help="compare strategies on data with planted-defect labels")
     evaluation.add_argument("paths", nargs="+")
     evaluation.add_argument("--budgets", default="0.1,0.25,0.5")
-    evaluation.add_argument("--seed", type=int, default=0, help="seed of the random baseline")
     evaluation.add_argument("--report-dir", default="evaluation", help="where report.md and its plots go")
-    _add_run_options(evaluation)
+    _add_run_options(evaluation, SELECTION)
     evaluation.set_defaults(handler=_evaluate)
 
     lineage = commands.add_parser("lineage", help="what produced a curated version (inputs, models, config)")

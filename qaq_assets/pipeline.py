@@ -19,12 +19,12 @@ import polars as pl
 from qaq_assets.definitions import build_definitions
 from qaq_assets.defs.partitions import SHARDS
 from qaq_assets.lib.lake import Lake, storage_options_exported
-from qaq_assets.lib.selection import KEEP, SelectionConfig
+from qaq_assets.lib.selection import KEEP
+from qaq_assets.lib.settings import Settings
 from qaq_assets.lib.shards import check, record, shard_files
 from qaq_assets.lib.signals import SignalWatch
 from qaq_assets.lib.tables import CURATED_SUBSET, QAQ_SCORES, QUARANTINE, RAW_SAMPLES, TOKEN_LOGPROBS
 from qaq_assets.run_guard import reap_dead_runs, run_tags, wait_for_pool
-from qaq_assets.settings import Settings
 
 SCORING_POOL = "gpu"
 CURATION = "curation"
@@ -79,14 +79,13 @@ def _console_log_level(verbose: bool) -> dict:
 def curate_files(
     paths: list[str],
     settings: Settings,
-    selection: SelectionConfig,
-    label_field: str = "defect",
     instance: dg.DagsterInstance | None = None,
     log: Callable[[str], None] = print,
     warn: Callable[[str], None] | None = None,
     verbose: bool = False,
     replace_shard: bool = False,
     signals: SignalWatch | None = None,
+    progress_bar: bool = False,
 ) -> CurationSummary:
     """Register ``paths`` as shards, then ingest, score (every model) and curate through Dagster.
 
@@ -105,9 +104,9 @@ def curate_files(
     if accepted:
         lake.ensure_all()
         summary.registered = record(lake, accepted)
-        runner = _JobRunner(settings, instance or instance_for_cli(), warn, verbose, signals, summary)
+        runner = _JobRunner(settings, instance or instance_for_cli(), warn, verbose, signals, summary, progress_bar)
         with storage_options_exported(settings.storage_options):
-            runner.run(lake, selection, label_field, log)
+            runner.run(lake, log)
         summary.versions = {t.name: lake.version(t) for t in VERSIONED_TABLES}
     summary.seconds = time.perf_counter() - started
     return summary
@@ -116,9 +115,9 @@ def curate_files(
 class _JobRunner:
     """Runs the stage jobs for registered shards, recording each failure in the summary."""
 
-    def __init__(self, settings, instance, warn, verbose, signals, summary: CurationSummary):
+    def __init__(self, settings, instance, warn, verbose, signals, summary: CurationSummary, progress_bar: bool):
         self.settings, self.instance, self.warn, self.summary = settings, instance, warn, summary
-        self.defs = build_definitions(settings)
+        self.defs = build_definitions(settings, progress_bar)
         self.quiet = _console_log_level(verbose)
         self.tags = run_tags()
         self.stop = signals.check if signals is not None else lambda: None
@@ -140,15 +139,16 @@ class _JobRunner:
         self.warn(f"{label}: {self.summary.failed[label]}")
         return None
 
-    def run(self, lake: Lake, selection: SelectionConfig, label_field: str, log: Callable[[str], None]) -> None:
+    def run(self, lake: Lake, log: Callable[[str], None]) -> None:
+        """Ingest, score and curate the registered shards; the jobs' run config defaults to the
+        settings (the assets are built from them)."""
         summary, instance = self.summary, self.instance
         shards = summary.registered
         instance.add_dynamic_partitions(SHARDS, [s for s in shards if not instance.has_dynamic_partition(SHARDS, s)])
         reap_dead_runs(instance, self.warn)
-        ingest_config = {"ops": {"raw_samples": {"config": {"label_field": label_field}}}}
         ingested = []
         for shard in shards:
-            result = self.execute("ingest_job", shard, partition_key=shard, run_config=ingest_config)
+            result = self.execute("ingest_job", shard, partition_key=shard)
             if result is not None:
                 ingested.append(shard)
                 summary.samples_in += _metadata_sum(result, "rows_read")
@@ -170,8 +170,7 @@ class _JobRunner:
 
         if not scored:
             return  # every shard of this call failed: the curated subset stays as it was
-        curation_config = {"ops": {"curated_subset": {"config": selection.__dict__}}}
-        if self.execute("curation_job", CURATION, run_config=curation_config) is not None:
+        if self.execute("curation_job", CURATION) is not None:
             kept = lake.scan(CURATED_SUBSET).filter(pl.col("decision") == KEEP).select(pl.len())
             summary.kept = kept.collect().item()
 

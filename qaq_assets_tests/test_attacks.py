@@ -181,20 +181,20 @@ def _scored_lake(lake, tmp_path, names):
 
 
 def test_a_slow_curation_never_publishes_a_stale_snapshot(tmp_path, lake, monkeypatch):
-    import qaq_assets.defs.selection.assets as selection_assets
+    import qaq_assets.lib.curation as curation_module
 
     instance, resources, curated = _scored_lake(lake, tmp_path, ["one"])
-    real_curate, calls = selection_assets.curate, []
+    real_curate, calls = curation_module.curate, []
 
     def slow_curate(store, model_keys, config, curation_id):
         result = real_curate(store, model_keys, config, curation_id)
         calls.append(curation_id)
         if len(calls) == 1:  # while A holds its one-shard snapshot, shard two lands and B curates
             _scored_lake(lake, tmp_path, ["two"])
-            selection_assets.publish(store, model_keys, config, "run-b", dg.get_dagster_logger())
+            curation_module.publish(store, model_keys, config, "run-b")
         return result
 
-    monkeypatch.setattr(selection_assets, "curate", slow_curate)
+    monkeypatch.setattr(curation_module, "curate", slow_curate)
     assert dg.materialize([curated], instance=instance, resources=resources).success
     final = lineage_record(lake)
     assert sorted(final["shards"]) == ["one", "two"] and len(calls) == 3  # A, B, then A again
@@ -349,7 +349,7 @@ def test_storage_option_secrets_stay_out_of_dagster(tmp_path, capsys, monkeypatc
     assert leaked == [] and any(home.rglob("*.db"))
     # What the UI shows of the lake resource: its config fields, none of which holds options.
     from qaq_assets.definitions import build_resources
-    from qaq_assets.settings import Settings
+    from qaq_assets.lib.settings import Settings
 
     monkeypatch.setenv("QAQ_STORAGE_OPTIONS", json.dumps({"AWS_SECRET_ACCESS_KEY": secret}))
     lake_resource = build_resources(Settings.from_env())["lake"]

@@ -148,7 +148,7 @@ def test_lineage_round_trip_and_export_of_an_older_version(lake, make_shard, tmp
 
 def test_definitions_declare_the_automation():
     from qaq_assets.definitions import build_definitions
-    from qaq_assets.settings import Settings
+    from qaq_assets.lib.settings import Settings
 
     defs = build_definitions(Settings(models=(TINY,)))
     sensors = {s.name: s for s in defs.sensors}
@@ -160,7 +160,7 @@ def test_definitions_declare_the_automation():
 
 def test_scoring_step_carries_deployment_op_tags(monkeypatch):
     from qaq_assets.definitions import build_definitions
-    from qaq_assets.settings import Settings
+    from qaq_assets.lib.settings import Settings
 
     gpu = {"dagster-k8s/config": {"container_config": {"resources": {"limits": {"nvidia.com/gpu": "1"}}}}}
     monkeypatch.setenv("QAQ_SCORING_OP_TAGS", json.dumps(gpu))

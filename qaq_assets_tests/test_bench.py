@@ -37,8 +37,8 @@ def test_equality_check_fails_loudly_on_a_mismatch():
 def test_bench_reports_a_broken_scorer(tiny_model, monkeypatch):
     real_score = PairScorer.score
 
-    def off_by_a_bit(self, pairs, on_batch=None):
-        results = real_score(self, pairs, on_batch)
+    def off_by_a_bit(self, pairs, on_pass=None, batch_tokens=None):
+        results = real_score(self, pairs, on_pass, batch_tokens)
         for result in results:
             result.query_given_answer = result.query_given_answer - 0.5
         return results

@@ -17,15 +17,12 @@ PER_SHARD = 40
 def curate_one(job: tuple[str, str]) -> tuple[int, int, list[str]]:
     import dagster as dg
 
-    from qaq_assets.lib.selection import SelectionConfig
+    from qaq_assets.lib.settings import Settings
     from qaq_assets.pipeline import curate_files
-    from qaq_assets.settings import Settings
 
     lake, path = job
     settings = Settings(lake=lake, models=(TINY,), template="plain", dtype="float32", commit_every=10)
-    summary = curate_files(
-        [path], settings, SelectionConfig(), instance=dg.DagsterInstance.ephemeral(), log=lambda _: None
-    )
+    summary = curate_files([path], settings, instance=dg.DagsterInstance.ephemeral(), log=lambda _: None)
     return summary.samples_in, summary.samples_scored, summary.failed
 
 

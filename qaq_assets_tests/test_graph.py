@@ -6,9 +6,9 @@ import polars as pl
 from qaq_assets.definitions import build_assets, build_definitions, build_resources
 from qaq_assets.defs.partitions import SHARDS
 from qaq_assets.lib.lake import storage_options_exported
+from qaq_assets.lib.settings import Settings
 from qaq_assets.lib.shards import register_files
 from qaq_assets.lib.tables import CURATED_SUBSET, CURATION_RUNS, QAQ_SCORES, QUARANTINE, RAW_SAMPLES, TOKEN_LOGPROBS
-from qaq_assets.settings import Settings
 from qaq_assets_tests.conftest import CODE_PAIRS, TINY
 
 TINY_WEAK = "weak=random:tiny-llama:1"

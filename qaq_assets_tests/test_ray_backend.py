@@ -61,9 +61,9 @@ def test_the_graph_scores_on_ray_when_configured(ray_cluster, lake, make_shard):
 
     from qaq_assets.definitions import build_assets, build_resources
     from qaq_assets.defs.partitions import SHARDS
+    from qaq_assets.lib.settings import Settings
     from qaq_assets.lib.shards import register_files
     from qaq_assets.lib.tables import QAQ_SCORES
-    from qaq_assets.settings import Settings
 
     settings = Settings(lake=lake.root, models=(TINY,), dtype="float32", backend="ray", ray_replicas=2)
     resources, assets = build_resources(settings), build_assets(settings)

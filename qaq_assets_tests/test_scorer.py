@@ -73,7 +73,8 @@ def test_batched_equals_unbatched_in_float32(tiny_model, scorer):
     # Several length groups share a pass: attention per group, everything else over the pass.
     assert any(len(groups) > 1 for groups in plan_passes(lengths, scorer.batch_tokens, scorer.max_batch_size))
     batched = scorer.score(tokens)
-    assert scorer.forward_calls < 2 * len(tokens)
+    assert batched.stats.passes < 2 * len(tokens)
+    assert batched.stats.real_tokens == sum(lengths) and batched.stats.padding_tokens >= 0
     for pair, together in zip(tokens, batched, strict=True):
         alone = PairScorer(tiny_model.model, scorer.layouts, tiny_model.tokenizer.pad_token_id).score([pair])[0]
         for field in ("query", "answer_given_query", "answer", "query_given_answer"):
@@ -141,7 +142,11 @@ def test_out_of_memory_halves_the_batch_budget_and_loses_nothing(tiny_model, sco
     backing_off.hidden_rows = OutOfMemoryAbove(backing_off.hidden_rows, limit=600)
     result = backing_off.score(tokens)
     assert backing_off.hidden_rows.refused >= 1
-    assert backing_off.batch_tokens < 100_000
+    # The back-off is the call's own: the result says where it ended, the scorer keeps its setting.
+    assert result.stats.batch_tokens < 100_000 and backing_off.batch_tokens == 100_000
+    refused = backing_off.hidden_rows.refused
+    again = backing_off.score(tokens, batch_tokens=result.stats.batch_tokens)
+    assert backing_off.hidden_rows.refused == refused and again.stats.batch_tokens == result.stats.batch_tokens
     for a, b in zip(expected, result, strict=True):
         np.testing.assert_allclose(a.query_given_answer, b.query_given_answer, atol=1e-4)
 

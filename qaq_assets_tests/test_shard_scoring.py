@@ -33,9 +33,8 @@ def test_scores_each_sample_once_across_shards_and_reruns(lake, make_shard, tiny
     assert (second.samples_scored, second.samples_cached) == (4, 4)
 
     # A re-landed, unchanged shard costs no forward pass at all.
-    calls_before = scorer.forward_calls
     again = score(lake, make_shard("one", CODE_PAIRS[:8]), "one", tiny_model, scorer)
-    assert again.samples_scored == 0 and again.forward_calls == 0 and scorer.forward_calls == calls_before
+    assert again.samples_scored == 0 and again.forward_calls == 0
     assert rows_of(again).drop("shard").equals(rows_of(first).drop("shard"))
     assert lake.scan(SCORE_CACHE).select(pl.len()).collect().item() == len(CODE_PAIRS)
 

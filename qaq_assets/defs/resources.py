@@ -8,10 +8,11 @@ from collections import OrderedDict
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
+from qaq_assets.defs.config import config_class
 from qaq_assets.lib.backends import DeferredLocalBackend, LocalBackend, ScorerIdentity, ScorerOptions, ScoringBackend
 from qaq_assets.lib.lake import STORAGE_OPTIONS_ENV, Lake, storage_options_from_env
 from qaq_assets.lib.models import LoadedModel, ModelSpec, identify, load_model
-from qaq_assets.lib.scorer import FORWARDS
+from qaq_assets.lib.settings import BY_NAME, SCORING
 from qaq_assets.lib.shard_scoring import ScoringProgress
 from qaq_assets.lib.templates import build_layouts
 
@@ -39,7 +40,7 @@ def cached_model(spec: ModelSpec, device: str, dtype: str) -> LoadedModel:
 class LakeResource(dg.ConfigurableResource):
     """Where every Delta table lives: a local directory or an object-store URI."""
 
-    root: str = Field(description="Lake directory or URI (s3://bucket/prefix, ...)")
+    root: str = Field(description=BY_NAME["lake"].help)
     storage_options_env: str = Field(
         default=STORAGE_OPTIONS_ENV,
         description="Environment variable with the deltalake storage options as JSON, read when a run starts "
@@ -50,27 +51,9 @@ class LakeResource(dg.ConfigurableResource):
         return Lake(self.root, storage_options_from_env(self.storage_options_env))
 
 
-class ScoringModelsResource(dg.ConfigurableResource):
-    """The language models that score samples: strong first, optional weak second."""
-
-    models: list[str] = Field(description="Model specs, KEY=SPEC or SPEC; see qaq_assets.lib.models")
-    template: str = Field(
-        default="auto", description="chat (the model's chat template), plain, or auto (chat when the tokenizer has one)"
-    )
-    device: str = Field(default="auto", description="auto (CUDA when present), cpu, cuda, cuda:N")
-    dtype: str = Field(default="auto", description="auto, float32, bfloat16 or float16")
-    batch_tokens: int = Field(default=4096, description="Padded tokens per forward pass (CPU: 2-4k is fastest)")
-    max_batch_size: int = Field(default=64)
-    max_sequence_tokens: int = Field(default=2048, description="Longest sequence; answers are cut first")
-    commit_every: int = Field(default=256, description="Samples per Delta commit (resume granularity)")
-    backend: str = Field(default="local", description="local (in-process) or ray (a pool of model replicas)")
-    ray_address: str = Field(default="", description="Ray cluster address; empty starts a local Ray instance")
-    ray_replicas: int = Field(default=0, description="Model replicas on Ray; 0 = one per GPU (one on CPU clusters)")
-    forward: str = Field(
-        default="fused",
-        description=f"{' | '.join(FORWARDS)}: the scoring forward pass (fused: fused projections and compiled "
-        "element-wise steps, for Llama/Qwen2 models; reference: the model's own forward)",
-    )
+class _ScoringModels(dg.ConfigurableResource):
+    """The language models that score samples: strong first, optional weak second. Its fields
+    are the scoring settings (lib/settings.py)."""
 
     def specs(self) -> dict[str, ModelSpec]:
         return {spec.key: spec for spec in (ModelSpec.parse(text) for text in self.models)}
@@ -132,6 +115,9 @@ class ScoringModelsResource(dg.ConfigurableResource):
                 replicas=self.ray_replicas,
             )
         raise dg.Failure(f"unknown scoring backend {self.backend!r}: use local or ray")
+
+
+ScoringModelsResource = config_class("ScoringModelsResource", _ScoringModels, SCORING)
 
 
 class ProgressResource(dg.ConfigurableResource):

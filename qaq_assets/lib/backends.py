@@ -11,8 +11,12 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
+import torch
+
+from qaq_assets.lib.allocator import keep_heap_warm
 from qaq_assets.lib.models import LoadedModel
 from qaq_assets.lib.scorer import PairLogprobs, PairScorer, PairTokens, tokenize_pairs
+from qaq_assets.lib.settings import BY_NAME
 from qaq_assets.lib.templates import build_layouts
 
 
@@ -20,11 +24,11 @@ from qaq_assets.lib.templates import build_layouts
 class ScorerOptions:
     """How a loaded model scores: the same options for every backend and replica."""
 
-    template: str = "auto"
-    batch_tokens: int = 4096
-    max_batch_size: int = 64
-    max_sequence_tokens: int = 2048
-    forward: str = "fused"
+    template: str = BY_NAME["template"].default
+    batch_tokens: int = BY_NAME["batch_tokens"].default
+    max_batch_size: int = BY_NAME["max_batch_size"].default
+    max_sequence_tokens: int = BY_NAME["max_sequence_tokens"].default
+    forward: str = BY_NAME["forward"].default
 
     def scorer(self, loaded: LoadedModel) -> PairScorer:
         return PairScorer(
@@ -59,6 +63,7 @@ class ScoredChunk:
     forward_calls: int
     real_tokens: int
     padding_tokens: int
+    batch_tokens: int = 0  # the budget the chunk's passes ended with
 
 
 Chunk = tuple[list[str], list[str]]
@@ -94,20 +99,31 @@ def identity_of(loaded: LoadedModel, scorer: PairScorer) -> ScorerIdentity:
 
 
 def score_chunk(
-    loaded: LoadedModel, scorer: PairScorer, chunk: Chunk, max_sequence_tokens: int, on_pass: OnPass | None = None
+    loaded: LoadedModel,
+    scorer: PairScorer,
+    chunk: Chunk,
+    max_sequence_tokens: int,
+    on_pass: OnPass | None = None,
+    batch_tokens: int | None = None,
 ) -> ScoredChunk:
     """Tokenise and score one chunk; the same code path for every backend."""
-    calls, real, padding = scorer.forward_calls, scorer.real_tokens, scorer.padding_tokens
     queries, answers = chunk
     tokens = tokenize_pairs(loaded.tokenizer, scorer.layouts, queries, answers, max_sequence_tokens)
-    logprobs = scorer.score(tokens, on_pass)
+    scored = scorer.score(tokens, on_pass, batch_tokens)
     return ScoredChunk(
         tokens=tokens,
-        logprobs=logprobs,
-        forward_calls=scorer.forward_calls - calls,
-        real_tokens=scorer.real_tokens - real,
-        padding_tokens=scorer.padding_tokens - padding,
+        logprobs=list(scored),
+        forward_calls=scored.stats.passes,
+        real_tokens=scored.stats.real_tokens,
+        padding_tokens=scored.stats.padding_tokens,
+        batch_tokens=scored.stats.batch_tokens,
     )
+
+
+def prepare_worker(device: torch.device) -> None:
+    """Once per scoring process: a warm CPU heap for activations (see :mod:`allocator`)."""
+    if device.type == "cpu":
+        keep_heap_warm()
 
 
 class LocalBackend:
@@ -116,10 +132,14 @@ class LocalBackend:
     def __init__(self, loaded: LoadedModel, scorer: PairScorer, max_sequence_tokens: int):
         self.loaded, self.scorer, self.max_sequence_tokens = loaded, scorer, max_sequence_tokens
         self.identity = identity_of(loaded, scorer)
+        prepare_worker(loaded.device)
 
     def score_chunks(self, chunks: Iterable[Chunk], on_pass: OnPass | None = None) -> Iterator[ScoredChunk]:
+        budget = None  # after an out-of-memory back-off, later chunks start from the lower budget
         for chunk in chunks:
-            yield score_chunk(self.loaded, self.scorer, chunk, self.max_sequence_tokens, on_pass)
+            scored = score_chunk(self.loaded, self.scorer, chunk, self.max_sequence_tokens, on_pass, budget)
+            budget = scored.batch_tokens
+            yield scored
 
     def describe_forward(self) -> str:
         return self.scorer.describe_forward()

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from qaq_assets.lib.backends import prepare_worker
 from qaq_assets.lib.models import LoadedModel
 from qaq_assets.lib.records import read_shard
 from qaq_assets.lib.reference import mean_nlls, naive_pair_logprobs
@@ -121,7 +122,7 @@ def run_bench(
     answers: list[str],
     scorer_dtype: torch.dtype,
     template: str = "auto",
-    batch_tokens: int = 4096,
+    batch_tokens: int = 0,
     forward: str = "fused",
     exact_check_samples: int = 8,
     log: Callable[[str], None] = print,
@@ -129,6 +130,7 @@ def run_bench(
     """Time the naive reference (``loaded``: float32, as peers load models) and the scorer in ``scorer_dtype``."""
     if loaded.dtype != torch.float32:
         raise ValueError("the reference model must be loaded in float32")
+    prepare_worker(loaded.device)
     reference_model = loaded.model
     production_model = (
         reference_model if scorer_dtype == torch.float32 else copy.deepcopy(reference_model).to(scorer_dtype)
@@ -152,13 +154,13 @@ def run_bench(
     scorer.score(pairs[: min(4, len(pairs))])  # warm-up: kernel compilation, first-call allocations
     warmup_seconds = time.perf_counter() - start
     log(f"scorer warm-up ({scorer.describe_forward()}): {warmup_seconds:.1f}s, once per process")
-    scorer.forward_calls = scorer.real_tokens = scorer.padding_tokens = 0
     start = time.perf_counter()
-    scored = mean_nlls(scorer.score(pairs))
+    result = scorer.score(pairs)
     scorer_seconds = time.perf_counter() - start
+    scored, stats = mean_nlls(result), result.stats
     log(
         f"scorer (batched, 2 passes, {dtype_name}): {scorer_seconds:.1f}s, "
-        f"{content_tokens / scorer_seconds:.0f} tokens/s, {scorer.forward_calls} forward passes"
+        f"{content_tokens / scorer_seconds:.0f} tokens/s, {stats.passes} forward passes"
     )
 
     exact_pairs = pairs[:exact_check_samples]
@@ -179,8 +181,8 @@ def run_bench(
         content_tokens=content_tokens,
         naive_seconds=naive_seconds,
         scorer_seconds=scorer_seconds,
-        scorer_forward_tokens=scorer.real_tokens,
-        padding_fraction=scorer.padding_tokens / max(scorer.padding_tokens + scorer.real_tokens, 1),
+        scorer_forward_tokens=stats.real_tokens,
+        padding_fraction=stats.padding_tokens / max(stats.padding_tokens + stats.real_tokens, 1),
         parameters=loaded.parameters,
         matmul_gflops=peak,
         scorer_dtype=dtype_name,

@@ -4,18 +4,28 @@ plus the lineage record that makes the version explainable and reproducible."""
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import numpy as np
 import polars as pl
 
-from qaq_assets.lib.codecheck import python_status
-from qaq_assets.lib.dedup import near_duplicates
+from qaq_assets.lib.dedup import near_duplicate_twins
 from qaq_assets.lib.errors import QaqError
+from qaq_assets.lib.features import sample_features, signature_array
 from qaq_assets.lib.lake import Lake
 from qaq_assets.lib.selection import DROP, SelectionConfig, select
-from qaq_assets.lib.tables import CURATED_STRATEGY_COLUMNS, CURATED_SUBSET, CURATION_RUNS, QAQ_SCORES, RAW_SAMPLES
+from qaq_assets.lib.tables import (
+    CURATED_STRATEGY_COLUMNS,
+    CURATED_SUBSET,
+    CURATION_RUNS,
+    QAQ_SCORES,
+    RAW_SAMPLES,
+    SAMPLE_FEATURES,
+)
 
+log = logging.getLogger(__name__)
 EXACT_DUPLICATE, NEAR_DUPLICATE = "exact_duplicate", "near_duplicate"
 
 
@@ -72,10 +82,10 @@ def with_reason_code(curated: pl.DataFrame) -> pl.DataFrame:
     return curated.with_columns(reason_code=pl.coalesce("reason_code", derived))
 
 
-def _model_identities(scores: pl.DataFrame, model_keys: list[str]) -> list[dict]:
-    identities = scores.select(
-        "model_key", "model_id", "weights_sha256", "dtype", "model_fingerprint", "template_version"
-    ).unique()
+IDENTITY_COLUMNS = ("model_key", "model_id", "weights_sha256", "dtype", "model_fingerprint", "template_version")
+
+
+def _model_identities(identities: pl.DataFrame, model_keys: list[str]) -> list[dict]:
     models = []
     for key in model_keys:
         rows = identities.filter(pl.col("model_key") == key)
@@ -98,13 +108,16 @@ def _mark_duplicates(raw: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _split_near_duplicates(canonical: pl.DataFrame, threshold: float) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Rows to select among, and near-duplicate rows dropped with a pointer to their kept twin."""
-    ordered = canonical.sort("shard", "row_index")
-    twins = near_duplicates((ordered["instruction"] + "\n" + ordered["response"]).to_list(), threshold)
+def _split_near_duplicates(
+    canonical: pl.DataFrame, signatures_of, threshold: float
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Rows to select among, and near-duplicate rows dropped with a pointer to their kept twin
+    (compared in (shard, row) order, on the band keys and signatures stored at ingest)."""
+    ordered = canonical.sort("shard", "row_index").with_columns(position=pl.int_range(pl.len()))
+    twins = near_duplicate_twins(ordered.select("position", "band_keys"), signatures_of(ordered), threshold)
     keys = ordered["canonical"].to_list()
     twin_of = pl.Series("twin", [keys[twins[i]] if i in twins else None for i in range(ordered.height)], pl.String)
-    ordered = ordered.with_columns(twin_of)
+    ordered = ordered.with_columns(twin_of).drop("position", "band_keys")
     near = ordered.filter(pl.col("twin").is_not_null()).with_columns(
         decision=pl.lit(DROP), reason_code=pl.lit(NEAR_DUPLICATE), reason=pl.lit("near_duplicate_of:") + pl.col("twin")
     )
@@ -132,25 +145,73 @@ class Candidates:
     models: list[dict]
 
 
+class _Features:
+    """``sample_features`` of the curated shards as of one version: code status and band keys for
+    every row, signatures on demand. Shards ingested before features were stored (an older
+    release) get theirs computed from the text, in memory, once per curation."""
+
+    def __init__(self, lake: Lake, version: int | None, raw_version: int | None, shards: list[str]):
+        self.lake, self.version = lake, version
+        stored = (
+            lake.scan(SAMPLE_FEATURES, version)
+            .filter(pl.col("shard").is_in(shards))
+            .select("shard", "row_index", "code_status", "band_keys")
+            .collect()
+        )
+        missing = sorted(set(shards) - set(stored["shard"].unique()))
+        self.computed = pl.DataFrame()
+        if missing:
+            log.warning(
+                "%d shards have no stored features (ingested by an older release): computing them", len(missing)
+            )
+            raw = lake.scan(RAW_SAMPLES, raw_version).filter(pl.col("shard").is_in(missing))
+            self.computed = sample_features(
+                raw.select("shard", "row_index", "sample_id", "instruction", "response").collect()
+            )
+            stored = pl.concat([stored, self.computed.select(stored.columns)])
+        self.rows = stored
+
+    def signatures_of(self, ordered: pl.DataFrame):
+        """``signatures_of(positions)`` over ``ordered`` (rows at ``position``), read from the lake."""
+
+        def read(positions: list[int]) -> np.ndarray:
+            wanted = ordered.select("shard", "row_index").with_row_index("order")[positions]
+            stored = (
+                self.lake.scan(SAMPLE_FEATURES, self.version)
+                .filter(pl.col("shard").is_in(wanted["shard"].unique().implode()))
+                .select("shard", "row_index", "minhash")
+                .join(wanted.lazy(), on=["shard", "row_index"], how="inner")
+                .collect()
+            )
+            if self.computed.height:
+                computed = self.computed.select("shard", "row_index", "minhash").join(wanted, on=["shard", "row_index"])
+                stored = pl.concat([stored, computed.select(stored.columns)])
+            return signature_array(stored.sort("order")["minhash"].to_list())
+
+        return read
+
+
 def prepare(lake: Lake, model_keys: list[str], config: SelectionConfig) -> Candidates:
     """Read one consistent snapshot of the lake and deduplicate, for every shard scored by all
-    ``model_keys`` (strong first)."""
+    ``model_keys`` (strong first). Reads no text: ids, labels, stored features and scores."""
     if not model_keys:
         raise CurationError("no models configured")
-    versions = {"raw_samples": lake.version(RAW_SAMPLES), "qaq_scores": lake.version(QAQ_SCORES)}
-    raw = lake.scan(RAW_SAMPLES, versions["raw_samples"]).drop("ingested_at", "extra_fields").collect()
-    scores = lake.scan(QAQ_SCORES, versions["qaq_scores"]).filter(pl.col("model_key").is_in(model_keys)).collect()
-    models = _model_identities(scores, model_keys)
+    versions = {table.name: lake.version(table) for table in (RAW_SAMPLES, SAMPLE_FEATURES, QAQ_SCORES)}
+    raw = lake.scan(RAW_SAMPLES, versions["raw_samples"]).select("shard", "row_index", "sample_id", "label").collect()
+    scores_scan = lake.scan(QAQ_SCORES, versions["qaq_scores"]).filter(pl.col("model_key").is_in(model_keys))
+    models = _model_identities(scores_scan.select(*IDENTITY_COLUMNS).unique().collect(), model_keys)
+    scores = scores_scan.select(
+        "model_key", "shard", "sample_id", "nll_query", "rmi", "ifd_loss", "nll_answer_given_query"
+    ).collect()
 
     shards_with = [set(scores.filter(pl.col("model_key") == key)["shard"].unique()) for key in model_keys]
-    complete = set.intersection(*shards_with) & set(raw["shard"].unique())
-    pending = sorted(set(raw["shard"].unique()) - complete)
-    raw = _mark_duplicates(raw.filter(pl.col("shard").is_in(sorted(complete))))
+    complete = sorted(set.intersection(*shards_with) & set(raw["shard"].unique()))
+    pending = sorted(set(raw["shard"].unique()) - set(complete))
+    raw = _mark_duplicates(raw.filter(pl.col("shard").is_in(complete)))
 
-    canonical = raw.filter(pl.col("is_first")).with_columns(
-        code_status=pl.col("response").map_elements(python_status, return_dtype=pl.String)
-    )
-    canonical, near = _split_near_duplicates(canonical, config.near_duplicate_threshold)
+    features = _Features(lake, versions["sample_features"], versions["raw_samples"], complete)
+    canonical = raw.filter(pl.col("is_first")).join(features.rows, on=["shard", "row_index"], how="left")
+    canonical, near = _split_near_duplicates(canonical, features.signatures_of, config.near_duplicate_threshold)
     by_model = [_model_scores(canonical, scores, key) for key in model_keys]
     if by_model[0].height != canonical.height:
         missing = canonical.height - by_model[0].height
@@ -165,7 +226,7 @@ def prepare(lake: Lake, model_keys: list[str], config: SelectionConfig) -> Candi
         dropped=pl.concat([near, exact], how="diagonal_relaxed"),
         strong=by_model[0],
         weak=by_model[1] if len(by_model) > 1 else None,
-        shards=sorted(complete),
+        shards=complete,
         pending_shards=pending,
         input_versions=versions,
         models=models,
@@ -199,3 +260,33 @@ def curate(lake: Lake, model_keys: list[str], config: SelectionConfig, curation_
         models=candidates.models,
         template_versions=sorted({m["template_version"] for m in candidates.models}),
     )
+
+
+# Curations that see a newer one commit while they run start again from the new inputs.
+PUBLISH_ATTEMPTS = 5
+
+
+def publish(
+    lake: Lake, model_keys: list[str], config: SelectionConfig, run_id: str, logger: logging.Logger = log
+) -> tuple[int, Curation]:
+    """Curate and commit a new curated_subset version; returns it and its curation.
+
+    The lineage row is written first (keyed by curation id, which every curated row carries),
+    so a reader never finds a version without its lineage. A curation that sees another one
+    commit after it read its inputs starts again from the new inputs, so a slow curation never
+    publishes a stale snapshot over a newer one."""
+    for attempt in range(PUBLISH_ATTEMPTS):
+        base = lake.version(CURATED_SUBSET)
+        curation = curate(lake, model_keys, config, curation_id=run_id if attempt == 0 else f"{run_id}.{attempt}")
+        if lake.version(CURATED_SUBSET) != base:
+            logger.warning("a newer curation committed while this one read its inputs; curating again")
+            continue
+        lake.append(CURATION_RUNS, curation.lineage_row(None, run_id, config))
+        version = lake.overwrite(CURATED_SUBSET, curation.frame)
+        lake.upsert(CURATION_RUNS, curation.lineage_row(version, run_id, config), keys=["curation_id"])
+        if base is None or version == base + 1:
+            return version, curation
+        logger.warning(
+            f"another curation committed between this one's read and its commit (v{version}); curating again"
+        )
+    raise CurationError(f"curated_subset kept changing under {PUBLISH_ATTEMPTS} curation attempts")

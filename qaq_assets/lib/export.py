@@ -10,7 +10,7 @@ import polars as pl
 from qaq_assets.lib.errors import LakeError
 from qaq_assets.lib.lake import Lake
 from qaq_assets.lib.selection import KEEP
-from qaq_assets.lib.tables import CURATED_SUBSET, CURATION_RUNS
+from qaq_assets.lib.tables import CURATED_SUBSET, CURATION_RUNS, RAW_SAMPLES, TEXT_COLUMNS
 
 FORMATS = ("messages-jsonl", "alpaca-jsonl", "parquet")
 
@@ -35,17 +35,36 @@ def recorded_versions(lake: Lake) -> list[int]:
     return sorted(versions.to_list())
 
 
+def with_text(lake: Lake, rows: pl.DataFrame, lineage: dict) -> pl.DataFrame:
+    """Curated ``rows`` with their ``id``, ``instruction`` and ``response``: read from
+    raw_samples as of the version the curation read (its lineage), so an old curated version
+    shows the text it was curated from. Versions written by older releases carry it already."""
+    if all(column in rows.columns for column in TEXT_COLUMNS):
+        return rows
+    raw_version = lineage["input_versions"].get("raw_samples")
+    keys = rows.select("shard", "row_index")
+    text = (
+        lake.scan(RAW_SAMPLES, raw_version)
+        .filter(pl.col("shard").is_in(keys["shard"].unique().implode()))
+        .select("shard", "row_index", *TEXT_COLUMNS)
+        .join(keys.lazy(), on=["shard", "row_index"], how="semi")
+        .collect()
+    )
+    return rows.join(text, on=["shard", "row_index"], how="left")
+
+
 def kept_samples(lake: Lake, version: int | None = None) -> pl.DataFrame:
-    """Kept rows of ``curated_subset`` as of Delta ``version`` (default latest)."""
-    return lake.scan(CURATED_SUBSET, version).filter(pl.col("decision") == KEEP).sort("shard", "row_index").collect()
+    """Kept rows of ``curated_subset`` as of Delta ``version`` (default latest), with their text."""
+    lineage = lineage_record(lake, version)
+    kept = lake.scan(CURATED_SUBSET, lineage["curated_version"]).filter(pl.col("decision") == KEEP).collect()
+    return with_text(lake, kept, lineage).sort("shard", "row_index")
 
 
 def export_curated(lake: Lake, out: str | Path, fmt: str, version: int | None = None) -> int:
     """Write the kept samples to ``out``; returns the number written."""
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, not {fmt!r}")
-    version = lineage_record(lake, version)["curated_version"]  # refuses an incomplete version
-    kept = kept_samples(lake, version)
+    kept = kept_samples(lake, version)  # refuses an incomplete version
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "parquet":

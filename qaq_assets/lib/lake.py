@@ -21,7 +21,7 @@ from urllib.parse import quote
 import polars as pl
 import pyarrow.fs as pa_fs
 import pyarrow.parquet as pq
-from deltalake import DeltaTable
+from deltalake import DeltaTable, WriterProperties
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 from deltalake.fs import DeltaStorageHandler
 from deltalake.transaction import AddAction
@@ -322,7 +322,10 @@ class Lake:
         return self._with_retries(table, merge)
 
     def _commit(self, table: TableSpec, frame: pl.DataFrame, mode: str, predicate: str | None = None) -> int:
-        options: dict = {"partition_by": list(table.partition_by) or None}
+        options: dict = {
+            "partition_by": list(table.partition_by) or None,
+            "writer_properties": WriterProperties(compression=table.compression),
+        }
         if predicate is not None:
             options["predicate"] = predicate
         # Tables outlive releases: a whole-table overwrite takes the current schema; appends and

@@ -9,7 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from qaq_assets.lib.backends import Chunk, ScoredChunk, ScorerIdentity, ScorerOptions, identity_of, score_chunk
+from qaq_assets.lib.backends import (
+    Chunk,
+    ScoredChunk,
+    ScorerIdentity,
+    ScorerOptions,
+    identity_of,
+    prepare_worker,
+    score_chunk,
+)
 from qaq_assets.lib.models import ModelSpec, load_model
 
 
@@ -21,6 +29,7 @@ class ScoringReplica:
 
         torch.set_num_threads(threads)
         self.loaded = load_model(spec, device=device, dtype=dtype)
+        prepare_worker(self.loaded.device)
         self.scorer = options.scorer(self.loaded)
         self.max_sequence_tokens = options.sequence_budget(self.loaded)
 

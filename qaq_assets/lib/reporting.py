@@ -18,6 +18,14 @@ from qaq_assets.lib.tables import CURATED_SUBSET
 CLEAN_LABELS = ("none", "clean", "")
 
 
+def markdown_counts(frame: pl.DataFrame, column: str) -> str:
+    """A Markdown table of rows per value of ``column`` (for run metadata)."""
+    counts = frame.group_by(column).len().sort("len", descending=True)
+    lines = [f"| {column} | rows |", "|---|---|"]
+    lines += [f"| {value} | {n} |" for value, n in counts.iter_rows()]
+    return "\n".join(lines)
+
+
 def label_table(curated: pl.DataFrame) -> pl.DataFrame:
     """Per label: rows in the input, rows kept, and the share of them removed."""
     return (
@@ -92,7 +100,7 @@ def _number(value: float | None) -> str:
 
 def html_report(lake: Lake, version: int | None = None) -> str:
     """A self-contained HTML page (plots embedded) of one curated version and its lineage."""
-    from qaq_assets.lib.export import curated_version, lineage_record
+    from qaq_assets.lib.export import curated_version, lineage_record, with_text
     from qaq_assets.lib.plots import curation_png
 
     version = curated_version(lake, version)
@@ -100,11 +108,13 @@ def html_report(lake: Lake, version: int | None = None) -> str:
     if curated.height == 0:
         raise LakeError(f"curated_subset version {version} in {lake.root} is empty")
     try:
-        lineage = json.dumps(lineage_record(lake, version), indent=2, default=str)
+        record = lineage_record(lake, version)
+        lineage = json.dumps(record, indent=2, default=str)
+        kept = with_text(lake, top_kept(curated), record)
     except LookupError as error:
         lineage = str(error)
+        kept = top_kept(curated).with_columns(instruction=pl.lit("(text unknown: no lineage)"), response=pl.lit(""))
     picture = base64.b64encode(curation_png(curated)).decode()
-    kept = top_kept(curated)
     rows = "".join(
         f"<tr><td class=id>{html.escape(r['shard'])}:{r['row_index']}</td><td>{_number(r['keep_score'])}</td>"
         f"<td>{_number(r['rmi'])}</td><td><pre>{html.escape(shorten(r['instruction'], 300))}</pre></td>"

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from qaq_assets.lib.allocator import keep_heap_warm
 from qaq_assets.lib.fused_decoder import fused_decoder_for
+from qaq_assets.lib.settings import FORWARDS
 from qaq_assets.lib.templates import OrderLayout, TemplateLayouts, encode
 
 log = logging.getLogger(__name__)
@@ -28,9 +28,12 @@ MIN_ANSWER_TOKENS = 16
 # One block of fp32 logits for the CPU log-sum-exp: small enough to stay in a core's L2.
 REDUCE_BLOCK_BYTES = 1 << 20
 HEAD_CHUNK_BYTES = 30 << 20
-# fused: our forward with compiled element-wise steps; fused-eager: the same, uncompiled;
-# reference: the model's own Hugging Face forward. Unsupported models always use reference.
-FORWARDS = ("fused", "fused-eager", "reference")
+# The CPU's best budget (measured: larger passes gained nothing); GPUs get theirs from free memory.
+CPU_BATCH_TOKENS = 4096
+MAX_BATCH_TOKENS = 1 << 18
+MIN_CUDA_BATCH_TOKENS = 1 << 14
+# Share of a card's free memory a pass's activations may take (weights are already resident).
+ACTIVATION_MEMORY_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,25 @@ class PairLogprobs:
     answer_given_query: np.ndarray  # log p(A|Q), from [Q;A]
     answer: np.ndarray  # log p(A), from [A;Q]
     query_given_answer: np.ndarray  # log p(Q|A), from [A;Q]
+
+
+@dataclass(frozen=True)
+class PassStats:
+    """What one :meth:`PairScorer.score` call ran: forward passes, real and padding tokens, and
+    the token budget it ended with (lower than asked after an out-of-memory back-off)."""
+
+    passes: int = 0
+    real_tokens: int = 0
+    padding_tokens: int = 0
+    batch_tokens: int = 0
+
+
+class ScoredPairs(list):
+    """Each pair's :class:`PairLogprobs`, in order, with the :class:`PassStats` that produced them."""
+
+    def __init__(self, logprobs: list[PairLogprobs], stats: PassStats):
+        super().__init__(logprobs)
+        self.stats = stats
 
 
 def fit_to_budget(query_ids: list[int], answer_ids: list[int], budget: int) -> PairTokens:
@@ -142,6 +164,28 @@ def plan_passes(
     return passes
 
 
+def auto_batch_tokens(model: torch.nn.Module, device: torch.device, free_bytes: int | None = None) -> int:
+    """Tokens per forward pass for ``model`` on ``device``: the CPU's 4,096, or on CUDA what half
+    the card's free memory holds of one layer's live activations per token (residual stream and
+    norm, fused QKV, attention output, fused gate/up and SwiGLU), as a power of two in
+    [16,384, 262,144]. The OOM back-off still halves it if a pass does not fit."""
+    if device.type != "cuda":
+        return CPU_BATCH_TOKENS
+    if free_bytes is None:
+        free_bytes, _ = torch.cuda.mem_get_info(device)
+    config = model.config
+    width = config.hidden_size
+    heads = config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or width // heads
+    key_width = getattr(config, "num_key_value_heads", heads) * head_dim
+    intermediate = getattr(config, "intermediate_size", 4 * width)
+    element = next(model.parameters()).element_size()
+    per_token = element * (4 * width + (heads * head_dim + 2 * key_width) + 3 * intermediate)
+    fitting = int(free_bytes * ACTIVATION_MEMORY_SHARE / per_token)
+    power = 1 << max(fitting, 1).bit_length() - 1
+    return max(MIN_CUDA_BATCH_TOKENS, min(MAX_BATCH_TOKENS, power))
+
+
 def _is_out_of_memory(error: BaseException) -> bool:
     return isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error).lower()
 
@@ -154,7 +198,7 @@ class PairScorer:
         model: torch.nn.Module,
         layouts: TemplateLayouts,
         pad_token_id: int,
-        batch_tokens: int = 4096,
+        batch_tokens: int = 0,
         max_batch_size: int = 64,
         head_chunk_elements: int | None = None,
         forward: str = "fused",
@@ -162,27 +206,23 @@ class PairScorer:
         self.model = model
         self.layouts = layouts
         self.pad_token_id = pad_token_id
-        self.batch_tokens = batch_tokens
+        self.device = next(model.parameters()).device
+        # 0: sized for the device (see auto_batch_tokens).
+        self.batch_tokens = batch_tokens or auto_batch_tokens(model, self.device)
         self.max_batch_size = max_batch_size
         self.head = model.get_output_embeddings()
         # Default: logits chunks of just under 32 MiB, the largest block glibc still serves from
         # the warm heap (larger ones are fresh mmap pages, page-faulted on every chunk).
         self.head_chunk_elements = head_chunk_elements or HEAD_CHUNK_BYTES // self.head.weight.element_size()
-        self.forward_calls = 0
-        self.padding_tokens = 0
-        self.real_tokens = 0
         self.decoder = model.get_decoder() if hasattr(model, "get_decoder") else getattr(model, model.base_model_prefix)
         if forward not in FORWARDS:
             raise ValueError(f"forward must be one of {FORWARDS}, not {forward!r}")
         self.fused = fused_decoder_for(model) if forward != "reference" else None
         self.forward = forward if self.fused is not None else "reference"
         self.softcap = getattr(model.config, "final_logit_softcapping", None)
-        self.device = next(model.parameters()).device
         vocab = self.head.weight.shape[0]
         # Rows per fp32 log-sum-exp block; None: whole head chunks (GPUs want few, large kernels).
         self.reduce_block_rows = None if self.device.type == "cuda" else max(1, REDUCE_BLOCK_BYTES // (4 * vocab))
-        if self.device.type == "cpu":
-            keep_heap_warm()
 
     def sequences(self, pairs: Sequence[PairTokens]) -> list[_Sequence]:
         query_first, answer_first = self.layouts.query_first, self.layouts.answer_first
@@ -193,39 +233,46 @@ class PairScorer:
         return sequences
 
     def score(
-        self, pairs: Sequence[PairTokens], on_pass: Callable[[int, int], None] | None = None
-    ) -> list[PairLogprobs]:
-        """Log-probs of every pair; ``on_pass(sequences, tokens)`` is called after each forward pass
-        with what that pass scored (two sequences per pair)."""
+        self,
+        pairs: Sequence[PairTokens],
+        on_pass: Callable[[int, int], None] | None = None,
+        batch_tokens: int | None = None,
+    ) -> ScoredPairs:
+        """Log-probs of every pair, with the statistics of the passes that computed them.
+
+        ``on_pass(sequences, tokens)`` is called after each forward pass with what it scored (two
+        sequences per pair). ``batch_tokens`` overrides the scorer's budget for this call (a caller
+        passes back ``stats.batch_tokens`` after an out-of-memory back-off, so the next call does
+        not run out of memory again); the scorer's own setting never changes."""
         sequences = self.sequences(pairs)
         spans: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
         lengths = [len(s.ids) for s in sequences]
-        pending = plan_passes(lengths, self.batch_tokens, self.max_batch_size)
+        budget = batch_tokens or self.batch_tokens
+        passes = real = padded = 0
+        pending = plan_passes(lengths, budget, self.max_batch_size)
         while pending:
             groups = pending.pop(0)
             # The pass's sequences in order: _forward returns their results in this order.
             members = [i for group in groups for i in group]
             try:
-                results = self._forward([[sequences[i] for i in group] for group in groups])
+                results, pass_padded = self._forward([[sequences[i] for i in group] for group in groups])
             except (RuntimeError, torch.OutOfMemoryError) as error:
                 if not _is_out_of_memory(error) or len(members) == 1:
                     raise
                 self._release_memory()
-                self.batch_tokens = max(self.batch_tokens // 2, 1)
-                log.warning(
-                    "out of memory on a pass of %d sequences; batch token budget now %d",
-                    len(members),
-                    self.batch_tokens,
-                )
+                budget = max(budget // 2, 1)
+                log.warning("out of memory on a pass of %d sequences; batch token budget now %d", len(members), budget)
                 remaining = members + [i for planned in pending for group in planned for i in group]
-                replanned = plan_passes([lengths[i] for i in remaining], self.batch_tokens, self.max_batch_size)
+                replanned = plan_passes([lengths[i] for i in remaining], budget, self.max_batch_size)
                 pending = [[[remaining[j] for j in group] for group in planned] for planned in replanned]
                 continue
             for index, result in zip(members, results, strict=True):
                 spans[(sequences[index].pair, sequences[index].order)] = result
+            pass_real = sum(lengths[i] for i in members)
+            passes, real, padded = passes + 1, real + pass_real, padded + pass_padded
             if on_pass is not None:
-                on_pass(len(members), sum(lengths[i] for i in members))
-        return [
+                on_pass(len(members), pass_real)
+        logprobs = [
             PairLogprobs(
                 query=spans[(i, QUERY_FIRST)][0],
                 answer_given_query=spans[(i, QUERY_FIRST)][1],
@@ -234,6 +281,7 @@ class PairScorer:
             )
             for i in range(len(pairs))
         ]
+        return ScoredPairs(logprobs, PassStats(passes, real, padded - real, budget))
 
     def describe_forward(self) -> str:
         """Which forward pass scores, e.g. ``fused, compiled`` or ``reference``."""
@@ -258,8 +306,9 @@ class PairScorer:
             torch.cuda.empty_cache()
 
     @torch.inference_mode()
-    def _forward(self, groups: list[list[_Sequence]]) -> list[tuple[np.ndarray, np.ndarray]]:
-        """One forward pass over ``groups``: the two spans' log-probs of each sequence, in order."""
+    def _forward(self, groups: list[list[_Sequence]]) -> tuple[list[tuple[np.ndarray, np.ndarray]], int]:
+        """One forward pass over ``groups``: the two spans' log-probs of each sequence, in order,
+        and the pass's padded token count."""
         group_ids, targets = [], []
         offset = 0
         for group in groups:
@@ -272,11 +321,6 @@ class PairScorer:
                     targets.extend(range(offset + row * width + start, offset + row * width + end))
             group_ids.append(input_ids.to(self.device))
             offset += input_ids.numel()
-        real = sum(len(s.ids) for group in groups for s in group)
-        self.forward_calls += 1
-        self.real_tokens += real
-        self.padding_tokens += offset - real
-
         # No attention mask: padding is on the right, so causal attention already keeps every
         # real token from seeing it, and SDPA takes its faster is_causal path.
         hidden = self.hidden_rows(group_ids)
@@ -287,6 +331,7 @@ class PairScorer:
         logprobs = logprobs.float().cpu().numpy()
 
         results, offset = [], 0
+        padded = sum(ids.numel() for ids in group_ids)
         for sequence in (s for group in groups for s in group):
             first_len = sequence.first[1] - sequence.first[0]
             second_len = sequence.second[1] - sequence.second[0]
@@ -297,7 +342,7 @@ class PairScorer:
                 )
             )
             offset += first_len + second_len
-        return results
+        return results, padded
 
     def _target_logprobs(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """log p(target) for each row of ``hidden``: the head runs on ``head_chunk_elements``-sized

@@ -22,7 +22,7 @@ from qaq_assets.lib.lake import Lake
 from qaq_assets.lib.metrics import scores_from_logprobs
 from qaq_assets.lib.records import text_sha
 from qaq_assets.lib.scorer import TRUNCATION_POLICY
-from qaq_assets.lib.tables import QAQ_SCORES, RAW_SAMPLES, SCORE_CACHE, TOKEN_LOGPROBS
+from qaq_assets.lib.tables import QAQ_SCORES, RAW_SAMPLES, SAMPLE_FEATURES, SCORE_CACHE, TOKEN_LOGPROBS
 
 CACHE_KEY = ["query_sha", "answer_sha"]
 
@@ -70,15 +70,16 @@ class ShardScoring:
 
 
 def unique_pairs(samples: pl.DataFrame) -> pl.DataFrame:
-    """One row per ``sample_id`` with the exact-text cache key."""
-    return (
-        samples.select("sample_id", "instruction", "response")
-        .unique(subset="sample_id", keep="first", maintain_order=True)
-        .with_columns(
-            query_sha=pl.col("instruction").map_elements(text_sha, return_dtype=pl.String),
-            answer_sha=pl.col("response").map_elements(text_sha, return_dtype=pl.String),
-        )
-    )
+    """One row per ``sample_id`` with the exact-text cache key (the hashes ingest stored, where
+    ``samples`` carries them; computed here otherwise)."""
+    pairs = samples.unique(subset="sample_id", keep="first", maintain_order=True)
+    for text, sha in (("instruction", "query_sha"), ("response", "answer_sha")):
+        stored = pairs[sha] if sha in pairs.columns else pl.Series(sha, [None] * pairs.height, pl.String)
+        if stored.null_count():
+            computed = [known or text_sha(value) for known, value in zip(stored, pairs[text], strict=True)]
+            stored = pl.Series(sha, computed, pl.String)
+        pairs = pairs.with_columns(stored.alias(sha))
+    return pairs.select("sample_id", "instruction", "response", "query_sha", "answer_sha")
 
 
 def _cache_scan(lake: Lake, identity: ScorerIdentity) -> pl.LazyFrame:
@@ -235,9 +236,15 @@ def score_shard(
 
 
 def shard_samples(lake: Lake, shard: str) -> pl.DataFrame:
-    """The shard's samples as scoring reads them (text and, where ingest stored them, hashes)."""
+    """The shard's samples as scoring reads them: text and, where ingest stored them, hashes."""
+    hashes = lake.scan(SAMPLE_FEATURES).filter(pl.col("shard") == shard).select("row_index", "query_sha", "answer_sha")
     return (
-        lake.scan(RAW_SAMPLES).filter(pl.col("shard") == shard).select("sample_id", "instruction", "response").collect()
+        lake.scan(RAW_SAMPLES)
+        .filter(pl.col("shard") == shard)
+        .select("row_index", "sample_id", "instruction", "response")
+        .join(hashes, on="row_index", how="left")
+        .sort("row_index")
+        .collect()
     )
 
 

@@ -18,6 +18,7 @@ class TableSpec:
     name: str
     schema: pl.Schema
     partition_by: tuple[str, ...] = ()
+    compression: str = "SNAPPY"
 
     def empty(self) -> pl.DataFrame:
         return pl.DataFrame(schema=self.schema)
@@ -81,6 +82,27 @@ QUARANTINE = TableSpec(
             "raw": pl.String,
             "source_file": pl.String,
             "quarantined_at": pl.Datetime("us", "UTC"),
+        }
+    ),
+    partition_by=("shard",),
+)
+
+# Per-sample features computed once at ingest (see lib/features.py): what curation reads
+# instead of the text.
+SAMPLE_FEATURES = TableSpec(
+    "sample_features",
+    pl.Schema(
+        {
+            "shard": pl.String,
+            "row_index": pl.Int64,
+            "sample_id": pl.String,
+            "query_sha": pl.String,
+            "answer_sha": pl.String,
+            "code_status": pl.String,
+            # Delta has no unsigned types: the 128 uint32 values as 512 little-endian bytes, and
+            # the 8 uint64 band keys with their bits read as int64 (they are only compared).
+            "minhash": pl.Binary,
+            "band_keys": pl.List(pl.Int64),
         }
     ),
     partition_by=("shard",),
@@ -167,6 +189,7 @@ QAQ_SCORES = TableSpec(
     partition_by=("model_key", "shard"),
 )
 
+# Decisions, not text: readers join raw_samples at the version recorded in curation_runs.
 CURATED_SUBSET = TableSpec(
     "curated_subset",
     pl.Schema(
@@ -174,9 +197,6 @@ CURATED_SUBSET = TableSpec(
             "shard": pl.String,
             "row_index": pl.Int64,
             "sample_id": pl.String,
-            "id": pl.String,
-            "instruction": pl.String,
-            "response": pl.String,
             "label": pl.String,
             "model_key": pl.String,
             "nll_query": pl.Float64,
@@ -196,7 +216,12 @@ CURATED_SUBSET = TableSpec(
             "curation_id": pl.String,
         }
     ),
+    compression="ZSTD",
 )
+
+# Text columns of raw_samples that readers of a curated version join back (older versions
+# stored them in curated_subset itself).
+TEXT_COLUMNS = ("id", "instruction", "response")
 
 # Columns only some strategies produce (diff's ranks, the band's strata).
 CURATED_STRATEGY_COLUMNS = ("stratum", "rmi_rank", "weak_rmi_rank", "diff", "keep_score")
@@ -224,6 +249,7 @@ ALL_TABLES = (
     SHARD_SOURCES,
     RAW_SAMPLES,
     QUARANTINE,
+    SAMPLE_FEATURES,
     SCORE_CACHE,
     TOKEN_LOGPROBS,
     QAQ_SCORES,

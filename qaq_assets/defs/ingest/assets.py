@@ -1,87 +1,90 @@
-"""Ingest stage: one shard file -> its rows in raw_samples and quarantine."""
+"""Ingest stage: one shard file -> its rows in raw_samples, quarantine and sample_features."""
 
 import time
 
 import dagster as dg
 import polars as pl
 
+from qaq_assets.defs.config import config_class
 from qaq_assets.defs.partitions import shard_partitions
 from qaq_assets.defs.resources import LakeResource
-from qaq_assets.lib.records import DEFAULT_MAX_RECORD_BYTES, ShardReadError, read_shard
+from qaq_assets.lib.ingest import ingest_shard
+from qaq_assets.lib.records import ShardReadError
+from qaq_assets.lib.reporting import markdown_counts
+from qaq_assets.lib.settings import INGEST, Settings
 from qaq_assets.lib.shards import source_path
-from qaq_assets.lib.tables import QUARANTINE, RAW_SAMPLES
+from qaq_assets.lib.tables import RAW_SAMPLES
 
 RAW_CHECK = "schema_rows_reconcile_and_unique"
 
 
-class IngestConfig(dg.Config):
-    label_field: str = "defect"
-    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
+class _IngestConfig(dg.Config):
+    """Run config of raw_samples: the ingest settings (lib/settings.py)."""
 
 
-def markdown_counts(frame: pl.DataFrame, column: str) -> str:
-    counts = frame.group_by(column).len().sort("len", descending=True)
-    lines = [f"| {column} | rows |", "|---|---|"]
-    lines += [f"| {value} | {n} |" for value, n in counts.iter_rows()]
-    return "\n".join(lines)
+def build_raw_samples(defaults: Settings | None = None) -> dg.AssetsDefinition:
+    """raw_samples, its run config defaulting to ``defaults``' ingest settings."""
+    IngestConfig = config_class("IngestConfig", _IngestConfig, INGEST, defaults=defaults)
 
-
-@dg.asset(
-    partitions_def=shard_partitions,
-    group_name="ingest",
-    kinds={"polars", "deltalake"},
-    check_specs=[dg.AssetCheckSpec(RAW_CHECK, asset="raw_samples", blocking=True)],
-    description="Samples of one landed shard file, normalised; bad rows go to the quarantine table.",
-)
-def raw_samples(context: dg.AssetExecutionContext, config: IngestConfig, lake: LakeResource) -> dg.MaterializeResult:
-    started = time.perf_counter()
-    shard = context.partition_key
-    store = lake.lake()
-    path = source_path(store, shard)
-    if path is None:
-        raise dg.Failure(f"shard {shard!r} has no registered source file; land it via the sensor or `qaq curate`")
-    try:
-        read = read_shard(path, shard, label_field=config.label_field, max_record_bytes=config.max_record_bytes)
-    except ShardReadError as error:
-        raise dg.Failure(description=str(error)) from error  # the message names the file
-
-    version = store.replace_partition(RAW_SAMPLES, read.samples, {"shard": shard})
-    store.replace_partition(QUARANTINE, read.quarantine, {"shard": shard})
-    if read.quarantine.height:
-        context.log.warning(
-            f"{read.quarantine.height} of {read.rows_read} rows of {path} quarantined: "
-            f"{read.quarantine.group_by('reason').len().rows()}"
-        )
-    written = store.scan(RAW_SAMPLES, version).filter(pl.col("shard") == shard).select("row_index").collect()
-    reconciles = written.height + read.quarantine.height == read.rows_read
-    unique = written["row_index"].n_unique() == written.height
-    missing = store.missing_columns(RAW_SAMPLES)
-    metadata = {
-        "dagster/row_count": read.samples.height,
-        "rows_read": read.rows_read,
-        "ingested": read.samples.height,
-        "quarantined": read.quarantine.height,
-        "exact_duplicates": int(read.samples["is_duplicate"].sum()),
-        "source_file": str(path),
-        "source_format": read.source_format,
-        "table_uri": store.uri(RAW_SAMPLES),
-        "delta_version": version,
-        "seconds": round(time.perf_counter() - started, 2),
-    }
-    if read.quarantine.height:
-        metadata["quarantine_reasons"] = dg.MetadataValue.md(markdown_counts(read.quarantine, "reason"))
-    return dg.MaterializeResult(
-        metadata=metadata,
-        check_results=[
-            dg.AssetCheckResult(
-                check_name=RAW_CHECK,
-                passed=reconciles and unique and not missing,
-                metadata={
-                    "rows_read": read.rows_read,
-                    "written": written.height,
-                    "unique_rows": unique,
-                    "missing_columns": missing,
-                },
-            )
-        ],
+    @dg.asset(
+        partitions_def=shard_partitions,
+        group_name="ingest",
+        kinds={"polars", "deltalake"},
+        check_specs=[dg.AssetCheckSpec(RAW_CHECK, asset="raw_samples", blocking=True)],
+        description="Samples of one landed shard file, normalised; bad rows go to the quarantine table.",
     )
+    def raw_samples(
+        context: dg.AssetExecutionContext, config: IngestConfig, lake: LakeResource
+    ) -> dg.MaterializeResult:
+        started = time.perf_counter()
+        shard = context.partition_key
+        store = lake.lake()
+        path = source_path(store, shard)
+        if path is None:
+            raise dg.Failure(f"shard {shard!r} has no registered source file; land it via the sensor or `qaq curate`")
+        try:
+            ingested = ingest_shard(store, path, shard, config.label_field, config.max_record_bytes)
+        except ShardReadError as error:
+            raise dg.Failure(description=str(error)) from error  # the message names the file
+        read, version = ingested.read, ingested.raw_version
+        if read.quarantine.height:
+            context.log.warning(
+                f"{read.quarantine.height} of {read.rows_read} rows of {path} quarantined: "
+                f"{read.quarantine.group_by('reason').len().rows()}"
+            )
+        written = store.scan(RAW_SAMPLES, version).filter(pl.col("shard") == shard).select("row_index").collect()
+        reconciles = written.height + read.quarantine.height == read.rows_read
+        unique = written["row_index"].n_unique() == written.height
+        missing = store.missing_columns(RAW_SAMPLES)
+        metadata = {
+            "dagster/row_count": read.samples.height,
+            "rows_read": read.rows_read,
+            "ingested": read.samples.height,
+            "quarantined": read.quarantine.height,
+            "exact_duplicates": int(read.samples["is_duplicate"].sum()),
+            "source_file": str(path),
+            "source_format": read.source_format,
+            "table_uri": store.uri(RAW_SAMPLES),
+            "delta_version": version,
+            "features_seconds": round(ingested.features_seconds, 2),
+            "seconds": round(time.perf_counter() - started, 2),
+        }
+        if read.quarantine.height:
+            metadata["quarantine_reasons"] = dg.MetadataValue.md(markdown_counts(read.quarantine, "reason"))
+        return dg.MaterializeResult(
+            metadata=metadata,
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name=RAW_CHECK,
+                    passed=reconciles and unique and not missing,
+                    metadata={
+                        "rows_read": read.rows_read,
+                        "written": written.height,
+                        "unique_rows": unique,
+                        "missing_columns": missing,
+                    },
+                )
+            ],
+        )
+
+    return raw_samples
