@@ -51,7 +51,7 @@ def _add_lake_options(parser: argparse.ArgumentParser, versioned: bool = False) 
 
 
 def _lake(args: argparse.Namespace):
-    from qaq_assets.lib.lake import Lake
+    from qaq_assets.lib.store.lake import Lake
 
     settings = _settings(args)
     return Lake(settings.lake, settings.storage_options)
@@ -67,8 +67,8 @@ def _warn(message: str) -> None:
 
 
 def _run_curation(args: argparse.Namespace):
+    from qaq_assets.job_runner import curate_files
     from qaq_assets.lib.signals import SignalWatch
-    from qaq_assets.pipeline import curate_files
 
     settings = _settings(args)
     with SignalWatch() as signals:
@@ -98,9 +98,9 @@ def _curate(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from qaq_assets.lib.curation import prepare
-    from qaq_assets.lib.evaluation import auroc_table, evaluate, rates_table, write_report
-    from qaq_assets.lib.selection import SelectionConfig
+    from qaq_assets.lib.reports.evaluation import auroc_table, evaluate, rates_table, write_report
+    from qaq_assets.lib.selection.curation import prepare
+    from qaq_assets.lib.selection.rules import SelectionConfig
 
     summary = _run_curation(args)
     if not summary.registered:
@@ -121,7 +121,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _summary(args: argparse.Namespace) -> int:
-    from qaq_assets.lib.reporting import summary_text
+    from qaq_assets.lib.reports.summary import summary_text
 
     print(summary_text(_lake(args), args.version))
     return 0
@@ -133,8 +133,8 @@ def _bench_scoring(args: argparse.Namespace) -> int:
 
     import torch
 
-    from qaq_assets.lib.bench import load_bench_pairs, report_lines, run_bench
-    from qaq_assets.lib.models import load_model, resolve_dtype
+    from qaq_assets.benchmarks.scoring import load_bench_pairs, report_lines, run_bench
+    from qaq_assets.lib.scoring.engine.models import load_model, resolve_dtype
 
     settings = _settings(args)
     paths = [Path(p) for p in sorted(glob.glob(args.data))]
@@ -163,7 +163,7 @@ def _bench_scoring(args: argparse.Namespace) -> int:
 def _bench_memory(args: argparse.Namespace) -> int:
     import tempfile
 
-    from qaq_assets.lib.memory_bench import main as memory_bench
+    from qaq_assets.benchmarks.memory import main as memory_bench
 
     with tempfile.TemporaryDirectory() as workdir:
         memory_bench([int(n) for n in args.samples.split(",")], args.tokens, workdir)
@@ -187,14 +187,14 @@ def _bench_scale(args: argparse.Namespace) -> int:
 def _lineage(args: argparse.Namespace) -> int:
     import json
 
-    from qaq_assets.lib.export import lineage_record
+    from qaq_assets.lib.reports.export import lineage_record
 
     print(json.dumps(lineage_record(_lake(args), args.version), indent=2, default=str))
     return 0
 
 
 def _export(args: argparse.Namespace) -> int:
-    from qaq_assets.lib.export import export_curated
+    from qaq_assets.lib.reports.export import export_curated
 
     written = export_curated(_lake(args), args.out, args.format, args.version)
     print(f"wrote {written} samples to {args.out} ({args.format})")
@@ -204,7 +204,7 @@ def _export(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from qaq_assets.lib.reporting import html_report
+    from qaq_assets.lib.reports.summary import html_report
 
     page = html_report(_lake(args), args.version)
     out = Path(args.out)

@@ -1,14 +1,27 @@
+import contextlib
+import io
 import json
 import os
+import re
 import shutil
+import subprocess
+import time
 from pathlib import Path
 
+import dagster as dg
 import polars as pl
 import pytest
 
-from qaq_assets.lib.lake import Lake
-from qaq_assets.lib.models import load_model
+from qaq_assets.cli import main
+from qaq_assets.definitions import build_assets, build_resources
+from qaq_assets.defs.partitions import SHARDS
+from qaq_assets.defs.resources import LakeResource
+from qaq_assets.lib.ingest.registry import register_files
+from qaq_assets.lib.scoring.engine.models import load_model
+from qaq_assets.lib.settings import Settings
+from qaq_assets.lib.store.lake import Lake, storage_options_exported
 
+REPO = Path(__file__).resolve().parent.parent  # the repository root
 TINY = "tiny=random:tiny-llama:0"
 
 # torch.compile on CPU needs a C++ compiler (.ci/run installs g++). Without one the fused
@@ -62,3 +75,85 @@ def tiny_model():
 @pytest.fixture
 def lake(tmp_path) -> Lake:
     return Lake(tmp_path / "lake")
+
+
+# Helpers shared by tests across the tree.
+
+
+def graph(lake, models=(TINY,)):
+    """The four assets and their resources, for a lake and models."""
+    settings = Settings(
+        lake=lake.root,
+        models=models,
+        template="plain",
+        device="cpu",
+        dtype="float32",
+        storage_options=lake.storage_options or {},
+    )
+    return build_resources(settings), build_assets(settings)
+
+
+def materialize_all(lake, paths, models=(TINY,), instance=None, budget=0.25):
+    """Register files, then materialize every asset partition with dagster.materialize()
+    (storage options reach the runs through the environment, as in a deployment)."""
+    with storage_options_exported(lake.storage_options or {}):
+        return _materialize_all(lake, paths, models, instance, budget)
+
+
+def _materialize_all(lake, paths, models, instance, budget):
+    instance = instance or dg.DagsterInstance.ephemeral()
+    resources, assets = graph(lake, models)
+    raw, token_logprobs, qaq_scores, curated = assets
+    shards = register_files(lake, paths)
+    instance.add_dynamic_partitions(SHARDS, shards)
+    for shard in shards:
+        assert dg.materialize([raw], partition_key=shard, instance=instance, resources=resources).success
+        for model in models:
+            key = dg.MultiPartitionKey({"shard": shard, "model": model.split("=")[0]})
+            result = dg.materialize(
+                [token_logprobs, qaq_scores], partition_key=key, instance=instance, resources=resources
+            )
+            assert result.success
+    result = dg.materialize(
+        [curated],
+        instance=instance,
+        resources=resources,
+        run_config={"ops": {"curated_subset": {"config": {"budget": budget}}}},
+    )
+    assert result.success
+    return instance, result
+
+
+def tick(sensor, instance, lake, cursor=None):
+    context = dg.build_sensor_context(
+        instance=instance, cursor=cursor, resources={"lake": LakeResource(root=lake.root)}
+    )
+    return sensor(context)
+
+
+def age(path, seconds=60):
+    past = time.time() - seconds
+    os.utime(path, (past, past))
+
+
+LAST_LINE = re.compile(r"^samples_in=(\d+) samples_scored=(\d+) tokens_scored=(\d+) kept=(\d+) quarantined=(\d+)$")
+
+
+def qaq(*args, env_extra=None) -> subprocess.CompletedProcess:
+    """Run ``qaq ARGS`` through its entry point in this process (no DAGSTER_HOME unless given):
+    exit status and what it printed, as a subprocess would report them. Tests of signals and
+    kills start real processes instead."""
+    saved = dict(os.environ)
+    os.environ.pop("DAGSTER_HOME", None)
+    os.environ.update(env_extra or {})
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                status = main([str(arg) for arg in args])
+            except SystemExit as exit_:  # argparse's usage errors
+                status = exit_.code
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return subprocess.CompletedProcess(args, status, out.getvalue(), err.getvalue())

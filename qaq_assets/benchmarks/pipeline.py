@@ -19,12 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
-from qaq_assets.lib.backends import Chunk, ScoredChunk, ScorerIdentity
-from qaq_assets.lib.lake import Lake
-from qaq_assets.lib.records import read_shard
-from qaq_assets.lib.scorer import PairLogprobs, PairTokens
-from qaq_assets.lib.shard_scoring import score_partition, write_qaq_scores
-from qaq_assets.lib.tables import RAW_SAMPLES
+from qaq_assets.lib.ingest.records import read_shard
+from qaq_assets.lib.scoring.backends import Chunk, ScoredChunk, ScorerIdentity
+from qaq_assets.lib.scoring.engine.scorer import PairLogprobs, PairTokens
+from qaq_assets.lib.scoring.shard_scoring import score_partition, write_qaq_scores
+from qaq_assets.lib.store.lake import Lake
+from qaq_assets.lib.store.tables import RAW_SAMPLES
 
 IDENTITY = ScorerIdentity("bench", "precomputed", "0" * 64, "float32", "precomputed-v1", "plain-v1")
 BYTES_PER_TOKEN = 4
@@ -82,6 +82,7 @@ def synthetic_records(samples: int) -> Iterator[dict]:
 
 
 def run(samples: int, commit_every: int, workdir: Path, log: Callable[[str], None] = print) -> dict[str, float]:
+    workdir.mkdir(parents=True, exist_ok=True)
     shard_file = workdir / "bench.jsonl"
     with open(shard_file, "w", encoding="utf-8") as handle:
         for record in synthetic_records(samples):

@@ -22,10 +22,10 @@ from pathlib import Path
 import polars as pl
 import pyarrow as pa
 
-from qaq_assets.lib.curation import publish
-from qaq_assets.lib.lake import Lake
-from qaq_assets.lib.selection import SelectionConfig
-from qaq_assets.lib.tables import CURATED_SUBSET
+from qaq_assets.lib.selection.curation import publish
+from qaq_assets.lib.selection.rules import SelectionConfig
+from qaq_assets.lib.store.lake import Lake
+from qaq_assets.lib.store.tables import CURATED_SUBSET
 
 IDENTITY_KEY = "bench"  # the precomputed backend's model key
 EXACT_DUPLICATES = 0.02
@@ -76,7 +76,7 @@ def _peak_rss_mb(who: int = resource.RUSAGE_SELF) -> float:
 
 
 def _ingest(job: tuple[str, str, str]) -> tuple[int, float]:
-    from qaq_assets.lib.ingest import ingest_shard
+    from qaq_assets.lib.ingest.shard_ingest import ingest_shard
 
     root, path, shard = job
     started = time.perf_counter()
@@ -87,7 +87,7 @@ def _ingest(job: tuple[str, str, str]) -> tuple[int, float]:
 def _score(job: tuple[str, str]) -> tuple[int, float]:
     """Precompute a shard's log-probs (untimed), then time the lake side of scoring it."""
     from qaq_assets.benchmarks.pipeline import IDENTITY, PrecomputedBackend
-    from qaq_assets.lib.shard_scoring import score_partition, shard_samples, write_qaq_scores
+    from qaq_assets.lib.scoring.shard_scoring import score_partition, shard_samples, write_qaq_scores
 
     root, shard = job
     lake = Lake(root)

@@ -9,12 +9,18 @@ import dagster as dg
 from pydantic import Field, PrivateAttr
 
 from qaq_assets.defs.config import config_class
-from qaq_assets.lib.backends import DeferredLocalBackend, LocalBackend, ScorerIdentity, ScorerOptions, ScoringBackend
-from qaq_assets.lib.lake import STORAGE_OPTIONS_ENV, Lake, storage_options_from_env
-from qaq_assets.lib.models import LoadedModel, ModelSpec, identify, load_model
+from qaq_assets.lib.scoring.backends import (
+    DeferredLocalBackend,
+    LocalBackend,
+    ScorerIdentity,
+    ScorerOptions,
+    ScoringBackend,
+)
+from qaq_assets.lib.scoring.engine.models import LoadedModel, ModelSpec, identify, load_model
+from qaq_assets.lib.scoring.engine.templates import build_layouts
+from qaq_assets.lib.scoring.shard_scoring import ScoringProgress
 from qaq_assets.lib.settings import BY_NAME, SCORING
-from qaq_assets.lib.shard_scoring import ScoringProgress
-from qaq_assets.lib.templates import build_layouts
+from qaq_assets.lib.store.lake import STORAGE_OPTIONS_ENV, Lake, storage_options_from_env
 
 _MODEL_CACHE: OrderedDict[tuple, LoadedModel] = OrderedDict()
 _MODEL_CACHE_SIZE = 2
@@ -104,7 +110,7 @@ class _ScoringModels(dg.ConfigurableResource):
         if self.backend == "local":
             return self._local_backend(key)
         if self.backend == "ray":
-            from qaq_assets.lib.ray_backend import RayBackend
+            from qaq_assets.lib.scoring.ray_backend import RayBackend
 
             return RayBackend(
                 self.specs()[key],

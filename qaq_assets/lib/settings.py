@@ -212,7 +212,7 @@ class _SettingsMethods:
 
     @property
     def model_specs(self) -> list:
-        from qaq_assets.lib.models import ModelSpec
+        from qaq_assets.lib.scoring.engine.models import ModelSpec
 
         specs = [ModelSpec.parse(text) for text in self.models]
         keys = [spec.key for spec in specs]

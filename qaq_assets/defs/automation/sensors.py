@@ -9,8 +9,8 @@ import dagster as dg
 from qaq_assets.defs.automation.jobs import curation_job, ingest_job
 from qaq_assets.defs.partitions import shard_partitions
 from qaq_assets.defs.resources import LakeResource
-from qaq_assets.lib.landing import settled_files
-from qaq_assets.lib.shards import ShardFile, landed_shard_name, register, registered_sources
+from qaq_assets.lib.ingest.landing import settled_files
+from qaq_assets.lib.ingest.registry import ShardFile, landed_shard_name, register, registered_sources
 
 
 def build_landing_sensor(landing_dir: str, settle_seconds: float = 10.0) -> dg.SensorDefinition:

@@ -8,12 +8,12 @@ import polars as pl
 from qaq_assets.defs.config import config_class
 from qaq_assets.defs.partitions import shard_partitions
 from qaq_assets.defs.resources import LakeResource
-from qaq_assets.lib.ingest import ingest_shard
-from qaq_assets.lib.records import ShardReadError
-from qaq_assets.lib.reporting import markdown_counts
+from qaq_assets.lib.ingest.records import ShardReadError
+from qaq_assets.lib.ingest.registry import source_path
+from qaq_assets.lib.ingest.shard_ingest import ingest_shard
+from qaq_assets.lib.reports.summary import markdown_counts
 from qaq_assets.lib.settings import INGEST, Settings
-from qaq_assets.lib.shards import source_path
-from qaq_assets.lib.tables import RAW_SAMPLES
+from qaq_assets.lib.store.tables import RAW_SAMPLES
 
 RAW_CHECK = "schema_rows_reconcile_and_unique"
 

@@ -8,9 +8,9 @@ import polars as pl
 
 from qaq_assets.defs.partitions import shard_and_model, shard_model_partitions
 from qaq_assets.defs.resources import LakeResource, ProgressResource, ScoringModelsResource
-from qaq_assets.lib.metrics import distribution_summary
-from qaq_assets.lib.shard_scoring import ScoringProgress, score_partition, write_qaq_scores
-from qaq_assets.lib.tables import QAQ_SCORES, TOKEN_LOGPROBS
+from qaq_assets.lib.scoring.metrics import distribution_summary
+from qaq_assets.lib.scoring.shard_scoring import ScoringProgress, score_partition, write_qaq_scores
+from qaq_assets.lib.store.tables import QAQ_SCORES, TOKEN_LOGPROBS
 
 LOGPROBS_CHECK = "schema_and_one_row_per_sample"
 SCORES_CHECK = "schema_scores_finite_and_unique"

@@ -8,19 +8,19 @@ import polars as pl
 
 from qaq_assets.defs.config import config_class
 from qaq_assets.defs.resources import LakeResource, ScoringModelsResource
-from qaq_assets.lib.curation import (
+from qaq_assets.lib.reports.plots import curation_png, markdown_image
+from qaq_assets.lib.reports.summary import markdown_counts
+from qaq_assets.lib.scoring.metrics import distribution_summary
+from qaq_assets.lib.selection.curation import (
     EXACT_DUPLICATE,
     NEAR_DUPLICATE,
     CurationError,
     decision_counts,
     publish,
 )
-from qaq_assets.lib.metrics import distribution_summary
-from qaq_assets.lib.plots import curation_png, markdown_image
-from qaq_assets.lib.reporting import markdown_counts
-from qaq_assets.lib.selection import KEEP, SelectionConfig, keep_count
+from qaq_assets.lib.selection.rules import KEEP, SelectionConfig, keep_count
 from qaq_assets.lib.settings import SELECTION, Settings
-from qaq_assets.lib.tables import CURATED_SUBSET, CURATION_RUNS
+from qaq_assets.lib.store.tables import CURATED_SUBSET, CURATION_RUNS
 
 CURATED_CHECK = "schema_decisions_valid_and_budget_met"
 COUNTS_CHECK = "lineage_counts_add_up"

@@ -1,0 +1,211 @@
+"""``qaq bench scoring``: the project's scorer against the naive reference, same samples,
+same model, one process. Prints tokens/s, speedup and achieved FLOP rate vs a measured
+matmul peak; the equality check raises on a mismatch."""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from qaq_assets.lib.ingest.records import read_shard
+from qaq_assets.lib.scoring.backends import prepare_worker
+from qaq_assets.lib.scoring.engine.models import LoadedModel
+from qaq_assets.lib.scoring.engine.reference import mean_nlls, naive_pair_logprobs
+from qaq_assets.lib.scoring.engine.scorer import PairScorer, PairTokens, tokenize_pairs
+from qaq_assets.lib.scoring.engine.templates import build_layouts
+
+QUANTITIES = ("nll_query", "nll_answer_given_query", "nll_answer", "nll_query_given_answer")
+# Same precision: the two computations must agree to float32 rounding of a mean.
+EXACT_TOLERANCE = 1e-3
+# bf16 vs fp32 weights change per-token NLLs by ~0.03 nats here (rank correlation 0.999).
+REDUCED_PRECISION_TOLERANCE = 0.15
+
+
+class BenchMismatch(AssertionError):
+    """The project's scorer and the naive reference disagree beyond tolerance."""
+
+
+def check_equal(reference: np.ndarray, candidate: np.ndarray, tolerance: float, label: str) -> float:
+    """Max absolute difference of the four mean NLLs; raises :class:`BenchMismatch` beyond ``tolerance``."""
+    if reference.shape != candidate.shape:
+        raise BenchMismatch(f"{label}: shapes differ {reference.shape} vs {candidate.shape}")
+    if not np.isfinite(candidate).all():
+        sample, quantity = np.argwhere(~np.isfinite(candidate))[0]
+        raise BenchMismatch(f"{label}: {QUANTITIES[quantity]} of sample {sample} is {candidate[sample, quantity]}")
+    difference = np.abs(reference - candidate)
+    worst = float(difference.max()) if difference.size else 0.0
+    if worst > tolerance:
+        sample, quantity = np.unravel_index(int(np.argmax(difference)), difference.shape)
+        raise BenchMismatch(
+            f"{label}: {QUANTITIES[quantity]} of sample {sample} differs by {worst:.5f} nats/token "
+            f"(reference {reference[sample, quantity]:.5f}, scorer {candidate[sample, quantity]:.5f}; "
+            f"tolerance {tolerance})"
+        )
+    return worst
+
+
+def matmul_gflops(dtype: torch.dtype, device: torch.device, size: int = 2048, seconds: float = 1.0) -> float:
+    """Sustained GFLOP/s of a square matmul in ``dtype`` on ``device`` (the roofline for the bench)."""
+    a = torch.randn(size, size, device=device).to(dtype)
+    b = torch.randn(size, size, device=device).to(dtype)
+    torch.matmul(a, b)
+
+    def wait() -> None:
+        # CUDA launches are asynchronous: count a matmul only once it has finished.
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    wait()
+    runs, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        torch.matmul(a, b)
+        wait()
+        runs += 1
+    return 2 * size**3 * runs / (time.perf_counter() - start) / 1e9
+
+
+@dataclass
+class BenchResult:
+    samples: int
+    content_tokens: int
+    naive_seconds: float
+    scorer_seconds: float
+    scorer_forward_tokens: int
+    padding_fraction: float
+    parameters: int
+    matmul_gflops: float
+    scorer_dtype: str
+    attention_flops: float
+
+    @property
+    def attention_gflops(self) -> float:
+        """Achieved rate counting the causal attention's FLOPs too (the issue's formula leaves them out)."""
+        return (2 * self.parameters * self.scorer_forward_tokens + self.attention_flops) / self.scorer_seconds / 1e9
+
+    @property
+    def speedup(self) -> float:
+        return self.naive_seconds / self.scorer_seconds
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.content_tokens / self.scorer_seconds
+
+    @property
+    def achieved_gflops(self) -> float:
+        return 2 * self.parameters * self.scorer_forward_tokens / self.scorer_seconds / 1e9
+
+    @property
+    def fraction_of_matmul_peak(self) -> float:
+        return self.achieved_gflops / self.matmul_gflops
+
+
+def load_bench_pairs(paths: list[Path], samples: int) -> tuple[list[str], list[str]]:
+    queries, answers = [], []
+    for path in paths:
+        frame = read_shard(path, path.stem).samples.unique(subset="sample_id", keep="first", maintain_order=True)
+        queries += frame["instruction"].to_list()
+        answers += frame["response"].to_list()
+    if not queries:
+        raise ValueError(f"no samples in {paths}")
+    return queries[:samples], answers[:samples]
+
+
+def run_bench(
+    loaded: LoadedModel,
+    queries: list[str],
+    answers: list[str],
+    scorer_dtype: torch.dtype,
+    template: str = "auto",
+    batch_tokens: int = 0,
+    forward: str = "fused",
+    exact_check_samples: int = 8,
+    log: Callable[[str], None] = print,
+) -> BenchResult:
+    """Time the naive reference (``loaded``: float32, as peers load models) and the scorer in ``scorer_dtype``."""
+    if loaded.dtype != torch.float32:
+        raise ValueError("the reference model must be loaded in float32")
+    prepare_worker(loaded.device)
+    reference_model = loaded.model
+    production_model = (
+        reference_model if scorer_dtype == torch.float32 else copy.deepcopy(reference_model).to(scorer_dtype)
+    )
+    dtype_name = str(scorer_dtype).removeprefix("torch.")
+    layouts = build_layouts(template, loaded.tokenizer)
+    pairs: list[PairTokens] = tokenize_pairs(loaded.tokenizer, layouts, queries, answers, 2048)
+    content_tokens = sum(len(p.query_ids) + len(p.answer_ids) for p in pairs)
+    pad = loaded.tokenizer.pad_token_id
+    log(f"{len(pairs)} samples, {content_tokens} query+answer tokens, template {layouts.version}")
+
+    start = time.perf_counter()
+    naive = mean_nlls([naive_pair_logprobs(reference_model, layouts, pair) for pair in pairs])
+    naive_seconds = time.perf_counter() - start
+    log(
+        f"naive (1 sample/pass, 4 passes, float32): {naive_seconds:.1f}s, {content_tokens / naive_seconds:.0f} tokens/s"
+    )
+
+    scorer = PairScorer(production_model, layouts, pad, batch_tokens=batch_tokens, forward=forward)
+    start = time.perf_counter()
+    scorer.score(pairs[: min(4, len(pairs))])  # warm-up: kernel compilation, first-call allocations
+    warmup_seconds = time.perf_counter() - start
+    log(f"scorer warm-up ({scorer.describe_forward()}): {warmup_seconds:.1f}s, once per process")
+    start = time.perf_counter()
+    result = scorer.score(pairs)
+    scorer_seconds = time.perf_counter() - start
+    scored, stats = mean_nlls(result), result.stats
+    log(
+        f"scorer (batched, 2 passes, {dtype_name}): {scorer_seconds:.1f}s, "
+        f"{content_tokens / scorer_seconds:.0f} tokens/s, {stats.passes} forward passes"
+    )
+
+    exact_pairs = pairs[:exact_check_samples]
+    exact_scorer = PairScorer(reference_model, layouts, pad, batch_tokens=batch_tokens, forward=forward)
+    exact = mean_nlls(exact_scorer.score(exact_pairs))
+    exact_diff = check_equal(naive[: len(exact_pairs)], exact, EXACT_TOLERANCE, "float32 scorer vs naive")
+    tolerance = EXACT_TOLERANCE if scorer_dtype == torch.float32 else REDUCED_PRECISION_TOLERANCE
+    production_diff = check_equal(naive, scored, tolerance, f"{dtype_name} scorer vs naive float32")
+    log(
+        f"equality: float32 max |diff| {exact_diff:.2e} nats/token over {len(exact_pairs)} samples "
+        f"(tolerance {EXACT_TOLERANCE}); {dtype_name} max |diff| {production_diff:.3f} over {len(pairs)} "
+        f"(tolerance {tolerance})"
+    )
+
+    peak = matmul_gflops(scorer_dtype, loaded.device)
+    return BenchResult(
+        samples=len(pairs),
+        content_tokens=content_tokens,
+        naive_seconds=naive_seconds,
+        scorer_seconds=scorer_seconds,
+        scorer_forward_tokens=stats.real_tokens,
+        padding_fraction=stats.padding_tokens / max(stats.padding_tokens + stats.real_tokens, 1),
+        parameters=loaded.parameters,
+        matmul_gflops=peak,
+        scorer_dtype=dtype_name,
+        attention_flops=causal_attention_flops(production_model.config, [len(s.ids) for s in scorer.sequences(pairs)]),
+    )
+
+
+def causal_attention_flops(config, sequence_lengths: list[int]) -> float:
+    """Multiply-adds of QK^T and PV under a causal mask, all layers, for these sequences."""
+    heads = config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    causal_pairs = sum(length * (length + 1) / 2 for length in sequence_lengths)
+    return 2 * 2 * config.num_hidden_layers * heads * head_dim * causal_pairs
+
+
+def report_lines(result: BenchResult) -> list[str]:
+    return [
+        f"padding: {100 * result.padding_fraction:.1f}% of batch tokens",
+        f"achieved: {result.achieved_gflops:.0f} GFLOP/s (2 x {result.parameters / 1e6:.1f}M params x "
+        f"{result.scorer_forward_tokens} forward tokens / {result.scorer_seconds:.1f}s); "
+        f"{result.scorer_dtype} matmul peak here: {result.matmul_gflops:.0f} GFLOP/s",
+        f"with causal attention's FLOPs counted too: {result.attention_gflops:.0f} GFLOP/s "
+        f"({result.attention_gflops / result.matmul_gflops:.2f} of peak)",
+        f"speedup_vs_naive={result.speedup:.2f} tokens_per_s={result.tokens_per_second:.1f} "
+        f"fraction_of_matmul_peak={result.fraction_of_matmul_peak:.3f}",
+    ]

@@ -1,0 +1,140 @@
+"""Per-sample features, computed once at ingest and stored per shard (``sample_features``).
+
+Curation needs, per sample: content hashes (the score-cache key), the code-validity status,
+and a near-duplicate signature. Computing them at every curation cost minutes per million
+samples in one Python thread; stored, a curation reads them in one projected scan.
+
+Near-duplicates are MinHash over word 5-shingles, with exactly the arithmetic of datasketch
+2.x's default scheme (sha1-32 of each shingle, the MurmurHash3 32-bit finalizer, affine maps
+``a * h + b`` mod 2^32 with seeded odd ``a``), so signatures equal
+``datasketch.MinHash(num_perm=128, seed=1)``'s bit for bit; here they are computed for many
+samples at once with numpy. LSH band keys (8 bands of 16 values, datasketch's choice at a 0.85
+threshold) are stored as 64-bit integers: near-duplicate candidates are then a join on band
+keys across shards, confirmed by signature similarity (:mod:`qaq_assets.lib.selection.dedup`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from qaq_assets.lib.ingest.codecheck import python_status
+from qaq_assets.lib.ingest.records import normalise_text, text_sha
+
+NUM_PERM = 128
+SHINGLE_WORDS = 5
+MINHASH_SEED = 1
+# datasketch's optimal (bands, rows) at threshold 0.85 with 128 permutations; the stored band
+# keys serve this threshold, other thresholds recompute bands from the stored signatures.
+BAND_THRESHOLD = 0.85
+BANDS, ROWS = 8, 16
+_U32 = np.uint32
+_MASK64 = (1 << 64) - 1
+
+
+@dataclass(frozen=True)
+class Permutations:
+    a: np.ndarray  # odd multipliers, uint32
+    b: np.ndarray  # offsets, uint32
+
+
+def permutations(num_perm: int = NUM_PERM, seed: int = MINHASH_SEED) -> Permutations:
+    """The affine maps datasketch draws for ``seed`` (its ``affine32`` scheme)."""
+    generator = np.random.RandomState(seed)
+    a = generator.randint(0, 1 << 31, num_perm, dtype=_U32) * _U32(2) + _U32(1)
+    b = generator.randint(0, 1 << 32, num_perm, dtype=_U32)
+    return Permutations(a, b)
+
+
+_PERMUTATIONS = permutations()
+
+
+def _fmix32(values: np.ndarray) -> np.ndarray:
+    """MurmurHash3's 32-bit finalizer (wrapping uint32 arithmetic)."""
+    values = values ^ (values >> _U32(16))
+    values = values * _U32(0x85EBCA6B)
+    values = values ^ (values >> _U32(13))
+    values = values * _U32(0xC2B2AE35)
+    return values ^ (values >> _U32(16))
+
+
+def shingles(text: str) -> set[str]:
+    """The word 5-shingles of a text, normalised and lower-cased (one empty shingle when it has none)."""
+    words = normalise_text(text).lower().split()
+    return {" ".join(words[i : i + SHINGLE_WORDS]) for i in range(max(1, len(words) - SHINGLE_WORDS + 1))}
+
+
+def _shingle_hashes(text: str) -> bytes:
+    """sha1-32 of each shingle (datasketch's ``sha1_hash32``: the digest's first 4 bytes, little
+    endian), concatenated."""
+    return b"".join(hashlib.sha1(shingle.encode("utf-8")).digest()[:4] for shingle in shingles(text))
+
+
+def signatures(texts: list[str], block_rows: int = 1 << 13) -> np.ndarray:
+    """MinHash signatures, one row of ``NUM_PERM`` uint32 per text."""
+    hashed = [_shingle_hashes(text) for text in texts]
+    counts = np.fromiter((len(h) // 4 for h in hashed), dtype=np.int64, count=len(texts))
+    mixed = _fmix32(np.frombuffer(b"".join(hashed), dtype="<u4").astype(_U32))
+    starts = np.zeros(len(texts), dtype=np.int64)
+    np.cumsum(counts[:-1], out=starts[1:])
+    result = np.empty((len(texts), NUM_PERM), dtype=_U32)
+    a, b = _PERMUTATIONS.a, _PERMUTATIONS.b
+    # Blocks of whole texts keep the (shingles x permutations) matrix in cache; one buffer, in place.
+    buffer = np.empty((max(block_rows, int(counts.max(initial=1))), NUM_PERM), dtype=_U32)
+    text = 0
+    while text < len(texts):
+        end = text + 1
+        while end < len(texts) and starts[end] + counts[end] - starts[text] <= block_rows:
+            end += 1
+        lo, hi = starts[text], starts[end - 1] + counts[end - 1]
+        block = buffer[: hi - lo]
+        np.multiply(mixed[lo:hi, None], a, out=block)
+        block += b
+        result[text:end] = np.minimum.reduceat(block, starts[text:end] - lo, axis=0)
+        text = end
+    return result
+
+
+def _splitmix64(values: np.ndarray) -> np.ndarray:
+    values = values + np.uint64(0x9E3779B97F4A7C15)
+    values = (values ^ (values >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    values = (values ^ (values >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return values ^ (values >> np.uint64(31))
+
+
+def band_keys(signature_rows: np.ndarray, bands: int = BANDS, rows: int = ROWS) -> np.ndarray:
+    """One 64-bit key per band of ``rows`` signature values: equal bands give equal keys."""
+    values = signature_rows[:, : bands * rows].astype(np.uint64).reshape(len(signature_rows), bands, rows)
+    with np.errstate(over="ignore"):
+        keys = np.zeros((len(signature_rows), bands), dtype=np.uint64)
+        for column in range(rows):
+            keys = _splitmix64(keys ^ values[:, :, column])
+        # The band's index is part of its key: equal values in different bands never meet.
+        return _splitmix64(keys ^ np.arange(bands, dtype=np.uint64))
+
+
+def sample_features(samples: pl.DataFrame) -> pl.DataFrame:
+    """``sample_features`` rows of ingested samples (``shard``, ``row_index``, ``sample_id``,
+    ``instruction``, ``response``)."""
+    instructions, responses = samples["instruction"].to_list(), samples["response"].to_list()
+    signature_rows = signatures([q + "\n" + a for q, a in zip(instructions, responses, strict=True)])
+    return pl.DataFrame(
+        {
+            "shard": samples["shard"],
+            "row_index": samples["row_index"],
+            "sample_id": samples["sample_id"],
+            "query_sha": [text_sha(text) for text in instructions],
+            "answer_sha": [text_sha(text) for text in responses],
+            "code_status": [python_status(text) for text in responses],
+            "minhash": [row.astype("<u4").tobytes() for row in signature_rows],
+            "band_keys": pl.Series(band_keys(signature_rows).view(np.int64).tolist(), dtype=pl.List(pl.Int64)),
+        }
+    )
+
+
+def signature_array(stored: list[bytes]) -> np.ndarray:
+    """Signatures as stored in ``sample_features.minhash`` back to rows of uint32."""
+    return np.frombuffer(b"".join(stored), dtype="<u4").reshape(len(stored), NUM_PERM)

@@ -1,0 +1,170 @@
+"""Evaluate every selection strategy on data with planted-defect labels.
+
+For each strategy and budget: the defect rate kept vs in the input and the share of each
+defect type removed; for each strategy and defect type: the AUROC of the score behind its
+decisions (how often a clean sample outranks a defective one). Labels are read here only,
+never by scoring or selection.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from qaq_assets.lib.reports.summary import CLEAN_LABELS
+from qaq_assets.lib.selection.curation import Candidates
+from qaq_assets.lib.selection.rules import DIFF, KEEP, STRATEGIES, SelectionConfig, select
+
+AUROC_BUDGET = 0.25
+
+
+def auroc(clean_scores: list[float | None], defect_scores: list[float | None]) -> float | None:
+    """P(clean outranks defect), ties counted half (Mann-Whitney U / n1 n2). Missing scores rank lowest."""
+    if not clean_scores or not defect_scores:
+        return None
+    values = pl.DataFrame(
+        {"score": [*clean_scores, *defect_scores], "clean": [True] * len(clean_scores) + [False] * len(defect_scores)},
+        schema={"score": pl.Float64, "clean": pl.Boolean},
+    ).with_columns(rank=pl.col("score").fill_null(float("-inf")).rank("average"))
+    n_clean, n_defect = len(clean_scores), len(defect_scores)
+    rank_sum = values.filter(pl.col("clean"))["rank"].sum()
+    return float((rank_sum - n_clean * (n_clean + 1) / 2) / (n_clean * n_defect))
+
+
+@dataclass
+class Evaluation:
+    rates: pl.DataFrame  # strategy, budget, kept, defect_rate_input, defect_rate_kept, removed_<type>...
+    aurocs: pl.DataFrame  # strategy, defect type, auroc
+    defect_types: list[str]
+    labelled: pl.DataFrame  # candidates with labels and the strong model's scores
+
+
+def evaluate(
+    candidates: Candidates, budgets: list[float], strategies: list[str] | None = None, seed: int = 0
+) -> Evaluation:
+    """Run ``strategies`` (default: all that the models allow) at each budget over ``candidates``."""
+    labels = candidates.canonical.select("sample_id", "label")
+    if labels["label"].null_count() == labels.height:
+        raise ValueError("no planted labels in the data; evaluation needs a label column (--label-field)")
+    labelled = candidates.strong.join(labels, on="sample_id").filter(pl.col("label").is_not_null())
+    defect_types = sorted(set(labelled["label"]) - set(CLEAN_LABELS))
+    is_defect = ~pl.col("label").is_in(CLEAN_LABELS)
+    input_rate = labelled.select(is_defect.mean()).item()
+    available = [s for s in (strategies or STRATEGIES) if s != DIFF or candidates.weak is not None]
+
+    rows, auroc_rows = [], []
+    for strategy in available:
+        for budget in budgets:
+            config = SelectionConfig(strategy=strategy, budget=budget, seed=seed)
+            decided = select(strategy, candidates.strong, candidates.weak, config).join(labels, on="sample_id")
+            decided = decided.filter(pl.col("label").is_not_null())
+            kept = decided.filter(pl.col("decision") == KEEP)
+            row = {
+                "strategy": strategy,
+                "budget": budget,
+                "kept": kept.height,
+                "defect_rate_input": input_rate,
+                "defect_rate_kept": kept.select(is_defect.mean()).item() if kept.height else 0.0,
+            }
+            for defect in defect_types:
+                of_type = decided.filter(pl.col("label") == defect)
+                row[f"removed_{defect}"] = of_type.filter(pl.col("decision") != KEEP).height / max(of_type.height, 1)
+            rows.append(row)
+            if budget == AUROC_BUDGET or (AUROC_BUDGET not in budgets and budget == budgets[0]):
+                clean = decided.filter(~is_defect)["keep_score"].to_list()
+                for defect in defect_types:
+                    value = auroc(clean, decided.filter(pl.col("label") == defect)["keep_score"].to_list())
+                    auroc_rows.append({"strategy": strategy, "defect": defect, "auroc": value})
+    return Evaluation(
+        rates=pl.DataFrame(rows),
+        aurocs=pl.DataFrame(auroc_rows, schema={"strategy": pl.String, "defect": pl.String, "auroc": pl.Float64}),
+        defect_types=defect_types,
+        labelled=labelled,
+    )
+
+
+def _markdown(frame: pl.DataFrame, percent: set[str]) -> str:
+    header = "| " + " | ".join(frame.columns) + " |"
+    rule = "|" + "---|" * len(frame.columns)
+    lines = [header, rule]
+    for row in frame.iter_rows(named=True):
+        cells = []
+        for column, value in row.items():
+            if value is None:
+                cells.append("–")
+            elif column in percent:
+                cells.append(f"{100 * value:.1f}%")
+            elif isinstance(value, float):
+                cells.append(f"{value:.3f}")
+            else:
+                cells.append(str(value))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def rates_table(evaluation: Evaluation) -> str:
+    percent = {"defect_rate_input", "defect_rate_kept", *(f"removed_{d}" for d in evaluation.defect_types)}
+    return _markdown(evaluation.rates, percent)
+
+
+def auroc_table(evaluation: Evaluation) -> str:
+    wide = evaluation.aurocs.pivot(on="defect", index="strategy", values="auroc")
+    return _markdown(wide, set())
+
+
+def write_report(evaluation: Evaluation, out_dir: str | Path, title: str = "Selection evaluation") -> Path:
+    """Markdown report with two PNG plots beside it; returns the report's path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    labels = sorted(set(evaluation.labelled["label"]))
+    figure, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for axis, column in zip(axes, ["rmi", "ifd_loss", "nll_query"], strict=True):
+        for label in labels:
+            values = evaluation.labelled.filter(pl.col("label") == label)[column].drop_nulls().to_list()
+            axis.hist(values, bins=30, alpha=0.5, label=label, density=True)
+        axis.set_title(f"{column} by planted label")
+        axis.set_xlabel(column)
+    axes[0].legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(out / "scores_by_defect.png", dpi=100)
+    plt.close(figure)
+
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    for strategy in evaluation.rates["strategy"].unique(maintain_order=True):
+        curve = evaluation.rates.filter(pl.col("strategy") == strategy).sort("budget")
+        axis.plot(curve["budget"], 100 * curve["defect_rate_kept"], marker="o", label=strategy)
+    axis.axhline(100 * evaluation.rates["defect_rate_input"][0], color="grey", linestyle="--", label="input")
+    axis.set_xlabel("budget (fraction kept)")
+    axis.set_ylabel("defect rate of the kept set (%)")
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(out / "kept_defect_rate_vs_budget.png", dpi=100)
+    plt.close(figure)
+
+    report = out / "report.md"
+    report.write_text(
+        "\n\n".join(
+            [
+                f"# {title}",
+                f"{evaluation.labelled.height} labelled samples after deduplication; defect types: "
+                + ", ".join(evaluation.defect_types),
+                "## Defect rate kept vs input, and share of each defect type removed",
+                rates_table(evaluation),
+                f"## AUROC of each strategy's score per defect type (budget {AUROC_BUDGET})",
+                "Probability that a clean sample outranks a defective one (0.5 = chance).",
+                auroc_table(evaluation),
+                "![kept defect rate vs budget](kept_defect_rate_vs_budget.png)",
+                "![scores by planted label](scores_by_defect.png)",
+            ]
+        )
+        + "\n",
+        encoding="utf-8",
+    )
+    return report

@@ -1,0 +1,126 @@
+"""Write a curated version's kept samples in formats SFT trainers read, and show its lineage."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+
+from qaq_assets.lib.errors import LakeError
+from qaq_assets.lib.selection.rules import KEEP
+from qaq_assets.lib.store.lake import Lake
+from qaq_assets.lib.store.tables import CURATED_SUBSET, CURATION_RUNS, RAW_SAMPLES, TEXT_COLUMNS
+
+FORMATS = ("messages-jsonl", "alpaca-jsonl", "parquet")
+
+
+def curated_version(lake: Lake, version: int | None = None) -> int:
+    """``version`` of curated_subset, checked to exist, or its latest; :class:`LakeError` otherwise."""
+    latest = lake.version(CURATED_SUBSET)
+    if latest is None:
+        raise LakeError(f"no curated_subset in {lake.root}: is --lake right? (`qaq curate` creates it)")
+    if version is None:
+        return latest
+    if not 0 <= version <= latest:
+        raise LakeError(
+            f"no curation recorded for curated_subset version {version}; recorded: {recorded_versions(lake)}"
+        )
+    return version
+
+
+def recorded_versions(lake: Lake) -> list[int]:
+    """curated_subset versions whose lineage is recorded."""
+    versions = lake.scan(CURATION_RUNS).select("curated_version").drop_nulls().collect()["curated_version"]
+    return sorted(versions.to_list())
+
+
+def with_text(lake: Lake, rows: pl.DataFrame, lineage: dict) -> pl.DataFrame:
+    """Curated ``rows`` with their ``id``, ``instruction`` and ``response``: read from
+    raw_samples as of the version the curation read (its lineage), so an old curated version
+    shows the text it was curated from. Versions written by older releases carry it already."""
+    if all(column in rows.columns for column in TEXT_COLUMNS):
+        return rows
+    raw_version = lineage["input_versions"].get("raw_samples")
+    keys = rows.select("shard", "row_index")
+    text = (
+        lake.scan(RAW_SAMPLES, raw_version)
+        .filter(pl.col("shard").is_in(keys["shard"].unique().implode()))
+        .select("shard", "row_index", *TEXT_COLUMNS)
+        .join(keys.lazy(), on=["shard", "row_index"], how="semi")
+        .collect()
+    )
+    return rows.join(text, on=["shard", "row_index"], how="left")
+
+
+def kept_samples(lake: Lake, version: int | None = None) -> pl.DataFrame:
+    """Kept rows of ``curated_subset`` as of Delta ``version`` (default latest), with their text."""
+    lineage = lineage_record(lake, version)
+    kept = lake.scan(CURATED_SUBSET, lineage["curated_version"]).filter(pl.col("decision") == KEEP).collect()
+    return with_text(lake, kept, lineage).sort("shard", "row_index")
+
+
+def export_curated(lake: Lake, out: str | Path, fmt: str, version: int | None = None) -> int:
+    """Write the kept samples to ``out``; returns the number written."""
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {FORMATS}, not {fmt!r}")
+    kept = kept_samples(lake, version)  # refuses an incomplete version
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "parquet":
+        kept.select(
+            "sample_id",
+            "id",
+            "shard",
+            "row_index",
+            "instruction",
+            "response",
+            "rmi",
+            "nll_query",
+            "reason",
+            "curation_id",
+        ).write_parquet(out)
+        return kept.height
+    with open(out, "w", encoding="utf-8") as handle:
+        for row in kept.iter_rows(named=True):
+            if fmt == "messages-jsonl":
+                record = {
+                    "messages": [
+                        {"role": "user", "content": row["instruction"]},
+                        {"role": "assistant", "content": row["response"]},
+                    ],
+                    "sample_id": row["sample_id"],
+                }
+            else:
+                record = {
+                    "instruction": row["instruction"],
+                    "input": "",
+                    "output": row["response"],
+                    "sample_id": row["sample_id"],
+                }
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    return kept.height
+
+
+def lineage_record(lake: Lake, version: int | None = None) -> dict:
+    """The ``curation_runs`` record of curated_subset ``version`` (default latest), JSON fields
+    decoded. It is found by the curation id the version's rows carry; a version without one
+    (its curation was interrupted before its lineage was written) is incomplete: LakeError."""
+    version = curated_version(lake, version)
+    ids = lake.scan(CURATED_SUBSET, version).select("curation_id").unique().collect()["curation_id"].drop_nulls()
+    runs = lake.scan(CURATION_RUNS)
+    if ids.len():
+        rows = runs.filter(pl.col("curation_id") == ids[0]).collect()
+    else:  # an empty subset carries no id; its lineage row names its version
+        rows = runs.filter(pl.col("curated_version") == version).collect()
+    if rows.height == 0:
+        raise LakeError(
+            f"curated_subset version {version} is incomplete: no lineage was recorded for it (an interrupted "
+            f"curation); recorded: {recorded_versions(lake)}"
+        )
+    record = rows.row(0, named=True)
+    record["curated_version"] = version
+    for field in ("input_versions", "models", "selection_config", "counts"):
+        record[field] = json.loads(record[field])
+    record["created_at"] = record["created_at"].isoformat()
+    return record

@@ -1,0 +1,184 @@
+"""Scoring backends: where the forward passes of a shard's chunks run.
+
+A backend turns an ordered stream of chunks (queries, answers) into an ordered stream of
+scored chunks. The driver (the Dagster step) keeps the cache lookups and the Delta commits,
+so every backend shares the cache, the schema and the resume semantics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+
+from qaq_assets.lib.scoring.engine.cpu_heap import keep_heap_warm
+from qaq_assets.lib.scoring.engine.models import LoadedModel
+from qaq_assets.lib.scoring.engine.scorer import PairLogprobs, PairScorer, PairTokens, tokenize_pairs
+from qaq_assets.lib.scoring.engine.templates import build_layouts
+from qaq_assets.lib.settings import BY_NAME
+
+
+@dataclass(frozen=True)
+class ScorerOptions:
+    """How a loaded model scores: the same options for every backend and replica."""
+
+    template: str = BY_NAME["template"].default
+    batch_tokens: int = BY_NAME["batch_tokens"].default
+    max_batch_size: int = BY_NAME["max_batch_size"].default
+    max_sequence_tokens: int = BY_NAME["max_sequence_tokens"].default
+    forward: str = BY_NAME["forward"].default
+
+    def scorer(self, loaded: LoadedModel) -> PairScorer:
+        return PairScorer(
+            loaded.model,
+            build_layouts(self.template, loaded.tokenizer),
+            pad_token_id=loaded.tokenizer.pad_token_id,
+            batch_tokens=self.batch_tokens,
+            max_batch_size=self.max_batch_size,
+            forward=self.forward,
+        )
+
+    def sequence_budget(self, loaded: LoadedModel) -> int:
+        return min(self.max_sequence_tokens, loaded.max_positions)
+
+
+@dataclass(frozen=True)
+class ScorerIdentity:
+    """What a score depends on: it keys the cache and is stored with every row."""
+
+    model_key: str
+    model_id: str
+    weights_sha256: str
+    dtype: str
+    fingerprint: str
+    template_version: str
+
+
+@dataclass
+class ScoredChunk:
+    tokens: list[PairTokens]
+    logprobs: list[PairLogprobs]
+    forward_calls: int
+    real_tokens: int
+    padding_tokens: int
+    batch_tokens: int = 0  # the budget the chunk's passes ended with
+
+
+Chunk = tuple[list[str], list[str]]
+OnPass = Callable[[int, int], None]
+
+
+class ScoringBackend(Protocol):
+    identity: ScorerIdentity
+
+    def score_chunks(self, chunks: Iterable[Chunk], on_pass: OnPass | None = None) -> Iterator[ScoredChunk]:
+        """Score each (queries, answers) chunk; results come back in the chunks' order.
+        ``on_pass(sequences, tokens)`` reports each forward pass where the backend sees them."""
+        ...
+
+    def describe_forward(self) -> str:
+        """Which forward pass scores (see :meth:`PairScorer.describe_forward`)."""
+        ...
+
+    def close(self) -> None:
+        """Release what the backend holds (remote replicas); the loaded local model stays cached."""
+        ...
+
+
+def identity_of(loaded: LoadedModel, scorer: PairScorer) -> ScorerIdentity:
+    return ScorerIdentity(
+        model_key=loaded.spec.key,
+        model_id=loaded.model_id,
+        weights_sha256=loaded.weights_sha256,
+        dtype=loaded.dtype_name,
+        fingerprint=loaded.fingerprint,
+        template_version=scorer.layouts.version,
+    )
+
+
+def score_chunk(
+    loaded: LoadedModel,
+    scorer: PairScorer,
+    chunk: Chunk,
+    max_sequence_tokens: int,
+    on_pass: OnPass | None = None,
+    batch_tokens: int | None = None,
+) -> ScoredChunk:
+    """Tokenise and score one chunk; the same code path for every backend."""
+    queries, answers = chunk
+    tokens = tokenize_pairs(loaded.tokenizer, scorer.layouts, queries, answers, max_sequence_tokens)
+    scored = scorer.score(tokens, on_pass, batch_tokens)
+    return ScoredChunk(
+        tokens=tokens,
+        logprobs=list(scored),
+        forward_calls=scored.stats.passes,
+        real_tokens=scored.stats.real_tokens,
+        padding_tokens=scored.stats.padding_tokens,
+        batch_tokens=scored.stats.batch_tokens,
+    )
+
+
+def prepare_worker(device: torch.device) -> None:
+    """Once per scoring process: a warm CPU heap for activations (see :mod:`cpu_heap`)."""
+    if device.type == "cpu":
+        keep_heap_warm()
+
+
+class LocalBackend:
+    """In-process scoring with an already loaded model (the default)."""
+
+    def __init__(self, loaded: LoadedModel, scorer: PairScorer, max_sequence_tokens: int):
+        self.loaded, self.scorer, self.max_sequence_tokens = loaded, scorer, max_sequence_tokens
+        self.identity = identity_of(loaded, scorer)
+        prepare_worker(loaded.device)
+
+    def score_chunks(self, chunks: Iterable[Chunk], on_pass: OnPass | None = None) -> Iterator[ScoredChunk]:
+        budget = None  # after an out-of-memory back-off, later chunks start from the lower budget
+        for chunk in chunks:
+            scored = score_chunk(self.loaded, self.scorer, chunk, self.max_sequence_tokens, on_pass, budget)
+            budget = scored.batch_tokens
+            yield scored
+
+    def describe_forward(self) -> str:
+        return self.scorer.describe_forward()
+
+    def close(self) -> None:
+        pass  # the model stays in the process-wide cache for the next partition
+
+
+class DeferredLocalBackend:
+    """A local backend whose model is loaded for the first chunk that needs scoring: a shard
+    whose samples are all in the cache never loads (nor compiles) it. The identity, which keys
+    the cache, comes from the model's files and tokenizer (:func:`models.identify`)."""
+
+    NOT_RUN = "not run: every sample was already scored"
+
+    def __init__(self, identity: ScorerIdentity, load: Callable[[], LocalBackend]):
+        self.identity = identity
+        self._load = load
+        self._backend: LocalBackend | None = None
+
+    @property
+    def loaded(self) -> bool:
+        return self._backend is not None
+
+    def _ready(self) -> LocalBackend:
+        if self._backend is None:
+            backend = self._load()
+            if backend.identity != self.identity:
+                raise RuntimeError(f"the loaded model is {backend.identity}, not the identified {self.identity}")
+            self._backend = backend
+        return self._backend
+
+    def score_chunks(self, chunks: Iterable[Chunk], on_pass: OnPass | None = None) -> Iterator[ScoredChunk]:
+        for chunk in chunks:
+            yield from self._ready().score_chunks([chunk], on_pass)
+
+    def describe_forward(self) -> str:
+        return self._backend.describe_forward() if self._backend is not None else self.NOT_RUN
+
+    def close(self) -> None:
+        if self._backend is not None:
+            self._backend.close()

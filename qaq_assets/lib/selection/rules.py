@@ -1,0 +1,254 @@
+"""Selection rules over a score table: stratified RMI band and strong/weak disagreement.
+
+Everything is deterministic: ties are broken by ``sample_id``, budgets are met exactly
+(``floor(budget * n + 0.5)`` rows) by largest-remainder quotas across strata.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, replace
+
+import polars as pl
+
+from qaq_assets.lib.settings import BY_NAME, STRATEGIES
+
+RMI_BAND, DIFF, IFD, PPL, RANDOM, RMI_BAND_CODE = STRATEGIES
+AUTO = "auto"
+KEEP, DROP = "keep", "drop"
+
+
+def _declared(name: str):
+    return BY_NAME[name].default
+
+
+@dataclass(frozen=True)
+class SelectionConfig:
+    """The selection settings (declared in lib/settings.py, where their help lives)."""
+
+    strategy: str = _declared("strategy")
+    budget: float = _declared("budget")
+    band_low: float = _declared("band_low")
+    strata: int = _declared("strata")
+    diff_threshold: float = _declared("diff_threshold")
+    min_stratum_size: int = _declared("min_stratum_size")
+    seed: int = _declared("seed")
+    near_duplicate_threshold: float = _declared("near_duplicate_threshold")
+
+    def __post_init__(self) -> None:
+        if self.strategy not in (*STRATEGIES, AUTO):
+            raise ValueError(f"strategy must be one of {(*STRATEGIES, AUTO)}, not {self.strategy!r}")
+        if not 0.0 < self.budget <= 1.0:
+            raise ValueError(f"budget must be in (0, 1], not {self.budget}")
+        if not 0.0 <= self.band_low < 1.0:
+            raise ValueError(f"band_low must be in [0, 1), not {self.band_low}")
+        if self.strata < 1 or self.min_stratum_size < 1:
+            raise ValueError("strata and min_stratum_size must be at least 1")
+
+    def effective_strata(self, n: int) -> int:
+        return max(1, min(self.strata, n // self.min_stratum_size))
+
+    def resolved_strategy(self, n_models: int) -> str:
+        if self.strategy == AUTO:
+            return DIFF if n_models >= 2 else RMI_BAND
+        if self.strategy == DIFF and n_models < 2:
+            raise ValueError("strategy 'diff' needs two models (strong first, weak second)")
+        return self.strategy
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    def sha(self) -> str:
+        return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
+
+
+def keep_count(n: int, budget: float) -> int:
+    return min(n, math.floor(budget * n + 0.5))
+
+
+def largest_remainder_quotas(sizes: list[int], budget: float) -> list[int]:
+    """Per-stratum keep counts proportional to ``sizes`` that sum to ``keep_count``."""
+    total = keep_count(sum(sizes), budget)
+    ideal = [budget * size for size in sizes]
+    quotas = [min(math.floor(x), size) for x, size in zip(ideal, sizes, strict=True)]
+    by_remainder = sorted(range(len(sizes)), key=lambda i: (-(ideal[i] - quotas[i]), i))
+    for i in by_remainder:
+        if sum(quotas) >= total:
+            break
+        if quotas[i] < sizes[i]:
+            quotas[i] += 1
+    return quotas
+
+
+def stratified_ranks(frame: pl.DataFrame, strata: int, prefix: str = "") -> pl.DataFrame:
+    """Add ``stratum`` (equal-count bins of ``nll_query``) and ``rmi_rank`` (0..1 within
+    the stratum, ties averaged) and ``rmi_position`` (0-based order within the stratum)."""
+    n = frame.height
+    stratum, rank, position = f"{prefix}stratum", f"{prefix}rmi_rank", f"{prefix}rmi_position"
+    return (
+        frame.sort(["nll_query", "sample_id"])
+        .with_columns(((pl.int_range(pl.len()) * strata) // max(n, 1)).cast(pl.Int32).alias(stratum))
+        .sort([stratum, "rmi", "sample_id"])
+        .with_columns(pl.int_range(pl.len()).over(stratum).alias(position))
+        .with_columns(
+            pl.when(pl.len().over(stratum) > 1)
+            .then((pl.col("rmi").rank("average").over(stratum) - 1) / (pl.len().over(stratum) - 1))
+            .otherwise(0.5)
+            .alias(rank)
+        )
+    )
+
+
+def select_rmi_band(scores: pl.DataFrame, config: SelectionConfig) -> pl.DataFrame:
+    """Keep the band starting at ``band_low`` of RMI order within each NLL(Q) stratum.
+
+    Below the band the answer explains the query poorly (misaligned or hallucinated);
+    above it the answer restates the query (an echo the model finds trivially easy)."""
+    ranked = stratified_ranks(scores, config.effective_strata(scores.height))
+    sizes = ranked.group_by("stratum").len().sort("stratum")
+    quotas = largest_remainder_quotas(sizes["len"].to_list(), config.budget)
+    starts = [
+        min(math.floor(config.band_low * size), size - quota)
+        for size, quota in zip(sizes["len"].to_list(), quotas, strict=True)
+    ]
+    bounds = pl.DataFrame(
+        {
+            "stratum": sizes["stratum"],
+            "band_start": starts,
+            "band_end": [s + q for s, q in zip(starts, quotas, strict=True)],
+        },
+        schema_overrides={"stratum": pl.Int32},
+    )
+    return (
+        ranked.join(bounds, on="stratum")
+        .with_columns(
+            decision=pl.when(pl.col("rmi_position").is_between("band_start", "band_end", closed="left"))
+            .then(pl.lit(KEEP))
+            .otherwise(pl.lit(DROP)),
+            reason=pl.when(pl.col("rmi_position") < pl.col("band_start"))
+            .then(pl.lit("rmi_below_band: answer explains the query poorly (misaligned or hallucinated)"))
+            .when(pl.col("rmi_position") >= pl.col("band_end"))
+            .then(pl.lit("rmi_above_band: answer largely restates the query"))
+            .otherwise(pl.lit("rmi_in_band")),
+            # Closeness to the band's centre: the score behind the decision (for AUROC).
+            keep_score=-(pl.col("rmi_rank") - (config.band_low + config.budget / 2)).abs(),
+        )
+        .drop("band_start", "band_end", "rmi_position")
+    )
+
+
+def select_diff(strong: pl.DataFrame, weak: pl.DataFrame, config: SelectionConfig) -> pl.DataFrame:
+    """Strong/weak disagreement: ``diff = rmi_rank_strong - rmi_rank_weak`` with stratified
+    ranks per model; keep ``diff > threshold`` by descending diff, trimmed to the budget,
+    filled up to it with the next-highest diffs when too few pass."""
+    strata = config.effective_strata(strong.height)
+    strong_ranked = stratified_ranks(strong, strata).drop("rmi_position")
+    weak_ranked = stratified_ranks(weak.select("sample_id", "nll_query", "rmi"), strata, prefix="weak_").select(
+        "sample_id", "weak_rmi_rank"
+    )
+    joined = strong_ranked.join(weak_ranked, on="sample_id", how="inner")
+    if joined.height != strong.height:
+        raise ValueError(f"weak model scores cover {joined.height} of {strong.height} samples")
+    budget = keep_count(joined.height, config.budget)
+    ordered = (
+        # Rounded so that equal rank gaps tie exactly (2/3 - 0 vs 1 - 1/3) and fall to sample_id.
+        joined.with_columns(diff=(pl.col("rmi_rank") - pl.col("weak_rmi_rank")).round(12))
+        .sort(["diff", "sample_id"], descending=[True, False])
+        .with_columns(position=pl.int_range(pl.len()))
+    )
+    above = pl.col("diff") > config.diff_threshold
+    return ordered.with_columns(
+        decision=pl.when(pl.col("position") < budget).then(pl.lit(KEEP)).otherwise(pl.lit(DROP)),
+        reason=pl.when((pl.col("position") < budget) & above)
+        .then(pl.lit("diff_above_threshold"))
+        .when(pl.col("position") < budget)
+        .then(pl.lit("diff_fill: below threshold, kept to fill the budget"))
+        .when(above)
+        .then(pl.lit("diff_over_budget: above threshold, trimmed to the budget"))
+        .otherwise(pl.lit("diff_below_threshold: weak model finds it as easy as the strong one")),
+        keep_score=pl.col("diff"),
+    ).drop("position")
+
+
+def top_by_score(
+    frame: pl.DataFrame, keep_score: pl.Expr, count: int, keep_reason: str, drop_reason: str
+) -> pl.DataFrame:
+    """Keep the ``count`` rows of highest ``keep_score`` (ties by sample_id); null scores never kept."""
+    ordered = (
+        frame.with_columns(keep_score=keep_score)
+        .sort(["keep_score", "sample_id"], descending=[True, False], nulls_last=True)
+        .with_columns(position=pl.int_range(pl.len()))
+    )
+    kept = (pl.col("position") < count) & pl.col("keep_score").is_not_null()
+    return ordered.with_columns(
+        decision=pl.when(kept).then(pl.lit(KEEP)).otherwise(pl.lit(DROP)),
+        reason=pl.when(kept).then(pl.lit(keep_reason)).otherwise(pl.lit(drop_reason)),
+    ).drop("position")
+
+
+def select_ifd(scores: pl.DataFrame, config: SelectionConfig) -> pl.DataFrame:
+    """Cherry LLM: drop IFD > 1 (the query does not help predict the answer), keep the highest IFD."""
+    selected = top_by_score(
+        scores,
+        pl.when(pl.col("ifd_loss") <= 1).then(pl.col("ifd_loss")),
+        keep_count(scores.height, config.budget),
+        "ifd_top",
+        "ifd_below_cut",
+    )
+    return selected.with_columns(
+        reason=pl.when(pl.col("ifd_loss") > 1)
+        .then(pl.lit("ifd_above_1: the query does not help predict the answer"))
+        .otherwise(pl.col("reason"))
+    )
+
+
+def select_ppl(scores: pl.DataFrame, config: SelectionConfig) -> pl.DataFrame:
+    """Keep the answers the model finds most likely given the query (lowest NLL(A|Q))."""
+    return top_by_score(
+        scores, -pl.col("nll_answer_given_query"), keep_count(scores.height, config.budget), "ppl_lowest", "ppl_higher"
+    )
+
+
+def _seeded_uniform(sample_id: str, seed: int) -> float:
+    digest = hashlib.blake2b(f"{seed}:{sample_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+def select_random(scores: pl.DataFrame, config: SelectionConfig) -> pl.DataFrame:
+    """A seeded random subset: the same seed and samples give the same subset on any machine."""
+    draw = pl.col("sample_id").map_elements(lambda sid: _seeded_uniform(sid, config.seed), return_dtype=pl.Float64)
+    return top_by_score(scores, draw, keep_count(scores.height, config.budget), "random_draw", "random_not_drawn")
+
+
+def select_rmi_band_code(scores: pl.DataFrame, config: SelectionConfig) -> pl.DataFrame:
+    """Beyond the paper: answers without parseable Python are dropped first (RMI cannot see
+    a truncated or wrong-language answer), then the RMI band fills the whole budget."""
+    valid = scores.filter(pl.col("code_status") == "valid")
+    count = keep_count(scores.height, config.budget)
+    invalid = scores.filter(pl.col("code_status") != "valid").with_columns(
+        decision=pl.lit(DROP),
+        reason=pl.lit("code_") + pl.col("code_status") + pl.lit(": the answer has no parseable Python"),
+        keep_score=pl.lit(None, pl.Float64),
+    )
+    if valid.height == 0:
+        return invalid
+    banded = select_rmi_band(valid, replace(config, budget=min(1.0, count / valid.height)))
+    return pl.concat([banded, invalid], how="diagonal_relaxed")
+
+
+def select(strategy: str, strong: pl.DataFrame, weak: pl.DataFrame | None, config: SelectionConfig) -> pl.DataFrame:
+    """Apply ``strategy`` (resolved, not ``auto``): every row gets decision, reason, keep_score."""
+    if strategy == DIFF:
+        if weak is None:
+            raise ValueError("strategy 'diff' needs a weak model's scores")
+        return select_diff(strong, weak, config)
+    rules = {
+        RMI_BAND: select_rmi_band,
+        IFD: select_ifd,
+        PPL: select_ppl,
+        RANDOM: select_random,
+        RMI_BAND_CODE: select_rmi_band_code,
+    }
+    return rules[strategy](strong, config)

@@ -1,0 +1,407 @@
+"""Delta Lake storage for every table: partition replacement, appends, scans, versions.
+
+Writes go straight through deltalake (via polars) rather than an IO manager: a
+partition is replaced with a predicate overwrite of exactly its rows, so re-runs are
+idempotent and concurrent writers of other partitions are untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import random
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from urllib.parse import quote
+
+import polars as pl
+import pyarrow.fs as pa_fs
+import pyarrow.parquet as pq
+from deltalake import DeltaTable, WriterProperties
+from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
+from deltalake.fs import DeltaStorageHandler
+from deltalake.transaction import AddAction
+
+from qaq_assets.lib.errors import LakeError
+from qaq_assets.lib.store.tables import ALL_TABLES, TableSpec
+
+log = logging.getLogger(__name__)
+STREAMED_FILE_BYTES = 64 * 2**20
+# Storage options (object-store credentials) reach Dagster runs through this variable, read at
+# run time: never through resource config, which Dagster stores in its run storage and shows.
+STORAGE_OPTIONS_ENV = "QAQ_STORAGE_OPTIONS"
+
+
+def storage_options_from_env(variable: str = STORAGE_OPTIONS_ENV) -> dict[str, str]:
+    """Storage options held as a JSON object in ``variable`` (empty when unset)."""
+    text = os.environ.get(variable, "").strip()
+    if not text:
+        return {}
+    try:
+        options = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise LakeError(f"{variable} is not a JSON object of storage options: {error}") from error
+    if not isinstance(options, dict):
+        raise LakeError(f"{variable} must be a JSON object of storage options")
+    return {str(key): str(value) for key, value in options.items()}
+
+
+@contextlib.contextmanager
+def storage_options_exported(options: Mapping[str, str], variable: str = STORAGE_OPTIONS_ENV):
+    """``options`` in the environment for the runs made inside (in this process), then restored."""
+    previous = os.environ.get(variable)
+    if options:
+        os.environ[variable] = json.dumps(dict(options))
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(variable, None)
+        else:
+            os.environ[variable] = previous
+
+
+def sql_literal(value: str) -> str:
+    """Quote a string for a Delta predicate."""
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def partition_predicate(partition: Mapping[str, str]) -> str:
+    return " AND ".join(f"{column} = {sql_literal(value)}" for column, value in partition.items())
+
+
+class Lake:
+    """A directory (or object-store prefix) holding one Delta table per name."""
+
+    def __init__(
+        self,
+        root: str,
+        storage_options: Mapping[str, str] | None = None,
+        commit_retries: int = 8,
+    ):
+        root = str(root)
+        # deltalake wants absolute local paths; object-store URIs pass through.
+        self.root = (root if "://" in root else os.path.abspath(root)).rstrip("/")
+        self.storage_options = dict(storage_options or {}) or None
+        self.commit_retries = commit_retries
+        # Table handles kept per thread (a DeltaTable object is not shared across threads) and
+        # brought up to date with update_incremental(), which reads only the commits since:
+        # opening a table anew replays its whole log, and a shard's chunk commits grow it.
+        self._handles = threading.local()
+
+    def uri(self, table: TableSpec | str) -> str:
+        name = table.name if isinstance(table, TableSpec) else table
+        return f"{self.root}/{name}"
+
+    def delta_table(self, table: TableSpec | str, version: int | None = None) -> DeltaTable | None:
+        """The table (at ``version``), or None where it does not exist. A version the log
+        does not hold raises :class:`LakeError`."""
+        try:
+            return DeltaTable(self.uri(table), version=version, storage_options=self.storage_options)
+        except TableNotFoundError:
+            return None
+        except DeltaError as error:
+            if version is None or self.delta_table(table) is None:
+                raise
+            raise LakeError(f"{self.uri(table)} has no version {version}: {str(error).splitlines()[0]}") from error
+
+    def version(self, table: TableSpec | str) -> int | None:
+        delta = self.delta_table(table)
+        return None if delta is None else delta.version()
+
+    def latest(self, table: TableSpec | str) -> DeltaTable | None:
+        """This thread's handle on the table at its latest version (None where it does not exist)."""
+        name = table.name if isinstance(table, TableSpec) else table
+        handles = self._handles.__dict__.setdefault("tables", {})
+        delta = handles.get(name)
+        if delta is None:
+            delta = self.delta_table(table)
+            if delta is not None:
+                handles[name] = delta
+        else:
+            delta.update_incremental()
+        return delta
+
+    def ensure(self, table: TableSpec) -> None:
+        """Create ``table`` empty with its schema and partitioning if it does not exist."""
+        if self.latest(table) is not None:
+            return
+        self._commit(table, table.empty(), mode="ignore")
+
+    def ensure_all(self) -> None:
+        for table in ALL_TABLES:
+            self.ensure(table)
+
+    def scan(self, table: TableSpec, version: int | None = None) -> pl.LazyFrame:
+        """Lazily scan ``table`` (an empty frame of its schema when it does not exist)."""
+        delta = self.delta_table(table, version)
+        if delta is None:
+            if version is not None:
+                raise LakeError(f"{self.uri(table)} does not exist")
+            return table.empty().lazy()
+        return pl.scan_delta(delta)  # the loaded snapshot: the log is read once
+
+    def missing_columns(self, table: TableSpec) -> list[str]:
+        """Columns of the table's spec that the stored table lacks (a schema check)."""
+        stored = set(self.scan(table).collect_schema().names())
+        return [column for column in table.schema.names() if column not in stored]
+
+    def replace_partition(self, table: TableSpec, frame: pl.DataFrame, partition: Mapping[str, str]) -> int:
+        """Atomically replace the rows of one partition with ``frame``; returns the new version."""
+        frame = table.conform(frame)
+        _check_partition(table, frame, partition)
+        self.ensure(table)
+        predicate = partition_predicate(partition)
+        return self._until_partition_holds(
+            table, partition, frame.height, lambda: self._commit(table, frame, mode="overwrite", predicate=predicate)
+        )
+
+    def replace_partition_streaming(
+        self, table: TableSpec, batches: Iterable[pl.DataFrame], partition: Mapping[str, str]
+    ) -> int:
+        """Like :meth:`replace_partition`, for a partition too large to hold in memory.
+
+        The frames of ``batches`` (re-iterable: a write that merged with a concurrent one is
+        written again) are encoded into Parquet files one row group at a time, and the files
+        are then committed in one transaction that replaces the partition. (delta-rs's own
+        writer held every streamed row until its commit: its peak grew with the shard, about
+        1 MiB per MiB written; here the peak is one row group and one file's footer.)"""
+        self.ensure(table)
+        self._add_missing_columns(table)
+        filesystem = self._filesystem(table)
+        filters = [(column, "=", value) for column, value in partition.items()]
+        written = {"rows": 0}
+
+        def write_and_commit() -> int:
+            files = self._write_partition_files(filesystem, table, batches, partition)
+            written["rows"] = sum(json.loads(action.stats)["numRecords"] for action in files)
+
+            def commit() -> int:
+                delta = self.delta_table(table)
+                before = delta.version()
+                delta.create_write_transaction(
+                    files,
+                    mode="overwrite",
+                    schema=table.empty().to_arrow().schema,
+                    partition_by=list(table.partition_by) or None,
+                    partition_filters=filters,
+                )
+                return self._version_adding(filesystem, delta, files[0].path.rsplit("/", 1)[-1], before)
+
+            return self._with_retries(table, commit)
+
+        return self._until_partition_holds(table, partition, lambda: written["rows"], write_and_commit)
+
+    def _until_partition_holds(self, table: TableSpec, partition: Mapping[str, str], rows, write) -> int:
+        """Run ``write`` (a partition replacement) until the version it returns holds exactly
+        ``rows`` rows in the partition. Two writers that both read the partition empty remove
+        nothing, so delta-rs sees no conflict and keeps both writers' rows; the writer that
+        finds the other's rows beside its own replaces the partition again."""
+        predicate = pl.all_horizontal([pl.col(column) == value for column, value in partition.items()])
+        for _ in range(self.commit_retries + 1):
+            version = write()
+            expected = rows() if callable(rows) else rows
+            held = self.scan(table, version).filter(predicate).select(pl.len()).collect().item()
+            if held == expected:
+                return version
+            log.warning(
+                "%s partition %s holds %d rows after a concurrent write, not %d; replacing it again",
+                table.name,
+                dict(partition),
+                held,
+                expected,
+            )
+        raise RuntimeError(f"{table.name} {dict(partition)}: concurrent replacements kept merging")
+
+    def _filesystem(self, table: TableSpec) -> pa_fs.FileSystem:
+        """The table's storage (local or object store), through deltalake's own object store."""
+        return pa_fs.PyFileSystem(DeltaStorageHandler(self.uri(table), self.storage_options))
+
+    @staticmethod
+    def _version_adding(filesystem: pa_fs.FileSystem, delta: DeltaTable, file_name: str, after: int) -> int:
+        # A raw transaction leaves the DeltaTable object at its old version, and the latest
+        # version may be another writer's: find the commit that added our (uniquely named) file.
+        delta.update_incremental()
+        latest = delta.version()
+        for version in range(after + 1, latest + 1):
+            with filesystem.open_input_stream(f"_delta_log/{version:020d}.json") as commit:
+                if file_name.encode() in commit.read():
+                    return version
+        raise RuntimeError(f"{delta.table_uri}: no commit in versions {after + 1}..{latest} adds {file_name}")
+
+    def _add_missing_columns(self, table: TableSpec) -> None:
+        # A table written by an older release gains the spec's new columns (older rows read null).
+        if self.missing_columns(table):
+            self._commit(table, table.empty(), mode="append")
+
+    def _write_partition_files(
+        self,
+        filesystem: pa_fs.FileSystem,
+        table: TableSpec,
+        batches: Iterable[pl.DataFrame],
+        partition: Mapping[str, str],
+    ) -> list[AddAction]:
+        """Write ``batches`` as Parquet files of about ``STREAMED_FILE_BYTES`` under the table;
+        returns their add actions (nothing is committed yet)."""
+        if set(partition) != set(table.partition_by):
+            raise ValueError(f"{table.name} is partitioned by {list(table.partition_by)}, not {list(partition)}")
+        # Partition values live in the log, not in the files (as the Delta protocol has it).
+        data_schema = table.empty().drop(list(table.partition_by)).to_arrow().schema
+        # Hive-style directories, percent-encoded as delta-rs writes them: readers such as polars
+        # take partition values from these paths.
+        directory = "".join(f"{column}={quote(value, safe='')}/" for column, value in partition.items())
+
+        def new_file() -> _PartitionFile:
+            return _PartitionFile(filesystem, f"{directory}part-{uuid.uuid4()}.snappy.parquet", data_schema)
+
+        files: list[AddAction] = []
+        current: _PartitionFile | None = None
+        try:
+            for frame in map(table.conform, batches):
+                _check_partition(table, frame, partition)
+                current = current or new_file()
+                current.write(frame.drop(list(table.partition_by)).to_arrow().cast(data_schema))
+                if current.bytes_written >= STREAMED_FILE_BYTES:
+                    files.append(current.close(partition))
+                    current = None
+            # An empty partition still gets one (empty) file: the commit is then found by its file.
+            if current is not None or not files:
+                files.append((current or new_file()).close(partition))
+        except BaseException:
+            # Nothing was committed: remove what was written (unreferenced files are harmless,
+            # but a failed shard should not leave them behind).
+            for path in [action.path for action in files] + ([current.abort()] if current else []):
+                with contextlib.suppress(OSError):
+                    filesystem.delete_file(path)
+            raise
+        return files
+
+    def append(self, table: TableSpec, frame: pl.DataFrame) -> int:
+        self.ensure(table)
+        return self._commit(table, table.conform(frame), mode="append")
+
+    def overwrite(self, table: TableSpec, frame: pl.DataFrame) -> int:
+        """Replace the whole table's content in one new version (older versions stay readable)."""
+        self.ensure(table)
+        frame = table.conform(frame)
+        for _ in range(self.commit_retries + 1):
+            version = self._commit(table, frame, mode="overwrite")
+            # delta-rs can let two racing whole-table overwrites both commit (when the snapshot
+            # they read had no files): our version then holds the other writer's rows too.
+            # Overwriting again removes every file the new snapshot shows.
+            if self.scan(table, version).select(pl.len()).collect().item() == frame.height:
+                return version
+            log.warning("a concurrent overwrite of %s merged into version %d; overwriting again", table.name, version)
+        raise RuntimeError(f"{table.name}: concurrent overwrites kept merging after {self.commit_retries} attempts")
+
+    def upsert(self, table: TableSpec, frame: pl.DataFrame, keys: list[str]) -> int:
+        """MERGE ``frame`` into ``table`` on ``keys``: update matches, insert the rest."""
+        self.ensure(table)
+        self._add_missing_columns(table)
+        predicate = " AND ".join(f"s.{k} = t.{k}" for k in keys)
+
+        def merge() -> int:
+            delta = self.delta_table(table)
+            (
+                delta.merge(
+                    table.conform(frame).to_arrow(),
+                    predicate=predicate,
+                    source_alias="s",
+                    target_alias="t",
+                )
+                .when_matched_update_all()
+                .when_not_matched_insert_all()
+                .execute()
+            )
+            return delta.version()
+
+        return self._with_retries(table, merge)
+
+    def _commit(self, table: TableSpec, frame: pl.DataFrame, mode: str, predicate: str | None = None) -> int:
+        options: dict = {
+            "partition_by": list(table.partition_by) or None,
+            "writer_properties": WriterProperties(compression=table.compression),
+        }
+        if predicate is not None:
+            options["predicate"] = predicate
+        # Tables outlive releases: a whole-table overwrite takes the current schema; appends and
+        # partition replacements add new columns to an older table (its rows read them as null).
+        if mode != "ignore":
+            options["schema_mode"] = "overwrite" if mode == "overwrite" and predicate is None else "merge"
+
+        def write() -> int:
+            # Written through a DeltaTable object, which then holds the state after *our* commit:
+            # with concurrent writers, the table's latest version (or the version numbers
+            # history() reports) may be someone else's.
+            delta = self.latest(table) if mode != "ignore" else None
+            frame.write_delta(
+                delta if delta is not None else self.uri(table),
+                mode=mode,
+                storage_options=self.storage_options if delta is None else None,
+                delta_write_options=options,
+            )
+            return delta.version() if delta is not None else self.version(table)
+
+        return self._with_retries(table, write)
+
+    def _with_retries(self, table: TableSpec, operation):
+        # Optimistic concurrency: writers of disjoint partitions rarely conflict, but a
+        # concurrent commit of the same version number is retried with jittered backoff.
+        for attempt in range(self.commit_retries + 1):
+            try:
+                return operation()
+            except CommitFailedError:
+                if attempt == self.commit_retries:
+                    raise
+                delay = min(2.0, 0.05 * 2**attempt) * (0.5 + random.random())
+                log.warning("commit conflict on %s, retrying in %.2fs", table.name, delay)
+                time.sleep(delay)
+        raise AssertionError("unreachable")
+
+
+def _check_partition(table: TableSpec, frame: pl.DataFrame, partition: Mapping[str, str]) -> None:
+    for column, value in partition.items():
+        wrong = frame.filter(pl.col(column) != value).height
+        if wrong:
+            raise ValueError(f"{wrong} rows of {table.name} lie outside partition {dict(partition)}")
+
+
+class _PartitionFile:
+    """One Parquet data file being written to the table's storage, row group by row group."""
+
+    def __init__(self, filesystem: pa_fs.FileSystem, path: str, schema):
+        self.path, self.rows = path, 0
+        self.sink = filesystem.open_output_stream(path)
+        self.writer = pq.ParquetWriter(self.sink, schema, compression="snappy")
+
+    @property
+    def bytes_written(self) -> int:
+        return self.sink.tell()
+
+    def write(self, batch) -> None:
+        self.writer.write_table(batch)
+        self.rows += batch.num_rows
+
+    def abort(self) -> str:
+        with contextlib.suppress(Exception):
+            self.writer.close()
+        with contextlib.suppress(Exception):
+            self.sink.close()
+        return self.path
+
+    def close(self, partition: Mapping[str, str]) -> AddAction:
+        self.writer.close()
+        size = self.sink.tell()
+        self.sink.close()
+        return AddAction(
+            path=self.path,  # deltalake URI-encodes it for the log (as it does its own files' paths)
+            size=size,
+            partition_values=dict(partition),
+            modification_time=int(time.time() * 1000),
+            data_change=True,
+            stats=json.dumps({"numRecords": self.rows}),
+        )

@@ -1,0 +1,149 @@
+"""The scoring benchmark: its equality check fails loudly, its last line is a contract."""
+
+import json
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from qaq_assets.benchmarks.scoring import BenchMismatch, check_equal, run_bench
+from qaq_assets.cli import main
+from qaq_assets.lib.scoring.engine.reference import mean_nlls, naive_pair_logprobs
+from qaq_assets.lib.scoring.engine.scorer import PairScorer, tokenize_pairs
+from qaq_assets.lib.scoring.engine.templates import build_layouts
+from qaq_assets_tests.conftest import CODE_PAIRS
+
+
+def test_naive_reference_equals_the_two_pass_scorer(tiny_model):
+    layouts = build_layouts("chat", tiny_model.tokenizer)
+    queries, answers = zip(*CODE_PAIRS[:4], strict=True)
+    pairs = tokenize_pairs(tiny_model.tokenizer, layouts, queries, answers, 2048)
+    naive = mean_nlls([naive_pair_logprobs(tiny_model.model, layouts, p) for p in pairs])
+    scored = mean_nlls(PairScorer(tiny_model.model, layouts, tiny_model.tokenizer.pad_token_id).score(pairs))
+    assert check_equal(naive, scored, 1e-5, "tiny") < 1e-5
+
+
+def test_equality_check_fails_loudly_on_a_mismatch():
+    reference = np.ones((3, 4))
+    wrong = reference.copy()
+    wrong[2, 3] += 0.01
+    with pytest.raises(BenchMismatch, match="nll_query_given_answer of sample 2 differs by 0.01000"):
+        check_equal(reference, wrong, 1e-3, "test")
+    with pytest.raises(BenchMismatch):
+        check_equal(reference, np.full((3, 4), np.nan), 1.0, "nan")
+
+
+def test_bench_reports_a_broken_scorer(tiny_model, monkeypatch):
+    real_score = PairScorer.score
+
+    def off_by_a_bit(self, pairs, on_pass=None, batch_tokens=None):
+        results = real_score(self, pairs, on_pass, batch_tokens)
+        for result in results:
+            result.query_given_answer = result.query_given_answer - 0.5
+        return results
+
+    monkeypatch.setattr(PairScorer, "score", off_by_a_bit)
+    queries, answers = zip(*CODE_PAIRS[:3], strict=True)
+    with pytest.raises(BenchMismatch, match="float32 scorer vs naive"):
+        run_bench(tiny_model, list(queries), list(answers), torch.float32, log=lambda _: None)
+
+
+def test_bench_command_prints_the_contract_line(tmp_path, capsys, make_shard):
+    make_shard("bench", CODE_PAIRS)
+    assert (
+        main(
+            [
+                "bench",
+                "scoring",
+                "--model",
+                "random:tiny-llama",
+                "--samples",
+                "6",
+                "--dtype",
+                "float32",
+                "--data",
+                str(tmp_path / "*.jsonl"),
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    last = out.strip().splitlines()[-1]
+    match = re.fullmatch(r"speedup_vs_naive=([\d.]+) tokens_per_s=([\d.]+) fraction_of_matmul_peak=([\d.]+)", last)
+    speedup, tokens_per_s, fraction = map(float, match.groups())
+    # Two batched passes per pair beat four single-sample passes even on six samples.
+    assert speedup > 1 and tokens_per_s > 0 and 0 < fraction
+    assert re.search(r"equality: float32 max \|diff\| [\d.e-]+ nats/token over 6 samples", out)
+
+
+def test_memory_bench_shows_streamed_writes_peak_below_collected_ones(capsys):
+    assert main(["bench", "memory", "--samples", "2000,8000", "--tokens", "64"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    small, large = (json.loads(line) for line in lines[:2])
+    assert (small["samples"], large["samples"]) == (2000, 8000)
+    # Collecting the partition holds every log-prob list; streaming holds one batch.
+    assert large["streamed_peak_mib"] < large["collected_peak_mib"]
+    streamed_growth = large["streamed_peak_mib"] - small["streamed_peak_mib"]
+    assert streamed_growth < large["collected_peak_mib"] - small["collected_peak_mib"]
+    assert re.fullmatch(
+        r"streamed_peak_growth_per_logprob_mib=-?[\d.]+ streamed_peak_growth_per_sample_bytes=-?\d+ "
+        r"streamed_peak_mib=[\d.]+ collected_peak_mib=[\d.]+",
+        lines[-1],
+    )
+
+
+def test_pipeline_bench_writes_what_the_scoring_assets_write(tmp_path, make_shard, monkeypatch):
+    import dagster as dg
+
+    from qaq_assets.benchmarks.pipeline import PrecomputedBackend, run
+    from qaq_assets.defs.partitions import SHARDS
+    from qaq_assets.lib.ingest.registry import register_files
+    from qaq_assets.lib.store.lake import Lake
+    from qaq_assets.lib.store.tables import QAQ_SCORES
+    from qaq_assets_tests.conftest import graph
+
+    figures = run(300, 64, tmp_path / "bench", log=lambda _: None)
+    assert figures["samples"] == 300 and figures["samples_per_s"] > 0
+    bench_scores = Lake(tmp_path / "bench" / "lake").scan(QAQ_SCORES).collect()
+
+    # The same shard through the Dagster assets, the precomputed backend in place of the model.
+    lake = Lake(tmp_path / "assets")
+    shards = register_files(lake, [tmp_path / "bench" / "bench.jsonl"])
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(SHARDS, shards)
+    resources, (raw, token_logprobs, qaq_scores, _) = graph(lake, models=("bench=random:tiny-llama",))
+    monkeypatch.setattr(
+        type(resources["models"]),
+        "scoring_backend",
+        lambda self, key: PrecomputedBackend.for_pairs(*_texts(lake)),
+    )
+    assert dg.materialize([raw], partition_key="bench", instance=instance, resources=resources).success
+    key = dg.MultiPartitionKey({"shard": "bench", "model": "bench"})
+    assert dg.materialize([token_logprobs, qaq_scores], partition_key=key, instance=instance, resources=resources)
+    asset_scores = lake.scan(QAQ_SCORES).collect()
+    columns = ["sample_id", "nll_query", "nll_query_given_answer", "nll_answer", "nll_answer_given_query", "rmi"]
+    assert bench_scores.height == 300
+    assert bench_scores.select(columns).sort("sample_id").equals(asset_scores.select(columns).sort("sample_id"))
+
+
+def _texts(lake):
+    from qaq_assets.lib.store.tables import RAW_SAMPLES
+
+    raw = lake.scan(RAW_SAMPLES).collect()
+    return raw["instruction"], raw["response"]
+
+
+def test_scale_bench_prints_its_figures_and_finds_the_planted_duplicates(tmp_path, capsys):
+    from qaq_assets.benchmarks.scale import main as scale
+
+    figures = scale(2000, 4, 2, str(tmp_path))
+    out = capsys.readouterr().out
+    dropped = re.search(r"dropped: ([\d,]+) exact and ([\d,]+) near duplicates of ([\d,]+) rows", out)
+    exact, near, rows = (int(value.replace(",", "")) for value in dropped.groups())
+    assert rows == 2500 and exact > 0 and near > 0  # 2% of each planted per shard
+    assert re.fullmatch(
+        r"ingest_samples_per_s=\d+ recurate_seconds=[\d.]+ peak_rss_mb=\d+ curated_version_bytes_per_sample=[\d.]+",
+        out.strip().splitlines()[-1],
+    )
+    assert figures["curated_version_bytes_per_sample"] > 0

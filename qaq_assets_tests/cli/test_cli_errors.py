@@ -1,0 +1,128 @@
+"""Every command fails in one line, never silently, never with a traceback, creating nothing."""
+
+import json
+
+import pytest
+
+from qaq_assets.cli import main
+from qaq_assets_tests.conftest import CODE_PAIRS, TINY, write_jsonl
+
+MODEL = ["--model", TINY, "--template", "plain", "--dtype", "float32"]
+
+
+@pytest.fixture(scope="module")
+def curated_lake(tmp_path_factory):
+    root = tmp_path_factory.mktemp("curated")
+    shard = write_jsonl(root / "s.jsonl", [{"instruction": q, "response": a} for q, a in CODE_PAIRS])
+    assert main(["curate", str(shard), "--lake", str(root / "lake"), *MODEL]) == 0
+    return root / "lake"
+
+
+def run(capsys, *args):
+    capsys.readouterr()
+    status = main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err.strip().splitlines()
+
+
+def test_every_command_names_the_cause_of_bad_input_in_one_line(tmp_path, capsys, curated_lake):
+    missing_lake, out = tmp_path / "no-such-lake", tmp_path / "out" / "y.jsonl"
+    garbage = tmp_path / "garbage.jsonl"
+    garbage.write_bytes(b"\x00\xffnot json at all\n")
+    cases = [
+        (["export", "--lake", missing_lake, "--out", out], "no curated_subset in"),
+        (["summary", "--lake", missing_lake], "no curated_subset in"),
+        (["report", "--lake", missing_lake, "--out", out], "no curated_subset in"),
+        (["lineage", "--lake", missing_lake], "no curated_subset in"),
+        (["export", "--lake", curated_lake, "--version", 99, "--out", out], "version 99; recorded: [1]"),
+        (["summary", "--lake", curated_lake, "--version", 99], "version 99; recorded: [1]"),
+        (["report", "--lake", curated_lake, "--version", 99, "--out", out], "version 99; recorded: [1]"),
+        (["lineage", "--lake", curated_lake, "--version", 99], "version 99; recorded: [1]"),
+        (["export", "--lake", curated_lake, "--out", out, "--storage-option", "oops"], "KEY=VALUE"),
+        (["curate", tmp_path / "missing.jsonl", "--lake", missing_lake, *MODEL], "missing.jsonl: no such file"),
+        (["curate", tmp_path / "x.csv", "--lake", missing_lake, *MODEL], "unsupported file type"),
+        (["evaluate", tmp_path / "missing.jsonl", "--lake", missing_lake, *MODEL], "no such file"),
+    ]
+    for args, cause in cases:
+        status, _, err = run(capsys, *args)
+        assert status == 2, (args, err)
+        assert 1 <= len(err) <= 3 and cause in "\n".join(err), (args, err)
+        assert not any("Traceback" in line for line in err)
+    assert not missing_lake.exists() and not out.parent.exists()
+
+    # A garbage file fails alone, in one line; the command says so with exit status 1.
+    status, stdout, err = run(capsys, "curate", garbage, "--lake", tmp_path / "lake", *MODEL)
+    assert status == 1 and err == [f"garbage: {garbage}: no line is valid JSON; the file is not JSONL"]
+    assert (
+        "shards failed: garbage" in stdout and "curated_subset" not in stdout.split("shards failed:")[1].split("\n")[0]
+    )
+
+
+def test_one_bad_file_never_stops_the_others(tmp_path, capsys):
+    good = write_jsonl(tmp_path / "good.jsonl", [{"instruction": q, "response": a} for q, a in CODE_PAIRS])
+    (tmp_path / "bad.csv").write_text("a,b\n1,2\n")
+    unreadable = write_jsonl(tmp_path / "locked.jsonl", [{"instruction": "Q", "response": "A"}])
+    unreadable.chmod(0)
+    garbage = tmp_path / "garbage.jsonl"
+    garbage.write_bytes(b"\x89PNG\r\n\x1a\n binary")
+    args = ["curate", tmp_path / "bad.csv", tmp_path / "missing.jsonl", garbage, good, "--lake", tmp_path / "lake"]
+    status, stdout, err = run(capsys, *args, *MODEL)
+    assert status == 1
+    assert stdout.strip().splitlines()[-1].startswith("samples_in=12 samples_scored=12 ")
+    causes = "\n".join(err)
+    assert "bad.csv: unsupported file type" in causes and "missing.jsonl: no such file" in causes
+    assert "garbage: " in causes and len(err) == 3 + (0 if _root() else 1)
+    unreadable.chmod(0o600)
+
+
+def _root() -> bool:
+    import os
+
+    return os.geteuid() == 0  # root reads a file whatever its mode
+
+
+def test_lineage_counts_add_up_per_reason_code(tmp_path, capsys):
+    pairs = [{"instruction": q, "response": a} for q, a in CODE_PAIRS]
+    shard = write_jsonl(tmp_path / "dups.jsonl", pairs + pairs[:2])  # two exact duplicates
+    lake = tmp_path / "lake"
+    assert main(["curate", str(shard), "--lake", str(lake), *MODEL]) == 0
+    status, stdout, _ = run(capsys, "lineage", "--lake", lake)
+    counts = json.loads(stdout)["counts"]
+    assert counts["drop:exact_duplicate"] == 2 and sum(counts.values()) == 14
+    assert set(counts) <= {
+        "drop:exact_duplicate",
+        "drop:near_duplicate",
+        "drop:rmi_below_band",
+        "drop:rmi_above_band",
+        "keep:rmi_in_band",
+    }
+    status, stdout, _ = run(capsys, "summary", "--lake", lake)
+    assert "exact_duplicate" in stdout and " 2\n" in stdout
+
+
+def test_report_export_and_lineage_of_a_curated_lake(tmp_path, capsys, curated_lake):
+    import polars as pl
+
+    from qaq_assets.lib.reports.summary import shorten, top_kept
+    from qaq_assets.lib.store.lake import Lake
+    from qaq_assets.lib.store.tables import CURATED_SUBSET
+
+    page = tmp_path / "report.html"
+    status, stdout, err = run(capsys, "report", "--lake", curated_lake, "--out", page)
+    assert status == 0 and err == [] and stdout.strip() == f"report: {page}"
+    html = page.read_text()
+    kept = top_kept(Lake(curated_lake).scan(CURATED_SUBSET).collect())
+    assert "Kept samples (top 3 by keep_score)" in html and "td.id{white-space:nowrap}" in html
+    first, second = (f"<td class=id>s:{row}</td>" for row in kept["row_index"].to_list()[:2])
+    assert html.index(first) < html.index(second)
+    assert kept["keep_score"].to_list() == sorted(kept["keep_score"].to_list(), reverse=True)
+
+    out = tmp_path / "train.jsonl"
+    status, stdout, _ = run(capsys, "export", "--lake", curated_lake, "--out", out)
+    assert status == 0 and len(out.read_text().splitlines()) == 3 and "wrote 3 samples" in stdout
+    status, stdout, _ = run(capsys, "lineage", "--lake", curated_lake)
+    assert status == 0 and json.loads(stdout)["curated_version"] == 1
+    assert pl.read_ndjson(out)["sample_id"].sort().to_list() == kept["sample_id"].sort().to_list()
+
+    assert shorten("short", 10) == "short"
+    assert shorten("def add(a, b): return a + b", 16) == "def add(a, b):…"

@@ -1,0 +1,212 @@
+"""The Dagster UI in a real headless Chromium: the four assets and their lineage show, and a
+click on Materialize runs curated_subset to success. Screenshots go to artifacts/ui/."""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from qaq_assets_tests.conftest import CODE_PAIRS, REPO, TINY
+
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+ARTIFACTS = REPO / "artifacts" / "ui"
+ASSETS = ("raw_samples", "token_logprobs", "qaq_scores", "curated_subset")
+
+pytestmark = pytest.mark.skipif(
+    not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
+    reason="needs Debian's chromium and chromium-driver (.ci/run installs them)",
+)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def graphql(port: int, query: str) -> dict:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql",
+        data=json.dumps({"query": query}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.load(response)["data"]
+
+
+def wait_for(condition, timeout: float, what: str, interval: float = 1.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            value = condition()
+        except OSError:
+            value = None
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+@pytest.fixture
+def ui(tmp_path, make_shard):
+    """A dagster dev server on a free loopback port over a lake the CLI has already filled."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(REPO / "deploy" / "dagster.yaml", home / "dagster.yaml")
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "QAQ_LAKE": str(tmp_path / "lake"),
+        "QAQ_MODELS": TINY,
+        "QAQ_LANDING_DIR": str(tmp_path / "incoming"),
+    }
+    curate = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "qaq_assets.cli",
+            "curate",
+            str(make_shard("ui", CODE_PAIRS)),
+            "--lake",
+            str(tmp_path / "lake"),
+            "--model",
+            TINY,
+        ],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert curate.returncode == 0, curate.stderr[-2000:]
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "dagster"),
+            "dev",
+            "-w",
+            "workspace.yaml",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        wait_for(
+            lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=5).status == 200,
+            120,
+            "the Dagster webserver",
+        )
+        wait_for(lambda: len(graphql(port, "{ assetNodes { id } }")["assetNodes"]) == 4, 120, "the code location")
+        yield port
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=60)
+
+
+@pytest.fixture
+def browser(tmp_path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--window-size=1600,1000",
+        f"--user-data-dir={tmp_path / 'chromium'}",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    driver.set_page_load_timeout(60)
+    yield driver
+    driver.quit()
+
+
+def click_button(browser, text: str, timeout: float = 60) -> bool:
+    """Click the button labelled ``text`` once it is there; React may replace it while we look."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+
+    def attempt():
+        try:
+            for button in browser.find_elements(By.TAG_NAME, "button"):
+                if button.text.strip() == text:
+                    button.click()
+                    return True
+        except StaleElementReferenceException:
+            return False
+        return False
+
+    return wait_for(attempt, timeout, f"the {text!r} button", interval=0.5)
+
+
+def dismiss_welcome(browser):
+    """Dagster's first-visit community dialog covers the page until skipped."""
+    try:
+        click_button(browser, "Skip", timeout=10)
+    except AssertionError:
+        pass  # not shown this time
+
+
+def test_ui_shows_the_graph_and_materializes_from_a_click(ui, browser):
+    from selenium.webdriver.common.by import By
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    port = ui
+    browser.get(f"http://127.0.0.1:{port}/assets/curated_subset?view=lineage&lineageScope=upstream&lineageDepth=5")
+    dismiss_welcome(browser)
+    wait_for(lambda: all(name in browser.page_source for name in ASSETS), 60, "the four assets in the lineage view")
+    browser.save_screenshot(str(ARTIFACTS / "lineage.png"))
+    lineage = graphql(port, "{ assetNodes { assetKey { path } dependencyKeys { path } } }")["assetNodes"]
+    parents = {n["assetKey"]["path"][0]: [d["path"][0] for d in n["dependencyKeys"]] for n in lineage}
+    assert parents == {
+        "raw_samples": [],
+        "token_logprobs": ["raw_samples"],
+        "qaq_scores": ["token_logprobs"],
+        "curated_subset": ["qaq_scores"],
+    }
+
+    runs_query = "{ runsOrError { ... on Runs { results { runId status jobName } } } }"
+    runs_before = len(graphql(port, runs_query)["runsOrError"]["results"])
+    browser.get(f"http://127.0.0.1:{port}/assets/curated_subset")
+    click_button(browser, "Materialize")
+
+    def newest_finished_run():
+        results = graphql(port, runs_query)["runsOrError"]["results"]
+        return results[0] if len(results) > runs_before and results[0]["status"] in ("SUCCESS", "FAILURE") else None
+
+    run = wait_for(newest_finished_run, 240, "the launched run to finish", interval=2)
+    browser.get(f"http://127.0.0.1:{port}/runs/{run['runId']}")
+    wait_for(lambda: "curated_subset" in browser.page_source, 60, "the run page")
+    time.sleep(2)
+    browser.save_screenshot(str(ARTIFACTS / "run.png"))
+    assert run["status"] == "SUCCESS", run
+
+    # The materialization's picture: RMI and NLL(Q) histograms with the kept band, decisions by reason.
+    browser.get(f"http://127.0.0.1:{port}/assets/curated_subset?view=overview")
+    show = wait_for(lambda: browser.find_elements(By.XPATH, "//*[contains(text(), 'Show Markdown')]"), 60, "metadata")
+    browser.execute_script("arguments[0].scrollIntoView(); arguments[0].click()", show[0])
+    images = wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "img[src^='data:image/png']"), 30, "the picture")
+    assert images[0].size["width"] > 300
+    browser.save_screenshot(str(ARTIFACTS / "curated_subset_picture.png"))

@@ -1,0 +1,111 @@
+"""Evaluation metrics against hand-computed values, the report, and `qaq evaluate`."""
+
+import polars as pl
+import pytest
+
+from qaq_assets.lib.reports.evaluation import auroc, evaluate, write_report
+from qaq_assets.lib.selection.curation import Candidates
+from qaq_assets_tests.conftest import qaq
+
+
+@pytest.mark.parametrize(
+    "clean, defect, expected",
+    [
+        ([3.0, 2.0], [1.0], 1.0),
+        ([1.0], [2.0, 3.0], 0.0),
+        ([1.0], [1.0], 0.5),
+        ([2.0, 0.0], [1.0], 0.5),
+        ([1.0], [None], 1.0),
+        ([None], [None, 0.0], 0.25),
+        ([], [1.0], None),
+    ],
+)
+def test_auroc(clean, defect, expected):
+    assert auroc(clean, defect) == expected
+
+
+def candidates() -> Candidates:
+    # 8 samples, rmi rising with id; labels: s0 chatty (lowest rmi), s7 echo (highest), s3 truncated.
+    labels = ["chatty", "none", "none", "truncated", "none", "none", "none", "echo"]
+    n = len(labels)
+    strong = pl.DataFrame(
+        {
+            "sample_id": [f"s{i}" for i in range(n)],
+            "shard": ["x"] * n,
+            "nll_query": [1.0] * n,
+            "rmi": [float(i) for i in range(n)],
+            "ifd_loss": [0.1 * i for i in range(n)],
+            "nll_answer_given_query": [float(n - i) for i in range(n)],
+            "code_status": ["valid"] * n,
+        }
+    )
+    canonical = strong.select("sample_id").with_columns(label=pl.Series(labels))
+    return Candidates(
+        canonical=canonical,
+        dropped=pl.DataFrame(),
+        strong=strong,
+        weak=None,
+        shards=["x"],
+        pending_shards=[],
+        input_versions={},
+        models=[],
+    )
+
+
+def test_rates_and_recall_per_defect_type():
+    evaluation = evaluate(candidates(), budgets=[0.25], strategies=["rmi-band", "ppl"])
+    assert evaluation.defect_types == ["chatty", "echo", "truncated"]
+    band = evaluation.rates.filter(pl.col("strategy") == "rmi-band").row(0, named=True)
+    # 2 of 8 kept, band positions 4-5 -> s4, s5: both clean.
+    assert band["kept"] == 2 and band["defect_rate_input"] == 3 / 8 and band["defect_rate_kept"] == 0.0
+    assert band["removed_chatty"] == band["removed_echo"] == band["removed_truncated"] == 1.0
+    ppl = evaluation.rates.filter(pl.col("strategy") == "ppl").row(0, named=True)
+    # lowest NLL(A|Q) = highest id: s7 (echo) and s6.
+    assert ppl["defect_rate_kept"] == 0.5 and ppl["removed_echo"] == 0.0
+    aurocs = {(r["strategy"], r["defect"]): r["auroc"] for r in evaluation.aurocs.iter_rows(named=True)}
+    # ppl's score is -NLL(A|Q) = rising with id: echo s7 outranks every clean sample.
+    assert aurocs[("ppl", "echo")] == 0.0 and aurocs[("ppl", "chatty")] == 1.0
+
+
+def test_report_has_tables_and_plots(tmp_path):
+    evaluation = evaluate(candidates(), budgets=[0.25, 0.5])
+    report = write_report(evaluation, tmp_path / "report")
+    text = report.read_text()
+    assert "| rmi-band | 0.250 |" in text and "AUROC" in text
+    for picture in ("scores_by_defect.png", "kept_defect_rate_vs_budget.png"):
+        assert (tmp_path / "report" / picture).read_bytes()[:4] == b"\x89PNG"
+    assert set(evaluation.rates["strategy"]) == {"rmi-band", "ifd", "ppl", "random", "rmi-band+code"}
+
+
+def test_evaluation_needs_labels():
+    unlabelled = candidates()
+    unlabelled.canonical = unlabelled.canonical.with_columns(label=pl.lit(None, pl.String))
+    with pytest.raises(ValueError, match="no planted labels"):
+        evaluate(unlabelled, budgets=[0.25])
+
+
+def test_evaluate_command(tmp_path, make_shard):
+    from qaq_assets_tests.conftest import CODE_PAIRS, TINY
+
+    shard = make_shard(
+        "labelled",
+        CODE_PAIRS,
+        extra_records=[
+            {"instruction": "Reverse a list.", "response": "Great question! Many ways exist.", "defect": "chatty"},
+            {"instruction": "Add two numbers.", "response": "def add(a, b):\n    if a:", "defect": "truncated"},
+        ],
+    )
+    result = qaq(
+        "evaluate",
+        str(shard),
+        "--lake",
+        str(tmp_path / "lake"),
+        "--model",
+        TINY,
+        "--budgets",
+        "0.25,0.5",
+        "--report-dir",
+        str(tmp_path / "eval"),
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "| rmi-band+code | 0.250 |" in result.stdout and (tmp_path / "eval" / "report.md").is_file()

@@ -1,0 +1,193 @@
+"""Scoring exactness, batching, truncation and out-of-memory back-off on a tiny random Llama."""
+
+import numpy as np
+import pytest
+import torch
+
+from qaq_assets.lib.scoring.engine.scorer import (
+    MIN_ANSWER_TOKENS,
+    PairScorer,
+    fit_to_budget,
+    plan_batches,
+    plan_passes,
+    tokenize_pairs,
+)
+from qaq_assets.lib.scoring.engine.templates import build_layouts, encode
+from qaq_assets_tests.conftest import CODE_PAIRS
+
+
+def manual_logprobs(model, ids: list[int], start: int) -> np.ndarray:
+    """Token-by-token: one full forward, log-softmax over the whole vocabulary, read each target."""
+    with torch.no_grad():
+        logits = model(torch.tensor([ids])).logits[0].float()
+    logprobs = torch.log_softmax(logits, dim=-1)
+    return np.array([logprobs[t - 1, ids[t]].item() for t in range(start, len(ids))])
+
+
+@pytest.fixture(params=["plain", "chat"])
+def scorer(request, tiny_model):
+    layouts = build_layouts(request.param, tiny_model.tokenizer)
+    return PairScorer(tiny_model.model, layouts, tiny_model.tokenizer.pad_token_id, batch_tokens=4096)
+
+
+def pairs_for(tiny_model, scorer, pairs=CODE_PAIRS):
+    queries, answers = zip(*pairs, strict=True)
+    return tokenize_pairs(tiny_model.tokenizer, scorer.layouts, queries, answers, 4096)
+
+
+def test_spans_are_the_same_tokens_in_both_orders_and_exclude_the_template(tiny_model, scorer):
+    tokens = pairs_for(tiny_model, scorer)[0]
+    assert list(tokens.query_ids) == encode(tiny_model.tokenizer, CODE_PAIRS[0][0])
+    qa, aq = scorer.sequences([tokens])
+    assert qa.ids[qa.first[0] : qa.first[1]] == tokens.query_ids == aq.ids[aq.second[0] : aq.second[1]]
+    assert qa.ids[qa.second[0] : qa.second[1]] == tokens.answer_ids == aq.ids[aq.first[0] : aq.first[1]]
+    assert qa.first[0] == len(scorer.layouts.query_first.prefix) >= 1
+
+
+def test_nll_query_from_the_joint_pass_equals_scoring_the_query_alone(tiny_model, scorer):
+    tokens = pairs_for(tiny_model, scorer)
+    result = scorer.score(tokens)
+    prefix = list(scorer.layouts.query_first.prefix)
+    for pair, scores in zip(tokens, result, strict=True):
+        alone = manual_logprobs(tiny_model.model, prefix + list(pair.query_ids), len(prefix))
+        np.testing.assert_allclose(scores.query, alone, atol=1e-5)
+
+
+def test_nll_query_given_answer_matches_a_manual_token_by_token_computation(tiny_model, scorer):
+    tokens = pairs_for(tiny_model, scorer)
+    result = scorer.score(tokens)
+    layout = scorer.layouts.answer_first
+    for pair, scores in zip(tokens, result, strict=True):
+        ids = list(layout.prefix) + list(pair.answer_ids) + list(layout.middle) + list(pair.query_ids)
+        manual = manual_logprobs(tiny_model.model, ids, len(ids) - len(pair.query_ids))
+        np.testing.assert_allclose(scores.query_given_answer, manual, atol=1e-5)
+        answer_alone = manual_logprobs(
+            tiny_model.model, list(layout.prefix) + list(pair.answer_ids), len(layout.prefix)
+        )
+        np.testing.assert_allclose(scores.answer, answer_alone, atol=1e-5)
+
+
+def test_batched_equals_unbatched_in_float32(tiny_model, scorer):
+    tokens = pairs_for(tiny_model, scorer)
+    lengths = [len(s.ids) for s in scorer.sequences(tokens)]
+    # Several length groups share a pass: attention per group, everything else over the pass.
+    assert any(len(groups) > 1 for groups in plan_passes(lengths, scorer.batch_tokens, scorer.max_batch_size))
+    batched = scorer.score(tokens)
+    assert batched.stats.passes < 2 * len(tokens)
+    assert batched.stats.real_tokens == sum(lengths) and batched.stats.padding_tokens >= 0
+    for pair, together in zip(tokens, batched, strict=True):
+        alone = PairScorer(tiny_model.model, scorer.layouts, tiny_model.tokenizer.pad_token_id).score([pair])[0]
+        for field in ("query", "answer_given_query", "answer", "query_given_answer"):
+            np.testing.assert_allclose(getattr(together, field), getattr(alone, field), atol=1e-4)
+
+
+@pytest.mark.parametrize("block_rows", [None, 3])
+def test_chunked_output_head_gives_the_same_logprobs(tiny_model, scorer, block_rows):
+    tokens = pairs_for(tiny_model, scorer)[:3]
+    reference = scorer.score(tokens)
+    chunked = PairScorer(
+        tiny_model.model, scorer.layouts, tiny_model.tokenizer.pad_token_id, head_chunk_elements=7 * 320
+    )
+    # Blocks of 3 rows in chunks of 7: the last block of every chunk is partial.
+    chunked.reduce_block_rows = block_rows
+    for a, b in zip(reference, chunked.score(tokens), strict=True):
+        np.testing.assert_allclose(a.answer_given_query, b.answer_given_query, atol=1e-6)
+
+
+def test_batches_are_length_sorted_under_the_token_budget_and_padding_cap():
+    lengths = [5, 100, 7, 98, 6, 99, 50]
+    assert plan_batches(lengths, batch_tokens=200, max_batch_size=8) == [[1, 5], [3], [6], [2], [4], [0]]
+    assert plan_batches(lengths, batch_tokens=200, max_batch_size=8, max_padding=1.0) == [[1, 5], [3, 6], [2, 4, 0]]
+    lengths = [(i * 37) % 300 + 20 for i in range(500)]
+    batches = plan_batches(lengths, batch_tokens=4096, max_batch_size=64)
+    assert sorted(i for b in batches for i in b) == list(range(500))
+    for batch in batches:
+        width = max(lengths[i] for i in batch)
+        assert len(batch) * width <= 4096 and len(batch) <= 64
+        assert sum(lengths[i] for i in batch) >= 0.95 * len(batch) * width
+
+
+def test_passes_pack_whole_groups_under_the_token_budget():
+    lengths = [5, 100, 7, 98, 6, 99, 50]
+    # Groups [[1, 5], [3], [6], [2], [4], [0]] pad to 200, 98, 50, 7, 6, 5 tokens.
+    assert plan_passes(lengths, batch_tokens=200, max_batch_size=8) == [[[1, 5]], [[3], [6], [2], [4], [0]]]
+    lengths = [(i * 37) % 300 + 20 for i in range(500)]
+    groups = plan_batches(lengths, batch_tokens=4096, max_batch_size=64)
+    passes = plan_passes(lengths, batch_tokens=4096, max_batch_size=64)
+    assert [group for groups_of_pass in passes for group in groups_of_pass] == groups
+    padded = [sum(len(g) * max(lengths[i] for i in g) for g in groups_of_pass) for groups_of_pass in passes]
+    assert max(padded) <= 4096
+    # Packing leaves each pass short of the budget by less than the next pass's first group.
+    for tokens, next_pass in zip(padded, passes[1:], strict=False):
+        assert tokens + len(next_pass[0]) * max(lengths[i] for i in next_pass[0]) > 4096
+
+
+class OutOfMemoryAbove:
+    """Wraps a scorer's forward and raises like CUDA does when a pass holds more than ``limit`` tokens."""
+
+    def __init__(self, hidden_rows, limit):
+        self.hidden_rows, self.limit, self.refused = hidden_rows, limit, 0
+
+    def __call__(self, groups):
+        if sum(input_ids.numel() for input_ids in groups) > self.limit:
+            self.refused += 1
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return self.hidden_rows(groups)
+
+
+def test_out_of_memory_halves_the_batch_budget_and_loses_nothing(tiny_model, scorer):
+    tokens = pairs_for(tiny_model, scorer)
+    expected = scorer.score(tokens)
+    backing_off = PairScorer(tiny_model.model, scorer.layouts, tiny_model.tokenizer.pad_token_id, batch_tokens=100_000)
+    backing_off.hidden_rows = OutOfMemoryAbove(backing_off.hidden_rows, limit=600)
+    result = backing_off.score(tokens)
+    assert backing_off.hidden_rows.refused >= 1
+    # The back-off is the call's own: the result says where it ended, the scorer keeps its setting.
+    assert result.stats.batch_tokens < 100_000 and backing_off.batch_tokens == 100_000
+    refused = backing_off.hidden_rows.refused
+    again = backing_off.score(tokens, batch_tokens=result.stats.batch_tokens)
+    assert backing_off.hidden_rows.refused == refused and again.stats.batch_tokens == result.stats.batch_tokens
+    for a, b in zip(expected, result, strict=True):
+        np.testing.assert_allclose(a.query_given_answer, b.query_given_answer, atol=1e-4)
+
+
+def test_a_single_sequence_that_does_not_fit_raises(tiny_model, scorer):
+    failing = PairScorer(tiny_model.model, scorer.layouts, tiny_model.tokenizer.pad_token_id)
+    failing.hidden_rows = OutOfMemoryAbove(failing.hidden_rows, limit=1)
+    with pytest.raises(torch.OutOfMemoryError):
+        failing.score(pairs_for(tiny_model, scorer)[:1])
+
+
+def test_truncation_cuts_the_answer_tail_first_and_flags_it():
+    fitted = fit_to_budget(list(range(10)), list(range(100, 200)), budget=50)
+    assert fitted.query_ids == tuple(range(10)) and fitted.answer_ids == tuple(range(100, 140))
+    assert (fitted.query_truncated, fitted.answer_truncated) == (False, True)
+    long_query = fit_to_budget(list(range(100)), list(range(100, 200)), budget=50)
+    assert len(long_query.query_ids) == 50 - MIN_ANSWER_TOKENS and len(long_query.answer_ids) == MIN_ANSWER_TOKENS
+    assert (long_query.query_truncated, long_query.answer_truncated) == (True, True)
+    short = fit_to_budget([1, 2], [3], budget=50)
+    assert (short.query_truncated, short.answer_truncated) == (False, False)
+
+
+def test_truncated_pairs_are_scored_over_their_kept_tokens(tiny_model, scorer):
+    [tokens] = tokenize_pairs(tiny_model.tokenizer, scorer.layouts, ["q" * 40], ["a" * 400], 300)
+    assert tokens.answer_truncated and len(tokens.query_ids) + len(tokens.answer_ids) + scorer.layouts.overhead <= 300
+    [scores] = scorer.score([tokens])
+    assert len(scores.answer_given_query) == len(tokens.answer_ids)
+
+
+def test_document_start_and_auto_template(tiny_model):
+    from qaq_assets.lib.scoring.engine.templates import build_layouts, document_start_id
+
+    tokenizer = tiny_model.tokenizer
+    # The byte-level tokenizer adds no BOS itself: documents open with its end-of-text token.
+    assert document_start_id(tokenizer) == tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    assert build_layouts("auto", tokenizer).version == "chat-v1"
+    template = tokenizer.chat_template
+    try:
+        tokenizer.chat_template = None
+        assert build_layouts("auto", tokenizer).version == "plain-v1"
+        with pytest.raises(ValueError, match="needs a tokenizer with a chat template"):
+            build_layouts("chat", tokenizer)
+    finally:
+        tokenizer.chat_template = template

@@ -1,0 +1,75 @@
+"""The content-addressed score cache: nothing is scored twice, commits come in chunks."""
+
+import polars as pl
+
+from qaq_assets.lib.ingest.records import read_shard
+from qaq_assets.lib.scoring.backends import LocalBackend
+from qaq_assets.lib.scoring.engine.scorer import PairScorer
+from qaq_assets.lib.scoring.engine.templates import build_layouts
+from qaq_assets.lib.scoring.shard_scoring import score_shard
+from qaq_assets.lib.store.lake import Lake
+from qaq_assets.lib.store.tables import SCORE_CACHE, TOKEN_LOGPROBS
+from qaq_assets_tests.conftest import CODE_PAIRS, rows_of
+
+
+def new_scorer(tiny_model, template="plain") -> PairScorer:
+    return PairScorer(
+        tiny_model.model, build_layouts(template, tiny_model.tokenizer), tiny_model.tokenizer.pad_token_id
+    )
+
+
+def score(lake: Lake, path, shard, tiny_model, scorer, commit_every=256):
+    samples = read_shard(path, shard).samples
+    return score_shard(lake, samples, shard, LocalBackend(tiny_model, scorer, 2048), commit_every=commit_every)
+
+
+def test_scores_each_sample_once_across_shards_and_reruns(lake, make_shard, tiny_model):
+    scorer = new_scorer(tiny_model)
+    first = score(lake, make_shard("one", CODE_PAIRS[:8]), "one", tiny_model, scorer)
+    assert (first.samples_scored, first.samples_cached) == (8, 0) and first.forward_calls > 0
+
+    # Four samples reappear in another shard: only the four new ones go through the model.
+    second = score(lake, make_shard("two", CODE_PAIRS[4:]), "two", tiny_model, scorer)
+    assert (second.samples_scored, second.samples_cached) == (4, 4)
+
+    # A re-landed, unchanged shard costs no forward pass at all.
+    again = score(lake, make_shard("one", CODE_PAIRS[:8]), "one", tiny_model, scorer)
+    assert again.samples_scored == 0 and again.forward_calls == 0
+    assert rows_of(again).drop("shard").equals(rows_of(first).drop("shard"))
+    assert lake.scan(SCORE_CACHE).select(pl.len()).collect().item() == len(CODE_PAIRS)
+
+
+def test_cached_rows_equal_freshly_scored_rows(lake, tmp_path, make_shard, tiny_model):
+    path = make_shard("s", CODE_PAIRS[:5])
+    cached = score(lake, path, "s", tiny_model, new_scorer(tiny_model))
+    score(lake, path, "s", tiny_model, new_scorer(tiny_model))
+    fresh = score(Lake(tmp_path / "other"), path, "s", tiny_model, new_scorer(tiny_model))
+    columns = ["sample_id", "query_logprobs", "query_given_answer_logprobs", "answer_logprobs"]
+    assert rows_of(cached).select(columns).equals(rows_of(fresh).select(columns))
+
+
+def test_a_changed_template_is_scored_again(lake, make_shard, tiny_model):
+    path = make_shard("s", CODE_PAIRS[:3])
+    score(lake, path, "s", tiny_model, new_scorer(tiny_model, "plain"))
+    chat = score(lake, path, "s", tiny_model, new_scorer(tiny_model, "chat"))
+    assert chat.samples_scored == 3
+    assert set(rows_of(chat)["template_version"]) == {"chat-v1"}
+
+
+def test_each_chunk_is_its_own_commit(lake, make_shard, tiny_model):
+    result = score(lake, make_shard("s"), "s", tiny_model, new_scorer(tiny_model), commit_every=5)
+    assert result.samples_scored == len(CODE_PAIRS)
+    history = lake.delta_table(SCORE_CACHE).history()
+    appends = [h for h in history if h["operation"] == "WRITE" and h["operationParameters"].get("mode") == "Append"]
+    assert len(appends) == 3  # 12 samples in chunks of 5
+
+
+def test_token_logprobs_rows_carry_identity_and_counts(lake, make_shard, tiny_model):
+    result = score(lake, make_shard("s", CODE_PAIRS[:2]), "s", tiny_model, new_scorer(tiny_model))
+    row = rows_of(result).row(0, named=True)
+    assert row["model_key"] == "tiny" and row["model_id"] == "random:tiny-llama:0"
+    assert row["model_fingerprint"] == tiny_model.fingerprint and row["dtype"] == "float32"
+    assert row["template_version"] == "plain-v1" and row["truncation_policy"] == "truncate-answer-tail-v1"
+    assert len(row["query_logprobs"]) == row["n_query_tokens"] == len(row["query_given_answer_logprobs"])
+    assert len(row["answer_logprobs"]) == row["n_answer_tokens"] == len(row["answer_given_query_logprobs"])
+    assert set(rows_of(result).columns) == set(TOKEN_LOGPROBS.schema.names())

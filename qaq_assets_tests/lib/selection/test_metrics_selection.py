@@ -1,0 +1,161 @@
+"""Metric and selection maths against values computed by hand."""
+
+import math
+
+import polars as pl
+import pytest
+
+from qaq_assets.lib.scoring.metrics import scores_from_logprobs
+from qaq_assets.lib.selection.rules import (
+    SelectionConfig,
+    keep_count,
+    largest_remainder_quotas,
+    select_diff,
+    select_rmi_band,
+    stratified_ranks,
+)
+from qaq_assets.lib.store.tables import TOKEN_LOGPROBS
+
+
+def logprob_rows(rows: list[dict]) -> pl.LazyFrame:
+    base = {name: None for name in TOKEN_LOGPROBS.schema.names()}
+    return pl.DataFrame([{**base, **row} for row in rows], schema=TOKEN_LOGPROBS.schema).lazy()
+
+
+def test_scores_from_token_logprobs():
+    scores = scores_from_logprobs(
+        logprob_rows(
+            [
+                {
+                    "sample_id": "a",
+                    "query_logprobs": [-1.0, -3.0],
+                    "query_given_answer_logprobs": [-1.0, -1.0],
+                    "answer_logprobs": [-2.0, -2.0, -2.0],
+                    "answer_given_query_logprobs": [-1.0, -2.0, -3.0],
+                },
+                {
+                    "sample_id": "b",
+                    "query_logprobs": [-0.5],
+                    "query_given_answer_logprobs": [-1.5],
+                    "answer_logprobs": [-2.0, -2.0],
+                    "answer_given_query_logprobs": [-1.0, -1.0],
+                },
+            ]
+        )
+    ).collect()
+    a, b = scores.to_dicts()
+    assert (a["nll_query"], a["nll_query_given_answer"], a["rmi"]) == (2.0, 1.0, 1.0)
+    assert (a["nll_answer"], a["nll_answer_given_query"], a["ifd_loss"], a["ifd_ppl"]) == (2.0, 2.0, 1.0, 1.0)
+    assert b["rmi"] == pytest.approx(-1.0)
+    assert b["ifd_loss"] == pytest.approx(0.5) and b["ifd_ppl"] == pytest.approx(math.exp(-1.0))
+
+
+@pytest.mark.parametrize("n, budget, expected", [(10, 0.25, 3), (7, 0.25, 2), (4, 0.25, 1), (3, 0.1, 0), (5, 1.0, 5)])
+def test_budget_rounds_half_up(n, budget, expected):
+    assert keep_count(n, budget) == expected
+
+
+def test_largest_remainder_quotas_sum_to_the_budget_with_ties_to_the_first_stratum():
+    assert largest_remainder_quotas([5, 5, 5, 5], 0.25) == [2, 1, 1, 1]
+    assert largest_remainder_quotas([10, 3], 0.5) == [5, 2]  # ideal 5, 1.5 -> total floor(6.5+.5)=7
+    assert sum(largest_remainder_quotas([7, 11, 13], 0.3)) == keep_count(31, 0.3)
+
+
+def test_strata_are_equal_count_bins_of_nll_query_and_ranks_average_ties():
+    frame = pl.DataFrame(
+        {"sample_id": list("abcdef"), "nll_query": [1.0, 2, 3, 4, 5, 6], "rmi": [0.3, 0.1, 0.3, 0.0, 0.5, 0.2]}
+    )
+    ranked = stratified_ranks(frame, strata=2).sort("sample_id")
+    assert ranked["stratum"].to_list() == [0, 0, 0, 1, 1, 1]
+    assert ranked["rmi_rank"].to_list() == [0.75, 0.0, 0.75, 0.0, 1.0, 0.5]
+
+
+def scores(n: int, rmi=None, nll=None) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "sample_id": [f"s{i:02d}" for i in range(n)],
+            "shard": ["x"] * n,
+            "nll_query": nll or [float(i) for i in range(n)],
+            "rmi": rmi or [float(i) for i in range(n)],
+            "ifd_loss": [1.0] * n,
+        }
+    )
+
+
+def test_rmi_band_keeps_the_50_to_75_band_and_names_both_extremes():
+    selected = select_rmi_band(scores(8), SelectionConfig(budget=0.25, strata=1)).sort("rmi")
+    assert selected["decision"].to_list() == ["drop"] * 4 + ["keep"] * 2 + ["drop"] * 2
+    reasons = [r.split(":")[0] for r in selected["reason"]]
+    assert reasons == ["rmi_below_band"] * 4 + ["rmi_in_band"] * 2 + ["rmi_above_band"] * 2
+
+
+def test_rmi_band_per_stratum_quotas():
+    # Two strata of 10 (by nll_query); RMI ascending within each; budget 5 of 20.
+    frame = scores(20, rmi=[float(i % 10) for i in range(20)])
+    selected = select_rmi_band(frame, SelectionConfig(budget=0.25, strata=2, min_stratum_size=1))
+    kept = selected.filter(pl.col("decision") == "keep").sort("sample_id")["sample_id"].to_list()
+    assert kept == ["s05", "s06", "s07", "s15", "s16"]
+
+
+def test_small_inputs_use_fewer_strata():
+    config = SelectionConfig(strata=10, min_stratum_size=10)
+    assert [config.effective_strata(n) for n in (5, 25, 100, 10_000)] == [1, 2, 10, 10]
+
+
+def test_ties_are_broken_by_sample_id_deterministically():
+    frame = scores(8, rmi=[1.0] * 8)
+    first = select_rmi_band(frame, SelectionConfig(budget=0.25, strata=1))
+    again = select_rmi_band(frame.reverse(), SelectionConfig(budget=0.25, strata=1))
+    kept = sorted(first.filter(pl.col("decision") == "keep")["sample_id"])
+    assert kept == ["s04", "s05"]
+    assert kept == sorted(again.filter(pl.col("decision") == "keep")["sample_id"])
+
+
+def diff_inputs():
+    strong = scores(4, rmi=[1.0, 2.0, 3.0, 4.0], nll=[1.0] * 4).with_columns(sample_id=pl.Series(list("abcd")))
+    weak = scores(4, rmi=[4.0, 3.0, 1.0, 2.0], nll=[1.0] * 4).with_columns(sample_id=pl.Series(list("abcd")))
+    return strong, weak
+
+
+@pytest.mark.parametrize(
+    "budget, kept, reasons",
+    [
+        (0.5, ["c", "d"], {"c": "diff_above_threshold", "d": "diff_above_threshold"}),
+        (0.75, ["b", "c", "d"], {"b": "diff_fill", "c": "diff_above_threshold"}),
+        (0.25, ["c"], {"d": "diff_over_budget", "a": "diff_below_threshold"}),
+    ],
+)
+def test_strong_weak_diff(budget, kept, reasons):
+    strong, weak = diff_inputs()
+    selected = select_diff(strong, weak, SelectionConfig(strategy="diff", budget=budget, strata=1))
+    by_id = {row["sample_id"]: row for row in selected.iter_rows(named=True)}
+    # ranks: strong a0 b1/3 c2/3 d1; weak a1 b2/3 c0 d1/3 -> diff a-1 b-1/3 c2/3 d2/3
+    assert by_id["c"]["diff"] == pytest.approx(2 / 3) and by_id["a"]["diff"] == pytest.approx(-1)
+    assert sorted(s for s, r in by_id.items() if r["decision"] == "keep") == kept
+    for sample, reason in reasons.items():
+        assert by_id[sample]["reason"].split(":")[0] == reason
+
+
+def test_config_validation():
+    with pytest.raises(ValueError):
+        SelectionConfig(budget=0)
+    with pytest.raises(ValueError):
+        SelectionConfig(strategy="diff").resolved_strategy(1)
+    assert SelectionConfig().resolved_strategy(2) == "diff"
+    assert SelectionConfig().sha() == SelectionConfig().sha() != SelectionConfig(budget=0.3).sha()
+
+
+def test_diff_refuses_weak_scores_that_miss_samples():
+    strong, weak = diff_inputs()
+    with pytest.raises(ValueError, match="weak model scores cover 3 of 4 samples"):
+        select_diff(strong, weak.filter(pl.col("sample_id") != "b"), SelectionConfig(strategy="diff", strata=1))
+
+
+def test_selection_defaults_are_the_declared_settings():
+    from dataclasses import fields
+
+    from qaq_assets.lib.settings import BY_NAME, SELECTION, in_group
+
+    declared = {s.name for s in in_group(SELECTION)}
+    assert {f.name for f in fields(SelectionConfig)} == declared
+    assert all(getattr(SelectionConfig(), name) == BY_NAME[name].default for name in declared)

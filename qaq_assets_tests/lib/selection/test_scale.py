@@ -1,0 +1,106 @@
+"""Curation at scale: features stored once at ingest, near-duplicates from stored band keys,
+text-free curated versions that still export byte-identically, older lakes still curating."""
+
+import glob
+import json
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from qaq_assets.benchmarks.scale import write_shard
+from qaq_assets.lib.ingest.codecheck import python_status
+from qaq_assets.lib.ingest.features import sample_features, signature_array
+from qaq_assets.lib.ingest.records import read_shard, text_sha
+from qaq_assets.lib.reports.export import export_curated
+from qaq_assets.lib.selection.dedup import minhash, near_duplicate_twins, near_duplicates
+from qaq_assets.lib.store.tables import CURATED_SUBSET, RAW_SAMPLES, SAMPLE_FEATURES, TEXT_COLUMNS
+from qaq_assets_tests.conftest import CODE_PAIRS, REPO, graph, materialize_all, write_jsonl
+
+DATA = REPO / "data"
+BUDGET = {"ops": {"curated_subset": {"config": {"budget": 0.25}}}}
+
+
+def test_stored_features_equal_a_recomputation(lake, tmp_path, make_shard):
+    materialize_all(lake, [make_shard("one", CODE_PAIRS)])
+    stored = lake.scan(SAMPLE_FEATURES).collect().sort("row_index")
+    raw = lake.scan(RAW_SAMPLES).collect().sort("row_index")
+    assert stored.select("row_index", "sample_id").equals(raw.select("row_index", "sample_id"))
+    assert stored["query_sha"].to_list() == [text_sha(t) for t in raw["instruction"]]
+    assert stored["answer_sha"].to_list() == [text_sha(t) for t in raw["response"]]
+    assert stored["code_status"].to_list() == [python_status(t) for t in raw["response"]]
+    texts = (raw["instruction"] + "\n" + raw["response"]).to_list()
+    signatures = signature_array(stored["minhash"].to_list())
+    for text, signature in zip(texts, signatures, strict=True):
+        assert (signature == minhash(text).hashvalues).all()  # datasketch's own MinHash, bit for bit
+    assert stored.equals(sample_features(raw).select(stored.columns))
+
+
+def _canonical(paths: list[Path]) -> pl.DataFrame:
+    frames = [read_shard(path, path.name.split(".")[0]).samples for path in paths]
+    return pl.concat(frames).sort("shard", "row_index").unique("sample_id", keep="first", maintain_order=True)
+
+
+@pytest.mark.parametrize("data", ["shards", "heldout", "planted"])
+def test_band_key_near_duplicates_equal_the_lsh_index(data, tmp_path):
+    if data == "planted":  # 4% exact or one-word-changed copies, as the scale bench plants them
+        paths = [tmp_path / "a.jsonl", tmp_path / "b.jsonl"]
+        for seed, path in enumerate(paths):
+            write_shard(path, 300, seed)
+    else:
+        paths = [Path(p) for p in sorted(glob.glob(str(DATA / data / "*.jsonl")))]
+    canonical = _canonical(paths)
+    texts = (canonical["instruction"] + "\n" + canonical["response"]).to_list()
+    features = sample_features(canonical).with_columns(position=pl.int_range(pl.len()))
+    signatures = signature_array(features["minhash"].to_list())
+    found = 0
+    for threshold in (0.85, 0.7, 0.5):
+        expected = near_duplicates(texts, threshold)
+        assert near_duplicate_twins(features, lambda positions: signatures[positions], threshold) == expected
+        found += len(expected)
+    assert found > 0  # the comparison saw near-duplicates, not only their absence
+
+
+def test_a_curated_version_stores_decisions_not_text_and_exports_identically_later(lake, tmp_path):
+    shard = write_jsonl(tmp_path / "one.jsonl", [{"instruction": q, "response": a} for q, a in CODE_PAIRS])
+    materialize_all(lake, [shard])
+    first = lake.version(CURATED_SUBSET)
+    assert not set(TEXT_COLUMNS) & set(lake.scan(CURATED_SUBSET).collect_schema().names())
+    before = {fmt: tmp_path / f"v1.{fmt}" for fmt in ("messages-jsonl", "alpaca-jsonl", "parquet")}
+    for fmt, out in before.items():
+        export_curated(lake, out, fmt, version=first)
+
+    # The same file lands again with changed text (an update), and a newer curation follows.
+    changed = [{"instruction": q + " Please.", "response": a} for q, a in CODE_PAIRS]
+    write_jsonl(shard, changed)
+    materialize_all(lake, [shard], budget=0.5)
+    assert lake.version(CURATED_SUBSET) > first
+    for fmt, out in before.items():
+        again = tmp_path / f"again.{fmt}"
+        export_curated(lake, again, fmt, version=first)
+        assert again.read_bytes() == out.read_bytes(), fmt
+    latest = tmp_path / "latest.jsonl"
+    export_curated(lake, latest, "messages-jsonl")
+    assert json.loads(latest.read_text().splitlines()[0])["messages"][0]["content"].endswith(" Please.")
+
+
+def test_a_lake_from_the_previous_release_still_exports_and_curates(lake, tmp_path):
+    shard = write_jsonl(tmp_path / "one.jsonl", [{"instruction": q, "response": a} for q, a in CODE_PAIRS])
+    materialize_all(lake, [shard])
+    fresh = lake.scan(CURATED_SUBSET).collect().drop("curation_id").sort("row_index")
+    # What the previous release left: text in curated_subset, no sample_features table.
+    raw = lake.scan(RAW_SAMPLES).collect().select("shard", "row_index", *TEXT_COLUMNS)
+    old_rows = lake.scan(CURATED_SUBSET).collect().join(raw, on=["shard", "row_index"])
+    old_version = lake.overwrite(CURATED_SUBSET, old_rows)
+    shutil.rmtree(lake.uri(SAMPLE_FEATURES))
+    # That version keeps its own text (its lineage is the curation whose id its rows carry).
+    out = tmp_path / "old.jsonl"
+    assert export_curated(lake, out, "messages-jsonl", version=old_version) == 3
+    # A new curation (nothing re-ingested) computes the missing features from the text, with the
+    # same decisions as on the fresh lake.
+    resources, (*_, curated) = graph(lake)
+    assert dg.materialize([curated], resources=resources, run_config=BUDGET).success
+    again = lake.scan(CURATED_SUBSET).collect().drop("curation_id").sort("row_index")
+    assert again.select(fresh.columns).equals(fresh)

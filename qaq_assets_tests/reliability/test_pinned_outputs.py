@@ -1,0 +1,23 @@
+"""Refactors must not change any number the project produces: the sample data curated with the
+tiny model in float32 exports byte-identically to what the release before the layout and
+settings changes exported (computed with that release's code, commit b1bbaad)."""
+
+import hashlib
+
+from qaq_assets_tests.conftest import REPO, qaq
+
+PINNED_EXPORT_SHA256 = "525ac9c6295b243ff35e9031ac5e3095ec0f3d739aae6d7711c7f32e3b6a38a2"
+MODEL = ["--model", "random:tiny-llama", "--template", "plain", "--dtype", "float32", "--forward", "fused-eager"]
+
+
+def test_the_sample_data_exports_byte_identically(tmp_path):
+    shards = sorted(str(path) for path in (REPO / "data" / "shards").glob("*.jsonl"))
+    curated = qaq("curate", *shards, "--lake", tmp_path / "lake", *MODEL)
+    assert curated.returncode == 0, curated.stderr
+    assert curated.stdout.strip().splitlines()[-1] == (
+        "samples_in=323 samples_scored=320 tokens_scored=198124 kept=80 quarantined=1"
+    )
+    out = tmp_path / "train.jsonl"
+    assert qaq("export", "--lake", tmp_path / "lake", "--out", out).returncode == 0
+    # Scores (fp32 on this machine's CPU), ranks, decisions and export format all feed this hash.
+    assert hashlib.sha256(out.read_bytes()).hexdigest() == PINNED_EXPORT_SHA256
