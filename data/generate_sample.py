@@ -17,6 +17,13 @@ Run: ``python data/generate_sample.py`` (deterministic for a given set of instal
 package versions; the shipped shards record what it produced). The independent held-out
 set comes from the standard library instead:
 ``python data/generate_sample.py --packages stdlib --out data/heldout --seed 7 --shards 2 --per-shard 100``.
+
+A second held-out set is made differently on every count (``--variant shifted``): another source
+corpus (networkx and sympy, installed with torch), misaligned answers taken from a neighbouring
+function of the *same* module, truncation at a random character as well as at a line, echoes
+that paraphrase the task, Rust instead of JavaScript, and other chatty texts:
+``python data/generate_sample.py --packages networkx,sympy --variant shifted --out data/heldout2 --seed 11
+--shards 2 --per-shard 100``.
 """
 
 from __future__ import annotations
@@ -209,6 +216,44 @@ def defective(kind: str, item: dict, other: dict, rng: random.Random) -> str:
     raise ValueError(kind)
 
 
+CHATTY_SHIFTED = [
+    "Happy to help! Before any code, let's make sure we understand the goal: clarify the inputs, the outputs and "
+    "the edge cases, then pick a design. Once that is settled the implementation tends to follow naturally.",
+    "This is a classic problem. Most solutions start from the standard approach described in the literature; I "
+    "suggest reading the reference documentation and adapting one of its examples to your situation.",
+]
+PARAPHRASE = {"return": "give back", "compute": "work out", "the": "the", "given": "supplied", "graph": "network",
+              "list": "sequence", "number": "value", "if": "whenever", "of": "for", "a": "one"}
+
+
+def paraphrase(task: str) -> str:
+    words = [PARAPHRASE.get(word.lower(), word) for word in task.rstrip(".").split()]
+    half = len(words) // 2
+    return " ".join(words[half:] + ["-", "that is,"] + words[:half])
+
+
+def defective_shifted(kind: str, item: dict, neighbour: dict, rng: random.Random) -> str:
+    """The same defect types, planted the other ways (see the module's docstring)."""
+    if kind == "misaligned":
+        return rename(neighbour["code"], item["name"])
+    if kind == "echo":
+        return f"In other words, `{item['name']}` should {paraphrase(item['task'])}; that is what is being asked."
+    if kind == "truncated":
+        code = item["code"]
+        if rng.random() < 0.5:
+            return code[: max(20, len(code) * rng.randint(35, 70) // 100)]  # mid-line, mid-token
+        lines = code.splitlines()
+        return "\n".join(lines[: max(2, len(lines) * rng.randint(40, 70) // 100)])
+    if kind == "chatty":
+        return rng.choice(CHATTY_SHIFTED)
+    if kind == "wrong_language":
+        return (
+            f"```rust\nfn {item['name']}(input: Vec<i64>) -> Vec<i64> {{\n    // {item['task']}\n"
+            f"    input.into_iter().filter(|x| *x > 0).collect()\n}}\n```"
+        )
+    raise ValueError(kind)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--packages", default="third-party", help="third-party (default), stdlib, or a comma list")
@@ -216,6 +261,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--shards", type=int, default=SHARDS)
     parser.add_argument("--per-shard", type=int, default=PER_SHARD)
+    parser.add_argument("--variant", default="standard", choices=["standard", "shifted"], help="how defects are planted")
     args = parser.parse_args()
     packages = {"third-party": PACKAGES, "stdlib": STDLIB}.get(args.packages) or args.packages.split(",")
     out = Path(args.out)
@@ -239,7 +285,13 @@ def main() -> None:
             item, kind = chosen[index], kinds[index]
             other = chosen[(index + 1 + rng.randrange(total - 1)) % total]
             ask = rng.choice(ASKS).format(sig=item["sig"], name=item["name"], task=item["task"])
-            answer = clean_answer(item, rng) if kind == "none" else defective(kind, item, other, rng)
+            if kind == "none":
+                answer = clean_answer(item, rng)
+            elif args.variant == "shifted":
+                same_module = [f for f in functions if f["module"] == item["module"] and f["name"] != item["name"]]
+                answer = defective_shifted(kind, item, rng.choice(same_module) if same_module else other, rng)
+            else:
+                answer = defective(kind, item, other, rng)
             meta = {"id": f"s{shard}-{offset:03d}", "source": f"{item['module']}.{item['name']}", "defect": kind}
             if layouts[shard] == "prompt":
                 record = {**meta, "prompt": ask, "output": answer}

@@ -98,7 +98,7 @@ def _curate(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from qaq_assets.lib.reports.evaluation import auroc_table, evaluate, rates_table, write_report
+    from qaq_assets.lib.reports.evaluation import auroc_table, evaluate, rates_table, signal_table, write_report
     from qaq_assets.lib.selection.curation import prepare
     from qaq_assets.lib.selection.rules import SelectionConfig
 
@@ -115,6 +115,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     print(rates_table(evaluation))
     print()
     print(auroc_table(evaluation))
+    print()
+    print(signal_table(evaluation))
     report = write_report(evaluation, args.report_dir)
     print(f"\nreport: {report}")
     return 0
@@ -184,6 +186,31 @@ def _bench_scale(args: argparse.Namespace) -> int:
     return 0
 
 
+def _explain(args: argparse.Namespace) -> int:
+    from qaq_assets.lib.reports.explain import explain, find, text_report
+
+    lake = _lake(args)
+    _, lineage = find(lake, args.sample, args.version)
+    explained = explain(lake, args.sample, args.version, _tokenizer_of(args, lineage["models"][0]["model_key"]))
+    print(text_report(explained, colour=sys.stdout.isatty()))
+    return 0
+
+
+def _tokenizer_of(args: argparse.Namespace, model_key: str):
+    """The configured model's tokenizer under ``model_key`` (to name the query's tokens), or None."""
+    from qaq_assets.lib.scoring.engine.models import ModelLoadError, identify
+
+    settings = _settings(args)
+    for spec in settings.model_specs:
+        if spec.key == model_key:
+            try:
+                identity = identify(spec, settings.device, settings.dtype)
+            except ModelLoadError:
+                return None
+            return identity.tokenizer if identity is not None else None
+    return None
+
+
 def _lineage(args: argparse.Namespace) -> int:
     import json
 
@@ -204,9 +231,12 @@ def _export(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from qaq_assets.lib.reports.export import lineage_record
     from qaq_assets.lib.reports.summary import html_report
 
-    page = html_report(_lake(args), args.version)
+    lake = _lake(args)
+    model_key = lineage_record(lake, args.version)["models"][0]["model_key"]
+    page = html_report(lake, args.version, _tokenizer_of(args, model_key))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(page, encoding="utf-8")
@@ -271,9 +301,16 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", required=True)
     export.set_defaults(handler=_export)
 
+    explain = commands.add_parser("explain", help="why one sample was kept or dropped, token by token")
+    explain.add_argument("sample", help="a sample id, a record id, or SHARD:ROW")
+    _add_lake_options(explain, versioned=True)
+    _add_settings(explain, names=("models", "device", "dtype"))
+    explain.set_defaults(handler=_explain)
+
     report = commands.add_parser("report", help="a self-contained HTML report of a curated version")
     _add_lake_options(report, versioned=True)
     report.add_argument("--out", default="curation_report.html")
+    _add_settings(report, names=("models", "device", "dtype"))
     report.set_defaults(handler=_report)
 
     summary = commands.add_parser("summary", help="decisions and planted-defect rates of a curated version")

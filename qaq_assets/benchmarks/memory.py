@@ -24,7 +24,7 @@ from qaq_assets.lib.scoring.shard_scoring import ShardRows
 from qaq_assets.lib.store.lake import Lake
 from qaq_assets.lib.store.tables import SCORE_CACHE, TOKEN_LOGPROBS
 
-IDENTITY = ScorerIdentity("bench", "synthetic", "0" * 64, "float32", "bench-fingerprint", "plain-v1")
+IDENTITY = ScorerIdentity("bench", "synthetic", "0" * 64, "float32", "bench-fingerprint", "plain-v2")
 FILL_CHUNK = 2000
 
 
@@ -49,6 +49,7 @@ def fill_cache(root: str, samples: int, tokens: int) -> None:
                 "query_given_answer_logprobs",
             )
         }
+        lists["answer_end_logprobs"] = [[-0.5]] * n  # one end-of-turn token
         lake.append(
             SCORE_CACHE,
             pl.DataFrame(

@@ -26,7 +26,7 @@ from qaq_assets.lib.scoring.shard_scoring import score_partition, write_qaq_scor
 from qaq_assets.lib.store.lake import Lake
 from qaq_assets.lib.store.tables import RAW_SAMPLES
 
-IDENTITY = ScorerIdentity("bench", "precomputed", "0" * 64, "float32", "precomputed-v1", "plain-v1")
+IDENTITY = ScorerIdentity("bench", "precomputed", "0" * 64, "float32", "precomputed-v1", "plain-v2")
 BYTES_PER_TOKEN = 4
 
 

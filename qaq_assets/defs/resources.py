@@ -74,6 +74,11 @@ class _ScoringModels(dg.ConfigurableResource):
             raise dg.Failure(f"model {key!r} is not configured; configured: {self.model_keys()}") from None
         return cached_model(spec, self.device, self.dtype)
 
+    def tokenizer(self, key: str):
+        """``key``'s tokenizer, without loading its weights (None for hub models)."""
+        identity = identify(self.specs()[key], self.device, self.dtype)
+        return identity.tokenizer if identity is not None else None
+
     def _local_backend(self, key: str) -> ScoringBackend:
         options = self.options()
 

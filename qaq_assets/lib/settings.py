@@ -24,7 +24,7 @@ DTYPES = ("auto", "float32", "bfloat16", "float16")
 FORWARDS = ("fused", "fused-eager", "reference")
 BACKENDS = ("local", "ray")
 # The method as published, its baselines, and one named extension beyond the paper.
-STRATEGIES = ("rmi-band", "diff", "ifd", "ppl", "random", "rmi-band+code")
+STRATEGIES = ("rmi-band", "diff", "ifd", "ppl", "random", "rmi-band+code", "rmi-band+checks")
 STRATEGY_CHOICES = ("auto", *STRATEGIES)
 # Where a setting applies: the lake and scoring resources, the building of the definitions (sensor
 # directory, op tags), the CLI's runner, the curated_subset and raw_samples run config.
@@ -157,7 +157,7 @@ SETTINGS: tuple[Setting, ...] = (
         "strategy",
         str,
         "auto",
-        "selection rule; auto = rmi-band with one model, diff with two",
+        "selection rule; auto = rmi-band+checks with one model, diff with two",
         SELECTION,
         STRATEGY_CHOICES,
     ),

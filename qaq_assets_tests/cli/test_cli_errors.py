@@ -93,6 +93,8 @@ def test_lineage_counts_add_up_per_reason_code(tmp_path, capsys):
         "drop:exact_duplicate",
         "drop:near_duplicate",
         "drop:rmi_below_band",
+        "drop:answer_incomplete",
+        "drop:signature_mismatch",
         "drop:rmi_above_band",
         "keep:rmi_in_band",
     }

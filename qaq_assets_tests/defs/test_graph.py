@@ -139,3 +139,19 @@ def test_near_duplicates_are_dropped_pointing_at_their_twin(lake, make_shard):
     twin = curated.filter(pl.col("row_index") == 12).row(0, named=True)
     assert twin["decision"] == "drop" and twin["reason"] == "near_duplicate_of:one:11"
     assert curated.filter(pl.col("decision") == "keep").height == 3  # floor(11 * 0.25 + .5) of 11 distinct
+
+
+def test_a_shard_scored_by_the_weak_model_only_is_left_out_and_named(lake, make_shard):
+    models = (TINY, TINY_WEAK)
+    instance, _ = materialize_all(lake, [make_shard("one", CODE_PAIRS[:8])], models=models)
+    resources, (raw, token_logprobs, qaq_scores, curated) = graph(lake, models)
+    instance.add_dynamic_partitions(SHARDS, register_files(lake, [make_shard("two", CODE_PAIRS[8:])]))
+    assert dg.materialize([raw], partition_key="two", instance=instance, resources=resources).success
+    weak_only = dg.MultiPartitionKey({"shard": "two", "model": "weak"})
+    assert dg.materialize([token_logprobs, qaq_scores], partition_key=weak_only, instance=instance, resources=resources)
+    result = dg.materialize([curated], instance=instance, resources=resources)
+    metadata = result.asset_materializations_for_node("curated_subset")[0].metadata
+    assert metadata["shards"].value == ["one"] and metadata["shards_pending"].value == ["two"]
+    assert set(lake.scan(CURATED_SUBSET).collect()["shard"]) == {"one"}
+    warnings = [e.user_message for e in instance.all_logs(result.run_id) if e.level == 30]
+    assert any("not yet scored by every model (tiny, weak): two" in message for message in warnings)

@@ -8,6 +8,7 @@ import polars as pl
 
 from qaq_assets.defs.config import config_class
 from qaq_assets.defs.resources import LakeResource, ScoringModelsResource
+from qaq_assets.lib.reports.explain import examples, html_fragment
 from qaq_assets.lib.reports.plots import curation_png, markdown_image
 from qaq_assets.lib.reports.summary import markdown_counts
 from qaq_assets.lib.scoring.metrics import distribution_summary
@@ -18,7 +19,7 @@ from qaq_assets.lib.selection.curation import (
     decision_counts,
     publish,
 )
-from qaq_assets.lib.selection.rules import KEEP, SelectionConfig, keep_count
+from qaq_assets.lib.selection.rules import KEEP, SelectionConfig, is_filtered, keep_count
 from qaq_assets.lib.settings import SELECTION, Settings
 from qaq_assets.lib.store.tables import CURATED_SUBSET, CURATION_RUNS
 
@@ -38,6 +39,16 @@ class _CurationConfig(dg.Config):
 CURATE_WHEN_SCORES_CHANGE = dg.AutomationCondition.eager().without(~dg.AutomationCondition.any_deps_missing())
 
 
+def _explained(store, version: int, models: ScoringModelsResource, context) -> str:
+    """HTML fragments explaining a few kept and dropped samples (see ``qaq explain``)."""
+    try:
+        tokenizer = models.tokenizer(models.model_keys()[0])
+        return "".join(html_fragment(item) for item in examples(store, version, tokenizer))
+    except Exception as error:  # noqa: BLE001 - the version is published; an explanation must not fail it
+        context.log.warning(f"could not explain examples: {error}")
+        return f"(no examples: {error})"
+
+
 def build_curated_subset(defaults: Settings | None = None) -> dg.AssetsDefinition:
     """curated_subset, its run config defaulting to ``defaults``' selection settings."""
     CurationConfig = config_class("CurationConfig", _CurationConfig, SELECTION, defaults=defaults)
@@ -53,7 +64,8 @@ def build_curated_subset(defaults: Settings | None = None) -> dg.AssetsDefinitio
         ],
         description=(
             "Every ingested sample with a keep/drop decision and its reason, after exact and near-duplicate removal. "
-            "Strategies: rmi-band (default with one model), diff (strong/weak, default with two), rmi-band+code, and "
+            "Strategies: rmi-band+checks (default with one model: completeness, code and signature checks, then the "
+            "paper's RMI band), rmi-band (the paper's rule), diff (strong/weak, default with two), rmi-band+code, and "
             "the ifd, ppl and random baselines. Each run is a new Delta version, recorded in curation_runs."
         ),
     )
@@ -67,11 +79,18 @@ def build_curated_subset(defaults: Settings | None = None) -> dg.AssetsDefinitio
             version, curation = publish(store, models.model_keys(), selection, context.run.run_id, context.log)
         except CurationError as error:
             raise dg.Failure(description=str(error)) from error
+        if curation.pending_shards:
+            context.log.warning(
+                f"curated without {len(curation.pending_shards)} shard(s) not yet scored by every model "
+                f"({', '.join(models.model_keys())}): {', '.join(curation.pending_shards)}"
+            )
 
         frame = store.scan(CURATED_SUBSET, version).collect()
         kept = frame.filter(pl.col("decision") == KEEP)
         candidates = frame.filter(~pl.col("reason_code").is_in([EXACT_DUPLICATE, NEAR_DUPLICATE]))
-        expected = keep_count(candidates.height, selection.budget)
+        # The budget, unless a rule's checks left fewer eligible samples than it.
+        eligible = candidates.filter(~is_filtered(pl.col("reason_code"))).height
+        expected = min(keep_count(candidates.height, selection.budget), eligible)
         valid = (
             frame.select(pl.struct("shard", "row_index").is_unique().all()).item()
             and kept["sample_id"].is_unique().all()
@@ -93,8 +112,9 @@ def build_curated_subset(defaults: Settings | None = None) -> dg.AssetsDefinitio
                 "models": dg.MetadataValue.json(curation.models),
                 "input_versions": dg.MetadataValue.json(curation.input_versions),
                 "selection_config": dg.MetadataValue.json(selection.__dict__),
-                "decisions": dg.MetadataValue.md(markdown_counts(frame, "reason")),
+                "decisions": dg.MetadataValue.md(markdown_counts(frame, "reason_code")),
                 "picture": dg.MetadataValue.md(markdown_image(curation_png(frame), "RMI, NLL(Q) and decisions")),
+                "explained_examples": dg.MetadataValue.md(_explained(store, version, models, context)),
                 "kept_distribution": dg.MetadataValue.json(
                     distribution_summary(kept, ["rmi", "nll_query", "ifd_loss"])
                 ),

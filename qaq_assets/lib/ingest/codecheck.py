@@ -51,3 +51,39 @@ def _status(answer: str) -> str:
     # Unfenced text: code has structure (def/class/return/indentation); prose does not.
     looks_like_code = re.search(r"^\s*(def |class |return |import |from \S+ import )", answer, re.M)
     return SYNTAX_ERROR if looks_like_code else NO_CODE
+
+
+SIGNATURE_MATCH, SIGNATURE_MISMATCH, SIGNATURE_UNKNOWN = "match", "mismatch", "unknown"
+_ASKED = re.compile(r"`([A-Za-z_]\w*)\(([^`]*)\)`")
+
+
+def _parameters(function: ast.FunctionDef) -> list[str]:
+    arguments = function.args
+    names = [a.arg for a in (*arguments.posonlyargs, *arguments.args)]
+    names += [f"*{arguments.vararg.arg}"] if arguments.vararg else []
+    names += [a.arg for a in arguments.kwonlyargs]
+    names += [f"**{arguments.kwarg.arg}"] if arguments.kwarg else []
+    return names
+
+
+def signature_status(instruction: str, answer: str) -> str:
+    """Whether the answer's function takes the parameters the instruction asks for in a
+    backticked signature (`` `name(a, b=None)` ``): ``match``, ``mismatch`` (valid code for
+    another task under the asked-for name), or ``unknown`` (no signature asked, or no such
+    function found)."""
+    try:
+        asked = _ASKED.search(instruction)
+        if asked is None:
+            return SIGNATURE_UNKNOWN
+        name = asked.group(1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            wanted = _parameters(ast.parse(f"def {name}({asked.group(2)}): pass").body[0])
+            blocks = [code for label, code in FENCE.findall(answer) if label.lower() in PYTHON_LABELS]
+            tree = ast.parse(blocks[0] if blocks else answer)
+        functions = [node for node in ast.walk(tree) if isinstance(node, ast.FunctionDef) and node.name == name]
+        if not functions:
+            return SIGNATURE_UNKNOWN
+        return SIGNATURE_MATCH if _parameters(functions[0]) == wanted else SIGNATURE_MISMATCH
+    except Exception:  # noqa: BLE001 - unparsable either side: no evidence either way
+        return SIGNATURE_UNKNOWN

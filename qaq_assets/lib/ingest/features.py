@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from qaq_assets.lib.ingest.codecheck import python_status
+from qaq_assets.lib.ingest.codecheck import python_status, signature_status
 from qaq_assets.lib.ingest.records import normalise_text, text_sha
 
 NUM_PERM = 128
@@ -129,6 +129,7 @@ def sample_features(samples: pl.DataFrame) -> pl.DataFrame:
             "query_sha": [text_sha(text) for text in instructions],
             "answer_sha": [text_sha(text) for text in responses],
             "code_status": [python_status(text) for text in responses],
+            "signature_status": [signature_status(q, a) for q, a in zip(instructions, responses, strict=True)],
             "minhash": [row.astype("<u4").tobytes() for row in signature_rows],
             "band_keys": pl.Series(band_keys(signature_rows).view(np.int64).tolist(), dtype=pl.List(pl.Int64)),
         }

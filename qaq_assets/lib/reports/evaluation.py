@@ -18,6 +18,12 @@ from qaq_assets.lib.selection.curation import Candidates
 from qaq_assets.lib.selection.rules import DIFF, KEEP, STRATEGIES, SelectionConfig, select
 
 AUROC_BUDGET = 0.25
+# Single signals, each oriented so that higher means "looks clean".
+SIGNALS = {
+    "completeness: -nll_answer_end": -pl.col("nll_answer_end"),
+    "rmi": pl.col("rmi"),
+    "-nll_answer_given_query": -pl.col("nll_answer_given_query"),
+}
 
 
 def auroc(clean_scores: list[float | None], defect_scores: list[float | None]) -> float | None:
@@ -37,6 +43,7 @@ def auroc(clean_scores: list[float | None], defect_scores: list[float | None]) -
 class Evaluation:
     rates: pl.DataFrame  # strategy, budget, kept, defect_rate_input, defect_rate_kept, removed_<type>...
     aurocs: pl.DataFrame  # strategy, defect type, auroc
+    signals: pl.DataFrame  # signal, defect type, auroc
     defect_types: list[str]
     labelled: pl.DataFrame  # candidates with labels and the strong model's scores
 
@@ -77,7 +84,17 @@ def evaluate(
                 for defect in defect_types:
                     value = auroc(clean, decided.filter(pl.col("label") == defect)["keep_score"].to_list())
                     auroc_rows.append({"strategy": strategy, "defect": defect, "auroc": value})
+    signal_rows = []
+    for name, signal in SIGNALS.items():
+        if not set(signal.meta.root_names()) <= set(labelled.columns):
+            continue  # scores of an older release lack that signal
+        valued = labelled.with_columns(_signal=signal)
+        clean = valued.filter(~is_defect)["_signal"].to_list()
+        for defect in defect_types:
+            value = auroc(clean, valued.filter(pl.col("label") == defect)["_signal"].to_list())
+            signal_rows.append({"signal": name, "defect": defect, "auroc": value})
     return Evaluation(
+        signals=pl.DataFrame(signal_rows, schema={"signal": pl.String, "defect": pl.String, "auroc": pl.Float64}),
         rates=pl.DataFrame(rows),
         aurocs=pl.DataFrame(auroc_rows, schema={"strategy": pl.String, "defect": pl.String, "auroc": pl.Float64}),
         defect_types=defect_types,
@@ -112,6 +129,10 @@ def rates_table(evaluation: Evaluation) -> str:
 def auroc_table(evaluation: Evaluation) -> str:
     wide = evaluation.aurocs.pivot(on="defect", index="strategy", values="auroc")
     return _markdown(wide, set())
+
+
+def signal_table(evaluation: Evaluation) -> str:
+    return _markdown(evaluation.signals.pivot(on="defect", index="signal", values="auroc"), set())
 
 
 def write_report(evaluation: Evaluation, out_dir: str | Path, title: str = "Selection evaluation") -> Path:
@@ -160,6 +181,10 @@ def write_report(evaluation: Evaluation, out_dir: str | Path, title: str = "Sele
                 f"## AUROC of each strategy's score per defect type (budget {AUROC_BUDGET})",
                 "Probability that a clean sample outranks a defective one (0.5 = chance).",
                 auroc_table(evaluation),
+                "## AUROC of single signals per defect type",
+                "The completeness signal is the NLL of the end-of-turn token after [Q;A] (lower: the model "
+                "expects the answer to end there).",
+                signal_table(evaluation),
                 "![kept defect rate vs budget](kept_defect_rate_vs_budget.png)",
                 "![scores by planted label](scores_by_defect.png)",
             ]

@@ -98,8 +98,9 @@ def _number(value: float | None) -> str:
     return "" if value is None else f"{value:.3f}"
 
 
-def html_report(lake: Lake, version: int | None = None) -> str:
+def html_report(lake: Lake, version: int | None = None, tokenizer=None) -> str:
     """A self-contained HTML page (plots embedded) of one curated version and its lineage."""
+    from qaq_assets.lib.reports.explain import examples, html_fragment
     from qaq_assets.lib.reports.export import curated_version, lineage_record, with_text
     from qaq_assets.lib.reports.plots import curation_png
 
@@ -115,6 +116,10 @@ def html_report(lake: Lake, version: int | None = None) -> str:
         lineage = str(error)
         kept = top_kept(curated).with_columns(instruction=pl.lit("(text unknown: no lineage)"), response=pl.lit(""))
     picture = base64.b64encode(curation_png(curated)).decode()
+    try:
+        explained = "".join(html_fragment(item) for item in examples(lake, version, tokenizer))
+    except LookupError as error:
+        explained = html.escape(str(error))
     rows = "".join(
         f"<tr><td class=id>{html.escape(r['shard'])}:{r['row_index']}</td><td>{_number(r['keep_score'])}</td>"
         f"<td>{_number(r['rmi'])}</td><td><pre>{html.escape(shorten(r['instruction'], 300))}</pre></td>"
@@ -132,5 +137,9 @@ td.id{{white-space:nowrap}}</style></head>
 <img alt="RMI, NLL(Q) and decisions" src="data:image/png;base64,{picture}" style="max-width:100%">
 <h2>Kept samples (top {len(kept)} by keep_score)</h2>
 <table><tr><th>row</th><th>keep_score</th><th>rmi</th><th>instruction</th><th>response</th></tr>{rows}</table>
+<h2>Why: a few kept and dropped samples</h2>
+<p>Each query token is shaded by how much reading the answer first made it more (green) or less (red)
+predictable: log p(q_t | A, q_&lt;t) - log p(q_t | q_&lt;t), from the stored token log-probs.</p>
+{explained}
 <h2>Lineage</h2><pre>{html.escape(lineage)}</pre></body></html>
 """

@@ -17,12 +17,18 @@ def mean_nll(column: str) -> pl.Expr:
 
 def scores_from_logprobs(token_logprobs: pl.LazyFrame) -> pl.LazyFrame:
     """``qaq_scores`` rows from ``token_logprobs`` rows."""
+    if "answer_end_logprobs" not in token_logprobs.collect_schema().names():  # rows of older releases
+        token_logprobs = token_logprobs.with_columns(answer_end_logprobs=pl.lit(None, pl.List(pl.Float32)))
     return (
         token_logprobs.with_columns(
             nll_query=mean_nll("query_logprobs"),
             nll_query_given_answer=mean_nll("query_given_answer_logprobs"),
             nll_answer=mean_nll("answer_logprobs"),
             nll_answer_given_query=mean_nll("answer_given_query_logprobs"),
+            # The end token after a cut answer follows text the model never saw end: no signal.
+            nll_answer_end=pl.when(~pl.col("answer_truncated") & (pl.col("answer_end_logprobs").list.len() > 0)).then(
+                -pl.col("answer_end_logprobs").list.sum().cast(pl.Float64)
+            ),
         )
         .with_columns(
             rmi=pl.col("nll_query") - pl.col("nll_query_given_answer"),

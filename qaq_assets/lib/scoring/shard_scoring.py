@@ -161,6 +161,7 @@ def cache_rows(identity: ScorerIdentity, chunk: pl.DataFrame, scored) -> pl.Data
         "answer_given_query_logprobs": [lp.answer_given_query for lp in logprobs],
         "answer_logprobs": [lp.answer for lp in logprobs],
         "query_given_answer_logprobs": [lp.query_given_answer for lp in logprobs],
+        "answer_end_logprobs": [lp.answer_end for lp in logprobs],
     }
     return pl.DataFrame(
         {

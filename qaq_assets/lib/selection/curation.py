@@ -125,8 +125,8 @@ def _split_near_duplicates(
 
 
 def _model_scores(canonical: pl.DataFrame, scores: pl.DataFrame, key: str) -> pl.DataFrame:
-    columns = ["shard", "sample_id", "nll_query", "rmi", "ifd_loss", "nll_answer_given_query"]
-    return canonical.select("shard", "sample_id", "code_status").join(
+    columns = ["shard", "sample_id", "nll_query", "rmi", "ifd_loss", "nll_answer_given_query", "nll_answer_end"]
+    return canonical.select("shard", "sample_id", "code_status", "signature_status").join(
         scores.filter(pl.col("model_key") == key).select(columns), on=["shard", "sample_id"], how="inner"
     )
 
@@ -152,10 +152,12 @@ class _Features:
 
     def __init__(self, lake: Lake, version: int | None, raw_version: int | None, shards: list[str]):
         self.lake, self.version = lake, version
+        scan = lake.scan(SAMPLE_FEATURES, version)
+        if "signature_status" not in scan.collect_schema().names():  # features of an older release
+            scan = scan.with_columns(signature_status=pl.lit(None, pl.String))
         stored = (
-            lake.scan(SAMPLE_FEATURES, version)
-            .filter(pl.col("shard").is_in(shards))
-            .select("shard", "row_index", "code_status", "band_keys")
+            scan.filter(pl.col("shard").is_in(shards))
+            .select("shard", "row_index", "code_status", "signature_status", "band_keys")
             .collect()
         )
         missing = sorted(set(shards) - set(stored["shard"].unique()))
@@ -200,8 +202,10 @@ def prepare(lake: Lake, model_keys: list[str], config: SelectionConfig) -> Candi
     raw = lake.scan(RAW_SAMPLES, versions["raw_samples"]).select("shard", "row_index", "sample_id", "label").collect()
     scores_scan = lake.scan(QAQ_SCORES, versions["qaq_scores"]).filter(pl.col("model_key").is_in(model_keys))
     models = _model_identities(scores_scan.select(*IDENTITY_COLUMNS).unique().collect(), model_keys)
+    if "nll_answer_end" not in scores_scan.collect_schema().names():  # scored by an older release
+        scores_scan = scores_scan.with_columns(nll_answer_end=pl.lit(None, pl.Float64))
     scores = scores_scan.select(
-        "model_key", "shard", "sample_id", "nll_query", "rmi", "ifd_loss", "nll_answer_given_query"
+        "model_key", "shard", "sample_id", "nll_query", "rmi", "ifd_loss", "nll_answer_given_query", "nll_answer_end"
     ).collect()
 
     shards_with = [set(scores.filter(pl.col("model_key") == key)["shard"].unique()) for key in model_keys]

@@ -15,7 +15,10 @@ import polars as pl
 
 from qaq_assets.lib.settings import BY_NAME, STRATEGIES
 
-RMI_BAND, DIFF, IFD, PPL, RANDOM, RMI_BAND_CODE = STRATEGIES
+RMI_BAND, DIFF, IFD, PPL, RANDOM, RMI_BAND_CODE, RMI_BAND_CHECKS = STRATEGIES
+# rmi-band+checks drops this share of the answers least likely to be finished (highest
+# NLL of the end-of-turn token): a rank, chosen on the sample set only.
+INCOMPLETE_SHARE = 0.25
 AUTO = "auto"
 KEEP, DROP = "keep", "drop"
 
@@ -52,7 +55,8 @@ class SelectionConfig:
 
     def resolved_strategy(self, n_models: int) -> str:
         if self.strategy == AUTO:
-            return DIFF if n_models >= 2 else RMI_BAND
+            # One model: the paper's band behind the checks the evaluation supports (README).
+            return DIFF if n_models >= 2 else RMI_BAND_CHECKS
         if self.strategy == DIFF and n_models < 2:
             raise ValueError("strategy 'diff' needs two models (strong first, weak second)")
         return self.strategy
@@ -66,6 +70,11 @@ class SelectionConfig:
 
 def keep_count(n: int, budget: float) -> int:
     return min(n, math.floor(budget * n + 0.5))
+
+
+def is_filtered(reason_code: pl.Expr) -> pl.Expr:
+    """Rows a rule's checks ruled out before selection (they can leave fewer rows than the budget)."""
+    return reason_code.is_in(["answer_incomplete", "signature_mismatch"]) | reason_code.str.starts_with("code_")
 
 
 def largest_remainder_quotas(sizes: list[int], budget: float) -> list[int]:
@@ -222,20 +231,55 @@ def select_random(scores: pl.DataFrame, config: SelectionConfig) -> pl.DataFrame
     return top_by_score(scores, draw, keep_count(scores.height, config.budget), "random_draw", "random_not_drawn")
 
 
+def _band_after_filters(scores: pl.DataFrame, config: SelectionConfig, filters: list[tuple[pl.Expr, pl.Expr]]):
+    """Drop the rows each ``(failing, reason)`` filter names (the first that applies gives the
+    reason), then let the RMI band fill the whole budget from the rest."""
+    count = keep_count(scores.height, config.budget)
+    reason = pl.lit(None, pl.String)
+    for failing, why in reversed(filters):
+        reason = pl.when(failing).then(why).otherwise(reason)
+    marked = scores.with_columns(_filtered=reason)
+    dropped = marked.filter(pl.col("_filtered").is_not_null()).with_columns(
+        decision=pl.lit(DROP), reason=pl.col("_filtered"), keep_score=pl.lit(None, pl.Float64)
+    )
+    eligible = marked.filter(pl.col("_filtered").is_null())
+    if eligible.height == 0:
+        return dropped.drop("_filtered")
+    banded = select_rmi_band(eligible.drop("_filtered"), replace(config, budget=min(1.0, count / eligible.height)))
+    return pl.concat([banded, dropped.drop("_filtered")], how="diagonal_relaxed")
+
+
+_NO_PYTHON = (
+    pl.col("code_status") != "valid",
+    pl.lit("code_") + pl.col("code_status") + pl.lit(": the answer has no parseable Python"),
+)
+
+
 def select_rmi_band_code(scores: pl.DataFrame, config: SelectionConfig) -> pl.DataFrame:
     """Beyond the paper: answers without parseable Python are dropped first (RMI cannot see
     a truncated or wrong-language answer), then the RMI band fills the whole budget."""
-    valid = scores.filter(pl.col("code_status") == "valid")
-    count = keep_count(scores.height, config.budget)
-    invalid = scores.filter(pl.col("code_status") != "valid").with_columns(
-        decision=pl.lit(DROP),
-        reason=pl.lit("code_") + pl.col("code_status") + pl.lit(": the answer has no parseable Python"),
-        keep_score=pl.lit(None, pl.Float64),
+    return _band_after_filters(scores, config, [_NO_PYTHON])
+
+
+def select_rmi_band_checks(scores: pl.DataFrame, config: SelectionConfig) -> pl.DataFrame:
+    """Beyond the paper: before the RMI band fills the budget, drop (in this order of reasons)
+    - the ``INCOMPLETE_SHARE`` of answers the model finds least likely to end where they do (NLL
+      of the end-of-turn token after [Q;A], ranked): a cut-off function still parses and RMI
+      cannot see it, but its turn does not end there (answers without the signal, scored before
+      it existed or cut to fit, are not dropped by it);
+    - answers with no parseable Python (as rmi-band+code);
+    - answers whose function takes other parameters than the instruction's backticked signature
+      asks for: valid code for another task under the asked-for name, which RMI only partly sees."""
+    end_rank = pl.col("nll_answer_end").rank("average") / pl.col("nll_answer_end").count()
+    incomplete = (
+        pl.col("nll_answer_end").is_not_null() & (end_rank > 1 - INCOMPLETE_SHARE),
+        pl.lit("answer_incomplete: the model does not expect the answer to end here (likely cut off)"),
     )
-    if valid.height == 0:
-        return invalid
-    banded = select_rmi_band(valid, replace(config, budget=min(1.0, count / valid.height)))
-    return pl.concat([banded, invalid], how="diagonal_relaxed")
+    mismatch = (
+        pl.col("signature_status").fill_null("unknown") == "mismatch",
+        pl.lit("signature_mismatch: the answer's function takes other parameters than the ones asked for"),
+    )
+    return _band_after_filters(scores, config, [incomplete, _NO_PYTHON, mismatch])
 
 
 def select(strategy: str, strong: pl.DataFrame, weak: pl.DataFrame | None, config: SelectionConfig) -> pl.DataFrame:
@@ -250,5 +294,6 @@ def select(strategy: str, strong: pl.DataFrame, weak: pl.DataFrame | None, confi
         PPL: select_ppl,
         RANDOM: select_random,
         RMI_BAND_CODE: select_rmi_band_code,
+        RMI_BAND_CHECKS: select_rmi_band_checks,
     }
     return rules[strategy](strong, config)

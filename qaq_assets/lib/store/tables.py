@@ -99,6 +99,8 @@ SAMPLE_FEATURES = TableSpec(
             "query_sha": pl.String,
             "answer_sha": pl.String,
             "code_status": pl.String,
+            # Does the answer's function take the asked-for parameters? (match, mismatch, unknown)
+            "signature_status": pl.String,
             # Delta has no unsigned types: the 128 uint32 values as 512 little-endian bytes, and
             # the 8 uint64 band keys with their bits read as int64 (they are only compared).
             "minhash": pl.Binary,
@@ -127,6 +129,7 @@ SCORE_CACHE = TableSpec(
             "answer_given_query_logprobs": LOGPROBS,
             "answer_logprobs": LOGPROBS,
             "query_given_answer_logprobs": LOGPROBS,
+            "answer_end_logprobs": LOGPROBS,
             "scored_at": pl.Datetime("us", "UTC"),
         }
     ),
@@ -156,6 +159,8 @@ TOKEN_LOGPROBS = TableSpec(
             "answer_given_query_logprobs": LOGPROBS,
             "answer_logprobs": LOGPROBS,
             "query_given_answer_logprobs": LOGPROBS,
+            # The end of the answer's turn after [Q;A] (templates v2 on; null in older rows).
+            "answer_end_logprobs": LOGPROBS,
         }
     ),
     partition_by=("model_key", "shard"),
@@ -181,6 +186,8 @@ QAQ_SCORES = TableSpec(
             "nll_query_given_answer": pl.Float64,
             "nll_answer": pl.Float64,
             "nll_answer_given_query": pl.Float64,
+            # -log p(end of turn | Q, A): the completeness signal (null for a truncated answer).
+            "nll_answer_end": pl.Float64,
             "rmi": pl.Float64,
             "ifd_loss": pl.Float64,
             "ifd_ppl": pl.Float64,

@@ -167,3 +167,18 @@ def test_reader_never_crashes_and_every_row_is_accounted_for(tmp_path, raw_lines
         "record_too_large",
         "duplicate_id",
     }
+
+
+def test_signature_agreement_between_the_instruction_and_the_answer():
+    from qaq_assets.lib.ingest.codecheck import signature_status
+
+    ask = "Implement `cut_size(G, S, T=None, weight=None)` in Python."
+    assert signature_status(ask, "def cut_size(G, S, T=None, weight=None):\n    return 0") == "match"
+    # Another function's body renamed to the asked-for name keeps its own parameters.
+    assert signature_status(ask, "def cut_size(G, nbunch, weight=None):\n    return 1") == "mismatch"
+    assert signature_status(ask, "Here:\n```python\ndef cut_size(G, S, T=None, weight=None):\n    pass\n```") == "match"
+    assert signature_status("Reverse a list.", "def r(xs): return xs[::-1]") == "unknown"  # nothing asked
+    assert signature_status(ask, "def other(G): pass") == "unknown"  # no such function
+    assert signature_status(ask, "def cut_size(G, S,") == "unknown"  # unparsable answer
+    star = "Write `f(a, *rest, key=None, **options)`."
+    assert signature_status(star, "def f(a, *rest, key=None, **options): pass") == "match"

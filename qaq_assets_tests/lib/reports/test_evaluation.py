@@ -36,7 +36,10 @@ def candidates() -> Candidates:
             "rmi": [float(i) for i in range(n)],
             "ifd_loss": [0.1 * i for i in range(n)],
             "nll_answer_given_query": [float(n - i) for i in range(n)],
+            # The truncated answer's turn is the least expected to end where it does.
+            "nll_answer_end": [9.0 if label == "truncated" else 1.0 + 0.1 * i for i, label in enumerate(labels)],
             "code_status": ["valid"] * n,
+            "signature_status": ["match"] * n,
         }
     )
     canonical = strong.select("sample_id").with_columns(label=pl.Series(labels))
@@ -74,7 +77,18 @@ def test_report_has_tables_and_plots(tmp_path):
     assert "| rmi-band | 0.250 |" in text and "AUROC" in text
     for picture in ("scores_by_defect.png", "kept_defect_rate_vs_budget.png"):
         assert (tmp_path / "report" / picture).read_bytes()[:4] == b"\x89PNG"
-    assert set(evaluation.rates["strategy"]) == {"rmi-band", "ifd", "ppl", "random", "rmi-band+code"}
+    assert set(evaluation.rates["strategy"]) == {
+        "rmi-band",
+        "ifd",
+        "ppl",
+        "random",
+        "rmi-band+code",
+        "rmi-band+checks",
+    }
+    signals = {(r["signal"], r["defect"]): r["auroc"] for r in evaluation.signals.iter_rows(named=True)}
+    # The truncated answer has the highest end-of-turn NLL: every clean sample outranks it.
+    assert signals[("completeness: -nll_answer_end", "truncated")] == 1.0
+    assert "AUROC of single signals" in text
 
 
 def test_evaluation_needs_labels():

@@ -53,7 +53,7 @@ def test_a_changed_template_is_scored_again(lake, make_shard, tiny_model):
     score(lake, path, "s", tiny_model, new_scorer(tiny_model, "plain"))
     chat = score(lake, path, "s", tiny_model, new_scorer(tiny_model, "chat"))
     assert chat.samples_scored == 3
-    assert set(rows_of(chat)["template_version"]) == {"chat-v1"}
+    assert set(rows_of(chat)["template_version"]) == {"chat-v2"}
 
 
 def test_each_chunk_is_its_own_commit(lake, make_shard, tiny_model):
@@ -69,7 +69,7 @@ def test_token_logprobs_rows_carry_identity_and_counts(lake, make_shard, tiny_mo
     row = rows_of(result).row(0, named=True)
     assert row["model_key"] == "tiny" and row["model_id"] == "random:tiny-llama:0"
     assert row["model_fingerprint"] == tiny_model.fingerprint and row["dtype"] == "float32"
-    assert row["template_version"] == "plain-v1" and row["truncation_policy"] == "truncate-answer-tail-v1"
+    assert row["template_version"] == "plain-v2" and row["truncation_policy"] == "truncate-answer-tail-v1"
     assert len(row["query_logprobs"]) == row["n_query_tokens"] == len(row["query_given_answer_logprobs"])
     assert len(row["answer_logprobs"]) == row["n_answer_tokens"] == len(row["answer_given_query_logprobs"])
     assert set(rows_of(result).columns) == set(TOKEN_LOGPROBS.schema.names())

@@ -159,3 +159,23 @@ def test_selection_defaults_are_the_declared_settings():
     declared = {s.name for s in in_group(SELECTION)}
     assert {f.name for f in fields(SelectionConfig)} == declared
     assert all(getattr(SelectionConfig(), name) == BY_NAME[name].default for name in declared)
+
+
+def test_checks_rule_drops_incomplete_and_mismatched_answers_then_fills_the_budget():
+    from qaq_assets.lib.selection.rules import INCOMPLETE_SHARE, select_rmi_band_checks
+
+    frame = scores(40).with_columns(
+        code_status=pl.lit("valid"),
+        signature_status=pl.Series(["mismatch", "unknown", None] + ["match"] * 37),
+        nll_answer_end=pl.Series([float(i) for i in range(38)] + [None, None]),
+    )
+    selected = select_rmi_band_checks(frame, SelectionConfig(budget=0.25, strata=1))
+    incomplete = selected.filter(pl.col("reason").str.starts_with("answer_incomplete"))
+    # The highest quarter of the 38 ranked end NLLs; samples without the signal are never dropped by it.
+    assert sorted(incomplete["nll_answer_end"].to_list()) == [
+        float(i) for i in range(38 - round(INCOMPLETE_SHARE * 38), 38)
+    ]
+    assert selected.filter(pl.col("decision") == "keep").height == 10
+    mismatched = selected.filter(pl.col("reason").str.starts_with("signature_mismatch"))
+    assert mismatched["signature_status"].to_list() == ["mismatch"]  # unknown and missing are not evidence
+    assert selected.filter(pl.col("nll_answer_end").is_null())["reason"].str.starts_with("answer_incomplete").sum() == 0

@@ -22,6 +22,18 @@ WORKERS = 4
 PER_SHARD = 40
 
 
+def in_spawned_pool(function, jobs: list) -> list:
+    """``function`` over ``jobs`` in spawned processes (deltalake panics in a forked child). The pool
+    is closed and joined, not terminated: terminating can kill a worker holding the task queue's
+    lock and leave the others waiting on it forever."""
+    pool = multiprocessing.get_context("spawn").Pool(WORKERS)
+    try:
+        return pool.map(function, jobs)
+    finally:
+        pool.close()
+        pool.join()
+
+
 def curate_one(job: tuple[str, str]) -> tuple[int, int, list[str]]:
     import dagster as dg
 
@@ -49,8 +61,7 @@ def test_parallel_shard_runs_all_commit(tmp_path):
         ]
         paths.append(str(write_jsonl(tmp_path / f"part-{worker}.jsonl", records)))
 
-    with multiprocessing.get_context("spawn").Pool(WORKERS) as pool:
-        results = pool.map(curate_one, [(str(lake_dir), path) for path in paths])
+    results = in_spawned_pool(curate_one, [(str(lake_dir), path) for path in paths])
     assert all(failed == {} for _, _, failed in results), results
     assert sum(samples for samples, _, _ in results) == WORKERS * PER_SHARD
 
@@ -108,6 +119,5 @@ def test_racing_writers_each_get_back_exactly_their_own_commit(tmp_path):
     """The version a write returns holds that writer's rows and nothing else, even when
     whole-table overwrites race (delta-rs can merge two that read an empty snapshot)."""
     root = str(tmp_path / "lake")
-    with multiprocessing.get_context("spawn").Pool(WORKERS) as pool:
-        jobs = [(root, writer, mode) for mode in ("whole", "parts", "streamed") for writer in range(WORKERS)]
-        assert pool.map(overwrite_repeatedly, jobs) == [[]] * len(jobs)
+    jobs = [(root, writer, mode) for mode in ("whole", "parts", "streamed") for writer in range(WORKERS)]
+    assert in_spawned_pool(overwrite_repeatedly, jobs) == [[]] * len(jobs)

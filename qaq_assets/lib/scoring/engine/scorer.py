@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -50,6 +50,8 @@ class PairLogprobs:
     answer_given_query: np.ndarray  # log p(A|Q), from [Q;A]
     answer: np.ndarray  # log p(A), from [A;Q]
     query_given_answer: np.ndarray  # log p(Q|A), from [A;Q]
+    # log p(end of the answer's turn | Q, A), from [Q;A]: low for an answer cut off mid-way.
+    answer_end: np.ndarray = field(default_factory=lambda: np.empty(0, np.float32))
 
 
 @dataclass(frozen=True)
@@ -102,17 +104,24 @@ class _Sequence:
     ids: tuple[int, ...]
     first: tuple[int, int]  # [start, end) of the first segment
     second: tuple[int, int]
+    end: tuple[int, int]  # the scored end after the second segment (may be empty)
+
+    @property
+    def spans(self) -> tuple[tuple[int, int], ...]:
+        return self.first, self.second, self.end
 
 
 def _build_sequence(pair_index: int, order: int, layout: OrderLayout, first: tuple, second: tuple) -> _Sequence:
     start_first = len(layout.prefix)
     start_second = start_first + len(first) + len(layout.middle)
+    start_end = start_second + len(second)
     return _Sequence(
         pair=pair_index,
         order=order,
-        ids=layout.prefix + first + layout.middle + second,
+        ids=layout.prefix + first + layout.middle + second + layout.end,
         first=(start_first, start_first + len(first)),
-        second=(start_second, start_second + len(second)),
+        second=(start_second, start_end),
+        end=(start_end, start_end + len(layout.end)),
     )
 
 
@@ -245,7 +254,7 @@ class PairScorer:
         passes back ``stats.batch_tokens`` after an out-of-memory back-off, so the next call does
         not run out of memory again); the scorer's own setting never changes."""
         sequences = self.sequences(pairs)
-        spans: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+        spans: dict[tuple[int, int], tuple[np.ndarray, ...]] = {}
         lengths = [len(s.ids) for s in sequences]
         budget = batch_tokens or self.batch_tokens
         passes = real = padded = 0
@@ -278,6 +287,7 @@ class PairScorer:
                 answer_given_query=spans[(i, QUERY_FIRST)][1],
                 answer=spans[(i, ANSWER_FIRST)][0],
                 query_given_answer=spans[(i, ANSWER_FIRST)][1],
+                answer_end=spans[(i, QUERY_FIRST)][2],
             )
             for i in range(len(pairs))
         ]
@@ -306,9 +316,9 @@ class PairScorer:
             torch.cuda.empty_cache()
 
     @torch.inference_mode()
-    def _forward(self, groups: list[list[_Sequence]]) -> tuple[list[tuple[np.ndarray, np.ndarray]], int]:
-        """One forward pass over ``groups``: the two spans' log-probs of each sequence, in order,
-        and the pass's padded token count."""
+    def _forward(self, groups: list[list[_Sequence]]) -> tuple[list[tuple[np.ndarray, ...]], int]:
+        """One forward pass over ``groups``: each sequence's span log-probs (first, second, end),
+        in order, and the pass's padded token count."""
         group_ids, targets = [], []
         offset = 0
         for group in groups:
@@ -316,7 +326,7 @@ class PairScorer:
             input_ids = torch.full((len(group), width), self.pad_token_id, dtype=torch.long)
             for row, sequence in enumerate(group):
                 input_ids[row, : len(sequence.ids)] = torch.tensor(sequence.ids)
-                for start, end in (sequence.first, sequence.second):
+                for start, end in sequence.spans:
                     # Targets as token rows of the whole pass (see :meth:`hidden_rows`).
                     targets.extend(range(offset + row * width + start, offset + row * width + end))
             group_ids.append(input_ids.to(self.device))
@@ -333,15 +343,11 @@ class PairScorer:
         results, offset = [], 0
         padded = sum(ids.numel() for ids in group_ids)
         for sequence in (s for group in groups for s in group):
-            first_len = sequence.first[1] - sequence.first[0]
-            second_len = sequence.second[1] - sequence.second[0]
-            results.append(
-                (
-                    logprobs[offset : offset + first_len],
-                    logprobs[offset + first_len : offset + first_len + second_len],
-                )
-            )
-            offset += first_len + second_len
+            spans = []
+            for start, end in sequence.spans:
+                spans.append(logprobs[offset : offset + end - start])
+                offset += end - start
+            results.append(tuple(spans))
         return results, padded
 
     def _target_logprobs(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

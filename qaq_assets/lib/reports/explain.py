@@ -1,0 +1,146 @@
+"""Why a sample was kept or dropped: its decision, its place in its stratum, its scores, and the
+query's tokens marked by how much reading the answer first made each one predictable,
+``log p(q_t | A, q_<t) - log p(q_t | q_<t)`` from the stored per-token log-probs."""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+
+import polars as pl
+
+from qaq_assets.lib.errors import LakeError
+from qaq_assets.lib.reports.export import lineage_record, with_text
+from qaq_assets.lib.selection.rules import KEEP
+from qaq_assets.lib.store.lake import Lake
+from qaq_assets.lib.store.tables import CURATED_SUBSET, QAQ_SCORES, RAW_SAMPLES, TOKEN_LOGPROBS
+
+SCORE_FIELDS = ("nll_query", "nll_query_given_answer", "rmi", "ifd_loss", "ifd_ppl", "nll_answer_end")
+
+
+@dataclass
+class Explanation:
+    row: dict  # the curated row, with its text
+    scores: dict  # the strong model's qaq_scores row (empty if none)
+    band: tuple[float, float] | None  # rmi_rank range of the kept samples of the row's stratum
+    query_tokens: list[tuple[str, float]]  # (token text, log-prob gained from reading the answer)
+    curated_version: int
+    model_key: str
+
+
+def find(lake: Lake, key: str, version: int | None = None) -> tuple[dict, dict]:
+    """The curated row of ``key`` (a sample id, a record id, or ``shard:row``) in ``version``,
+    and that version's lineage."""
+    lineage = lineage_record(lake, version)
+    curated = lake.scan(CURATED_SUBSET, lineage["curated_version"])
+    shard, _, row = key.rpartition(":")
+    match = pl.col("sample_id") == key
+    if shard and row.isdigit():
+        match |= (pl.col("shard") == shard) & (pl.col("row_index") == int(row))
+    raw = lake.scan(RAW_SAMPLES, lineage["input_versions"].get("raw_samples"))
+    by_id = raw.filter(pl.col("id") == key).select("shard", "row_index").collect()
+    rows = curated.filter(match).collect()
+    if by_id.height:
+        rows = pl.concat([rows, curated.join(by_id.lazy(), on=["shard", "row_index"]).collect()], how="diagonal")
+    if rows.height == 0:
+        raise LakeError(f"no sample {key!r} in curated_subset version {lineage['curated_version']}")
+    return with_text(lake, rows.head(1), lineage).row(0, named=True), lineage
+
+
+def explain(lake: Lake, key: str, version: int | None = None, tokenizer=None) -> Explanation:
+    """Everything behind one sample's decision; ``tokenizer`` (the strong model's) names the query's
+    tokens, else they are shown by position."""
+    row, lineage = find(lake, key, version)
+    model_key = lineage["models"][0]["model_key"]
+    versions = lineage["input_versions"]
+    where = (pl.col("model_key") == model_key) & (pl.col("shard") == row["shard"])
+    where &= pl.col("sample_id") == row["sample_id"]
+    scores = lake.scan(QAQ_SCORES, versions.get("qaq_scores")).filter(where).collect()
+    logprobs = lake.scan(TOKEN_LOGPROBS).filter(where).select("query_logprobs", "query_given_answer_logprobs")
+    logprobs = logprobs.collect()
+    tokens: list[tuple[str, float]] = []
+    if logprobs.height:
+        alone, after_answer = logprobs.row(0)
+        names = _token_texts(tokenizer, row["instruction"], len(alone))
+        tokens = [(name, given - plain) for name, plain, given in zip(names, alone, after_answer, strict=True)]
+    band = None
+    if row.get("stratum") is not None:
+        kept = lake.scan(CURATED_SUBSET, lineage["curated_version"]).filter(
+            (pl.col("stratum") == row["stratum"]) & (pl.col("decision") == KEEP)
+        )
+        edges = kept.select(low=pl.col("rmi_rank").min(), high=pl.col("rmi_rank").max()).collect().row(0)
+        band = None if edges[0] is None else edges
+    return Explanation(
+        row=row,
+        scores=scores.row(0, named=True) if scores.height else {},
+        band=band,
+        query_tokens=tokens,
+        curated_version=lineage["curated_version"],
+        model_key=model_key,
+    )
+
+
+def _token_texts(tokenizer, text: str, count: int) -> list[str]:
+    if tokenizer is None:
+        return [f"#{i}" for i in range(count)]
+    ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])[:count]
+    names = [tokenizer.decode([token_id]) for token_id in ids]
+    return names + [f"#{i}" for i in range(len(names), count)]
+
+
+def _score_lines(explained: Explanation) -> list[str]:
+    row, scores = explained.row, explained.scores
+    lines = [
+        f"{row['shard']}:{row['row_index']} sample {row['sample_id']} (curated_subset v{explained.curated_version},"
+        f" model {explained.model_key})",
+        f"decision: {row['decision']} ({row['reason_code']}): {row['reason']}",
+    ]
+    if row.get("stratum") is not None:
+        low_high = explained.band
+        band = "" if low_high is None else f"; kept band of its stratum {low_high[0]:.3f}-{low_high[1]:.3f}"
+        lines.append(f"stratum {row['stratum']} of NLL(Q); RMI rank {row['rmi_rank']:.3f}{band}")
+    values = ", ".join(f"{name} {scores[name]:.3f}" for name in SCORE_FIELDS if scores.get(name) is not None)
+    lines.append(f"scores: {values or 'none'}; code: {row.get('code_status')}")
+    return lines
+
+
+def text_report(explained: Explanation, colour: bool = False) -> str:
+    """The explanation as terminal text; the query's tokens coloured (green: the answer made the
+    token more predictable, red: less) or, without colour, each followed by its gain."""
+    parts = []
+    for name, gain in explained.query_tokens:
+        shown = name.replace("\n", "\\n")
+        if colour:
+            code = 32 if gain > 0.5 else 31 if gain < -0.5 else 0
+            parts.append(f"\x1b[{code}m{shown}\x1b[0m")
+        else:
+            parts.append(f"{shown}({gain:+.2f})")
+    query = "".join(parts) if colour else " ".join(parts)
+    lines = _score_lines(explained)
+    lines += ["query, token by token (log-prob gained by reading the answer first):", query or "(no token log-probs)"]
+    return "\n".join(lines)
+
+
+def html_fragment(explained: Explanation) -> str:
+    """The explanation as an HTML fragment: each query token's background green or red by its gain."""
+    spans = []
+    for name, gain in explained.query_tokens:
+        strength = min(abs(gain) / 4, 1.0)
+        colour = f"rgba(43,138,62,{strength:.2f})" if gain > 0 else f"rgba(224,49,49,{strength:.2f})"
+        spans.append(f'<span title="{gain:+.2f}" style="background:{colour}">{html.escape(name)}</span>')
+    lines = "".join(f"<div>{html.escape(line)}</div>" for line in _score_lines(explained))
+    return f'<div class="explain">{lines}<pre style="white-space:pre-wrap">{"".join(spans)}</pre></div>'
+
+
+def examples(lake: Lake, version: int | None = None, tokenizer=None, each: int = 3) -> list[Explanation]:
+    """Explanations of the top kept samples and of dropped ones from both sides of the RMI band."""
+    lineage = lineage_record(lake, version)
+    curated = lake.scan(CURATED_SUBSET, lineage["curated_version"])
+    picks = []
+    for decision, codes in ((KEEP, None), ("drop", ("rmi_below_band", "rmi_above_band", "answer_incomplete"))):
+        rows = curated.filter(pl.col("decision") == decision)
+        if codes:
+            rows = rows.filter(pl.col("reason_code").is_in(codes))
+        rows = rows.sort(["keep_score", "sample_id"], descending=[True, False], nulls_last=True)
+        picks += rows.select("shard", "row_index").head(each).collect().rows()
+    return [explain(lake, f"{shard}:{row}", lineage["curated_version"], tokenizer) for shard, row in picks]

@@ -1,0 +1,33 @@
+"""qaq explain: the decision behind one sample, and its query token by token."""
+
+import numpy as np
+import polars as pl
+
+from qaq_assets.lib.reports.explain import explain, html_fragment, text_report
+from qaq_assets.lib.store.tables import CURATED_SUBSET, TOKEN_LOGPROBS
+from qaq_assets_tests.conftest import CODE_PAIRS, TINY, materialize_all, qaq
+
+
+def test_explain_reads_an_old_version_and_shows_the_stored_log_probs(lake, make_shard, tiny_model):
+    shard = make_shard("one", CODE_PAIRS)
+    materialize_all(lake, [shard])
+    first = lake.version(CURATED_SUBSET)
+    materialize_all(lake, [shard], budget=0.5)  # a newer version exists
+    kept = lake.scan(CURATED_SUBSET, first).filter(pl.col("decision") == "keep").collect().row(0, named=True)
+
+    explained = explain(lake, kept["sample_id"], first, tiny_model.tokenizer)
+    assert explained.curated_version == first and explained.row["decision"] == "keep"
+    assert explained.band is not None and explained.band[0] <= explained.row["rmi_rank"] <= explained.band[1]
+    stored = lake.scan(TOKEN_LOGPROBS).filter(pl.col("sample_id") == kept["sample_id"]).collect().row(0, named=True)
+    gains = np.array([gain for _, gain in explained.query_tokens])
+    expected = np.array(stored["query_given_answer_logprobs"]) - np.array(stored["query_logprobs"])
+    np.testing.assert_allclose(gains, expected, rtol=0, atol=1e-6)
+    assert "".join(name for name, _ in explained.query_tokens) == explained.row["instruction"]
+    report = text_report(explained)
+    assert "decision: keep (rmi_in_band)" in report and f"one:{kept['row_index']}" in report
+    assert html_fragment(explained).count("<span") == len(explained.query_tokens)
+    # By shard:row as well, through the command line.
+    shown = qaq("explain", f"one:{kept['row_index']}", "--lake", lake.root, "--version", first, "--model", TINY)
+    assert shown.returncode == 0 and kept["sample_id"] in shown.stdout
+    missing = qaq("explain", "no-such-sample", "--lake", lake.root)
+    assert missing.returncode == 2 and "no sample 'no-such-sample'" in missing.stderr
