@@ -34,11 +34,12 @@ demo: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/qaq curate data/shards/*.jsonl --lake $(LAKE)
 	$(BIN)/qaq summary --lake $(LAKE)
 
+# Two workers: the suite's slow tests wait on subprocesses and servers, so two cores overlap them.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -rs
+	$(BIN)/python -m pytest -q -rs -n 2
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -n 2 -m "not slow"
 
 bench: $(STAMP)
 	$(BIN)/qaq bench scoring

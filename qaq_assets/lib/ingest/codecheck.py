@@ -6,6 +6,7 @@ another language counts as that language, not as broken Python."""
 from __future__ import annotations
 
 import ast
+import functools
 import re
 import warnings
 
@@ -16,11 +17,18 @@ VALID, SYNTAX_ERROR, OTHER_LANGUAGE, NO_CODE = "valid", "syntax_error", "other_l
 CHECK_FAILED = "check_failed"
 
 
+@functools.lru_cache(maxsize=8)
+def _tree(code: str) -> ast.Module:
+    """``ast.parse(code)``, remembered for the few most recent texts: the code check and the
+    signature check of one answer parse it once (the parser is ingest's costliest step)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # invalid escape sequences in user code
+        return ast.parse(code)
+
+
 def _parses(code: str) -> bool:
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # invalid escape sequences in user code
-            tree = ast.parse(code)
+        tree = _tree(code)
     except (SyntaxError, ValueError):
         return False
     # A lone string or name is prose that happens to parse, not code.
@@ -76,11 +84,9 @@ def signature_status(instruction: str, answer: str) -> str:
         if asked is None:
             return SIGNATURE_UNKNOWN
         name = asked.group(1)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            wanted = _parameters(ast.parse(f"def {name}({asked.group(2)}): pass").body[0])
-            blocks = [code for label, code in FENCE.findall(answer) if label.lower() in PYTHON_LABELS]
-            tree = ast.parse(blocks[0] if blocks else answer)
+        wanted = _parameters(_tree(f"def {name}({asked.group(2)}): pass").body[0])
+        blocks = [code for label, code in FENCE.findall(answer) if label.lower() in PYTHON_LABELS]
+        tree = _tree(blocks[0] if blocks else answer)
         functions = [node for node in ast.walk(tree) if isinstance(node, ast.FunctionDef) and node.name == name]
         if not functions:
             return SIGNATURE_UNKNOWN

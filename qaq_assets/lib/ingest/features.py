@@ -121,6 +121,8 @@ def sample_features(samples: pl.DataFrame) -> pl.DataFrame:
     ``instruction``, ``response``)."""
     instructions, responses = samples["instruction"].to_list(), samples["response"].to_list()
     signature_rows = signatures([q + "\n" + a for q, a in zip(instructions, responses, strict=True)])
+    # Both checks of one answer together: they share its parse.
+    checks = [(python_status(a), signature_status(q, a)) for q, a in zip(instructions, responses, strict=True)]
     return pl.DataFrame(
         {
             "shard": samples["shard"],
@@ -128,8 +130,8 @@ def sample_features(samples: pl.DataFrame) -> pl.DataFrame:
             "sample_id": samples["sample_id"],
             "query_sha": [text_sha(text) for text in instructions],
             "answer_sha": [text_sha(text) for text in responses],
-            "code_status": [python_status(text) for text in responses],
-            "signature_status": [signature_status(q, a) for q, a in zip(instructions, responses, strict=True)],
+            "code_status": [status for status, _ in checks],
+            "signature_status": [signature for _, signature in checks],
             "minhash": [row.astype("<u4").tobytes() for row in signature_rows],
             "band_keys": pl.Series(band_keys(signature_rows).view(np.int64).tolist(), dtype=pl.List(pl.Int64)),
         }

@@ -87,7 +87,7 @@ QUARANTINE = TableSpec(
     partition_by=("shard",),
 )
 
-# Per-sample features computed once at ingest (see lib/features.py): what curation reads
+# Per-sample features computed once at ingest (see lib/ingest/features.py): what curation reads
 # instead of the text.
 SAMPLE_FEATURES = TableSpec(
     "sample_features",

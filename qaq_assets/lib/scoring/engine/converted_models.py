@@ -119,8 +119,8 @@ def save_converted(weights_sha256: str, model: torch.nn.Module, tokenizer) -> Pa
 
 def _tensors_to_save(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The state dict with each tensor once: tied weights under their first name (transformers
-    ties them again on load), and views into a larger tensor (the fused forward's projections)
-    copied out, as safetensors stores whole storages only."""
+    ties them again on load), and any tensor that views part of a larger storage copied out, as
+    safetensors stores whole storages only."""
     tensors: dict[str, torch.Tensor] = {}
     seen: set[tuple[int, tuple[int, ...]]] = set()
     for name, tensor in model.state_dict().items():

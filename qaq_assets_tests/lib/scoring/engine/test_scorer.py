@@ -219,3 +219,36 @@ def test_query_nll_covers_exactly_the_querys_own_tokens(tiny_model):
     assert len(scores.query) == len(scores.query_given_answer) == len(pair.query_ids)
     prefix = tiny_model.tokenizer.decode(list(layouts.query_first.prefix))
     assert prefix.endswith("user\n") and "Reverse" not in prefix
+
+
+def test_the_batch_budget_is_sized_from_the_cards_free_memory():
+    from types import SimpleNamespace
+
+    from qaq_assets.lib.scoring.engine.scorer import CPU_BATCH_TOKENS, MAX_BATCH_TOKENS, auto_batch_tokens
+
+    def shaped(width, heads, key_heads, intermediate):
+        config = SimpleNamespace(
+            hidden_size=width, num_attention_heads=heads, num_key_value_heads=key_heads, intermediate_size=intermediate
+        )
+        return SimpleNamespace(config=config, parameters=lambda: iter([torch.zeros(1, dtype=torch.bfloat16)]))
+
+    qwen_05b = shaped(896, 14, 2, 4864)  # 38,656 bytes of live activations per token in bf16
+    cuda = torch.device("cuda")
+    assert auto_batch_tokens(qwen_05b, torch.device("cpu")) == CPU_BATCH_TOKENS
+    assert auto_batch_tokens(qwen_05b, cuda, free_bytes=130 << 30) == MAX_BATCH_TOKENS  # an idle H200
+    assert auto_batch_tokens(qwen_05b, cuda, free_bytes=4 << 30) == 1 << 15  # 55,563 fit: a power of two below
+    llama_67b = shaped(4096, 32, 32, 11008)
+    assert auto_batch_tokens(llama_67b, cuda, free_bytes=8 << 30) == 1 << 15
+    assert auto_batch_tokens(llama_67b, cuda, free_bytes=1 << 30) == 1 << 14  # never below 16,384: OOM back-off
+
+
+def test_chat_nll_answer_is_conditioned_on_the_reverse_instruction(tiny_model):
+    """Documented choice: two passes per sample, so under chat NLL(A) is scored after the system turn
+    and the reverse instruction (IFD then agrees a little less with Cherry's than under plain)."""
+    from qaq_assets.lib.scoring.engine.templates import REVERSE_INSTRUCTION
+
+    layouts = build_layouts("chat", tiny_model.tokenizer)
+    prefix = tiny_model.tokenizer.decode(list(layouts.answer_first.prefix))
+    assert prefix.endswith(REVERSE_INSTRUCTION)
+    # Under plain, nothing but the document start precedes the answer: NLL(A) is unconditional.
+    assert len(build_layouts("plain", tiny_model.tokenizer).answer_first.prefix) == 1
