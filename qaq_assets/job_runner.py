@@ -58,8 +58,13 @@ class CurationSummary:
 
 
 def instance_for_cli() -> dg.DagsterInstance:
-    """The persistent instance under ``DAGSTER_HOME`` (shared with the UI), else an ephemeral one."""
-    return dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+    """The persistent instance under ``DAGSTER_HOME`` (shared with the UI; created when it does not
+    exist yet), else an ephemeral one."""
+    home = os.environ.get("DAGSTER_HOME")
+    if not home:
+        return dg.DagsterInstance.ephemeral()
+    os.makedirs(home, exist_ok=True)
+    return dg.DagsterInstance.get()
 
 
 def _metadata_sum(result: dg.ExecuteInProcessResult, name: str) -> int:

@@ -72,6 +72,13 @@ def tiny_model():
     return load_model(TINY, device="cpu", dtype="float32")
 
 
+@pytest.fixture(autouse=True)
+def _no_shared_dagster_home(monkeypatch):
+    """Each test runs on an ephemeral instance unless it sets DAGSTER_HOME itself (make exports the
+    repository's, which test runs must neither need nor fill)."""
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+
+
 @pytest.fixture
 def lake(tmp_path) -> Lake:
     return Lake(tmp_path / "lake")

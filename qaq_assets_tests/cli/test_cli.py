@@ -25,8 +25,7 @@ def test_curate_prints_the_contract_line_and_reruns_score_nothing(tmp_path, make
 
 
 def test_runs_are_recorded_in_a_shared_dagster_home(tmp_path, make_shard):
-    home = tmp_path / "dagster_home"
-    home.mkdir()
+    home = tmp_path / "dagster_home"  # not there yet: the command creates it
     result = qaq(
         "curate",
         str(make_shard("s", CODE_PAIRS[:4])),
