@@ -5,7 +5,7 @@ import json
 import pytest
 
 from qaq_assets.cli import main
-from qaq_assets_tests.conftest import CODE_PAIRS, TINY, write_jsonl
+from qaq_assets_tests.conftest import CODE_PAIRS, TINY, qaq, write_jsonl
 
 MODEL = ["--model", TINY, "--template", "plain", "--dtype", "float32"]
 
@@ -14,7 +14,7 @@ MODEL = ["--model", TINY, "--template", "plain", "--dtype", "float32"]
 def curated_lake(tmp_path_factory):
     root = tmp_path_factory.mktemp("curated")
     shard = write_jsonl(root / "s.jsonl", [{"instruction": q, "response": a} for q, a in CODE_PAIRS])
-    assert main(["curate", str(shard), "--lake", str(root / "lake"), *MODEL]) == 0
+    assert qaq("curate", shard, "--lake", root / "lake", *MODEL).returncode == 0  # no shared DAGSTER_HOME
     return root / "lake"
 
 
