@@ -187,11 +187,11 @@ def _bench_scale(args: argparse.Namespace) -> int:
 
 
 def _explain(args: argparse.Namespace) -> int:
-    from qaq_assets.lib.reports.explain import explain, find, text_report
+    from qaq_assets.lib.reports.explain import explain_row, find, text_report
 
     lake = _lake(args)
-    _, lineage = find(lake, args.sample, args.version)
-    explained = explain(lake, args.sample, args.version, _tokenizer_of(args, lineage["models"][0]["model_key"]))
+    row, lineage = find(lake, args.sample, args.version)
+    explained = explain_row(lake, row, lineage, _tokenizer_of(args, lineage["models"][0]["model_key"]))
     print(text_report(explained, colour=sys.stdout.isatty()))
     return 0
 

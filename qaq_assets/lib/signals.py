@@ -35,7 +35,9 @@ class SignalWatch:
         return self
 
     def __exit__(self, *_exc) -> None:
-        if self._previous_fd is None:
+        if self._previous_fd is None:  # never watched (not the main thread): no reader thread either
+            self._reader.close()
+            self._writer.close()
             return
         signal.set_wakeup_fd(self._previous_fd)
         for signum, handler in self._previous_handlers.items():
@@ -55,6 +57,8 @@ class SignalWatch:
                         self.signum = signum
         except OSError:
             pass
+        finally:
+            self._reader.close()  # the writer closed on exit: nothing more will arrive
 
     def check(self) -> None:
         """Raise :class:`Interrupted` if a stop signal has arrived."""

@@ -37,11 +37,11 @@ def find(lake: Lake, key: str, version: int | None = None) -> tuple[dict, dict]:
     match = pl.col("sample_id") == key
     if shard and row.isdigit():
         match |= (pl.col("shard") == shard) & (pl.col("row_index") == int(row))
-    raw = lake.scan(RAW_SAMPLES, lineage["input_versions"].get("raw_samples"))
-    by_id = raw.filter(pl.col("id") == key).select("shard", "row_index").collect()
     rows = curated.filter(match).collect()
-    if by_id.height:
-        rows = pl.concat([rows, curated.join(by_id.lazy(), on=["shard", "row_index"]).collect()], how="diagonal")
+    if rows.height == 0:  # a record id: found in raw_samples only when the key is nothing else
+        raw = lake.scan(RAW_SAMPLES, lineage["input_versions"].get("raw_samples"))
+        by_id = raw.filter(pl.col("id") == key).select("shard", "row_index")
+        rows = curated.join(by_id, on=["shard", "row_index"]).collect()
     if rows.height == 0:
         raise LakeError(f"no sample {key!r} in curated_subset version {lineage['curated_version']}")
     return with_text(lake, rows.head(1), lineage).row(0, named=True), lineage
@@ -50,7 +50,11 @@ def find(lake: Lake, key: str, version: int | None = None) -> tuple[dict, dict]:
 def explain(lake: Lake, key: str, version: int | None = None, tokenizer=None) -> Explanation:
     """Everything behind one sample's decision; ``tokenizer`` (the strong model's) names the query's
     tokens, else they are shown by position."""
-    row, lineage = find(lake, key, version)
+    return explain_row(lake, *find(lake, key, version), tokenizer)
+
+
+def explain_row(lake: Lake, row: dict, lineage: dict, tokenizer=None) -> Explanation:
+    """:func:`explain` for a curated ``row`` (with its text) of the version ``lineage`` describes."""
     model_key = lineage["models"][0]["model_key"]
     versions = lineage["input_versions"]
     where = (pl.col("model_key") == model_key) & (pl.col("shard") == row["shard"])
@@ -142,5 +146,6 @@ def examples(lake: Lake, version: int | None = None, tokenizer=None, each: int =
         if codes:
             rows = rows.filter(pl.col("reason_code").is_in(codes))
         rows = rows.sort(["keep_score", "sample_id"], descending=[True, False], nulls_last=True)
-        picks += rows.select("shard", "row_index").head(each).collect().rows()
-    return [explain(lake, f"{shard}:{row}", lineage["curated_version"], tokenizer) for shard, row in picks]
+        picks.append(rows.head(each).collect())
+    chosen = with_text(lake, pl.concat(picks, how="diagonal_relaxed"), lineage)  # one read of the text
+    return [explain_row(lake, row, lineage, tokenizer) for row in chosen.iter_rows(named=True)]
