@@ -15,7 +15,7 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from urllib.parse import quote
 
 import polars as pl
@@ -157,7 +157,10 @@ class Lake:
         self.ensure(table)
         predicate = partition_predicate(partition)
         return self._until_partition_holds(
-            table, partition, frame.height, lambda: self._commit(table, frame, mode="overwrite", predicate=predicate)
+            table,
+            partition,
+            lambda: frame.height,
+            lambda: self._commit(table, frame, mode="overwrite", predicate=predicate),
         )
 
     def replace_partition_streaming(
@@ -196,15 +199,18 @@ class Lake:
 
         return self._until_partition_holds(table, partition, lambda: written["rows"], write_and_commit)
 
-    def _until_partition_holds(self, table: TableSpec, partition: Mapping[str, str], rows, write) -> int:
+    def _until_partition_holds(
+        self, table: TableSpec, partition: Mapping[str, str], rows: Callable[[], int], write: Callable[[], int]
+    ) -> int:
         """Run ``write`` (a partition replacement) until the version it returns holds exactly
-        ``rows`` rows in the partition. Two writers that both read the partition empty remove
-        nothing, so delta-rs sees no conflict and keeps both writers' rows; the writer that
-        finds the other's rows beside its own replaces the partition again."""
+        ``rows()`` rows in the partition (known once ``write`` has run). Two writers that both
+        read the partition empty remove nothing, so delta-rs sees no conflict and keeps both
+        writers' rows; the writer that finds the other's rows beside its own replaces the
+        partition again."""
         predicate = pl.all_horizontal([pl.col(column) == value for column, value in partition.items()])
         for _ in range(self.commit_retries + 1):
             version = write()
-            expected = rows() if callable(rows) else rows
+            expected = rows()
             held = self.scan(table, version).filter(predicate).select(pl.len()).collect().item()
             if held == expected:
                 return version

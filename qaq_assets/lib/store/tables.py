@@ -110,6 +110,23 @@ SAMPLE_FEATURES = TableSpec(
     partition_by=("shard",),
 )
 
+# One scored (query, answer) pair: its content key, token counts, truncation flags and the
+# per-token log-probs of both passes; the score cache and token_logprobs both hold it.
+SCORED_PAIR = {
+    "query_sha": pl.String,
+    "answer_sha": pl.String,
+    "n_query_tokens": pl.Int32,
+    "n_answer_tokens": pl.Int32,
+    "query_truncated": pl.Boolean,
+    "answer_truncated": pl.Boolean,
+    "query_logprobs": LOGPROBS,
+    "answer_given_query_logprobs": LOGPROBS,
+    "answer_logprobs": LOGPROBS,
+    "query_given_answer_logprobs": LOGPROBS,
+    # The end of the answer's turn after [Q;A] (templates v2 on; null in older rows).
+    "answer_end_logprobs": LOGPROBS,
+}
+
 # Content-addressed: one row per (model fingerprint, template, query text, answer text).
 # Scoring commits here in chunks, so a killed run resumes from its last commit and a
 # sample seen again in any shard is never rescored.
@@ -119,17 +136,7 @@ SCORE_CACHE = TableSpec(
         {
             "model_fingerprint": pl.String,
             "template_version": pl.String,
-            "query_sha": pl.String,
-            "answer_sha": pl.String,
-            "n_query_tokens": pl.Int32,
-            "n_answer_tokens": pl.Int32,
-            "query_truncated": pl.Boolean,
-            "answer_truncated": pl.Boolean,
-            "query_logprobs": LOGPROBS,
-            "answer_given_query_logprobs": LOGPROBS,
-            "answer_logprobs": LOGPROBS,
-            "query_given_answer_logprobs": LOGPROBS,
-            "answer_end_logprobs": LOGPROBS,
+            **SCORED_PAIR,
             "scored_at": pl.Datetime("us", "UTC"),
         }
     ),
@@ -149,18 +156,7 @@ TOKEN_LOGPROBS = TableSpec(
             "dtype": pl.String,
             "template_version": pl.String,
             "truncation_policy": pl.String,
-            "query_sha": pl.String,
-            "answer_sha": pl.String,
-            "n_query_tokens": pl.Int32,
-            "n_answer_tokens": pl.Int32,
-            "query_truncated": pl.Boolean,
-            "answer_truncated": pl.Boolean,
-            "query_logprobs": LOGPROBS,
-            "answer_given_query_logprobs": LOGPROBS,
-            "answer_logprobs": LOGPROBS,
-            "query_given_answer_logprobs": LOGPROBS,
-            # The end of the answer's turn after [Q;A] (templates v2 on; null in older rows).
-            "answer_end_logprobs": LOGPROBS,
+            **SCORED_PAIR,
         }
     ),
     partition_by=("model_key", "shard"),
