@@ -7,7 +7,7 @@ STAMP := $(VENV)/.qaq-installed
 LAKE ?= lake
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: setup setup-gemma demo test test-fast bench ui clean
+.PHONY: setup setup-gemma demo test test-fast bench bench-gpu ui clean
 
 setup: $(STAMP)
 
@@ -44,6 +44,13 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/qaq bench scoring
 	$(BIN)/qaq bench memory
+
+# On a CUDA machine, nothing installed: it needs only torch, transformers, tokenizers and numpy.
+# The issue's three shapes, each in turn; TOKENIZER=DIR (a saved tokenizer) for realistic lengths.
+GPU_MODELS ?= random:qwen2-0.5b random:qwen2-1.5b random:llama-6.7b
+bench-gpu:
+	$(PYTHON) -m qaq_assets.cli bench scoring --device cuda --samples 4096 \
+		$(foreach model,$(GPU_MODELS),--model $(model)) $(if $(TOKENIZER),--tokenizer $(TOKENIZER))
 
 ui: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml

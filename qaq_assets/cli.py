@@ -133,32 +133,10 @@ def _bench_scoring(args: argparse.Namespace) -> int:
     import glob
     from pathlib import Path
 
-    import torch
+    from qaq_assets.benchmarks.scoring import main as scoring_bench
 
-    from qaq_assets.benchmarks.scoring import load_bench_pairs, report_lines, run_bench
-    from qaq_assets.lib.scoring.engine.models import load_model, resolve_dtype
-
-    settings = _settings(args)
     paths = [Path(p) for p in sorted(glob.glob(args.data))]
-    queries, answers = load_bench_pairs(paths, args.samples)
-    loaded = load_model(settings.models[0], device=settings.device, dtype="float32")
-    scorer_dtype = resolve_dtype(settings.dtype, loaded.device)
-    print(
-        f"machine: {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-        f"device {loaded.device}; model {loaded.model_id} ({loaded.parameters / 1e6:.1f}M params), "
-        f"scorer dtype {scorer_dtype}"
-    )
-    result = run_bench(
-        loaded,
-        queries,
-        answers,
-        scorer_dtype,
-        template=settings.template,
-        batch_tokens=settings.batch_tokens,
-        forward=settings.forward,
-    )
-    for line in report_lines(result):
-        print(line)
+    scoring_bench(_settings(args), paths, args.samples, args.naive_samples, args.tokenizer)
     return 0
 
 
@@ -260,10 +238,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser("bench", help="benchmarks")
     bench_kinds = bench.add_subparsers(dest="bench", required=True)
-    scoring = bench_kinds.add_parser("scoring", help="the scorer vs the naive one-sample, four-pass reference")
-    scoring.add_argument("--samples", type=int, default=48)
-    scoring.add_argument("--data", default="data/shards/*.jsonl", help="glob of shard files to take samples from")
-    _add_settings(scoring, names=("models", "template", "device", "dtype", "forward", "batch_tokens"))
+    scoring = bench_kinds.add_parser(
+        "scoring", help="the scorer vs the naive one-sample, four-pass reference (each --model in turn)"
+    )
+    scoring.add_argument("--samples", type=int, default=48, help="pairs to score (the shards' repeated if fewer)")
+    scoring.add_argument(
+        "--naive-samples", type=int, default=48, help="of those, how many the naive reference times and checks"
+    )
+    scoring.add_argument("--data", default="data/shards/*.jsonl", help="glob of JSONL shard files to take samples from")
+    scoring.add_argument(
+        "--tokenizer", default=None, help="a tokenizer saved with save_pretrained, for random:ARCH models"
+    )
+    _add_settings(scoring, names=("models", "template", "device", "dtype", "forward", "attention", "batch_tokens"))
     scoring.set_defaults(handler=_bench_scoring)
     memory = bench_kinds.add_parser("memory", help="peak memory of writing one shard's log-probs, by shard size")
     memory.add_argument("--samples", default="10000,40000", help="shard sizes to compare")

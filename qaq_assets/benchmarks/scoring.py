@@ -1,6 +1,9 @@
 """``qaq bench scoring``: the project's scorer against the naive reference, same samples,
-same model, one process. Prints tokens/s, speedup and achieved FLOP rate vs a measured
-matmul peak; the equality check raises on a mismatch."""
+same model, one process. Prints tokens/s, speedup and MFU (achieved FLOP rate over a
+measured matmul rate); the equality check raises on a mismatch.
+
+Needs only torch, transformers, tokenizers and numpy (a bare CUDA machine has no polars,
+deltalake or dagster): JSONL shards are read with the plain reader."""
 
 from __future__ import annotations
 
@@ -13,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from qaq_assets.lib.ingest.records import read_shard
+from qaq_assets.lib.ingest.record_formats import read_pairs, sample_id_for
 from qaq_assets.lib.scoring.backends import prepare_worker
-from qaq_assets.lib.scoring.engine.models import LoadedModel
+from qaq_assets.lib.scoring.engine.models import LoadedModel, load_model, resolve_dtype
 from qaq_assets.lib.scoring.engine.reference import mean_nlls, naive_pair_logprobs
 from qaq_assets.lib.scoring.engine.scorer import PairScorer, PairTokens, tokenize_pairs
 from qaq_assets.lib.scoring.engine.templates import build_layouts
@@ -50,22 +53,21 @@ def check_equal(reference: np.ndarray, candidate: np.ndarray, tolerance: float, 
     return worst
 
 
+def matmul_size(device: torch.device) -> int:
+    """The square matmul that sets the bench's peak: 8192 on a GPU (the issue's MFU), 2048 on a CPU."""
+    return 8192 if device.type == "cuda" else 2048
+
+
 def matmul_gflops(dtype: torch.dtype, device: torch.device, size: int = 2048, seconds: float = 1.0) -> float:
     """Sustained GFLOP/s of a square matmul in ``dtype`` on ``device`` (the roofline for the bench)."""
     a = torch.randn(size, size, device=device).to(dtype)
     b = torch.randn(size, size, device=device).to(dtype)
     torch.matmul(a, b)
-
-    def wait() -> None:
-        # CUDA launches are asynchronous: count a matmul only once it has finished.
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
-    wait()
+    synchronize(device)
     runs, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
         torch.matmul(a, b)
-        wait()
+        synchronize(device)
         runs += 1
     return 2 * size**3 * runs / (time.perf_counter() - start) / 1e9
 
@@ -74,7 +76,7 @@ def matmul_gflops(dtype: torch.dtype, device: torch.device, size: int = 2048, se
 class BenchResult:
     samples: int
     content_tokens: int
-    naive_seconds: float
+    naive_tokens_per_second: float
     scorer_seconds: float
     scorer_forward_tokens: int
     padding_fraction: float
@@ -82,6 +84,8 @@ class BenchResult:
     matmul_gflops: float
     scorer_dtype: str
     attention_flops: float
+    matmul_size: int = 2048
+    forward: str = ""
 
     @property
     def attention_gflops(self) -> float:
@@ -90,7 +94,7 @@ class BenchResult:
 
     @property
     def speedup(self) -> float:
-        return self.naive_seconds / self.scorer_seconds
+        return self.tokens_per_second / self.naive_tokens_per_second
 
     @property
     def tokens_per_second(self) -> float:
@@ -106,14 +110,20 @@ class BenchResult:
 
 
 def load_bench_pairs(paths: list[Path], samples: int) -> tuple[list[str], list[str]]:
+    """Up to ``samples`` distinct pairs from JSONL shards, repeated when the shards hold fewer
+    (the bench wants a GPU-sized batch from the small sample data)."""
+    seen: set[str] = set()
     queries, answers = [], []
     for path in paths:
-        frame = read_shard(path, path.stem).samples.unique(subset="sample_id", keep="first", maintain_order=True)
-        queries += frame["instruction"].to_list()
-        answers += frame["response"].to_list()
+        for query, answer in read_pairs(path):
+            if (sample_id := sample_id_for(query, answer)) not in seen:
+                seen.add(sample_id)
+                queries.append(query)
+                answers.append(answer)
     if not queries:
         raise ValueError(f"no samples in {paths}")
-    return queries[:samples], answers[:samples]
+    repeats = -(-samples // len(queries))
+    return (queries * repeats)[:samples], (answers * repeats)[:samples]
 
 
 def run_bench(
@@ -124,10 +134,13 @@ def run_bench(
     template: str = "auto",
     batch_tokens: int = 0,
     forward: str = "fused",
+    attention: str = "auto",
+    naive_samples: int = 48,
     exact_check_samples: int = 8,
     log: Callable[[str], None] = print,
 ) -> BenchResult:
-    """Time the naive reference (``loaded``: float32, as peers load models) and the scorer in ``scorer_dtype``."""
+    """Time the naive reference (``loaded``: float32, as peers load models) on the first
+    ``naive_samples`` and the scorer in ``scorer_dtype`` on all; the speedup compares rates."""
     if loaded.dtype != torch.float32:
         raise ValueError("the reference model must be loaded in float32")
     prepare_worker(loaded.device)
@@ -142,20 +155,27 @@ def run_bench(
     pad = loaded.tokenizer.pad_token_id
     log(f"{len(pairs)} samples, {content_tokens} query+answer tokens, template {layouts.version}")
 
+    naive_pairs = pairs[: max(1, min(naive_samples, len(pairs)))]
+    naive_tokens = sum(len(p.query_ids) + len(p.answer_ids) for p in naive_pairs)
+    naive_pair_logprobs(reference_model, layouts, naive_pairs[0])  # warm-up: first-call allocations
+    synchronize(loaded.device)
     start = time.perf_counter()
-    naive = mean_nlls([naive_pair_logprobs(reference_model, layouts, pair) for pair in pairs])
+    naive = mean_nlls([naive_pair_logprobs(reference_model, layouts, pair) for pair in naive_pairs])
     naive_seconds = time.perf_counter() - start
     log(
-        f"naive (1 sample/pass, 4 passes, float32): {naive_seconds:.1f}s, {content_tokens / naive_seconds:.0f} tokens/s"
+        f"naive (1 sample/pass, 4 passes, float32) over {len(naive_pairs)} samples: {naive_seconds:.1f}s, "
+        f"{naive_tokens / naive_seconds:.0f} tokens/s"
     )
 
-    scorer = PairScorer(production_model, layouts, pad, batch_tokens=batch_tokens, forward=forward)
+    scorer = PairScorer(production_model, layouts, pad, batch_tokens=batch_tokens, forward=forward, attention=attention)
     start = time.perf_counter()
-    scorer.score(pairs[: min(4, len(pairs))])  # warm-up: kernel compilation, first-call allocations
+    scorer.score(pairs[: min(64, len(pairs))])  # warm-up: kernel compilation, first-call allocations
+    synchronize(loaded.device)
     warmup_seconds = time.perf_counter() - start
     log(f"scorer warm-up ({scorer.describe_forward()}): {warmup_seconds:.1f}s, once per process")
     start = time.perf_counter()
     result = scorer.score(pairs)
+    synchronize(loaded.device)
     scorer_seconds = time.perf_counter() - start
     scored, stats = mean_nlls(result), result.stats
     log(
@@ -163,31 +183,44 @@ def run_bench(
         f"{content_tokens / scorer_seconds:.0f} tokens/s, {stats.passes} forward passes"
     )
 
-    exact_pairs = pairs[:exact_check_samples]
-    exact_scorer = PairScorer(reference_model, layouts, pad, batch_tokens=batch_tokens, forward=forward)
+    exact_pairs = naive_pairs[:exact_check_samples]
+    exact_scorer = PairScorer(
+        reference_model, layouts, pad, batch_tokens=batch_tokens, forward=forward, attention=attention
+    )
     exact = mean_nlls(exact_scorer.score(exact_pairs))
     exact_diff = check_equal(naive[: len(exact_pairs)], exact, EXACT_TOLERANCE, "float32 scorer vs naive")
     tolerance = EXACT_TOLERANCE if scorer_dtype == torch.float32 else REDUCED_PRECISION_TOLERANCE
-    production_diff = check_equal(naive, scored, tolerance, f"{dtype_name} scorer vs naive float32")
+    production_diff = check_equal(naive, scored[: len(naive_pairs)], tolerance, f"{dtype_name} scorer vs naive float32")
     log(
         f"equality: float32 max |diff| {exact_diff:.2e} nats/token over {len(exact_pairs)} samples "
-        f"(tolerance {EXACT_TOLERANCE}); {dtype_name} max |diff| {production_diff:.3f} over {len(pairs)} "
+        f"(tolerance {EXACT_TOLERANCE}); {dtype_name} max |diff| {production_diff:.3f} over {len(naive_pairs)} "
         f"(tolerance {tolerance})"
     )
 
-    peak = matmul_gflops(scorer_dtype, loaded.device)
+    size = matmul_size(loaded.device)
+    peak = matmul_gflops(scorer_dtype, loaded.device, size=size)
     return BenchResult(
         samples=len(pairs),
         content_tokens=content_tokens,
-        naive_seconds=naive_seconds,
+        naive_tokens_per_second=naive_tokens / naive_seconds,
         scorer_seconds=scorer_seconds,
         scorer_forward_tokens=stats.real_tokens,
         padding_fraction=stats.padding_tokens / max(stats.padding_tokens + stats.real_tokens, 1),
         parameters=loaded.parameters,
         matmul_gflops=peak,
         scorer_dtype=dtype_name,
-        attention_flops=causal_attention_flops(production_model.config, [len(s.ids) for s in scorer.sequences(pairs)]),
+        attention_flops=causal_attention_flops(
+            production_model.config, [s.ids.shape[0] for s in scorer.sequences(pairs)]
+        ),
+        matmul_size=size,
+        forward=scorer.describe_forward(),
     )
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work: a CUDA timing counts only work that has finished."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def causal_attention_flops(config, sequence_lengths: list[int]) -> float:
@@ -200,12 +233,54 @@ def causal_attention_flops(config, sequence_lengths: list[int]) -> float:
 
 def report_lines(result: BenchResult) -> list[str]:
     return [
+        f"forward: {result.forward}",
         f"padding: {100 * result.padding_fraction:.1f}% of batch tokens",
         f"achieved: {result.achieved_gflops:.0f} GFLOP/s (2 x {result.parameters / 1e6:.1f}M params x "
         f"{result.scorer_forward_tokens} forward tokens / {result.scorer_seconds:.1f}s); "
         f"{result.scorer_dtype} matmul peak here: {result.matmul_gflops:.0f} GFLOP/s",
         f"with causal attention's FLOPs counted too: {result.attention_gflops:.0f} GFLOP/s "
         f"({result.attention_gflops / result.matmul_gflops:.2f} of peak)",
+        f"mfu={result.fraction_of_matmul_peak:.3f} (2 x params x forward tokens/s over the measured "
+        f"{result.matmul_size}^3 {result.scorer_dtype} matmul rate, {result.matmul_gflops / 1000:.1f} TFLOP/s)",
         f"speedup_vs_naive={result.speedup:.2f} tokens_per_s={result.tokens_per_second:.1f} "
         f"fraction_of_matmul_peak={result.fraction_of_matmul_peak:.3f}",
     ]
+
+
+def main(settings, paths: list[Path], samples: int, naive_samples: int, tokenizer_dir: str | None) -> None:
+    """Bench each of ``settings.models`` in turn (one at a time in memory); each block of output
+    ends with its contract line."""
+    import os
+
+    queries, answers = load_bench_pairs(paths, samples)
+    for spec in settings.models:
+        loaded = load_model(spec, device=settings.device, dtype="float32", tokenizer_dir=tokenizer_dir)
+        scorer_dtype = resolve_dtype(settings.dtype, loaded.device)
+        print(
+            f"machine: {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+            f"device {describe_device(loaded.device)}; model {loaded.model_id} "
+            f"({loaded.parameters / 1e6:.1f}M params), scorer dtype {scorer_dtype}",
+            flush=True,
+        )
+        result = run_bench(
+            loaded,
+            queries,
+            answers,
+            scorer_dtype,
+            template=settings.template,
+            batch_tokens=settings.batch_tokens,
+            forward=settings.forward,
+            attention=settings.attention,
+            naive_samples=naive_samples,
+            log=lambda line: print(line, flush=True),
+        )
+        for line in report_lines(result):
+            print(line, flush=True)
+        del loaded
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+def describe_device(device: torch.device) -> str:
+    """``device``, with the card's name on CUDA (figures are per card)."""
+    return f"{device} ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else str(device)

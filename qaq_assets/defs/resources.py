@@ -12,11 +12,13 @@ from qaq_assets.defs.config import config_class
 from qaq_assets.lib.scoring.backends import (
     DeferredLocalBackend,
     LocalBackend,
+    MultiDeviceBackend,
     ScorerIdentity,
     ScorerOptions,
     ScoringBackend,
+    local_devices,
 )
-from qaq_assets.lib.scoring.engine.models import LoadedModel, ModelSpec, identify, load_model
+from qaq_assets.lib.scoring.engine.models import LoadedModel, ModelSpec, canonical_device, identify, load_model
 from qaq_assets.lib.scoring.engine.templates import build_layouts
 from qaq_assets.lib.scoring.shard_scoring import ScoringProgress
 from qaq_assets.lib.settings import BY_NAME, SCORING
@@ -28,8 +30,11 @@ _MODEL_LOCK = threading.Lock()
 
 
 def cached_model(spec: ModelSpec, device: str, dtype: str) -> LoadedModel:
-    """Load a model at most once per process: a CLI curating many shards loads it once."""
+    """Load a model at most once per process and device: a CLI curating many shards loads it once."""
+    device = canonical_device(device)
     key = (spec.spec, device, dtype)
+    # Room for a strong and a weak model on every device.
+    limit = _MODEL_CACHE_SIZE * len(local_devices("auto"))
     with _MODEL_LOCK:
         if key in _MODEL_CACHE:
             _MODEL_CACHE.move_to_end(key)
@@ -37,7 +42,7 @@ def cached_model(spec: ModelSpec, device: str, dtype: str) -> LoadedModel:
         else:
             loaded = load_model(spec, device=device, dtype=dtype)
             _MODEL_CACHE[key] = loaded
-            while len(_MODEL_CACHE) > _MODEL_CACHE_SIZE:
+            while len(_MODEL_CACHE) > limit:
                 _MODEL_CACHE.popitem(last=False)
     # The key names the partition; the cached weights may have been loaded under another key.
     return loaded if loaded.spec == spec else dataclasses.replace(loaded, spec=spec)
@@ -67,12 +72,13 @@ class _ScoringModels(dg.ConfigurableResource):
     def model_keys(self) -> list[str]:
         return list(self.specs())
 
-    def load(self, key: str) -> LoadedModel:
+    def load(self, key: str, device: str | None = None) -> LoadedModel:
+        """``key``'s model on ``device`` (default: the configured one), loaded once per process."""
         try:
             spec = self.specs()[key]
         except KeyError:
             raise dg.Failure(f"model {key!r} is not configured; configured: {self.model_keys()}") from None
-        return cached_model(spec, self.device, self.dtype)
+        return cached_model(spec, device or self.device, self.dtype)
 
     def tokenizer(self, key: str):
         """``key``'s tokenizer, without loading its weights (None for hub models)."""
@@ -82,9 +88,12 @@ class _ScoringModels(dg.ConfigurableResource):
     def _local_backend(self, key: str) -> ScoringBackend:
         options = self.options()
 
-        def load() -> LocalBackend:
-            loaded = self.load(key)
-            return LocalBackend(loaded, options.scorer(loaded), options.sequence_budget(loaded))
+        def load() -> ScoringBackend:
+            backends = []
+            for device in local_devices(self.device):  # a replica on every visible GPU
+                loaded = self.load(key, device)
+                backends.append(LocalBackend(loaded, options.scorer(loaded), options.sequence_budget(loaded)))
+            return backends[0] if len(backends) == 1 else MultiDeviceBackend(backends)
 
         identity = identify(self.specs()[key], self.device, self.dtype) if key in self.specs() else None
         if identity is None:  # hub models are known only once downloaded
@@ -108,6 +117,7 @@ class _ScoringModels(dg.ConfigurableResource):
             max_batch_size=self.max_batch_size,
             max_sequence_tokens=self.max_sequence_tokens,
             forward=self.forward,
+            attention=self.attention,
         )
 
     def scoring_backend(self, key: str) -> ScoringBackend:

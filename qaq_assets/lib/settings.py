@@ -22,6 +22,9 @@ DTYPES = ("auto", "float32", "bfloat16", "float16")
 # fused: our forward with compiled element-wise steps; fused-eager: the same, uncompiled;
 # reference: the model's own Hugging Face forward. Unsupported models always use reference.
 FORWARDS = ("fused", "fused-eager", "reference")
+# packed: one token stream per pass, one attention call with a document mask; padded: length
+# groups, attention per group; auto: packed on CUDA where FlexAttention compiles, else padded.
+ATTENTIONS = ("auto", "packed", "padded")
 BACKENDS = ("local", "ray")
 # The method as published, its baselines, and one named extension beyond the paper.
 STRATEGIES = ("rmi-band", "diff", "ifd", "ppl", "random", "rmi-band+code", "rmi-band+checks")
@@ -107,7 +110,13 @@ SETTINGS: tuple[Setting, ...] = (
         SCORING,
         TEMPLATES,
     ),
-    Setting("device", str, "auto", "auto (CUDA when present), cpu, cuda or cuda:N", SCORING),
+    Setting(
+        "device",
+        str,
+        "auto",
+        "auto (every visible CUDA GPU, one model replica each; else cpu), cpu, cuda (all GPUs) or cuda:N",
+        SCORING,
+    ),
     Setting(
         "dtype",
         str,
@@ -124,6 +133,15 @@ SETTINGS: tuple[Setting, ...] = (
         "element-wise steps), fused-eager (the same, uncompiled) or reference (the model's own)",
         SCORING,
         FORWARDS,
+    ),
+    Setting(
+        "attention",
+        str,
+        "auto",
+        "pass layout: packed (sequences back to back, one attention call with a document mask), "
+        "padded (length groups, attention per group), or auto (packed on CUDA, padded on CPU)",
+        SCORING,
+        ATTENTIONS,
     ),
     Setting(
         "batch_tokens",

@@ -8,7 +8,7 @@ import polars as pl
 from qaq_assets.defs.config import config_class
 from qaq_assets.defs.partitions import shard_partitions
 from qaq_assets.defs.resources import LakeResource
-from qaq_assets.lib.ingest.records import ShardReadError
+from qaq_assets.lib.ingest.record_formats import ShardReadError
 from qaq_assets.lib.ingest.registry import source_path
 from qaq_assets.lib.ingest.shard_ingest import ingest_shard
 from qaq_assets.lib.reports.summary import markdown_counts

@@ -22,7 +22,7 @@ import numpy as np
 import polars as pl
 
 from qaq_assets.lib.ingest.codecheck import python_status, signature_status
-from qaq_assets.lib.ingest.records import normalise_text, text_sha
+from qaq_assets.lib.ingest.record_formats import normalise_text, text_sha
 
 NUM_PERM = 128
 SHINGLE_WORDS = 5

@@ -17,7 +17,7 @@ from pathlib import Path, PurePath
 import polars as pl
 
 from qaq_assets.lib.errors import QaqError
-from qaq_assets.lib.ingest.records import ShardReadError, detect_format
+from qaq_assets.lib.ingest.record_formats import ShardReadError, detect_format
 from qaq_assets.lib.store.lake import Lake
 from qaq_assets.lib.store.tables import SHARD_SOURCES
 

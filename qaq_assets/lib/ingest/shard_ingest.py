@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from qaq_assets.lib.ingest.features import sample_features
-from qaq_assets.lib.ingest.records import DEFAULT_MAX_RECORD_BYTES, ShardRead, read_shard
+from qaq_assets.lib.ingest.record_formats import DEFAULT_MAX_RECORD_BYTES
+from qaq_assets.lib.ingest.records import ShardRead, read_shard
 from qaq_assets.lib.store.lake import Lake
 from qaq_assets.lib.store.tables import QUARANTINE, RAW_SAMPLES, SAMPLE_FEATURES
 

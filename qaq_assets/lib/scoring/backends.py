@@ -7,7 +7,11 @@ so every backend shares the cache, the schema and the resume semantics.
 
 from __future__ import annotations
 
+import queue
+import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -29,6 +33,7 @@ class ScorerOptions:
     max_batch_size: int = BY_NAME["max_batch_size"].default
     max_sequence_tokens: int = BY_NAME["max_sequence_tokens"].default
     forward: str = BY_NAME["forward"].default
+    attention: str = BY_NAME["attention"].default
 
     def scorer(self, loaded: LoadedModel) -> PairScorer:
         return PairScorer(
@@ -38,6 +43,7 @@ class ScorerOptions:
             batch_tokens=self.batch_tokens,
             max_batch_size=self.max_batch_size,
             forward=self.forward,
+            attention=self.attention,
         )
 
     def sequence_budget(self, loaded: LoadedModel) -> int:
@@ -132,13 +138,14 @@ class LocalBackend:
     def __init__(self, loaded: LoadedModel, scorer: PairScorer, max_sequence_tokens: int):
         self.loaded, self.scorer, self.max_sequence_tokens = loaded, scorer, max_sequence_tokens
         self.identity = identity_of(loaded, scorer)
+        # After an out-of-memory back-off, later chunks start from the lower budget.
+        self.budget: int | None = None
         prepare_worker(loaded.device)
 
     def score_chunks(self, chunks: Iterable[Chunk], on_pass: OnPass | None = None) -> Iterator[ScoredChunk]:
-        budget = None  # after an out-of-memory back-off, later chunks start from the lower budget
         for chunk in chunks:
-            scored = score_chunk(self.loaded, self.scorer, chunk, self.max_sequence_tokens, on_pass, budget)
-            budget = scored.batch_tokens
+            scored = score_chunk(self.loaded, self.scorer, chunk, self.max_sequence_tokens, on_pass, self.budget)
+            self.budget = scored.batch_tokens
             yield scored
 
     def describe_forward(self) -> str:
@@ -148,6 +155,65 @@ class LocalBackend:
         pass  # the model stays in the process-wide cache for the next partition
 
 
+def local_devices(device: str, visible_gpus: int | None = None) -> list[str]:
+    """The devices local scoring spreads over: every visible GPU for ``auto`` and ``cuda``
+    (``auto`` is the CPU where there is none), else the one device named."""
+    visible_gpus = torch.cuda.device_count() if visible_gpus is None else visible_gpus
+    if device in ("auto", "cuda") and visible_gpus > 0:
+        return [f"cuda:{index}" for index in range(visible_gpus)]
+    return ["cpu" if device == "auto" else device]
+
+
+class MultiDeviceBackend:
+    """One :class:`LocalBackend` per device of this machine (a model replica on each GPU).
+
+    Each chunk goes to the next free replica, one thread per replica driving it, and the
+    results come back in the chunks' order: the driver commits exactly what one device
+    would. Threads share the host's interpreter: the passes' host work is vectorised and
+    their launches asynchronous, so one process feeds a machine's GPUs; past that, the Ray
+    backend runs one process per GPU."""
+
+    def __init__(self, backends: list[LocalBackend]):
+        identities = {backend.identity for backend in backends}
+        if len(identities) != 1:
+            raise RuntimeError(f"replicas disagree on the model they loaded: {identities}")
+        self.identity = identities.pop()
+        self.backends = backends
+
+    def score_chunks(self, chunks: Iterable[Chunk], on_pass: OnPass | None = None) -> Iterator[ScoredChunk]:
+        free: queue.SimpleQueue[LocalBackend] = queue.SimpleQueue()
+        for backend in self.backends:
+            free.put(backend)
+        lock = threading.Lock()
+
+        def reported(sequences: int, tokens: int) -> None:
+            with lock:
+                on_pass(sequences, tokens)
+
+        def run(chunk: Chunk) -> ScoredChunk:
+            backend = free.get()
+            try:
+                return next(iter(backend.score_chunks([chunk], reported if on_pass else None)))
+            finally:
+                free.put(backend)
+
+        with ThreadPoolExecutor(len(self.backends), thread_name_prefix="qaq-device") as pool:
+            in_flight: deque[Future[ScoredChunk]] = deque()
+            for chunk in chunks:
+                in_flight.append(pool.submit(run, chunk))
+                if len(in_flight) >= len(self.backends):
+                    yield in_flight.popleft().result()
+            while in_flight:
+                yield in_flight.popleft().result()
+
+    def describe_forward(self) -> str:
+        return f"{self.backends[0].describe_forward()}, {len(self.backends)} devices"
+
+    def close(self) -> None:
+        for backend in self.backends:
+            backend.close()
+
+
 class DeferredLocalBackend:
     """A local backend whose model is loaded for the first chunk that needs scoring: a shard
     whose samples are all in the cache never loads (nor compiles) it. The identity, which keys
@@ -155,16 +221,16 @@ class DeferredLocalBackend:
 
     NOT_RUN = "not run: every sample was already scored"
 
-    def __init__(self, identity: ScorerIdentity, load: Callable[[], LocalBackend]):
+    def __init__(self, identity: ScorerIdentity, load: Callable[[], ScoringBackend]):
         self.identity = identity
         self._load = load
-        self._backend: LocalBackend | None = None
+        self._backend: ScoringBackend | None = None
 
     @property
     def loaded(self) -> bool:
         return self._backend is not None
 
-    def _ready(self) -> LocalBackend:
+    def _ready(self) -> ScoringBackend:
         if self._backend is None:
             backend = self._load()
             if backend.identity != self.identity:

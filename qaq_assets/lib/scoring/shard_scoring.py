@@ -17,7 +17,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from qaq_assets.lib.ingest.records import text_sha
+from qaq_assets.lib.ingest.record_formats import text_sha
 from qaq_assets.lib.scoring.backends import ScorerIdentity, ScoringBackend
 from qaq_assets.lib.scoring.engine.scorer import TRUNCATION_POLICY
 from qaq_assets.lib.scoring.metrics import scores_from_logprobs

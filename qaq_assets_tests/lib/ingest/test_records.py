@@ -8,7 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from qaq_assets.lib.ingest.records import ShardReadError, normalise_text, read_shard, sample_id_for
+from qaq_assets.lib.ingest.record_formats import ShardReadError, normalise_text, sample_id_for
+from qaq_assets.lib.ingest.records import read_shard
 from qaq_assets_tests.conftest import write_jsonl
 
 

@@ -13,7 +13,8 @@ import pytest
 from qaq_assets.benchmarks.scale import write_shard
 from qaq_assets.lib.ingest.codecheck import python_status
 from qaq_assets.lib.ingest.features import sample_features, signature_array
-from qaq_assets.lib.ingest.records import read_shard, text_sha
+from qaq_assets.lib.ingest.record_formats import text_sha
+from qaq_assets.lib.ingest.records import read_shard
 from qaq_assets.lib.reports.export import export_curated
 from qaq_assets.lib.selection.dedup import minhash, near_duplicate_twins, near_duplicates
 from qaq_assets.lib.store.tables import CURATED_SUBSET, RAW_SAMPLES, SAMPLE_FEATURES, TEXT_COLUMNS

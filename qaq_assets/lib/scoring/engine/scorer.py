@@ -1,15 +1,15 @@
 """Batched two-pass scoring: per-token log-probs of Q and A in both orders.
 
 One causal pass over [Q;A] gives log p(Q) and log p(A|Q); one over [A;Q] gives log p(A)
-and log p(Q|A). Sequences of all samples are length-sorted into groups of similar
-length (right padding, so positions are unaffected), and groups are packed into forward
-passes under a token budget; only span positions go through the output head, in chunks,
-so a 150k-token vocabulary never materialises a whole batch of full-vocabulary log-softmax.
+and log p(Q|A). The sequences of all samples go into forward passes under a token budget,
+packed into one stream or in padded length groups (:mod:`passes`); only the rows that
+predict a scored token go through the output head (:mod:`output_head`).
 """
 
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -17,17 +17,25 @@ import numpy as np
 import torch
 
 from qaq_assets.lib.scoring.engine.fused_decoder import fused_decoder_for
+from qaq_assets.lib.scoring.engine.output_head import OutputHead
+from qaq_assets.lib.scoring.engine.passes import (
+    PACKED,
+    PADDED,
+    HostPass,
+    PlannedPass,
+    ScoredSequence,
+    lay_out,
+    plan,
+)
 from qaq_assets.lib.scoring.engine.templates import OrderLayout, TemplateLayouts, encode
-from qaq_assets.lib.settings import FORWARDS
+from qaq_assets.lib.scoring.engine.transfer import DevicePass, PendingLogprobs, send
+from qaq_assets.lib.settings import ATTENTIONS, FORWARDS
 
 log = logging.getLogger(__name__)
 
 TRUNCATION_POLICY = "truncate-answer-tail-v1"
 QUERY_FIRST, ANSWER_FIRST = 0, 1
 MIN_ANSWER_TOKENS = 16
-# One block of fp32 logits for the CPU log-sum-exp: small enough to stay in a core's L2.
-REDUCE_BLOCK_BYTES = 1 << 20
-HEAD_CHUNK_BYTES = 30 << 20
 # The CPU's best budget (measured: larger passes gained nothing); GPUs get theirs from free memory.
 CPU_BATCH_TOKENS = 4096
 MAX_BATCH_TOKENS = 1 << 18
@@ -97,80 +105,18 @@ def tokenize_pairs(
     ]
 
 
-@dataclass(frozen=True)
-class _Sequence:
-    pair: int
-    order: int
-    ids: tuple[int, ...]
-    first: tuple[int, int]  # [start, end) of the first segment
-    second: tuple[int, int]
-    end: tuple[int, int]  # the scored end after the second segment (may be empty)
-
-    @property
-    def spans(self) -> tuple[tuple[int, int], ...]:
-        return self.first, self.second, self.end
-
-
-def _build_sequence(pair_index: int, order: int, layout: OrderLayout, first: tuple, second: tuple) -> _Sequence:
+def _build_sequence(pair_index: int, order: int, layout: OrderLayout, first: tuple, second: tuple) -> ScoredSequence:
     start_first = len(layout.prefix)
     start_second = start_first + len(first) + len(layout.middle)
     start_end = start_second + len(second)
-    return _Sequence(
+    return ScoredSequence(
         pair=pair_index,
         order=order,
-        ids=layout.prefix + first + layout.middle + second + layout.end,
+        ids=np.array(layout.prefix + first + layout.middle + second + layout.end, dtype=np.int64),
         first=(start_first, start_first + len(first)),
         second=(start_second, start_end),
         end=(start_end, start_end + len(layout.end)),
     )
-
-
-def plan_batches(
-    lengths: Sequence[int], batch_tokens: int, max_batch_size: int, max_padding: float = 0.05
-) -> list[list[int]]:
-    """Group indices into batches of similar length: padded size within ``batch_tokens``, and
-    padding within ``max_padding`` of the batch (a batch of one has none)."""
-    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
-    batches: list[list[int]] = []
-    current: list[int] = []
-    real = 0
-    for index in order:
-        if current:
-            # Sorted descending, so the first member sets the batch's padded length.
-            padded = (len(current) + 1) * lengths[current[0]]
-            if (
-                padded > batch_tokens
-                or len(current) >= max_batch_size
-                or real + lengths[index] < (1 - max_padding) * padded
-            ):
-                batches.append(current)
-                current, real = [], 0
-        current.append(index)
-        real += lengths[index]
-    if current:
-        batches.append(current)
-    return batches
-
-
-def plan_passes(
-    lengths: Sequence[int], batch_tokens: int, max_batch_size: int, max_padding: float = 0.05
-) -> list[list[list[int]]]:
-    """Forward passes, each a list of groups from :func:`plan_batches` whose padded tokens
-    together stay within ``batch_tokens``. Attention runs per group; the rest of the model
-    sees the whole pass, so small groups of rare lengths still make wide matmuls."""
-    passes: list[list[list[int]]] = []
-    current: list[list[int]] = []
-    tokens = 0
-    for group in plan_batches(lengths, batch_tokens, max_batch_size, max_padding):
-        padded = len(group) * max(lengths[i] for i in group)
-        if current and tokens + padded > batch_tokens:
-            passes.append(current)
-            current, tokens = [], 0
-        current.append(group)
-        tokens += padded
-    if current:
-        passes.append(current)
-    return passes
 
 
 def auto_batch_tokens(model: torch.nn.Module, device: torch.device, free_bytes: int | None = None) -> int:
@@ -200,7 +146,13 @@ def _is_out_of_memory(error: BaseException) -> bool:
 
 
 class PairScorer:
-    """Score (query, answer) token pairs with one causal LM in two passes per pair."""
+    """Score (query, answer) token pairs with one causal LM in two passes per pair.
+
+    ``attention``: ``packed`` (one stream per pass, one attention call with a document mask;
+    needs the fused forward, and compiled FlexAttention unless ``forward`` is fused-eager),
+    ``padded`` (length groups, attention per group), or ``auto``: packed on CUDA where it
+    compiles, padded elsewhere. Passes are pipelined: the host lays out and launches pass
+    n + 1 before it reads pass n's results, so a GPU never waits on the host between them."""
 
     def __init__(
         self,
@@ -211,6 +163,7 @@ class PairScorer:
         max_batch_size: int = 64,
         head_chunk_elements: int | None = None,
         forward: str = "fused",
+        attention: str = "auto",
     ):
         self.model = model
         self.layouts = layouts
@@ -219,21 +172,38 @@ class PairScorer:
         # 0: sized for the device (see auto_batch_tokens).
         self.batch_tokens = batch_tokens or auto_batch_tokens(model, self.device)
         self.max_batch_size = max_batch_size
-        self.head = model.get_output_embeddings()
-        # Default: logits chunks of just under 32 MiB, the largest block glibc still serves from
-        # the warm heap (larger ones are fresh mmap pages, page-faulted on every chunk).
-        self.head_chunk_elements = head_chunk_elements or HEAD_CHUNK_BYTES // self.head.weight.element_size()
         self.decoder = model.get_decoder() if hasattr(model, "get_decoder") else getattr(model, model.base_model_prefix)
         if forward not in FORWARDS:
             raise ValueError(f"forward must be one of {FORWARDS}, not {forward!r}")
+        if attention not in ATTENTIONS:
+            raise ValueError(f"attention must be one of {ATTENTIONS}, not {attention!r}")
         self.fused = fused_decoder_for(model) if forward != "reference" else None
         self.forward = forward if self.fused is not None else "reference"
-        self.softcap = getattr(model.config, "final_logit_softcapping", None)
-        vocab = self.head.weight.shape[0]
-        # Rows per fp32 log-sum-exp block; None: whole head chunks (GPUs want few, large kernels).
-        self.reduce_block_rows = None if self.device.type == "cuda" else max(1, REDUCE_BLOCK_BYTES // (4 * vocab))
+        self.compile = self.forward == "fused"
+        self.head = OutputHead(model, compile=self.compile, chunk_elements=head_chunk_elements)
+        self.attention = attention
+        self._layout: str | None = None
 
-    def sequences(self, pairs: Sequence[PairTokens]) -> list[_Sequence]:
+    @property
+    def layout(self) -> str:
+        """The pass layout this scorer uses (see the class's ``attention``), settled on first use."""
+        if self._layout is None:
+            self._layout = self._resolve_layout()
+        return self._layout
+
+    def _resolve_layout(self) -> str:
+        wants_packed = self.attention == PACKED or (self.attention == "auto" and self.device.type == "cuda")
+        if not wants_packed:
+            return PADDED
+        if self.fused is None:
+            log.info("packed attention needs the fused forward; %s attends per length group", self.forward)
+            return PADDED
+        if self.compile and not self.fused.flex_attention(compile=True).compiled:
+            # Eager FlexAttention materialises every score: no use beyond a check.
+            return PADDED
+        return PACKED
+
+    def sequences(self, pairs: Sequence[PairTokens]) -> list[ScoredSequence]:
         query_first, answer_first = self.layouts.query_first, self.layouts.answer_first
         sequences = []
         for i, pair in enumerate(pairs):
@@ -255,32 +225,47 @@ class PairScorer:
         not run out of memory again); the scorer's own setting never changes."""
         sequences = self.sequences(pairs)
         spans: dict[tuple[int, int], tuple[np.ndarray, ...]] = {}
-        lengths = [len(s.ids) for s in sequences]
+        lengths = [s.ids.shape[0] for s in sequences]
         budget = batch_tokens or self.batch_tokens
-        passes = real = padded = 0
-        pending = plan_passes(lengths, budget, self.max_batch_size)
-        while pending:
-            groups = pending.pop(0)
-            # The pass's sequences in order: _forward returns their results in this order.
-            members = [i for group in groups for i in group]
+        counts = {"passes": 0, "real": 0, "rows": 0}
+
+        def collect(pending: PendingLogprobs) -> None:
+            members = pending.host.planned.members
+            for index, result in zip(members, pending.wait(), strict=True):
+                spans[(sequences[index].pair, sequences[index].order)] = result
+            counts["passes"] += 1
+            counts["real"] += pending.host.real_tokens
+            counts["rows"] += pending.host.rows
+            if on_pass is not None:
+                on_pass(len(members), pending.host.real_tokens)
+
+        queue = deque(plan(self.layout, lengths, budget, self.max_batch_size))
+        in_flight: PendingLogprobs | None = None
+        while queue:
+            planned = queue.popleft()
             try:
-                results, pass_padded = self._forward([[sequences[i] for i in group] for group in groups])
+                launched = self._launch(lay_out(planned, sequences, self.pad_token_id))
             except (RuntimeError, torch.OutOfMemoryError) as error:
-                if not _is_out_of_memory(error) or len(members) == 1:
+                if not _is_out_of_memory(error) or len(planned.members) == 1:
                     raise
+                if in_flight is not None:
+                    collect(in_flight)
+                    in_flight = None
                 self._release_memory()
                 budget = max(budget // 2, 1)
-                log.warning("out of memory on a pass of %d sequences; batch token budget now %d", len(members), budget)
-                remaining = members + [i for planned in pending for group in planned for i in group]
-                replanned = plan_passes([lengths[i] for i in remaining], budget, self.max_batch_size)
-                pending = [[[remaining[j] for j in group] for group in planned] for planned in replanned]
+                log.warning(
+                    "out of memory on a pass of %d sequences; batch token budget now %d", len(planned.members), budget
+                )
+                remaining = planned.members + [i for later in queue for i in later.members]
+                replanned = plan(self.layout, [lengths[i] for i in remaining], budget, self.max_batch_size)
+                queue = deque(_renumber(p, remaining) for p in replanned)
                 continue
-            for index, result in zip(members, results, strict=True):
-                spans[(sequences[index].pair, sequences[index].order)] = result
-            pass_real = sum(lengths[i] for i in members)
-            passes, real, padded = passes + 1, real + pass_real, padded + pass_padded
-            if on_pass is not None:
-                on_pass(len(members), pass_real)
+            # The device now has this pass queued behind the previous one: read the previous one.
+            if in_flight is not None:
+                collect(in_flight)
+            in_flight = launched
+        if in_flight is not None:
+            collect(in_flight)
         logprobs = [
             PairLogprobs(
                 query=spans[(i, QUERY_FIRST)][0],
@@ -291,83 +276,50 @@ class PairScorer:
             )
             for i in range(len(pairs))
         ]
-        return ScoredPairs(logprobs, PassStats(passes, real, padded - real, budget))
+        stats = PassStats(counts["passes"], counts["real"], counts["rows"] - counts["real"], budget)
+        return ScoredPairs(logprobs, stats)
 
     def describe_forward(self) -> str:
-        """Which forward pass scores, e.g. ``fused, compiled`` or ``reference``."""
+        """Which forward pass scores, e.g. ``fused, compiled element-wise steps, packed attention``."""
         if self.fused is None:
             return "reference"
-        kernels = self.fused.kernels(compile=self.forward == "fused")
-        if kernels.compiled:
-            return "fused, compiled element-wise steps"
-        return f"fused, eager element-wise steps ({kernels.compile_error or 'not compiled'})"
-
-    def hidden_rows(self, groups: list[torch.Tensor]) -> torch.Tensor:
-        """The decoder's last hidden states for right-padded groups of ``input_ids``, as token
-        rows: group after group, each flattened."""
-        if self.fused is not None:
-            return self.fused.rows(groups, compile=self.forward == "fused")
-        return torch.cat(
-            [self.decoder(input_ids=ids, use_cache=False).last_hidden_state.flatten(0, 1) for ids in groups]
+        kernels = self.fused.kernels(compile=self.compile)
+        steps = (
+            "compiled element-wise steps"
+            if kernels.compiled
+            else f"eager element-wise steps ({kernels.compile_error or 'not compiled'})"
         )
+        return f"fused, {steps}, {self.layout} attention"
+
+    def hidden_rows(self, device_pass: DevicePass) -> torch.Tensor:
+        """The decoder's last hidden state of every row of ``device_pass``."""
+        if self.fused is not None:
+            return self.fused.rows(
+                device_pass.input_ids, device_pass.positions, device_pass.shapes, device_pass.mask, self.compile
+            )
+        rows, start = [], 0
+        for count, length in device_pass.shapes:
+            input_ids = device_pass.input_ids[start : start + count * length].view(count, length)
+            rows.append(self.decoder(input_ids=input_ids, use_cache=False).last_hidden_state.flatten(0, 1))
+            start += count * length
+        return torch.cat(rows)
 
     def _release_memory(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
 
     @torch.inference_mode()
-    def _forward(self, groups: list[list[_Sequence]]) -> tuple[list[tuple[np.ndarray, ...]], int]:
-        """One forward pass over ``groups``: each sequence's span log-probs (first, second, end),
-        in order, and the pass's padded token count."""
-        group_ids, targets = [], []
-        offset = 0
-        for group in groups:
-            width = max(len(s.ids) for s in group)
-            input_ids = torch.full((len(group), width), self.pad_token_id, dtype=torch.long)
-            for row, sequence in enumerate(group):
-                input_ids[row, : len(sequence.ids)] = torch.tensor(sequence.ids)
-                for start, end in sequence.spans:
-                    # Targets as token rows of the whole pass (see :meth:`hidden_rows`).
-                    targets.extend(range(offset + row * width + start, offset + row * width + end))
-            group_ids.append(input_ids.to(self.device))
-            offset += input_ids.numel()
-        # No attention mask: padding is on the right, so causal attention already keeps every
-        # real token from seeing it, and SDPA takes its faster is_causal path.
-        hidden = self.hidden_rows(group_ids)
-        target_rows = torch.tensor(targets, device=self.device)
-        token_ids = torch.cat([ids.view(-1) for ids in group_ids])
-        # A token at position t is predicted by the hidden state at t - 1.
-        logprobs = self._target_logprobs(hidden[target_rows - 1], token_ids[target_rows])
-        logprobs = logprobs.float().cpu().numpy()
+    def _launch(self, host: HostPass) -> PendingLogprobs:
+        """Queue one forward pass and the copy of its log-probs back to the host."""
+        device_pass = send(host, self.device)
+        # Padded groups need no attention mask: padding is on the right, so causal attention
+        # already keeps every real token from seeing it.
+        hidden = self.hidden_rows(device_pass)
+        logprobs = self.head.target_logprobs(hidden[device_pass.predictor_rows], device_pass.target_ids)
+        return PendingLogprobs(host, logprobs)
 
-        results, offset = [], 0
-        padded = sum(ids.numel() for ids in group_ids)
-        for sequence in (s for group in groups for s in group):
-            spans = []
-            for start, end in sequence.spans:
-                spans.append(logprobs[offset : offset + end - start])
-                offset += end - start
-            results.append(tuple(spans))
-        return results, padded
 
-    def _target_logprobs(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """log p(target) for each row of ``hidden``: the head runs on ``head_chunk_elements``-sized
-        chunks; on CPU the fp32 log-sum-exp then walks each chunk in cache-sized blocks, in place,
-        which took the head from 348 to 144 ms per 2048 tokens here (exactly equal results)."""
-        vocab = self.head.weight.shape[0]
-        chunk = max(1, self.head_chunk_elements // vocab)
-        block = self.reduce_block_rows or chunk
-        result = torch.empty(hidden.shape[0], dtype=torch.float32, device=hidden.device)
-        for start in range(0, hidden.shape[0], chunk):
-            logits = self.head(hidden[start : start + chunk])
-            for offset in range(0, logits.shape[0], block):
-                # A fresh fp32 block (or, in fp32, the block itself) that the steps below overwrite.
-                scores = logits[offset : offset + block].float()
-                rows = slice(start + offset, start + offset + scores.shape[0])
-                if self.softcap:
-                    scores.div_(self.softcap).tanh_().mul_(self.softcap)
-                picked = scores.gather(1, targets[rows, None]).squeeze(1)
-                peak = scores.amax(dim=-1, keepdim=True)
-                log_normaliser = scores.sub_(peak).exp_().sum(dim=-1).log_().add_(peak.squeeze(1))
-                result[rows] = picked - log_normaliser
-        return result
+def _renumber(planned: PlannedPass, indices: list[int]) -> PlannedPass:
+    """``planned``, made over positions in ``indices``, in terms of the indices themselves."""
+    groups = None if planned.groups is None else [[indices[j] for j in group] for group in planned.groups]
+    return PlannedPass([indices[j] for j in planned.members], groups)

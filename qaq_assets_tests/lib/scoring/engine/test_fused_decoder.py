@@ -13,7 +13,7 @@ from qaq_assets.lib.scoring.engine.templates import build_layouts
 from qaq_assets_tests.conftest import HAS_CXX
 
 # The test Llama's shape, with a third layer, an odd MLP width and a vocabulary of its own.
-SHAPE = {**RANDOM_ARCHITECTURES["tiny-llama"], "num_hidden_layers": 3, "intermediate_size": 96, "vocab_size": 300}
+SHAPE = {**RANDOM_ARCHITECTURES["tiny-llama"].shape, "num_hidden_layers": 3, "intermediate_size": 96, "vocab_size": 300}
 
 
 def random_model(model_class, config_class, seed=0, **overrides):
@@ -56,7 +56,9 @@ def test_one_pass_over_several_groups_equals_each_group_alone(name):
     model = MODELS[name]()
     decoder = FusedDecoder(model)
     groups = [torch.randint(0, SHAPE["vocab_size"], shape) for shape in ((3, 17), (1, 40), (5, 2), (2, 17))]
-    rows = decoder.rows(groups)
+    shapes = [tuple(ids.shape) for ids in groups]
+    positions = torch.cat([torch.arange(length).repeat(count) for count, length in shapes])
+    rows = decoder.rows(torch.cat([ids.reshape(-1) for ids in groups]), positions, shapes, None)
     assert rows.shape == (sum(ids.numel() for ids in groups), SHAPE["hidden_size"])
     expected = torch.cat([reference_hidden(model, ids).flatten(0, 1) for ids in groups])
     torch.testing.assert_close(rows, expected, atol=1e-5, rtol=1e-5)

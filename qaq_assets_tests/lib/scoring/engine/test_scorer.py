@@ -4,14 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from qaq_assets.lib.scoring.engine.scorer import (
-    MIN_ANSWER_TOKENS,
-    PairScorer,
-    fit_to_budget,
-    plan_batches,
-    plan_passes,
-    tokenize_pairs,
-)
+from qaq_assets.lib.scoring.engine.passes import plan_batches, plan_passes
+from qaq_assets.lib.scoring.engine.scorer import MIN_ANSWER_TOKENS, PairScorer, fit_to_budget, tokenize_pairs
 from qaq_assets.lib.scoring.engine.templates import build_layouts, encode
 from qaq_assets_tests.conftest import CODE_PAIRS
 
@@ -39,8 +33,8 @@ def test_spans_are_the_same_tokens_in_both_orders_and_exclude_the_template(tiny_
     tokens = pairs_for(tiny_model, scorer)[0]
     assert list(tokens.query_ids) == encode(tiny_model.tokenizer, CODE_PAIRS[0][0])
     qa, aq = scorer.sequences([tokens])
-    assert qa.ids[qa.first[0] : qa.first[1]] == tokens.query_ids == aq.ids[aq.second[0] : aq.second[1]]
-    assert qa.ids[qa.second[0] : qa.second[1]] == tokens.answer_ids == aq.ids[aq.first[0] : aq.first[1]]
+    assert tuple(qa.ids[qa.first[0] : qa.first[1]]) == tokens.query_ids == tuple(aq.ids[aq.second[0] : aq.second[1]])
+    assert tuple(qa.ids[qa.second[0] : qa.second[1]]) == tokens.answer_ids == tuple(aq.ids[aq.first[0] : aq.first[1]])
     assert qa.first[0] == len(scorer.layouts.query_first.prefix) >= 1
 
 
@@ -89,7 +83,7 @@ def test_chunked_output_head_gives_the_same_logprobs(tiny_model, scorer, block_r
         tiny_model.model, scorer.layouts, tiny_model.tokenizer.pad_token_id, head_chunk_elements=7 * 320
     )
     # Blocks of 3 rows in chunks of 7: the last block of every chunk is partial.
-    chunked.reduce_block_rows = block_rows
+    chunked.head.block_rows = block_rows or 7
     for a, b in zip(reference, chunked.score(tokens), strict=True):
         np.testing.assert_allclose(a.answer_given_query, b.answer_given_query, atol=1e-6)
 
@@ -128,11 +122,11 @@ class OutOfMemoryAbove:
     def __init__(self, hidden_rows, limit):
         self.hidden_rows, self.limit, self.refused = hidden_rows, limit, 0
 
-    def __call__(self, groups):
-        if sum(input_ids.numel() for input_ids in groups) > self.limit:
+    def __call__(self, device_pass):
+        if device_pass.rows > self.limit:
             self.refused += 1
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return self.hidden_rows(groups)
+        return self.hidden_rows(device_pass)
 
 
 def test_out_of_memory_halves_the_batch_budget_and_loses_nothing(tiny_model, scorer):
