@@ -7,7 +7,7 @@ STAMP := $(VENV)/.qaq-installed
 LAKE ?= lake
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: setup setup-gemma demo test test-fast bench bench-gpu ui clean
+.PHONY: setup setup-gemma demo test test-fast bench bench-gpu gpu-bundle ui clean
 
 setup: $(STAMP)
 
@@ -46,11 +46,21 @@ bench: $(STAMP)
 	$(BIN)/qaq bench memory
 
 # On a CUDA machine, nothing installed: it needs only torch, transformers, tokenizers and numpy.
-# The issue's three shapes, each in turn; TOKENIZER=DIR (a saved tokenizer) for realistic lengths.
+# Three real shapes, each in turn; TOKENIZER=DIR (a saved tokenizer) for realistic lengths.
 GPU_MODELS ?= random:qwen2-0.5b random:qwen2-1.5b random:llama-6.7b
 bench-gpu:
 	$(PYTHON) -m qaq_assets.cli bench scoring --device cuda --samples 4096 \
 		$(foreach model,$(GPU_MODELS),--model $(model)) $(if $(TOKENIZER),--tokenizer $(TOKENIZER))
+
+# What a bare GPU machine needs for bench-gpu, in one folder (git-ignored, a few MiB):
+# the package, the sample shards and SmolLM2's tokenizer. There: cd .gpu && make bench-gpu TOKENIZER=tok
+GPU_BUNDLE ?= .gpu
+gpu-bundle: $(STAMP)
+	rm -rf $(GPU_BUNDLE) && mkdir -p $(GPU_BUNDLE)/data/shards
+	cp -r qaq_assets Makefile $(GPU_BUNDLE)/ && cp data/shards/*.jsonl $(GPU_BUNDLE)/data/shards/
+	find $(GPU_BUNDLE) -name __pycache__ -prune -exec rm -rf {} +
+	$(BIN)/python -c "from qaq_assets.lib.scoring.engine.models import load_model; \
+		load_model('smollm2-135m', device='cpu').tokenizer.save_pretrained('$(GPU_BUNDLE)/tok')"
 
 ui: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml

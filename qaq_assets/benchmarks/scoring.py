@@ -169,7 +169,7 @@ def run_bench(
 
     scorer = PairScorer(production_model, layouts, pad, batch_tokens=batch_tokens, forward=forward, attention=attention)
     start = time.perf_counter()
-    scorer.score(pairs[: min(64, len(pairs))])  # warm-up: kernel compilation, first-call allocations
+    scorer.score(pairs[: min(4, len(pairs))])  # warm-up: kernel compilation, first-call allocations
     synchronize(loaded.device)
     warmup_seconds = time.perf_counter() - start
     log(f"scorer warm-up ({scorer.describe_forward()}): {warmup_seconds:.1f}s, once per process")

@@ -1,6 +1,7 @@
 """Resources: the Delta lake and the scoring models (loaded once per process, reused by runs)."""
 
 import dataclasses
+import logging
 import sys
 import threading
 from collections import OrderedDict
@@ -12,18 +13,19 @@ from qaq_assets.defs.config import config_class
 from qaq_assets.lib.scoring.backends import (
     DeferredLocalBackend,
     LocalBackend,
-    MultiDeviceBackend,
     ScorerIdentity,
     ScorerOptions,
     ScoringBackend,
     local_devices,
 )
+from qaq_assets.lib.scoring.device_pool import device_pool
 from qaq_assets.lib.scoring.engine.models import LoadedModel, ModelSpec, canonical_device, identify, load_model
 from qaq_assets.lib.scoring.engine.templates import build_layouts
 from qaq_assets.lib.scoring.shard_scoring import ScoringProgress
 from qaq_assets.lib.settings import BY_NAME, SCORING
 from qaq_assets.lib.store.lake import STORAGE_OPTIONS_ENV, Lake, storage_options_from_env
 
+log = logging.getLogger(__name__)
 _MODEL_CACHE: OrderedDict[tuple, LoadedModel] = OrderedDict()
 _MODEL_CACHE_SIZE = 2
 _MODEL_LOCK = threading.Lock()
@@ -87,27 +89,36 @@ class _ScoringModels(dg.ConfigurableResource):
 
     def _local_backend(self, key: str) -> ScoringBackend:
         options = self.options()
+        devices = local_devices(self.device)
 
-        def load() -> ScoringBackend:
-            backends = []
-            for device in local_devices(self.device):  # a replica on every visible GPU
-                loaded = self.load(key, device)
-                backends.append(LocalBackend(loaded, options.scorer(loaded), options.sequence_budget(loaded)))
-            return backends[0] if len(backends) == 1 else MultiDeviceBackend(backends)
+        def load_on(device: str) -> LocalBackend:
+            loaded = self.load(key, device)
+            return LocalBackend(loaded, options.scorer(loaded), options.sequence_budget(loaded))
 
         identity = identify(self.specs()[key], self.device, self.dtype) if key in self.specs() else None
-        if identity is None:  # hub models are known only once downloaded
-            return load()
+        if identity is None:
+            # Hub models are known only once downloaded, in this process: they score on one device.
+            if len(devices) > 1:
+                log.warning(
+                    "%s is a hub model: it scores on %s only; download it to a directory to use all %d",
+                    key,
+                    devices[0],
+                    len(devices),
+                )
+            return load_on(devices[0])
+        expected = ScorerIdentity(
+            model_key=key,
+            model_id=identity.model_id,
+            weights_sha256=identity.weights_sha256,
+            dtype=identity.dtype_name,
+            fingerprint=identity.fingerprint,
+            template_version=build_layouts(self.template, identity.tokenizer).version,
+        )
+        if len(devices) == 1:
+            return DeferredLocalBackend(expected, lambda: load_on(devices[0]))
+        # A worker process per GPU, started for the first chunk that needs scoring.
         return DeferredLocalBackend(
-            ScorerIdentity(
-                model_key=key,
-                model_id=identity.model_id,
-                weights_sha256=identity.weights_sha256,
-                dtype=identity.dtype_name,
-                fingerprint=identity.fingerprint,
-                template_version=build_layouts(self.template, identity.tokenizer).version,
-            ),
-            load,
+            expected, lambda: device_pool(self.specs()[key], devices, self.dtype, options, expected)
         )
 
     def options(self) -> ScorerOptions:

@@ -7,18 +7,15 @@ so every backend shares the cache, the schema and the resume semantics.
 
 from __future__ import annotations
 
-import queue
-import threading
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Protocol
 
 import torch
 
 from qaq_assets.lib.scoring.engine.cpu_heap import keep_heap_warm
-from qaq_assets.lib.scoring.engine.models import LoadedModel
+from qaq_assets.lib.scoring.engine.models import LoadedModel, ModelSpec, load_model
 from qaq_assets.lib.scoring.engine.scorer import PairLogprobs, PairScorer, PairTokens, tokenize_pairs
 from qaq_assets.lib.scoring.engine.templates import build_layouts
 from qaq_assets.lib.settings import BY_NAME
@@ -70,6 +67,7 @@ class ScoredChunk:
     real_tokens: int
     padding_tokens: int
     batch_tokens: int = 0  # the budget the chunk's passes ended with
+    replica: str = ""  # which worker scored it, where there are several
 
 
 Chunk = tuple[list[str], list[str]]
@@ -144,7 +142,9 @@ class LocalBackend:
 
     def score_chunks(self, chunks: Iterable[Chunk], on_pass: OnPass | None = None) -> Iterator[ScoredChunk]:
         for chunk in chunks:
-            scored = score_chunk(self.loaded, self.scorer, chunk, self.max_sequence_tokens, on_pass, self.budget)
+            # Streams, events and allocations that name no device go to this replica's GPU.
+            with torch.cuda.device(self.loaded.device) if self.loaded.device.type == "cuda" else nullcontext():
+                scored = score_chunk(self.loaded, self.scorer, chunk, self.max_sequence_tokens, on_pass, self.budget)
             self.budget = scored.batch_tokens
             yield scored
 
@@ -155,6 +155,31 @@ class LocalBackend:
         pass  # the model stays in the process-wide cache for the next partition
 
 
+class ScoringReplica:
+    """One model replica in a worker process (a Ray actor, or a device pool's worker)."""
+
+    def __init__(self, spec: ModelSpec, device: str, dtype: str, options: ScorerOptions, threads: int):
+        torch.set_num_threads(threads)
+        self.loaded = load_model(spec, device=device, dtype=dtype)
+        prepare_worker(self.loaded.device)
+        self.scorer = options.scorer(self.loaded)
+        self.max_sequence_tokens = options.sequence_budget(self.loaded)
+        self.budget: int | None = None
+
+    def identity(self) -> ScorerIdentity:
+        return identity_of(self.loaded, self.scorer)
+
+    def describe_forward(self) -> str:
+        return self.scorer.describe_forward()
+
+    def score(self, chunk: Chunk, replica: str = "") -> ScoredChunk:
+        with torch.cuda.device(self.loaded.device) if self.loaded.device.type == "cuda" else nullcontext():
+            scored = score_chunk(self.loaded, self.scorer, chunk, self.max_sequence_tokens, batch_tokens=self.budget)
+        self.budget = scored.batch_tokens
+        scored.replica = replica
+        return scored
+
+
 def local_devices(device: str, visible_gpus: int | None = None) -> list[str]:
     """The devices local scoring spreads over: every visible GPU for ``auto`` and ``cuda``
     (``auto`` is the CPU where there is none), else the one device named."""
@@ -162,56 +187,6 @@ def local_devices(device: str, visible_gpus: int | None = None) -> list[str]:
     if device in ("auto", "cuda") and visible_gpus > 0:
         return [f"cuda:{index}" for index in range(visible_gpus)]
     return ["cpu" if device == "auto" else device]
-
-
-class MultiDeviceBackend:
-    """One :class:`LocalBackend` per device of this machine (a model replica on each GPU).
-
-    Each chunk goes to the next free replica, one thread per replica driving it, and the
-    results come back in the chunks' order: the driver commits exactly what one device
-    would. Threads share the host's interpreter: the passes' host work is vectorised and
-    their launches asynchronous, so one process feeds a machine's GPUs; past that, the Ray
-    backend runs one process per GPU."""
-
-    def __init__(self, backends: list[LocalBackend]):
-        identities = {backend.identity for backend in backends}
-        if len(identities) != 1:
-            raise RuntimeError(f"replicas disagree on the model they loaded: {identities}")
-        self.identity = identities.pop()
-        self.backends = backends
-
-    def score_chunks(self, chunks: Iterable[Chunk], on_pass: OnPass | None = None) -> Iterator[ScoredChunk]:
-        free: queue.SimpleQueue[LocalBackend] = queue.SimpleQueue()
-        for backend in self.backends:
-            free.put(backend)
-        lock = threading.Lock()
-
-        def reported(sequences: int, tokens: int) -> None:
-            with lock:
-                on_pass(sequences, tokens)
-
-        def run(chunk: Chunk) -> ScoredChunk:
-            backend = free.get()
-            try:
-                return next(iter(backend.score_chunks([chunk], reported if on_pass else None)))
-            finally:
-                free.put(backend)
-
-        with ThreadPoolExecutor(len(self.backends), thread_name_prefix="qaq-device") as pool:
-            in_flight: deque[Future[ScoredChunk]] = deque()
-            for chunk in chunks:
-                in_flight.append(pool.submit(run, chunk))
-                if len(in_flight) >= len(self.backends):
-                    yield in_flight.popleft().result()
-            while in_flight:
-                yield in_flight.popleft().result()
-
-    def describe_forward(self) -> str:
-        return f"{self.backends[0].describe_forward()}, {len(self.backends)} devices"
-
-    def close(self) -> None:
-        for backend in self.backends:
-            backend.close()
 
 
 class DeferredLocalBackend:

@@ -9,38 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from qaq_assets.lib.scoring.backends import (
-    Chunk,
-    ScoredChunk,
-    ScorerIdentity,
-    ScorerOptions,
-    identity_of,
-    prepare_worker,
-    score_chunk,
-)
-from qaq_assets.lib.scoring.engine.models import ModelSpec, load_model
-
-
-class ScoringReplica:
-    """One model replica on a Ray worker (a GPU when the cluster has them)."""
-
-    def __init__(self, spec: ModelSpec, device: str, dtype: str, options: ScorerOptions, threads: int):
-        import torch
-
-        torch.set_num_threads(threads)
-        self.loaded = load_model(spec, device=device, dtype=dtype)
-        prepare_worker(self.loaded.device)
-        self.scorer = options.scorer(self.loaded)
-        self.max_sequence_tokens = options.sequence_budget(self.loaded)
-
-    def identity(self) -> ScorerIdentity:
-        return identity_of(self.loaded, self.scorer)
-
-    def describe_forward(self) -> str:
-        return self.scorer.describe_forward()
-
-    def score(self, chunk: Chunk) -> ScoredChunk:
-        return score_chunk(self.loaded, self.scorer, chunk, self.max_sequence_tokens)
+from qaq_assets.lib.scoring.backends import Chunk, ScoredChunk, ScorerOptions, ScoringReplica
+from qaq_assets.lib.scoring.engine.models import ModelSpec
 
 
 class RayBackend:

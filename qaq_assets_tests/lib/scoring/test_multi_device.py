@@ -1,13 +1,13 @@
-"""One replica per device: chunks spread over replicas, results in order, scores as on one device."""
+"""One worker process per device: chunks spread over replicas, results in order, scores as on one device."""
 
-import threading
-import time
+import os
 
 import pytest
 
 from qaq_assets.lib.ingest.records import read_shard
-from qaq_assets.lib.scoring.backends import LocalBackend, MultiDeviceBackend, ScorerOptions, local_devices
-from qaq_assets.lib.scoring.engine.models import load_model
+from qaq_assets.lib.scoring.backends import LocalBackend, ScorerOptions, identity_of, local_devices
+from qaq_assets.lib.scoring.device_pool import DevicePoolBackend, device_pool
+from qaq_assets.lib.scoring.engine.models import ModelSpec
 from qaq_assets.lib.scoring.shard_scoring import score_shard
 from qaq_assets.lib.store.lake import Lake
 from qaq_assets_tests.conftest import CODE_PAIRS, TINY, rows_of
@@ -21,44 +21,54 @@ def test_every_visible_gpu_gets_a_replica_unless_one_device_is_named():
     assert local_devices("cpu", visible_gpus=4) == ["cpu"]
 
 
-class Recording(LocalBackend):
-    """A replica that notes which chunks it scored and holds each a moment, as a busy GPU would."""
-
-    def __init__(self, name, *args):
-        super().__init__(*args)
-        self.name, self.scored = name, []
-
-    def score_chunks(self, chunks, on_pass=None):
-        for scored in super().score_chunks(chunks, on_pass):
-            time.sleep(0.2)
-            self.scored.append((threading.current_thread().name, len(scored.tokens)))
-            yield scored
-
-
-def replica(name):
-    # A model of its own per replica, as on separate GPUs.
-    loaded = load_model(TINY, device="cpu", dtype="float32")
+@pytest.fixture(scope="module")
+def two_workers(tiny_model):
     options = ScorerOptions()
-    return Recording(name, loaded, options.scorer(loaded), options.sequence_budget(loaded))
+    identity = identity_of(tiny_model, options.scorer(tiny_model))
+    # Two CPU "devices": the same code path as two GPUs, one spawned process each.
+    pool = device_pool(ModelSpec.parse(TINY), ["cpu", "cpu"], "float32", options, identity)
+    yield pool
+    pool.shutdown()
 
 
-def test_replicas_share_the_chunks_and_the_lake_gets_what_one_device_writes(tmp_path, make_shard):
+def test_the_pool_scores_a_shard_exactly_as_one_device_does(two_workers, tiny_model, tmp_path, make_shard):
     samples = read_shard(make_shard("s", CODE_PAIRS), "s").samples
-    single = score_shard(Lake(tmp_path / "one"), samples, "s", replica("one"), commit_every=2)
-    replicas = [replica("a"), replica("b")]
-    backend = MultiDeviceBackend(replicas)
-    progress = []
-    spread = score_shard(Lake(tmp_path / "two"), samples, "s", backend, commit_every=2, on_progress=progress.append)
-    assert all(r.scored for r in replicas)  # six chunks of two, both replicas busy
-    assert sum(len(r.scored) for r in replicas) == 6
-    assert progress and progress[-1].samples_done == len(CODE_PAIRS)  # passes reported from both threads
-    assert rows_of(spread).equals(rows_of(single))  # row by row, every log-prob, in order
-    assert backend.describe_forward().endswith(", 2 devices")
-
-
-def test_replicas_of_different_models_are_refused():
-    first = replica("a")
-    other = load_model("random:tiny-llama:7", device="cpu", dtype="float32")
     options = ScorerOptions()
-    with pytest.raises(RuntimeError, match="replicas disagree"):
-        MultiDeviceBackend([first, LocalBackend(other, options.scorer(other), 2048)])
+    single = LocalBackend(tiny_model, options.scorer(tiny_model), options.sequence_budget(tiny_model))
+    one = score_shard(Lake(tmp_path / "one"), samples, "s", single, commit_every=2)
+    progress = []
+    spread = score_shard(Lake(tmp_path / "two"), samples, "s", two_workers, commit_every=2, on_progress=progress.append)
+    assert rows_of(spread).equals(rows_of(one))  # row by row, every log-prob, in order
+    assert progress[-1].samples_done == len(CODE_PAIRS)  # progress per chunk, from the driver
+    assert two_workers.describe_forward().endswith(", 2 devices")
+
+
+def test_chunks_come_back_in_order_from_worker_processes(two_workers):
+    chunks = [([query], [answer]) for query, answer in CODE_PAIRS]
+    scored = list(two_workers.score_chunks(chunks))
+    assert [len(s.tokens) for s in scored] == [1] * len(CODE_PAIRS)
+    replicas = {s.replica for s in scored}
+    assert all(r.startswith("cpu (pid ") and f"pid {os.getpid()})" not in r for r in replicas)
+    again = list(two_workers.score_chunks(reversed(chunks)))
+    for first, second in zip(scored, reversed(again), strict=True):
+        assert first.logprobs[0].query_given_answer.tolist() == second.logprobs[0].query_given_answer.tolist()
+
+
+def test_the_same_model_on_the_same_devices_reuses_its_pool(two_workers, tiny_model):
+    options = ScorerOptions()
+    identity = identity_of(tiny_model, options.scorer(tiny_model))
+    assert device_pool(ModelSpec.parse(TINY), ["cpu", "cpu"], "float32", options, identity) is two_workers
+
+
+def test_a_worker_that_loads_another_model_breaks_the_pool_with_the_reason(tiny_model):
+    from concurrent.futures.process import BrokenProcessPool
+
+    options = ScorerOptions()
+    wrong = identity_of(tiny_model, options.scorer(tiny_model))
+    other_seed = ModelSpec.parse("random:tiny-llama:7")
+    pool = DevicePoolBackend(other_seed, ["cpu"], "float32", options, wrong)
+    try:
+        with pytest.raises(BrokenProcessPool):
+            list(pool.score_chunks([(["q"], ["a"])]))
+    finally:
+        pool.shutdown()

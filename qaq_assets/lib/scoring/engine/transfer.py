@@ -73,7 +73,8 @@ class PendingLogprobs:
             self._buffer = torch.empty(logprobs.shape, dtype=torch.float32, pin_memory=True)
             self._buffer.copy_(logprobs, non_blocking=True)
             self._event = torch.cuda.Event()
-            self._event.record()
+            # The copy's stream: that of the device the log-probs are on, whichever is current.
+            self._event.record(torch.cuda.current_stream(logprobs.device))
         else:
             self._buffer = logprobs.float()
 
