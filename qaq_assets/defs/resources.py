@@ -35,8 +35,6 @@ def cached_model(spec: ModelSpec, device: str, dtype: str) -> LoadedModel:
     """Load a model at most once per process and device: a CLI curating many shards loads it once."""
     device = canonical_device(device)
     key = (spec.spec, device, dtype)
-    # Room for a strong and a weak model on every device.
-    limit = _MODEL_CACHE_SIZE * len(local_devices("auto"))
     with _MODEL_LOCK:
         if key in _MODEL_CACHE:
             _MODEL_CACHE.move_to_end(key)
@@ -44,7 +42,7 @@ def cached_model(spec: ModelSpec, device: str, dtype: str) -> LoadedModel:
         else:
             loaded = load_model(spec, device=device, dtype=dtype)
             _MODEL_CACHE[key] = loaded
-            while len(_MODEL_CACHE) > limit:
+            while len(_MODEL_CACHE) > _MODEL_CACHE_SIZE:
                 _MODEL_CACHE.popitem(last=False)
     # The key names the partition; the cached weights may have been loaded under another key.
     return loaded if loaded.spec == spec else dataclasses.replace(loaded, spec=spec)

@@ -7,6 +7,7 @@ so every backend shares the cache, the schema and the resume semantics.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -113,7 +114,9 @@ def score_chunk(
     """Tokenise and score one chunk; the same code path for every backend."""
     queries, answers = chunk
     tokens = tokenize_pairs(loaded.tokenizer, scorer.layouts, queries, answers, max_sequence_tokens)
-    scored = scorer.score(tokens, on_pass, batch_tokens)
+    # Streams, events and allocations that name no device go to this model's GPU.
+    with torch.cuda.device(loaded.device) if loaded.device.type == "cuda" else nullcontext():
+        scored = scorer.score(tokens, on_pass, batch_tokens)
     return ScoredChunk(
         tokens=tokens,
         logprobs=list(scored),
@@ -142,9 +145,7 @@ class LocalBackend:
 
     def score_chunks(self, chunks: Iterable[Chunk], on_pass: OnPass | None = None) -> Iterator[ScoredChunk]:
         for chunk in chunks:
-            # Streams, events and allocations that name no device go to this replica's GPU.
-            with torch.cuda.device(self.loaded.device) if self.loaded.device.type == "cuda" else nullcontext():
-                scored = score_chunk(self.loaded, self.scorer, chunk, self.max_sequence_tokens, on_pass, self.budget)
+            scored = score_chunk(self.loaded, self.scorer, chunk, self.max_sequence_tokens, on_pass, self.budget)
             self.budget = scored.batch_tokens
             yield scored
 
@@ -155,27 +156,21 @@ class LocalBackend:
         pass  # the model stays in the process-wide cache for the next partition
 
 
-class ScoringReplica:
-    """One model replica in a worker process (a Ray actor, or a device pool's worker)."""
+class ScoringReplica(LocalBackend):
+    """A local backend that loads its own model: one replica in a worker process (a Ray
+    actor, or a device pool's worker), driven one chunk at a time."""
 
     def __init__(self, spec: ModelSpec, device: str, dtype: str, options: ScorerOptions, threads: int):
         torch.set_num_threads(threads)
-        self.loaded = load_model(spec, device=device, dtype=dtype)
-        prepare_worker(self.loaded.device)
-        self.scorer = options.scorer(self.loaded)
-        self.max_sequence_tokens = options.sequence_budget(self.loaded)
-        self.budget: int | None = None
+        loaded = load_model(spec, device=device, dtype=dtype)
+        super().__init__(loaded, options.scorer(loaded), options.sequence_budget(loaded))
 
-    def identity(self) -> ScorerIdentity:
-        return identity_of(self.loaded, self.scorer)
-
-    def describe_forward(self) -> str:
-        return self.scorer.describe_forward()
+    def replica_identity(self) -> ScorerIdentity:
+        """The identity (a method: Ray calls methods of its actors, never attributes)."""
+        return self.identity
 
     def score(self, chunk: Chunk, replica: str = "") -> ScoredChunk:
-        with torch.cuda.device(self.loaded.device) if self.loaded.device.type == "cuda" else nullcontext():
-            scored = score_chunk(self.loaded, self.scorer, chunk, self.max_sequence_tokens, batch_tokens=self.budget)
-        self.budget = scored.batch_tokens
+        [scored] = self.score_chunks([chunk])
         scored.replica = replica
         return scored
 
@@ -214,8 +209,11 @@ class DeferredLocalBackend:
         return self._backend
 
     def score_chunks(self, chunks: Iterable[Chunk], on_pass: OnPass | None = None) -> Iterator[ScoredChunk]:
-        for chunk in chunks:
-            yield from self._ready().score_chunks([chunk], on_pass)
+        remaining = iter(chunks)
+        for first in remaining:
+            # Loaded for the first chunk; the backend then sees the whole stream (a pool keeps
+            # every worker busy).
+            yield from self._ready().score_chunks(itertools.chain([first], remaining), on_pass)
 
     def describe_forward(self) -> str:
         return self._backend.describe_forward() if self._backend is not None else self.NOT_RUN

@@ -36,8 +36,8 @@ def _start_worker(
     device = devices.get()
     _replica = ScoringReplica(spec, device, dtype, options, threads)
     _replica_name = f"{device} (pid {os.getpid()})"
-    if _replica.identity() != expected:
-        raise RuntimeError(f"the model loaded on {device} is {_replica.identity()}, not the identified {expected}")
+    if _replica.identity != expected:
+        raise RuntimeError(f"the model loaded on {device} is {_replica.identity}, not the identified {expected}")
 
 
 def _score(chunk: Chunk) -> ScoredChunk:

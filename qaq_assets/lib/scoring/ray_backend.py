@@ -44,7 +44,7 @@ class RayBackend:
         replica = ray.remote(ScoringReplica).options(**placement)
         self._ray = ray
         self.actors = [replica.remote(spec, device, dtype, options, threads) for _ in range(replicas)]
-        identities = set(ray.get([actor.identity.remote() for actor in self.actors]))
+        identities = set(ray.get([actor.replica_identity.remote() for actor in self.actors]))
         if len(identities) != 1:
             raise RuntimeError(f"replicas disagree on the model they loaded: {identities}")
         self.identity = identities.pop()

@@ -250,54 +250,38 @@ class RandomArchitecture:
         return config_class(**{**self.shape, "vocab_size": max(self.shape["vocab_size"], vocab_at_least)})
 
 
-def _qwen2(hidden: int, intermediate: int, layers: int, heads: int) -> RandomArchitecture:
+def _decoder(
+    family: str,
+    layers: tuple[int, int, int, int, int],
+    vocab: int,
+    positions: int,
+    tied: bool,
+    real_shape: bool = True,
+    **extra,
+) -> RandomArchitecture:
+    """A decoder shape: ``layers`` = (width, MLP width, layers, query heads, key/value heads)."""
+    hidden, intermediate, count, heads, key_heads = layers
     shape = dict(
         hidden_size=hidden,
         intermediate_size=intermediate,
-        num_hidden_layers=layers,
+        num_hidden_layers=count,
         num_attention_heads=heads,
-        num_key_value_heads=2,
-        vocab_size=151936,
-        max_position_embeddings=32768,
-        rope_theta=1_000_000.0,
-        tie_word_embeddings=True,
+        num_key_value_heads=key_heads,
+        vocab_size=vocab,
+        max_position_embeddings=positions,
+        tie_word_embeddings=tied,
+        **extra,
     )
-    return RandomArchitecture("qwen2", shape, real_shape=True)
+    return RandomArchitecture(family, shape, real_shape)
 
 
 RANDOM_ARCHITECTURES = {
-    "tiny-llama": RandomArchitecture(
-        "llama",
-        dict(
-            hidden_size=64,
-            intermediate_size=128,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=8192,
-            vocab_size=320,
-            tie_word_embeddings=False,
-        ),
-    ),
+    "tiny-llama": _decoder("llama", (64, 128, 2, 4, 2), vocab=320, positions=8192, tied=False, real_shape=False),
     # The paper's weak model family and its next size up.
-    "qwen2-0.5b": _qwen2(896, 4864, 24, 14),
-    "qwen2-1.5b": _qwen2(1536, 8960, 28, 12),
+    "qwen2-0.5b": _decoder("qwen2", (896, 4864, 24, 14, 2), 151936, 32768, tied=True, rope_theta=1_000_000.0),
+    "qwen2-1.5b": _decoder("qwen2", (1536, 8960, 28, 12, 2), 151936, 32768, tied=True, rope_theta=1_000_000.0),
     # DeepSeek-Coder-6.7B's shape: the paper's strong model.
-    "llama-6.7b": RandomArchitecture(
-        "llama",
-        dict(
-            hidden_size=4096,
-            intermediate_size=11008,
-            num_hidden_layers=32,
-            num_attention_heads=32,
-            num_key_value_heads=32,
-            vocab_size=32256,
-            max_position_embeddings=16384,
-            rope_theta=100_000.0,
-            tie_word_embeddings=False,
-        ),
-        real_shape=True,
-    ),
+    "llama-6.7b": _decoder("llama", (4096, 11008, 32, 32, 32), 32256, 16384, tied=False, rope_theta=100_000.0),
 }
 
 

@@ -19,7 +19,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from qaq_assets.lib.scoring.engine.packed_attention import DocumentBlocks, document_blocks, padded_length
+from qaq_assets.lib.scoring.engine.packed_attention import (
+    BLOCK_ROWS,
+    DocumentBlocks,
+    document_blocks,
+    padded_length,
+)
 
 PADDED, PACKED = "padded", "packed"
 LAYOUTS = (PADDED, PACKED)
@@ -101,18 +106,15 @@ def plan_packed(lengths: Sequence[int], batch_tokens: int) -> list[list[int]]:
     """Packed passes: sequences longest first, each pass filled up to ``batch_tokens`` rows
     (its real tokens padded to whole attention blocks); a sequence longer than the budget
     goes alone."""
-    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
-    passes: list[list[int]] = []
-    current: list[int] = []
-    tokens = 0
-    for index in order:
-        if current and padded_length(tokens + lengths[index]) > batch_tokens:
-            passes.append(current)
-            current, tokens = [], 0
-        current.append(index)
-        tokens += lengths[index]
-    if current:
-        passes.append(current)
+    order = np.lexsort((np.arange(len(lengths)), -np.asarray(lengths, dtype=np.int64)))
+    totals = np.cumsum(np.asarray(lengths, dtype=np.int64)[order])
+    # Padded to whole blocks, a pass fits the budget when its real tokens fit this.
+    room = batch_tokens // BLOCK_ROWS * BLOCK_ROWS
+    passes, start, done = [], 0, 0
+    while start < len(order):
+        end = max(start + 1, int(np.searchsorted(totals, done + room, side="right")))
+        passes.append(order[start:end].tolist())
+        done, start = int(totals[end - 1]), end
     return passes
 
 
