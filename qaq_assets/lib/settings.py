@@ -22,8 +22,8 @@ DTYPES = ("auto", "float32", "bfloat16", "float16")
 # fused: our forward with compiled element-wise steps; fused-eager: the same, uncompiled;
 # reference: the model's own Hugging Face forward. Unsupported models always use reference.
 FORWARDS = ("fused", "fused-eager", "reference")
-# packed: one token stream per pass, one attention call with a document mask; padded: length
-# groups, attention per group; auto: packed on CUDA where FlexAttention compiles, else padded.
+# packed: one token stream per pass, one attention call over it; padded: length groups, attention
+# per group; auto: packed on CUDA where a packed kernel checks out, else padded.
 ATTENTIONS = ("auto", "packed", "padded")
 BACKENDS = ("local", "ray")
 # The method as published, its baselines, and one named extension beyond the paper.
@@ -138,7 +138,7 @@ SETTINGS: tuple[Setting, ...] = (
         "attention",
         str,
         "auto",
-        "pass layout: packed (sequences back to back, one attention call with a document mask), "
+        "pass layout: packed (sequences back to back, one variable-length attention call), "
         "padded (length groups, attention per group), or auto (packed on CUDA, padded on CPU)",
         SCORING,
         ATTENTIONS,

@@ -15,6 +15,7 @@ from typing import Protocol
 
 import torch
 
+from qaq_assets.lib.scoring.chunk_overlap import overlapped
 from qaq_assets.lib.scoring.engine.cpu_heap import keep_heap_warm
 from qaq_assets.lib.scoring.engine.models import LoadedModel, ModelSpec, load_model
 from qaq_assets.lib.scoring.engine.scorer import PairLogprobs, PairScorer, PairTokens, tokenize_pairs
@@ -103,17 +104,20 @@ def identity_of(loaded: LoadedModel, scorer: PairScorer) -> ScorerIdentity:
     )
 
 
-def score_chunk(
+def tokenize_chunk(loaded: LoadedModel, scorer: PairScorer, chunk: Chunk, max_sequence_tokens: int) -> list[PairTokens]:
+    """A chunk's pairs as tokens, fitted to ``max_sequence_tokens``."""
+    queries, answers = chunk
+    return tokenize_pairs(loaded.tokenizer, scorer.layouts, queries, answers, max_sequence_tokens)
+
+
+def score_tokens(
     loaded: LoadedModel,
     scorer: PairScorer,
-    chunk: Chunk,
-    max_sequence_tokens: int,
+    tokens: list[PairTokens],
     on_pass: OnPass | None = None,
     batch_tokens: int | None = None,
 ) -> ScoredChunk:
-    """Tokenise and score one chunk; the same code path for every backend."""
-    queries, answers = chunk
-    tokens = tokenize_pairs(loaded.tokenizer, scorer.layouts, queries, answers, max_sequence_tokens)
+    """Score a tokenised chunk; the same code path for every backend."""
     # Streams, events and allocations that name no device go to this model's GPU.
     with torch.cuda.device(loaded.device) if loaded.device.type == "cuda" else nullcontext():
         scored = scorer.score(tokens, on_pass, batch_tokens)
@@ -134,20 +138,33 @@ def prepare_worker(device: torch.device) -> None:
 
 
 class LocalBackend:
-    """In-process scoring with an already loaded model (the default)."""
+    """In-process scoring with an already loaded model (the default).
 
-    def __init__(self, loaded: LoadedModel, scorer: PairScorer, max_sequence_tokens: int):
+    ``overlap`` (default: on a GPU) scores the next chunk while the caller commits this one
+    (:mod:`chunk_overlap`); a CPU's cores are all busy scoring, so there chunks run in turn."""
+
+    def __init__(self, loaded: LoadedModel, scorer: PairScorer, max_sequence_tokens: int, overlap: bool | None = None):
         self.loaded, self.scorer, self.max_sequence_tokens = loaded, scorer, max_sequence_tokens
         self.identity = identity_of(loaded, scorer)
+        self.overlap = loaded.device.type == "cuda" if overlap is None else overlap
         # After an out-of-memory back-off, later chunks start from the lower budget.
         self.budget: int | None = None
         prepare_worker(loaded.device)
 
     def score_chunks(self, chunks: Iterable[Chunk], on_pass: OnPass | None = None) -> Iterator[ScoredChunk]:
+        if self.overlap:
+            yield from overlapped(chunks, self._tokenize, self._score, on_pass)
+            return
         for chunk in chunks:
-            scored = score_chunk(self.loaded, self.scorer, chunk, self.max_sequence_tokens, on_pass, self.budget)
-            self.budget = scored.batch_tokens
-            yield scored
+            yield self._score(self._tokenize(chunk), on_pass)
+
+    def _tokenize(self, chunk: Chunk) -> list[PairTokens]:
+        return tokenize_chunk(self.loaded, self.scorer, chunk, self.max_sequence_tokens)
+
+    def _score(self, tokens: list[PairTokens], on_pass: OnPass | None) -> ScoredChunk:
+        scored = score_tokens(self.loaded, self.scorer, tokens, on_pass, self.budget)
+        self.budget = scored.batch_tokens
+        return scored
 
     def describe_forward(self) -> str:
         return self.scorer.describe_forward()
@@ -163,7 +180,8 @@ class ScoringReplica(LocalBackend):
     def __init__(self, spec: ModelSpec, device: str, dtype: str, options: ScorerOptions, threads: int):
         torch.set_num_threads(threads)
         loaded = load_model(spec, device=device, dtype=dtype)
-        super().__init__(loaded, options.scorer(loaded), options.sequence_budget(loaded))
+        # Driven a chunk at a time: the pool or Ray keeps the next chunk queued.
+        super().__init__(loaded, options.scorer(loaded), options.sequence_budget(loaded), overlap=False)
 
     def replica_identity(self) -> ScorerIdentity:
         """The identity (a method: Ray calls methods of its actors, never attributes)."""

@@ -72,3 +72,29 @@ def test_a_worker_that_loads_another_model_breaks_the_pool_with_the_reason(tiny_
             list(pool.score_chunks([(["q"], ["a"])]))
     finally:
         pool.shutdown()
+
+
+def test_overlapped_chunks_score_like_chunks_in_turn_with_progress_on_the_callers_thread(
+    tiny_model, tmp_path, make_shard
+):
+    import threading
+
+    samples = read_shard(make_shard("s", CODE_PAIRS), "s").samples
+    options = ScorerOptions()
+
+    def backend(overlap):
+        return LocalBackend(tiny_model, options.scorer(tiny_model), options.sequence_budget(tiny_model), overlap)
+
+    in_turn = score_shard(Lake(tmp_path / "turn"), samples, "s", backend(False), commit_every=3)
+    threads = set()
+    overlapped = score_shard(
+        Lake(tmp_path / "overlap"),
+        samples,
+        "s",
+        backend(True),
+        commit_every=3,
+        on_progress=lambda progress: threads.add(threading.current_thread()),
+    )
+    assert rows_of(overlapped).equals(rows_of(in_turn))
+    assert threads == {threading.current_thread()}
+    assert overlapped.forward_calls == in_turn.forward_calls

@@ -10,9 +10,9 @@ This forward computes the same function from the same weights with:
   nothing is stored twice and the Hugging Face forward keeps working on the same model);
 - the element-wise steps between projections (residual add + RMSNorm, rotary, SwiGLU)
   compiled into fused loops over token rows (:class:`Kernels`);
-- attention as one FlexAttention call over a packed stream of sequences with a document
-  mask, or SDPA's causal kernel per right-padded group, grouped key/value heads passed as
-  they are.
+- attention as one kernel call over a packed stream of sequences (see
+  :mod:`packed_attention`), or SDPA's causal kernel per right-padded group, grouped
+  key/value heads passed as they are.
 
 Only configurations it reproduces are accepted (``unsupported_reason`` says why not);
 everything else runs through the model's own forward. Results match the Hugging Face
@@ -28,9 +28,8 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from torch.nn.attention.flex_attention import BlockMask
 
-from qaq_assets.lib.scoring.engine.packed_attention import FlexAttention, packed_attention
+from qaq_assets.lib.scoring.engine.packed_attention import PackedAttention, PackedStream
 
 log = logging.getLogger(__name__)
 SUPPORTED_MODEL_TYPES = ("llama", "qwen2")
@@ -210,7 +209,7 @@ class FusedDecoder:
         self.layers = [_Layer(layer) for layer in self.base.layers]
         self._sources = self._source_state()
         self._kernels: dict[bool, Kernels] = {}
-        self._flex: dict[bool, FlexAttention] = {}
+        self._packed: dict[bool, PackedAttention] = {}
 
     def kernels(self, compile: bool) -> Kernels:
         if compile not in self._kernels:
@@ -228,13 +227,13 @@ class FusedDecoder:
             self.layers = [_Layer(layer) for layer in self.base.layers]
             self._sources = self._source_state()
 
-    def flex_attention(self, compile: bool) -> FlexAttention:
-        """FlexAttention for packed passes over this model's heads (see :mod:`packed_attention`)."""
-        if compile not in self._flex:
+    def packed_attention(self, compile: bool) -> PackedAttention:
+        """The kernel for packed passes over this model's heads (see :mod:`packed_attention`)."""
+        if compile not in self._packed:
             parameter, layer = next(self.model.parameters()), self.layers[0]
             heads = (layer.query_heads, layer.key_heads, layer.head_dim)
-            self._flex[compile] = FlexAttention(compile, parameter.dtype, parameter.device, heads)
-        return self._flex[compile]
+            self._packed[compile] = PackedAttention(compile, parameter.dtype, parameter.device, heads)
+        return self._packed[compile]
 
     def __call__(self, input_ids: torch.Tensor, compile: bool = True) -> torch.Tensor:
         """Hidden states (sequences, length, width) of one right-padded group."""
@@ -248,17 +247,17 @@ class FusedDecoder:
         input_ids: torch.Tensor,
         positions: torch.Tensor,
         shapes: Sequence[tuple[int, int]] | None,
-        mask: BlockMask | None,
+        stream: PackedStream | None,
         compile: bool = True,
     ) -> torch.Tensor:
         """Hidden states of every row of a pass: ``input_ids`` and each row's ``positions``,
         flat, as right-padded (count, length) groups one after another (``shapes``), or as one
-        packed stream under a document ``mask`` (see :mod:`packed_attention`)."""
-        if (shapes is None) == (mask is None):
-            raise ValueError("a pass is either padded groups (shapes) or one packed stream (mask)")
+        packed ``stream`` (see :mod:`packed_attention`)."""
+        if (shapes is None) == (stream is None):
+            raise ValueError("a pass is either padded groups (shapes) or one packed stream")
         self._ensure_current()
         kernels = self.kernels(compile)
-        attend = self.flex_attention(compile).attend if mask is not None else None
+        packed = self.packed_attention(compile) if stream is not None else None
         # The residual stream is kept as token rows (tokens, width) throughout.
         hidden = self.base.embed_tokens(input_ids)
         # One angle row per token: (tokens, 1, head_dim), broadcast over heads.
@@ -266,7 +265,7 @@ class FusedDecoder:
         first = self.layers[0].input_norm
         normed = rms_norm(hidden, first.weight, first.variance_epsilon)
         for index, layer in enumerate(self.layers):
-            attended = self._attention(kernels, layer, normed, cos, sin, shapes, attend, mask)
+            attended = self._attention(kernels, layer, normed, cos, sin, shapes, packed, stream)
             norm = layer.post_attention_norm
             hidden, normed = kernels.add_rms_norm(hidden, attended, norm.weight, norm.variance_epsilon)
             update = layer.down(kernels.swiglu(F.linear(normed, layer.gate_up_weight, layer.gate_up_bias)))
@@ -282,15 +281,15 @@ class FusedDecoder:
         cos: torch.Tensor,
         sin: torch.Tensor,
         shapes: Sequence[tuple[int, int]] | None,
-        attend,
-        mask: BlockMask | None,
+        packed: PackedAttention | None,
+        stream: PackedStream | None,
     ) -> torch.Tensor:
         tokens = normed.shape[0]
         qkv = F.linear(normed, layer.qkv_weight, layer.qkv_bias).view(tokens, layer.qkv_heads, layer.head_dim)
         rotated = kernels.rotate(qkv[:, : layer.rotary_heads], cos, sin)
-        if mask is not None:
+        if stream is not None:
             query, key = rotated[:, : layer.query_heads], rotated[:, layer.query_heads :]
-            return layer.output(packed_attention(attend, query, key, qkv[:, layer.rotary_heads :], mask, layer.scaling))
+            return layer.output(packed(query, key, qkv[:, layer.rotary_heads :], stream, layer.scaling))
         attended = qkv.new_empty(tokens, layer.query_heads * layer.head_dim)
         start = 0
         for count, length in shapes:

@@ -2,10 +2,12 @@
 
 Per-group SDPA calls (one per length bucket) leave a GPU waiting on the host: each call
 costs hundreds of microseconds of CPU to dispatch, and a pass has dozens. Here a pass is
-one stream of sequences laid end to end, and attention is one FlexAttention call with a
-document mask: a token sees the earlier tokens of its own sequence only.
+one stream of sequences laid end to end, and attention is one kernel call per layer in
+which a token sees the earlier tokens of its own sequence only: FlashAttention's
+variable-length kernel given the sequences' bounds, or FlexAttention with a document mask
+(see :class:`PackedAttention` for which runs where).
 
-The block mask is built on the host from the sequences' start rows (numpy, no device
+FlexAttention's block mask is built on the host from the sequences' start rows (numpy, no device
 work, no sync): for each 128-row query block, the key blocks it needs are those from the
 block holding the start of its first sequence up to itself; a key block that lies wholly
 in the past of one sequence holding the whole query block is *full* (no mask evaluated),
@@ -14,11 +16,13 @@ the rest are *partial* (the mask function decides per element).
 
 from __future__ import annotations
 
+import inspect
 import logging
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch.nn.attention.flex_attention import BlockMask, flex_attention
 
 log = logging.getLogger(__name__)
@@ -108,11 +112,27 @@ def block_mask_on(blocks: DocumentBlocks, device: torch.device, pin: bool = Fals
     )
 
 
-def packed_attention(
-    attend, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: BlockMask, scale: float
+@dataclass(frozen=True)
+class PackedStream:
+    """A packed pass's sequences as the attention kernels take them, on the device."""
+
+    cumulative_lengths: torch.Tensor  # (sequences + 1,) int32: row where each sequence starts, then the end
+    longest: int  # the longest sequence's length (a host number: no sync to learn it)
+    mask: BlockMask | None = None  # FlexAttention's document mask, where that kernel runs
+
+
+def stream_bounds(starts: np.ndarray, real_tokens: int) -> np.ndarray:
+    """Every sequence's start row, the padding tail's start where there is one, and the end."""
+    rows = padded_length(real_tokens)
+    bounds = np.append(np.asarray(starts, dtype=np.int64), real_tokens)
+    return (np.append(bounds, rows) if rows > real_tokens else bounds).astype(np.int32)
+
+
+def flex_packed(
+    attend, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, stream: PackedStream, scale: float
 ) -> torch.Tensor:
-    """Attention of (rows, heads, head_dim) query/key/value rows under ``mask`` with ``attend``
-    (FlexAttention, compiled or not); returns (rows, query heads * head_dim)."""
+    """Attention of (rows, heads, head_dim) query/key/value rows under the stream's document mask
+    with ``attend`` (FlexAttention, compiled or not); returns (rows, query heads * head_dim)."""
 
     def heads(rows: torch.Tensor) -> torch.Tensor:
         return rows.transpose(0, 1)[None]
@@ -121,39 +141,133 @@ def packed_attention(
         heads(query),
         heads(key),
         heads(value),
-        block_mask=mask,
+        block_mask=stream.mask,
         scale=scale,
         enable_gqa=query.shape[1] != key.shape[1],
     )
     return output[0].transpose(0, 1).flatten(1)
 
 
-class FlexAttention:
-    """FlexAttention for ``heads`` = (query heads, key/value heads, head_dim), compiled for
-    the device when ``compile`` (eager FlexAttention materialises every score: a check, not
-    a way to run); where compiling fails, ``compile_error`` says why and the scorer attends
-    per length group instead. Compiled with dynamic shapes: one graph serves every pass."""
+def varlen_packed(
+    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, stream: PackedStream, scale: float
+) -> torch.Tensor:
+    """The same with FlashAttention's variable-length kernel (``torch.nn.attention.varlen``),
+    whose arguments differ between torch releases: causal is ``window_size=(-1, 0)`` or
+    ``is_causal=True``, and grouped key/value heads are passed as they are or repeated."""
+    from torch.nn.attention import varlen
+
+    parameters = inspect.signature(varlen.varlen_attn).parameters
+    options: dict = {"scale": scale}
+    if "window_size" in parameters:
+        options["window_size"] = (-1, 0)
+    else:
+        options["is_causal"] = True
+    if key.shape[1] != query.shape[1]:
+        if "enable_gqa" in parameters:
+            options["enable_gqa"] = True
+        else:
+            groups = query.shape[1] // key.shape[1]
+            key, value = key.repeat_interleave(groups, dim=1), value.repeat_interleave(groups, dim=1)
+    bounds, longest = stream.cumulative_lengths, stream.longest
+    output = varlen.varlen_attn(query, key, value, bounds, bounds, longest, longest, **options)
+    return output.flatten(1)
+
+
+def sequence_by_sequence(
+    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, bounds: np.ndarray, scale: float
+) -> torch.Tensor:
+    """SDPA on each sequence alone: what a packed kernel must reproduce (its probe's reference)."""
+    outputs = []
+    for start, end in zip(bounds[:-1], bounds[1:], strict=True):
+        output = F.scaled_dot_product_attention(
+            *(rows[start:end].transpose(0, 1)[None] for rows in (query, key, value)),
+            is_causal=True,
+            scale=scale,
+            enable_gqa=query.shape[1] != key.shape[1],
+        )
+        outputs.append(output[0].transpose(0, 1).flatten(1))
+    return torch.cat(outputs)
+
+
+def _varlen_available(device: torch.device) -> bool:
+    if device.type != "cuda":
+        return False
+    try:
+        from torch.nn.attention import varlen  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class PackedAttention:
+    """The kernel that attends over a packed stream, for ``heads`` = (query heads, key/value
+    heads, head_dim), chosen once per model and device by trying each on two small streams
+    against :func:`sequence_by_sequence`:
+
+    1. FlashAttention's variable-length kernel (CUDA builds of torch that have it): no
+       compilation, one kernel per layer, every pass shape served as it comes;
+    2. FlexAttention with the document mask, compiled with dynamic shapes when ``compile``
+       (eager FlexAttention materialises every score: a check on CPU, not a way to run).
+
+    ``kernel`` is None where neither holds (``reasons`` says why): the scorer then attends
+    per length group."""
 
     def __init__(self, compile: bool, dtype: torch.dtype, device: torch.device, heads: tuple[int, int, int]):
-        self.attend = flex_attention
-        self.compile_error: str | None = None
-        self.compiled = compile and self._try_compile(dtype, device, heads)
+        self.kernel: str | None = None
+        self.reasons: list[str] = []
+        self._attend = None
+        candidates = []
+        if _varlen_available(device):
+            candidates.append(("flash varlen", None))
+        flex = ("flex, compiled", torch.compile(flex_attention, dynamic=True)) if compile else ("flex, eager", None)
+        candidates.append(flex)
+        for kernel, compiled in candidates:
+            error = self._probe(kernel, compiled or flex_attention, dtype, device, heads)
+            if error is None:
+                self.kernel, self._attend = kernel, compiled or flex_attention
+                return
+            self.reasons.append(f"{kernel}: {error}")
+        log.warning("packed attention is unavailable (%s); attending per length group", "; ".join(self.reasons))
 
-    def _try_compile(self, dtype: torch.dtype, device: torch.device, heads: tuple[int, int, int]) -> bool:
+    @property
+    def needs_mask(self) -> bool:
+        return self.kernel is not None and self.kernel.startswith("flex")
+
+    def __call__(
+        self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, stream: PackedStream, scale: float
+    ) -> torch.Tensor:
+        if self.needs_mask:
+            return flex_packed(self._attend, query, key, value, stream, scale)
+        return varlen_packed(query, key, value, stream, scale)
+
+    def stream(self, starts: np.ndarray, real_tokens: int, longest: int, device: torch.device, pin: bool = False):
+        """A packed pass's :class:`PackedStream` for this kernel (the mask only where it needs one)."""
+        bounds = torch.from_numpy(stream_bounds(starts, real_tokens))
+        bounds = bounds.pin_memory().to(device, non_blocking=True) if pin else bounds.to(device)
+        mask = block_mask_on(document_blocks(starts, real_tokens), device, pin) if self.needs_mask else None
+        return PackedStream(bounds, max(longest, padded_length(real_tokens) - real_tokens), mask)
+
+    def _probe(self, kernel, attend, dtype, device, heads) -> str | None:
         query_heads, key_heads, head_dim = heads
-        attend = torch.compile(flex_attention, dynamic=True)
+        chosen, self.kernel, self._attend = self.kernel, kernel, attend
         try:
             with torch.inference_mode():
-                # Two streams of different lengths: one graph must serve both.
+                # Two streams of different lengths: one kernel (one graph) must serve both.
                 for lengths in ((100, 60), (130, 200, 7)):
                     starts = np.cumsum((0, *lengths[:-1]))
-                    blocks = document_blocks(starts, sum(lengths))
-                    query = torch.randn(blocks.rows, query_heads, head_dim, dtype=dtype, device=device)
-                    key = torch.randn(blocks.rows, key_heads, head_dim, dtype=dtype, device=device)
-                    packed_attention(attend, query, key, key, block_mask_on(blocks, device), head_dim**-0.5)
-        except Exception as error:  # noqa: BLE001 - any compiler failure means: attend per group
-            self.compile_error = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
-            log.warning("packed attention is unavailable: compiling FlexAttention failed (%s)", self.compile_error)
-            return False
-        self.attend = attend
-        return True
+                    rows = padded_length(sum(lengths))
+                    query = torch.randn(rows, query_heads, head_dim, dtype=dtype, device=device)
+                    key, value = (torch.randn(rows, key_heads, head_dim, dtype=dtype, device=device) for _ in "kv")
+                    stream = self.stream(starts, sum(lengths), max(lengths), device)
+                    output = self(query, key, value, stream, head_dim**-0.5)
+                    bounds = stream_bounds(starts, sum(lengths))
+                    expected = sequence_by_sequence(query, key, value, bounds, head_dim**-0.5)
+                    tolerance = 1e-4 if dtype == torch.float32 else 3e-2
+                    if not torch.allclose(output.float(), expected.float(), atol=tolerance, rtol=tolerance):
+                        worst = (output.float() - expected.float()).abs().max().item()
+                        return f"differs from attention per sequence by {worst:.3g}"
+        except Exception as error:  # noqa: BLE001 - any failure means: try the next kernel
+            return f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+        finally:
+            self.kernel, self._attend = chosen, None
+        return None

@@ -5,7 +5,7 @@ A pass is a set of sequences under a token budget, laid out one of two ways:
 - **padded groups**: sequences of similar length, right-padded into (count, length)
   groups; attention runs per group (the CPU's layout: SDPA's dense kernels want it);
 - **packed**: sequences back to back in one stream, padded only to a whole number of
-  attention blocks; attention is one call with a document mask (see :mod:`packed_attention`).
+  attention blocks; attention is one call over the stream (see :mod:`packed_attention`).
 
 Either way the pass is handed over as flat numpy arrays (token ids, positions, the rows
 whose hidden state predicts each scored token, and those tokens), built with vectorised
@@ -19,12 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from qaq_assets.lib.scoring.engine.packed_attention import (
-    BLOCK_ROWS,
-    DocumentBlocks,
-    document_blocks,
-    padded_length,
-)
+from qaq_assets.lib.scoring.engine.packed_attention import BLOCK_ROWS, padded_length
 
 PADDED, PACKED = "padded", "packed"
 LAYOUTS = (PADDED, PACKED)
@@ -140,7 +135,8 @@ class HostPass:
     span_ends: np.ndarray  # (3 x sequences,) cumulative ends of every span's targets, in order
     real_tokens: int
     shapes: list[tuple[int, int]] | None = None  # padded: (count, length) per group
-    blocks: DocumentBlocks | None = None  # packed: the document mask
+    starts: np.ndarray | None = None  # packed: each sequence's first row
+    longest: int = 0  # the longest sequence
 
     @property
     def rows(self) -> int:
@@ -182,7 +178,15 @@ def lay_out(planned: PlannedPass, sequences: Sequence[ScoredSequence], pad_token
         positions[:real] = np.arange(real) - np.repeat(starts, lengths)
         predictors, targets, span_ends = _targets(members, starts, input_ids)
         return HostPass(
-            planned, input_ids, positions, predictors, targets, span_ends, real, blocks=document_blocks(starts, real)
+            planned,
+            input_ids,
+            positions,
+            predictors,
+            targets,
+            span_ends,
+            real,
+            starts=starts,
+            longest=int(lengths.max()),
         )
     parts, shapes, bases, offset = [], [], [], 0
     for group in planned.groups:
@@ -197,4 +201,6 @@ def lay_out(planned: PlannedPass, sequences: Sequence[ScoredSequence], pad_token
     input_ids = np.concatenate(parts)
     positions = np.concatenate([np.tile(np.arange(length), count) for count, length in shapes])
     predictors, targets, span_ends = _targets(members, np.array(bases, dtype=np.int64), input_ids)
-    return HostPass(planned, input_ids, positions, predictors, targets, span_ends, real, shapes=shapes)
+    return HostPass(
+        planned, input_ids, positions, predictors, targets, span_ends, real, shapes=shapes, longest=int(lengths.max())
+    )

@@ -148,10 +148,10 @@ def _is_out_of_memory(error: BaseException) -> bool:
 class PairScorer:
     """Score (query, answer) token pairs with one causal LM in two passes per pair.
 
-    ``attention``: ``packed`` (one stream per pass, one attention call with a document mask;
-    needs the fused forward, and compiled FlexAttention unless ``forward`` is fused-eager),
-    ``padded`` (length groups, attention per group), or ``auto``: packed on CUDA where it
-    compiles, padded elsewhere. Passes are pipelined: the host lays out and launches pass
+    ``attention``: ``packed`` (one stream per pass, one attention call over it; needs the
+    fused forward and a packed kernel, see :class:`PackedAttention`), ``padded`` (length
+    groups, attention per group), or ``auto``: packed on CUDA where a kernel holds, padded
+    elsewhere. Passes are pipelined: the host lays out and launches pass
     n + 1 before it reads pass n's results, so a GPU never waits on the host between them."""
 
     def __init__(
@@ -198,8 +198,7 @@ class PairScorer:
         if self.fused is None:
             log.info("packed attention needs the fused forward; %s attends per length group", self.forward)
             return PADDED
-        if self.compile and not self.fused.flex_attention(compile=True).compiled:
-            # Eager FlexAttention materialises every score: no use beyond a check.
+        if self.fused.packed_attention(self.compile).kernel is None:
             return PADDED
         return PACKED
 
@@ -289,13 +288,15 @@ class PairScorer:
             if kernels.compiled
             else f"eager element-wise steps ({kernels.compile_error or 'not compiled'})"
         )
-        return f"fused, {steps}, {self.layout} attention"
+        if self.layout == PACKED:
+            return f"fused, {steps}, packed attention ({self.fused.packed_attention(self.compile).kernel})"
+        return f"fused, {steps}, padded attention"
 
     def hidden_rows(self, device_pass: DevicePass) -> torch.Tensor:
         """The decoder's last hidden state of every row of ``device_pass``."""
         if self.fused is not None:
             return self.fused.rows(
-                device_pass.input_ids, device_pass.positions, device_pass.shapes, device_pass.mask, self.compile
+                device_pass.input_ids, device_pass.positions, device_pass.shapes, device_pass.stream, self.compile
             )
         rows, start = [], 0
         for count, length in device_pass.shapes:
@@ -311,7 +312,8 @@ class PairScorer:
     @torch.inference_mode()
     def _launch(self, host: HostPass) -> PendingLogprobs:
         """Queue one forward pass and the copy of its log-probs back to the host."""
-        device_pass = send(host, self.device)
+        packed = self.fused.packed_attention(self.compile) if host.starts is not None else None
+        device_pass = send(host, self.device, packed)
         # Padded groups need no attention mask: padding is on the right, so causal attention
         # already keeps every real token from seeing it.
         hidden = self.hidden_rows(device_pass)

@@ -13,9 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch.nn.attention.flex_attention import BlockMask
 
-from qaq_assets.lib.scoring.engine.packed_attention import block_mask_on
+from qaq_assets.lib.scoring.engine.packed_attention import PackedAttention, PackedStream
 from qaq_assets.lib.scoring.engine.passes import HostPass
 
 
@@ -42,7 +41,7 @@ class DevicePass:
     positions: torch.Tensor
     predictor_rows: torch.Tensor
     target_ids: torch.Tensor
-    mask: BlockMask | None  # packed passes
+    stream: PackedStream | None  # packed passes
 
     @property
     def rows(self) -> int:
@@ -53,13 +52,15 @@ class DevicePass:
         return self.host.shapes
 
 
-def send(host: HostPass, device: torch.device) -> DevicePass:
-    """Queue ``host``'s copies to ``device``."""
-    mask = None if host.blocks is None else block_mask_on(host.blocks, device, pin=pins(device))
+def send(host: HostPass, device: torch.device, packed: PackedAttention | None = None) -> DevicePass:
+    """Queue ``host``'s copies to ``device``; a packed pass's stream in the form ``packed`` takes."""
+    stream = None
+    if host.starts is not None:
+        stream = packed.stream(host.starts, host.real_tokens, host.longest, device, pin=pins(device))
     return DevicePass(
         host,
         *(to_device(array, device) for array in (host.input_ids, host.positions, host.predictor_rows, host.target_ids)),
-        mask,
+        stream,
     )
 
 

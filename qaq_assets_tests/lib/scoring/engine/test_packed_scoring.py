@@ -41,7 +41,7 @@ def test_packed_passes_score_like_padded_passes_and_the_naive_reference(tiny_mod
     packed = scorer_for(tiny_model.model, layouts, pad, attention="packed", batch_tokens=1024)
     padded = scorer_for(tiny_model.model, layouts, pad, attention="padded", batch_tokens=1024)
     assert (packed.layout, padded.layout) == ("packed", "padded")
-    assert packed.describe_forward().endswith("packed attention")
+    assert packed.describe_forward().endswith("packed attention (flex, eager)")
     packed_scores, padded_scores = packed.score(pairs), padded.score(pairs)
     assert packed_scores.stats.passes > 1 and packed_scores.stats.real_tokens == padded_scores.stats.real_tokens
     for a, b in zip(packed_scores, padded_scores, strict=True):
