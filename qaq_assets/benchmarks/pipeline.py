@@ -48,6 +48,7 @@ class PrecomputedBackend:
     """A scoring backend that returns log-probs computed beforehand, keyed by (query, answer)."""
 
     identity = IDENTITY
+    on_gpu = False
 
     def __init__(self, scored: dict[tuple[str, str], tuple[PairTokens, PairLogprobs]]):
         self.scored = scored

@@ -112,11 +112,12 @@ class _ScoringModels(dg.ConfigurableResource):
             fingerprint=identity.fingerprint,
             template_version=build_layouts(self.template, identity.tokenizer).version,
         )
+        on_gpu = devices[0].startswith("cuda")
         if len(devices) == 1:
-            return DeferredLocalBackend(expected, lambda: load_on(devices[0]))
+            return DeferredLocalBackend(expected, lambda: load_on(devices[0]), on_gpu)
         # A worker process per GPU, started for the first chunk that needs scoring.
         return DeferredLocalBackend(
-            expected, lambda: device_pool(self.specs()[key], devices, self.dtype, options, expected)
+            expected, lambda: device_pool(self.specs()[key], devices, self.dtype, options, expected), on_gpu
         )
 
     def options(self) -> ScorerOptions:

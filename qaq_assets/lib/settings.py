@@ -153,7 +153,14 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("max_batch_size", int, 64, "sequences per attention group at most", SCORING),
     Setting("max_sequence_tokens", int, 2048, "longest sequence; answers are cut first", SCORING),
-    Setting("commit_every", int, 256, "samples per score-cache commit (what a killed run can lose)", SCORING),
+    Setting(
+        "commit_every",
+        int,
+        0,
+        "samples per score-cache commit (what a killed run can lose); 0 = auto: 256 on CPU, 2,048 on "
+        "a GPU (several full passes per chunk)",
+        SCORING,
+    ),
     Setting(
         "backend",
         str,

@@ -78,6 +78,7 @@ OnPass = Callable[[int, int], None]
 
 class ScoringBackend(Protocol):
     identity: ScorerIdentity
+    on_gpu: bool  # sets the automatic commit size (see shard_scoring.chunk_samples)
 
     def score_chunks(self, chunks: Iterable[Chunk], on_pass: OnPass | None = None) -> Iterator[ScoredChunk]:
         """Score each (queries, answers) chunk; results come back in the chunks' order.
@@ -146,7 +147,8 @@ class LocalBackend:
     def __init__(self, loaded: LoadedModel, scorer: PairScorer, max_sequence_tokens: int, overlap: bool | None = None):
         self.loaded, self.scorer, self.max_sequence_tokens = loaded, scorer, max_sequence_tokens
         self.identity = identity_of(loaded, scorer)
-        self.overlap = loaded.device.type == "cuda" if overlap is None else overlap
+        self.on_gpu = loaded.device.type == "cuda"
+        self.overlap = self.on_gpu if overlap is None else overlap
         # After an out-of-memory back-off, later chunks start from the lower budget.
         self.budget: int | None = None
         prepare_worker(loaded.device)
@@ -209,8 +211,8 @@ class DeferredLocalBackend:
 
     NOT_RUN = "not run: every sample was already scored"
 
-    def __init__(self, identity: ScorerIdentity, load: Callable[[], ScoringBackend]):
-        self.identity = identity
+    def __init__(self, identity: ScorerIdentity, load: Callable[[], ScoringBackend], on_gpu: bool = False):
+        self.identity, self.on_gpu = identity, on_gpu
         self._load = load
         self._backend: ScoringBackend | None = None
 

@@ -56,6 +56,7 @@ class DevicePoolBackend:
     ):
         self.identity = identity
         self.devices = devices
+        self.on_gpu = any(device.startswith("cuda") for device in devices)
         context = multiprocessing.get_context("spawn")
         queue = context.Queue()
         for device in devices:

@@ -48,6 +48,7 @@ class RayBackend:
         if len(identities) != 1:
             raise RuntimeError(f"replicas disagree on the model they loaded: {identities}")
         self.identity = identities.pop()
+        self.on_gpu = gpus > 0
         self.pool = ActorPool(self.actors)
 
     def score_chunks(self, chunks: Iterable[Chunk], on_pass=None) -> Iterator[ScoredChunk]:

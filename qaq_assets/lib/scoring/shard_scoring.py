@@ -179,16 +179,29 @@ def cache_rows(identity: ScorerIdentity, chunk: pl.DataFrame, scored) -> pl.Data
     ).select([pl.col(name).cast(dtype) for name, dtype in SCORE_CACHE.schema.items()])
 
 
+CPU_CHUNK_SAMPLES = 256
+# A GPU pass holds up to 262,144 tokens: a chunk of short samples should fill several, so that
+# passes run back to back, and a commit every few seconds loses little to a kill.
+GPU_CHUNK_SAMPLES = 2048
+
+
+def chunk_samples(backend: ScoringBackend) -> int:
+    """Samples per commit when the setting is 0 (auto): by where the backend's passes run."""
+    return GPU_CHUNK_SAMPLES if backend.on_gpu else CPU_CHUNK_SAMPLES
+
+
 def score_shard(
     lake: Lake,
     samples: pl.DataFrame,
     shard: str,
     backend: ScoringBackend,
-    commit_every: int = 256,
+    commit_every: int = 0,
     on_progress: Callable[[ScoringProgress], None] | None = None,
 ) -> ShardScoring:
-    """Score the samples of ``shard`` not yet in the cache and return its token_logprobs rows."""
+    """Score the samples of ``shard`` not yet in the cache and return its token_logprobs rows,
+    committing every ``commit_every`` samples (0: :func:`chunk_samples`)."""
     started = time.perf_counter()
+    commit_every = commit_every or chunk_samples(backend)
     identity = backend.identity
     pairs = unique_pairs(samples)
     todo = pairs.join(cached_keys(lake, identity, pairs), on=CACHE_KEY, how="anti")
@@ -253,7 +266,7 @@ def score_partition(
     lake: Lake,
     shard: str,
     backend: ScoringBackend,
-    commit_every: int = 256,
+    commit_every: int = 0,
     on_progress: Callable[[ScoringProgress], None] | None = None,
 ) -> tuple[ShardScoring, int]:
     """Score a shard with ``backend`` through the cache and replace its token_logprobs partition

@@ -73,3 +73,20 @@ def test_token_logprobs_rows_carry_identity_and_counts(lake, make_shard, tiny_mo
     assert len(row["query_logprobs"]) == row["n_query_tokens"] == len(row["query_given_answer_logprobs"])
     assert len(row["answer_logprobs"]) == row["n_answer_tokens"] == len(row["answer_given_query_logprobs"])
     assert set(rows_of(result).columns) == set(TOKEN_LOGPROBS.schema.names())
+
+
+def test_commits_are_sized_by_where_the_passes_run_unless_set(tiny_model, tmp_path, make_shard, monkeypatch):
+    from qaq_assets.lib.scoring import shard_scoring
+
+    scorer = PairScorer(tiny_model.model, build_layouts("auto", tiny_model.tokenizer), 0)
+    backend = LocalBackend(tiny_model, scorer, 2048)
+    assert not backend.on_gpu and shard_scoring.chunk_samples(backend) == 256
+    backend.on_gpu = True  # as a backend on a card says
+    assert shard_scoring.chunk_samples(backend) == 2048
+    backend.on_gpu = False
+    monkeypatch.setattr(shard_scoring, "CPU_CHUNK_SAMPLES", 5)
+    lake = Lake(tmp_path / "lake")
+    samples = read_shard(make_shard("s", CODE_PAIRS), "s").samples
+    score_shard(lake, samples, "s", backend)  # commit_every 0: auto
+    appends = [h for h in lake.delta_table(SCORE_CACHE).history() if h["operationParameters"].get("mode") == "Append"]
+    assert len(appends) == 3  # 12 samples in chunks of 5
