@@ -22,7 +22,7 @@ import numpy as np
 from qaq_assets.lib.ingest.records import read_shard
 from qaq_assets.lib.scoring.backends import Chunk, ScoredChunk, ScorerIdentity
 from qaq_assets.lib.scoring.engine.scorer import PairLogprobs, PairTokens
-from qaq_assets.lib.scoring.shard_scoring import score_partition, write_qaq_scores
+from qaq_assets.lib.scoring.shard_scoring import chunk_samples, score_partition, write_qaq_scores
 from qaq_assets.lib.store.lake import Lake
 from qaq_assets.lib.store.tables import RAW_SAMPLES
 
@@ -97,6 +97,7 @@ def run(samples: int, commit_every: int, workdir: Path, log: Callable[[str], Non
     backend = PrecomputedBackend.for_pairs(read.samples["instruction"], read.samples["response"])
     log(f"{samples:,} samples; ingest {ingest_seconds:.1f}s; log-probs precomputed (not timed)")
 
+    commit_every = commit_every or chunk_samples(backend)
     started = time.perf_counter()
     result, _ = score_partition(lake, "bench", backend, commit_every=commit_every)
     logprob_seconds = time.perf_counter() - started

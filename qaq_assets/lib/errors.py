@@ -17,3 +17,9 @@ class Interrupted(Exception):
 
         super().__init__(f"stopped by {signal.Signals(signum).name}")
         self.signum = signum
+
+
+def one_line(error: BaseException) -> str:
+    """``Type: the message's first line``: a failure as a log line or a fallback's reason."""
+    message = str(error).strip()
+    return f"{type(error).__name__}: {message.splitlines()[0]}" if message else type(error).__name__

@@ -29,6 +29,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from qaq_assets.lib.errors import one_line
 from qaq_assets.lib.scoring.engine.packed_attention import PackedAttention, PackedStream
 
 log = logging.getLogger(__name__)
@@ -185,7 +186,7 @@ class Kernels:
                 steps["rotate"](heads, rows(1, layer.head_dim), rows(1, layer.head_dim))
                 steps["swiglu"](rows(2 * layer.intermediate))
         except Exception as error:  # noqa: BLE001 - any compiler failure means: stay eager
-            self.compile_error = f"{type(error).__name__}: {str(error).splitlines()[0]}"
+            self.compile_error = one_line(error)
             log.warning("element-wise steps run eagerly: compiling them failed (%s)", self.compile_error)
             return False
         for name, step in steps.items():

@@ -19,6 +19,8 @@ import logging
 
 import torch
 
+from qaq_assets.lib.errors import one_line
+
 log = logging.getLogger(__name__)
 
 # CPU: logits chunks of just under 32 MiB, the largest block glibc still serves from the warm
@@ -89,7 +91,7 @@ class OutputHead:
                 torch._dynamo.mark_dynamic(logits, 0)
                 fused(logits, torch.zeros(3, dtype=torch.long, device=device), self.softcap)
         except Exception as error:  # noqa: BLE001 - any compiler failure means: stay eager
-            self.compile_error = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+            self.compile_error = one_line(error)
             log.warning("the head's log-softmax runs eagerly: compiling it failed (%s)", self.compile_error)
             return False
         self._fused = fused

@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention.flex_attention import BlockMask, flex_attention
 
+from qaq_assets.lib.errors import one_line
+
 log = logging.getLogger(__name__)
 
 # FlexAttention's tile: a packed stream is padded to a multiple of it.
@@ -267,7 +269,7 @@ class PackedAttention:
                         worst = (output.float() - expected.float()).abs().max().item()
                         return f"differs from attention per sequence by {worst:.3g}"
         except Exception as error:  # noqa: BLE001 - any failure means: try the next kernel
-            return f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+            return one_line(error)
         finally:
             self.kernel, self._attend = chosen, None
         return None

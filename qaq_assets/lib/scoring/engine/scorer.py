@@ -151,8 +151,8 @@ class PairScorer:
     ``attention``: ``packed`` (one stream per pass, one attention call over it; needs the
     fused forward and a packed kernel, see :class:`PackedAttention`), ``padded`` (length
     groups, attention per group), or ``auto``: packed on CUDA where a kernel holds, padded
-    elsewhere. Passes are pipelined: the host lays out and launches pass
-    n + 1 before it reads pass n's results, so a GPU never waits on the host between them."""
+    elsewhere. Passes are pipelined: the host lays out and launches pass n + 1 before it
+    reads pass n's results, so a GPU never waits on the host between them."""
 
     def __init__(
         self,
