@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch.nn.attention.flex_attention import BlockMask, flex_attention
 
 from qaq_assets.lib.errors import one_line
+from qaq_assets.lib.scoring.engine.device_copy import to_device
 
 log = logging.getLogger(__name__)
 
@@ -88,26 +89,18 @@ def document_blocks(starts: np.ndarray, real_tokens: int) -> DocumentBlocks:
     )
 
 
-def block_mask_on(blocks: DocumentBlocks, device: torch.device, pin: bool = False) -> BlockMask:
-    """``blocks`` as FlexAttention's :class:`BlockMask` on ``device`` (copies are
-    asynchronous from pinned memory when ``pin``)."""
-
-    def moved(array: np.ndarray) -> torch.Tensor:
-        tensor = torch.from_numpy(array)
-        if pin:
-            tensor = tensor.pin_memory()
-        return tensor.to(device, non_blocking=pin)
-
-    documents = moved(blocks.documents)
+def block_mask_on(blocks: DocumentBlocks, device: torch.device) -> BlockMask:
+    """``blocks`` as FlexAttention's :class:`BlockMask` on ``device``."""
+    documents = to_device(blocks.documents, device)
 
     def same_document_causal(batch, head, query_row, key_row):
         return (documents[query_row] == documents[key_row]) & (query_row >= key_row)
 
     return BlockMask.from_kv_blocks(
-        moved(blocks.partial_counts)[None, None],
-        moved(blocks.partial_indices)[None, None],
-        moved(blocks.full_counts)[None, None],
-        moved(blocks.full_indices)[None, None],
+        to_device(blocks.partial_counts, device)[None, None],
+        to_device(blocks.partial_indices, device)[None, None],
+        to_device(blocks.full_counts, device)[None, None],
+        to_device(blocks.full_indices, device)[None, None],
         BLOCK_SIZE=BLOCK_ROWS,
         mask_mod=same_document_causal,
         seq_lengths=(blocks.rows, blocks.rows),
@@ -128,6 +121,16 @@ def stream_bounds(starts: np.ndarray, real_tokens: int) -> np.ndarray:
     rows = padded_length(real_tokens)
     bounds = np.append(np.asarray(starts, dtype=np.int64), real_tokens)
     return (np.append(bounds, rows) if rows > real_tokens else bounds).astype(np.int32)
+
+
+def packed_stream(
+    starts: np.ndarray, real_tokens: int, longest: int, device: torch.device, with_mask: bool
+) -> PackedStream:
+    """A packed pass's :class:`PackedStream` on ``device``; FlexAttention's mask ``with_mask``."""
+    mask = block_mask_on(document_blocks(starts, real_tokens), device) if with_mask else None
+    bounds = to_device(stream_bounds(starts, real_tokens), device)
+    # The padding tail is a sequence too.
+    return PackedStream(bounds, max(longest, padded_length(real_tokens) - real_tokens), mask)
 
 
 def flex_packed(
@@ -233,43 +236,47 @@ class PackedAttention:
 
     @property
     def needs_mask(self) -> bool:
-        return self.kernel is not None and self.kernel.startswith("flex")
+        return _uses_mask(self.kernel)
 
     def __call__(
         self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, stream: PackedStream, scale: float
     ) -> torch.Tensor:
-        if self.needs_mask:
-            return flex_packed(self._attend, query, key, value, stream, scale)
-        return varlen_packed(query, key, value, stream, scale)
+        return _attend_packed(self.kernel, self._attend, query, key, value, stream, scale)
 
-    def stream(self, starts: np.ndarray, real_tokens: int, longest: int, device: torch.device, pin: bool = False):
+    def stream(self, starts: np.ndarray, real_tokens: int, longest: int, device: torch.device) -> PackedStream:
         """A packed pass's :class:`PackedStream` for this kernel (the mask only where it needs one)."""
-        bounds = torch.from_numpy(stream_bounds(starts, real_tokens))
-        bounds = bounds.pin_memory().to(device, non_blocking=True) if pin else bounds.to(device)
-        mask = block_mask_on(document_blocks(starts, real_tokens), device, pin) if self.needs_mask else None
-        return PackedStream(bounds, max(longest, padded_length(real_tokens) - real_tokens), mask)
+        return packed_stream(starts, real_tokens, longest, device, self.needs_mask)
 
-    def _probe(self, kernel, attend, dtype, device, heads) -> str | None:
+    @staticmethod
+    def _probe(kernel: str, attend, dtype: torch.dtype, device: torch.device, heads) -> str | None:
+        """Why ``kernel`` cannot attend over packed streams here, or None when it matches SDPA."""
         query_heads, key_heads, head_dim = heads
-        chosen, self.kernel, self._attend = self.kernel, kernel, attend
+        tolerance = 1e-4 if dtype == torch.float32 else 3e-2
         try:
             with torch.inference_mode():
                 # Two streams of different lengths: one kernel (one graph) must serve both.
                 for lengths in ((100, 60), (130, 200, 7)):
-                    starts = np.cumsum((0, *lengths[:-1]))
-                    rows = padded_length(sum(lengths))
+                    starts, real = np.cumsum((0, *lengths[:-1])), sum(lengths)
+                    rows = padded_length(real)
                     query = torch.randn(rows, query_heads, head_dim, dtype=dtype, device=device)
                     key, value = (torch.randn(rows, key_heads, head_dim, dtype=dtype, device=device) for _ in "kv")
-                    stream = self.stream(starts, sum(lengths), max(lengths), device)
-                    output = self(query, key, value, stream, head_dim**-0.5)
-                    bounds = stream_bounds(starts, sum(lengths))
+                    stream = packed_stream(starts, real, max(lengths), device, _uses_mask(kernel))
+                    output = _attend_packed(kernel, attend, query, key, value, stream, head_dim**-0.5)
+                    bounds = stream_bounds(starts, real)
                     expected = sequence_by_sequence(query, key, value, bounds, head_dim**-0.5)
-                    tolerance = 1e-4 if dtype == torch.float32 else 3e-2
                     if not torch.allclose(output.float(), expected.float(), atol=tolerance, rtol=tolerance):
                         worst = (output.float() - expected.float()).abs().max().item()
                         return f"differs from attention per sequence by {worst:.3g}"
         except Exception as error:  # noqa: BLE001 - any failure means: try the next kernel
             return one_line(error)
-        finally:
-            self.kernel, self._attend = chosen, None
         return None
+
+
+def _uses_mask(kernel: str | None) -> bool:
+    return kernel is not None and kernel.startswith("flex")
+
+
+def _attend_packed(kernel: str, attend, query, key, value, stream: PackedStream, scale: float) -> torch.Tensor:
+    if _uses_mask(kernel):
+        return flex_packed(attend, query, key, value, stream, scale)
+    return varlen_packed(query, key, value, stream, scale)

@@ -22,7 +22,6 @@ import numpy as np
 from qaq_assets.lib.scoring.engine.packed_attention import BLOCK_ROWS, padded_length
 
 PADDED, PACKED = "padded", "packed"
-LAYOUTS = (PADDED, PACKED)
 
 
 @dataclass(frozen=True)

@@ -14,22 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from qaq_assets.lib.scoring.engine.device_copy import pins, to_device
 from qaq_assets.lib.scoring.engine.packed_attention import PackedAttention, PackedStream
 from qaq_assets.lib.scoring.engine.passes import HostPass
-
-
-def pins(device: torch.device) -> bool:
-    """Whether copies to and from ``device`` go through pinned memory (CUDA only)."""
-    return device.type == "cuda"
-
-
-def to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
-    """``array`` on ``device``; asynchronous from pinned memory on CUDA."""
-    tensor = torch.from_numpy(array)
-    if not pins(device):
-        return tensor.to(device)
-    # The caching host allocator keeps the pinned block alive until the copy has run.
-    return tensor.pin_memory().to(device, non_blocking=True)
 
 
 @dataclass
@@ -56,7 +43,7 @@ def send(host: HostPass, device: torch.device, packed: PackedAttention | None = 
     """Queue ``host``'s copies to ``device``; a packed pass's stream in the form ``packed`` takes."""
     stream = None
     if host.starts is not None:
-        stream = packed.stream(host.starts, host.real_tokens, host.longest, device, pin=pins(device))
+        stream = packed.stream(host.starts, host.real_tokens, host.longest, device)
     return DevicePass(
         host,
         *(to_device(array, device) for array in (host.input_ids, host.positions, host.predictor_rows, host.target_ids)),
