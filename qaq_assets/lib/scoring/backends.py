@@ -105,33 +105,6 @@ def identity_of(loaded: LoadedModel, scorer: PairScorer) -> ScorerIdentity:
     )
 
 
-def tokenize_chunk(loaded: LoadedModel, scorer: PairScorer, chunk: Chunk, max_sequence_tokens: int) -> list[PairTokens]:
-    """A chunk's pairs as tokens, fitted to ``max_sequence_tokens``."""
-    queries, answers = chunk
-    return tokenize_pairs(loaded.tokenizer, scorer.layouts, queries, answers, max_sequence_tokens)
-
-
-def score_tokens(
-    loaded: LoadedModel,
-    scorer: PairScorer,
-    tokens: list[PairTokens],
-    on_pass: OnPass | None = None,
-    batch_tokens: int | None = None,
-) -> ScoredChunk:
-    """Score a tokenised chunk; the same code path for every backend."""
-    # Streams, events and allocations that name no device go to this model's GPU.
-    with torch.cuda.device(loaded.device) if loaded.device.type == "cuda" else nullcontext():
-        scored = scorer.score(tokens, on_pass, batch_tokens)
-    return ScoredChunk(
-        tokens=tokens,
-        logprobs=list(scored),
-        forward_calls=scored.stats.passes,
-        real_tokens=scored.stats.real_tokens,
-        padding_tokens=scored.stats.padding_tokens,
-        batch_tokens=scored.stats.batch_tokens,
-    )
-
-
 def prepare_worker(device: torch.device) -> None:
     """Once per scoring process: a warm CPU heap for activations (see :mod:`cpu_heap`)."""
     if device.type == "cpu":
@@ -161,12 +134,24 @@ class LocalBackend:
             yield self._score(self._tokenize(chunk), on_pass)
 
     def _tokenize(self, chunk: Chunk) -> list[PairTokens]:
-        return tokenize_chunk(self.loaded, self.scorer, chunk, self.max_sequence_tokens)
+        queries, answers = chunk
+        return tokenize_pairs(self.loaded.tokenizer, self.scorer.layouts, queries, answers, self.max_sequence_tokens)
 
     def _score(self, tokens: list[PairTokens], on_pass: OnPass | None) -> ScoredChunk:
-        scored = score_tokens(self.loaded, self.scorer, tokens, on_pass, self.budget)
-        self.budget = scored.batch_tokens
-        return scored
+        """The same scoring for every backend: Ray actors and pool workers are local backends."""
+        device = self.loaded.device
+        # Streams, events and allocations that name no device go to this model's GPU.
+        with torch.cuda.device(device) if device.type == "cuda" else nullcontext():
+            scored = self.scorer.score(tokens, on_pass, self.budget)
+        self.budget = scored.stats.batch_tokens
+        return ScoredChunk(
+            tokens=tokens,
+            logprobs=list(scored),
+            forward_calls=scored.stats.passes,
+            real_tokens=scored.stats.real_tokens,
+            padding_tokens=scored.stats.padding_tokens,
+            batch_tokens=scored.stats.batch_tokens,
+        )
 
     def describe_forward(self) -> str:
         return self.scorer.describe_forward()
@@ -230,7 +215,8 @@ class DeferredLocalBackend:
 
     def score_chunks(self, chunks: Iterable[Chunk], on_pass: OnPass | None = None) -> Iterator[ScoredChunk]:
         remaining = iter(chunks)
-        for first in remaining:
+        first = next(remaining, None)
+        if first is not None:
             # Loaded for the first chunk; the backend then sees the whole stream (a pool keeps
             # every worker busy).
             yield from self._ready().score_chunks(itertools.chain([first], remaining), on_pass)

@@ -305,14 +305,18 @@ def build_random_model(
         return model_class(chosen.config(vocab_at_least))
 
 
-def random_weights_id(architecture: str, seed: int, device: torch.device, vocab_at_least: int = 0) -> str:
-    """The weights identity of a random model: for real shapes its shape, seed and build device."""
+def random_weights_id(
+    architecture: str, seed: int, device: torch.device, vocab_at_least: int = 0, built: torch.nn.Module | None = None
+) -> str:
+    """The weights identity of a random model: for real shapes its shape, seed and build
+    device; for small ones the hash of its weights (of ``built`` where it is at hand)."""
     chosen = random_architecture(architecture)
     if not chosen.real_shape:
-        return _state_dict_sha(build_random_model(architecture, seed, vocab_at_least=vocab_at_least))
-    config = chosen.config(vocab_at_least)
-    described = {"family": chosen.family, "shape": {**chosen.shape, "vocab_size": config.vocab_size}, "seed": seed}
-    described["built_on"] = device.type
+        if built is None:
+            built = build_random_model(architecture, seed, vocab_at_least=vocab_at_least)
+        return _state_dict_sha(built)
+    shape = {**chosen.shape, "vocab_size": max(chosen.shape["vocab_size"], vocab_at_least)}
+    described = {"family": chosen.family, "shape": shape, "seed": seed, "built_on": device.type}
     return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()
 
 
@@ -456,7 +460,7 @@ def load_model(
         tokenizer = _saved_tokenizer(tokenizer_dir) if tokenizer_dir else byte_level_tokenizer()
         model = build_random_model(architecture, seed, target, vocab_at_least=len(tokenizer))
         model_id = f"random:{architecture}:{seed}"
-        weights_sha = random_weights_id(architecture, seed, target, vocab_at_least=len(tokenizer))
+        weights_sha = random_weights_id(architecture, seed, target, len(tokenizer), built=model)
     else:
         located = _locate(text)
         model_id, weights_sha = located.model_id, located.weights_sha256
