@@ -136,8 +136,10 @@ def _bench_scoring(args: argparse.Namespace) -> int:
     from qaq_assets.benchmarks.scoring import main as scoring_bench
 
     paths = [Path(p) for p in sorted(glob.glob(args.data))]
-    scoring_bench(_settings(args), paths, args.samples, args.naive_samples, args.tokenizer)
-    return 0
+    failed = scoring_bench(_settings(args), paths, args.samples, args.naive_samples, args.tokenizer)
+    if failed:
+        print(f"qaq bench scoring: {len(failed)} of the models failed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _bench_memory(args: argparse.Namespace) -> int:

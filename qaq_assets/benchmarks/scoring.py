@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from qaq_assets.lib.errors import one_line
 from qaq_assets.lib.ingest.record_formats import read_pairs, sample_id_for
 from qaq_assets.lib.scoring.backends import prepare_worker
 from qaq_assets.lib.scoring.engine.models import LoadedModel, load_model, resolve_dtype
@@ -247,38 +248,52 @@ def report_lines(result: BenchResult) -> list[str]:
     ]
 
 
-def main(settings, paths: list[Path], samples: int, naive_samples: int, tokenizer_dir: str | None) -> None:
+def main(settings, paths: list[Path], samples: int, naive_samples: int, tokenizer_dir: str | None) -> list[str]:
     """Bench each of ``settings.models`` in turn (one at a time in memory); each block of output
-    ends with its contract line."""
-    import os
-
+    ends with its contract line, or with a ``failed:`` line. Returns the specs that failed: one
+    shape that fails (out of memory, a mismatch) leaves the others measured in the same call."""
     queries, answers = load_bench_pairs(paths, samples)
+    failed = []
     for spec in settings.models:
-        loaded = load_model(spec, device=settings.device, dtype="float32", tokenizer_dir=tokenizer_dir)
-        scorer_dtype = resolve_dtype(settings.dtype, loaded.device)
-        print(
-            f"machine: {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-            f"device {describe_device(loaded.device)}; model {loaded.model_id} "
-            f"({loaded.parameters / 1e6:.1f}M params), scorer dtype {scorer_dtype}",
-            flush=True,
-        )
-        result = run_bench(
-            loaded,
-            queries,
-            answers,
-            scorer_dtype,
-            template=settings.template,
-            batch_tokens=settings.batch_tokens,
-            forward=settings.forward,
-            attention=settings.attention,
-            naive_samples=naive_samples,
-            log=lambda line: print(line, flush=True),
-        )
-        for line in report_lines(result):
-            print(line, flush=True)
-        del loaded
+        try:
+            bench_model(settings, spec, queries, answers, naive_samples, tokenizer_dir)
+        except Exception as error:  # noqa: BLE001 - reported, and the command's exit status says so
+            print(f"{spec} failed: {one_line(error)}", flush=True)
+            failed.append(spec)
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+    return failed
+
+
+def bench_model(
+    settings, spec: str, queries: list[str], answers: list[str], naive_samples: int, tokenizer_dir: str | None
+) -> BenchResult:
+    """Load ``spec`` in float32, bench it against its naive reference and print the report."""
+    import os
+
+    loaded = load_model(spec, device=settings.device, dtype="float32", tokenizer_dir=tokenizer_dir)
+    scorer_dtype = resolve_dtype(settings.dtype, loaded.device)
+    print(
+        f"machine: {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"device {describe_device(loaded.device)}; model {loaded.model_id} "
+        f"({loaded.parameters / 1e6:.1f}M params), scorer dtype {scorer_dtype}",
+        flush=True,
+    )
+    result = run_bench(
+        loaded,
+        queries,
+        answers,
+        scorer_dtype,
+        template=settings.template,
+        batch_tokens=settings.batch_tokens,
+        forward=settings.forward,
+        attention=settings.attention,
+        naive_samples=naive_samples,
+        log=lambda line: print(line, flush=True),
+    )
+    for line in report_lines(result):
+        print(line, flush=True)
+    return result
 
 
 def describe_device(device: torch.device) -> str:

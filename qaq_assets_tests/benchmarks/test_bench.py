@@ -77,6 +77,19 @@ def test_bench_command_prints_the_contract_line(tmp_path, capsys, make_shard):
     assert re.search(r"equality: float32 max \|diff\| [\d.e-]+ nats/token over 6 samples", out)
 
 
+def test_a_failing_model_leaves_the_others_measured_and_the_command_fails(tmp_path, capsys, make_shard):
+    """On a GPU lent for minutes, one shape that fails must not cost the others' figures."""
+    make_shard("bench", CODE_PAIRS[:4])
+    arguments = ["bench", "scoring", "--model", "random:no-such-shape", "--model", "random:tiny-llama"]
+    arguments += ["--samples", "4", "--naive-samples", "2", "--dtype", "float32", "--data", str(tmp_path / "*.jsonl")]
+    assert main(arguments) == 1
+    captured = capsys.readouterr()
+    lines = captured.out.strip().splitlines()
+    assert lines[0].startswith("random:no-such-shape failed: ") and "no-such-shape" in lines[0][30:]
+    assert lines[-1].startswith("speedup_vs_naive=")
+    assert "1 of the models failed: random:no-such-shape" in captured.err
+
+
 def test_bench_runs_on_a_bare_machine_without_polars_deltalake_or_dagster(tmp_path, make_shard):
     """A GPU image has torch, transformers, tokenizers and numpy only: the bench must not import the rest."""
     import subprocess
