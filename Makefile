@@ -49,7 +49,7 @@ bench: $(STAMP)
 # Three real shapes, each in turn; TOKENIZER=DIR (a saved tokenizer) for realistic lengths.
 GPU_MODELS ?= random:qwen2-0.5b random:qwen2-1.5b random:llama-6.7b
 bench-gpu:
-	$(PYTHON) -m qaq_assets.cli bench scoring --device cuda --samples 4096 \
+	$(PYTHON) -m qaq_assets.cli bench scoring --device cuda --samples 4096 --profile 512 \
 		$(foreach model,$(GPU_MODELS),--model $(model)) $(if $(TOKENIZER),--tokenizer $(TOKENIZER))
 
 # What a bare GPU machine needs for bench-gpu, in one folder (git-ignored, a few MiB):

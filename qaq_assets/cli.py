@@ -136,7 +136,7 @@ def _bench_scoring(args: argparse.Namespace) -> int:
     from qaq_assets.benchmarks.scoring import main as scoring_bench
 
     paths = [Path(p) for p in sorted(glob.glob(args.data))]
-    failed = scoring_bench(_settings(args), paths, args.samples, args.naive_samples, args.tokenizer)
+    failed = scoring_bench(_settings(args), paths, args.samples, args.naive_samples, args.tokenizer, args.profile)
     if failed:
         print(f"qaq bench scoring: {len(failed)} of the models failed: {', '.join(failed)}", file=sys.stderr)
     return 1 if failed else 0
@@ -250,6 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
     scoring.add_argument("--data", default="data/shards/*.jsonl", help="glob of JSONL shard files to take samples from")
     scoring.add_argument(
         "--tokenizer", default=None, help="a tokenizer saved with save_pretrained, for random:ARCH models"
+    )
+    scoring.add_argument(
+        "--profile", type=int, default=0, metavar="PAIRS", help="also print the scorer's busiest operations over PAIRS"
     )
     _add_settings(scoring, names=("models", "template", "device", "dtype", "forward", "attention", "batch_tokens"))
     scoring.set_defaults(handler=_bench_scoring)

@@ -138,10 +138,12 @@ def run_bench(
     attention: str = "auto",
     naive_samples: int = 48,
     exact_check_samples: int = 8,
+    profile_samples: int = 0,
     log: Callable[[str], None] = print,
 ) -> BenchResult:
     """Time the naive reference (``loaded``: float32, as peers load models) on the first
-    ``naive_samples`` and the scorer in ``scorer_dtype`` on all; the speedup compares rates."""
+    ``naive_samples`` and the scorer in ``scorer_dtype`` on all; the speedup compares rates.
+    With ``profile_samples``, the scorer's busiest operations over that many pairs, untimed."""
     if loaded.dtype != torch.float32:
         raise ValueError("the reference model must be loaded in float32")
     prepare_worker(loaded.device)
@@ -183,6 +185,9 @@ def run_bench(
         f"scorer (batched, 2 passes, {dtype_name}): {scorer_seconds:.1f}s, "
         f"{content_tokens / scorer_seconds:.0f} tokens/s, {stats.passes} forward passes"
     )
+    if profile_samples:
+        for line in profile_lines(scorer, pairs[:profile_samples], loaded.device):
+            log(line)
 
     exact_pairs = naive_pairs[:exact_check_samples]
     exact_scorer = PairScorer(
@@ -218,6 +223,21 @@ def run_bench(
     )
 
 
+def profile_lines(scorer: PairScorer, pairs: list[PairTokens], device: torch.device, rows: int = 15) -> list[str]:
+    """Where one ``score(pairs)`` spends its time: torch.profiler's busiest operations, by
+    time on the device (on a GPU, kernels; on a CPU, the operators), so that one run on a
+    lent GPU also says what to fix when a figure falls short."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as profiler:
+        scorer.score(pairs)
+        synchronize(device)
+    sort_by = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    table = profiler.key_averages().table(sort_by=sort_by, row_limit=rows, max_name_column_width=60)
+    return [f"profile of {len(pairs)} pairs ({sort_by}):", *table.strip().splitlines()]
+
+
 def synchronize(device: torch.device) -> None:
     """Wait for the device's queued work: a CUDA timing counts only work that has finished."""
     if device.type == "cuda":
@@ -248,7 +268,9 @@ def report_lines(result: BenchResult) -> list[str]:
     ]
 
 
-def main(settings, paths: list[Path], samples: int, naive_samples: int, tokenizer_dir: str | None) -> list[str]:
+def main(
+    settings, paths: list[Path], samples: int, naive_samples: int, tokenizer_dir: str | None, profile_samples: int = 0
+) -> list[str]:
     """Bench each of ``settings.models`` in turn (one at a time in memory); each block of output
     ends with its contract line, or with a ``failed:`` line. Returns the specs that failed: one
     shape that fails (out of memory, a mismatch) leaves the others measured in the same call."""
@@ -256,7 +278,7 @@ def main(settings, paths: list[Path], samples: int, naive_samples: int, tokenize
     failed = []
     for spec in settings.models:
         try:
-            bench_model(settings, spec, queries, answers, naive_samples, tokenizer_dir)
+            bench_model(settings, spec, queries, answers, naive_samples, tokenizer_dir, profile_samples)
         except Exception as error:  # noqa: BLE001 - reported, and the command's exit status says so
             print(f"{spec} failed: {one_line(error)}", flush=True)
             failed.append(spec)
@@ -266,7 +288,13 @@ def main(settings, paths: list[Path], samples: int, naive_samples: int, tokenize
 
 
 def bench_model(
-    settings, spec: str, queries: list[str], answers: list[str], naive_samples: int, tokenizer_dir: str | None
+    settings,
+    spec: str,
+    queries: list[str],
+    answers: list[str],
+    naive_samples: int,
+    tokenizer_dir: str | None,
+    profile_samples: int = 0,
 ) -> BenchResult:
     """Load ``spec`` in float32, bench it against its naive reference and print the report."""
     import os
@@ -289,6 +317,7 @@ def bench_model(
         forward=settings.forward,
         attention=settings.attention,
         naive_samples=naive_samples,
+        profile_samples=profile_samples,
         log=lambda line: print(line, flush=True),
     )
     for line in report_lines(result):
