@@ -8,6 +8,7 @@ deltalake or dagster): JSONL shards are read with the plain reader."""
 from __future__ import annotations
 
 import copy
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -272,7 +273,7 @@ def main(
     settings, paths: list[Path], samples: int, naive_samples: int, tokenizer_dir: str | None, profile_samples: int = 0
 ) -> list[str]:
     """Bench each of ``settings.models`` in turn (one at a time in memory); each block of output
-    ends with its contract line, or with a ``failed:`` line. Returns the specs that failed: one
+    ends with its contract line, or with a ``SPEC failed: cause`` line. Returns the specs that failed: one
     shape that fails (out of memory, a mismatch) leaves the others measured in the same call."""
     queries, answers = load_bench_pairs(paths, samples)
     failed = []
@@ -297,8 +298,6 @@ def bench_model(
     profile_samples: int = 0,
 ) -> BenchResult:
     """Load ``spec`` in float32, bench it against its naive reference and print the report."""
-    import os
-
     loaded = load_model(spec, device=settings.device, dtype="float32", tokenizer_dir=tokenizer_dir)
     scorer_dtype = resolve_dtype(settings.dtype, loaded.device)
     print(
