@@ -160,22 +160,54 @@ class LocalBackend:
         pass  # the model stays in the process-wide cache for the next partition
 
 
+# Parts of a chunk a replica on a GPU scores one ahead of the next part's tokenising.
+REPLICA_PARTS_ON_GPU = 4
+
+
+def split_chunk(chunk: Chunk, parts: int) -> list[Chunk]:
+    """``chunk`` cut into at most ``parts`` contiguous, non-empty parts of near-equal size."""
+    queries, answers = chunk
+    bounds = [round(i * len(queries) / parts) for i in range(parts + 1)]
+    return [(queries[a:b], answers[a:b]) for a, b in itertools.pairwise(bounds) if b > a]
+
+
+def merge_scored(parts: list[ScoredChunk]) -> ScoredChunk:
+    """One :class:`ScoredChunk` of consecutive parts, in order; the budget is the last part's."""
+    return ScoredChunk(
+        tokens=[pair for part in parts for pair in part.tokens],
+        logprobs=[pair for part in parts for pair in part.logprobs],
+        forward_calls=sum(part.forward_calls for part in parts),
+        real_tokens=sum(part.real_tokens for part in parts),
+        padding_tokens=sum(part.padding_tokens for part in parts),
+        batch_tokens=parts[-1].batch_tokens if parts else 0,
+    )
+
+
 class ScoringReplica(LocalBackend):
     """A local backend that loads its own model: one replica in a worker process (a Ray
-    actor, or a device pool's worker), driven one chunk at a time."""
+    actor, or a device pool's worker), driven one chunk at a time.
+
+    Driven so, a GPU would idle while each chunk is tokenised: there the chunk is cut into
+    ``parts`` (:data:`REPLICA_PARTS_ON_GPU`), each tokenised while the one before it scores
+    (:mod:`chunk_overlap`), so only the first part's tokenising is exposed."""
 
     def __init__(self, spec: ModelSpec, device: str, dtype: str, options: ScorerOptions, threads: int):
         torch.set_num_threads(threads)
         loaded = load_model(spec, device=device, dtype=dtype)
-        # Driven a chunk at a time: the pool or Ray keeps the next chunk queued.
+        # The pool or Ray keeps the next chunk queued; overlap happens within a chunk (score).
         super().__init__(loaded, options.scorer(loaded), options.sequence_budget(loaded), overlap=False)
+        self.parts = REPLICA_PARTS_ON_GPU if self.on_gpu else 1
 
     def replica_identity(self) -> ScorerIdentity:
         """The identity (a method: Ray calls methods of its actors, never attributes)."""
         return self.identity
 
     def score(self, chunk: Chunk, replica: str = "") -> ScoredChunk:
-        [scored] = self.score_chunks([chunk])
+        parts = split_chunk(chunk, self.parts)
+        if len(parts) > 1:
+            scored = merge_scored(list(overlapped(parts, self._tokenize, self._score)))
+        else:
+            [scored] = self.score_chunks([chunk])
         scored.replica = replica
         return scored
 

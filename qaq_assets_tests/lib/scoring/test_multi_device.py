@@ -5,7 +5,14 @@ import os
 import pytest
 
 from qaq_assets.lib.ingest.records import read_shard
-from qaq_assets.lib.scoring.backends import LocalBackend, ScorerOptions, identity_of, local_devices
+from qaq_assets.lib.scoring.backends import (
+    LocalBackend,
+    ScorerOptions,
+    ScoringReplica,
+    identity_of,
+    local_devices,
+    split_chunk,
+)
 from qaq_assets.lib.scoring.device_pool import DevicePoolBackend, device_pool
 from qaq_assets.lib.scoring.engine.models import ModelSpec
 from qaq_assets.lib.scoring.shard_scoring import score_shard
@@ -98,3 +105,42 @@ def test_overlapped_chunks_score_like_chunks_in_turn_with_progress_on_the_caller
     assert rows_of(overlapped).equals(rows_of(in_turn))
     assert threads == {threading.current_thread()}
     assert overlapped.forward_calls == in_turn.forward_calls
+
+
+def test_chunks_split_into_near_equal_contiguous_parts():
+    chunk = ([f"q{i}" for i in range(7)], [f"a{i}" for i in range(7)])
+    parts = split_chunk(chunk, 3)
+    assert [len(queries) for queries, _ in parts] == [2, 3, 2]
+    assert [q for queries, _ in parts for q in queries] == chunk[0]
+    assert [a for _, answers in parts for a in answers] == chunk[1]
+    assert split_chunk((["q"], ["a"]), 4) == [(["q"], ["a"])]  # no empty parts
+    assert split_chunk(([], []), 4) == []
+
+
+def test_a_replica_on_a_gpu_tokenises_the_next_part_while_one_scores_and_returns_the_whole_chunk():
+    import threading
+
+    import torch
+
+    # A replica on the CPU, given the parts a GPU replica uses.
+    replica = ScoringReplica(ModelSpec.parse(TINY), "cpu", "float32", ScorerOptions(), torch.get_num_threads())
+    assert replica.parts == 1  # on a CPU, every core scores: no overlap
+    chunk = tuple(map(list, zip(*CODE_PAIRS, strict=True)))
+    whole = replica.score(chunk, "r")
+
+    tokenized_on = []
+    real_tokenize = replica._tokenize
+
+    def tokenize(part):
+        tokenized_on.append(threading.current_thread().name)
+        return real_tokenize(part)
+
+    replica._tokenize, replica.parts = tokenize, 3
+    in_parts = replica.score(chunk, "r")
+    assert len(tokenized_on) == 3 and all(name.startswith("qaq-tokenize") for name in tokenized_on)
+    assert in_parts.replica == "r" and in_parts.tokens == whole.tokens
+    for together, apart in zip(whole.logprobs, in_parts.logprobs, strict=True):
+        for field in ("query", "answer_given_query", "answer", "query_given_answer", "answer_end"):
+            assert getattr(together, field) == pytest.approx(getattr(apart, field), abs=1e-5)
+    assert in_parts.real_tokens == whole.real_tokens
+    assert in_parts.forward_calls >= 3  # at least one pass per part
