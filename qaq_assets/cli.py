@@ -178,16 +178,15 @@ def _explain(args: argparse.Namespace) -> int:
 
 def _tokenizer_of(args: argparse.Namespace, model_key: str):
     """The configured model's tokenizer under ``model_key`` (to name the query's tokens), or None."""
-    from qaq_assets.lib.scoring.engine.models import ModelLoadError, identify
+    from qaq_assets.lib.scoring.engine.models import ModelLoadError, tokenizer_of
 
     settings = _settings(args)
     for spec in settings.model_specs:
         if spec.key == model_key:
             try:
-                identity = identify(spec, settings.device, settings.dtype)
+                return tokenizer_of(spec, settings.device, settings.dtype)
             except ModelLoadError:
                 return None
-            return identity.tokenizer if identity is not None else None
     return None
 
 

@@ -19,7 +19,14 @@ from qaq_assets.lib.scoring.backends import (
     local_devices,
 )
 from qaq_assets.lib.scoring.device_pool import device_pool
-from qaq_assets.lib.scoring.engine.models import LoadedModel, ModelSpec, canonical_device, identify, load_model
+from qaq_assets.lib.scoring.engine.models import (
+    LoadedModel,
+    ModelSpec,
+    canonical_device,
+    identify,
+    load_model,
+    tokenizer_of,
+)
 from qaq_assets.lib.scoring.engine.templates import build_layouts
 from qaq_assets.lib.scoring.shard_scoring import ScoringProgress
 from qaq_assets.lib.settings import BY_NAME, SCORING
@@ -82,8 +89,7 @@ class _ScoringModels(dg.ConfigurableResource):
 
     def tokenizer(self, key: str):
         """``key``'s tokenizer, without loading its weights (None for hub models)."""
-        identity = identify(self.specs()[key], self.device, self.dtype)
-        return identity.tokenizer if identity is not None else None
+        return tokenizer_of(self.specs()[key], self.device, self.dtype)
 
     def _local_backend(self, key: str) -> ScoringBackend:
         options = self.options()

@@ -444,6 +444,12 @@ def identify(spec: ModelSpec, device: str = "auto", dtype: str = "auto") -> Mode
     return ModelIdentity(located.model_id, located.weights_sha256, dtype_name, tokenizer)
 
 
+def tokenizer_of(spec: ModelSpec, device: str = "auto", dtype: str = "auto"):
+    """``spec``'s tokenizer without loading its weights (see :func:`identify`); None for hub models."""
+    identity = identify(spec, device, dtype)
+    return identity.tokenizer if identity is not None else None
+
+
 def load_model(
     spec: ModelSpec | str, device: str = "auto", dtype: str = "auto", tokenizer_dir: str | None = None
 ) -> LoadedModel:
