@@ -33,6 +33,10 @@ log = logging.getLogger(__name__)
 # FlexAttention's tile: a packed stream is padded to a multiple of it.
 BLOCK_ROWS = 128
 
+# The packed kernels, by the names PackedAttention reports.
+VARLEN = "flash varlen"
+VARLEN_REPEATED = "flash varlen, key/value heads repeated"
+
 
 def padded_length(tokens: int) -> int:
     """Rows of a packed stream of ``tokens`` real tokens: a whole number of blocks."""
@@ -154,15 +158,27 @@ def flex_packed(
 
 
 def varlen_packed(
-    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, stream: PackedStream, scale: float
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    stream: PackedStream,
+    scale: float,
+    repeat_key_heads: bool = False,
 ) -> torch.Tensor:
     """The same with FlashAttention's variable-length kernel (``torch.nn.attention.varlen``),
     whose arguments differ between torch releases: causal is ``window_size=(-1, 0)`` or
-    ``is_causal=True``, and grouped key/value heads are passed as they are or repeated."""
+    ``is_causal=True``; the first release takes no ``scale`` (the query is scaled instead);
+    grouped key/value heads are flagged with ``enable_gqa`` where it exists, else passed as
+    they are (FlashAttention groups them itself) or, with ``repeat_key_heads``, repeated."""
     from torch.nn.attention import varlen
 
     parameters = inspect.signature(varlen.varlen_attn).parameters
-    options: dict = {"scale": scale}
+    options: dict = {}
+    if "scale" in parameters:
+        options["scale"] = scale
+    else:
+        # Its fixed scale is head_dim ** -0.5: fold the model's own into the query.
+        query = query * (scale * query.shape[-1] ** 0.5)
     if "window_size" in parameters:
         options["window_size"] = (-1, 0)
     else:
@@ -170,7 +186,7 @@ def varlen_packed(
     if key.shape[1] != query.shape[1]:
         if "enable_gqa" in parameters:
             options["enable_gqa"] = True
-        else:
+        elif repeat_key_heads:
             groups = query.shape[1] // key.shape[1]
             key, value = key.repeat_interleave(groups, dim=1), value.repeat_interleave(groups, dim=1)
     bounds, longest = stream.cumulative_lengths, stream.longest
@@ -204,13 +220,26 @@ def _varlen_available(device: torch.device) -> bool:
     return True
 
 
+def varlen_kernels(heads: tuple[int, int, int]) -> list[str]:
+    """The FlashAttention variable-length ways to attend for ``heads``, in order of preference:
+    where the installed release has no ``enable_gqa``, grouped key/value heads are tried as they
+    are, then repeated to one per query head."""
+    from torch.nn.attention import varlen
+
+    query_heads, key_heads, _ = heads
+    if query_heads == key_heads or "enable_gqa" in inspect.signature(varlen.varlen_attn).parameters:
+        return [VARLEN]
+    return [VARLEN, VARLEN_REPEATED]
+
+
 class PackedAttention:
     """The kernel that attends over a packed stream, for ``heads`` = (query heads, key/value
     heads, head_dim), chosen once per model and device by trying each on two small streams
     against :func:`sequence_by_sequence`:
 
     1. FlashAttention's variable-length kernel (CUDA builds of torch that have it): no
-       compilation, one kernel per layer, every pass shape served as it comes;
+       compilation, one kernel per layer, every pass shape served as it comes (grouped
+       key/value heads as :func:`varlen_kernels` says);
     2. FlexAttention with the document mask, compiled with dynamic shapes when ``compile``
        (eager FlexAttention materialises every score: a check on CPU, not a way to run).
 
@@ -221,9 +250,9 @@ class PackedAttention:
         self.kernel: str | None = None
         self.reasons: list[str] = []
         self._attend = None
-        candidates = []
+        candidates: list[tuple[str, object]] = []
         if _varlen_available(device):
-            candidates.append(("flash varlen", None))
+            candidates += [(kernel, None) for kernel in varlen_kernels(heads)]
         flex = ("flex, compiled", torch.compile(flex_attention, dynamic=True)) if compile else ("flex, eager", None)
         candidates.append(flex)
         for kernel, compiled in candidates:
@@ -279,4 +308,4 @@ def _uses_mask(kernel: str | None) -> bool:
 def _attend_packed(kernel: str, attend, query, key, value, stream: PackedStream, scale: float) -> torch.Tensor:
     if _uses_mask(kernel):
         return flex_packed(attend, query, key, value, stream, scale)
-    return varlen_packed(query, key, value, stream, scale)
+    return varlen_packed(query, key, value, stream, scale, repeat_key_heads=kernel == VARLEN_REPEATED)

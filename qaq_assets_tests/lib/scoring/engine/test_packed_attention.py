@@ -102,19 +102,18 @@ def test_eager_flex_attention_serves_as_the_packed_kernel_when_nothing_is_compil
 
 def reference_varlen(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k, scale=None, **options):
     """torch's FlashAttention variable-length kernel, as SDPA sequence by sequence (CUDA-only in torch,
-    so the CPU tests check the project's call against this stand-in); records how it was called."""
-    calls.append({"bounds": cu_seq_q.tolist(), "longest": max_q, "key_heads": key.shape[1], **options})
+    so the CPU tests check the project's call against this stand-in); records how it was called.
+    Grouped key/value heads are grouped, as FlashAttention does."""
+    calls.append({"bounds": cu_seq_q.tolist(), "longest": max_q, "key_heads": key.shape[1], "scale": scale, **options})
     assert torch.equal(cu_seq_q, cu_seq_k) and max_q == max_k
     assert options.get("window_size") == (-1, 0) or options.get("is_causal")
-    groups = query.shape[1] // key.shape[1]
-    assert groups == 1 or options.get("enable_gqa")
     bounds = cu_seq_q.tolist()
     outputs = [
         F.scaled_dot_product_attention(
             *(rows[a:b].transpose(0, 1)[None] for rows in (query, key, value)),
             is_causal=True,
             scale=scale,
-            enable_gqa=groups > 1,
+            enable_gqa=query.shape[1] != key.shape[1],
         )[0].transpose(0, 1)
         for a, b in zip(bounds[:-1], bounds[1:], strict=True)
     ]
@@ -125,24 +124,52 @@ def reference_varlen(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k, scale=
 calls = []
 
 
-def old_release_varlen(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k, *, is_causal=False, scale=None):
-    """An earlier release's signature: is_causal, and no grouped key/value heads."""
-    return reference_varlen(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k, scale=scale, is_causal=is_causal)
+def first_release_varlen(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k, is_causal=False, return_aux=None):
+    """The first release's signature: is_causal, and a fixed scale of head_dim ** -0.5."""
+    return reference_varlen(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k, is_causal=is_causal)
+
+
+def middle_release_varlen(
+    query, key, value, cu_seq_q, cu_seq_k, max_q, max_k, *, return_aux=None, scale=None, window_size=(-1, -1)
+):
+    """Later: a scale and a window, grouped heads taken as they are (no enable_gqa)."""
+    return reference_varlen(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k, scale=scale, window_size=window_size)
 
 
 def new_release_varlen(
     query, key, value, cu_seq_q, cu_seq_k, max_q, max_k, *, scale=None, window_size=(-1, -1), enable_gqa=False
 ):
+    """The newest: grouped heads must be flagged."""
+    if query.shape[1] != key.shape[1] and not enable_gqa:
+        raise ValueError("Expect query and key/value to have the same number of heads. Try setting enable_gqa=True")
     return reference_varlen(
         query, key, value, cu_seq_q, cu_seq_k, max_q, max_k, scale=scale, window_size=window_size, enable_gqa=enable_gqa
     )
 
 
-@pytest.mark.parametrize("release", [old_release_varlen, new_release_varlen], ids=["is_causal", "window_size"])
-def test_the_varlen_call_passes_the_streams_bounds_causally_in_either_release(release, monkeypatch):
+@functools.wraps(middle_release_varlen)  # no enable_gqa
+def ungrouped_release_varlen(query, key, value, *args, **options):
+    """A build whose kernel refuses grouped heads, and has no flag to ask for them."""
+    if query.shape[1] != key.shape[1]:
+        raise RuntimeError("Number of heads in key/value must equal the query's")
+    return middle_release_varlen(query, key, value, *args, **options)
+
+
+RELEASES = {
+    "first": first_release_varlen,
+    "middle": middle_release_varlen,
+    "new": new_release_varlen,
+}
+
+
+@pytest.mark.parametrize("repeat_key_heads", [False, True], ids=["grouped", "repeated"])
+@pytest.mark.parametrize("release", RELEASES)
+def test_the_varlen_call_passes_the_streams_bounds_causally_and_scaled_in_each_release(
+    release, repeat_key_heads, monkeypatch
+):
     from torch.nn.attention import varlen
 
-    monkeypatch.setattr(varlen, "varlen_attn", release)
+    monkeypatch.setattr(varlen, "varlen_attn", RELEASES[release])
     calls.clear()
     torch.manual_seed(0)
     starts, real = starts_of(LENGTHS), sum(LENGTHS)
@@ -151,13 +178,43 @@ def test_the_varlen_call_passes_the_streams_bounds_causally_in_either_release(re
     key, value = (torch.randn(rows, 2, 16) for _ in range(2))
     bounds = stream_bounds(starts, real)
     assert bounds.tolist() == [*starts.tolist(), real, rows]  # the padding tail is a sequence of its own
-    output = varlen_packed(query, key, value, PackedStream(torch.from_numpy(bounds), max(LENGTHS)), 0.25)
-    expected = per_sequence_attention(query, key, value, [*LENGTHS, rows - real], 0.25)
+    scale = 0.2  # not head_dim ** -0.5, which the first release fixes
+    stream = PackedStream(torch.from_numpy(bounds), max(LENGTHS))
+    output = varlen_packed(query, key, value, stream, scale, repeat_key_heads=repeat_key_heads)
+    expected = per_sequence_attention(query, key, value, [*LENGTHS, rows - real], scale)
     torch.testing.assert_close(output, expected, atol=1e-5, rtol=1e-5)
     [call] = calls
     assert call["bounds"] == bounds.tolist() and call["longest"] == max(LENGTHS)
-    # Grouped heads: passed as they are where the release takes them, repeated where it does not.
-    assert call["key_heads"] == (2 if release is new_release_varlen else 4)
+    assert call["scale"] == (None if release == "first" else scale)
+    # Grouped heads: flagged where the release can be told, repeated only where asked and it cannot.
+    assert call["key_heads"] == (4 if repeat_key_heads and release != "new" else 2)
+    assert call.get("enable_gqa", False) == (release == "new")
+
+
+def test_grouped_heads_are_repeated_only_where_the_release_cannot_be_told_of_them(monkeypatch):
+    from torch.nn.attention import varlen
+
+    for release, expected in [
+        (new_release_varlen, [packed.VARLEN]),
+        (middle_release_varlen, [packed.VARLEN, packed.VARLEN_REPEATED]),
+        (first_release_varlen, [packed.VARLEN, packed.VARLEN_REPEATED]),
+    ]:
+        monkeypatch.setattr(varlen, "varlen_attn", release)
+        assert packed.varlen_kernels((4, 2, 16)) == expected
+        assert packed.varlen_kernels((4, 4, 16)) == [packed.VARLEN]
+
+
+@pytest.mark.filterwarnings("ignore:.*without torch.compile")
+def test_a_kernel_that_refuses_grouped_heads_gets_them_repeated(monkeypatch):
+    from torch.nn.attention import varlen
+
+    monkeypatch.setattr(packed, "_varlen_available", lambda device: True)
+    monkeypatch.setattr(varlen, "varlen_attn", ungrouped_release_varlen)
+    attention = PackedAttention(True, torch.float32, torch.device("cpu"), (4, 2, 16))
+    assert attention.kernel == packed.VARLEN_REPEATED
+    assert attention.reasons == ["flash varlen: RuntimeError: Number of heads in key/value must equal the query's"]
+    monkeypatch.setattr(varlen, "varlen_attn", middle_release_varlen)
+    assert PackedAttention(True, torch.float32, torch.device("cpu"), (4, 2, 16)).kernel == packed.VARLEN
 
 
 @pytest.mark.filterwarnings("ignore:.*without torch.compile")
