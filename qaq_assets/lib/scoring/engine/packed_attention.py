@@ -16,6 +16,7 @@ the rest are *partial* (the mask function decides per element).
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 from dataclasses import dataclass
@@ -157,6 +158,12 @@ def flex_packed(
     return output[0].transpose(0, 1).flatten(1)
 
 
+@functools.lru_cache(maxsize=4)
+def _parameters_of(function) -> frozenset[str]:
+    # Read once per function: the varlen call runs in every layer of every pass.
+    return frozenset(inspect.signature(function).parameters)
+
+
 def varlen_packed(
     query: torch.Tensor,
     key: torch.Tensor,
@@ -172,7 +179,7 @@ def varlen_packed(
     they are (FlashAttention groups them itself) or, with ``repeat_key_heads``, repeated."""
     from torch.nn.attention import varlen
 
-    parameters = inspect.signature(varlen.varlen_attn).parameters
+    parameters = _parameters_of(varlen.varlen_attn)
     options: dict = {}
     if "scale" in parameters:
         options["scale"] = scale
@@ -227,7 +234,7 @@ def varlen_kernels(heads: tuple[int, int, int]) -> list[str]:
     from torch.nn.attention import varlen
 
     query_heads, key_heads, _ = heads
-    if query_heads == key_heads or "enable_gqa" in inspect.signature(varlen.varlen_attn).parameters:
+    if query_heads == key_heads or "enable_gqa" in _parameters_of(varlen.varlen_attn):
         return [VARLEN]
     return [VARLEN, VARLEN_REPEATED]
 
