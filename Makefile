@@ -46,11 +46,17 @@ bench: $(STAMP)
 	$(BIN)/qaq bench memory
 
 # On a CUDA machine, nothing installed: it needs only torch, transformers, tokenizers and numpy.
-# Three real shapes, each in turn; TOKENIZER=DIR (a saved tokenizer) for realistic lengths.
+# Three real shapes, each in a process of its own (a sticky CUDA error or a leak in one cannot
+# cost the others their figures); TOKENIZER=DIR (a saved tokenizer) for realistic lengths.
 GPU_MODELS ?= random:qwen2-0.5b random:qwen2-1.5b random:llama-6.7b
+GPU_BENCH_OPTIONS ?= --device cuda --samples 4096 --profile 512
 bench-gpu:
-	$(PYTHON) -m qaq_assets.cli bench scoring --device cuda --samples 4096 --profile 512 \
-		$(foreach model,$(GPU_MODELS),--model $(model)) $(if $(TOKENIZER),--tokenizer $(TOKENIZER))
+	@failed=""; for model in $(GPU_MODELS); do \
+		echo "== $$model"; \
+		$(PYTHON) -m qaq_assets.cli bench scoring $(GPU_BENCH_OPTIONS) --model $$model \
+			$(if $(TOKENIZER),--tokenizer $(TOKENIZER)) || failed="$$failed $$model"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "bench-gpu: failed:$$failed"; exit 1; fi
 
 # What a bare GPU machine needs for bench-gpu, in one folder (git-ignored, a few MiB):
 # the package, the sample shards and SmolLM2's tokenizer. There: cd .gpu && make bench-gpu TOKENIZER=tok
