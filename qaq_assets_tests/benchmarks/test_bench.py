@@ -94,6 +94,26 @@ def test_a_failing_model_leaves_the_others_measured_and_the_command_fails(tmp_pa
     assert "1 of the models failed: random:no-such-shape" in captured.err
 
 
+def test_make_bench_gpu_benches_each_shape_alone_and_names_the_failed_ones(tmp_path, make_shard):
+    """The one command a lent GPU runs: a shape that fails is named, the next still ends in its contract line."""
+    import subprocess
+    import sys
+
+    from qaq_assets_tests.conftest import REPO
+
+    make_shard("bench", CODE_PAIRS[:4])
+    options = f"--device cpu --samples 4 --naive-samples 2 --dtype float32 --data {tmp_path / 'bench.jsonl'}"
+    command = ["make", "--no-print-directory", "bench-gpu", f"PYTHON={sys.executable}"]
+    command += [f"GPU_BENCH_OPTIONS={options}", "GPU_MODELS=random:no-such-shape random:tiny-llama"]
+    run = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert run.returncode != 0
+    blocks = run.stdout.split("== ")
+    assert [block.splitlines()[0] for block in blocks[1:]] == ["random:no-such-shape", "random:tiny-llama"]
+    assert "random:no-such-shape failed: " in blocks[1]
+    assert blocks[2].strip().splitlines()[-2].startswith("speedup_vs_naive=")
+    assert run.stdout.strip().splitlines()[-1] == "bench-gpu: failed: random:no-such-shape"
+
+
 def test_bench_runs_on_a_bare_machine_without_polars_deltalake_or_dagster(tmp_path, make_shard):
     """A GPU image has torch, transformers, tokenizers and numpy only: the bench must not import the rest."""
     import subprocess
