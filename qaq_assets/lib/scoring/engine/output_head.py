@@ -84,12 +84,16 @@ class OutputHead:
         self.compiled = self.reduction == "fused" and compile and self._try_compile(weight.dtype, weight.device)
 
     def _try_compile(self, dtype: torch.dtype, device: torch.device) -> bool:
-        fused = torch.compile(target_logprobs_fused, dynamic=True)
+        # The row count is dynamic (one graph serves every chunk), the vocabulary width static:
+        # the reduction's loop is then generated for this model's width, as it was measured.
+        fused = torch.compile(target_logprobs_fused)
         try:
             with torch.inference_mode():
                 logits = torch.randn(3, self.vocab, dtype=dtype, device=device)
+                targets = torch.zeros(3, dtype=torch.long, device=device)
                 torch._dynamo.mark_dynamic(logits, 0)
-                fused(logits, torch.zeros(3, dtype=torch.long, device=device), self.softcap)
+                torch._dynamo.mark_dynamic(targets, 0)
+                fused(logits, targets, self.softcap)
         except Exception as error:  # noqa: BLE001 - any compiler failure means: stay eager
             self.compile_error = one_line(error)
             log.warning("the head's log-softmax runs eagerly: compiling it failed (%s)", self.compile_error)

@@ -30,3 +30,18 @@ def test_the_compiled_fused_head_scores_like_the_blocked_one(tiny_model):
     with torch.inference_mode():
         torch.testing.assert_close(fused.target_logprobs(hidden, targets), blocked.target_logprobs(hidden, targets))
     assert OutputHead(model).reduction == "blocked"  # the CPU's default
+
+
+@pytest.mark.skipif(not HAS_CXX, reason="compiling needs a C++ compiler on CPU")
+def test_the_compiled_head_serves_every_chunk_with_one_graph_specialised_to_the_vocabulary(tiny_model):
+    model = tiny_model.model
+    head = OutputHead(model, compile=True, reduction="fused")
+    assert head.compiled
+    vocab = model.config.vocab_size
+    with torch.inference_mode(), torch._dynamo.config.patch(error_on_recompile=True):
+        for rows in (64, 44, 300, 2):
+            logits = torch.randn(rows, vocab)
+            head._fused(logits, torch.zeros(rows, dtype=torch.long), head.softcap)
+        # The width is a constant of the graph: another one is a new graph.
+        with pytest.raises(Exception, match="[Rr]ecompil"):
+            head._fused(torch.randn(5, vocab + 1), torch.zeros(5, dtype=torch.long), head.softcap)
