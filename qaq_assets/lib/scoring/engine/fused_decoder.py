@@ -34,6 +34,8 @@ from qaq_assets.lib.scoring.engine.packed_attention import PackedAttention, Pack
 
 log = logging.getLogger(__name__)
 SUPPORTED_MODEL_TYPES = ("llama", "qwen2")
+# Token rows of the examples the element-wise steps are compiled on (see Kernels).
+COMPILE_EXAMPLE_ROWS = 1024
 _lock = threading.Lock()
 _decoders: weakref.WeakKeyDictionary[torch.nn.Module, FusedDecoder] = weakref.WeakKeyDictionary()
 
@@ -172,9 +174,11 @@ class Kernels:
         steps = {name: torch.compile(getattr(self, name)) for name in self.STEPS}
 
         def rows(*shape: int, keep: int | None = None) -> torch.Tensor:
-            # Two token rows, the count marked dynamic: one graph serves every batch shape.
+            # Token rows, the count marked dynamic: one graph serves every batch shape. Pass-sized,
+            # not two: on a GPU the example's size picks the kernels' block sizes (a two-row
+            # example gets one-warp blocks for SwiGLU's tens of millions of elements).
             # ``keep`` slices the second dimension, as the forward slices the fused projections.
-            tensor = torch.randn(2, *shape, dtype=dtype, device=device)[:, :keep]
+            tensor = torch.randn(COMPILE_EXAMPLE_ROWS, *shape, dtype=dtype, device=device)[:, :keep]
             torch._dynamo.mark_dynamic(tensor, 0)
             return tensor
 

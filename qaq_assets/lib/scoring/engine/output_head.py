@@ -29,6 +29,8 @@ CPU_CHUNK_BYTES = 30 << 20
 CPU_BLOCK_BYTES = 1 << 20
 # CUDA: chunks wide enough that the head's matmul, not its launch, sets the pace.
 CUDA_CHUNK_BYTES = 1 << 30
+# The fused reduction is compiled on an example of a chunk's rows, at most this many.
+MAX_COMPILE_EXAMPLE_ROWS = 4096
 
 
 def target_logprobs_fused(logits: torch.Tensor, targets: torch.Tensor, softcap: float | None) -> torch.Tensor:
@@ -86,11 +88,14 @@ class OutputHead:
     def _try_compile(self, dtype: torch.dtype, device: torch.device) -> bool:
         # The row count is dynamic (one graph serves every chunk), the vocabulary width static:
         # the reduction's loop is then generated for this model's width, as it was measured.
+        # The example is chunk-sized: from a few rows, a GPU compile would split each row's
+        # reduction across blocks (right for three rows, not for thousands) and keep that.
         fused = torch.compile(target_logprobs_fused)
+        rows = min(self.chunk_rows, MAX_COMPILE_EXAMPLE_ROWS)
         try:
             with torch.inference_mode():
-                logits = torch.randn(3, self.vocab, dtype=dtype, device=device)
-                targets = torch.zeros(3, dtype=torch.long, device=device)
+                logits = torch.randn(rows, self.vocab, dtype=dtype, device=device)
+                targets = torch.zeros(rows, dtype=torch.long, device=device)
                 torch._dynamo.mark_dynamic(logits, 0)
                 torch._dynamo.mark_dynamic(targets, 0)
                 fused(logits, targets, self.softcap)
@@ -101,9 +106,14 @@ class OutputHead:
         self._fused = fused
         return True
 
+    @property
+    def chunk_rows(self) -> int:
+        """Rows that go through the head at once."""
+        return max(1, self.chunk_elements // self.vocab)
+
     def target_logprobs(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """log p(``targets[i]``) from ``hidden[i]``, float32."""
-        chunk = max(1, self.chunk_elements // self.vocab)
+        chunk = self.chunk_rows
         result = torch.empty(hidden.shape[0], dtype=torch.float32, device=hidden.device)
         for start in range(0, hidden.shape[0], chunk):
             rows = slice(start, start + chunk)

@@ -42,6 +42,9 @@ MAX_BATCH_TOKENS = 1 << 18
 MIN_CUDA_BATCH_TOKENS = 1 << 14
 # Share of a card's free memory a pass's activations may take (weights are already resident).
 ACTIVATION_MEMORY_SHARE = 0.5
+# Compiled GPU kernels index with int32 while every tensor they touch has fewer elements than
+# this; a pass past it would recompile them mid-run for int64 indexing (and run them slower).
+INT32_INDEXED_ELEMENTS = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -123,7 +126,8 @@ def auto_batch_tokens(model: torch.nn.Module, device: torch.device, free_bytes: 
     """Tokens per forward pass for ``model`` on ``device``: the CPU's 4,096, or on CUDA what half
     the card's free memory holds of one layer's live activations per token (residual stream and
     norm, fused QKV, attention output, fused gate/up and SwiGLU), as a power of two in
-    [16,384, 262,144]. The OOM back-off still halves it if a pass does not fit."""
+    [16,384, 262,144], and no more than keeps the widest activation (fused gate/up, or fused QKV)
+    int32-indexable. The OOM back-off still halves it if a pass does not fit."""
     if device.type != "cuda":
         return CPU_BATCH_TOKENS
     if free_bytes is None:
@@ -132,13 +136,14 @@ def auto_batch_tokens(model: torch.nn.Module, device: torch.device, free_bytes: 
     width = config.hidden_size
     heads = config.num_attention_heads
     head_dim = getattr(config, "head_dim", None) or width // heads
-    key_width = getattr(config, "num_key_value_heads", heads) * head_dim
+    qkv_width = heads * head_dim + 2 * getattr(config, "num_key_value_heads", heads) * head_dim
     intermediate = getattr(config, "intermediate_size", 4 * width)
     element = next(model.parameters()).element_size()
-    per_token = element * (4 * width + (heads * head_dim + 2 * key_width) + 3 * intermediate)
+    per_token = element * (4 * width + qkv_width + 3 * intermediate)
     fitting = int(free_bytes * ACTIVATION_MEMORY_SHARE / per_token)
     power = 1 << max(fitting, 1).bit_length() - 1
-    return max(MIN_CUDA_BATCH_TOKENS, min(MAX_BATCH_TOKENS, power))
+    int32_indexable = INT32_INDEXED_ELEMENTS // max(2 * intermediate, qkv_width, width)
+    return max(MIN_CUDA_BATCH_TOKENS, min(MAX_BATCH_TOKENS, power, int32_indexable // 1024 * 1024))
 
 
 def _is_out_of_memory(error: BaseException) -> bool:

@@ -138,6 +138,41 @@ def test_a_compiler_failure_falls_back_to_eager_steps(monkeypatch):
     torch.testing.assert_close(decoder(input_ids), reference_hidden(model, input_ids), atol=1e-5, rtol=1e-5)
 
 
+def recording_compiler(examples):
+    """A stand-in for torch.compile that runs eagerly and records each step's example rows."""
+
+    def compile(function, **options):
+        def run(*args, **kwargs):
+            examples.append((function.__name__, args[0].shape[0]))
+            return function(*args, **kwargs)
+
+        return run
+
+    return compile
+
+
+def test_the_element_wise_steps_are_compiled_on_pass_sized_examples(monkeypatch):
+    """On a GPU the example's size picks the kernels' block sizes for good: it must look like a pass."""
+    examples = []
+    monkeypatch.setattr(fused_decoder.torch, "compile", recording_compiler(examples))
+    kernels = FusedDecoder(MODELS["qwen2"]()).kernels(compile=True)
+    assert kernels.compiled
+    assert examples == [(step, fused_decoder.COMPILE_EXAMPLE_ROWS) for step in ("add_rms_norm", "rotate", "swiglu")]
+
+
+def test_the_fused_head_is_compiled_on_a_chunk_sized_example(monkeypatch):
+    from qaq_assets.lib.scoring.engine import output_head
+
+    examples = []
+    monkeypatch.setattr(output_head.torch, "compile", recording_compiler(examples))
+    model = MODELS["qwen2"]()
+    head = output_head.OutputHead(model, compile=True, reduction="fused", chunk_elements=700 * SHAPE["vocab_size"])
+    assert head.compiled and examples == [("target_logprobs_fused", 700)]
+    examples.clear()
+    output_head.OutputHead(model, compile=True, reduction="fused", chunk_elements=10**9)
+    assert examples == [("target_logprobs_fused", output_head.MAX_COMPILE_EXAMPLE_ROWS)]
+
+
 def test_a_warm_heap_stops_page_faults_on_freed_activations():
     import subprocess
     import sys

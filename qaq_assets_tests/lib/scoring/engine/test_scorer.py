@@ -229,11 +229,19 @@ def test_the_batch_budget_is_sized_from_the_cards_free_memory():
     qwen_05b = shaped(896, 14, 2, 4864)  # 38,656 bytes of live activations per token in bf16
     cuda = torch.device("cuda")
     assert auto_batch_tokens(qwen_05b, torch.device("cpu")) == CPU_BATCH_TOKENS
-    assert auto_batch_tokens(qwen_05b, cuda, free_bytes=130 << 30) == MAX_BATCH_TOKENS  # an idle H200
+    # An idle H200 holds 262,144 tokens' activations, but the fused gate/up output (9,728 wide) of a
+    # pass that long has more elements than int32 indexes: 220,752 tokens at most, 220,160 in 1,024s.
+    assert auto_batch_tokens(qwen_05b, cuda, free_bytes=130 << 30) == 220_160
     assert auto_batch_tokens(qwen_05b, cuda, free_bytes=4 << 30) == 1 << 15  # 55,563 fit: a power of two below
+    tiny_mlp = shaped(896, 14, 2, 896)  # nothing wide: memory alone sets it
+    assert auto_batch_tokens(tiny_mlp, cuda, free_bytes=130 << 30) == MAX_BATCH_TOKENS
     llama_67b = shaped(4096, 32, 32, 11008)
     assert auto_batch_tokens(llama_67b, cuda, free_bytes=8 << 30) == 1 << 15
+    assert auto_batch_tokens(llama_67b, cuda, free_bytes=130 << 30) == 97_280  # 2**31 / 22,016 gate/up columns
     assert auto_batch_tokens(llama_67b, cuda, free_bytes=1 << 30) == 1 << 14  # never below 16,384: OOM back-off
+    for model in (qwen_05b, llama_67b):
+        tokens = auto_batch_tokens(model, cuda, free_bytes=1 << 40)
+        assert tokens * 2 * model.config.intermediate_size < 2**31
 
 
 def test_chat_nll_answer_is_conditioned_on_the_reverse_instruction(tiny_model):
