@@ -126,8 +126,9 @@ def auto_batch_tokens(model: torch.nn.Module, device: torch.device, free_bytes: 
     """Tokens per forward pass for ``model`` on ``device``: the CPU's 4,096, or on CUDA what half
     the card's free memory holds of one layer's live activations per token (residual stream and
     norm, fused QKV, attention output, fused gate/up and SwiGLU), as a power of two in
-    [16,384, 262,144], and no more than keeps the widest activation (fused gate/up, or fused QKV)
-    int32-indexable. The OOM back-off still halves it if a pass does not fit."""
+    [16,384, 262,144], lowered to a multiple of 1,024 where the widest activation (fused
+    gate/up, or fused QKV) would pass int32 indexing. The OOM back-off still halves it if a
+    pass does not fit."""
     if device.type != "cuda":
         return CPU_BATCH_TOKENS
     if free_bytes is None:
