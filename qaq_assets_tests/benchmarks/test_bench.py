@@ -213,3 +213,20 @@ def test_scale_bench_prints_its_figures_and_finds_the_planted_duplicates(tmp_pat
         out.strip().splitlines()[-1],
     )
     assert figures["curated_version_bytes_per_sample"] > 0
+
+
+def test_the_matmul_peak_is_its_best_window_not_a_window_slowed_by_other_work(monkeypatch):
+    """MFU is measured against this peak: a peak lowered by a neighbour's work would inflate it."""
+    from qaq_assets.benchmarks import scoring
+
+    clock = {"now": 0.0, "calls": 0}
+
+    def matmul(a, b):  # a fake clock: 10 ms a run, 100 ms while other work shares the machine
+        clock["calls"] += 1
+        clock["now"] += 0.1 if clock["calls"] <= 4 else 0.01
+        return a
+
+    monkeypatch.setattr(scoring.torch, "matmul", matmul)
+    monkeypatch.setattr(scoring.time, "perf_counter", lambda: clock["now"])
+    peak = scoring.matmul_gflops(torch.float32, torch.device("cpu"), size=100, seconds=1.0, windows=5)
+    assert peak == pytest.approx(2 * 100**3 / 0.01 / 1e9)
