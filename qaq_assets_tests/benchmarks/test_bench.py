@@ -49,6 +49,20 @@ def test_bench_reports_a_broken_scorer(tiny_model, monkeypatch):
         run_bench(tiny_model, list(queries), list(answers), torch.float32, log=lambda _: None)
 
 
+def test_a_profiler_that_cannot_run_costs_one_line_not_the_figures(tiny_model, monkeypatch):
+    from qaq_assets.benchmarks import scoring
+
+    def no_cupti(*args, **kwargs):
+        raise RuntimeError("CUPTI_ERROR_NOT_INITIALIZED\nmore")
+
+    monkeypatch.setattr(scoring, "profile_lines", no_cupti)
+    queries, answers = zip(*CODE_PAIRS[:3], strict=True)
+    logged = []
+    result = run_bench(tiny_model, list(queries), list(answers), torch.float32, profile_samples=2, log=logged.append)
+    assert "profile unavailable: RuntimeError: CUPTI_ERROR_NOT_INITIALIZED" in logged
+    assert result.fraction_of_matmul_peak > 0
+
+
 def test_bench_command_prints_the_contract_line(tmp_path, capsys, make_shard):
     make_shard("bench", CODE_PAIRS)
     assert (
