@@ -27,7 +27,7 @@ from qaq_assets.lib.scoring.engine.passes import (
     lay_out,
     plan,
 )
-from qaq_assets.lib.scoring.engine.templates import OrderLayout, TemplateLayouts, encode
+from qaq_assets.lib.scoring.engine.templates import OrderLayout, TemplateLayouts, encode_each
 from qaq_assets.lib.scoring.engine.transfer import DevicePass, PendingLogprobs, send
 from qaq_assets.lib.settings import ATTENTIONS, FORWARDS
 
@@ -102,10 +102,11 @@ def tokenize_pairs(
     tokenizer, layouts: TemplateLayouts, queries: Sequence[str], answers: Sequence[str], max_sequence_tokens: int
 ) -> list[PairTokens]:
     """Tokenise each segment alone and fit the pair into ``max_sequence_tokens`` with the template."""
+    if len(queries) != len(answers):
+        raise ValueError(f"{len(queries)} queries but {len(answers)} answers")
     budget = max_sequence_tokens - layouts.overhead
-    return [
-        fit_to_budget(encode(tokenizer, q), encode(tokenizer, a), budget) for q, a in zip(queries, answers, strict=True)
-    ]
+    query_ids, answer_ids = encode_each(tokenizer, queries), encode_each(tokenizer, answers)
+    return [fit_to_budget(q, a, budget) for q, a in zip(query_ids, answer_ids, strict=True)]
 
 
 def _build_sequence(pair_index: int, order: int, layout: OrderLayout, first: tuple, second: tuple) -> ScoredSequence:

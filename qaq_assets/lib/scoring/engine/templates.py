@@ -10,6 +10,7 @@ Templates change the numbers, so each has a version that is stored with every sc
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 PLAIN = "plain"
@@ -52,6 +53,14 @@ class TemplateLayouts:
 def encode(tokenizer, text: str) -> list[int]:
     """Token ids of ``text`` alone, without special tokens added by the tokenizer."""
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def encode_each(tokenizer, texts: Sequence[str]) -> list[list[int]]:
+    """:func:`encode` of every text, in one call: a fast tokenizer encodes a batch on all cores
+    (and faster than text by text on one), each text still alone."""
+    if not texts:
+        return []
+    return [list(ids) for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
 
 
 def document_end_id(tokenizer) -> int:

@@ -254,3 +254,18 @@ def test_chat_nll_answer_is_conditioned_on_the_reverse_instruction(tiny_model):
     assert prefix.endswith(REVERSE_INSTRUCTION)
     # Under plain, nothing but the document start precedes the answer: NLL(A) is unconditional.
     assert len(build_layouts("plain", tiny_model.tokenizer).answer_first.prefix) == 1
+
+
+def test_a_chunk_is_tokenised_in_one_batch_as_each_text_would_be_alone(tiny_model):
+    tokenizer = tiny_model.tokenizer
+    layouts = build_layouts("auto", tokenizer)
+    queries = ["Reverse a string.", "", "Émoji 🚀 and\ttabs\r\n", "x" * 3000]
+    answers = ["def r(s): return s[::-1]", "pass", "print('🚀')", "y"]
+    pairs = tokenize_pairs(tokenizer, layouts, queries, answers, 1024)
+    budget = 1024 - layouts.overhead
+    alone = zip(queries, answers, strict=True)
+    expected = [fit_to_budget(encode(tokenizer, q), encode(tokenizer, a), budget) for q, a in alone]
+    assert pairs == expected and pairs[3].query_truncated
+    assert tokenize_pairs(tokenizer, layouts, [], [], 1024) == []
+    with pytest.raises(ValueError, match="2 queries but 1 answers"):
+        tokenize_pairs(tokenizer, layouts, queries[:2], answers[:1], 1024)
