@@ -161,10 +161,15 @@ def run_bench(
     )
     dtype_name = str(scorer_dtype).removeprefix("torch.")
     layouts = build_layouts(template, loaded.tokenizer)
+    start = time.perf_counter()
     pairs: list[PairTokens] = tokenize_pairs(loaded.tokenizer, layouts, queries, answers, 2048)
+    tokenize_seconds = time.perf_counter() - start
     content_tokens = sum(len(p.query_ids) + len(p.answer_ids) for p in pairs)
     pad = loaded.tokenizer.pad_token_id
-    log(f"{len(pairs)} samples, {content_tokens} query+answer tokens, template {layouts.version}")
+    log(
+        f"{len(pairs)} samples, {content_tokens} query+answer tokens, template {layouts.version}; "
+        f"tokenised at {len(pairs) / tokenize_seconds:.0f} pairs/s on {os.cpu_count()} cores (untimed below)"
+    )
 
     naive_pairs = pairs[: max(1, min(naive_samples, len(pairs)))]
     naive_tokens = sum(len(p.query_ids) + len(p.answer_ids) for p in naive_pairs)

@@ -152,6 +152,7 @@ def test_bench_runs_on_a_bare_machine_without_polars_deltalake_or_dagster(tmp_pa
     assert run.returncode == 0, run.stderr[-2000:]
     # Five distinct pairs, repeated to twelve; the naive reference times four.
     assert "12 samples," in run.stdout and "over 4 samples" in run.stdout
+    assert re.search(r"tokenised at \d+ pairs/s on \d+ cores", run.stdout)  # can the host feed the card?
     assert "forward: fused, eager element-wise steps (not compiled), packed attention (flex, eager)" in run.stdout
     assert re.search(r"^mfu=[\d.]+ \(2 x params x forward tokens/s over the measured 2048\^3 float32", run.stdout, re.M)
     assert run.stdout.strip().splitlines()[-1].startswith("speedup_vs_naive=")
