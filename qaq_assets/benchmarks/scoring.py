@@ -30,6 +30,9 @@ QUANTITIES = ("nll_query", "nll_answer_given_query", "nll_answer", "nll_query_gi
 EXACT_TOLERANCE = 1e-3
 # bf16 vs fp32 weights change per-token NLLs by ~0.03 nats here (rank correlation 0.999).
 REDUCED_PRECISION_TOLERANCE = 0.15
+# The scorer in a reduced dtype may sit this many times as far from float32 as the naive loop
+# in that dtype does.
+DTYPE_DRIFT_ALLOWANCE = 2.0
 
 
 class BenchMismatch(AssertionError):
@@ -212,12 +215,21 @@ def run_bench(
     )
     exact = mean_nlls(exact_scorer.score(exact_pairs))
     exact_diff = check_equal(naive[: len(exact_pairs)], exact, EXACT_TOLERANCE, "float32 scorer vs naive")
-    tolerance = EXACT_TOLERANCE if scorer_dtype == torch.float32 else REDUCED_PRECISION_TOLERANCE
+    if scorer_dtype == torch.float32:
+        tolerance, drift_note = EXACT_TOLERANCE, ""
+    else:
+        # What the dtype alone costs: the naive loop itself in the scorer's dtype. Deep random
+        # models amplify rounding, so the allowance grows with that drift, never below the floor.
+        dtype_drift = float(
+            np.abs(mean_nlls([naive_pair_logprobs(production_model, layouts, p) for p in naive_pairs]) - naive).max()
+        )
+        tolerance = max(REDUCED_PRECISION_TOLERANCE, DTYPE_DRIFT_ALLOWANCE * dtype_drift)
+        drift_note = f"; naive {dtype_name} vs naive float32 max |diff| {dtype_drift:.3f}"
     production_diff = check_equal(naive, scored[: len(naive_pairs)], tolerance, f"{dtype_name} scorer vs naive float32")
     log(
         f"equality: float32 max |diff| {exact_diff:.2e} nats/token over {len(exact_pairs)} samples "
         f"(tolerance {EXACT_TOLERANCE}); {dtype_name} max |diff| {production_diff:.3f} over {len(naive_pairs)} "
-        f"(tolerance {tolerance})"
+        f"(tolerance {tolerance:.3f}){drift_note}"
     )
 
     size = matmul_size(loaded.device)

@@ -49,6 +49,53 @@ def test_bench_reports_a_broken_scorer(tiny_model, monkeypatch):
         run_bench(tiny_model, list(queries), list(answers), torch.float32, log=lambda _: None)
 
 
+def _shift_in_bfloat16(monkeypatch, scorer_shift: float, naive_shift: float) -> None:
+    """Move NLL(Q|A) of whatever runs in bfloat16: the production scorer by ``scorer_shift``,
+    the naive loop by ``naive_shift`` (the dtype's own drift, as a deep model shows it)."""
+    from qaq_assets.benchmarks import scoring
+
+    monkeypatch.undo()  # each call shifts from the real functions, not from the last shift
+    real_score, real_naive = PairScorer.score, scoring.naive_pair_logprobs
+
+    def in_bfloat16(model) -> bool:
+        return next(model.parameters()).dtype == torch.bfloat16
+
+    def score(self, pairs, on_pass=None, batch_tokens=None):
+        results = real_score(self, pairs, on_pass, batch_tokens)
+        for result in results if in_bfloat16(self.model) else []:
+            result.query_given_answer = result.query_given_answer - scorer_shift
+        return results
+
+    def naive(model, layouts, pair):
+        result = real_naive(model, layouts, pair)
+        if in_bfloat16(model):
+            result.query_given_answer = result.query_given_answer - naive_shift
+        return result
+
+    monkeypatch.setattr(PairScorer, "score", score)
+    monkeypatch.setattr(scoring, "naive_pair_logprobs", naive)
+
+
+def test_a_reduced_dtype_is_allowed_what_it_costs_the_naive_loop_and_no_more(tiny_model, monkeypatch):
+    queries, answers = zip(*CODE_PAIRS[:3], strict=True)
+    logged = []
+    run_bench(tiny_model, list(queries), list(answers), torch.bfloat16, log=logged.append)
+    equality = next(line for line in logged if line.startswith("equality:"))
+    assert "(tolerance 0.150); naive bfloat16 vs naive float32 max |diff|" in equality
+
+    # A deep model drifts 0.3 in bf16 whatever computes it: the scorer may sit as far from fp32.
+    _shift_in_bfloat16(monkeypatch, scorer_shift=0.3, naive_shift=0.3)
+    run_bench(tiny_model, list(queries), list(answers), torch.bfloat16, log=lambda _: None)
+    # Twice that drift and more is the scorer's own error.
+    _shift_in_bfloat16(monkeypatch, scorer_shift=0.7, naive_shift=0.3)
+    with pytest.raises(BenchMismatch, match="bfloat16 scorer vs naive float32"):
+        run_bench(tiny_model, list(queries), list(answers), torch.bfloat16, log=lambda _: None)
+    # Without such drift, the floor holds.
+    _shift_in_bfloat16(monkeypatch, scorer_shift=0.2, naive_shift=0.0)
+    with pytest.raises(BenchMismatch, match="tolerance 0.15"):
+        run_bench(tiny_model, list(queries), list(answers), torch.bfloat16, log=lambda _: None)
+
+
 def test_a_profiler_that_cannot_run_costs_one_line_not_the_figures(tiny_model, monkeypatch):
     from qaq_assets.benchmarks import scoring
 
