@@ -8,7 +8,10 @@ import os
 import sys
 
 from qaq_assets.lib.errors import Interrupted, QaqError
+from qaq_assets.lib.reports.export_formats import FORMATS as EXPORT_FORMATS
+from qaq_assets.lib.reports.export_formats import format_for
 from qaq_assets.lib.settings import BY_NAME, INGEST, LAKE, RUNNER, SCORING, SELECTION, Setting, Settings, in_group
+from qaq_assets.lib.store.faults import StorageFault
 
 
 def _add_setting(parser: argparse.ArgumentParser, setting: Setting) -> None:
@@ -18,6 +21,8 @@ def _add_setting(parser: argparse.ArgumentParser, setting: Setting) -> None:
     help_text = f"{setting.help} [env {setting.env_var}; default {default}]"
     if setting.kind is list:
         parser.add_argument(setting.cli_flag, dest=setting.name, action="append", metavar="SPEC", help=help_text)
+    elif setting.kind is bool:
+        parser.add_argument(setting.cli_flag, dest=setting.name, action="store_true", default=None, help=help_text)
     elif setting.kind is dict:
         parser.add_argument(setting.cli_flag, dest=setting.name, action="append", metavar="KEY=VALUE", help=help_text)
     else:
@@ -35,6 +40,9 @@ def _settings(args: argparse.Namespace) -> Settings:
     """The environment's settings, overridden by the flags given."""
     settings = Settings.from_env()
     given = {name: getattr(args, name) for name in vars(args) if name in BY_NAME}
+    for name, value in given.items():
+        if BY_NAME[name].kind is list and value:  # --fields a=b,c=d as --fields a=b --fields c=d
+            given[name] = [part.strip() for item in value for part in item.split(",") if part.strip()]
     options = given.pop("storage_options", None)
     if options:
         malformed = [option for option in options if "=" not in option]
@@ -71,6 +79,7 @@ def _run_curation(args: argparse.Namespace):
     from qaq_assets.lib.signals import SignalWatch
 
     settings = _settings(args)
+    settings.identify_models()  # a model that cannot be found fails here, before any work
     with SignalWatch() as signals:
         return curate_files(
             args.paths,
@@ -88,13 +97,25 @@ def _curate(args: argparse.Namespace) -> int:
     if not summary.registered:
         return 2  # no file could be a shard (each said why); nothing was created
     print(f"shards failed: {', '.join(summary.failed_shards) or 'none'}")
+    if summary.left_out:
+        print(f"left out of the curation (not scored by every model): {', '.join(summary.left_out)}")
     print(
         f"time: {summary.seconds:.1f}s total, {summary.scoring_seconds:.1f}s scoring"
         + (f" ({summary.samples_scored / summary.scoring_seconds:.2f} samples/s)" if summary.samples_scored else "")
     )
     print("table versions: " + " ".join(f"{name}={version}" for name, version in summary.versions.items()))
+    for warning in summary.warnings:
+        print(f"warning: {warning}")
     print(summary.last_line())
-    return 1 if summary.failed else 0
+    if summary.refused_partial:
+        return 2  # nothing was published: the curation would have left shards out
+    if summary.failed:
+        return 1
+    return ODD_RESULT if summary.warnings else 0
+
+
+# Exit status of a curation that succeeded but whose result is odd (it says why): the lake is written.
+ODD_RESULT = 3
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -203,23 +224,21 @@ def _export(args: argparse.Namespace) -> int:
     from qaq_assets.lib.reports.export import export_curated
 
     written = export_curated(_lake(args), args.out, args.format, args.version)
-    print(f"wrote {written} samples to {args.out} ({args.format})")
+    print(f"wrote {written} samples to {args.out} ({format_for(args.out, args.format)})")
     return 0
 
 
 def _report(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from qaq_assets.lib.reports.export import lineage_record
+    from qaq_assets.lib.reports.output_files import atomic_output
     from qaq_assets.lib.reports.summary import html_report
 
     lake = _lake(args)
     model_key = lineage_record(lake, args.version)["models"][0]["model_key"]
     page = html_report(lake, args.version, _tokenizer_of(args, model_key))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(page, encoding="utf-8")
-    print(f"report: {out}")
+    with atomic_output(args.out) as partial:
+        partial.write_text(page, encoding="utf-8")
+    print(f"report: {args.out}")
     return 0
 
 
@@ -287,8 +306,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = commands.add_parser("export", help="write a curated version's kept samples for SFT trainers")
     _add_lake_options(export, versioned=True)
-    export.add_argument("--format", default="messages-jsonl", choices=["messages-jsonl", "alpaca-jsonl", "parquet"])
-    export.add_argument("--out", required=True)
+    export.add_argument(
+        "--format",
+        default=None,
+        choices=EXPORT_FORMATS,
+        help="messages-jsonl (OpenAI messages), sharegpt-jsonl, alpaca-jsonl, original (each record in the shape "
+        "it came in), or parquet; default: from --out's extension (.jsonl: messages-jsonl, .parquet: parquet)",
+    )
+    export.add_argument("--out", required=True, help="the file to write (replaced whole, or left as it was)")
     export.set_defaults(handler=_export)
 
     explain = commands.add_parser("explain", help="why one sample was kept or dropped, token by token")
@@ -317,9 +342,57 @@ def main(argv: list[str] | None = None) -> int:
     except Interrupted as stop:
         print(f"qaq {args.command}: {stop}; nothing further was published", file=sys.stderr)
         return 128 + stop.signum
+    except StorageFault as error:
+        print(f"qaq {args.command}: {_with_readable_versions(str(error), args)}", file=sys.stderr)
+        return 1
     except QaqError as error:
         print(f"qaq {args.command}: {error}", file=sys.stderr)
         return 2
+    except BaseException as error:  # noqa: BLE001 - storage faults (a Rust panic among them) become one line
+        line = _storage_fault_line(error, args)
+        if line is None:
+            raise
+        print(f"qaq {args.command}: {line}", file=sys.stderr)
+        return 1
+
+
+def _storage_fault_line(error: BaseException, args: argparse.Namespace) -> str | None:
+    """A storage fault in one line, with the versions still readable where a commit is broken;
+    None for any other error (KeyboardInterrupt and SystemExit included)."""
+    if isinstance(error, (KeyboardInterrupt, SystemExit)):
+        return None
+    from qaq_assets.lib.store.faults import fault_of
+
+    fault = fault_of(error, _lake_root(args))
+    return None if fault is None else _with_readable_versions(str(fault), args)
+
+
+def _lake_root(args: argparse.Namespace) -> str | None:
+    return getattr(args, "lake", None) or os.environ.get(BY_NAME["lake"].env_var) or BY_NAME["lake"].default
+
+
+def _with_readable_versions(line: str, args: argparse.Namespace) -> str:
+    """``line`` (a storage fault) with the versions of its table still readable, where its
+    commit log is broken."""
+    root, table = _lake_root(args), line.split(":", 1)[0]
+    if root and ("commit" in line or "log has a gap" in line) and table.isidentifier():
+        from qaq_assets.lib.store.lake import Lake
+
+        readable = Lake(root).readable_versions(table)
+        if readable:
+            line += f"; readable versions of {table}: {_ranges(readable)} (pass --version N)"
+    return line
+
+
+def _ranges(numbers: list[int]) -> str:
+    """``[0, 1, 2, 5]`` as ``0-2, 5``."""
+    spans: list[list[int]] = []
+    for number in numbers:
+        if spans and number == spans[-1][1] + 1:
+            spans[-1][1] = number
+        else:
+            spans.append([number, number])
+    return ", ".join(f"{a}-{b}" if a != b else f"{a}" for a, b in spans)
 
 
 if __name__ == "__main__":

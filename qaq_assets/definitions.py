@@ -4,15 +4,19 @@ Nothing is built at import: Dagster calls :func:`defs` when it loads the code lo
 bad environment (a stale ``QAQ_MODELS``) fails there with one clear error, never an import of
 the command line."""
 
+import os
+
 import dagster as dg
 
 from qaq_assets.defs.automation.jobs import curation_job, ingest_job, scoring_job
 from qaq_assets.defs.automation.sensors import automation_sensor, build_landing_sensor, recurate_schedule
 from qaq_assets.defs.ingest.assets import build_raw_samples
+from qaq_assets.defs.instance_binding import bind_to_lake
 from qaq_assets.defs.resources import LakeResource, ProgressResource, ScoringModelsResource
 from qaq_assets.defs.scoring.assets import build_scoring_assets
 from qaq_assets.defs.selection.assets import build_curated_subset
 from qaq_assets.lib.settings import SCORING, Settings
+from qaq_assets.lib.store.lake import Lake
 
 
 def build_assets(settings: Settings) -> list[dg.AssetsDefinition]:
@@ -46,5 +50,9 @@ def build_definitions(settings: Settings, progress_bar: bool = False) -> dg.Defi
 
 @dg.definitions
 def defs() -> dg.Definitions:
-    """The code location the UI and daemon load, configured from the environment (QAQ_*)."""
-    return build_definitions(Settings.from_env())
+    """The code location the UI and daemon load, configured from the environment (QAQ_*). It
+    refuses to load on an instance that belongs to another lake."""
+    settings = Settings.from_env()
+    if os.environ.get("DAGSTER_HOME"):
+        bind_to_lake(dg.DagsterInstance.get(), Lake(settings.lake).root)
+    return build_definitions(settings)

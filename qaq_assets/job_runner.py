@@ -17,11 +17,14 @@ import dagster as dg
 import polars as pl
 
 from qaq_assets.definitions import build_definitions
+from qaq_assets.defs.instance_binding import bind_to_lake
 from qaq_assets.defs.partitions import SHARDS
 from qaq_assets.lib.ingest.registry import check, record, shard_files
+from qaq_assets.lib.selection.curation import PartialCorpusError, curation_warnings, unscored_shards
 from qaq_assets.lib.selection.rules import KEEP
 from qaq_assets.lib.settings import Settings
 from qaq_assets.lib.signals import SignalWatch
+from qaq_assets.lib.store.faults import describe_fault
 from qaq_assets.lib.store.lake import Lake, storage_options_exported
 from qaq_assets.lib.store.tables import CURATED_SUBSET, QAQ_SCORES, QUARANTINE, RAW_SAMPLES, TOKEN_LOGPROBS
 from qaq_assets.run_guard import reap_dead_runs, run_tags, wait_for_pool
@@ -45,6 +48,12 @@ class CurationSummary:
     failed: dict[str, str] = field(default_factory=dict)
     registered: list[str] = field(default_factory=list)
     versions: dict[str, int | None] = field(default_factory=dict)
+    # Ingested shards the curation left out (they lack a model's scores; --allow-partial), and
+    # whether the curation was refused for them.
+    left_out: list[str] = field(default_factory=list)
+    refused_partial: bool = False
+    # What is odd about the curated version (checks removed most samples, fewer kept than asked).
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def failed_shards(self) -> list[str]:
@@ -106,13 +115,18 @@ def curate_files(
     for path, cause in (refused | clashes).items():
         summary.failed[path] = cause
         warn(cause)
+    instance = instance or instance_for_cli()
+    bind_to_lake(instance, lake.root)  # before anything is written
     if accepted:
         lake.ensure_all()
         summary.registered = record(lake, accepted)
-        runner = _JobRunner(settings, instance or instance_for_cli(), warn, verbose, signals, summary, progress_bar)
+        runner = _JobRunner(settings, instance, warn, verbose, signals, summary, progress_bar)
         with storage_options_exported(settings.storage_options):
             runner.run(lake, log)
         summary.versions = {t.name: lake.version(t) for t in VERSIONED_TABLES}
+        # The latest curated version's kept samples, whether or not this call published it.
+        kept = lake.scan(CURATED_SUBSET).filter(pl.col("decision") == KEEP).select(pl.len())
+        summary.kept = kept.collect().item()
     summary.seconds = time.perf_counter() - started
     return summary
 
@@ -160,24 +174,47 @@ class _JobRunner:
                 summary.quarantined += _metadata_sum(result, "quarantined")
 
         scoring_started = time.perf_counter()
+        keys = [spec.key for spec in self.settings.model_specs]
+        partitions = {(shard, key) for shard in ingested for key in keys}
+        # Shards curated earlier that this configuration has not scored (another model, another
+        # sequence limit, re-ingested since): scored too, so the curation covers the whole corpus.
+        earlier = self._unscored(lake, keys)
+        partitions |= {(shard, key) for shard, missing in earlier.items() for key in missing}
+        others = sorted({shard for shard, _ in partitions} - set(ingested))
+        if others:
+            log(f"also scoring {len(others)} shard(s) curated earlier that lack this configuration's scores")
+            instance.add_dynamic_partitions(
+                SHARDS, [s for s in others if not instance.has_dynamic_partition(SHARDS, s)]
+            )
         scored = set()
-        for shard in ingested:
-            for spec in self.settings.model_specs:
-                wait_for_pool(instance, SCORING_POOL, self.settings.pool_wait_seconds, self.warn)
-                key = dg.MultiPartitionKey({"shard": shard, "model": spec.key})
-                result = self.execute("scoring_job", f"{shard}/{spec.key}", partition_key=key)
-                if result is not None:
-                    scored.add(shard)
-                    summary.samples_scored += _metadata_sum(result, "samples_scored")
-                    summary.tokens_scored += _metadata_sum(result, "tokens_scored")
-                    log(f"scored {shard}/{spec.key}")
+        for shard, key in sorted(partitions, key=lambda item: (item[0] not in ingested, item)):
+            wait_for_pool(instance, SCORING_POOL, self.settings.pool_wait_seconds, self.warn)
+            partition = dg.MultiPartitionKey({"shard": shard, "model": key})
+            result = self.execute("scoring_job", f"{shard}/{key}", partition_key=partition)
+            if result is not None:
+                scored.add(shard)
+                summary.samples_scored += _metadata_sum(result, "samples_scored")
+                summary.tokens_scored += _metadata_sum(result, "tokens_scored")
+                log(f"scored {shard}/{key}")
         summary.scoring_seconds = time.perf_counter() - scoring_started
 
-        if not scored:
+        if not scored & set(ingested) and not others:
             return  # every shard of this call failed: the curated subset stays as it was
+        unscored = self._unscored(lake, keys)
+        summary.left_out = sorted(unscored)
+        if unscored and not self.settings.allow_partial:
+            summary.refused_partial = True
+            summary.failed[CURATION] = str(PartialCorpusError(unscored))
+            self.warn(f"{CURATION}: {summary.failed[CURATION]}")
+            return
         if self.execute("curation_job", CURATION) is not None:
-            kept = lake.scan(CURATED_SUBSET).filter(pl.col("decision") == KEEP).select(pl.len())
-            summary.kept = kept.collect().item()
+            curated = lake.scan(CURATED_SUBSET).collect()
+            summary.warnings = curation_warnings(curated, self.settings.budget)
+
+    def _unscored(self, lake: Lake, keys: list[str]) -> dict[str, list[str]]:
+        models = self.defs.resources["models"]
+        identities = {key: models.identity(key) for key in keys}
+        return unscored_shards(lake, {key: i.score_key() if i else None for key, i in identities.items()})
 
 
 def failure_message(result: dg.ExecuteInProcessResult) -> str:
@@ -197,6 +234,9 @@ def _root_cause(error) -> str:
     while error.cls_name.startswith("Dagster") and error.cause is not None:
         error = error.cause
     message = (error.message or "").strip()
+    fault = describe_fault(error.cls_name, message)
+    if fault is not None:
+        return fault
     # SerializableErrorInfo keeps "module.Class: text"; show "Class: text".
     head, _, text = message.partition(": ")
     text = (text if head.endswith(error.cls_name) else message).strip()

@@ -100,21 +100,24 @@ def graph(lake, models=(TINY,)):
     return build_resources(settings), build_assets(settings)
 
 
-def materialize_all(lake, paths, models=(TINY,), instance=None, budget=0.25):
+def materialize_all(lake, paths, models=(TINY,), instance=None, budget=0.25, allow_shrink=False):
     """Register files, then materialize every asset partition with dagster.materialize()
     (storage options reach the runs through the environment, as in a deployment)."""
     with storage_options_exported(lake.storage_options or {}):
-        return _materialize_all(lake, paths, models, instance, budget)
+        return _materialize_all(lake, paths, models, instance, budget, allow_shrink)
 
 
-def _materialize_all(lake, paths, models, instance, budget):
+def _materialize_all(lake, paths, models, instance, budget, allow_shrink):
     instance = instance or dg.DagsterInstance.ephemeral()
     resources, assets = graph(lake, models)
     raw, token_logprobs, qaq_scores, curated = assets
     shards = register_files(lake, paths)
     instance.add_dynamic_partitions(SHARDS, shards)
     for shard in shards:
-        assert dg.materialize([raw], partition_key=shard, instance=instance, resources=resources).success
+        ingest = {"ops": {"raw_samples": {"config": {"allow_shrink": allow_shrink}}}}
+        assert dg.materialize(
+            [raw], partition_key=shard, instance=instance, resources=resources, run_config=ingest
+        ).success
         for model in models:
             key = dg.MultiPartitionKey({"shard": shard, "model": model.split("=")[0]})
             result = dg.materialize(

@@ -24,7 +24,7 @@ from qaq_assets.lib.scoring.shard_scoring import ShardRows
 from qaq_assets.lib.store.lake import Lake
 from qaq_assets.lib.store.tables import SCORE_CACHE, TOKEN_LOGPROBS
 
-IDENTITY = ScorerIdentity("bench", "synthetic", "0" * 64, "float32", "bench-fingerprint", "plain-v2")
+IDENTITY = ScorerIdentity("bench", "synthetic", "0" * 64, "float32", "bench-fingerprint", "plain-v2", 2048)
 FILL_CHUNK = 2000
 
 
@@ -56,6 +56,7 @@ def fill_cache(root: str, samples: int, tokens: int) -> None:
                 {
                     "model_fingerprint": IDENTITY.fingerprint,
                     "template_version": IDENTITY.template_version,
+                    "max_sequence_tokens": IDENTITY.max_sequence_tokens,
                     "query_sha": chunk["query_sha"],
                     "answer_sha": chunk["answer_sha"],
                     "n_query_tokens": [tokens] * n,

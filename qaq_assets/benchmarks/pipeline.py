@@ -19,14 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
-from qaq_assets.lib.ingest.records import read_shard
+from qaq_assets.lib.ingest.shard_reader import read_shard
 from qaq_assets.lib.scoring.backends import Chunk, ScoredChunk, ScorerIdentity
 from qaq_assets.lib.scoring.engine.scorer import PairLogprobs, PairTokens
 from qaq_assets.lib.scoring.shard_scoring import chunk_samples, score_partition, write_qaq_scores
 from qaq_assets.lib.store.lake import Lake
 from qaq_assets.lib.store.tables import RAW_SAMPLES
 
-IDENTITY = ScorerIdentity("bench", "precomputed", "0" * 64, "float32", "precomputed-v1", "plain-v2")
+IDENTITY = ScorerIdentity("bench", "precomputed", "0" * 64, "float32", "precomputed-v1", "plain-v2", 2048)
 BYTES_PER_TOKEN = 4
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from qaq_assets.lib.errors import one_line
-from qaq_assets.lib.ingest.record_formats import read_pairs, sample_id_for
+from qaq_assets.lib.ingest.record_fields import read_pairs, sample_id_for
 from qaq_assets.lib.scoring.backends import prepare_worker
 from qaq_assets.lib.scoring.engine.models import LoadedModel, load_model, resolve_dtype
 from qaq_assets.lib.scoring.engine.reference import mean_nlls, naive_pair_logprobs

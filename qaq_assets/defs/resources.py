@@ -10,6 +10,8 @@ import dagster as dg
 from pydantic import Field, PrivateAttr
 
 from qaq_assets.defs.config import config_class
+from qaq_assets.defs.instance_binding import bind_to_lake
+from qaq_assets.lib.model_specs import ModelSpec, parse_model_specs
 from qaq_assets.lib.scoring.backends import (
     DeferredLocalBackend,
     LocalBackend,
@@ -21,7 +23,6 @@ from qaq_assets.lib.scoring.backends import (
 from qaq_assets.lib.scoring.device_pool import device_pool
 from qaq_assets.lib.scoring.engine.models import (
     LoadedModel,
-    ModelSpec,
     canonical_device,
     identify,
     load_model,
@@ -65,6 +66,10 @@ class LakeResource(dg.ConfigurableResource):
         "(credentials never enter Dagster's config, run storage or UI)",
     )
 
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        # Every run and sensor tick on this lake checks that its instance is this lake's.
+        bind_to_lake(context.instance, Lake(self.root).root)
+
     def lake(self) -> Lake:
         return Lake(self.root, storage_options_from_env(self.storage_options_env))
 
@@ -74,7 +79,7 @@ class _ScoringModels(dg.ConfigurableResource):
     are the scoring settings (lib/settings.py)."""
 
     def specs(self) -> dict[str, ModelSpec]:
-        return {spec.key: spec for spec in (ModelSpec.parse(text) for text in self.models)}
+        return {spec.key: spec for spec in parse_model_specs(self.models)}
 
     def model_keys(self) -> list[str]:
         return list(self.specs())
@@ -97,10 +102,10 @@ class _ScoringModels(dg.ConfigurableResource):
 
         def load_on(device: str) -> LocalBackend:
             loaded = self.load(key, device)
-            return LocalBackend(loaded, options.scorer(loaded), options.sequence_budget(loaded))
+            return LocalBackend(loaded, options.scorer(loaded), options)
 
-        identity = identify(self.specs()[key], self.device, self.dtype) if key in self.specs() else None
-        if identity is None:
+        expected = self.identity(key) if key in self.specs() else None
+        if expected is None:
             # Hub models are known only once downloaded, in this process: they score on one device.
             if len(devices) > 1:
                 log.warning(
@@ -110,20 +115,28 @@ class _ScoringModels(dg.ConfigurableResource):
                     len(devices),
                 )
             return load_on(devices[0])
-        expected = ScorerIdentity(
-            model_key=key,
-            model_id=identity.model_id,
-            weights_sha256=identity.weights_sha256,
-            dtype=identity.dtype_name,
-            fingerprint=identity.fingerprint,
-            template_version=build_layouts(self.template, identity.tokenizer).version,
-        )
         on_gpu = devices[0].startswith("cuda")
         if len(devices) == 1:
             return DeferredLocalBackend(expected, lambda: load_on(devices[0]), on_gpu)
         # A worker process per GPU, started for the first chunk that needs scoring.
         return DeferredLocalBackend(
             expected, lambda: device_pool(self.specs()[key], devices, self.dtype, options, expected), on_gpu
+        )
+
+    def identity(self, key: str) -> ScorerIdentity | None:
+        """What ``key``'s scores would be keyed by, from its files alone (no weights loaded);
+        None for hub models, known only once downloaded."""
+        identity = identify(self.specs()[key], self.device, self.dtype)
+        if identity is None:
+            return None
+        return ScorerIdentity(
+            model_key=key,
+            model_id=identity.model_id,
+            weights_sha256=identity.weights_sha256,
+            dtype=identity.dtype_name,
+            fingerprint=identity.fingerprint,
+            template_version=build_layouts(self.template, identity.tokenizer).version,
+            max_sequence_tokens=self.max_sequence_tokens,
         )
 
     def options(self) -> ScorerOptions:

@@ -58,5 +58,5 @@ def test_curate_exits_non_zero_when_a_shard_fails_but_curates_the_rest(tmp_path,
 
 
 def test_bad_arguments_are_rejected_clearly(tmp_path):
-    result = qaq("curate", "x.csv", "--lake", str(tmp_path / "l"))
+    result = qaq("curate", "x.xml", "--lake", str(tmp_path / "l"))
     assert result.returncode != 0 and "unsupported file type" in result.stderr

@@ -40,7 +40,7 @@ def test_every_command_names_the_cause_of_bad_input_in_one_line(tmp_path, capsys
         (["lineage", "--lake", curated_lake, "--version", 99], "version 99; recorded: [1]"),
         (["export", "--lake", curated_lake, "--out", out, "--storage-option", "oops"], "KEY=VALUE"),
         (["curate", tmp_path / "missing.jsonl", "--lake", missing_lake, *MODEL], "missing.jsonl: no such file"),
-        (["curate", tmp_path / "x.csv", "--lake", missing_lake, *MODEL], "unsupported file type"),
+        (["curate", tmp_path / "x.xml", "--lake", missing_lake, *MODEL], "unsupported file type"),
         (["evaluate", tmp_path / "missing.jsonl", "--lake", missing_lake, *MODEL], "no such file"),
     ]
     for args, cause in cases:
@@ -52,7 +52,9 @@ def test_every_command_names_the_cause_of_bad_input_in_one_line(tmp_path, capsys
 
     # A garbage file fails alone, in one line; the command says so with exit status 1.
     status, stdout, err = run(capsys, "curate", garbage, "--lake", tmp_path / "lake", *MODEL)
-    assert status == 1 and err == [f"garbage: {garbage}: no line is valid JSON; the file is not JSONL"]
+    assert status == 1 and err == [
+        f"garbage: {garbage}: no line is valid JSON; the file is not JSON Lines or a JSON document"
+    ]
     assert (
         "shards failed: garbage" in stdout and "curated_subset" not in stdout.split("shards failed:")[1].split("\n")[0]
     )
@@ -70,7 +72,8 @@ def test_one_bad_file_never_stops_the_others(tmp_path, capsys):
     assert status == 1
     assert stdout.strip().splitlines()[-1].startswith("samples_in=12 samples_scored=12 ")
     causes = "\n".join(err)
-    assert "bad.csv: unsupported file type" in causes and "missing.jsonl: no such file" in causes
+    assert "bad.csv: no record maps to an instruction and a response (fields found: a, b)" in causes
+    assert "missing.jsonl: no such file" in causes
     assert "garbage: " in causes and len(err) == 3 + (0 if _root() else 1)
     unreadable.chmod(0o600)
 

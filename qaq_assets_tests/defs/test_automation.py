@@ -1,6 +1,8 @@
 """Sensors, declarative automation, incremental scoring and lineage of curated versions."""
 
 import json
+import os
+import time
 
 import dagster as dg
 import polars as pl
@@ -55,6 +57,39 @@ def test_landing_sensor_waits_for_settled_files_and_never_requests_twice(tmp_pat
     relanded = tick(sensor, instance, lake, tick(sensor, instance, lake, marked.cursor).cursor)
     run_keys = {r.run_key for r in settled.run_requests + relanded.run_requests}
     assert [r.partition_key for r in relanded.run_requests] == ["day1"] and len(run_keys) == 2
+
+
+def test_a_marked_file_still_changing_waits_and_no_link_leads_out_of_the_landing_directory(tmp_path, lake):
+    landing = tmp_path / "incoming"
+    (landing / "nested").mkdir(parents=True)
+    sensor = build_landing_sensor(str(landing), settle_seconds=5)
+    instance = dg.DagsterInstance.ephemeral()
+    outside = write_jsonl(tmp_path / "secret.jsonl", [{"instruction": "Q", "response": "A"}])
+    (landing / "passwd.jsonl").symlink_to("/etc/passwd")
+    (landing / "nested" / "secret.jsonl").symlink_to(outside)
+    inside = write_jsonl(landing / "real.jsonl", [{"instruction": "Q", "response": "A"}])
+    (landing / "alias.jsonl").symlink_to(inside)  # a link that stays inside is a file like any other
+    age(inside)
+    first = tick(sensor, instance, lake)
+    marked = write_jsonl(landing / "marked.jsonl", [{"instruction": "Q1", "response": "A1"}])
+    (landing / "marked.jsonl.ready").touch()
+    look = tick(sensor, instance, lake, first.cursor)
+    assert sorted(r.partition_key for r in look.run_requests) == ["alias", "marked", "real"]
+    assert set(json.loads(look.cursor)["observed"]) == {
+        str(landing / n) for n in ("alias.jsonl", "marked.jsonl", "real.jsonl")
+    }
+
+    # A marked file that changed since the last look is still being written, marker or not.
+    again = write_jsonl(landing / "again.jsonl", [{"instruction": "Q2", "response": "A2"}])
+    seen = tick(sensor, instance, lake, look.cursor)
+    (landing / "again.jsonl.ready").touch()
+    with open(again, "a") as handle:
+        handle.write(json.dumps({"instruction": "Q3", "response": "A3"}) + "\n")
+    os.utime(again, ns=(time.time_ns(), time.time_ns() + 10**9))
+    changing = tick(sensor, instance, lake, seen.cursor)
+    assert "again" not in [r.partition_key for r in changing.run_requests]
+    assert [r.partition_key for r in tick(sensor, instance, lake, changing.cursor).run_requests] == ["again"]
+    assert marked.exists()
 
 
 def test_automation_scores_new_shards_and_recurates_without_waiting_for_missing_ones(lake, make_shard):
@@ -127,7 +162,7 @@ def test_lineage_round_trip_and_export_of_an_older_version(lake, make_shard, tmp
     assert pl.read_parquet(tmp_path / "new.parquet").height == 6
     alpaca = tmp_path / "a.jsonl"
     export_curated(lake, alpaca, "alpaca-jsonl", version=first_version)
-    assert set(json.loads(alpaca.read_text().splitlines()[0])) == {"instruction", "input", "output", "sample_id"}
+    assert set(json.loads(alpaca.read_text().splitlines()[0])) == {"instruction", "input", "output", "id", "sample_id"}
 
 
 def test_definitions_declare_the_automation():

@@ -81,8 +81,8 @@ def test_rematerializing_a_shard_replaces_exactly_its_rows(lake, make_shard):
     before_two = read(lake, QAQ_SCORES, shard="two").sort("sample_id")
     versions = {t.name: lake.version(t) for t in (RAW_SAMPLES, QAQ_SCORES)}
 
-    make_shard("one", CODE_PAIRS[:4])  # the file shrinks: its shard must shrink too
-    materialize_all(lake, [one, two], instance=instance)
+    make_shard("one", CODE_PAIRS[:4])  # the file shrinks on purpose: its shard must shrink too
+    materialize_all(lake, [one, two], instance=instance, allow_shrink=True)
     assert read(lake, RAW_SAMPLES, shard="one").height == 4
     assert read(lake, QAQ_SCORES, shard="one").height == 4
     assert read(lake, QAQ_SCORES, shard="two").sort("sample_id").equals(before_two)
@@ -115,7 +115,7 @@ def test_unreadable_shard_fails_its_partition_only(lake, tmp_path, make_shard):
     failed = dg.materialize([raw], partition_key="bad", instance=instance, resources=resources, raise_on_error=False)
     assert not failed.success
     message = failed.get_step_failure_events()[0].step_failure_data.error.message
-    assert "bad.jsonl" in message and "not JSONL" in message
+    assert "bad.jsonl" in message and "not JSON Lines or a JSON document" in message
     assert dg.materialize([raw], partition_key="good", instance=instance, resources=resources).success
     assert read(lake, RAW_SAMPLES).height == 3
 
@@ -141,15 +141,20 @@ def test_near_duplicates_are_dropped_pointing_at_their_twin(lake, make_shard):
     assert curated.filter(pl.col("decision") == "keep").height == 3  # floor(11 * 0.25 + .5) of 11 distinct
 
 
-def test_a_shard_scored_by_the_weak_model_only_is_left_out_and_named(lake, make_shard):
+def test_a_shard_scored_by_the_weak_model_only_is_refused_or_left_out_and_named(lake, make_shard):
     models = (TINY, TINY_WEAK)
     instance, _ = materialize_all(lake, [make_shard("one", CODE_PAIRS[:8])], models=models)
     resources, (raw, token_logprobs, qaq_scores, curated) = graph(lake, models)
     instance.add_dynamic_partitions(SHARDS, register_files(lake, [make_shard("two", CODE_PAIRS[8:])]))
     assert dg.materialize([raw], partition_key="two", instance=instance, resources=resources).success
     weak_only = dg.MultiPartitionKey({"shard": "two", "model": "weak"})
-    assert dg.materialize([token_logprobs, qaq_scores], partition_key=weak_only, instance=instance, resources=resources)
-    result = dg.materialize([curated], instance=instance, resources=resources)
+    assert dg.materialize(
+        [token_logprobs, qaq_scores], partition_key=weak_only, instance=instance, resources=resources
+    ).success
+    refused = dg.materialize([curated], instance=instance, resources=resources, raise_on_error=False)
+    assert not refused.success and lake.version(CURATED_SUBSET) == 1  # nothing published
+    partial = {"ops": {"curated_subset": {"config": {"allow_partial": True}}}}
+    result = dg.materialize([curated], instance=instance, resources=resources, run_config=partial)
     metadata = result.asset_materializations_for_node("curated_subset")[0].metadata
     assert metadata["shards"].value == ["one"] and metadata["shards_pending"].value == ["two"]
     assert set(lake.scan(CURATED_SUBSET).collect()["shard"]) == {"one"}

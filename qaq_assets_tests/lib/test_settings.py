@@ -33,9 +33,19 @@ def _flags(command: str) -> set[str]:
     return {option for action in sub._actions for option in action.option_strings}
 
 
+# Values other than the default that each setting allows (the rest: one per type).
+EXAMPLES = {
+    "device": "cpu",
+    "models": "a=random:tiny-llama,b=random:tiny-llama:1",
+    "max_sequence_tokens": "512",
+    "fields": "instruction=prompt,response=completion",
+}
+
+
 def test_every_setting_is_read_from_its_environment_variable():
     environ = {
-        s.env_var: {str: "x", int: "7", float: "0.375", list: "a,b", dict: '{"k": "v"}'}[s.kind]
+        s.env_var: EXAMPLES.get(s.name)
+        or {str: "x", int: "7", float: "0.75", bool: "true", list: "a,b", dict: '{"k": "v"}'}[s.kind]
         for s in SETTINGS
         if not s.choices
     }
@@ -46,8 +56,12 @@ def test_every_setting_is_read_from_its_environment_variable():
         assert getattr(settings, s.name) == expected != s.default, s.name
     with pytest.raises(QaqError, match="QAQ_BATCH_TOKENS='many': expected int"):
         Settings.from_env({"QAQ_BATCH_TOKENS": "many"})
-    with pytest.raises(QaqError, match="template must be one of"):
+    with pytest.raises(QaqError, match=r"--template \(QAQ_TEMPLATE\) must be one of"):
         Settings.from_env({"QAQ_TEMPLATE": "fancy"})
+    with pytest.raises(QaqError, match=r"--budget \(QAQ_BUDGET\) must be in \(0, 1\], not 1.5"):
+        Settings.from_env({"QAQ_BUDGET": "1.5"})
+    with pytest.raises(QaqError, match="QAQ_ALLOW_SHRINK='maybe': expected bool"):
+        Settings.from_env({"QAQ_ALLOW_SHRINK": "maybe"})
 
 
 def test_every_setting_has_its_flag_and_dagster_field_and_readme_row():
@@ -94,7 +108,7 @@ def test_nothing_is_built_at_import_and_a_bad_environment_fails_clearly_on_load(
     env = {"QAQ_MODELS": "a=random:tiny-llama,a=random:tiny-llama:1", "PATH": "/usr/bin:/bin"}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "QaqError model keys must be distinct, got ['a', 'a']; name them with KEY=SPEC"
+    assert done.stdout.strip() == "ModelSpecError model keys must be distinct, got ['a', 'a']; name them with KEY=SPEC"
 
 
 def test_the_command_line_starts_without_torch_or_dagster():

@@ -17,9 +17,9 @@ import pytest
 from qaq_assets.cli import main
 from qaq_assets.defs.partitions import SHARDS
 from qaq_assets.lib.errors import LakeError
-from qaq_assets.lib.ingest.codecheck import python_status
-from qaq_assets.lib.ingest.records import read_shard
+from qaq_assets.lib.ingest.codecheck import check_code
 from qaq_assets.lib.ingest.registry import register_files
+from qaq_assets.lib.ingest.shard_reader import read_shard
 from qaq_assets.lib.reports.export import export_curated, lineage_record
 from qaq_assets.lib.store.tables import CURATED_SUBSET, CURATION_RUNS, RAW_SAMPLES
 from qaq_assets.run_guard import PoolTimeout, reap_dead_runs, wait_for_pool
@@ -37,7 +37,7 @@ def pairs(items=CODE_PAIRS, prefix=""):
 
 def test_a_repetition_loop_answer_is_recorded_not_fatal(tmp_path, lake):
     loop = {"instruction": "Explain.", "response": "the " * 2000}
-    assert python_status(loop["response"]) == "check_failed:MemoryError"
+    assert check_code(loop["instruction"], loop["response"]).status == "check_failed:MemoryError"
     shard = write_jsonl(tmp_path / "loop.jsonl", pairs() + [loop])
     materialize_all(lake, [shard], budget=0.5)
     curated = lake.scan(CURATED_SUBSET).collect()
@@ -116,7 +116,7 @@ def test_a_gzip_bomb_is_read_in_bounded_memory(tmp_path):
         handle.write(b"\n" + json.dumps({"instruction": "Q2", "response": "A2"}).encode() + b"\n")
     assert bomb.stat().st_size < 4 << 20
     peak, out = _peak_rss_of(
-        f"from qaq_assets.lib.ingest.records import read_shard\nr = read_shard({str(bomb)!r}, 'b')\n"
+        f"from qaq_assets.lib.ingest.shard_reader import read_shard\nr = read_shard({str(bomb)!r}, 'b')\n"
         "print(r.samples.height, r.quarantine['reason'].to_list())"
     )
     assert out == "2 ['record_too_large']"

@@ -8,9 +8,10 @@ import polars as pl
 from qaq_assets.defs.config import config_class
 from qaq_assets.defs.partitions import shard_partitions
 from qaq_assets.defs.resources import LakeResource
-from qaq_assets.lib.ingest.record_formats import ShardReadError
-from qaq_assets.lib.ingest.registry import source_path
-from qaq_assets.lib.ingest.shard_ingest import ingest_shard
+from qaq_assets.lib.ingest.file_formats import ShardReadError
+from qaq_assets.lib.ingest.record_fields import FieldMap
+from qaq_assets.lib.ingest.registry import ShardRegistrationError, source_path
+from qaq_assets.lib.ingest.shard_ingest import ShardShrankError, ingest_shard
 from qaq_assets.lib.reports.summary import markdown_counts
 from qaq_assets.lib.settings import INGEST, Settings
 from qaq_assets.lib.store.tables import RAW_SAMPLES
@@ -39,14 +40,24 @@ def build_raw_samples(defaults: Settings | None = None) -> dg.AssetsDefinition:
         started = time.perf_counter()
         shard = context.partition_key
         store = lake.lake()
-        path = source_path(store, shard)
-        if path is None:
-            raise dg.Failure(f"shard {shard!r} has no registered source file; land it via the sensor or `qaq curate`")
         try:
-            ingested = ingest_shard(store, path, shard, config.label_field, config.max_record_bytes)
-        except ShardReadError as error:
+            path = source_path(store, shard)
+            ingested = ingest_shard(
+                store,
+                path,
+                shard,
+                config.label_field,
+                config.max_record_bytes,
+                allow_shrink=config.allow_shrink,
+                fields=FieldMap.parse(config.fields),
+            )
+        except (ShardReadError, ShardRegistrationError, ShardShrankError) as error:
             raise dg.Failure(description=str(error)) from error  # the message names the file
         read, version = ingested.read, ingested.raw_version
+        if ingested.shrunk_from is not None:
+            context.log.warning(
+                f"shard {shard} shrank from {ingested.shrunk_from} to {read.samples.height} samples (--allow-shrink)"
+            )
         if read.quarantine.height:
             context.log.warning(
                 f"{read.quarantine.height} of {read.rows_read} rows of {path} quarantined: "

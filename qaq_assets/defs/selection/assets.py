@@ -16,6 +16,7 @@ from qaq_assets.lib.selection.curation import (
     EXACT_DUPLICATE,
     NEAR_DUPLICATE,
     CurationError,
+    curation_warnings,
     decision_counts,
     publish,
 )
@@ -86,6 +87,9 @@ def build_curated_subset(defaults: Settings | None = None) -> dg.AssetsDefinitio
             )
 
         frame = store.scan(CURATED_SUBSET, version).collect()
+        warnings = curation_warnings(frame, selection.budget)
+        for warning in warnings:
+            context.log.warning(warning)
         kept = frame.filter(pl.col("decision") == KEEP)
         candidates = frame.filter(~pl.col("reason_code").is_in([EXACT_DUPLICATE, NEAR_DUPLICATE]))
         # The budget, unless a rule's checks left fewer eligible samples than it.
@@ -109,6 +113,7 @@ def build_curated_subset(defaults: Settings | None = None) -> dg.AssetsDefinitio
                 "strategy": frame["strategy"][0] if frame.height else selection.resolved_strategy(len(models.models)),
                 "shards": curation.shards,
                 "shards_pending": curation.pending_shards,
+                "warnings": warnings,
                 "models": dg.MetadataValue.json(curation.models),
                 "input_versions": dg.MetadataValue.json(curation.input_versions),
                 "selection_config": dg.MetadataValue.json(selection.__dict__),

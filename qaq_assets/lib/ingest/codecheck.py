@@ -1,7 +1,11 @@
-"""A cheap code-validity signal: does the answer contain Python that parses?
+"""Cheap code signals per answer: does its code parse, in which language, and is that the
+language the instruction asked for?
 
-Answers are either bare code or prose with fenced blocks. A fenced block labelled with
-another language counts as that language, not as broken Python."""
+Python is parsed with the interpreter's own ``ast``; the other languages with tree-sitter's
+grammars (``tree-sitter-language-pack``, compiled into the wheel, nothing downloaded): a parse
+tree without ERROR or MISSING nodes is valid code. A cut-off function fails both. Languages
+without a grammar are ``unchecked``, never dropped for it.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +13,28 @@ import ast
 import functools
 import re
 import warnings
+from dataclasses import dataclass
 
-FENCE = re.compile(r"```([A-Za-z0-9_+#.-]*)[^\n]*\n(.*?)(?:```|\Z)", re.S)
-PYTHON_LABELS = {"", "python", "py", "python3"}
-VALID, SYNTAX_ERROR, OTHER_LANGUAGE, NO_CODE = "valid", "syntax_error", "other_language", "no_code"
+from qaq_assets.lib.ingest import languages
+
+VALID, SYNTAX_ERROR, OTHER_LANGUAGE, NO_CODE, UNCHECKED = (
+    "valid",
+    "syntax_error",
+    "other_language",
+    "no_code",
+    "unchecked",
+)
 # Prefix of the status of an answer the check itself could not judge ("check_failed:MemoryError").
 CHECK_FAILED = "check_failed"
+# Statuses that show an answer's code is not a usable answer (the selection's code check drops them).
+UNUSABLE = (SYNTAX_ERROR, OTHER_LANGUAGE, NO_CODE)
+
+
+@dataclass(frozen=True)
+class CodeCheck:
+    status: str  # valid, syntax_error, other_language, no_code, unchecked or check_failed:<error>
+    language: str | None  # the answer's (its largest code block's)
+    requested: str | None  # the instruction's, where it names exactly one
 
 
 @functools.lru_cache(maxsize=8)
@@ -26,7 +46,7 @@ def _tree(code: str) -> ast.Module:
         return ast.parse(code)
 
 
-def _parses(code: str) -> bool:
+def _python_parses(code: str) -> bool:
     try:
         tree = _tree(code)
     except (SyntaxError, ValueError):
@@ -37,28 +57,92 @@ def _parses(code: str) -> bool:
     )
 
 
-def python_status(answer: str) -> str:
-    """``valid``, ``syntax_error``, ``other_language``, ``no_code``, or ``check_failed:<error>``
-    when the check itself fails on this answer (CPython's parser raises MemoryError on a
-    few KB of ``"the " * 2000``, RecursionError on deep nesting): one sample never stops a curation."""
+@functools.lru_cache(maxsize=64)
+def _parser(language: str):
+    """tree-sitter's parser for ``language``, or None where the pack has no grammar."""
     try:
-        return _status(answer)
-    except Exception as error:  # noqa: BLE001 - any failure is this sample's, recorded as its status
-        return f"{CHECK_FAILED}:{type(error).__name__}"
+        from tree_sitter_language_pack import get_parser
+
+        return get_parser(language)  # the pack's grammar names are the canonical names
+    except (ImportError, LookupError, ValueError):
+        return None
 
 
-def _status(answer: str) -> str:
-    blocks = FENCE.findall(answer)
+# Grammars too narrow for the dialects real answers use: tree-sitter's SQL grammar rejected all
+# 38 PostgreSQL files sampled from this machine. Code in them is ``unchecked``, never dropped.
+UNRELIABLE_GRAMMARS = frozenset({"sql"})
+
+
+def parses(language: str, code: str) -> bool | None:
+    """Whether ``code`` parses as ``language`` (None: no reliable parser for it)."""
+    if language == "python":
+        return _python_parses(code)
+    if language in UNRELIABLE_GRAMMARS:
+        return None
+    parser = _parser(language)
+    if parser is None:
+        return None
+    if language == "php" and "<?php" not in code:
+        code = "<?php\n" + code  # PHP's grammar reads anything before the tag as HTML
+    return not parser.parse(code.encode("utf-8")).root_node.has_error
+
+
+def _block_language(label: str, code: str, asked: str | None) -> str | None:
+    named = languages.canonical(label)
+    if named is not None:
+        return named
+    # Unlabelled code that parses as the asked-for language is taken as it: C# and Java, or PHP
+    # without its tag and JavaScript, share much of their syntax.
+    if asked is not None and parses(asked, code):
+        return asked
+    found = languages.detect(code, parses)
+    if found is None and _python_parses(code):
+        return "python"  # plain statements with no telltale (x = f(1)): the common case
+    # Code with no telltale left (a cut answer) is judged as the language asked for.
+    return found or asked
+
+
+def _code_blocks(answer: str, asked: str | None) -> list[tuple[str | None, str]]:
+    """The answer's code as (language, code) blocks: fenced blocks that hold code, else the
+    whole answer where it reads as code."""
+    blocks = languages.fenced_blocks(answer)
     if blocks:
-        python = [code for label, code in blocks if label.lower() in PYTHON_LABELS]
-        if not python:
-            return OTHER_LANGUAGE
-        return VALID if all(_parses(code) for code in python) else SYNTAX_ERROR
-    if _parses(answer):
-        return VALID
-    # Unfenced text: code has structure (def/class/return/indentation); prose does not.
-    looks_like_code = re.search(r"^\s*(def |class |return |import |from \S+ import )", answer, re.M)
-    return SYNTAX_ERROR if looks_like_code else NO_CODE
+        return [
+            (_block_language(label, code, asked), code)
+            for label, code in blocks
+            if label.strip().lower() not in languages.NOT_CODE and code.strip()
+        ]
+    if _python_parses(answer) or languages.looks_like_code(answer):
+        return [(_block_language("", answer, asked), answer)]
+    return []
+
+
+def check_code(instruction: str, answer: str) -> CodeCheck:
+    """The answer's code status, its language and the language asked for. A failure of the
+    check itself is the status ``check_failed:<error>`` (CPython's parser raises MemoryError on
+    a few KB of ``"the " * 2000``): one sample never stops a curation."""
+    try:
+        asked = languages.requested(instruction)
+    except Exception:  # noqa: BLE001 - no evidence of a request either way
+        asked = None
+    try:
+        return _check(asked, answer)
+    except Exception as error:  # noqa: BLE001 - any failure is this sample's, recorded as its status
+        return CodeCheck(f"{CHECK_FAILED}:{type(error).__name__}", None, asked)
+
+
+def _check(asked: str | None, answer: str) -> CodeCheck:
+    blocks = _code_blocks(answer, asked)
+    if not blocks:
+        return CodeCheck(NO_CODE, None, asked)
+    language = max(blocks, key=lambda block: len(block[1]))[0]
+    if asked and language and language != "other" and not languages.same_language(asked, language):
+        return CodeCheck(OTHER_LANGUAGE, language, asked)
+    verdicts = [parses(block_language, code) for block_language, code in blocks if block_language]
+    checked = [verdict for verdict in verdicts if verdict is not None]
+    if not checked:
+        return CodeCheck(UNCHECKED, language, asked)
+    return CodeCheck(VALID if all(checked) else SYNTAX_ERROR, language, asked)
 
 
 SIGNATURE_MATCH, SIGNATURE_MISMATCH, SIGNATURE_UNKNOWN = "match", "mismatch", "unknown"
@@ -75,18 +159,19 @@ def _parameters(function: ast.FunctionDef) -> list[str]:
 
 
 def signature_status(instruction: str, answer: str) -> str:
-    """Whether the answer's function takes the parameters the instruction asks for in a
+    """Whether the answer's Python function takes the parameters the instruction asks for in a
     backticked signature (`` `name(a, b=None)` ``): ``match``, ``mismatch`` (valid code for
-    another task under the asked-for name), or ``unknown`` (no signature asked, or no such
-    function found)."""
+    another task under the asked-for name), or ``unknown`` (no signature asked, no such Python
+    function found, or another language)."""
     try:
         asked = _ASKED.search(instruction)
         if asked is None:
             return SIGNATURE_UNKNOWN
         name = asked.group(1)
         wanted = _parameters(_tree(f"def {name}({asked.group(2)}): pass").body[0])
-        blocks = [code for label, code in FENCE.findall(answer) if label.lower() in PYTHON_LABELS]
-        tree = _tree(blocks[0] if blocks else answer)
+        fenced = languages.fenced_blocks(answer)
+        python = [code for label, code in fenced if languages.canonical(label) in (None, "python")]
+        tree = _tree(python[0] if python else answer)
         functions = [node for node in ast.walk(tree) if isinstance(node, ast.FunctionDef) and node.name == name]
         if not functions:
             return SIGNATURE_UNKNOWN

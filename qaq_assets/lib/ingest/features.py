@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from qaq_assets.lib.ingest.codecheck import python_status, signature_status
-from qaq_assets.lib.ingest.record_formats import normalise_text, text_sha
+from qaq_assets.lib.ingest.codecheck import check_code, signature_status
+from qaq_assets.lib.ingest.record_fields import normalise_text, text_sha
 
 NUM_PERM = 128
 SHINGLE_WORDS = 5
@@ -122,7 +122,7 @@ def sample_features(samples: pl.DataFrame) -> pl.DataFrame:
     instructions, responses = samples["instruction"].to_list(), samples["response"].to_list()
     signature_rows = signatures([q + "\n" + a for q, a in zip(instructions, responses, strict=True)])
     # Both checks of one answer together: they share its parse.
-    checks = [(python_status(a), signature_status(q, a)) for q, a in zip(instructions, responses, strict=True)]
+    checks = [(check_code(q, a), signature_status(q, a)) for q, a in zip(instructions, responses, strict=True)]
     return pl.DataFrame(
         {
             "shard": samples["shard"],
@@ -130,7 +130,9 @@ def sample_features(samples: pl.DataFrame) -> pl.DataFrame:
             "sample_id": samples["sample_id"],
             "query_sha": [text_sha(text) for text in instructions],
             "answer_sha": [text_sha(text) for text in responses],
-            "code_status": [status for status, _ in checks],
+            "code_status": [code.status for code, _ in checks],
+            "answer_language": [code.language for code, _ in checks],
+            "requested_language": [code.requested for code, _ in checks],
             "signature_status": [signature for _, signature in checks],
             "minhash": [row.astype("<u4").tobytes() for row in signature_rows],
             "band_keys": pl.Series(band_keys(signature_rows).view(np.int64).tolist(), dtype=pl.List(pl.Int64)),

@@ -8,6 +8,8 @@ is recorded with the previous path.
 
 from __future__ import annotations
 
+import glob
+import itertools
 import os
 import re
 from dataclasses import dataclass, field
@@ -17,7 +19,7 @@ from pathlib import Path, PurePath
 import polars as pl
 
 from qaq_assets.lib.errors import QaqError
-from qaq_assets.lib.ingest.record_formats import ShardReadError, detect_format
+from qaq_assets.lib.ingest.file_formats import DATA_SUFFIXES, ShardReadError, detect_format, is_data_file
 from qaq_assets.lib.store.lake import Lake
 from qaq_assets.lib.store.tables import SHARD_SOURCES
 
@@ -33,19 +35,61 @@ class ShardRegistrationError(QaqError, ValueError):
 def shard_name(path: str | Path) -> str:
     """Partition key for a file: its name without format suffixes, in [A-Za-z0-9._-]."""
     name = PurePath(path).name
-    name = re.sub(r"\.(jsonl|json|ndjson)(\.gz)?$|\.parquet$", "", name, flags=re.IGNORECASE)
+    name = re.sub(r"\.(jsonl|json|ndjson|csv|tsv)(\.gz)?$|\.(parquet|arrow)$", "", name, flags=re.IGNORECASE)
     name = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.")
     if not name:
         raise ShardRegistrationError(f"{path}: cannot derive a shard name from the file name")
     return name[:120]
 
 
-def landed_shard_name(path: Path, landing_dir: Path) -> str:
-    """Partition key of a landed file: its path relative to ``landing_dir``, directories
-    joined by ``__`` (``a/part-0.jsonl`` -> ``a__part-0``)."""
+def landed_shard_name(path: Path, landing_dir: Path, prefix: str = "") -> str:
+    """Partition key of a file found under a directory: its path relative to ``landing_dir``,
+    after ``prefix``, directories joined by ``__`` (``a/part-0.jsonl`` -> ``a__part-0``)."""
     relative = path.relative_to(landing_dir)
-    directories = [re.sub(r"[^A-Za-z0-9._-]+", "-", part).strip("-.") for part in relative.parts[:-1]]
+    parts = [prefix, *relative.parts[:-1]]
+    directories = [re.sub(r"[^A-Za-z0-9._-]+", "-", part).strip("-.") for part in parts]
     return DIRECTORY_SEPARATOR.join([*[d for d in directories if d], shard_name(relative)])[:120]
+
+
+def hidden(path: Path, root: Path) -> bool:
+    """A file under a hidden or underscored folder of ``root`` (writers stage there; a
+    ``_delta_log`` is no input), or hidden itself."""
+    return any(part.startswith((".", "_")) for part in path.relative_to(root).parts)
+
+
+def data_files_under(root: Path) -> list[Path]:
+    """The data files anywhere under ``root``, in path order; links that lead out of it are
+    not followed."""
+    resolved = root.resolve()
+    return sorted(
+        path
+        for path in root.rglob("*")
+        if path.is_file() and is_data_file(path) and not hidden(path, root) and path.resolve().is_relative_to(resolved)
+    )
+
+
+_GLOB_MAGIC = re.compile(r"[*?[]")
+
+
+def _expand(raw_path: str | Path) -> tuple[list[ShardFile], str | None]:
+    """The shard files a path names: a file (keyed by its name), a directory (every data file
+    under it, keyed ``<directory>__<path below it>``) or a glob (keyed by the path below its
+    fixed part, so ``'data/*.jsonl'`` keys as the shell's expansion would)."""
+    path = Path(raw_path)
+    if path.is_dir():
+        found = data_files_under(path)
+        if not found:
+            return [], f"{path}: a directory with no data files in it ({', '.join(DATA_SUFFIXES)})"
+        name = path.resolve().name
+        return [ShardFile(p.resolve(), landed_shard_name(p, path, prefix=name)) for p in found], None
+    if _GLOB_MAGIC.search(str(raw_path)) and not path.exists():
+        fixed = Path(*[part for part in itertools.takewhile(lambda p: not _GLOB_MAGIC.search(p), path.parts)])
+        matches = [Path(m) for m in sorted(glob.glob(str(raw_path), recursive=True))]
+        files = [m for m in matches if m.is_file() and is_data_file(m) and not hidden(m, fixed)]
+        if not files:
+            return [], f"{raw_path}: no data file matches"
+        return [ShardFile(m.resolve(), landed_shard_name(m, fixed)) for m in files], None
+    return [ShardFile(path.resolve(), shard_name(raw_path))], None
 
 
 def file_signature(path: Path) -> tuple[int, int]:
@@ -70,13 +114,17 @@ class Registration:
 
 
 def shard_files(paths: list[str | Path]) -> tuple[list[ShardFile], dict[str, str]]:
-    """Each path with its shard key (from the file name), and the paths that cannot be shards."""
+    """The files ``paths`` name (files, directories, globs), each with its shard key, and the
+    paths that cannot be shards."""
     files, failures = [], {}
     for raw_path in paths:
         try:
-            files.append(ShardFile(Path(raw_path).resolve(), shard_name(raw_path)))
+            found, problem = _expand(raw_path)
         except ShardRegistrationError as error:
-            failures[str(raw_path)] = str(error)
+            found, problem = [], str(error)
+        files.extend(found)
+        if problem:
+            failures[str(raw_path)] = problem
     return files, failures
 
 
@@ -122,7 +170,8 @@ def record(lake: Lake, files: list[ShardFile]) -> list[str]:
     """Record ``files`` as their shards' sources (checked by :func:`check` first)."""
     if not files:
         return []
-    owners = dict(lake.scan(SHARD_SOURCES).select("shard", "path").collect().iter_rows())
+    known = {row["shard"]: row for row in lake.scan(SHARD_SOURCES).collect().iter_rows(named=True)}
+    owners = {shard: row["path"] for shard, row in known.items()}
     now = datetime.now(UTC)
     rows = []
     for file in files:
@@ -136,10 +185,26 @@ def record(lake: Lake, files: list[ShardFile]) -> list[str]:
                 "mtime_ns": mtime,
                 "registered_at": now,
                 "previous_path": previous if previous not in (None, str(file.path)) else None,
+                **{
+                    column: known.get(file.shard, {}).get(column)
+                    for column in ("shrunk_from", "shrunk_to", "shrunk_at")
+                },
             }
         )
     lake.upsert(SHARD_SOURCES, pl.DataFrame(rows, schema=SHARD_SOURCES.schema), keys=["shard"])
     return [file.shard for file in files]
+
+
+def record_shrink(lake: Lake, shard: str, held: int, now_held: int) -> None:
+    """Record in ``shard_sources`` that ``shard`` was allowed to shrink from ``held`` valid records."""
+    row = lake.scan(SHARD_SOURCES).filter(pl.col("shard") == shard).collect()
+    if row.height:
+        row = row.with_columns(
+            shrunk_from=pl.lit(held, pl.Int64),
+            shrunk_to=pl.lit(now_held, pl.Int64),
+            shrunk_at=pl.lit(datetime.now(UTC)),
+        )
+        lake.upsert(SHARD_SOURCES, row, keys=["shard"])
 
 
 def register(lake: Lake, files: list[ShardFile], replace_shard: bool = False) -> Registration:
@@ -163,6 +228,24 @@ def registered_sources(lake: Lake) -> pl.DataFrame:
     return lake.scan(SHARD_SOURCES).collect()
 
 
-def source_path(lake: Lake, shard: str) -> Path | None:
-    rows = lake.scan(SHARD_SOURCES).filter(pl.col("shard") == shard).select("path").collect()
-    return Path(rows.item(0, 0)) if rows.height else None
+def source_path(lake: Lake, shard: str) -> Path:
+    """The file ``shard`` reads, checked to be the file that was registered: a file changed since
+    (a writer still appending, a copy cut short after the sensor looked) is not read half-way."""
+    rows = lake.scan(SHARD_SOURCES).filter(pl.col("shard") == shard).collect()
+    if rows.height == 0:
+        raise ShardRegistrationError(
+            f"shard {shard!r} has no registered source file; land it via the sensor or `qaq curate`"
+        )
+    row = rows.row(0, named=True)
+    path = Path(row["path"])
+    try:
+        signature = file_signature(path)
+    except OSError as error:
+        raise ShardRegistrationError(f"{path}: cannot read shard {shard!r}'s file: {error.strerror or error}") from None
+    registered = (row["size_bytes"], row["mtime_ns"])
+    if signature != registered:
+        raise ShardRegistrationError(
+            f"{path} changed since it was registered as shard {shard!r} ({registered[0]} -> {signature[0]} bytes): "
+            "a writer may still be writing it; it is ingested once it settles (the sensor) or when curated again"
+        )
+    return path

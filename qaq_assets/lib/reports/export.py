@@ -8,25 +8,31 @@ from pathlib import Path
 import polars as pl
 
 from qaq_assets.lib.errors import LakeError
+from qaq_assets.lib.ingest.record_fields import ALPACA, MESSAGES, PAIR, SHAREGPT
+from qaq_assets.lib.reports.export_formats import format_for
+from qaq_assets.lib.reports.output_files import atomic_output
 from qaq_assets.lib.selection.rules import KEEP
 from qaq_assets.lib.store.lake import Lake
 from qaq_assets.lib.store.tables import CURATED_SUBSET, CURATION_RUNS, RAW_SAMPLES, TEXT_COLUMNS
 
-FORMATS = ("messages-jsonl", "alpaca-jsonl", "parquet")
+SHAREGPT_ROLES = {"system": "system", "user": "human", "assistant": "gpt", "tool": "tool"}
 
 
 def curated_version(lake: Lake, version: int | None = None) -> int:
-    """``version`` of curated_subset, checked to exist, or its latest; :class:`LakeError` otherwise."""
+    """``version`` of curated_subset, checked to exist, or its latest; :class:`LakeError` otherwise.
+    A version named is opened as itself: a broken newer commit does not hide it."""
+    if version is not None and version >= 0:
+        try:
+            if lake.delta_table(CURATED_SUBSET, version) is not None:
+                return version
+        except LakeError:
+            pass
     latest = lake.version(CURATED_SUBSET)
     if latest is None:
         raise LakeError(f"no curated_subset in {lake.root}: is --lake right? (`qaq curate` creates it)")
     if version is None:
         return latest
-    if not 0 <= version <= latest:
-        raise LakeError(
-            f"no curation recorded for curated_subset version {version}; recorded: {recorded_versions(lake)}"
-        )
-    return version
+    raise LakeError(f"no curation recorded for curated_subset version {version}; recorded: {recorded_versions(lake)}")
 
 
 def recorded_versions(lake: Lake) -> list[int]:
@@ -36,17 +42,18 @@ def recorded_versions(lake: Lake) -> list[int]:
 
 
 def with_text(lake: Lake, rows: pl.DataFrame, lineage: dict) -> pl.DataFrame:
-    """Curated ``rows`` with their ``id``, ``instruction`` and ``response``: read from
-    raw_samples as of the version the curation read (its lineage), so an old curated version
-    shows the text it was curated from. Versions written by older releases carry it already."""
-    if all(column in rows.columns for column in TEXT_COLUMNS):
+    """Curated ``rows`` with their id, text and conversation: read from raw_samples as of the
+    version the curation read (its lineage), so an old curated version shows the text it was
+    curated from. Versions written by older releases carry some of it already."""
+    missing = [column for column in TEXT_COLUMNS if column not in rows.columns]
+    if not missing:
         return rows
     raw_version = lineage["input_versions"].get("raw_samples")
     keys = rows.select("shard", "row_index")
     text = (
         lake.scan(RAW_SAMPLES, raw_version)
         .filter(pl.col("shard").is_in(keys["shard"].unique().implode()))
-        .select("shard", "row_index", *TEXT_COLUMNS)
+        .select("shard", "row_index", *missing)
         .join(keys.lazy(), on=["shard", "row_index"], how="semi")
         .collect()
     )
@@ -60,46 +67,63 @@ def kept_samples(lake: Lake, version: int | None = None) -> pl.DataFrame:
     return with_text(lake, kept, lineage).sort("shard", "row_index")
 
 
-def export_curated(lake: Lake, out: str | Path, fmt: str, version: int | None = None) -> int:
-    """Write the kept samples to ``out``; returns the number written."""
-    if fmt not in FORMATS:
-        raise ValueError(f"format must be one of {FORMATS}, not {fmt!r}")
+def export_curated(lake: Lake, out: str | Path, fmt: str | None = None, version: int | None = None) -> int:
+    """Write the kept samples to ``out`` (whole or not at all); returns the number written."""
+    fmt = format_for(out, fmt)
     kept = kept_samples(lake, version)  # refuses an incomplete version
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if fmt == "parquet":
-        kept.select(
-            "sample_id",
-            "id",
-            "shard",
-            "row_index",
-            "instruction",
-            "response",
-            "rmi",
-            "nll_query",
-            "reason",
-            "curation_id",
-        ).write_parquet(out)
-        return kept.height
-    with open(out, "w", encoding="utf-8") as handle:
-        for row in kept.iter_rows(named=True):
-            if fmt == "messages-jsonl":
-                record = {
-                    "messages": [
-                        {"role": "user", "content": row["instruction"]},
-                        {"role": "assistant", "content": row["response"]},
-                    ],
-                    "sample_id": row["sample_id"],
-                }
-            else:
-                record = {
-                    "instruction": row["instruction"],
-                    "input": "",
-                    "output": row["response"],
-                    "sample_id": row["sample_id"],
-                }
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    with atomic_output(out) as partial:
+        if fmt == "parquet":
+            kept.select(PARQUET_COLUMNS).write_parquet(partial)
+        else:
+            with open(partial, "w", encoding="utf-8") as handle:
+                for row in kept.iter_rows(named=True):
+                    handle.write(json.dumps(_record(row, fmt), ensure_ascii=False) + "\n")
     return kept.height
+
+
+PARQUET_COLUMNS = (
+    "sample_id",
+    "id",
+    "shard",
+    "row_index",
+    "instruction",
+    "response",
+    "conversation",
+    "record_style",
+    "rmi",
+    "nll_query",
+    "reason",
+    "curation_id",
+)
+
+
+def turns_of(row: dict) -> list[dict]:
+    """A sample's whole conversation (roles user, assistant, system, tool)."""
+    return row["conversation"] or [
+        {"role": "user", "content": row["instruction"]},
+        {"role": "assistant", "content": row["response"]},
+    ]
+
+
+def _record(row: dict, fmt: str) -> dict:
+    """One kept sample as a record of ``fmt`` (``original``: the shape it came in)."""
+    if fmt == "original":
+        style = row.get("record_style") or PAIR
+        fmt = {MESSAGES: "messages-jsonl", SHAREGPT: "sharegpt-jsonl", ALPACA: "alpaca-jsonl"}.get(style, "pair")
+    ids = {"id": row["id"], "sample_id": row["sample_id"]}
+    if fmt == "messages-jsonl":
+        return {"messages": turns_of(row), **ids}
+    if fmt == "sharegpt-jsonl":
+        return {
+            "conversations": [{"from": SHAREGPT_ROLES[t["role"]], "value": t["content"]} for t in turns_of(row)],
+            **ids,
+        }
+    system = next((t["content"] for t in turns_of(row) if t["role"] == "system"), None)
+    if fmt == "alpaca-jsonl":
+        record = {"instruction": row["instruction"], "input": "", "output": row["response"]}
+    else:
+        record = {"instruction": row["instruction"], "response": row["response"]}
+    return {**record, **({"system": system} if system is not None else {}), **ids}
 
 
 def lineage_record(lake: Lake, version: int | None = None) -> dict:

@@ -46,6 +46,7 @@ class ScorerOptions:
         )
 
     def sequence_budget(self, loaded: LoadedModel) -> int:
+        """The longest sequence scored with ``loaded``: the setting, capped by its positions."""
         return min(self.max_sequence_tokens, loaded.max_positions)
 
 
@@ -59,6 +60,17 @@ class ScorerIdentity:
     dtype: str
     fingerprint: str
     template_version: str
+    # The sequence limit as configured (the model's positions cap it, a function of its
+    # fingerprint): a longer limit cuts fewer answers, so it keys the cache too.
+    max_sequence_tokens: int
+
+    def score_key(self) -> dict:
+        """The score-key columns of the rows this identity writes (besides the text hashes)."""
+        return {
+            "model_fingerprint": self.fingerprint,
+            "template_version": self.template_version,
+            "max_sequence_tokens": self.max_sequence_tokens,
+        }
 
 
 @dataclass
@@ -94,7 +106,8 @@ class ScoringBackend(Protocol):
         ...
 
 
-def identity_of(loaded: LoadedModel, scorer: PairScorer) -> ScorerIdentity:
+def identity_of(loaded: LoadedModel, scorer: PairScorer, max_sequence_tokens: int) -> ScorerIdentity:
+    """What ``scorer`` over ``loaded`` produces, with the configured sequence limit."""
     return ScorerIdentity(
         model_key=loaded.spec.key,
         model_id=loaded.model_id,
@@ -102,6 +115,7 @@ def identity_of(loaded: LoadedModel, scorer: PairScorer) -> ScorerIdentity:
         dtype=loaded.dtype_name,
         fingerprint=loaded.fingerprint,
         template_version=scorer.layouts.version,
+        max_sequence_tokens=max_sequence_tokens,
     )
 
 
@@ -117,9 +131,10 @@ class LocalBackend:
     ``overlap`` (default: on a GPU) scores the next chunk while the caller commits this one
     (:mod:`chunk_overlap`); a CPU's cores are all busy scoring, so there chunks run in turn."""
 
-    def __init__(self, loaded: LoadedModel, scorer: PairScorer, max_sequence_tokens: int, overlap: bool | None = None):
-        self.loaded, self.scorer, self.max_sequence_tokens = loaded, scorer, max_sequence_tokens
-        self.identity = identity_of(loaded, scorer)
+    def __init__(self, loaded: LoadedModel, scorer: PairScorer, options: ScorerOptions, overlap: bool | None = None):
+        self.loaded, self.scorer = loaded, scorer
+        self.max_sequence_tokens = options.sequence_budget(loaded)
+        self.identity = identity_of(loaded, scorer, options.max_sequence_tokens)
         self.on_gpu = loaded.device.type == "cuda"
         self.overlap = self.on_gpu if overlap is None else overlap
         # After an out-of-memory back-off, later chunks start from the lower budget.
@@ -195,7 +210,7 @@ class ScoringReplica(LocalBackend):
         torch.set_num_threads(threads)
         loaded = load_model(spec, device=device, dtype=dtype)
         # The pool or Ray keeps the next chunk queued; overlap happens within a chunk (score).
-        super().__init__(loaded, options.scorer(loaded), options.sequence_budget(loaded), overlap=False)
+        super().__init__(loaded, options.scorer(loaded), options, overlap=False)
         self.parts = REPLICA_PARTS_ON_GPU if self.on_gpu else 1
 
     def replica_identity(self) -> ScorerIdentity:

@@ -17,8 +17,6 @@ def mean_nll(column: str) -> pl.Expr:
 
 def scores_from_logprobs(token_logprobs: pl.LazyFrame) -> pl.LazyFrame:
     """``qaq_scores`` rows from ``token_logprobs`` rows."""
-    if "answer_end_logprobs" not in token_logprobs.collect_schema().names():  # rows of older releases
-        token_logprobs = token_logprobs.with_columns(answer_end_logprobs=pl.lit(None, pl.List(pl.Float32)))
     return (
         token_logprobs.with_columns(
             nll_query=mean_nll("query_logprobs"),

@@ -17,7 +17,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from qaq_assets.lib.ingest.record_formats import text_sha
+from qaq_assets.lib.ingest.record_fields import text_sha
 from qaq_assets.lib.scoring.backends import ScorerIdentity, ScoringBackend
 from qaq_assets.lib.scoring.engine.scorer import TRUNCATION_POLICY
 from qaq_assets.lib.scoring.metrics import scores_from_logprobs
@@ -83,9 +83,11 @@ def unique_pairs(samples: pl.DataFrame) -> pl.DataFrame:
 
 
 def _cache_scan(lake: Lake, identity: ScorerIdentity) -> pl.LazyFrame:
+    # Everything that changes a stored number keys the cache (README: the score cache).
     return lake.scan(SCORE_CACHE).filter(
         (pl.col("model_fingerprint") == identity.fingerprint)
         & (pl.col("template_version") == identity.template_version)
+        & (pl.col("max_sequence_tokens") == identity.max_sequence_tokens)
     )
 
 
@@ -167,6 +169,7 @@ def cache_rows(identity: ScorerIdentity, chunk: pl.DataFrame, scored) -> pl.Data
         {
             "model_fingerprint": pl.repeat(identity.fingerprint, chunk.height, eager=True),
             "template_version": pl.repeat(identity.template_version, chunk.height, eager=True),
+            "max_sequence_tokens": pl.repeat(identity.max_sequence_tokens, chunk.height, eager=True),
             "query_sha": chunk["query_sha"],
             "answer_sha": chunk["answer_sha"],
             "n_query_tokens": pl.Series([len(t.query_ids) for t in tokens], dtype=pl.Int32),

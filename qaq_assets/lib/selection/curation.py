@@ -14,7 +14,7 @@ import polars as pl
 from qaq_assets.lib.errors import QaqError
 from qaq_assets.lib.ingest.features import sample_features, signature_array
 from qaq_assets.lib.selection.dedup import near_duplicate_twins
-from qaq_assets.lib.selection.rules import DROP, SelectionConfig, select
+from qaq_assets.lib.selection.rules import DROP, KEEP, SelectionConfig, is_filtered, keep_count, select
 from qaq_assets.lib.store.lake import Lake
 from qaq_assets.lib.store.tables import (
     CURATED_STRATEGY_COLUMNS,
@@ -74,15 +74,21 @@ def decision_counts(curated: pl.DataFrame) -> dict[str, int]:
 
 
 def with_reason_code(curated: pl.DataFrame) -> pl.DataFrame:
-    """``curated`` with its ``reason_code`` column; versions written before the column existed
-    get it from their reason's leading code."""
+    """``curated`` with its ``reason_code`` filled; versions written before the column existed
+    (null there) get it from their reason's leading code."""
     derived = pl.col("reason").str.extract(r"^([a-z0-9_+]+?)(?:_of)?(?::|$)", 1)
-    if "reason_code" not in curated.columns:
-        return curated.with_columns(reason_code=derived)
     return curated.with_columns(reason_code=pl.coalesce("reason_code", derived))
 
 
-IDENTITY_COLUMNS = ("model_key", "model_id", "weights_sha256", "dtype", "model_fingerprint", "template_version")
+IDENTITY_COLUMNS = (
+    "model_key",
+    "model_id",
+    "weights_sha256",
+    "dtype",
+    "model_fingerprint",
+    "template_version",
+    "max_sequence_tokens",
+)
 
 
 def _model_identities(identities: pl.DataFrame, model_keys: list[str]) -> list[dict]:
@@ -126,7 +132,8 @@ def _split_near_duplicates(
 
 def _model_scores(canonical: pl.DataFrame, scores: pl.DataFrame, key: str) -> pl.DataFrame:
     columns = ["shard", "sample_id", "nll_query", "rmi", "ifd_loss", "nll_answer_given_query", "nll_answer_end"]
-    return canonical.select("shard", "sample_id", "code_status", "signature_status").join(
+    features = ("code_status", "answer_language", "requested_language", "signature_status")
+    return canonical.select("shard", "sample_id", *features).join(
         scores.filter(pl.col("model_key") == key).select(columns), on=["shard", "sample_id"], how="inner"
     )
 
@@ -152,12 +159,18 @@ class _Features:
 
     def __init__(self, lake: Lake, version: int | None, raw_version: int | None, shards: list[str]):
         self.lake, self.version = lake, version
-        scan = lake.scan(SAMPLE_FEATURES, version)
-        if "signature_status" not in scan.collect_schema().names():  # features of an older release
-            scan = scan.with_columns(signature_status=pl.lit(None, pl.String))
         stored = (
-            scan.filter(pl.col("shard").is_in(shards))
-            .select("shard", "row_index", "code_status", "signature_status", "band_keys")
+            lake.scan(SAMPLE_FEATURES, version)
+            .filter(pl.col("shard").is_in(shards))
+            .select(
+                "shard",
+                "row_index",
+                "code_status",
+                "answer_language",
+                "requested_language",
+                "signature_status",
+                "band_keys",
+            )
             .collect()
         )
         missing = sorted(set(shards) - set(stored["shard"].unique()))
@@ -193,6 +206,53 @@ class _Features:
         return read
 
 
+class PartialCorpusError(CurationError):
+    """Some ingested shards lack scores from a configured model: curating now would publish a
+    subset of the corpus as the latest version."""
+
+    def __init__(self, unscored: dict[str, list[str]]):
+        self.unscored = unscored
+        shards = sorted(unscored)
+        named = ", ".join(f"{shard} ({', '.join(unscored[shard])})" for shard in shards[:10])
+        more = f" and {len(shards) - 10} more" if len(shards) > 10 else ""
+        super().__init__(
+            f"{len(shards)} shard(s) lack scores from a configured model: {named}{more}; nothing was published. "
+            "Score them first (`qaq curate` scores what is missing), or pass --allow-partial to curate without them"
+        )
+
+
+def _unscored(raw: pl.DataFrame, scores: pl.DataFrame, model_keys: list[str]) -> dict[str, list[str]]:
+    """Shards with a sample that a model has not scored (a new model, a shard re-ingested since
+    it was scored), and which models, in ``model_keys``' order."""
+    samples = raw.select("shard", "sample_id").unique()
+    missing: dict[str, list[str]] = {}
+    for key in model_keys:
+        scored = scores.filter(pl.col("model_key") == key).select("shard", "sample_id")
+        for shard in samples.join(scored, on=["shard", "sample_id"], how="anti")["shard"].unique().sort():
+            missing.setdefault(shard, []).append(key)
+    return missing
+
+
+# What a score row's numbers depend on, besides its text (see ScorerIdentity).
+SCORE_KEY_COLUMNS = ("model_fingerprint", "template_version", "max_sequence_tokens")
+
+
+def unscored_shards(lake: Lake, expected: dict[str, dict | None]) -> dict[str, list[str]]:
+    """Ingested shards that a model must score before a curation, and which models: a sample
+    without its score, or scores keyed otherwise than ``expected[model_key]`` (the
+    :data:`SCORE_KEY_COLUMNS` the configured model has; None where unknown before loading)."""
+    model_keys = list(expected)
+    raw = lake.scan(RAW_SAMPLES).select("shard", "sample_id").collect()
+    scores = lake.scan(QAQ_SCORES).filter(pl.col("model_key").is_in(model_keys))
+    current = pl.lit(True)
+    for key, identity in expected.items():
+        if identity is not None:
+            matches = pl.all_horizontal([pl.col(column) == identity[column] for column in SCORE_KEY_COLUMNS])
+            current = pl.when(pl.col("model_key") == key).then(matches.fill_null(False)).otherwise(current)
+    scores = scores.filter(current).select("model_key", "shard", "sample_id").collect()
+    return _unscored(raw, scores, model_keys)
+
+
 def prepare(lake: Lake, model_keys: list[str], config: SelectionConfig) -> Candidates:
     """Read one consistent snapshot of the lake and deduplicate, for every shard scored by all
     ``model_keys`` (strong first). Reads no text: ids, labels, stored features and scores."""
@@ -201,16 +261,15 @@ def prepare(lake: Lake, model_keys: list[str], config: SelectionConfig) -> Candi
     versions = {table.name: lake.version(table) for table in (RAW_SAMPLES, SAMPLE_FEATURES, QAQ_SCORES)}
     raw = lake.scan(RAW_SAMPLES, versions["raw_samples"]).select("shard", "row_index", "sample_id", "label").collect()
     scores_scan = lake.scan(QAQ_SCORES, versions["qaq_scores"]).filter(pl.col("model_key").is_in(model_keys))
-    models = _model_identities(scores_scan.select(*IDENTITY_COLUMNS).unique().collect(), model_keys)
-    if "nll_answer_end" not in scores_scan.collect_schema().names():  # scored by an older release
-        scores_scan = scores_scan.with_columns(nll_answer_end=pl.lit(None, pl.Float64))
     scores = scores_scan.select(
         "model_key", "shard", "sample_id", "nll_query", "rmi", "ifd_loss", "nll_answer_given_query", "nll_answer_end"
     ).collect()
-
-    shards_with = [set(scores.filter(pl.col("model_key") == key)["shard"].unique()) for key in model_keys]
-    complete = sorted(set.intersection(*shards_with) & set(raw["shard"].unique()))
-    pending = sorted(set(raw["shard"].unique()) - set(complete))
+    unscored = _unscored(raw, scores, model_keys)
+    if unscored and not config.allow_partial:
+        raise PartialCorpusError(unscored)
+    models = _model_identities(scores_scan.select(*IDENTITY_COLUMNS).unique().collect(), model_keys)
+    complete = sorted(set(raw["shard"].unique()) - set(unscored))
+    pending = sorted(unscored)
     raw = _mark_duplicates(raw.filter(pl.col("shard").is_in(complete)))
 
     features = _Features(lake, versions["sample_features"], versions["raw_samples"], complete)
@@ -247,7 +306,11 @@ def curate(lake: Lake, model_keys: list[str], config: SelectionConfig, curation_
     frame = (
         pl.concat(
             [
-                candidates.canonical.join(selected.drop("shard", "code_status"), on="sample_id", how="inner"),
+                candidates.canonical.join(
+                    selected.drop("shard", "code_status", "answer_language", "requested_language", "signature_status"),
+                    on="sample_id",
+                    how="inner",
+                ),
                 candidates.dropped,
             ],
             how="diagonal_relaxed",
@@ -264,6 +327,36 @@ def curate(lake: Lake, model_keys: list[str], config: SelectionConfig, curation_
         models=candidates.models,
         template_versions=sorted({m["template_version"] for m in candidates.models}),
     )
+
+
+# A check that removes more than this share of the candidates says so on every run.
+ODD_FILTERED_SHARE = 0.5
+
+
+def curation_warnings(curated: pl.DataFrame, budget: float) -> list[str]:
+    """What is odd about a curated version, one line each, with the flag that changes it: the
+    checks removed most of the input, or fewer samples were kept than the budget asks."""
+    candidates = curated.filter(~pl.col("reason_code").is_in([EXACT_DUPLICATE, NEAR_DUPLICATE]))
+    if candidates.height == 0:
+        return []
+    filtered = candidates.filter(is_filtered(pl.col("reason_code")))
+    kept = candidates.filter(pl.col("decision") == KEEP).height
+    wanted = keep_count(candidates.height, budget)
+    by_code = ", ".join(
+        f"{code} {n}" for code, n in filtered.group_by("reason_code").len().sort("len", descending=True).iter_rows()
+    )
+    warnings = []
+    if filtered.height > ODD_FILTERED_SHARE * candidates.height:
+        warnings.append(
+            f"the checks removed {filtered.height} of {candidates.height} samples ({by_code}); "
+            "if the data is right, curate with --strategy rmi-band (the band alone)"
+        )
+    if kept < wanted:
+        warnings.append(
+            f"kept {kept} samples, fewer than the budget's {wanted}: the checks left only "
+            f"{candidates.height - filtered.height} eligible ({by_code}); --strategy rmi-band keeps the budget"
+        )
+    return warnings
 
 
 # Curations that see a newer one commit while they run start again from the new inputs.

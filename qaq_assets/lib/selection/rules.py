@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, replace
 
 import polars as pl
 
+from qaq_assets.lib.ingest.codecheck import CHECK_FAILED, UNUSABLE
 from qaq_assets.lib.settings import BY_NAME, STRATEGIES
 
 RMI_BAND, DIFF, IFD, PPL, RANDOM, RMI_BAND_CODE, RMI_BAND_CHECKS = STRATEGIES
@@ -39,16 +40,11 @@ class SelectionConfig:
     min_stratum_size: int = _declared("min_stratum_size")
     seed: int = _declared("seed")
     near_duplicate_threshold: float = _declared("near_duplicate_threshold")
+    allow_partial: bool = _declared("allow_partial")
 
     def __post_init__(self) -> None:
-        if self.strategy not in (*STRATEGIES, AUTO):
-            raise ValueError(f"strategy must be one of {(*STRATEGIES, AUTO)}, not {self.strategy!r}")
-        if not 0.0 < self.budget <= 1.0:
-            raise ValueError(f"budget must be in (0, 1], not {self.budget}")
-        if not 0.0 <= self.band_low < 1.0:
-            raise ValueError(f"band_low must be in [0, 1), not {self.band_low}")
-        if self.strata < 1 or self.min_stratum_size < 1:
-            raise ValueError("strata and min_stratum_size must be at least 1")
+        for name, value in asdict(self).items():
+            BY_NAME[name].check(value)
 
     def effective_strata(self, n: int) -> int:
         return max(1, min(self.strata, n // self.min_stratum_size))
@@ -235,9 +231,16 @@ def _band_after_filters(scores: pl.DataFrame, config: SelectionConfig, filters: 
     """Drop the rows each ``(failing, reason)`` filter names (the first that applies gives the
     reason), then let the RMI band fill the whole budget from the rest."""
     count = keep_count(scores.height, config.budget)
+    # Languages name the reasons of the code check; scores without them read as unknown.
+    scores = scores.with_columns(
+        pl.lit(None, pl.String).alias(name)
+        for name in ("answer_language", "requested_language")
+        if name not in scores.columns
+    )
     reason = pl.lit(None, pl.String)
     for failing, why in reversed(filters):
-        reason = pl.when(failing).then(why).otherwise(reason)
+        # A reason that came out null must not let a failing row through.
+        reason = pl.when(failing).then(why.fill_null(pl.lit("filtered"))).otherwise(reason)
     marked = scores.with_columns(_filtered=reason)
     dropped = marked.filter(pl.col("_filtered").is_not_null()).with_columns(
         decision=pl.lit(DROP), reason=pl.col("_filtered"), keep_score=pl.lit(None, pl.Float64)
@@ -249,16 +252,32 @@ def _band_after_filters(scores: pl.DataFrame, config: SelectionConfig, filters: 
     return pl.concat([banded, dropped.drop("_filtered")], how="diagonal_relaxed")
 
 
-_NO_PYTHON = (
-    pl.col("code_status") != "valid",
-    pl.lit("code_") + pl.col("code_status") + pl.lit(": the answer has no parseable Python"),
+_language = pl.col("answer_language").fill_null("its")
+_UNUSABLE_CODE = (
+    pl.col("code_status").is_in(UNUSABLE) | pl.col("code_status").str.starts_with(CHECK_FAILED),
+    pl.lit("code_")
+    + pl.col("code_status")
+    + pl.when(pl.col("code_status") == "syntax_error")
+    .then(pl.lit(": the answer's ") + _language + pl.lit(" code does not parse"))
+    .when(pl.col("code_status") == "other_language")
+    .then(
+        pl.lit(": asked for ")
+        + pl.col("requested_language").fill_null("another")
+        + pl.lit(", answered in ")
+        + _language
+    )
+    .when(pl.col("code_status") == "no_code")
+    .then(pl.lit(": the answer has no code"))
+    .otherwise(pl.lit(": the code check could not run on this answer")),
 )
 
 
 def select_rmi_band_code(scores: pl.DataFrame, config: SelectionConfig) -> pl.DataFrame:
-    """Beyond the paper: answers without parseable Python are dropped first (RMI cannot see
-    a truncated or wrong-language answer), then the RMI band fills the whole budget."""
-    return _band_after_filters(scores, config, [_NO_PYTHON])
+    """Beyond the paper: answers whose code does not parse, is in another language than the
+    one asked for, or is missing are dropped first (RMI cannot see a truncated or
+    wrong-language answer), then the RMI band fills the whole budget. Code in a language
+    without a parser is never dropped for it."""
+    return _band_after_filters(scores, config, [_UNUSABLE_CODE])
 
 
 def select_rmi_band_checks(scores: pl.DataFrame, config: SelectionConfig) -> pl.DataFrame:
@@ -267,7 +286,7 @@ def select_rmi_band_checks(scores: pl.DataFrame, config: SelectionConfig) -> pl.
       of the end-of-turn token after [Q;A], ranked): a cut-off function still parses and RMI
       cannot see it, but its turn does not end there (answers without the signal, scored before
       it existed or cut to fit, are not dropped by it);
-    - answers with no parseable Python (as rmi-band+code);
+    - answers with unusable code (as rmi-band+code);
     - answers whose function takes other parameters than the instruction's backticked signature
       asks for: valid code for another task under the asked-for name, which RMI only partly sees."""
     end_rank = pl.col("nll_answer_end").rank("average") / pl.col("nll_answer_end").count()
@@ -279,7 +298,7 @@ def select_rmi_band_checks(scores: pl.DataFrame, config: SelectionConfig) -> pl.
         pl.col("signature_status").fill_null("unknown") == "mismatch",
         pl.lit("signature_mismatch: the answer's function takes other parameters than the ones asked for"),
     )
-    return _band_after_filters(scores, config, [incomplete, _NO_PYTHON, mismatch])
+    return _band_after_filters(scores, config, [incomplete, _UNUSABLE_CODE, mismatch])
 
 
 def select(strategy: str, strong: pl.DataFrame, weak: pl.DataFrame | None, config: SelectionConfig) -> pl.DataFrame:

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import random
+import re
 import threading
 import time
 import uuid
@@ -27,6 +28,7 @@ from deltalake.fs import DeltaStorageHandler
 from deltalake.transaction import AddAction
 
 from qaq_assets.lib.errors import LakeError
+from qaq_assets.lib.store.faults import StorageFault, fault_of
 from qaq_assets.lib.store.tables import ALL_TABLES, TableSpec
 
 log = logging.getLogger(__name__)
@@ -99,15 +101,45 @@ class Lake:
 
     def delta_table(self, table: TableSpec | str, version: int | None = None) -> DeltaTable | None:
         """The table (at ``version``), or None where it does not exist. A version the log
-        does not hold raises :class:`LakeError`."""
+        does not hold raises :class:`LakeError`; a broken log, :class:`StorageFault` naming the table."""
         try:
             return DeltaTable(self.uri(table), version=version, storage_options=self.storage_options)
         except TableNotFoundError:
             return None
         except DeltaError as error:
             if version is None or self.delta_table(table) is None:
-                raise
+                raise self._fault(table, error) from error
             raise LakeError(f"{self.uri(table)} has no version {version}: {str(error).splitlines()[0]}") from error
+
+    def _fault(self, table: TableSpec | str, error: Exception) -> Exception:
+        """``error`` as a one-line :class:`StorageFault` naming ``table``, where it is one."""
+        fault = fault_of(error, self.root)
+        if fault is None:
+            return error
+        name = table.name if isinstance(table, TableSpec) else table
+        described = str(fault)
+        return StorageFault(described if described.startswith(f"{name}:") else f"{name}: {described}")
+
+    def readable_versions(self, table: TableSpec | str, newest: int = 100) -> list[int]:
+        """The versions of ``table`` (among its ``newest`` commits) that open: after a truncated
+        commit or a gap in the log, those before it."""
+        filesystem = pa_fs.PyFileSystem(DeltaStorageHandler(self.uri(table), self.storage_options))
+        try:
+            listed = filesystem.get_file_info(pa_fs.FileSelector("_delta_log"))
+        except (OSError, DeltaError):
+            return []
+        versions = sorted(
+            (int(info.base_name[:20]) for info in listed if re.fullmatch(r"\d{20}\.json", info.base_name)),
+            reverse=True,
+        )[:newest]
+        readable = []
+        for version in versions:
+            try:
+                DeltaTable(self.uri(table), version=version, storage_options=self.storage_options)
+            except Exception:  # noqa: BLE001 - any failure to open is "not readable"
+                continue
+            readable.append(version)
+        return sorted(readable)
 
     def version(self, table: TableSpec | str) -> int | None:
         delta = self.delta_table(table)
@@ -137,17 +169,25 @@ class Lake:
             self.ensure(table)
 
     def scan(self, table: TableSpec, version: int | None = None) -> pl.LazyFrame:
-        """Lazily scan ``table`` (an empty frame of its schema when it does not exist)."""
+        """Lazily scan ``table`` (an empty frame of its schema when it does not exist). Columns the
+        spec has and a table written by an older release lacks read as typed nulls: readers see
+        the current schema, whatever release wrote the version."""
         delta = self.delta_table(table, version)
         if delta is None:
             if version is not None:
                 raise LakeError(f"{self.uri(table)} does not exist")
             return table.empty().lazy()
-        return pl.scan_delta(delta)  # the loaded snapshot: the log is read once
+        scan = pl.scan_delta(delta)  # the loaded snapshot: the log is read once
+        stored = set(scan.collect_schema().names())
+        missing = [pl.lit(None, dtype).alias(name) for name, dtype in table.schema.items() if name not in stored]
+        return scan.with_columns(missing) if missing else scan
 
     def missing_columns(self, table: TableSpec) -> list[str]:
         """Columns of the table's spec that the stored table lacks (a schema check)."""
-        stored = set(self.scan(table).collect_schema().names())
+        delta = self.delta_table(table)
+        if delta is None:
+            return list(table.schema.names())
+        stored = set(pl.scan_delta(delta).collect_schema().names())
         return [column for column in table.schema.names() if column not in stored]
 
     def replace_partition(self, table: TableSpec, frame: pl.DataFrame, partition: Mapping[str, str]) -> int:
@@ -366,6 +406,13 @@ class Lake:
                 delay = min(2.0, 0.05 * 2**attempt) * (0.5 + random.random())
                 log.warning("commit conflict on %s, retrying in %.2fs", table.name, delay)
                 time.sleep(delay)
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException as error:  # a full disk can surface as a Rust panic
+                fault = self._fault(table, error)
+                if fault is error:
+                    raise
+                raise fault from error
         raise AssertionError("unreachable")
 
 

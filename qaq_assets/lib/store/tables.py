@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import polars as pl
 
 LOGPROBS = pl.List(pl.Float32)
+CONVERSATION = pl.List(pl.Struct({"role": pl.String, "content": pl.String}))
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,10 @@ SHARD_SOURCES = TableSpec(
             "registered_at": pl.Datetime("us", "UTC"),
             # The source this shard read before a deliberate take-over (--replace-shard).
             "previous_path": pl.String,
+            # The last accepted shrink (--allow-shrink): valid records held before and after, and when.
+            "shrunk_from": pl.Int64,
+            "shrunk_to": pl.Int64,
+            "shrunk_at": pl.Datetime("us", "UTC"),
         }
     ),
 )
@@ -57,8 +62,13 @@ RAW_SAMPLES = TableSpec(
             "row_index": pl.Int64,
             "id": pl.String,
             "sample_id": pl.String,
+            # QAQ's (Q, A): the user's text (or the dialogue before the answer) and the answer.
             "instruction": pl.String,
             "response": pl.String,
+            # Every turn, where the record holds more than one exchange or a system turn.
+            "conversation": CONVERSATION,
+            # How the record came (pair, alpaca, messages, sharegpt): exports can write it back so.
+            "record_style": pl.String,
             "label": pl.String,
             "is_duplicate": pl.Boolean,
             "duplicate_of": pl.String,
@@ -99,6 +109,9 @@ SAMPLE_FEATURES = TableSpec(
             "query_sha": pl.String,
             "answer_sha": pl.String,
             "code_status": pl.String,
+            # The language of the answer's code, and the one the instruction names (null: none).
+            "answer_language": pl.String,
+            "requested_language": pl.String,
             # Does the answer's function take the asked-for parameters? (match, mismatch, unknown)
             "signature_status": pl.String,
             # Delta has no unsigned types: the 128 uint32 values as 512 little-endian bytes, and
@@ -136,6 +149,9 @@ SCORE_CACHE = TableSpec(
         {
             "model_fingerprint": pl.String,
             "template_version": pl.String,
+            # The configured sequence limit (part of the key; null in rows of older releases,
+            # which are then never reused).
+            "max_sequence_tokens": pl.Int32,
             **SCORED_PAIR,
             "scored_at": pl.Datetime("us", "UTC"),
         }
@@ -155,6 +171,7 @@ TOKEN_LOGPROBS = TableSpec(
             "model_fingerprint": pl.String,
             "dtype": pl.String,
             "template_version": pl.String,
+            "max_sequence_tokens": pl.Int32,
             "truncation_policy": pl.String,
             **SCORED_PAIR,
         }
@@ -174,6 +191,7 @@ QAQ_SCORES = TableSpec(
             "dtype": pl.String,
             "model_fingerprint": pl.String,
             "template_version": pl.String,
+            "max_sequence_tokens": pl.Int32,
             "n_query_tokens": pl.Int32,
             "n_answer_tokens": pl.Int32,
             "query_truncated": pl.Boolean,
@@ -211,6 +229,7 @@ CURATED_SUBSET = TableSpec(
             "diff": pl.Float64,
             "keep_score": pl.Float64,
             "code_status": pl.String,
+            "answer_language": pl.String,
             "strategy": pl.String,
             "decision": pl.String,
             # What decided, as a code (rmi_in_band, exact_duplicate, ...); ``reason`` says it in words.
@@ -224,7 +243,7 @@ CURATED_SUBSET = TableSpec(
 
 # Text columns of raw_samples that readers of a curated version join back (older versions
 # stored them in curated_subset itself).
-TEXT_COLUMNS = ("id", "instruction", "response")
+TEXT_COLUMNS = ("id", "instruction", "response", "conversation", "record_style")
 
 # Columns only some strategies produce (diff's ranks, the band's strata).
 CURATED_STRATEGY_COLUMNS = ("stratum", "rmi_rank", "weak_rmi_rank", "diff", "keep_score")

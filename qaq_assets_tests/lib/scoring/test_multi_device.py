@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from qaq_assets.lib.ingest.records import read_shard
+from qaq_assets.lib.ingest.shard_reader import read_shard
 from qaq_assets.lib.scoring.backends import (
     LocalBackend,
     ScorerOptions,
@@ -31,7 +31,7 @@ def test_every_visible_gpu_gets_a_replica_unless_one_device_is_named():
 @pytest.fixture(scope="module")
 def two_workers(tiny_model):
     options = ScorerOptions()
-    identity = identity_of(tiny_model, options.scorer(tiny_model))
+    identity = identity_of(tiny_model, options.scorer(tiny_model), options.max_sequence_tokens)
     # Two CPU "devices": the same code path as two GPUs, one spawned process each.
     pool = device_pool(ModelSpec.parse(TINY), ["cpu", "cpu"], "float32", options, identity)
     yield pool
@@ -41,7 +41,7 @@ def two_workers(tiny_model):
 def test_the_pool_scores_a_shard_exactly_as_one_device_does(two_workers, tiny_model, tmp_path, make_shard):
     samples = read_shard(make_shard("s", CODE_PAIRS), "s").samples
     options = ScorerOptions()
-    single = LocalBackend(tiny_model, options.scorer(tiny_model), options.sequence_budget(tiny_model))
+    single = LocalBackend(tiny_model, options.scorer(tiny_model), options)
     one = score_shard(Lake(tmp_path / "one"), samples, "s", single, commit_every=2)
     progress = []
     spread = score_shard(Lake(tmp_path / "two"), samples, "s", two_workers, commit_every=2, on_progress=progress.append)
@@ -63,7 +63,7 @@ def test_chunks_come_back_in_order_from_worker_processes(two_workers):
 
 def test_the_same_model_on_the_same_devices_reuses_its_pool(two_workers, tiny_model):
     options = ScorerOptions()
-    identity = identity_of(tiny_model, options.scorer(tiny_model))
+    identity = identity_of(tiny_model, options.scorer(tiny_model), options.max_sequence_tokens)
     assert device_pool(ModelSpec.parse(TINY), ["cpu", "cpu"], "float32", options, identity) is two_workers
 
 
@@ -71,7 +71,7 @@ def test_a_worker_that_loads_another_model_breaks_the_pool_with_the_reason(tiny_
     from concurrent.futures.process import BrokenProcessPool
 
     options = ScorerOptions()
-    wrong = identity_of(tiny_model, options.scorer(tiny_model))
+    wrong = identity_of(tiny_model, options.scorer(tiny_model), options.max_sequence_tokens)
     other_seed = ModelSpec.parse("random:tiny-llama:7")
     pool = DevicePoolBackend(other_seed, ["cpu"], "float32", options, wrong)
     try:
@@ -90,7 +90,7 @@ def test_overlapped_chunks_score_like_chunks_in_turn_with_progress_on_the_caller
     options = ScorerOptions()
 
     def backend(overlap):
-        return LocalBackend(tiny_model, options.scorer(tiny_model), options.sequence_budget(tiny_model), overlap)
+        return LocalBackend(tiny_model, options.scorer(tiny_model), options, overlap)
 
     in_turn = score_shard(Lake(tmp_path / "turn"), samples, "s", backend(False), commit_every=3)
     threads = set()

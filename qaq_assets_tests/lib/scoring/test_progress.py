@@ -5,9 +5,9 @@ import dagster as dg
 
 import qaq_assets.defs.resources as resources_module
 from qaq_assets.defs.partitions import SHARDS
-from qaq_assets.lib.ingest.records import read_shard
 from qaq_assets.lib.ingest.registry import register_files
-from qaq_assets.lib.scoring.backends import DeferredLocalBackend, LocalBackend
+from qaq_assets.lib.ingest.shard_reader import read_shard
+from qaq_assets.lib.scoring.backends import DeferredLocalBackend, LocalBackend, ScorerOptions
 from qaq_assets.lib.scoring.engine.scorer import PairScorer
 from qaq_assets.lib.scoring.engine.templates import build_layouts
 from qaq_assets.lib.scoring.shard_scoring import score_shard
@@ -27,7 +27,7 @@ def test_progress_is_reported_before_the_first_pass_and_after_every_pass(lake, m
         lake,
         samples,
         "s",
-        LocalBackend(tiny_model, scorer, 2048),
+        LocalBackend(tiny_model, scorer, ScorerOptions()),
         commit_every=256,
         on_progress=lambda p: reports.append((p.samples_done, p.tokens_done, p.samples_committed)),
     )

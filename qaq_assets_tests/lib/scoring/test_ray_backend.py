@@ -3,8 +3,8 @@
 import polars as pl
 import pytest
 
-from qaq_assets.lib.ingest.records import read_shard
-from qaq_assets.lib.scoring.backends import LocalBackend
+from qaq_assets.lib.ingest.shard_reader import read_shard
+from qaq_assets.lib.scoring.backends import LocalBackend, ScorerOptions
 from qaq_assets.lib.scoring.engine.models import ModelSpec
 from qaq_assets.lib.scoring.engine.scorer import PairScorer
 from qaq_assets.lib.scoring.engine.templates import build_layouts
@@ -36,7 +36,9 @@ def test_ray_replicas_score_exactly_like_the_local_backend(ray_cluster, tmp_path
         Lake(tmp_path / "local"),
         samples,
         "s",
-        LocalBackend(tiny_model, PairScorer(tiny_model.model, layouts, tiny_model.tokenizer.pad_token_id), 2048),
+        LocalBackend(
+            tiny_model, PairScorer(tiny_model.model, layouts, tiny_model.tokenizer.pad_token_id), ScorerOptions()
+        ),
         commit_every=3,
     )
 

@@ -2,8 +2,8 @@
 
 import polars as pl
 
-from qaq_assets.lib.ingest.records import read_shard
-from qaq_assets.lib.scoring.backends import LocalBackend
+from qaq_assets.lib.ingest.shard_reader import read_shard
+from qaq_assets.lib.scoring.backends import LocalBackend, ScorerOptions
 from qaq_assets.lib.scoring.engine.scorer import PairScorer
 from qaq_assets.lib.scoring.engine.templates import build_layouts
 from qaq_assets.lib.scoring.shard_scoring import score_shard
@@ -20,7 +20,9 @@ def new_scorer(tiny_model, template="plain") -> PairScorer:
 
 def score(lake: Lake, path, shard, tiny_model, scorer, commit_every=256):
     samples = read_shard(path, shard).samples
-    return score_shard(lake, samples, shard, LocalBackend(tiny_model, scorer, 2048), commit_every=commit_every)
+    return score_shard(
+        lake, samples, shard, LocalBackend(tiny_model, scorer, ScorerOptions()), commit_every=commit_every
+    )
 
 
 def test_scores_each_sample_once_across_shards_and_reruns(lake, make_shard, tiny_model):
@@ -79,7 +81,7 @@ def test_commits_are_sized_by_where_the_passes_run_unless_set(tiny_model, tmp_pa
     from qaq_assets.lib.scoring import shard_scoring
 
     scorer = PairScorer(tiny_model.model, build_layouts("auto", tiny_model.tokenizer), 0)
-    backend = LocalBackend(tiny_model, scorer, 2048)
+    backend = LocalBackend(tiny_model, scorer, ScorerOptions())
     assert not backend.on_gpu and shard_scoring.chunk_samples(backend) == 256
     backend.on_gpu = True  # as a backend on a card says
     assert shard_scoring.chunk_samples(backend) == 2048

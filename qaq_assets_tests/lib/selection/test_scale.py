@@ -11,10 +11,10 @@ import polars as pl
 import pytest
 
 from qaq_assets.benchmarks.scale import write_shard
-from qaq_assets.lib.ingest.codecheck import python_status
+from qaq_assets.lib.ingest.codecheck import check_code
 from qaq_assets.lib.ingest.features import sample_features, signature_array
-from qaq_assets.lib.ingest.record_formats import text_sha
-from qaq_assets.lib.ingest.records import read_shard
+from qaq_assets.lib.ingest.record_fields import text_sha
+from qaq_assets.lib.ingest.shard_reader import read_shard
 from qaq_assets.lib.reports.export import export_curated
 from qaq_assets.lib.selection.dedup import minhash, near_duplicate_twins, near_duplicates
 from qaq_assets.lib.store.tables import CURATED_SUBSET, RAW_SAMPLES, SAMPLE_FEATURES, TEXT_COLUMNS
@@ -31,7 +31,9 @@ def test_stored_features_equal_a_recomputation(lake, tmp_path, make_shard):
     assert stored.select("row_index", "sample_id").equals(raw.select("row_index", "sample_id"))
     assert stored["query_sha"].to_list() == [text_sha(t) for t in raw["instruction"]]
     assert stored["answer_sha"].to_list() == [text_sha(t) for t in raw["response"]]
-    assert stored["code_status"].to_list() == [python_status(t) for t in raw["response"]]
+    checks = [check_code(q, a) for q, a in zip(raw["instruction"], raw["response"], strict=True)]
+    assert stored["code_status"].to_list() == [check.status for check in checks]
+    assert stored["answer_language"].to_list() == [check.language for check in checks]
     texts = (raw["instruction"] + "\n" + raw["response"]).to_list()
     signatures = signature_array(stored["minhash"].to_list())
     for text, signature in zip(texts, signatures, strict=True):

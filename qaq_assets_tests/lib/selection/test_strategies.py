@@ -3,7 +3,7 @@
 import polars as pl
 import pytest
 
-from qaq_assets.lib.ingest.codecheck import python_status
+from qaq_assets.lib.ingest.codecheck import check_code
 from qaq_assets.lib.selection.dedup import near_duplicates
 from qaq_assets.lib.selection.rules import SelectionConfig, select
 
@@ -89,17 +89,23 @@ def test_near_duplicates_point_at_the_earliest_twin():
 
 
 @pytest.mark.parametrize(
-    "answer, status",
+    "instruction, answer, status, language",
     [
-        ("def f(x):\n    return x + 1", "valid"),
-        ("Here it is:\n```python\ndef f(x):\n    return x\n```\nDone.", "valid"),
-        ("```python\ndef f(x):\n    if x:\n```", "syntax_error"),
-        ("def f(x):\n    for item in x:", "syntax_error"),
-        ("```javascript\nfunction f(x) { return x; }\n```", "other_language"),
-        ("Great question! There are many ways to do this.", "no_code"),
-        ("You want a function `f(x)` that adds one. So f should add one.", "no_code"),
-        ("word", "no_code"),
+        ("Add one.", "def f(x):\n    return x + 1", "valid", "python"),
+        ("Add one.", "Here it is:\n```python\ndef f(x):\n    return x\n```\nDone.", "valid", "python"),
+        ("Add one.", "```python\ndef f(x):\n    if x:\n```", "syntax_error", "python"),
+        ("Add one.", "def f(x):\n    for item in x:", "syntax_error", "python"),
+        ("Add one.", "```javascript\nfunction f(x) { return x; }\n```", "valid", "javascript"),
+        ("Add one in Python.", "```javascript\nfunction f(x) { return x; }\n```", "other_language", "javascript"),
+        ("Add one in Rust.", "```rust\nfn f(x: i32) -> i32 { x + 1 }\n```", "valid", "rust"),
+        ("Add one in Rust.", "```rust\nfn f(x: i32) -> i32 { x +\n```", "syntax_error", "rust"),
+        ("A Go function.", "func f(x int) int {\n\treturn x + 1\n}", "valid", "go"),
+        ("Add one in COBOL.", "```cobol\nADD 1 TO X.\n```", "unchecked", "other"),
+        ("Add one.", "Great question! There are many ways to do this.", "no_code", None),
+        ("Add one.", "You want a function `f(x)` that adds one. So f should add one.", "no_code", None),
+        ("Add one.", "word", "no_code", None),
     ],
 )
-def test_python_status(answer, status):
-    assert python_status(answer) == status
+def test_code_status_per_language(instruction, answer, status, language):
+    checked = check_code(instruction, answer)
+    assert (checked.status, checked.language) == (status, language)

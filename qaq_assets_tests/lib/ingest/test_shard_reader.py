@@ -8,8 +8,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from qaq_assets.lib.ingest.record_formats import ShardReadError, normalise_text, sample_id_for
-from qaq_assets.lib.ingest.records import read_shard
+from qaq_assets.lib.ingest.file_formats import ShardReadError
+from qaq_assets.lib.ingest.record_fields import normalise_text, sample_id_for
+from qaq_assets.lib.ingest.shard_reader import read_shard
 from qaq_assets_tests.conftest import write_jsonl
 
 
@@ -121,7 +122,8 @@ def test_empty_file_reads_as_zero_rows(tmp_path):
     [
         ("bin.jsonl", bytes(range(256)) * 10),
         ("fake.parquet", b"not parquet"),
-        ("x.csv", b"a,b\n"),
+        ("x.xml", b"<a/>"),
+        ("y.csv", b"a,b\n1,2,3,4\n"),
         ("z.jsonl.gz", b"nogz"),
     ],
 )
@@ -160,6 +162,7 @@ def test_reader_never_crashes_and_every_row_is_accounted_for(tmp_path, raw_lines
         "not_an_object",
         "missing_instruction",
         "missing_response",
+        "unknown_role",
         "empty_instruction",
         "empty_response",
         "wrong_type",

@@ -1,0 +1,194 @@
+"""Users' data as it comes: every common SFT format, answers in 15 languages, conversations of
+one to six exchanges, folders and globs, fields named otherwise, a cut JSON array."""
+
+import json
+
+import polars as pl
+import pytest
+
+from qaq_assets.lib.ingest.codecheck import UNUSABLE, check_code
+from qaq_assets.lib.ingest.registry import shard_files
+from qaq_assets.lib.ingest.shard_reader import read_shard
+from qaq_assets.lib.store.lake import Lake
+from qaq_assets.lib.store.tables import CURATED_SUBSET, QUARANTINE, RAW_SAMPLES, SAMPLE_FEATURES
+from qaq_assets_tests.conftest import TINY, qaq, write_jsonl
+from qaq_assets_tests.users_data import LANGUAGES, PROGRAMS, conversations, write_all
+
+MODEL = ["--model", TINY, "--template", "plain", "--dtype", "float32", "--forward", "fused-eager"]
+
+
+@pytest.fixture(scope="module")
+def users_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("users") / "mixed"
+    return root, write_all(root)
+
+
+def test_every_format_in_a_folder_is_one_shard_per_file_and_nothing_maps_to_quarantine(users_data):
+    root, written = users_data
+    files, refused = shard_files([root])
+    assert refused == {}
+    keys = {file.path.relative_to(root.resolve()).as_posix(): file.shard for file in files}
+    assert set(keys) == set(written)  # the dataset's metadata files are not data
+    assert keys["tables/prompts.csv"] == "mixed__tables__prompts"
+    assert keys["hf_dataset/data-00000-of-00001.arrow"] == "mixed__hf_dataset__data-00000-of-00001"
+    for file in files:
+        read = read_shard(file.path, file.shard)
+        expected = written[file.path.relative_to(root.resolve()).as_posix()]
+        assert (read.rows_read, read.samples.height, read.quarantine.height) == (expected, expected, 0), file.shard
+
+
+def test_a_glob_keys_files_by_their_path_below_it(users_data):
+    root, _ = users_data
+    files, refused = shard_files([str(root / "**" / "*.csv"), str(root / "*.json")])
+    assert refused == {}
+    assert sorted(file.shard for file in files) == ["alpaca_data", "object", "tables__prompts"]
+    assert shard_files([str(root / "*.nothing")])[1] == {
+        str(root / "*.nothing"): f"{root}/*.nothing: no data file matches"
+    }
+
+
+def test_conversations_keep_every_turn_and_score_the_last_answer_given_the_history():
+    records = conversations()
+    path_rows = [(record, turns) for record in records if len(turns := record["conversations"]) > 0]
+    read = read_shard(write_jsonl(_tmp() / "c.jsonl", records), "c")
+    assert read.quarantine.height == 0
+    for (record, turns), row in zip(path_rows, read.samples.iter_rows(named=True), strict=True):
+        dialogue = [t for t in turns if t["from"] != "system"]
+        assert row["response"] == turns[-1]["value"]
+        if len(dialogue) == 2:
+            assert row["instruction"] == dialogue[0]["value"]
+        else:  # the history, every turn, as User:/Assistant: paragraphs
+            assert row["instruction"].startswith(f"User: {dialogue[0]['value']}\n\nAssistant: ")
+            assert row["instruction"].endswith(f"User: {dialogue[-2]['value']}")
+        whole = len(dialogue) > 2 or len(dialogue) != len(turns)
+        assert (row["conversation"] is not None) == whole
+        if whole:
+            assert [t["content"] for t in row["conversation"]] == [t["value"] for t in turns]
+        assert row["record_style"] == "sharegpt" and row["id"] == record["id"]
+
+
+def _tmp():
+    import tempfile
+    from pathlib import Path
+
+    return Path(tempfile.mkdtemp())
+
+
+@pytest.mark.parametrize(
+    ("record", "reason"),
+    [
+        ({"conversations": [{"from": "human", "value": "Q"}]}, "missing_response"),
+        ({"conversations": [{"from": "gpt", "value": "A"}]}, "missing_instruction"),
+        ({"conversations": [{"from": "alien", "value": "Q"}]}, "unknown_role"),
+        ({"messages": "not a list"}, "wrong_type"),
+        ({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}, "wrong_type"),
+    ],
+)
+def test_broken_conversations_are_quarantined_with_their_reason(tmp_path, record, reason):
+    good = {
+        "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "Q"}]},
+            {"role": "assistant", "content": "A"},
+        ]
+    }
+    read = read_shard(write_jsonl(tmp_path / "b.jsonl", [good, record]), "b")
+    assert read.samples["instruction"].to_list() == ["Q"] and read.quarantine["reason"].to_list() == [reason]
+
+
+def test_every_answer_language_is_detected_and_its_code_checked():
+    for named, canonical, label, code in PROGRAMS:
+        for answer in (code, f"```{label}\n{code}\n```"):
+            checked = check_code(f"Write a {named} function that adds two numbers.", answer)
+            status = "unchecked" if canonical == "sql" else "valid"  # SQL's grammar is too narrow to judge
+            assert (checked.status, checked.language, checked.requested) == (status, canonical, canonical), named
+        cut = code[: len(code) // 2]
+        if canonical != "sql":  # tree-sitter's SQL grammar is too narrow to judge: unchecked
+            assert check_code(f"Write it in {named}.", cut).status in UNUSABLE, named
+    python = check_code("Write a Rust function that adds two numbers.", "def add(a, b):\n    return a + b")
+    assert (python.status, python.language) == ("other_language", "python")
+
+
+def test_the_default_rule_never_drops_a_correct_answer_for_its_language(users_data, tmp_path):
+    root, written = users_data
+    result = qaq("curate", root, "--lake", tmp_path / "lake", *MODEL)
+    assert result.returncode in (0, 3), result.stderr
+    lake = Lake(tmp_path / "lake")
+    assert lake.scan(QUARANTINE).collect().height == 0
+    assert lake.scan(RAW_SAMPLES).collect().height == sum(written.values())
+    features = lake.scan(SAMPLE_FEATURES).collect()
+    assert set(features["answer_language"].drop_nulls()) == LANGUAGES
+    assert set(features["code_status"]) == {"valid", "unchecked"}  # SQL: unchecked
+    curated = lake.scan(CURATED_SUBSET).collect()
+    assert curated.filter(pl.col("reason_code").str.starts_with("code_")).height == 0
+    assert set(curated["answer_language"].drop_nulls()) == LANGUAGES
+
+
+def test_exports_write_conversations_back_whole_with_their_ids(tmp_path):
+    records = conversations()
+    shard = write_jsonl(tmp_path / "conv.jsonl", records)
+    lake = tmp_path / "lake"
+    qaq("curate", shard, "--lake", lake, *MODEL, "--budget", "1", "--strategy", "rmi-band")
+    by_id = {record["id"]: record for record in records}
+    out = tmp_path / "train.jsonl"
+    assert qaq("export", "--lake", lake, "--out", out).returncode == 0
+    exported = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(exported) == len(records)
+    roles = {"system": "system", "human": "user", "gpt": "assistant"}
+    for record in exported:
+        source = by_id[record["id"]]["conversations"]
+        assert record["messages"] == [{"role": roles[t["from"]], "content": t["value"]} for t in source]
+    original = tmp_path / "original.jsonl"
+    assert qaq("export", "--lake", lake, "--out", original, "--format", "original").returncode == 0
+    for line in original.read_text().splitlines():
+        record = json.loads(line)
+        assert record["conversations"] == by_id[record["id"]]["conversations"]
+    parquet = tmp_path / "train.parquet"  # the format from the extension
+    assert qaq("export", "--lake", lake, "--out", parquet).returncode == 0
+    assert pl.read_parquet(parquet).height == len(records)
+    refused = qaq("export", "--lake", lake, "--out", tmp_path / "train.txt")
+    assert refused.returncode == 2 and "cannot tell the format from .txt; pass --format" in refused.stderr
+
+
+def test_fields_named_otherwise_get_one_line_naming_them_and_the_flag(tmp_path):
+    rows = [
+        {"text_in": f"Write f{i} in Python.", "text_out": f"def f{i}():\n    return {i}", "tag": "x"} for i in range(6)
+    ]
+    shard = write_jsonl(tmp_path / "custom.jsonl", rows)
+    refused = qaq("curate", shard, "--lake", tmp_path / "lake", *MODEL)
+    assert refused.returncode == 1
+    assert (
+        "no record maps to an instruction and a response (fields found: text_in, text_out, tag); "
+        "map them with --fields instruction=FIELD,response=FIELD" in refused.stderr
+    )
+    mapped = qaq(
+        "curate", shard, "--lake", tmp_path / "lake", *MODEL, "--fields", "instruction=text_in,response=text_out"
+    )
+    assert mapped.returncode in (0, 3), mapped.stderr
+    assert Lake(tmp_path / "lake").scan(RAW_SAMPLES).collect().height == 6
+    bad = qaq("curate", shard, "--lake", tmp_path / "lake2", *MODEL, "--fields", "question=text_in")
+    assert bad.returncode == 2 and "--fields (QAQ_FIELDS) must match" in bad.stderr
+
+
+def test_a_cut_json_array_keeps_its_whole_records_and_quarantines_the_rest(tmp_path):
+    records = [{"instruction": f"Q{i}", "output": f"def f{i}():\n    return {i}"} for i in range(10)]
+    text = json.dumps(records, indent=2)
+    path = tmp_path / "alpaca_data.json"
+    path.write_text(text[: len(text) * 7 // 10])
+    read = read_shard(path, "a")
+    assert 5 <= read.samples.height < 10 and read.quarantine["reason"].to_list() == ["malformed_json"]
+    assert read.samples["instruction"].to_list() == [f"Q{i}" for i in range(read.samples.height)]
+    detail = read.quarantine["detail"][0]
+    assert "the rest of the array is unreadable" in detail or "the array is not closed" in detail
+
+
+def test_an_odd_result_is_said_without_verbose_and_exits_3(tmp_path):
+    prose = [
+        {"instruction": f"Explain idea {i}.", "response": f"Idea {i} is about many things in life."} for i in range(12)
+    ]
+    result = qaq("curate", write_jsonl(tmp_path / "prose.jsonl", prose), "--lake", tmp_path / "lake", *MODEL)
+    assert result.returncode == 3, result.stderr
+    warnings = [line for line in result.stdout.splitlines() if line.startswith("warning: ")]
+    assert any(
+        "the checks removed 12 of 12 samples (code_no_code" in w and "--strategy rmi-band" in w for w in warnings
+    )
+    assert any("kept 0 samples, fewer than the budget's 3" in w for w in warnings)
