@@ -75,10 +75,12 @@ def _warn(message: str) -> None:
 
 
 def _run_curation(args: argparse.Namespace):
-    from qaq_assets.job_runner import curate_files
-    from qaq_assets.lib.signals import SignalWatch
+    from qaq_assets.runner.curate import curate_files
+    from qaq_assets.runner.signals import SignalWatch
 
     settings = _settings(args)
+    if not args.verbose:
+        _quiet_libraries()
     settings.identify_models()  # a model that cannot be found fails here, before any work
     with SignalWatch() as signals:
         return curate_files(
@@ -88,8 +90,22 @@ def _run_curation(args: argparse.Namespace):
             replace_shard=getattr(args, "replace_shard", False),
             warn=_warn,
             signals=signals,
-            progress_bar=True,
+            progress=True,
         )
+
+
+def _quiet_libraries() -> None:
+    """Without --verbose the terminal shows the stages' progress and one line per failure: the
+    libraries' own warnings and progress bars (Dagster's beta notices, transformers' weight
+    loading) stay out of it."""
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
 
 
 def _curate(args: argparse.Namespace) -> int:
@@ -184,6 +200,14 @@ def _bench_scale(args: argparse.Namespace) -> int:
     from qaq_assets.benchmarks.scale import main as scale_bench
 
     scale_bench(args.samples, args.shards, args.workers, args.workdir)
+    return 0
+
+
+def _bench_files(args: argparse.Namespace) -> int:
+    from qaq_assets.benchmarks.files import main as files_bench
+
+    _quiet_libraries()
+    files_bench(args.files, args.records_per_file, args.workdir)
     return 0
 
 
@@ -292,6 +316,14 @@ def build_parser() -> argparse.ArgumentParser:
     scale.add_argument("--workers", type=int, default=2, help="processes for ingest and scoring")
     scale.add_argument("--workdir", default=None, help="where the corpus and lake go (default: the temp directory)")
     scale.set_defaults(handler=_bench_scale)
+
+    many = bench_kinds.add_parser(
+        "files", help="orchestration cost of many small files, curate to curated version (a tiny random model)"
+    )
+    many.add_argument("--files", type=int, default=5000, help="files to write and curate")
+    many.add_argument("--records-per-file", type=int, default=1, help="records in each file")
+    many.add_argument("--workdir", default=None, help="where the files and lakes go (default: the temp directory)")
+    many.set_defaults(handler=_bench_files)
 
     evaluation = commands.add_parser("evaluate", help="compare strategies on data with planted-defect labels")
     evaluation.add_argument("paths", nargs="+")

@@ -34,7 +34,7 @@ def build_resources(settings: Settings, progress_bar: bool = False) -> dict[str,
         # Storage options travel in the environment (QAQ_STORAGE_OPTIONS), never in resource config.
         "lake": LakeResource(root=settings.lake),
         "models": ScoringModelsResource(**settings.group(SCORING)),
-        "progress": ProgressResource(terminal_bar=progress_bar),
+        "progress": ProgressResource(terminal=progress_bar),
     }
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from qaq_assets.cli import main
 from qaq_assets.definitions import build_assets, build_resources
-from qaq_assets.defs.partitions import SHARDS
+from qaq_assets.defs.partitions import RANGE_END_TAG, RANGE_START_TAG, SHARDS
 from qaq_assets.defs.resources import LakeResource
 from qaq_assets.lib.ingest.registry import register_files
 from qaq_assets.lib.scoring.engine.models import load_model
@@ -139,6 +139,20 @@ def tick(sensor, instance, lake, cursor=None):
         instance=instance, cursor=cursor, resources={"lake": LakeResource(root=lake.root)}
     )
     return sensor(context)
+
+
+def requested_shards(result) -> list[str]:
+    """The shards a landing-sensor tick asks to ingest, in order: single partitions and the
+    ranges of batches (over the partitions as the tick adds them)."""
+    added = [key for request in result.dynamic_partitions_requests for key in request.partition_keys]
+    shards = []
+    for request in result.run_requests:
+        if request.partition_key is not None:
+            shards.append(request.partition_key)
+        else:
+            first, last = request.tags[RANGE_START_TAG], request.tags[RANGE_END_TAG]
+            shards += added[added.index(first) : added.index(last) + 1]
+    return shards
 
 
 def age(path, seconds=60):

@@ -92,7 +92,7 @@ def write_partition(root: str, samples: int, streamed: bool) -> float:
     """Assemble and write the shard; returns the peak RSS in MiB of this process while it does."""
     _reset_peak_rss()
     lake = Lake(root)
-    rows = ShardRows(lake, IDENTITY, _pairs(samples), "bench")
+    rows = ShardRows(lake, IDENTITY, _pairs(samples).with_columns(shard=pl.lit("bench")))
     partition = {"model_key": "bench", "shard": "bench"}
     if streamed:
         lake.replace_partition_streaming(TOKEN_LOGPROBS, rows, partition)

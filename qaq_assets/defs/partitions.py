@@ -3,6 +3,9 @@
 import dagster as dg
 
 SHARDS = "shards"
+MULTI_KEY_SEPARATOR = "|"
+# Tags that make a run materialize a range of partitions (Dagster's single-run backfills).
+RANGE_START_TAG, RANGE_END_TAG = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 shard_partitions = dg.DynamicPartitionsDefinition(name=SHARDS)
 
 
@@ -10,6 +13,10 @@ def shard_model_partitions(model_keys: list[str]) -> dg.MultiPartitionsDefinitio
     return dg.MultiPartitionsDefinition({"model": dg.StaticPartitionsDefinition(model_keys), "shard": shard_partitions})
 
 
-def shard_and_model(context: dg.AssetExecutionContext) -> tuple[str, str]:
-    keys = context.partition_key.keys_by_dimension
-    return keys["shard"], keys["model"]
+def shards_by_model(context: dg.AssetExecutionContext) -> dict[str, list[str]]:
+    """The shards of a run's partitions (one, or a range), by model."""
+    shards: dict[str, list[str]] = {}
+    for key in context.partition_keys:
+        model, shard = key.split(MULTI_KEY_SEPARATOR)  # dimensions in name order: model|shard
+        shards.setdefault(model, []).append(shard)
+    return shards

@@ -2,7 +2,6 @@
 
 import dataclasses
 import logging
-import sys
 import threading
 from collections import OrderedDict
 
@@ -12,6 +11,7 @@ from pydantic import Field, PrivateAttr
 from qaq_assets.defs.config import config_class
 from qaq_assets.defs.instance_binding import bind_to_lake
 from qaq_assets.lib.model_specs import ModelSpec, parse_model_specs
+from qaq_assets.lib.progress import TerminalProgress
 from qaq_assets.lib.scoring.backends import (
     DeferredLocalBackend,
     LocalBackend,
@@ -171,27 +171,25 @@ ScoringModelsResource = config_class("ScoringModelsResource", _ScoringModels, SC
 
 
 class ProgressResource(dg.ConfigurableResource):
-    """Where scoring progress goes besides the run log: a terminal bar when the CLI runs the graph."""
+    """Where scoring progress goes besides the run log: the terminal, when the CLI runs the graph
+    (a live line on a TTY, a plain line at least every 10 s through a pipe)."""
 
-    terminal_bar: bool = Field(default=False, description="Draw a progress bar on stderr (when it is a terminal)")
-    _bars: dict = PrivateAttr(default_factory=dict)
+    terminal: bool = Field(default=False, description="Show scoring progress on the terminal (stderr)")
+    _progress: TerminalProgress | None = PrivateAttr(default=None)
+    _finished: set = PrivateAttr(default_factory=set)
 
     def report(self, label: str, progress: ScoringProgress) -> None:
-        if not self.terminal_bar:
+        stage = f"scoring {label}"
+        if not self.terminal or progress.samples_total == 0 or stage in self._finished:
             return
-        from tqdm import tqdm
-
-        bar = self._bars.get(label)
-        if bar is None and progress.samples_total == 0:
-            return
-        if bar is None:
-            # Dagster captures a step's sys.stderr into its compute log; the bar is for the terminal.
-            terminal = sys.__stderr__
-            bar = self._bars[label] = tqdm(
-                total=progress.samples_total, desc=label, unit="sample", file=terminal, disable=not terminal.isatty()
-            )
-        bar.update(progress.samples_done - bar.n)
-        bar.set_postfix(tokens_per_s=f"{progress.tokens_per_second:.0f}", refresh=False)
+        if self._progress is None:
+            self._progress = TerminalProgress()  # the real stderr: Dagster captures the step's
+        note = f"{progress.tokens_per_second:,.0f} tokens/s"
+        if stage not in self._progress.stages:
+            cached = f"{progress.samples_cached:,} already scored" if progress.samples_cached else ""
+            self._progress.start(stage, progress.samples_total, "samples", cached)
         if progress.samples_done >= progress.samples_total:
-            bar.close()
-            del self._bars[label]
+            self._progress.finish(stage, note=note)
+            self._finished.add(stage)
+        else:
+            self._progress.update(stage, progress.samples_done, note)

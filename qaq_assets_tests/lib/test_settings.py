@@ -102,7 +102,7 @@ def test_the_environment_sets_the_defaults_the_launchpad_shows(monkeypatch):
 
 def test_nothing_is_built_at_import_and_a_bad_environment_fails_clearly_on_load(tmp_path):
     code = (
-        "import qaq_assets.definitions as d, qaq_assets.job_runner, qaq_assets.cli\n"
+        "import qaq_assets.definitions as d, qaq_assets.runner.curate, qaq_assets.cli\n"
         "try:\n    d.defs()\nexcept Exception as e:\n    print(type(e).__name__, e)\n"
     )
     env = {"QAQ_MODELS": "a=random:tiny-llama,a=random:tiny-llama:1", "PATH": "/usr/bin:/bin"}

@@ -22,7 +22,7 @@ from qaq_assets.lib.ingest.registry import register_files
 from qaq_assets.lib.ingest.shard_reader import read_shard
 from qaq_assets.lib.reports.export import export_curated, lineage_record
 from qaq_assets.lib.store.tables import CURATED_SUBSET, CURATION_RUNS, RAW_SAMPLES
-from qaq_assets.run_guard import PoolTimeout, reap_dead_runs, wait_for_pool
+from qaq_assets.runner.run_guard import PoolTimeout, reap_dead_runs, wait_for_pool
 from qaq_assets_tests.conftest import CODE_PAIRS, TINY, graph, materialize_all, write_jsonl
 
 MODEL = ["--model", TINY, "--template", "plain", "--dtype", "float32", "--forward", "fused-eager"]
@@ -304,7 +304,8 @@ def test_after_kill_9_the_next_curate_does_not_hang(tmp_path):
     out, err = second.communicate(timeout=300)
     assert second.returncode == 0, err
     assert "marked failed; its pool slots freed" in err
-    assert re.search(r"^samples_in=4000 ", out, re.M)
+    # The file was ingested before the kill and is unchanged: not read again, only scored to the end.
+    assert re.search(r"^samples_in=0 samples_scored=\d+ ", out, re.M)
 
 
 def test_sigterm_stops_the_command_and_publishes_nothing(tmp_path):
@@ -319,10 +320,11 @@ def test_sigterm_stops_the_command_and_publishes_nothing(tmp_path):
     )
     lake = tmp_path / "lake"
     process = _spawn_curate(env, small, big, "--lake", lake)
-    for line in process.stdout:  # the small shard is scored; the big one is being scored now
-        if line.startswith("scored a-small"):
-            break
-    time.sleep(1.0)
+    cache_log = lake / "score_cache" / "_delta_log"
+    deadline = time.monotonic() + 300
+    while len(list(cache_log.glob("*.json"))) < 2:  # a chunk is committed: the shards are being scored
+        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
+        time.sleep(0.05)
     process.send_signal(signal.SIGTERM)
     out, err = process.communicate(timeout=120)
     assert process.returncode == 128 + signal.SIGTERM, err

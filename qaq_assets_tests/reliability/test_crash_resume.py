@@ -90,7 +90,9 @@ def test_sigkill_mid_scoring_then_resume(tmp_path):
         assert lake.scan(table).select(pl.len()).collect().item() == 0
 
     samples_in, scored, _, kept, _ = run_to_end(curate_command(shard, lake_dir))
-    assert samples_in == SAMPLES and scored == SAMPLES - committed  # committed chunks are not redone
+    # The file was ingested before the kill and is unchanged: it is not read again, and the
+    # committed chunks are not scored again.
+    assert samples_in == 0 and scored == SAMPLES - committed
     assert lake.scan(SCORE_CACHE).select(pl.len()).collect().item() == SAMPLES
     logprobs = lake.scan(TOKEN_LOGPROBS).collect()
     assert logprobs.height == SAMPLES and logprobs["sample_id"].is_unique().all()

@@ -119,10 +119,10 @@ def test_a_curation_that_would_leave_shards_out_is_refused_unless_asked(tmp_path
     assert qaq("curate", *paths, "--lake", lake_dir, *MODEL).returncode == 0
     real = shard_scoring.score_partition
 
-    def fail_for_d2(lake, shard, *args, **kwargs):
-        if shard == "d2":
+    def fail_for_d2(lake, shards, *args, **kwargs):
+        if "d2" in ([shards] if isinstance(shards, str) else shards):
             raise RuntimeError("the GPU fell off the bus")
-        return real(lake, shard, *args, **kwargs)
+        return real(lake, shards, *args, **kwargs)
 
     monkeypatch.setattr(shard_scoring, "score_partition", fail_for_d2)
     monkeypatch.setattr("qaq_assets.defs.scoring.assets.score_partition", fail_for_d2)

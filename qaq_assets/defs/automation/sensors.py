@@ -1,5 +1,6 @@
 """Sensors and schedules: land a file, and the graph scores and re-curates by itself."""
 
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -7,8 +8,9 @@ from pathlib import Path
 import dagster as dg
 
 from qaq_assets.defs.automation.jobs import curation_job, ingest_job
-from qaq_assets.defs.partitions import shard_partitions
+from qaq_assets.defs.partitions import RANGE_END_TAG, RANGE_START_TAG, SHARDS, shard_partitions
 from qaq_assets.defs.resources import LakeResource
+from qaq_assets.lib.batches import MAX_BATCH_BYTES, MAX_BATCH_SHARDS, batches
 from qaq_assets.lib.ingest.landing import settled_files
 from qaq_assets.lib.ingest.registry import ShardFile, landed_shard_name, register, registered_sources
 
@@ -38,10 +40,15 @@ def build_landing_sensor(landing_dir: str, settle_seconds: float = 10.0) -> dg.S
         registration = register(store, list(files))
         for cause in registration.failures.values():
             context.log.warning(f"skipped: {cause}")
+        signatures = {
+            file.shard: observed[str(path)] for file, path in files.items() if file.shard in registration.shards
+        }
+        known = context.instance.get_dynamic_partitions(SHARDS)
+        order = known + [shard for shard in registration.shards if shard not in set(known)]
+        # One run for every batch of consecutive shards (thousands of landed files, a few runs).
         requests = [
-            dg.RunRequest(partition_key=file.shard, run_key=":".join(map(str, [file.shard, *observed[str(path)]])))
-            for file, path in files.items()
-            if file.shard in registration.shards
+            batch_request(batch, signatures)
+            for batch in batches(order, registration.shards, {}, MAX_BATCH_SHARDS, MAX_BATCH_BYTES)
         ]
         skipped = "; ".join(registration.failures.values())
         return dg.SensorResult(
@@ -57,6 +64,16 @@ def build_landing_sensor(landing_dir: str, settle_seconds: float = 10.0) -> dg.S
         )
 
     return landing_sensor
+
+
+def batch_request(shards: list[str], signatures: dict[str, list[int]]) -> dg.RunRequest:
+    """A run ingesting ``shards`` (consecutive partitions), keyed by their files' sizes and
+    mtimes: the same files never run twice, a re-landed changed file runs again."""
+    seen = "|".join(f"{shard}:{size}:{mtime}" for shard in shards for size, mtime in [signatures[shard]])
+    run_key = seen if len(shards) == 1 else hashlib.sha256(seen.encode()).hexdigest()
+    if len(shards) == 1:
+        return dg.RunRequest(partition_key=shards[0], run_key=run_key)
+    return dg.RunRequest(run_key=run_key, tags={RANGE_START_TAG: shards[0], RANGE_END_TAG: shards[-1]})
 
 
 automation_sensor = dg.AutomationConditionSensorDefinition(

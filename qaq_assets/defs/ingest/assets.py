@@ -8,10 +8,9 @@ import polars as pl
 from qaq_assets.defs.config import config_class
 from qaq_assets.defs.partitions import shard_partitions
 from qaq_assets.defs.resources import LakeResource
-from qaq_assets.lib.ingest.file_formats import ShardReadError
 from qaq_assets.lib.ingest.record_fields import FieldMap
-from qaq_assets.lib.ingest.registry import ShardRegistrationError, source_path
-from qaq_assets.lib.ingest.shard_ingest import ShardShrankError, ingest_shard
+from qaq_assets.lib.ingest.registry import source_paths
+from qaq_assets.lib.ingest.shard_ingest import Ingested, IngestOptions, ingest_shards
 from qaq_assets.lib.reports.summary import markdown_counts
 from qaq_assets.lib.settings import INGEST, Settings
 from qaq_assets.lib.store.tables import RAW_SAMPLES
@@ -29,73 +28,98 @@ def build_raw_samples(defaults: Settings | None = None) -> dg.AssetsDefinition:
 
     @dg.asset(
         partitions_def=shard_partitions,
+        # Many small files: one run ingests a range of shards, one commit per table.
+        backfill_policy=dg.BackfillPolicy.single_run(),
         group_name="ingest",
         kinds={"polars", "deltalake"},
         check_specs=[dg.AssetCheckSpec(RAW_CHECK, asset="raw_samples", blocking=True)],
-        description="Samples of one landed shard file, normalised; bad rows go to the quarantine table.",
+        description="Samples of landed shard files, normalised; bad rows go to the quarantine table.",
     )
     def raw_samples(
         context: dg.AssetExecutionContext, config: IngestConfig, lake: LakeResource
     ) -> dg.MaterializeResult:
         started = time.perf_counter()
-        shard = context.partition_key
+        shards = context.partition_keys
         store = lake.lake()
-        try:
-            path = source_path(store, shard)
-            ingested = ingest_shard(
-                store,
-                path,
-                shard,
-                config.label_field,
-                config.max_record_bytes,
-                allow_shrink=config.allow_shrink,
-                fields=FieldMap.parse(config.fields),
-            )
-        except (ShardReadError, ShardRegistrationError, ShardShrankError) as error:
-            raise dg.Failure(description=str(error)) from error  # the message names the file
-        read, version = ingested.read, ingested.raw_version
-        if ingested.shrunk_from is not None:
-            context.log.warning(
-                f"shard {shard} shrank from {ingested.shrunk_from} to {read.samples.height} samples (--allow-shrink)"
-            )
-        if read.quarantine.height:
-            context.log.warning(
-                f"{read.quarantine.height} of {read.rows_read} rows of {path} quarantined: "
-                f"{read.quarantine.group_by('reason').len().rows()}"
-            )
-        written = store.scan(RAW_SAMPLES, version).filter(pl.col("shard") == shard).select("row_index").collect()
-        reconciles = written.height + read.quarantine.height == read.rows_read
-        unique = written["row_index"].n_unique() == written.height
-        missing = store.missing_columns(RAW_SAMPLES)
-        metadata = {
-            "dagster/row_count": read.samples.height,
-            "rows_read": read.rows_read,
-            "ingested": read.samples.height,
-            "quarantined": read.quarantine.height,
-            "exact_duplicates": int(read.samples["is_duplicate"].sum()),
-            "source_file": str(path),
-            "source_format": read.source_format,
-            "table_uri": store.uri(RAW_SAMPLES),
-            "delta_version": version,
-            "features_seconds": round(ingested.features_seconds, 2),
-            "seconds": round(time.perf_counter() - started, 2),
-        }
-        if read.quarantine.height:
-            metadata["quarantine_reasons"] = dg.MetadataValue.md(markdown_counts(read.quarantine, "reason"))
-        return dg.MaterializeResult(
-            metadata=metadata,
-            check_results=[
-                dg.AssetCheckResult(
-                    check_name=RAW_CHECK,
-                    passed=reconciles and unique and not missing,
-                    metadata={
-                        "rows_read": read.rows_read,
-                        "written": written.height,
-                        "unique_rows": unique,
-                        "missing_columns": missing,
-                    },
-                )
-            ],
+        paths, refused = source_paths(store, shards)
+        options = IngestOptions(
+            config.label_field, config.max_record_bytes, config.allow_shrink, FieldMap.parse(config.fields)
         )
+        ingested = ingest_shards(store, [(shard, paths[shard]) for shard in shards if shard in paths], options)
+        failures = {**refused, **ingested.failures}
+        if failures:
+            # The others are written; a single-run range fails whole in Dagster, so the runner
+            # runs them again without these (their partitions are then recorded as materialized).
+            raise shard_failures(failures)
+        for shard, before in ingested.shrunk_from.items():
+            context.log.warning(
+                f"shard {shard} shrank from {before} to {ingested.reads[shard].samples.height} samples (--allow-shrink)"
+            )
+        for shard, read in ingested.reads.items():
+            if read.quarantine.height:
+                context.log.warning(
+                    f"{read.quarantine.height} of {read.rows_read} rows of {paths[shard]} quarantined: "
+                    f"{read.quarantine.group_by('reason').len().rows()}"
+                )
+        return _materialized(store, ingested, paths, time.perf_counter() - started)
 
     return raw_samples
+
+
+def shard_failures(failures: dict) -> dg.Failure:
+    """One failure for the shards of a run that failed, each with its one-line cause (metadata
+    ``failed_shards``, which the runner reads)."""
+    first, cause = next(iter(failures.items()))
+    description = str(cause) if len(failures) == 1 else f"{len(failures)} shards failed; {first}: {cause}"
+    return dg.Failure(
+        description=description,
+        metadata={"failed_shards": dg.MetadataValue.json({shard: str(error) for shard, error in failures.items()})},
+    )
+
+
+def _materialized(store, ingested: Ingested, paths: dict, seconds: float) -> dg.MaterializeResult:
+    reads = ingested.reads
+    samples = pl.concat([read.samples for read in reads.values()])
+    quarantined = pl.concat([read.quarantine for read in reads.values()])
+    rows_read = sum(read.rows_read for read in reads.values())
+    written = (
+        store.scan(RAW_SAMPLES, ingested.raw_version)
+        .filter(pl.col("shard").is_in(list(reads)))
+        .select("shard", "row_index")
+        .collect()
+    )
+    reconciles = written.height + quarantined.height == rows_read
+    unique = written.select(pl.struct("shard", "row_index").is_unique().all()).item()
+    missing = store.missing_columns(RAW_SAMPLES)
+    metadata = {
+        "dagster/row_count": samples.height,
+        "shards": len(reads),
+        "rows_read": rows_read,
+        "ingested": samples.height,
+        "quarantined": quarantined.height,
+        "exact_duplicates": int(samples["is_duplicate"].sum()),
+        "source_formats": sorted({read.source_format for read in reads.values()}),
+        "table_uri": store.uri(RAW_SAMPLES),
+        "delta_version": ingested.raw_version,
+        "features_seconds": round(ingested.features_seconds, 2),
+        "seconds": round(seconds, 2),
+    }
+    if len(reads) == 1:
+        metadata["source_file"] = str(next(iter(paths.values())))
+    if quarantined.height:
+        metadata["quarantine_reasons"] = dg.MetadataValue.md(markdown_counts(quarantined, "reason"))
+    return dg.MaterializeResult(
+        metadata=metadata,
+        check_results=[
+            dg.AssetCheckResult(
+                check_name=RAW_CHECK,
+                passed=reconciles and unique and not missing,
+                metadata={
+                    "rows_read": rows_read,
+                    "written": written.height,
+                    "unique_rows": unique,
+                    "missing_columns": missing,
+                },
+            )
+        ],
+    )

@@ -6,7 +6,7 @@ import time
 import dagster as dg
 import polars as pl
 
-from qaq_assets.defs.partitions import shard_and_model, shard_model_partitions
+from qaq_assets.defs.partitions import shard_model_partitions, shards_by_model
 from qaq_assets.defs.resources import LakeResource, ProgressResource, ScoringModelsResource
 from qaq_assets.lib.scoring.metrics import distribution_summary
 from qaq_assets.lib.scoring.shard_scoring import ScoringProgress, score_partition, write_qaq_scores
@@ -54,6 +54,8 @@ def build_scoring_assets(model_keys: list[str], op_tags: dict | None = None) -> 
     @dg.asset(
         partitions_def=partitions,
         deps=["raw_samples"],
+        # Many small shards: one run scores a range of them, one commit per table.
+        backfill_policy=dg.BackfillPolicy.single_run(),
         group_name="scoring",
         kinds={"pytorch", "deltalake"},
         pool="gpu",
@@ -61,74 +63,38 @@ def build_scoring_assets(model_keys: list[str], op_tags: dict | None = None) -> 
         automation_condition=dg.AutomationCondition.eager(),
         check_specs=[dg.AssetCheckSpec(LOGPROBS_CHECK, asset="token_logprobs", blocking=True)],
         description=(
-            "Per-token log-probs of the query and answer spans in both orders ([Q;A] and [A;Q]) for one "
-            "shard and model, from two forward passes per sample. Samples already in score_cache are reused."
+            "Per-token log-probs of the query and answer spans in both orders ([Q;A] and [A;Q]) for shards "
+            "and a model, from two forward passes per sample. Samples already in score_cache are reused."
         ),
     )
     def token_logprobs(
         context: dg.AssetExecutionContext, lake: LakeResource, models: ScoringModelsResource, progress: ProgressResource
     ) -> dg.MaterializeResult:
-        shard, model_key = shard_and_model(context)
         store = lake.lake()
-        backend = models.scoring_backend(model_key)
-        try:
-            # Streamed in one commit: the log-prob lists of a large shard never sit in memory at once.
-            result, version = score_partition(
-                store,
-                shard,
-                backend,
-                commit_every=models.commit_every,
-                on_progress=_progress_logger(context, progress, shard, model_key),
-            )
-            forward = backend.describe_forward()
-        finally:
-            backend.close()
-        frame = (
-            store.scan(TOKEN_LOGPROBS, version)
-            .filter((pl.col("model_key") == model_key) & (pl.col("shard") == shard))
-            .select("sample_id", "query_truncated", "answer_truncated")
-            .collect()
-        )
-        truncated = int((frame["answer_truncated"] | frame["query_truncated"]).sum())
-        missing = store.missing_columns(TOKEN_LOGPROBS)
-        padding = result.padding_tokens / max(result.padding_tokens + result.real_tokens, 1)
-        return dg.MaterializeResult(
-            metadata={
-                "dagster/row_count": frame.height,
-                "samples": result.samples_total,
-                "samples_scored": result.samples_scored,
-                "samples_from_cache": result.samples_cached,
-                "tokens_scored": result.tokens_scored,
-                "forward_passes": result.forward_calls,
-                "tokens_per_second": round(result.tokens_scored / result.seconds, 1) if result.seconds else 0.0,
-                "padding_fraction": round(padding, 4),
-                "truncated_samples": truncated,
-                "seconds": round(result.seconds, 2),
-                "template_version": backend.identity.template_version,
-                "backend": models.backend,
-                "forward": forward,
-                "model": dg.MetadataValue.json(vars(backend.identity)),
-                "table_uri": store.uri(TOKEN_LOGPROBS),
-                "delta_version": version,
-            },
-            check_results=[
-                dg.AssetCheckResult(
-                    check_name=LOGPROBS_CHECK,
-                    passed=frame.height == result.samples_total
-                    and frame["sample_id"].is_unique().all()
-                    and not missing,
-                    metadata={
-                        "rows": frame.height,
-                        "distinct_samples": result.samples_total,
-                        "missing_columns": missing,
-                    },
+        results = []
+        for model_key, shards in shards_by_model(context).items():
+            label = shards[0] if len(shards) == 1 else f"{len(shards)} shards"
+            backend = models.scoring_backend(model_key)
+            try:
+                # One shard: streamed in one commit (a large shard's log-prob lists never sit in
+                # memory at once); several small ones: collected, one commit for all.
+                result, version = score_partition(
+                    store,
+                    shards[0] if len(shards) == 1 else shards,
+                    backend,
+                    commit_every=models.commit_every,
+                    on_progress=_progress_logger(context, progress, label, model_key),
                 )
-            ],
-        )
+                forward = backend.describe_forward()
+            finally:
+                backend.close()
+            results.append((model_key, shards, backend.identity, result, version, forward))
+        return _logprobs_materialized(store, models.backend, results)
 
     @dg.asset(
         partitions_def=partitions,
         deps=[token_logprobs],
+        backfill_policy=dg.BackfillPolicy.single_run(),
         group_name="scoring",
         kinds={"polars", "deltalake"},
         automation_condition=dg.AutomationCondition.eager(),
@@ -137,18 +103,22 @@ def build_scoring_assets(model_keys: list[str], op_tags: dict | None = None) -> 
     )
     def qaq_scores(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
         started = time.perf_counter()
-        shard, model_key = shard_and_model(context)
         store = lake.lake()
-        scores, version = write_qaq_scores(store, shard, model_key)
+        written = [
+            write_qaq_scores(store, shards[0] if len(shards) == 1 else shards, model_key)
+            for model_key, shards in shards_by_model(context).items()
+        ]
+        scores = pl.concat([frame for frame, _ in written])
         numeric = ["nll_query", "nll_query_given_answer", "nll_answer", "nll_answer_given_query", "rmi", "ifd_loss"]
         non_finite = sum(int(scores.select((~pl.col(c).is_finite()).fill_null(True).sum()).item()) for c in numeric)
         summary = distribution_summary(scores, ["rmi", "nll_query", "nll_query_given_answer", "ifd_loss"])
         missing = store.missing_columns(QAQ_SCORES)
+        unique = scores.select(pl.struct("model_key", "shard", "sample_id").is_unique().all()).item()
         return dg.MaterializeResult(
             metadata={
                 "dagster/row_count": scores.height,
                 "table_uri": store.uri(QAQ_SCORES),
-                "delta_version": version,
+                "delta_version": max(version for _, version in written),
                 "distribution": dg.MetadataValue.json(summary),
                 "rmi_mean": summary.get("rmi", {}).get("mean", math.nan),
                 "seconds": round(time.perf_counter() - started, 2),
@@ -156,10 +126,63 @@ def build_scoring_assets(model_keys: list[str], op_tags: dict | None = None) -> 
             check_results=[
                 dg.AssetCheckResult(
                     check_name=SCORES_CHECK,
-                    passed=non_finite == 0 and scores["sample_id"].is_unique().all() and not missing,
+                    passed=non_finite == 0 and unique and not missing,
                     metadata={"non_finite_or_null_values": non_finite, "missing_columns": missing},
                 )
             ],
         )
 
     return [token_logprobs, qaq_scores]
+
+
+def _logprobs_materialized(store, backend_name: str, results: list) -> dg.MaterializeResult:
+    """token_logprobs' metadata and check over every (model, shards) scored in the run."""
+    frames, checks = [], []
+    for model_key, shards, _, result, version, _ in results:
+        frame = (
+            store.scan(TOKEN_LOGPROBS, version)
+            .filter((pl.col("model_key") == model_key) & pl.col("shard").is_in(shards))
+            .select("shard", "sample_id", "query_truncated", "answer_truncated")
+            .collect()
+        )
+        frames.append(frame)
+        checks.append(
+            frame.height == result.rows and frame.select(pl.struct("shard", "sample_id").is_unique().all()).item()
+        )
+    frame = pl.concat(frames)
+    scorings = [result for _, _, _, result, _, _ in results]
+
+    def total(name: str) -> int:
+        return sum(getattr(result, name) for result in scorings)
+
+    identities = {model_key: vars(identity) for model_key, _, identity, _, _, _ in results}
+    seconds = sum(result.seconds for result in scorings)
+    padding = total("padding_tokens") / max(total("padding_tokens") + total("real_tokens"), 1)
+    missing = store.missing_columns(TOKEN_LOGPROBS)
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": frame.height,
+            "samples": total("samples_total"),
+            "samples_scored": total("samples_scored"),
+            "samples_from_cache": total("samples_cached"),
+            "tokens_scored": total("tokens_scored"),
+            "forward_passes": total("forward_calls"),
+            "tokens_per_second": round(total("tokens_scored") / seconds, 1) if seconds else 0.0,
+            "padding_fraction": round(padding, 4),
+            "truncated_samples": int((frame["answer_truncated"] | frame["query_truncated"]).sum()),
+            "seconds": round(seconds, 2),
+            "template_version": ",".join(sorted({i["template_version"] for i in identities.values()})),
+            "backend": backend_name,
+            "forward": ", ".join(sorted({forward for *_, forward in results})),
+            "model": dg.MetadataValue.json(next(iter(identities.values())) if len(identities) == 1 else identities),
+            "table_uri": store.uri(TOKEN_LOGPROBS),
+            "delta_version": max(version for *_, version, _ in results),
+        },
+        check_results=[
+            dg.AssetCheckResult(
+                check_name=LOGPROBS_CHECK,
+                passed=all(checks) and not missing,
+                metadata={"rows": frame.height, "distinct_samples": total("samples_total"), "missing_columns": missing},
+            )
+        ],
+    )

@@ -171,40 +171,67 @@ def record(lake: Lake, files: list[ShardFile]) -> list[str]:
     if not files:
         return []
     known = {row["shard"]: row for row in lake.scan(SHARD_SOURCES).collect().iter_rows(named=True)}
-    owners = {shard: row["path"] for shard, row in known.items()}
     now = datetime.now(UTC)
     rows = []
     for file in files:
         size, mtime = file_signature(file.path)
-        previous = owners.get(file.shard)
-        rows.append(
-            {
-                "shard": file.shard,
-                "path": str(file.path),
-                "size_bytes": size,
-                "mtime_ns": mtime,
-                "registered_at": now,
-                "previous_path": previous if previous not in (None, str(file.path)) else None,
-                **{
-                    column: known.get(file.shard, {}).get(column)
-                    for column in ("shrunk_from", "shrunk_to", "shrunk_at")
-                },
-            }
+        row = dict(known.get(file.shard, {}))
+        previous = row.get("path")
+        taken_over = previous not in (None, str(file.path))
+        row.update(
+            shard=file.shard,
+            path=str(file.path),
+            size_bytes=size,
+            mtime_ns=mtime,
+            registered_at=now,
+            previous_path=previous if taken_over else None,
+            ingested=None if taken_over else row.get("ingested"),
         )
+        rows.append(row)
     lake.upsert(SHARD_SOURCES, pl.DataFrame(rows, schema=SHARD_SOURCES.schema), keys=["shard"])
     return [file.shard for file in files]
 
 
-def record_shrink(lake: Lake, shard: str, held: int, now_held: int) -> None:
-    """Record in ``shard_sources`` that ``shard`` was allowed to shrink from ``held`` valid records."""
-    row = lake.scan(SHARD_SOURCES).filter(pl.col("shard") == shard).collect()
-    if row.height:
-        row = row.with_columns(
-            shrunk_from=pl.lit(held, pl.Int64),
-            shrunk_to=pl.lit(now_held, pl.Int64),
-            shrunk_at=pl.lit(datetime.now(UTC)),
-        )
-        lake.upsert(SHARD_SOURCES, row, keys=["shard"])
+def ingest_signature(size: int, mtime_ns: int, options_key: str) -> str:
+    return f"{size}:{mtime_ns}:{options_key}"
+
+
+def record_ingested(lake: Lake, signatures: dict[str, str]) -> None:
+    """Record what each shard's successful ingest read (see ``shard_sources.ingested``)."""
+    rows = lake.scan(SHARD_SOURCES).filter(pl.col("shard").is_in(list(signatures))).collect()
+    read = pl.DataFrame({"shard": list(signatures), "ingested": list(signatures.values())})
+    if rows.height:
+        lake.upsert(SHARD_SOURCES, rows.drop("ingested").join(read, on="shard"), keys=["shard"])
+
+
+def stale_shards(lake: Lake, shards: list[str], options_key: str) -> list[str]:
+    """The shards of ``shards`` whose file or ingest options changed since their last ingest
+    (or that were never ingested): the others need not be read again."""
+    current = (
+        lake.scan(SHARD_SOURCES)
+        .filter(pl.col("shard").is_in(shards))
+        .select("shard", "size_bytes", "mtime_ns", "ingested")
+        .collect()
+    )
+    fresh = {
+        row["shard"]
+        for row in current.iter_rows(named=True)
+        if row["ingested"] == ingest_signature(row["size_bytes"], row["mtime_ns"], options_key)
+    }
+    return [shard for shard in shards if shard not in fresh]
+
+
+def record_shrinks(lake: Lake, shrinks: dict[str, tuple[int, int]]) -> None:
+    """Record in ``shard_sources`` each accepted shrink: shard -> (valid records before, after)."""
+    rows = lake.scan(SHARD_SOURCES).filter(pl.col("shard").is_in(list(shrinks))).collect()
+    if rows.height == 0:
+        return
+    sizes = pl.DataFrame(
+        [{"shard": shard, "shrunk_from": before, "shrunk_to": after} for shard, (before, after) in shrinks.items()],
+        schema={"shard": pl.String, "shrunk_from": pl.Int64, "shrunk_to": pl.Int64},
+    )
+    rows = rows.drop("shrunk_from", "shrunk_to").join(sizes, on="shard")
+    lake.upsert(SHARD_SOURCES, rows.with_columns(shrunk_at=pl.lit(datetime.now(UTC))), keys=["shard"])
 
 
 def register(lake: Lake, files: list[ShardFile], replace_shard: bool = False) -> Registration:
@@ -228,15 +255,26 @@ def registered_sources(lake: Lake) -> pl.DataFrame:
     return lake.scan(SHARD_SOURCES).collect()
 
 
-def source_path(lake: Lake, shard: str) -> Path:
-    """The file ``shard`` reads, checked to be the file that was registered: a file changed since
-    (a writer still appending, a copy cut short after the sensor looked) is not read half-way."""
-    rows = lake.scan(SHARD_SOURCES).filter(pl.col("shard") == shard).collect()
-    if rows.height == 0:
+def source_paths(lake: Lake, shards: list[str]) -> tuple[dict[str, Path], dict[str, ShardRegistrationError]]:
+    """The file each shard reads, checked to be the file that was registered (a file changed since,
+    by a writer still appending or a copy cut short after the sensor looked, is not read
+    half-way), and each shard refused with its cause."""
+    rows = lake.scan(SHARD_SOURCES).filter(pl.col("shard").is_in(shards)).collect()
+    registered = {row["shard"]: row for row in rows.iter_rows(named=True)}
+    paths, failures = {}, {}
+    for shard in shards:
+        try:
+            paths[shard] = _checked_source(shard, registered.get(shard))
+        except ShardRegistrationError as error:
+            failures[shard] = error
+    return paths, failures
+
+
+def _checked_source(shard: str, row: dict | None) -> Path:
+    if row is None:
         raise ShardRegistrationError(
             f"shard {shard!r} has no registered source file; land it via the sensor or `qaq curate`"
         )
-    row = rows.row(0, named=True)
     path = Path(row["path"])
     try:
         signature = file_signature(path)
@@ -249,3 +287,11 @@ def source_path(lake: Lake, shard: str) -> Path:
             "a writer may still be writing it; it is ingested once it settles (the sensor) or when curated again"
         )
     return path
+
+
+def source_path(lake: Lake, shard: str) -> Path:
+    """The file ``shard`` reads (see :func:`source_paths`); raises its refusal."""
+    paths, failures = source_paths(lake, [shard])
+    if shard in failures:
+        raise failures[shard]
+    return paths[shard]

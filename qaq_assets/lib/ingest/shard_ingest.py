@@ -1,71 +1,136 @@
-"""Ingest one shard file into the lake: its samples, its quarantined rows and its features."""
+"""Ingest shard files into the lake: their samples, quarantined rows and features.
+
+Several shards are ingested together in one commit per table (a directory of thousands of
+small files costs three commits, not three per file); each file is read, checked and refused on
+its own: one bad file fails alone, with one line, and its shard's rows stay as they were.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
 
 from qaq_assets.lib.errors import QaqError
 from qaq_assets.lib.ingest.features import sample_features
+from qaq_assets.lib.ingest.file_formats import ShardReadError
 from qaq_assets.lib.ingest.record_fields import FieldMap
-from qaq_assets.lib.ingest.registry import record_shrink
+from qaq_assets.lib.ingest.registry import file_signature, ingest_signature, record_ingested, record_shrinks
 from qaq_assets.lib.ingest.shard_reader import ShardRead, read_shard
 from qaq_assets.lib.settings import BY_NAME
 from qaq_assets.lib.store.lake import Lake
 from qaq_assets.lib.store.tables import QUARANTINE, RAW_SAMPLES, SAMPLE_FEATURES
+
+# Raised whenever reading changes what a file yields, so unchanged files are read again.
+READER_VERSION = "3"
 
 
 class ShardShrankError(QaqError):
     """A registered shard's file now yields fewer valid records than the lake holds from it."""
 
 
+@dataclass(frozen=True)
+class IngestOptions:
+    """How files are read (the ingest settings)."""
+
+    label_field: str = BY_NAME["label_field"].default
+    max_record_bytes: int = BY_NAME["max_record_bytes"].default
+    allow_shrink: bool = BY_NAME["allow_shrink"].default
+    fields: FieldMap = FieldMap()
+
+    def key(self) -> str:
+        """What, besides a file's bytes, decides what its ingest writes (and the reader's version)."""
+        described = f"{READER_VERSION}|{self.label_field}|{self.max_record_bytes}|{sorted(vars(self.fields).items())}"
+        return hashlib.sha256(described.encode()).hexdigest()[:16]
+
+
 @dataclass
 class Ingested:
-    read: ShardRead
-    raw_version: int
-    features_seconds: float
-    shrunk_from: int | None = None  # the rows held before an accepted shrink
+    """The shards of one ingest: what each read, and each refused shard's one-line cause."""
+
+    reads: dict[str, ShardRead] = field(default_factory=dict)
+    failures: dict[str, QaqError] = field(default_factory=dict)
+    shrunk_from: dict[str, int] = field(default_factory=dict)  # rows held before an accepted shrink
+    signatures: dict[str, str] = field(default_factory=dict)  # what each shard's ingest read
+    raw_version: int | None = None
+    features_seconds: float = 0.0
+
+    @property
+    def read(self) -> ShardRead:
+        """The one shard's read (single-shard ingests)."""
+        [read] = self.reads.values()
+        return read
 
 
-def held_rows(lake: Lake, shard: str, path: str | Path) -> int:
-    """Samples the lake holds for ``shard`` from ``path`` (none when another file held the key
-    before a deliberate take-over)."""
-    held = lake.scan(RAW_SAMPLES).filter((pl.col("shard") == shard) & (pl.col("source_file") == str(path)))
-    return held.select(pl.len()).collect().item()
+def held_rows(lake: Lake, shards: Sequence[str]) -> dict[tuple[str, str], int]:
+    """Samples the lake holds per (shard, source file)."""
+    held = (
+        lake.scan(RAW_SAMPLES)
+        .filter(pl.col("shard").is_in(list(shards)))
+        .group_by("shard", "source_file")
+        .len()
+        .collect()
+    )
+    return {(shard, source): n for shard, source, n in held.iter_rows()}
 
 
-def ingest_shard(
-    lake: Lake,
-    path: str | Path,
-    shard: str,
-    label_field: str = BY_NAME["label_field"].default,
-    max_record_bytes: int = BY_NAME["max_record_bytes"].default,
-    allow_shrink: bool = False,
-    fields: FieldMap = FieldMap(),
-) -> Ingested:
-    """Replace the shard's partitions of raw_samples, quarantine and sample_features from ``path``
-    (raises :class:`ShardReadError` for a file that cannot be read at all).
+def ingest_shards(lake: Lake, files: Sequence[tuple[str, Path]], options: IngestOptions = IngestOptions()) -> Ingested:
+    """Replace the shards' rows of raw_samples, quarantine and sample_features from their files,
+    one commit per table. A file that cannot be read, or that now yields fewer valid records
+    than the lake holds from it (an interrupted copy, a failed ``>`` redirect; unless
+    ``allow_shrink``), leaves its shard as it was and is reported in ``failures``."""
+    result = Ingested()
+    held = held_rows(lake, [shard for shard, _ in files])
+    for shard, path in files:
+        try:
+            signature = file_signature(path)  # before the read: a later change reads again
+            read = read_shard(path, shard, options.label_field, options.max_record_bytes, options.fields)
+        except ShardReadError as error:
+            result.failures[shard] = error
+            continue
+        except OSError as error:
+            result.failures[shard] = ShardReadError(f"{path}: cannot read: {error.strerror or error}")
+            continue
+        before = held.get((shard, str(path)), 0)  # none after a deliberate take-over by another file
+        if read.samples.height < before:
+            if not options.allow_shrink:
+                result.failures[shard] = ShardShrankError(
+                    f"shard {shard!r}: {path} now yields {read.samples.height} valid records, the lake holds "
+                    f"{before} from it (a cut or emptied copy?); nothing was replaced. If the file is smaller on "
+                    "purpose, pass --allow-shrink"
+                )
+                continue
+            result.shrunk_from[shard] = before
+        result.reads[shard] = read
+        result.signatures[shard] = ingest_signature(*signature, options.key())
+    if result.reads:
+        _write(lake, result)
+    return result
 
-    A file that now yields fewer valid records than the lake holds for its shard (an interrupted
-    copy, a failed ``>`` redirect) replaces nothing and raises :class:`ShardShrankError`, unless
-    ``allow_shrink``; an accepted shrink is recorded in ``shard_sources``."""
-    read = read_shard(path, shard, label_field=label_field, max_record_bytes=max_record_bytes, fields=fields)
-    held = held_rows(lake, shard, path)
-    shrunk = read.samples.height < held
-    if shrunk and not allow_shrink:
-        raise ShardShrankError(
-            f"shard {shard!r}: {path} now yields {read.samples.height} valid records, the lake holds {held} "
-            f"from it (a cut or emptied copy?); nothing was replaced. If the file is smaller on purpose, "
-            f"pass --allow-shrink"
-        )
-    raw_version = lake.replace_partition(RAW_SAMPLES, read.samples, {"shard": shard})
-    lake.replace_partition(QUARANTINE, read.quarantine, {"shard": shard})
-    if shrunk:
-        record_shrink(lake, shard, held, read.samples.height)
+
+def _write(lake: Lake, result: Ingested) -> None:
+    shards = {"shard": list(result.reads)}
+    samples = pl.concat([read.samples for read in result.reads.values()])
+    quarantined = pl.concat([read.quarantine for read in result.reads.values()])
+    result.raw_version = lake.replace_partition(RAW_SAMPLES, samples, shards)
+    lake.replace_partition(QUARANTINE, quarantined, shards)
+    if result.shrunk_from:
+        record_shrinks(lake, {s: (n, result.reads[s].samples.height) for s, n in result.shrunk_from.items()})
+    record_ingested(lake, result.signatures)
     # Hashes, code status and near-duplicate signatures: computed once here, read by every curation.
     started = time.perf_counter()
-    lake.replace_partition(SAMPLE_FEATURES, sample_features(read.samples), {"shard": shard})
-    return Ingested(read, raw_version, time.perf_counter() - started, held if shrunk else None)
+    lake.replace_partition(SAMPLE_FEATURES, sample_features(samples), shards)
+    result.features_seconds = time.perf_counter() - started
+
+
+def ingest_shard(lake: Lake, path: str | Path, shard: str, options: IngestOptions = IngestOptions()) -> Ingested:
+    """Ingest one shard's file; its failure raises (:class:`ShardReadError` for a file that cannot
+    be read at all, :class:`ShardShrankError` for a shrunken one)."""
+    result = ingest_shards(lake, [(shard, Path(path))], options)
+    if shard in result.failures:
+        raise result.failures[shard]
+    return result

@@ -21,7 +21,7 @@ from qaq_assets.lib.ingest.record_fields import text_sha
 from qaq_assets.lib.scoring.backends import ScorerIdentity, ScoringBackend
 from qaq_assets.lib.scoring.engine.scorer import TRUNCATION_POLICY
 from qaq_assets.lib.scoring.metrics import scores_from_logprobs
-from qaq_assets.lib.store.lake import Lake
+from qaq_assets.lib.store.lake import Lake, partition_filter
 from qaq_assets.lib.store.tables import QAQ_SCORES, RAW_SAMPLES, SAMPLE_FEATURES, SCORE_CACHE, TOKEN_LOGPROBS
 
 CACHE_KEY = ["query_sha", "answer_sha"]
@@ -58,7 +58,8 @@ class ScoringProgress:
 
 @dataclass
 class ShardScoring:
-    token_logprobs: ShardRows  # the shard's rows, streamed from the cache when iterated
+    token_logprobs: ShardRows  # the shards' rows, streamed from the cache when iterated
+    rows: int  # one per (shard, distinct sample)
     samples_total: int
     samples_scored: int
     samples_cached: int
@@ -69,16 +70,21 @@ class ShardScoring:
     seconds: float
 
 
-def unique_pairs(samples: pl.DataFrame) -> pl.DataFrame:
-    """One row per ``sample_id`` with the exact-text cache key (the hashes ingest stored, where
-    ``samples`` carries them; computed here otherwise)."""
-    pairs = samples.unique(subset="sample_id", keep="first", maintain_order=True)
+def with_hashes(samples: pl.DataFrame) -> pl.DataFrame:
+    """``samples`` with the exact-text cache key (the hashes ingest stored, where ``samples``
+    carries them; computed here otherwise)."""
     for text, sha in (("instruction", "query_sha"), ("response", "answer_sha")):
-        stored = pairs[sha] if sha in pairs.columns else pl.Series(sha, [None] * pairs.height, pl.String)
+        stored = samples[sha] if sha in samples.columns else pl.Series(sha, [None] * samples.height, pl.String)
         if stored.null_count():
-            computed = [known or text_sha(value) for known, value in zip(stored, pairs[text], strict=True)]
+            computed = [known or text_sha(value) for known, value in zip(stored, samples[text], strict=True)]
             stored = pl.Series(sha, computed, pl.String)
-        pairs = pairs.with_columns(stored.alias(sha))
+        samples = samples.with_columns(stored.alias(sha))
+    return samples
+
+
+def unique_pairs(samples: pl.DataFrame) -> pl.DataFrame:
+    """One row per ``sample_id`` with the exact-text cache key."""
+    pairs = with_hashes(samples.unique(subset="sample_id", keep="first", maintain_order=True))
     return pairs.select("sample_id", "instruction", "response", "query_sha", "answer_sha")
 
 
@@ -101,8 +107,17 @@ def cached_keys(lake: Lake, identity: ScorerIdentity, pairs: pl.DataFrame) -> pl
     )
 
 
+def shard_members(samples: pl.DataFrame, shard: str) -> pl.DataFrame:
+    """One row per (shard, sample) with its cache key: ``samples`` of several shards carry a
+    ``shard`` column, those of one may not (``shard`` names it)."""
+    if "shard" not in samples.columns:
+        samples = samples.with_columns(shard=pl.lit(shard))
+    members = samples.unique(subset=["shard", "sample_id"], keep="first", maintain_order=True)
+    return with_hashes(members).select("shard", "sample_id", *CACHE_KEY)
+
+
 class ShardRows:
-    """A shard's token_logprobs rows, read from the cache batch by batch (re-iterable).
+    """Shards' token_logprobs rows, read from the cache batch by batch (re-iterable).
 
     The cache may hold a sample twice (two runs scored it at once): one row per sample is
     chosen on the small key columns first. Cache batches are then joined to that small table
@@ -110,19 +125,19 @@ class ShardRows:
     batches: with 2048-row batches polars' streaming engine read ahead in proportion to the
     shard, 66 MiB more for 30,000 more samples; with 256 rows its peak stayed flat.)"""
 
-    def __init__(self, lake: Lake, identity: ScorerIdentity, pairs: pl.DataFrame, shard: str, batch_rows: int = 256):
-        self.identity, self.shard, self.batch_rows = identity, shard, batch_rows
+    def __init__(self, lake: Lake, identity: ScorerIdentity, members: pl.DataFrame, batch_rows: int = 256):
+        self.identity, self.batch_rows = identity, batch_rows
         self.chosen = (
             _cache_scan(lake, identity)
             .select(*CACHE_KEY, "scored_at")
-            .join(pairs.lazy().select(CACHE_KEY), on=CACHE_KEY, how="semi")
+            .join(members.lazy().select(CACHE_KEY).unique(), on=CACHE_KEY, how="semi")
             .group_by(CACHE_KEY)
             .agg(pl.col("scored_at").min())
-            .join(pairs.lazy().select("sample_id", *CACHE_KEY), on=CACHE_KEY)
+            .join(members.lazy(), on=CACHE_KEY)
             .collect()
         )
-        if self.chosen.height != pairs.height:
-            raise RuntimeError(f"shard {shard}: {pairs.height} samples but {self.chosen.height} cached scores")
+        if self.chosen.height != members.height:
+            raise RuntimeError(f"{members.height} samples but {self.chosen.height} cached scores")
         # Resolved now, not while a Delta writer is pulling batches: deltalake cannot open a
         # table from inside its own write.
         self.wanted = _cache_scan(lake, identity).filter(pl.col("query_sha").is_in(self.chosen["query_sha"].implode()))
@@ -133,7 +148,6 @@ class ShardRows:
             rows = batch.join(self.chosen, on=[*CACHE_KEY, "scored_at"], how="inner")
             if rows.height:
                 yield rows.with_columns(
-                    shard=pl.lit(self.shard),
                     model_key=pl.lit(identity.model_key),
                     model_id=pl.lit(identity.model_id),
                     weights_sha256=pl.lit(identity.weights_sha256),
@@ -238,9 +252,10 @@ def score_shard(
         progress.tokens_done = max(progress.tokens_done, totals["real"])
         report(progress)
 
-    rows = ShardRows(lake, identity, pairs, shard)
+    members = shard_members(samples, shard)
     return ShardScoring(
-        token_logprobs=rows,
+        token_logprobs=ShardRows(lake, identity, members),
+        rows=members.height,
         samples_total=pairs.height,
         samples_scored=todo.height,
         samples_cached=pairs.height - todo.height,
@@ -252,35 +267,40 @@ def score_shard(
     )
 
 
-def shard_samples(lake: Lake, shard: str) -> pl.DataFrame:
-    """The shard's samples as scoring reads them: text and, where ingest stored them, hashes."""
-    hashes = lake.scan(SAMPLE_FEATURES).filter(pl.col("shard") == shard).select("row_index", "query_sha", "answer_sha")
+def shard_samples(lake: Lake, shards: str | list[str]) -> pl.DataFrame:
+    """The shards' samples as scoring reads them: text and, where ingest stored them, hashes."""
+    wanted = pl.col("shard").is_in([shards] if isinstance(shards, str) else shards)
+    hashes = lake.scan(SAMPLE_FEATURES).filter(wanted).select("shard", "row_index", "query_sha", "answer_sha")
     return (
         lake.scan(RAW_SAMPLES)
-        .filter(pl.col("shard") == shard)
-        .select("row_index", "sample_id", "instruction", "response")
-        .join(hashes, on="row_index", how="left")
-        .sort("row_index")
+        .filter(wanted)
+        .select("shard", "row_index", "sample_id", "instruction", "response")
+        .join(hashes, on=["shard", "row_index"], how="left")
+        .sort("shard", "row_index")
         .collect()
     )
 
 
 def score_partition(
     lake: Lake,
-    shard: str,
+    shards: str | list[str],
     backend: ScoringBackend,
     commit_every: int = 0,
     on_progress: Callable[[ScoringProgress], None] | None = None,
 ) -> tuple[ShardScoring, int]:
-    """Score a shard with ``backend`` through the cache and replace its token_logprobs partition
-    (streamed, one commit); returns the scoring and the table version written."""
-    result = score_shard(lake, shard_samples(lake, shard), shard, backend, commit_every, on_progress)
-    partition = {"model_key": backend.identity.model_key, "shard": shard}
-    return result, lake.replace_partition_streaming(TOKEN_LOGPROBS, result.token_logprobs, partition)
+    """Score shards with ``backend`` through the cache and replace their token_logprobs partitions
+    in one commit (one shard: streamed, its log-prob lists never held whole; several small
+    ones: collected); returns the scoring and the table version written."""
+    label = shards if isinstance(shards, str) else ",".join(shards[:3])
+    result = score_shard(lake, shard_samples(lake, shards), label, backend, commit_every, on_progress)
+    partition = {"model_key": backend.identity.model_key, "shard": shards}
+    if isinstance(shards, str):
+        return result, lake.replace_partition_streaming(TOKEN_LOGPROBS, result.token_logprobs, partition)
+    return result, lake.replace_partition(TOKEN_LOGPROBS, result.token_logprobs.collect(), partition)
 
 
-def write_qaq_scores(lake: Lake, shard: str, model_key: str) -> tuple[pl.DataFrame, int]:
-    """Replace the shard's qaq_scores partition from its token_logprobs; returns the scores and version."""
-    logprobs = lake.scan(TOKEN_LOGPROBS).filter((pl.col("model_key") == model_key) & (pl.col("shard") == shard))
-    scores = scores_from_logprobs(logprobs).collect()
-    return scores, lake.replace_partition(QAQ_SCORES, scores, {"model_key": model_key, "shard": shard})
+def write_qaq_scores(lake: Lake, shards: str | list[str], model_key: str) -> tuple[pl.DataFrame, int]:
+    """Replace the shards' qaq_scores partitions from their token_logprobs; returns the scores and version."""
+    partition = {"model_key": model_key, "shard": shards}
+    scores = scores_from_logprobs(lake.scan(TOKEN_LOGPROBS).filter(partition_filter(partition))).collect()
+    return scores, lake.replace_partition(QAQ_SCORES, scores, partition)

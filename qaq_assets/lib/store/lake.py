@@ -16,7 +16,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from urllib.parse import quote
 
 import polars as pl
@@ -72,8 +72,25 @@ def sql_literal(value: str) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
-def partition_predicate(partition: Mapping[str, str]) -> str:
-    return " AND ".join(f"{column} = {sql_literal(value)}" for column, value in partition.items())
+# A partition column's value, or a list of them: the rows of several partitions at once.
+Partitions = Mapping[str, "str | Sequence[str]"]
+
+
+def partition_predicate(partition: Partitions) -> str:
+    """The Delta predicate selecting the rows of ``partition``."""
+    return " AND ".join(
+        f"{column} = {sql_literal(value)}"
+        if isinstance(value, str)
+        else f"{column} IN ({', '.join(sql_literal(v) for v in value)})"
+        for column, value in partition.items()
+    )
+
+
+def partition_filter(partition: Partitions) -> pl.Expr:
+    """The polars filter selecting the rows of ``partition``."""
+    return pl.all_horizontal(
+        [pl.col(c) == v if isinstance(v, str) else pl.col(c).is_in(list(v)) for c, v in partition.items()]
+    )
 
 
 class Lake:
@@ -190,8 +207,9 @@ class Lake:
         stored = set(pl.scan_delta(delta).collect_schema().names())
         return [column for column in table.schema.names() if column not in stored]
 
-    def replace_partition(self, table: TableSpec, frame: pl.DataFrame, partition: Mapping[str, str]) -> int:
-        """Atomically replace the rows of one partition with ``frame``; returns the new version."""
+    def replace_partition(self, table: TableSpec, frame: pl.DataFrame, partition: Partitions) -> int:
+        """Atomically replace the rows of one partition (or, where a column's value is a list, of
+        several: ``{"shard": [...]}``) with ``frame``, in one commit; returns the new version."""
         frame = table.conform(frame)
         _check_partition(table, frame, partition)
         self.ensure(table)
@@ -240,14 +258,14 @@ class Lake:
         return self._until_partition_holds(table, partition, lambda: written["rows"], write_and_commit)
 
     def _until_partition_holds(
-        self, table: TableSpec, partition: Mapping[str, str], rows: Callable[[], int], write: Callable[[], int]
+        self, table: TableSpec, partition: Partitions, rows: Callable[[], int], write: Callable[[], int]
     ) -> int:
         """Run ``write`` (a partition replacement) until the version it returns holds exactly
         ``rows()`` rows in the partition (known once ``write`` has run). Two writers that both
         read the partition empty remove nothing, so delta-rs sees no conflict and keeps both
         writers' rows; the writer that finds the other's rows beside its own replaces the
         partition again."""
-        predicate = pl.all_horizontal([pl.col(column) == value for column, value in partition.items()])
+        predicate = partition_filter(partition)
         for _ in range(self.commit_retries + 1):
             version = write()
             expected = rows()
@@ -416,11 +434,10 @@ class Lake:
         raise AssertionError("unreachable")
 
 
-def _check_partition(table: TableSpec, frame: pl.DataFrame, partition: Mapping[str, str]) -> None:
-    for column, value in partition.items():
-        wrong = frame.filter(pl.col(column) != value).height
-        if wrong:
-            raise ValueError(f"{wrong} rows of {table.name} lie outside partition {dict(partition)}")
+def _check_partition(table: TableSpec, frame: pl.DataFrame, partition: Partitions) -> None:
+    wrong = frame.filter(~partition_filter(partition)).height
+    if wrong:
+        raise ValueError(f"{wrong} rows of {table.name} lie outside partition {dict(partition)}")
 
 
 class _PartitionFile:

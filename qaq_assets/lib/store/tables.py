@@ -50,6 +50,9 @@ SHARD_SOURCES = TableSpec(
             "shrunk_from": pl.Int64,
             "shrunk_to": pl.Int64,
             "shrunk_at": pl.Datetime("us", "UTC"),
+            # What the last successful ingest read: "<size>:<mtime>:<ingest options key>". A file
+            # registered again unchanged, under the same options, is not read again.
+            "ingested": pl.String,
         }
     ),
 )

@@ -9,7 +9,7 @@ from qaq_assets.defs.automation.sensors import build_landing_sensor
 from qaq_assets.lib.ingest.registry import ShardRegistrationError, landed_shard_name, register_files
 from qaq_assets.lib.store.lake import Lake
 from qaq_assets.lib.store.tables import QAQ_SCORES, RAW_SAMPLES, SHARD_SOURCES
-from qaq_assets_tests.conftest import CODE_PAIRS, TINY, age, tick, write_jsonl
+from qaq_assets_tests.conftest import CODE_PAIRS, TINY, age, requested_shards, tick, write_jsonl
 
 
 def records(pairs):
@@ -73,7 +73,7 @@ def test_sensor_lands_hive_style_parts_and_skips_a_clash_with_a_reason(tmp_path,
     sensor = build_landing_sensor(str(landing), settle_seconds=5)
     instance = dg.DagsterInstance.ephemeral()
     settled = tick(sensor, instance, lake, tick(sensor, instance, lake).cursor)
-    assert sorted(r.partition_key for r in settled.run_requests) == ["a__part-0", "b__part-0"]
+    assert sorted(requested_shards(settled)) == ["a__part-0", "b__part-0"]
 
     # A shard of that name already reads another file (curated by hand): the landed one is skipped.
     elsewhere = write_jsonl(tmp_path / "c.jsonl", records(CODE_PAIRS[2:4]))

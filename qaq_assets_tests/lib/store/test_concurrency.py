@@ -37,8 +37,8 @@ def in_spawned_pool(function, jobs: list) -> list:
 def curate_one(job: tuple[str, str]) -> tuple[int, int, list[str]]:
     import dagster as dg
 
-    from qaq_assets.job_runner import curate_files
     from qaq_assets.lib.settings import Settings
+    from qaq_assets.runner.curate import curate_files
 
     lake, path = job
     settings = Settings(

@@ -6,7 +6,7 @@
 - Before a run that needs a pool slot, :func:`wait_for_pool` waits (saying for what) while
   live runs hold every slot, and gives up with one clear error after a bounded time; Dagster's
   own in-process wait neither says so on the terminal nor ends.
-(Signals: :mod:`qaq_assets.lib.signals`.)
+(Signals: :mod:`qaq_assets.runner.signals`.)
 """
 
 from __future__ import annotations

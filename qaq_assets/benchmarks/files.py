@@ -1,0 +1,72 @@
+"""``qaq bench files``: the orchestration cost of many files, from ``qaq curate`` to a curated
+version, with a tiny random model (so it measures everything but a real model's forward passes).
+
+It writes N files of R records each (code instructions of realistic length), curates the folder
+as ``qaq curate`` does (batched runs on an ephemeral instance), then lands 10 more files and
+curates the folder again (the incremental path: only the new files are read and scored), and
+curates the same records from one file for comparison. Last line:
+``files_per_s=<a> per_file_overhead_ms=<b> incremental_seconds=<c> peak_rss_mb=<d>``, where the
+per-file overhead is (many files − one file) / N.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+from qaq_assets.benchmarks.scale import _record
+from qaq_assets.lib.settings import Settings
+
+MODEL = "tiny=random:tiny-llama"
+NEW_FILES = 10
+
+
+def _write(directory: Path, files: int, records: int, first: int = 0) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    for index in range(first, first + files):
+        rng = random.Random(index)
+        lines = [json.dumps(_record(rng, index * records + r)) for r in range(records)]
+        (directory / f"part-{index:06d}.jsonl").write_text("\n".join(lines) + "\n")
+
+
+def _curate(paths: list[str], lake: Path) -> tuple[float, object]:
+    from qaq_assets.runner.curate import curate_files
+
+    settings = Settings(lake=str(lake), models=[MODEL], template="plain", device="cpu", dtype="float32")
+    started = time.perf_counter()
+    summary = curate_files(paths, settings, log=lambda _line: None, warn=print)
+    return time.perf_counter() - started, summary
+
+
+def main(files: int, records: int, workdir: str | None = None) -> None:
+    with tempfile.TemporaryDirectory(dir=workdir) as root:
+        root = Path(root)
+        corpus = root / "many"
+        _write(corpus, files, records)
+        print(f"bench files: {files:,} files of {records:,} record(s), model {MODEL} (orchestration, not a model)")
+        seconds, summary = _curate([str(corpus)], root / "lake-many")
+        print(
+            f"many files: {seconds:.1f}s ({summary.samples_in:,} records read, {summary.samples_scored:,} scored, "
+            f"{summary.kept:,} kept, {len(summary.failed)} failed)"
+        )
+        _write(corpus, NEW_FILES, records, first=files)
+        again, incremental = _curate([str(corpus)], root / "lake-many")
+        print(
+            f"+{NEW_FILES} files: {again:.1f}s ({incremental.samples_in:,} records read, "
+            f"{incremental.samples_scored:,} scored)"
+        )
+        single = root / "one.jsonl"
+        with open(single, "w") as out:
+            for path in sorted(corpus.glob("*.jsonl"))[:files]:
+                out.write(path.read_text())
+        one, _ = _curate([str(single)], root / "lake-one")
+        print(f"the same records in one file: {one:.1f}s")
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(
+            f"files_per_s={files / seconds:.1f} per_file_overhead_ms={1000 * (seconds - one) / files:.1f} "
+            f"incremental_seconds={again:.1f} peak_rss_mb={peak:.0f}"
+        )
