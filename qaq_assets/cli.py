@@ -31,9 +31,12 @@ def _add_setting(parser: argparse.ArgumentParser, setting: Setting) -> None:
         )
 
 
-def _add_settings(parser: argparse.ArgumentParser, *groups: str, names: tuple[str, ...] = ()) -> None:
+def _add_settings(
+    parser: argparse.ArgumentParser, *groups: str, names: tuple[str, ...] = (), without: tuple[str, ...] = ()
+) -> None:
     for setting in in_group(*groups) + [BY_NAME[name] for name in names]:
-        _add_setting(parser, setting)
+        if setting.name not in without:
+            _add_setting(parser, setting)
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -55,7 +58,12 @@ def _settings(args: argparse.Namespace) -> Settings:
 def _add_lake_options(parser: argparse.ArgumentParser, versioned: bool = False) -> None:
     _add_settings(parser, LAKE)
     if versioned:
-        parser.add_argument("--version", type=int, default=None, help="curated_subset Delta version (default latest)")
+        parser.add_argument(
+            "--version",
+            default=None,
+            metavar="VERSION",
+            help="the curated version: latest (default), N, vN, or a time such as 2026-12-06T05:00 (latest by then)",
+        )
 
 
 def _lake(args: argparse.Namespace):
@@ -65,8 +73,8 @@ def _lake(args: argparse.Namespace):
     return Lake(settings.lake, settings.storage_options)
 
 
-def _add_run_options(parser: argparse.ArgumentParser, *groups: str) -> None:
-    _add_settings(parser, LAKE, SCORING, RUNNER, INGEST, *groups)
+def _add_run_options(parser: argparse.ArgumentParser, *groups: str, without: tuple[str, ...] = ()) -> None:
+    _add_settings(parser, LAKE, SCORING, RUNNER, INGEST, *groups, without=without)
     parser.add_argument("--verbose", action="store_true", help="show Dagster's run logs")
 
 
@@ -120,6 +128,8 @@ def _curate(args: argparse.Namespace) -> int:
         + (f" ({summary.samples_scored / summary.scoring_seconds:.2f} samples/s)" if summary.samples_scored else "")
     )
     print("table versions: " + " ".join(f"{name}={version}" for name, version in summary.versions.items()))
+    if summary.quarantined:
+        _print_quarantine(args, summary.registered)
     for warning in summary.warnings:
         print(f"warning: {warning}")
     print(summary.last_line())
@@ -148,7 +158,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     keys = [spec.key for spec in settings.model_specs]
     budgets = [float(b) for b in args.budgets.split(",")]
     selection = SelectionConfig(**settings.group(SELECTION))
-    evaluation = evaluate(prepare(_lake(args), keys, selection), budgets, seed=settings.seed)
+    # What was named, not the whole lake (which may hold other data).
+    candidates = prepare(_lake(args), keys, selection, shards=summary.registered)
+    evaluation = evaluate(candidates, budgets, seed=settings.seed)
     print(rates_table(evaluation))
     print()
     print(auroc_table(evaluation))
@@ -185,7 +197,7 @@ def _bench_memory(args: argparse.Namespace) -> int:
     from qaq_assets.benchmarks.memory import main as memory_bench
 
     with tempfile.TemporaryDirectory() as workdir:
-        memory_bench([int(n) for n in args.samples.split(",")], args.tokens, workdir)
+        memory_bench([int(n) for n in args.shard_sizes.split(",")], args.tokens, workdir)
     return 0
 
 
@@ -244,6 +256,47 @@ def _lineage(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_quarantine(args: argparse.Namespace, shards: list[str] | None, reason: str | None = None) -> int:
+    from qaq_assets.lib.reports.quarantine import quarantined, summary_lines
+
+    rows = quarantined(_lake(args), shards, reason)
+    print("\n".join(summary_lines(rows)) if rows.height else "nothing quarantined")
+    return rows.height
+
+
+def _quarantine(args: argparse.Namespace) -> int:
+    from qaq_assets.lib.reports.summary import shorten
+
+    shown = _print_quarantine(args, [args.shard] if args.shard else None, args.reason)
+    if shown and args.rows:
+        from qaq_assets.lib.reports.quarantine import quarantined
+
+        rows = quarantined(_lake(args), [args.shard] if args.shard else None, args.reason).head(args.rows)
+        for row in rows.iter_rows(named=True):
+            print(f"{row['shard']}:{row['row_index']} {row['reason']}: {row['detail']}")
+            print(f"    {shorten(row['raw'].replace(chr(10), ' '), 200)}")
+    return 0
+
+
+def _ui(args: argparse.Namespace) -> int:
+    from qaq_assets.runner.ui import run_ui
+
+    return run_ui(args.workspace, args.dagster_args)
+
+
+def _diff(args: argparse.Namespace) -> int:
+    from qaq_assets.lib.reports.resolve import previous_version, resolve_version
+    from qaq_assets.lib.reports.version_diff import diff_versions, summary_lines
+
+    lake = _lake(args)
+    new = resolve_version(lake, args.new)
+    old = args.old if args.old is not None else previous_version(lake, new)
+    if old is None:
+        raise QaqError(f"curated version {new} is the first recorded: nothing to compare it with")
+    print("\n".join(summary_lines(diff_versions(lake, old, new))))
+    return 0
+
+
 def _export(args: argparse.Namespace) -> int:
     from qaq_assets.lib.reports.export import export_curated
 
@@ -299,7 +352,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_settings(scoring, names=("models", "template", "device", "dtype", "forward", "attention", "batch_tokens"))
     scoring.set_defaults(handler=_bench_scoring)
     memory = bench_kinds.add_parser("memory", help="peak memory of writing one shard's log-probs, by shard size")
-    memory.add_argument("--samples", default="10000,40000", help="shard sizes to compare")
+    memory.add_argument(
+        "--shard-sizes", default="10000,40000", help="shard sizes (samples) to compare, comma-separated"
+    )
     memory.add_argument("--tokens", type=int, default=150, help="query and answer tokens per sample")
     memory.set_defaults(handler=_bench_memory)
     pipeline = bench_kinds.add_parser(
@@ -327,14 +382,36 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluation = commands.add_parser("evaluate", help="compare strategies on data with planted-defect labels")
     evaluation.add_argument("paths", nargs="+")
-    evaluation.add_argument("--budgets", default="0.1,0.25,0.5")
+    evaluation.add_argument(
+        "--budgets", default="0.1,0.25,0.5", help="budgets to compare, comma-separated (default 0.1,0.25,0.5)"
+    )
     evaluation.add_argument("--report-dir", default="evaluation", help="where report.md and its plots go")
-    _add_run_options(evaluation, SELECTION)
+    _add_run_options(evaluation, SELECTION, without=("budget",))  # --budgets compares several
     evaluation.set_defaults(handler=_evaluate)
 
     lineage = commands.add_parser("lineage", help="what produced a curated version (inputs, models, config)")
     _add_lake_options(lineage, versioned=True)
     lineage.set_defaults(handler=_lineage)
+
+    ui = commands.add_parser("ui", help="the Dagster UI (dagster dev) that stops on SIGINT/SIGTERM, all of it")
+    ui.add_argument("--workspace", default="workspace.yaml", help="the Dagster workspace file (default workspace.yaml)")
+    ui.add_argument("dagster_args", nargs=argparse.REMAINDER, help="more arguments for dagster dev (after --)")
+    ui.set_defaults(handler=_ui)
+
+    quarantine = commands.add_parser("quarantine", help="rows that were not ingested, by shard and reason, and why")
+    _add_lake_options(quarantine)
+    quarantine.add_argument("--shard", default=None, help="one shard (default: every shard)")
+    quarantine.add_argument("--reason", default=None, help="one reason, e.g. missing_instruction")
+    quarantine.add_argument("--rows", type=int, default=0, help="also print this many rows whole (default 0)")
+    quarantine.set_defaults(handler=_quarantine)
+
+    diff = commands.add_parser(
+        "diff", help="what changed between two curated versions: shards, samples, flipped decisions, settings"
+    )
+    _add_lake_options(diff)
+    diff.add_argument("--from", dest="old", default=None, metavar="VERSION", help="default: the version before --to")
+    diff.add_argument("--to", dest="new", default="latest", metavar="VERSION", help="default: latest")
+    diff.set_defaults(handler=_diff)
 
     export = commands.add_parser("export", help="write a curated version's kept samples for SFT trainers")
     _add_lake_options(export, versioned=True)
@@ -349,14 +426,18 @@ def build_parser() -> argparse.ArgumentParser:
     export.set_defaults(handler=_export)
 
     explain = commands.add_parser("explain", help="why one sample was kept or dropped, token by token")
-    explain.add_argument("sample", help="a sample id, a record id, or SHARD:ROW")
+    explain.add_argument(
+        "sample", help="a sample id (or 6+ of its first characters), a record id, or SHARD:ROW (rows from 1)"
+    )
     _add_lake_options(explain, versioned=True)
     _add_settings(explain, names=("models", "device", "dtype"))
     explain.set_defaults(handler=_explain)
 
     report = commands.add_parser("report", help="a self-contained HTML report of a curated version")
     _add_lake_options(report, versioned=True)
-    report.add_argument("--out", default="curation_report.html")
+    report.add_argument(
+        "--out", default="curation_report.html", help="the HTML file to write (default curation_report.html)"
+    )
     _add_settings(report, names=("models", "device", "dtype"))
     report.set_defaults(handler=_report)
 
@@ -412,19 +493,10 @@ def _with_readable_versions(line: str, args: argparse.Namespace) -> str:
 
         readable = Lake(root).readable_versions(table)
         if readable:
-            line += f"; readable versions of {table}: {_ranges(readable)} (pass --version N)"
+            from qaq_assets.lib.reports.resolve import spans
+
+            line += f"; readable versions of {table}: {spans(readable)} (pass --version N)"
     return line
-
-
-def _ranges(numbers: list[int]) -> str:
-    """``[0, 1, 2, 5]`` as ``0-2, 5``."""
-    spans: list[list[int]] = []
-    for number in numbers:
-        if spans and number == spans[-1][1] + 1:
-            spans[-1][1] = number
-        else:
-            spans.append([number, number])
-    return ", ".join(f"{a}-{b}" if a != b else f"{a}" for a, b in spans)
 
 
 if __name__ == "__main__":

@@ -153,8 +153,8 @@ SETTINGS: tuple[Setting, ...] = (
         "storage_options",
         dict,
         {},
-        "deltalake storage options as a JSON object (object-store credentials); read "
-        "from the environment when a run starts, never stored in Dagster",
+        "object-store options and credentials: --storage-option KEY=VALUE (repeat it), or "
+        "QAQ_STORAGE_OPTIONS as a JSON object; read from the environment when a run starts, never stored in Dagster",
         LAKE,
         flag="--storage-option",
         secret=True,

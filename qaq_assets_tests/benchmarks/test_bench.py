@@ -206,7 +206,7 @@ def test_bench_runs_on_a_bare_machine_without_polars_deltalake_or_dagster(tmp_pa
 
 
 def test_memory_bench_shows_streamed_writes_peak_below_collected_ones(capsys):
-    assert main(["bench", "memory", "--samples", "2000,8000", "--tokens", "64"]) == 0
+    assert main(["bench", "memory", "--shard-sizes", "2000,8000", "--tokens", "64"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     small, large = (json.loads(line) for line in lines[:2])
     assert (small["samples"], large["samples"]) == (2000, 8000)

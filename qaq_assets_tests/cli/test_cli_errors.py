@@ -34,10 +34,22 @@ def test_every_command_names_the_cause_of_bad_input_in_one_line(tmp_path, capsys
         (["summary", "--lake", missing_lake], "no curated_subset in"),
         (["report", "--lake", missing_lake, "--out", out], "no curated_subset in"),
         (["lineage", "--lake", missing_lake], "no curated_subset in"),
-        (["export", "--lake", curated_lake, "--version", 99, "--out", out], "version 99; recorded: [1]"),
-        (["summary", "--lake", curated_lake, "--version", 99], "version 99; recorded: [1]"),
-        (["report", "--lake", curated_lake, "--version", 99, "--out", out], "version 99; recorded: [1]"),
-        (["lineage", "--lake", curated_lake, "--version", 99], "version 99; recorded: [1]"),
+        (
+            ["export", "--lake", curated_lake, "--version", 99, "--out", out],
+            "no curated version 99; recorded versions: 1 (latest 1)",
+        ),
+        (
+            ["summary", "--lake", curated_lake, "--version", 99],
+            "no curated version 99; recorded versions: 1 (latest 1)",
+        ),
+        (
+            ["report", "--lake", curated_lake, "--version", 99, "--out", out],
+            "no curated version 99; recorded versions: 1 (latest 1)",
+        ),
+        (
+            ["lineage", "--lake", curated_lake, "--version", 99],
+            "no curated version 99; recorded versions: 1 (latest 1)",
+        ),
         (["export", "--lake", curated_lake, "--out", out, "--storage-option", "oops"], "KEY=VALUE"),
         (["curate", tmp_path / "missing.jsonl", "--lake", missing_lake, *MODEL], "missing.jsonl: no such file"),
         (["curate", tmp_path / "x.xml", "--lake", missing_lake, *MODEL], "unsupported file type"),

@@ -88,21 +88,11 @@ def ui(tmp_path, make_shard):
     assert curate.returncode == 0, curate.stderr[-2000:]
     port = free_port()
     server = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "dagster"),
-            "dev",
-            "-w",
-            "workspace.yaml",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(port),
-        ],
+        [sys.executable, "-m", "qaq_assets.cli", "ui", "--", "-h", "127.0.0.1", "-p", str(port)],
         env=env,
         cwd=REPO,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        start_new_session=True,
     )
     try:
         wait_for(
@@ -113,8 +103,17 @@ def ui(tmp_path, make_shard):
         wait_for(lambda: len(graphql(port, "{ assetNodes { id } }")["assetNodes"]) == 4, 120, "the code location")
         yield port
     finally:
-        os.killpg(server.pid, 15)
+        # qaq ui stops the whole of dagster dev (webserver, daemon, code servers) on SIGTERM.
+        stopped = time.monotonic()
+        server.send_signal(15)
         server.wait(timeout=60)
+        wait_for(lambda: not _processes_of(home), 50 - (time.monotonic() - stopped), "the UI's processes to end")
+
+
+def _processes_of(home: Path) -> list[str]:
+    """Processes whose command line names ``home`` (dagster dev's children carry its instance)."""
+    found = subprocess.run(["pgrep", "-f", str(home)], capture_output=True, text=True).stdout.split()
+    return [pid for pid in found if int(pid) != os.getpid()]
 
 
 @pytest.fixture
@@ -210,3 +209,28 @@ def test_ui_shows_the_graph_and_materializes_from_a_click(ui, browser):
     images = wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "img[src^='data:image/png']"), 30, "the picture")
     assert images[0].size["width"] > 300
     browser.save_screenshot(str(ARTIFACTS / "curated_subset_picture.png"))
+
+    # The why: the explained examples render as Markdown (the decision and the query tokens that
+    # drove it), and the changes since the previous version (the CLI's curation) are shown.
+    metadata_query = (
+        '{ assetOrError(assetKey: {path: ["curated_subset"]}) { ... on Asset { assetMaterializations(limit: 1) '
+        "{ metadataEntries { label ... on MarkdownMetadataEntry { mdStr } } } } } }"
+    )
+    entries = graphql(port, metadata_query)["assetOrError"]["assetMaterializations"][0]["metadataEntries"]
+    markdown = {entry["label"]: entry.get("mdStr") for entry in entries}
+    assert "log-prob gained by reading the answer first" in markdown["explained_examples"]
+    assert markdown["changes"].startswith("- curated version 1 -> 2: kept")
+    for label, text in (
+        ("explained_examples", "log-prob gained by reading the answer first"),
+        ("changes", "curated version 1 -> 2"),
+    ):
+        browser.get(f"http://127.0.0.1:{port}/assets/curated_subset?view=overview")
+        row = f"//tr[.//*[text()='{label}']]"
+        found = wait_for(lambda row=row: browser.find_elements(By.XPATH, row), 60, f"the {label} row")
+        links = found[0].find_elements(By.XPATH, ".//*[contains(text(), 'Show Markdown')]")
+        if links:  # a long value opens in a dialog; a short one is rendered in the row
+            browser.execute_script("arguments[0].scrollIntoView(); arguments[0].click()", links[0])
+        else:
+            browser.execute_script("arguments[0].scrollIntoView()", found[0])
+        wait_for(lambda text=text: text in browser.find_element(By.TAG_NAME, "body").text, 30, f"{label} rendered")
+        browser.save_screenshot(str(ARTIFACTS / f"curated_subset_{label}.png"))

@@ -8,9 +8,11 @@ import polars as pl
 
 from qaq_assets.defs.config import config_class
 from qaq_assets.defs.resources import LakeResource, ScoringModelsResource
-from qaq_assets.lib.reports.explain import examples, html_fragment
+from qaq_assets.lib.reports.explain import examples, markdown_fragment
 from qaq_assets.lib.reports.plots import curation_png, markdown_image
+from qaq_assets.lib.reports.resolve import previous_version
 from qaq_assets.lib.reports.summary import markdown_counts
+from qaq_assets.lib.reports.version_diff import diff_versions, markdown
 from qaq_assets.lib.scoring.metrics import distribution_summary
 from qaq_assets.lib.selection.curation import (
     EXACT_DUPLICATE,
@@ -41,13 +43,21 @@ CURATE_WHEN_SCORES_CHANGE = dg.AutomationCondition.eager().without(~dg.Automatio
 
 
 def _explained(store, version: int, models: ScoringModelsResource, context) -> str:
-    """HTML fragments explaining a few kept and dropped samples (see ``qaq explain``)."""
+    """Markdown explaining a few kept and dropped samples (see ``qaq explain``)."""
     try:
         tokenizer = models.tokenizer(models.model_keys()[0])
-        return "".join(html_fragment(item) for item in examples(store, version, tokenizer))
+        return "\n".join(markdown_fragment(item) for item in examples(store, version, tokenizer))
     except Exception as error:  # noqa: BLE001 - the version is published; an explanation must not fail it
         context.log.warning(f"could not explain examples: {error}")
         return f"(no examples: {error})"
+
+
+def _changes(store, version: int) -> str:
+    """What changed since the previous curated version (``qaq diff``), as Markdown."""
+    previous = previous_version(store, version)
+    if previous is None:
+        return "the first curated version: nothing to compare it with"
+    return markdown(diff_versions(store, previous, version))
 
 
 def build_curated_subset(defaults: Settings | None = None) -> dg.AssetsDefinition:
@@ -120,6 +130,7 @@ def build_curated_subset(defaults: Settings | None = None) -> dg.AssetsDefinitio
                 "decisions": dg.MetadataValue.md(markdown_counts(frame, "reason_code")),
                 "picture": dg.MetadataValue.md(markdown_image(curation_png(frame), "RMI, NLL(Q) and decisions")),
                 "explained_examples": dg.MetadataValue.md(_explained(store, version, models, context)),
+                "changes": dg.MetadataValue.md(_changes(store, version)),
                 "kept_distribution": dg.MetadataValue.json(
                     distribution_summary(kept, ["rmi", "nll_query", "ifd_loss"])
                 ),

@@ -149,9 +149,11 @@ def write_report(evaluation: Evaluation, out_dir: str | Path, title: str = "Sele
     for axis, column in zip(axes, ["rmi", "ifd_loss", "nll_query"], strict=True):
         for label in labels:
             values = evaluation.labelled.filter(pl.col("label") == label)[column].drop_nulls().to_list()
-            axis.hist(values, bins=30, alpha=0.5, label=label, density=True)
+            # Outlines, not filled bars: several labels overlap without hiding each other.
+            axis.hist(values, bins=30, histtype="step", linewidth=1.5, label=label, density=True)
         axis.set_title(f"{column} by planted label")
         axis.set_xlabel(column)
+        axis.set_ylabel("density (per label)")
     axes[0].legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(out / "scores_by_defect.png", dpi=100)

@@ -9,11 +9,11 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from qaq_assets.lib.errors import LakeError
 from qaq_assets.lib.reports.export import lineage_record, with_text
+from qaq_assets.lib.reports.resolve import resolve_sample
 from qaq_assets.lib.selection.rules import KEEP
 from qaq_assets.lib.store.lake import Lake
-from qaq_assets.lib.store.tables import CURATED_SUBSET, QAQ_SCORES, RAW_SAMPLES, TOKEN_LOGPROBS
+from qaq_assets.lib.store.tables import CURATED_SUBSET, QAQ_SCORES, TOKEN_LOGPROBS
 
 SCORE_FIELDS = ("nll_query", "nll_query_given_answer", "rmi", "ifd_loss", "ifd_ppl", "nll_answer_end")
 
@@ -28,22 +28,11 @@ class Explanation:
     model_key: str
 
 
-def find(lake: Lake, key: str, version: int | None = None) -> tuple[dict, dict]:
-    """The curated row of ``key`` (a sample id, a record id, or ``shard:row``) in ``version``,
-    and that version's lineage."""
+def find(lake: Lake, key: str, version: int | str | None = None) -> tuple[dict, dict]:
+    """The curated row ``key`` names (see :func:`resolve_sample`) in ``version``, and that
+    version's lineage."""
     lineage = lineage_record(lake, version)
-    curated = lake.scan(CURATED_SUBSET, lineage["curated_version"])
-    shard, _, row = key.rpartition(":")
-    match = pl.col("sample_id") == key
-    if shard and row.isdigit():
-        match |= (pl.col("shard") == shard) & (pl.col("row_index") == int(row))
-    rows = curated.filter(match).collect()
-    if rows.height == 0:  # a record id: found in raw_samples only when the key is nothing else
-        raw = lake.scan(RAW_SAMPLES, lineage["input_versions"].get("raw_samples"))
-        by_id = raw.filter(pl.col("id") == key).select("shard", "row_index")
-        rows = curated.join(by_id, on=["shard", "row_index"]).collect()
-    if rows.height == 0:
-        raise LakeError(f"no sample {key!r} in curated_subset version {lineage['curated_version']}")
+    rows = resolve_sample(lake, key, lineage["curated_version"], lineage["input_versions"].get("raw_samples"))
     return with_text(lake, rows.head(1), lineage).row(0, named=True), lineage
 
 
@@ -134,6 +123,27 @@ def html_fragment(explained: Explanation) -> str:
         spans.append(f'<span title="{gain:+.2f}" style="background:{colour}">{html.escape(name)}</span>')
     lines = "".join(f"<div>{html.escape(line)}</div>" for line in _score_lines(explained))
     return f'<div class="explain">{lines}<pre style="white-space:pre-wrap">{"".join(spans)}</pre></div>'
+
+
+def _markdown_cell(text: str) -> str:
+    shown = text.replace("\n", "\\n").replace("|", "\\|").replace("`", "'").strip() or "␠"
+    return f"`{shown}`"
+
+
+def markdown_fragment(explained: Explanation, tokens: int = 6) -> str:
+    """The explanation as Markdown (what the Dagster UI renders): the decision, the scores, and
+    the query tokens the answer made most and least predictable."""
+    row = explained.row
+    lines = [f"#### {row['decision']} · {row['shard']}:{row['row_index']} · {row['reason_code']}", ""]
+    lines += [f"- {line}" for line in _score_lines(explained)[1:]]
+    gains = sorted(explained.query_tokens, key=lambda item: -item[1])
+    shown = [item for item in gains[:tokens] if item[1] > 0] + [
+        item for item in gains[::-1][: tokens // 2] if item[1] < 0
+    ]
+    if shown:
+        lines += ["", "| query token | log-prob gained by reading the answer first |", "|---|---|"]
+        lines += [f"| {_markdown_cell(name)} | {gain:+.2f} |" for name, gain in shown]
+    return "\n".join(lines) + "\n"
 
 
 def examples(lake: Lake, version: int | None = None, tokenizer=None, each: int = 3) -> list[Explanation]:

@@ -11,34 +11,12 @@ from qaq_assets.lib.errors import LakeError
 from qaq_assets.lib.ingest.record_fields import ALPACA, MESSAGES, PAIR, SHAREGPT
 from qaq_assets.lib.reports.export_formats import format_for
 from qaq_assets.lib.reports.output_files import atomic_output
+from qaq_assets.lib.reports.resolve import recorded_versions, resolve_version, spans
 from qaq_assets.lib.selection.rules import KEEP
 from qaq_assets.lib.store.lake import Lake
 from qaq_assets.lib.store.tables import CURATED_SUBSET, CURATION_RUNS, RAW_SAMPLES, TEXT_COLUMNS
 
 SHAREGPT_ROLES = {"system": "system", "user": "human", "assistant": "gpt", "tool": "tool"}
-
-
-def curated_version(lake: Lake, version: int | None = None) -> int:
-    """``version`` of curated_subset, checked to exist, or its latest; :class:`LakeError` otherwise.
-    A version named is opened as itself: a broken newer commit does not hide it."""
-    if version is not None and version >= 0:
-        try:
-            if lake.delta_table(CURATED_SUBSET, version) is not None:
-                return version
-        except LakeError:
-            pass
-    latest = lake.version(CURATED_SUBSET)
-    if latest is None:
-        raise LakeError(f"no curated_subset in {lake.root}: is --lake right? (`qaq curate` creates it)")
-    if version is None:
-        return latest
-    raise LakeError(f"no curation recorded for curated_subset version {version}; recorded: {recorded_versions(lake)}")
-
-
-def recorded_versions(lake: Lake) -> list[int]:
-    """curated_subset versions whose lineage is recorded."""
-    versions = lake.scan(CURATION_RUNS).select("curated_version").drop_nulls().collect()["curated_version"]
-    return sorted(versions.to_list())
 
 
 def with_text(lake: Lake, rows: pl.DataFrame, lineage: dict) -> pl.DataFrame:
@@ -60,14 +38,14 @@ def with_text(lake: Lake, rows: pl.DataFrame, lineage: dict) -> pl.DataFrame:
     return rows.join(text, on=["shard", "row_index"], how="left")
 
 
-def kept_samples(lake: Lake, version: int | None = None) -> pl.DataFrame:
+def kept_samples(lake: Lake, version: int | str | None = None) -> pl.DataFrame:
     """Kept rows of ``curated_subset`` as of Delta ``version`` (default latest), with their text."""
     lineage = lineage_record(lake, version)
     kept = lake.scan(CURATED_SUBSET, lineage["curated_version"]).filter(pl.col("decision") == KEEP).collect()
     return with_text(lake, kept, lineage).sort("shard", "row_index")
 
 
-def export_curated(lake: Lake, out: str | Path, fmt: str | None = None, version: int | None = None) -> int:
+def export_curated(lake: Lake, out: str | Path, fmt: str | None = None, version: int | str | None = None) -> int:
     """Write the kept samples to ``out`` (whole or not at all); returns the number written."""
     fmt = format_for(out, fmt)
     kept = kept_samples(lake, version)  # refuses an incomplete version
@@ -126,11 +104,12 @@ def _record(row: dict, fmt: str) -> dict:
     return {**record, **({"system": system} if system is not None else {}), **ids}
 
 
-def lineage_record(lake: Lake, version: int | None = None) -> dict:
-    """The ``curation_runs`` record of curated_subset ``version`` (default latest), JSON fields
-    decoded. It is found by the curation id the version's rows carry; a version without one
-    (its curation was interrupted before its lineage was written) is incomplete: LakeError."""
-    version = curated_version(lake, version)
+def lineage_record(lake: Lake, version: int | str | None = None) -> dict:
+    """The ``curation_runs`` record of curated_subset ``version`` (default latest; any form
+    :func:`resolve_version` takes), JSON fields decoded. It is found by the curation id the
+    version's rows carry; a version without one (its curation was interrupted before its lineage
+    was written) is incomplete: LakeError."""
+    version = resolve_version(lake, version)
     ids = lake.scan(CURATED_SUBSET, version).select("curation_id").unique().collect()["curation_id"].drop_nulls()
     runs = lake.scan(CURATION_RUNS)
     if ids.len():
@@ -140,7 +119,7 @@ def lineage_record(lake: Lake, version: int | None = None) -> dict:
     if rows.height == 0:
         raise LakeError(
             f"curated_subset version {version} is incomplete: no lineage was recorded for it (an interrupted "
-            f"curation); recorded: {recorded_versions(lake)}"
+            f"curation); recorded versions: {spans(recorded_versions(lake))}"
         )
     record = rows.row(0, named=True)
     record["curated_version"] = version

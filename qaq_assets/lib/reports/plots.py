@@ -48,6 +48,7 @@ def curation_png(curated: pl.DataFrame) -> bytes:
     )
     axes[0].set_title("RMI (nats/token): kept band vs dropped")
     axes[0].set_xlabel("rmi = NLL(Q) - NLL(Q|A)")
+    axes[0].set_ylabel("samples")
     axes[0].legend()
 
     axes[1].hist(scored["nll_query"].to_list(), bins=bins, color="#4c6ef5")
@@ -56,6 +57,7 @@ def curation_png(curated: pl.DataFrame) -> bytes:
         axes[1].axvline(edge, color="black", linewidth=0.8, linestyle=":")
     axes[1].set_title("NLL(Q) with stratum edges")
     axes[1].set_xlabel("nll_query")
+    axes[1].set_ylabel("samples")
 
     reasons = (
         with_reason_code(curated)
@@ -67,6 +69,7 @@ def curation_png(curated: pl.DataFrame) -> bytes:
     colours = ["#2b8a3e" if d == KEEP else "#adb5bd" for d in reasons["decision"]]
     axes[2].barh(reasons["reason"].to_list(), reasons["len"].to_list(), color=colours)
     axes[2].set_title("rows per decision reason")
+    axes[2].set_xlabel("rows")
     return _png(figure)
 
 

@@ -49,13 +49,13 @@ def defect_rates(curated: pl.DataFrame) -> tuple[float, float] | None:
     return float(rate_in), float(rate_kept)
 
 
-def summary_text(lake: Lake, version: int | None = None) -> str:
-    from qaq_assets.lib.reports.export import curated_version
+def summary_text(lake: Lake, version: int | str | None = None) -> str:
+    from qaq_assets.lib.reports.export import lineage_record
 
-    version = curated_version(lake, version)
+    version = lineage_record(lake, version)["curated_version"]  # one check for every command
     curated = lake.scan(CURATED_SUBSET, version).collect()
     if curated.height == 0:
-        return "no curated subset yet"
+        return f"curated_subset version {version} is empty: no shard was scored by every model"
     kept = curated.filter(pl.col("decision") == KEEP).height
     lines = [
         f"curated_subset version {version}: {curated.height} rows, {kept} kept "
@@ -94,17 +94,31 @@ def top_kept(curated: pl.DataFrame, count: int = 10) -> pl.DataFrame:
     )
 
 
+def _changes_since_previous(lake: Lake, version: int) -> str:
+    from qaq_assets.lib.reports.resolve import previous_version
+    from qaq_assets.lib.reports.version_diff import diff_versions, summary_lines
+
+    previous = previous_version(lake, version)
+    if previous is None:
+        return "the first curated version: nothing to compare it with"
+    try:
+        return "\n".join(summary_lines(diff_versions(lake, previous, version)))
+    except LookupError as error:
+        return str(error)
+
+
 def _number(value: float | None) -> str:
     return "" if value is None else f"{value:.3f}"
 
 
-def html_report(lake: Lake, version: int | None = None, tokenizer=None) -> str:
+def html_report(lake: Lake, version: int | str | None = None, tokenizer=None) -> str:
     """A self-contained HTML page (plots embedded) of one curated version and its lineage."""
     from qaq_assets.lib.reports.explain import examples, html_fragment
-    from qaq_assets.lib.reports.export import curated_version, lineage_record, with_text
+    from qaq_assets.lib.reports.export import lineage_record, with_text
     from qaq_assets.lib.reports.plots import curation_png
+    from qaq_assets.lib.reports.resolve import resolve_version
 
-    version = curated_version(lake, version)
+    version = resolve_version(lake, version)
     curated = lake.scan(CURATED_SUBSET, version).collect()
     if curated.height == 0:
         raise LakeError(f"curated_subset version {version} in {lake.root} is empty")
@@ -122,10 +136,12 @@ def html_report(lake: Lake, version: int | None = None, tokenizer=None) -> str:
         explained = html.escape(str(error))
     rows = "".join(
         f"<tr><td class=id>{html.escape(r['shard'])}:{r['row_index']}</td><td>{_number(r['keep_score'])}</td>"
+        f"<td>{'' if r.get('stratum') is None else r['stratum']}</td><td>{_number(r.get('rmi_rank'))}</td>"
         f"<td>{_number(r['rmi'])}</td><td><pre>{html.escape(shorten(r['instruction'], 300))}</pre></td>"
         f"<td><pre>{html.escape(shorten(r['response'], 400))}</pre></td></tr>"
         for r in kept.iter_rows(named=True)
     )
+    changes = _changes_since_previous(lake, version)
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>qaq-assets curation v{version}</title>
 <style>body{{font-family:sans-serif;max-width:1200px;margin:2em auto}}pre{{white-space:pre-wrap;margin:0}}
@@ -136,7 +152,12 @@ td.id{{white-space:nowrap}}</style></head>
 <h2>Scores and decisions</h2>
 <img alt="RMI, NLL(Q) and decisions" src="data:image/png;base64,{picture}" style="max-width:100%">
 <h2>Kept samples (top {len(kept)} by keep_score)</h2>
-<table><tr><th>row</th><th>keep_score</th><th>rmi</th><th>instruction</th><th>response</th></tr>{rows}</table>
+<p>keep_score is the closeness of the sample's RMI rank to its stratum band's middle (band rules), the
+strong/weak rank difference (diff), or the baseline's own score: ties are common, and rank within the
+stratum says more.</p>
+<table><tr><th>row</th><th>keep_score</th><th>stratum</th><th>RMI rank in stratum</th><th>rmi</th><th>instruction</th>
+<th>response</th></tr>{rows}</table>
+<h2>What changed since the previous version</h2><pre>{html.escape(changes)}</pre>
 <h2>Why: a few kept and dropped samples</h2>
 <p>Each query token is shaded by how much reading the answer first made it more (green) or less (red)
 predictable: log p(q_t | A, q_&lt;t) - log p(q_t | q_&lt;t), from the stored token log-probs.</p>

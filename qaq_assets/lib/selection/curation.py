@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 import numpy as np
@@ -42,6 +42,7 @@ class Curation:
     input_versions: dict[str, int | None]
     models: list[dict]
     template_versions: list[str]
+    strategy: str  # the rule that ran (``auto`` resolved)
 
     def counts(self) -> dict[str, int]:
         return decision_counts(self.frame)
@@ -58,8 +59,9 @@ class Curation:
                     "shards": self.shards,
                     "models": json.dumps(self.models, sort_keys=True),
                     "template_version": ",".join(self.template_versions),
-                    "selection_config": config.to_json(),
-                    "selection_config_sha": config.sha(),
+                    # The rule that ran, not ``auto``: what a reader needs to reproduce it.
+                    "selection_config": replace(config, strategy=self.strategy).to_json(),
+                    "selection_config_sha": replace(config, strategy=self.strategy).sha(),
                     "counts": json.dumps(self.counts(), sort_keys=True),
                 }
             ],
@@ -253,13 +255,17 @@ def unscored_shards(lake: Lake, expected: dict[str, dict | None]) -> dict[str, l
     return _unscored(raw, scores, model_keys)
 
 
-def prepare(lake: Lake, model_keys: list[str], config: SelectionConfig) -> Candidates:
-    """Read one consistent snapshot of the lake and deduplicate, for every shard scored by all
-    ``model_keys`` (strong first). Reads no text: ids, labels, stored features and scores."""
+def prepare(lake: Lake, model_keys: list[str], config: SelectionConfig, shards: list[str] | None = None) -> Candidates:
+    """Read one consistent snapshot of the lake and deduplicate, for every shard (of ``shards``,
+    where given) scored by all ``model_keys`` (strong first). Reads no text: ids, labels, stored
+    features and scores."""
     if not model_keys:
         raise CurationError("no models configured")
     versions = {table.name: lake.version(table) for table in (RAW_SAMPLES, SAMPLE_FEATURES, QAQ_SCORES)}
-    raw = lake.scan(RAW_SAMPLES, versions["raw_samples"]).select("shard", "row_index", "sample_id", "label").collect()
+    raw = lake.scan(RAW_SAMPLES, versions["raw_samples"]).select("shard", "row_index", "sample_id", "label")
+    if shards is not None:
+        raw = raw.filter(pl.col("shard").is_in(shards))
+    raw = raw.collect()
     scores_scan = lake.scan(QAQ_SCORES, versions["qaq_scores"]).filter(pl.col("model_key").is_in(model_keys))
     scores = scores_scan.select(
         "model_key", "shard", "sample_id", "nll_query", "rmi", "ifd_loss", "nll_answer_given_query", "nll_answer_end"
@@ -326,6 +332,7 @@ def curate(lake: Lake, model_keys: list[str], config: SelectionConfig, curation_
         input_versions=candidates.input_versions,
         models=candidates.models,
         template_versions=sorted({m["template_version"] for m in candidates.models}),
+        strategy=strategy,
     )
 
 

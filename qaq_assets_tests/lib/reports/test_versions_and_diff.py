@@ -1,0 +1,106 @@
+"""One way to name a version and a sample for every command, and what changed between versions."""
+
+import json
+
+import polars as pl
+import pytest
+
+from qaq_assets.lib.errors import LakeError
+from qaq_assets.lib.reports.resolve import resolve_sample, resolve_version
+from qaq_assets.lib.reports.version_diff import diff_versions, summary_lines
+from qaq_assets.lib.store.lake import Lake
+from qaq_assets.lib.store.tables import CURATED_SUBSET, CURATION_RUNS
+from qaq_assets_tests.conftest import CODE_PAIRS, TINY, qaq, write_jsonl
+
+MODEL = ["--model", TINY, "--template", "plain", "--dtype", "float32", "--forward", "fused-eager"]
+
+
+@pytest.fixture(scope="module")
+def three_versions(tmp_path_factory):
+    root = tmp_path_factory.mktemp("versions")
+    lake = root / "lake"
+    first = write_jsonl(
+        root / "a.jsonl", [{"id": f"a{i}", "instruction": q, "response": a} for i, (q, a) in enumerate(CODE_PAIRS)]
+    )
+    assert qaq("curate", first, "--lake", lake, *MODEL, "--strategy", "rmi-band").returncode == 0
+    second = write_jsonl(root / "b.jsonl", [{"instruction": f"Also: {q}", "response": a} for q, a in CODE_PAIRS])
+    assert qaq("curate", second, "--lake", lake, *MODEL, "--strategy", "rmi-band").returncode == 0
+    assert qaq("curate", second, "--lake", lake, *MODEL, "--strategy", "rmi-band", "--budget", "0.5").returncode == 0
+    return Lake(lake)
+
+
+def test_a_version_is_named_by_number_v_number_latest_or_time(three_versions):
+    lake = three_versions
+    assert [resolve_version(lake, name) for name in (None, "latest", "2", "v2", 1)] == [3, 3, 2, 2, 1]
+    made = lake.scan(CURATION_RUNS).sort("curated_version").collect()["created_at"].to_list()
+    assert resolve_version(lake, made[1].isoformat()) == 2
+    with pytest.raises(LakeError, match=r"no curated version 7; recorded versions: 1-3 \(latest 3\); name one as"):
+        resolve_version(lake, "7")
+    with pytest.raises(LakeError, match="version 0 is the empty table a lake starts with"):
+        resolve_version(lake, "0")
+    with pytest.raises(LakeError, match="no curated version existed at 2001-01-01T00:00:00"):
+        resolve_version(lake, "2001-01-01")
+    with pytest.raises(LakeError, match="--version takes latest, N, vN or a time"):
+        resolve_version(lake, "yesterday")
+
+
+def test_every_command_takes_the_same_version_names_and_says_the_same_line(three_versions, tmp_path):
+    root = three_versions.root
+    assert json.loads(qaq("lineage", "--lake", root, "--version", "v2").stdout)["curated_version"] == 2
+    assert qaq("summary", "--lake", root, "--version", "v1").stdout.startswith("curated_subset version 1:")
+    exported = qaq("export", "--lake", root, "--version", "v1", "--out", tmp_path / "v1.jsonl")
+    assert exported.returncode == 0 and "wrote 3 samples" in exported.stdout
+    lines = {
+        command: qaq(command, *extra, "--lake", root, "--version", "0").stderr.strip()
+        for command, extra in (("summary", []), ("lineage", []), ("export", ["--out", tmp_path / "x.jsonl"]))
+    }
+    assert {line.split(": ", 1)[1] for line in lines.values()} == {
+        "version 0 is the empty table a lake starts with, no curation; recorded versions: 1-3 (latest 3); "
+        "name one as latest, N, vN or a time such as 2026-12-06T05:00"
+    }
+    # The lineage names the rule that ran, not "auto".
+    auto = qaq("curate", tmp_path / "nothing.jsonl", "--lake", root, *MODEL)
+    assert auto.returncode == 2
+    assert json.loads(qaq("lineage", "--lake", root).stdout)["selection_config"]["strategy"] == "rmi-band"
+
+
+def test_a_sample_is_named_by_id_prefix_record_id_or_shard_row(three_versions):
+    lake = three_versions
+    raw_version = json.loads(
+        lake.scan(CURATION_RUNS).filter(pl.col("curated_version") == 3).collect()["input_versions"][0]
+    )["raw_samples"]
+    row = lake.scan(CURATED_SUBSET, 3).filter(pl.col("shard") == "a").sort("row_index").collect().row(2, named=True)
+    for key in (row["sample_id"], row["sample_id"][:8], "a2", "a:3"):
+        assert resolve_sample(lake, key, 3, raw_version)["sample_id"][0] == row["sample_id"], key
+    with pytest.raises(LakeError, match=r"rows are numbered from 1 .*; no row 0"):
+        resolve_sample(lake, "a:0", 3, raw_version)
+    with pytest.raises(LakeError, match=r"no row 99 in shard 'a' of curated version 3: shard 'a' has rows 1-12"):
+        resolve_sample(lake, "a:99", 3, raw_version)
+    with pytest.raises(LakeError, match=r"no sample 'nope' in curated version 3; name it as a sample id"):
+        resolve_sample(lake, "nope", 3, raw_version)
+    explained = qaq("explain", row["sample_id"][:10], "--lake", lake.root, "--model", TINY)
+    assert explained.returncode == 0 and f"a:3 sample {row['sample_id']}" in explained.stdout
+
+
+def test_the_diff_names_new_shards_flipped_decisions_and_changed_settings(three_versions):
+    lake = three_versions
+    landed = diff_versions(lake, 1, 2)
+    assert landed.shards_added == ["b"] and landed.samples_added == 12 and landed.samples_removed == 0
+    flipped_codes = set(landed.flips["reason_code_before"]) | set(landed.flips["reason_code_after"])
+    assert flipped_codes <= {"rmi_in_band", "rmi_below_band", "rmi_above_band"}
+    text = "\n".join(summary_lines(landed))
+    assert (
+        "shards added 1 (b), removed 0" in text
+        and f"decisions flipped on samples in both: {landed.flips.height}" in text
+    )
+    if landed.flips.height:
+        assert "the strata and ranks span the whole corpus" in text
+    rebudgeted = diff_versions(lake, 2, 3)
+    assert rebudgeted.settings == {"budget": (0.25, 0.5)} and rebudgeted.kept_after > rebudgeted.kept_before
+    # A wider band from the same start only adds: nothing kept before is dropped.
+    assert rebudgeted.newly_kept.height == rebudgeted.kept_after - rebudgeted.kept_before
+    assert rebudgeted.newly_dropped.height == 0
+    cli = qaq("diff", "--lake", lake.root)  # the latest against the one before it
+    expected = f"curated version 2 -> 3: kept {rebudgeted.kept_before} -> {rebudgeted.kept_after}"
+    assert cli.returncode == 0 and cli.stdout.startswith(expected)
+    assert "setting budget: 0.25 -> 0.5" in cli.stdout
