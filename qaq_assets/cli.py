@@ -146,8 +146,8 @@ ODD_RESULT = 3
 
 def _evaluate(args: argparse.Namespace) -> int:
     from qaq_assets.lib.reports.evaluation import auroc_table, evaluate, rates_table, signal_table, write_report
+    from qaq_assets.lib.selection.config import SelectionConfig
     from qaq_assets.lib.selection.curation import prepare
-    from qaq_assets.lib.selection.rules import SelectionConfig
 
     summary = _run_curation(args)
     if not summary.registered:
@@ -220,6 +220,17 @@ def _bench_files(args: argparse.Namespace) -> int:
 
     _quiet_libraries()
     files_bench(args.files, args.records_per_file, args.workdir)
+    return 0
+
+
+def _bench_sft(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from qaq_assets.benchmarks.sft import main as sft_bench
+
+    _quiet_libraries()
+    with tempfile.TemporaryDirectory(dir=args.workdir) as workdir:
+        sft_bench(_settings(args), args.corpus, args.held_out, args.size, args.budget, workdir)
     return 0
 
 
@@ -379,6 +390,24 @@ def build_parser() -> argparse.ArgumentParser:
     many.add_argument("--records-per-file", type=int, default=1, help="records in each file")
     many.add_argument("--workdir", default=None, help="where the files and lakes go (default: the temp directory)")
     many.set_defaults(handler=_bench_files)
+
+    sft = bench_kinds.add_parser(
+        "sft", help="fine-tune the model on subsets chosen by each rule; NLL on HumanEval and held-out code"
+    )
+    sft.add_argument("--corpus", default="data/eval/pypi.jsonl", help="the noisy corpus subsets are drawn from")
+    sft.add_argument(
+        "--held-out", default="data/eval/stdlib_humaneval.jsonl", help="a corpus whose clean pairs measure the models"
+    )
+    sft.add_argument(
+        "--size",
+        default="reduced",
+        choices=["reduced", "full"],
+        help="reduced: 128 pairs, one epoch, sized for a CPU; full: the whole corpus, two epochs, for a GPU",
+    )
+    sft.add_argument("--budget", type=float, default=0.25, help="share of the corpus each subset keeps")
+    sft.add_argument("--workdir", default=None, help="where the lake and files go (default: the temp directory)")
+    _add_settings(sft, SCORING)
+    sft.set_defaults(handler=_bench_sft)
 
     evaluation = commands.add_parser("evaluate", help="compare strategies on data with planted-defect labels")
     evaluation.add_argument("paths", nargs="+")

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from qaq_assets.lib.scoring.backends import ScorerIdentity
+from qaq_assets.lib.scoring.backends.local import ScorerIdentity
 from qaq_assets.lib.scoring.shard_scoring import ShardRows
 from qaq_assets.lib.store.lake import Lake
 from qaq_assets.lib.store.tables import SCORE_CACHE, TOKEN_LOGPROBS

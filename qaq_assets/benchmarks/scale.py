@@ -22,8 +22,8 @@ from pathlib import Path
 import polars as pl
 import pyarrow as pa
 
+from qaq_assets.lib.selection.config import SelectionConfig
 from qaq_assets.lib.selection.curation import publish
-from qaq_assets.lib.selection.rules import SelectionConfig
 from qaq_assets.lib.store.lake import Lake
 from qaq_assets.lib.store.tables import CURATED_SUBSET
 
@@ -86,7 +86,7 @@ def _ingest(job: tuple[str, str, str]) -> tuple[int, float]:
 
 def _score(job: tuple[str, str]) -> tuple[int, float]:
     """Precompute a shard's log-probs (untimed), then time the lake side of scoring it."""
-    from qaq_assets.benchmarks.pipeline import IDENTITY, PrecomputedBackend
+    from qaq_assets.benchmarks.precomputed import IDENTITY, PrecomputedBackend
     from qaq_assets.lib.scoring.shard_scoring import score_partition, shard_samples, write_qaq_scores
 
     root, shard = job
@@ -138,7 +138,9 @@ def run(samples: int, shards: int, workdir: Path, workers: int = 2, log=print) -
             rows for rows, _ in pool.map(_ingest, [(root, str(p), n) for p, n in zip(paths, names, strict=True)][:-1])
         )
         ingest_seconds = time.perf_counter() - started
-        stages.report("ingest", ingested, ingest_seconds, f"{workers} processes; read, hash, code check, MinHash")
+        stages.report(
+            "ingest", ingested, ingest_seconds, f"{workers} processes; read, hash, code check, MinHash, decontamination"
+        )
         started = time.perf_counter()
         scored = sum(rows for rows, _ in pool.map(_score, [(root, n) for n in names[:-1]]))
         stages.report("score (lake side)", scored, time.perf_counter() - started, "precomputed log-probs")

@@ -19,7 +19,7 @@ import torch
 
 from qaq_assets.lib.errors import one_line
 from qaq_assets.lib.ingest.record_fields import read_pairs, sample_id_for
-from qaq_assets.lib.scoring.backends import prepare_worker
+from qaq_assets.lib.scoring.backends.local import prepare_worker
 from qaq_assets.lib.scoring.engine.models import LoadedModel, load_model, resolve_dtype
 from qaq_assets.lib.scoring.engine.reference import mean_nlls, naive_pair_logprobs
 from qaq_assets.lib.scoring.engine.scorer import PairScorer, PairTokens, tokenize_pairs
@@ -59,7 +59,7 @@ def check_equal(reference: np.ndarray, candidate: np.ndarray, tolerance: float, 
 
 
 def matmul_size(device: torch.device) -> int:
-    """The square matmul that sets the bench's peak: 8192 on a GPU (the issue's MFU), 2048 on a CPU."""
+    """The square matmul that sets the bench's peak: 8192 on a GPU (model FLOPs utilisation), 2048 on a CPU."""
     return 8192 if device.type == "cuda" else 2048
 
 
@@ -101,7 +101,7 @@ class BenchResult:
 
     @property
     def attention_gflops(self) -> float:
-        """Achieved rate counting the causal attention's FLOPs too (the issue's formula leaves them out)."""
+        """Achieved rate counting the causal attention's FLOPs too (2 x parameters x tokens leaves them out)."""
         return (2 * self.parameters * self.scorer_forward_tokens + self.attention_flops) / self.scorer_seconds / 1e9
 
     @property

@@ -1,4 +1,4 @@
-"""Dagster config and resource classes whose fields are the declared settings (lib/settings.py):
+"""Dagster config and resource classes whose fields are the declared settings (the stage config classes):
 each field's type, default and description come from its declaration, so the launchpad shows
 the same settings, defaults and help as the command line and README."""
 

@@ -12,7 +12,8 @@ from qaq_assets.defs.config import config_class
 from qaq_assets.defs.instance_binding import bind_to_lake
 from qaq_assets.lib.model_specs import ModelSpec, parse_model_specs
 from qaq_assets.lib.progress import TerminalProgress
-from qaq_assets.lib.scoring.backends import (
+from qaq_assets.lib.scoring.backends.device_pool import device_pool
+from qaq_assets.lib.scoring.backends.local import (
     DeferredLocalBackend,
     LocalBackend,
     ScorerIdentity,
@@ -20,7 +21,6 @@ from qaq_assets.lib.scoring.backends import (
     ScoringBackend,
     local_devices,
 )
-from qaq_assets.lib.scoring.device_pool import device_pool
 from qaq_assets.lib.scoring.engine.models import (
     LoadedModel,
     canonical_device,
@@ -76,7 +76,7 @@ class LakeResource(dg.ConfigurableResource):
 
 class _ScoringModels(dg.ConfigurableResource):
     """The language models that score samples: strong first, optional weak second. Its fields
-    are the scoring settings (lib/settings.py)."""
+    are the fields of ScoringConfig (lib/scoring/config.py): models, template, device, dtype, ..."""
 
     def specs(self) -> dict[str, ModelSpec]:
         return {spec.key: spec for spec in parse_model_specs(self.models)}
@@ -154,7 +154,7 @@ class _ScoringModels(dg.ConfigurableResource):
         if self.backend == "local":
             return self._local_backend(key)
         if self.backend == "ray":
-            from qaq_assets.lib.scoring.ray_backend import RayBackend
+            from qaq_assets.lib.scoring.backends.ray import RayBackend
 
             return RayBackend(
                 self.specs()[key],

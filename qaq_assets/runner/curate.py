@@ -20,7 +20,6 @@ from qaq_assets.definitions import build_definitions
 from qaq_assets.defs.instance_binding import bind_to_lake
 from qaq_assets.defs.partitions import MULTI_KEY_SEPARATOR, RANGE_END_TAG, RANGE_START_TAG, SHARDS
 from qaq_assets.lib.batches import MAX_BATCH_BYTES, MAX_BATCH_SAMPLES, MAX_BATCH_SHARDS, batches
-from qaq_assets.lib.ingest.record_fields import FieldMap
 from qaq_assets.lib.ingest.registry import check, record, shard_files, stale_shards
 from qaq_assets.lib.ingest.shard_ingest import IngestOptions
 from qaq_assets.lib.progress import TerminalProgress
@@ -293,9 +292,7 @@ class _JobRunner:
                 log(f"scored {done.pop() if len(done) == 1 else f'{len(done)} shards'}/{model}")
 
     def _ingest_options_key(self) -> str:
-        settings = self.settings
-        options = IngestOptions(settings.label_field, settings.max_record_bytes, False, FieldMap.parse(settings.fields))
-        return options.key()
+        return IngestOptions.of(self.settings).key()
 
     def _unscored(self, lake: Lake, keys: list[str]) -> dict[str, list[str]]:
         models = self.defs.resources["models"]

@@ -12,7 +12,9 @@ from qaq_assets.cli import main
 from qaq_assets.lib.scoring.engine.reference import mean_nlls, naive_pair_logprobs
 from qaq_assets.lib.scoring.engine.scorer import PairScorer, tokenize_pairs
 from qaq_assets.lib.scoring.engine.templates import build_layouts
-from qaq_assets_tests.conftest import CODE_PAIRS
+from qaq_assets_tests.helpers import CODE_PAIRS
+
+pytestmark = pytest.mark.slow  # each bench runs whole, most in a fresh process
 
 
 def test_naive_reference_equals_the_two_pass_scorer(tiny_model):
@@ -160,7 +162,7 @@ def test_make_bench_gpu_benches_each_shape_alone_and_names_the_failed_ones(tmp_p
     import subprocess
     import sys
 
-    from qaq_assets_tests.conftest import REPO
+    from qaq_assets_tests.helpers import REPO
 
     make_shard("bench", CODE_PAIRS[:4])
     options = f"--device cpu --samples 4 --naive-samples 2 --dtype float32 --data {tmp_path / 'bench.jsonl'}"
@@ -181,7 +183,7 @@ def test_bench_runs_on_a_bare_machine_without_polars_deltalake_or_dagster(tmp_pa
     import sys
 
     from qaq_assets.lib.scoring.engine.models import byte_level_tokenizer
-    from qaq_assets_tests.conftest import REPO
+    from qaq_assets_tests.helpers import REPO
 
     make_shard("bench", CODE_PAIRS[:5])
     byte_level_tokenizer().save_pretrained(tmp_path / "tok")
@@ -224,12 +226,12 @@ def test_memory_bench_shows_streamed_writes_peak_below_collected_ones(capsys):
 def test_pipeline_bench_writes_what_the_scoring_assets_write(tmp_path, make_shard, monkeypatch):
     import dagster as dg
 
-    from qaq_assets.benchmarks.pipeline import PrecomputedBackend, run
+    from qaq_assets.benchmarks.pipeline import run
+    from qaq_assets.benchmarks.precomputed import PrecomputedBackend
     from qaq_assets.defs.partitions import SHARDS
-    from qaq_assets.lib.ingest.registry import register_files
     from qaq_assets.lib.store.lake import Lake
     from qaq_assets.lib.store.tables import QAQ_SCORES
-    from qaq_assets_tests.conftest import graph
+    from qaq_assets_tests.helpers import graph, register_files
 
     figures = run(300, 64, tmp_path / "bench", log=lambda _: None)
     assert figures["samples"] == 300 and figures["samples_per_s"] > 0

@@ -1,6 +1,6 @@
 """The ``qaq`` command line, run as a user runs it."""
 
-from qaq_assets_tests.conftest import CODE_PAIRS, LAST_LINE, TINY, qaq
+from qaq_assets_tests.helpers import CODE_PAIRS, LAST_LINE, TINY, qaq
 
 
 def test_curate_prints_the_contract_line_and_reruns_score_nothing(tmp_path, make_shard):

@@ -5,16 +5,14 @@ import json
 import pytest
 
 from qaq_assets.cli import main
-from qaq_assets_tests.conftest import CODE_PAIRS, TINY, qaq, write_jsonl
-
-MODEL = ["--model", TINY, "--template", "plain", "--dtype", "float32"]
+from qaq_assets_tests.helpers import CODE_PAIRS, TINY_FLAGS, qaq, write_jsonl
 
 
 @pytest.fixture(scope="module")
 def curated_lake(tmp_path_factory):
     root = tmp_path_factory.mktemp("curated")
     shard = write_jsonl(root / "s.jsonl", [{"instruction": q, "response": a} for q, a in CODE_PAIRS])
-    assert qaq("curate", shard, "--lake", root / "lake", *MODEL).returncode == 0  # no shared DAGSTER_HOME
+    assert qaq("curate", shard, "--lake", root / "lake", *TINY_FLAGS).returncode == 0  # no shared DAGSTER_HOME
     return root / "lake"
 
 
@@ -51,9 +49,9 @@ def test_every_command_names_the_cause_of_bad_input_in_one_line(tmp_path, capsys
             "no curated version 99; recorded versions: 1 (latest 1)",
         ),
         (["export", "--lake", curated_lake, "--out", out, "--storage-option", "oops"], "KEY=VALUE"),
-        (["curate", tmp_path / "missing.jsonl", "--lake", missing_lake, *MODEL], "missing.jsonl: no such file"),
-        (["curate", tmp_path / "x.xml", "--lake", missing_lake, *MODEL], "unsupported file type"),
-        (["evaluate", tmp_path / "missing.jsonl", "--lake", missing_lake, *MODEL], "no such file"),
+        (["curate", tmp_path / "missing.jsonl", "--lake", missing_lake, *TINY_FLAGS], "missing.jsonl: no such file"),
+        (["curate", tmp_path / "x.xml", "--lake", missing_lake, *TINY_FLAGS], "unsupported file type"),
+        (["evaluate", tmp_path / "missing.jsonl", "--lake", missing_lake, *TINY_FLAGS], "no such file"),
     ]
     for args, cause in cases:
         status, _, err = run(capsys, *args)
@@ -63,7 +61,7 @@ def test_every_command_names_the_cause_of_bad_input_in_one_line(tmp_path, capsys
     assert not missing_lake.exists() and not out.parent.exists()
 
     # A garbage file fails alone, in one line; the command says so with exit status 1.
-    status, stdout, err = run(capsys, "curate", garbage, "--lake", tmp_path / "lake", *MODEL)
+    status, stdout, err = run(capsys, "curate", garbage, "--lake", tmp_path / "lake", *TINY_FLAGS)
     assert status == 1 and err == [
         f"garbage: {garbage}: no line is valid JSON; the file is not JSON Lines or a JSON document"
     ]
@@ -80,7 +78,7 @@ def test_one_bad_file_never_stops_the_others(tmp_path, capsys):
     garbage = tmp_path / "garbage.jsonl"
     garbage.write_bytes(b"\x89PNG\r\n\x1a\n binary")
     args = ["curate", tmp_path / "bad.csv", tmp_path / "missing.jsonl", garbage, good, "--lake", tmp_path / "lake"]
-    status, stdout, err = run(capsys, *args, *MODEL)
+    status, stdout, err = run(capsys, *args, *TINY_FLAGS)
     assert status == 1
     assert stdout.strip().splitlines()[-1].startswith("samples_in=12 samples_scored=12 ")
     causes = "\n".join(err)
@@ -100,7 +98,7 @@ def test_lineage_counts_add_up_per_reason_code(tmp_path, capsys):
     pairs = [{"instruction": q, "response": a} for q, a in CODE_PAIRS]
     shard = write_jsonl(tmp_path / "dups.jsonl", pairs + pairs[:2])  # two exact duplicates
     lake = tmp_path / "lake"
-    assert main(["curate", str(shard), "--lake", str(lake), *MODEL]) == 0
+    assert main(["curate", str(shard), "--lake", str(lake), *TINY_FLAGS]) == 0
     status, stdout, _ = run(capsys, "lineage", "--lake", lake)
     counts = json.loads(stdout)["counts"]
     assert counts["drop:exact_duplicate"] == 2 and sum(counts.values()) == 14

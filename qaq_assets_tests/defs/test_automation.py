@@ -11,7 +11,7 @@ from qaq_assets.defs.automation.sensors import build_landing_sensor
 from qaq_assets.defs.partitions import SHARDS
 from qaq_assets.lib.reports.export import export_curated, lineage_record
 from qaq_assets.lib.store.tables import CURATED_SUBSET, SHARD_SOURCES
-from qaq_assets_tests.conftest import (
+from qaq_assets_tests.helpers import (
     CODE_PAIRS,
     FUSED_FORWARD,
     TINY,
@@ -103,7 +103,7 @@ def test_a_marked_file_still_changing_waits_and_no_link_leads_out_of_the_landing
 
 
 def test_automation_scores_new_shards_and_recurates_without_waiting_for_missing_ones(lake, make_shard):
-    from qaq_assets.lib.ingest.registry import register_files
+    from qaq_assets_tests.helpers import register_files
 
     instance, _ = materialize_all(lake, [make_shard("one", CODE_PAIRS[:6])])
     resources, assets = graph(lake)
@@ -131,7 +131,7 @@ def test_automation_scores_new_shards_and_recurates_without_waiting_for_missing_
 def test_landing_a_new_shard_scores_only_its_samples(lake, make_shard):
     instance, _ = materialize_all(lake, [make_shard("one", CODE_PAIRS[:6])])
     resources, assets = graph(lake)
-    from qaq_assets.lib.ingest.registry import register_files
+    from qaq_assets_tests.helpers import register_files
 
     register_files(lake, [make_shard("two", CODE_PAIRS[4:])])  # two old samples, six new
     instance.add_dynamic_partitions(SHARDS, ["two"])

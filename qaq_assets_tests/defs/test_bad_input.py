@@ -7,9 +7,8 @@ import dagster as dg
 import polars as pl
 
 from qaq_assets.defs.partitions import SHARDS
-from qaq_assets.lib.ingest.registry import register_files
 from qaq_assets.lib.store.tables import QUARANTINE, RAW_SAMPLES
-from qaq_assets_tests.conftest import graph
+from qaq_assets_tests.helpers import graph, register_files
 
 
 def test_dirty_shard_is_ingested_with_quarantine(lake, tmp_path):

@@ -5,7 +5,6 @@ import polars as pl
 
 from qaq_assets.definitions import build_definitions
 from qaq_assets.defs.partitions import SHARDS
-from qaq_assets.lib.ingest.registry import register_files
 from qaq_assets.lib.settings import Settings
 from qaq_assets.lib.store.tables import (
     CURATED_SUBSET,
@@ -15,7 +14,7 @@ from qaq_assets.lib.store.tables import (
     RAW_SAMPLES,
     TOKEN_LOGPROBS,
 )
-from qaq_assets_tests.conftest import CODE_PAIRS, TINY, graph, materialize_all
+from qaq_assets_tests.helpers import CODE_PAIRS, TINY, graph, materialize_all, register_files
 
 TINY_WEAK = "weak=random:tiny-llama:1"
 

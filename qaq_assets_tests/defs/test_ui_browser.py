@@ -13,16 +13,19 @@ from pathlib import Path
 
 import pytest
 
-from qaq_assets_tests.conftest import CODE_PAIRS, REPO, TINY
+from qaq_assets_tests.helpers import CODE_PAIRS, REPO, TINY
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 ARTIFACTS = REPO / "artifacts" / "ui"
 ASSETS = ("raw_samples", "token_logprobs", "qaq_scores", "curated_subset")
 
-pytestmark = pytest.mark.skipif(
-    not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
-    reason="needs Debian's chromium and chromium-driver (.ci/run installs them)",
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
+        reason="needs Debian's chromium and chromium-driver (.ci/run installs them)",
+    ),
+]
 
 
 def free_port() -> int:

@@ -22,7 +22,7 @@ from qaq_assets.lib.settings import (
     in_group,
     markdown_table,
 )
-from qaq_assets_tests.conftest import REPO
+from qaq_assets_tests.helpers import REPO
 
 README = REPO / "README.md"
 

@@ -13,7 +13,7 @@ import pytest
 
 from qaq_assets.lib.store.lake import Lake
 from qaq_assets.lib.store.tables import CURATED_SUBSET, QAQ_SCORES, SCORE_CACHE, TOKEN_LOGPROBS
-from qaq_assets_tests.conftest import LAST_LINE, TINY, qaq, write_jsonl
+from qaq_assets_tests.helpers import LAST_LINE, TINY, qaq, write_jsonl
 
 SAMPLES = 600
 COMMIT_EVERY = 25
@@ -25,7 +25,8 @@ def big_shard(path):
     records = []
     for i in range(SAMPLES):
         query = f"Task {i}: " + " ".join(rng.choice(words) for _ in range(rng.randint(8, 30)))
-        answer = f"def f{i}(xs):\n" + "\n".join(f"    x{j} = {rng.randint(0, 99)}" for j in range(rng.randint(2, 12)))
+        body = "\n".join(f"    x{j} = {rng.randint(0, 99)}" for j in range(rng.randint(2, 12)))
+        answer = f"def f{i}(xs):\n{body}\n    return sorted(xs)"  # uses its parameter: no signature check drops it
         records.append({"instruction": query, "response": answer})
     return write_jsonl(path, records)
 
@@ -67,6 +68,7 @@ def run_to_end(command):
     return [int(v) for v in LAST_LINE.match(done.stdout.strip().splitlines()[-1]).groups()]
 
 
+@pytest.mark.slow
 def test_sigkill_mid_scoring_then_resume(tmp_path):
     shard = big_shard(tmp_path / "big.jsonl")
     lake_dir = tmp_path / "lake"

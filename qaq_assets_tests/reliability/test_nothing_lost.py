@@ -13,9 +13,7 @@ import pytest
 
 from qaq_assets.lib.store.lake import Lake
 from qaq_assets.lib.store.tables import CURATED_SUBSET, RAW_SAMPLES, SHARD_SOURCES
-from qaq_assets_tests.conftest import CODE_PAIRS, LAST_LINE, TINY, qaq, write_jsonl
-
-MODEL = ["--model", TINY, "--template", "plain", "--dtype", "float32", "--forward", "fused-eager"]
+from qaq_assets_tests.helpers import CODE_PAIRS, LAST_LINE, TINY, TINY_FLAGS, qaq, write_jsonl
 
 
 def records(prefix, pairs=CODE_PAIRS):
@@ -33,7 +31,7 @@ def test_a_truncated_or_emptied_file_is_refused_and_the_others_go_on(tmp_path):
     lake_dir = tmp_path / "lake"
     a = write_jsonl(tmp_path / "a.jsonl", records("a"))
     b = write_jsonl(tmp_path / "b.jsonl", records("b"))
-    assert qaq("curate", a, b, "--lake", lake_dir, *MODEL).returncode == 0
+    assert qaq("curate", a, b, "--lake", lake_dir, *TINY_FLAGS).returncode == 0
     lake = Lake(lake_dir)
     held = lake.scan(RAW_SAMPLES).group_by("shard").len().sort("shard").collect().rows()
     kept_before = lake.scan(CURATED_SUBSET).filter(pl.col("decision") == "keep").collect().height
@@ -41,7 +39,7 @@ def test_a_truncated_or_emptied_file_is_refused_and_the_others_go_on(tmp_path):
     data = a.read_bytes()
     a.write_bytes(data[: int(len(data) * 0.4)])  # an interrupted copy: 40% and half a line
     b.write_text(b.read_text() + json.dumps({"instruction": "b new", "response": "def n():\n    return 1"}) + "\n")
-    result = qaq("curate", a, b, "--lake", lake_dir, *MODEL)
+    result = qaq("curate", a, b, "--lake", lake_dir, *TINY_FLAGS)
     assert result.returncode == 1
     [line] = [line for line in result.stderr.splitlines() if "shard 'a'" in line]
     assert f"{a} now yields 4 valid records, the lake holds 12" in line and "--allow-shrink" in line
@@ -51,11 +49,11 @@ def test_a_truncated_or_emptied_file_is_refused_and_the_others_go_on(tmp_path):
     assert lake.scan(CURATED_SUBSET).collect().height == 25
 
     a.write_text("")
-    assert qaq("curate", a, "--lake", lake_dir, *MODEL).returncode == 1
+    assert qaq("curate", a, "--lake", lake_dir, *TINY_FLAGS).returncode == 1
     assert dict(lake.scan(RAW_SAMPLES).group_by("shard").len().collect().rows())["a"] == 12
 
     # On purpose: accepted and recorded.
-    result = qaq("curate", a, "--lake", lake_dir, "--allow-shrink", *MODEL)
+    result = qaq("curate", a, "--lake", lake_dir, "--allow-shrink", *TINY_FLAGS)
     assert result.returncode == 0, result.stderr
     assert "a" not in dict(lake.scan(RAW_SAMPLES).group_by("shard").len().collect().rows())
     source = lake.scan(SHARD_SOURCES).filter(pl.col("shard") == "a").collect().row(0, named=True)
@@ -64,7 +62,8 @@ def test_a_truncated_or_emptied_file_is_refused_and_the_others_go_on(tmp_path):
 
 
 def test_ingest_refuses_a_file_that_changed_since_it_was_registered(tmp_path, lake):
-    from qaq_assets.lib.ingest.registry import ShardRegistrationError, register_files, source_path
+    from qaq_assets.lib.ingest.registry import ShardRegistrationError, source_path
+    from qaq_assets_tests.helpers import register_files
 
     path = write_jsonl(tmp_path / "s.jsonl", records("s"))
     register_files(lake, [path])
@@ -83,11 +82,11 @@ def test_ingest_refuses_a_file_that_changed_since_it_was_registered(tmp_path, la
 def test_the_sequence_limit_keys_the_cache_and_the_lineage(tmp_path):
     lake_dir = tmp_path / "lake"
     shard = write_jsonl(tmp_path / "d4.jsonl", records("d4"))
-    short = qaq("curate", shard, "--lake", lake_dir, *MODEL, "--max-sequence-tokens", "64")
+    short = qaq("curate", shard, "--lake", lake_dir, *TINY_FLAGS, "--max-sequence-tokens", "64")
     assert short.returncode == 0 and last_line(short)[1] == "12"
-    again = qaq("curate", shard, "--lake", lake_dir, *MODEL)  # the default, 2048: scored again
+    again = qaq("curate", shard, "--lake", lake_dir, *TINY_FLAGS)  # the default, 2048: scored again
     assert again.returncode == 0 and last_line(again)[1] == "12", again.stdout
-    same = qaq("curate", shard, "--lake", lake_dir, *MODEL)
+    same = qaq("curate", shard, "--lake", lake_dir, *TINY_FLAGS)
     assert last_line(same)[1] == "0"
     lineage = json.loads(qaq("lineage", "--lake", lake_dir).stdout)
     assert [model["max_sequence_tokens"] for model in lineage["models"]] == [2048]
@@ -101,8 +100,8 @@ def test_the_sequence_limit_keys_the_cache_and_the_lineage(tmp_path):
 def test_a_new_model_scores_every_shard_before_it_curates(tmp_path):
     lake_dir = tmp_path / "lake"
     paths = [write_jsonl(tmp_path / f"d{i}.jsonl", records(f"d{i}", CODE_PAIRS[:6])) for i in (1, 2, 3)]
-    assert qaq("curate", *paths[:2], "--lake", lake_dir, *MODEL).returncode == 0
-    other = [*MODEL[:1], "other=random:tiny-llama:1", *MODEL[2:]]
+    assert qaq("curate", *paths[:2], "--lake", lake_dir, *TINY_FLAGS).returncode == 0
+    other = [*TINY_FLAGS[:1], "other=random:tiny-llama:1", *TINY_FLAGS[2:]]
     result = qaq("curate", paths[2], "--lake", lake_dir, *other)
     assert result.returncode == 0, result.stderr
     assert "also scoring 2 shard(s) curated earlier" in result.stdout
@@ -116,7 +115,7 @@ def test_a_curation_that_would_leave_shards_out_is_refused_unless_asked(tmp_path
 
     lake_dir = tmp_path / "lake"
     paths = [write_jsonl(tmp_path / f"d{i}.jsonl", records(f"d{i}", CODE_PAIRS[:6])) for i in (1, 2)]
-    assert qaq("curate", *paths, "--lake", lake_dir, *MODEL).returncode == 0
+    assert qaq("curate", *paths, "--lake", lake_dir, *TINY_FLAGS).returncode == 0
     real = shard_scoring.score_partition
 
     def fail_for_d2(lake, shards, *args, **kwargs):
@@ -126,7 +125,7 @@ def test_a_curation_that_would_leave_shards_out_is_refused_unless_asked(tmp_path
 
     monkeypatch.setattr(shard_scoring, "score_partition", fail_for_d2)
     monkeypatch.setattr("qaq_assets.defs.scoring.assets.score_partition", fail_for_d2)
-    other = [*MODEL[:1], "other=random:tiny-llama:1", *MODEL[2:]]
+    other = [*TINY_FLAGS[:1], "other=random:tiny-llama:1", *TINY_FLAGS[2:]]
     versions = Lake(lake_dir).version(CURATED_SUBSET)
     refused = qaq("curate", paths[0], "--lake", lake_dir, *other)
     assert refused.returncode == 2
@@ -143,7 +142,7 @@ def test_a_curation_that_would_leave_shards_out_is_refused_unless_asked(tmp_path
 
 def test_the_curation_asset_refuses_a_partial_corpus(tmp_path, lake):
     from qaq_assets.defs.partitions import SHARDS
-    from qaq_assets_tests.conftest import graph, register_files
+    from qaq_assets_tests.helpers import graph, register_files
 
     instance = dg.DagsterInstance.ephemeral()
     resources, (raw, token_logprobs, qaq_scores, curated) = graph(lake)
@@ -184,7 +183,7 @@ def test_the_curation_asset_refuses_a_partial_corpus(tmp_path, lake):
 )
 def test_bad_settings_fail_in_one_line_before_anything_is_read_or_written(tmp_path, flags, cause):
     shard = write_jsonl(tmp_path / "s.jsonl", records("s"))
-    model = [] if flags[0] == "--model" else MODEL
+    model = [] if flags[0] == "--model" else TINY_FLAGS
     result = qaq("curate", shard, "--lake", tmp_path / "lake", *model, *flags)
     assert result.returncode == 2, result.stderr
     assert result.stderr.strip().splitlines() == [f"qaq curate: {result.stderr.split(': ', 1)[1].strip()}"]
@@ -193,7 +192,7 @@ def test_bad_settings_fail_in_one_line_before_anything_is_read_or_written(tmp_pa
 
 
 def test_the_environment_and_the_launchpad_are_held_to_the_same_rules(tmp_path):
-    from qaq_assets_tests.conftest import graph
+    from qaq_assets_tests.helpers import graph
 
     result = qaq("curate", tmp_path / "s.jsonl", "--lake", tmp_path / "lake", env_extra={"QAQ_BUDGET": "2"})
     assert result.returncode == 2 and "--budget (QAQ_BUDGET) must be in (0, 1], not 2.0" in result.stderr
@@ -220,7 +219,7 @@ def _small_disk(script: str, env: dict, size_kb: int = 8192) -> subprocess.Compl
 def small_lake(tmp_path_factory):
     root = tmp_path_factory.mktemp("small")
     shard = write_jsonl(root / "s.jsonl", records("s"))
-    assert qaq("curate", shard, "--lake", root / "lake", *MODEL).returncode == 0
+    assert qaq("curate", shard, "--lake", root / "lake", *TINY_FLAGS).returncode == 0
     return root
 
 
@@ -236,7 +235,7 @@ sha256sum "$DISK/train.jsonl" > "$DISK/before"
 dd if=/dev/zero of="$DISK/filler" bs=4k 2>/dev/null
 {qaq_bin} export --lake "$DISK/lake" --out "$DISK/train.jsonl"; echo "export=$?"
 {qaq_bin} export --lake "$DISK/lake" --format parquet --out "$DISK/train.parquet"; echo "parquet=$?"
-{qaq_bin} curate {new} --lake "$DISK/lake" {" ".join(MODEL)} > /dev/null; echo "curate=$?"
+{qaq_bin} curate {new} --lake "$DISK/lake" {" ".join(TINY_FLAGS)} > /dev/null; echo "curate=$?"
 sha256sum -c "$DISK/before" > /dev/null && echo "export intact"
 ls "$DISK" | tr '\\n' ' '; echo
 rm "$DISK/filler"
@@ -261,7 +260,7 @@ def test_a_full_dagster_home_fails_in_one_line(tmp_path):
     shard = write_jsonl(tmp_path / "s.jsonl", records("s"))
     script = f"""
 dd if=/dev/zero of="$DISK/filler" bs=4k 2>/dev/null
-{sys.executable} -m qaq_assets.cli curate {shard} --lake {tmp_path}/lake {" ".join(MODEL)}; echo "curate=$?"
+{sys.executable} -m qaq_assets.cli curate {shard} --lake {tmp_path}/lake {" ".join(TINY_FLAGS)}; echo "curate=$?"
 """
     result = _small_disk(script, {"DISK": str(home), "DAGSTER_HOME": str(home), "PYTHONPATH": os.getcwd()}, 1024)
     assert "curate=1" in result.stdout, result.stderr
@@ -296,7 +295,7 @@ def test_a_broken_lake_is_named_in_one_line_and_older_versions_stay_readable(tmp
     shard = tmp_path / "s.jsonl"
     for version in range(3):
         write_jsonl(shard, records(f"v{version}"))
-        assert qaq("curate", shard, "--lake", lake_dir, *MODEL).returncode == 0
+        assert qaq("curate", shard, "--lake", lake_dir, *TINY_FLAGS).returncode == 0
     _break(lake_dir, how)
     for command in (["summary"], ["lineage"], ["export", "--out", tmp_path / "o.jsonl"]):
         result = qaq(*command, "--lake", lake_dir)
@@ -313,11 +312,11 @@ def test_a_broken_lake_is_named_in_one_line_and_older_versions_stay_readable(tmp
 def test_a_read_only_lake_fails_in_one_line(tmp_path):
     lake_dir = tmp_path / "lake"
     shard = write_jsonl(tmp_path / "s.jsonl", records("s"))
-    assert qaq("curate", shard, "--lake", lake_dir, *MODEL).returncode == 0
+    assert qaq("curate", shard, "--lake", lake_dir, *TINY_FLAGS).returncode == 0
     new = write_jsonl(tmp_path / "n.jsonl", records("n"))
     script = f"""
 mount --bind {lake_dir} "$DISK" && mount -o remount,ro,bind "$DISK"
-{sys.executable} -m qaq_assets.cli curate {new} --lake "$DISK" {" ".join(MODEL)}; echo "curate=$?"
+{sys.executable} -m qaq_assets.cli curate {new} --lake "$DISK" {" ".join(TINY_FLAGS)}; echo "curate=$?"
 {sys.executable} -m qaq_assets.cli summary --lake "$DISK" | head -1
 """
     disk = tmp_path / "ro"
@@ -335,8 +334,8 @@ def test_an_instance_belongs_to_one_lake(tmp_path):
     home = tmp_path / "home"
     shard = write_jsonl(tmp_path / "s.jsonl", records("s"))
     env = {"DAGSTER_HOME": str(home)}
-    assert qaq("curate", shard, "--lake", tmp_path / "one", *MODEL, env_extra=env).returncode == 0
-    other = qaq("curate", shard, "--lake", tmp_path / "two", *MODEL, env_extra=env)
+    assert qaq("curate", shard, "--lake", tmp_path / "one", *TINY_FLAGS, env_extra=env).returncode == 0
+    other = qaq("curate", shard, "--lake", tmp_path / "two", *TINY_FLAGS, env_extra=env)
     assert other.returncode == 2
     assert f"belongs to lake {tmp_path / 'one'}, not {tmp_path / 'two'}" in other.stderr
     assert not (tmp_path / "two").exists()
@@ -357,7 +356,7 @@ def test_an_instance_belongs_to_one_lake(tmp_path):
 
 def test_records_over_the_size_limit_are_named_as_such(tmp_path):
     shard = write_jsonl(tmp_path / "s.jsonl", records("s"))
-    result = qaq("curate", shard, "--lake", tmp_path / "lake", *MODEL, "--max-record-bytes", "50")
+    result = qaq("curate", shard, "--lake", tmp_path / "lake", *TINY_FLAGS, "--max-record-bytes", "50")
     assert result.returncode == 1
     assert "every record is larger than --max-record-bytes (50 bytes)" in result.stderr
     assert "not JSONL" not in result.stderr

@@ -5,7 +5,7 @@ settings changes exported (computed with that release's code, commit b1bbaad).""
 import hashlib
 import json
 
-from qaq_assets_tests.conftest import REPO, qaq
+from qaq_assets_tests.helpers import REPO, qaq
 
 PINNED_EXPORT_SHA256 = "525ac9c6295b243ff35e9031ac5e3095ec0f3d739aae6d7711c7f32e3b6a38a2"
 MODEL = ["--model", "random:tiny-llama", "--template", "plain", "--dtype", "float32", "--forward", "fused-eager"]

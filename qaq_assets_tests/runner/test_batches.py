@@ -10,9 +10,7 @@ from qaq_assets.defs.partitions import SHARDS
 from qaq_assets.lib.batches import batches
 from qaq_assets.lib.store.lake import Lake
 from qaq_assets.lib.store.tables import QAQ_SCORES, RAW_SAMPLES
-from qaq_assets_tests.conftest import LAST_LINE, TINY, qaq
-
-MODEL = ["--model", TINY, "--template", "plain", "--dtype", "float32", "--forward", "fused-eager"]
+from qaq_assets_tests.helpers import LAST_LINE, TINY_FLAGS, qaq
 
 
 def test_batches_are_consecutive_keys_cut_by_count_and_weight():
@@ -42,7 +40,7 @@ def test_many_files_run_in_batches_one_bad_file_fails_alone_and_the_rest_is_reco
     _files(folder, 40)
     (folder / "f0013.jsonl").write_bytes(b"\x89PNG\r\n\x1a\n not json")
     home = tmp_path / "home"
-    result = qaq("curate", folder, "--lake", tmp_path / "lake", *MODEL, env_extra={"DAGSTER_HOME": str(home)})
+    result = qaq("curate", folder, "--lake", tmp_path / "lake", *TINY_FLAGS, env_extra={"DAGSTER_HOME": str(home)})
     assert result.returncode == 1
     assert [line for line in result.stderr.splitlines() if line.startswith("many__f0013")] == [
         f"many__f0013: {folder / 'f0013.jsonl'}: no line is valid JSON; the file is not JSON Lines or a JSON document"
@@ -64,16 +62,16 @@ def test_many_files_run_in_batches_one_bad_file_fails_alone_and_the_rest_is_reco
 def test_curating_the_same_files_plus_new_ones_reads_and_scores_only_the_new_ones(tmp_path):
     folder = tmp_path / "many"
     _files(folder, 30)
-    first = qaq("curate", folder, "--lake", tmp_path / "lake", *MODEL)
+    first = qaq("curate", folder, "--lake", tmp_path / "lake", *TINY_FLAGS)
     assert first.returncode == 0, first.stderr
     _files(folder, 3, first=30)
-    again = qaq("curate", folder, "--lake", tmp_path / "lake", *MODEL)
+    again = qaq("curate", folder, "--lake", tmp_path / "lake", *TINY_FLAGS)
     assert again.returncode == 0, again.stderr
     samples_in, scored, _, kept, _ = LAST_LINE.match(again.stdout.strip().splitlines()[-1]).groups()
     assert (samples_in, scored, kept) == ("3", "3", "8")  # round(0.25 * 33)
     assert Lake(tmp_path / "lake").scan(RAW_SAMPLES).collect().height == 33
     # Other ingest settings read the files again (they may yield other samples).
-    relabelled = qaq("curate", folder, "--lake", tmp_path / "lake", *MODEL, "--label-field", "kind")
+    relabelled = qaq("curate", folder, "--lake", tmp_path / "lake", *TINY_FLAGS, "--label-field", "kind")
     assert LAST_LINE.match(relabelled.stdout.strip().splitlines()[-1]).group(1) == "33"
 
 

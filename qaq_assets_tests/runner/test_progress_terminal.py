@@ -7,9 +7,7 @@ import subprocess
 import sys
 
 from qaq_assets.lib.progress import TerminalProgress
-from qaq_assets_tests.conftest import CODE_PAIRS, TINY, write_jsonl
-
-MODEL = ["--model", TINY, "--template", "plain", "--dtype", "float32", "--forward", "fused-eager"]
+from qaq_assets_tests.helpers import CODE_PAIRS, TINY_FLAGS, write_jsonl
 
 
 def _command(tmp_path):
@@ -25,7 +23,7 @@ def _command(tmp_path):
         *map(str, shards),
         "--lake",
         str(tmp_path / "lake"),
-        *MODEL,
+        *TINY_FLAGS,
     ]
 
 

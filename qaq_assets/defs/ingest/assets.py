@@ -8,7 +8,6 @@ import polars as pl
 from qaq_assets.defs.config import config_class
 from qaq_assets.defs.partitions import shard_partitions
 from qaq_assets.defs.resources import LakeResource
-from qaq_assets.lib.ingest.record_fields import FieldMap
 from qaq_assets.lib.ingest.registry import source_paths
 from qaq_assets.lib.ingest.shard_ingest import Ingested, IngestOptions, ingest_shards
 from qaq_assets.lib.reports.summary import markdown_counts
@@ -19,7 +18,7 @@ RAW_CHECK = "schema_rows_reconcile_and_unique"
 
 
 class _IngestConfig(dg.Config):
-    """Run config of raw_samples: the ingest settings (lib/settings.py)."""
+    """Run config of raw_samples: the fields of IngestConfig (lib/ingest/config.py)."""
 
 
 def build_raw_samples(defaults: Settings | None = None) -> dg.AssetsDefinition:
@@ -42,9 +41,7 @@ def build_raw_samples(defaults: Settings | None = None) -> dg.AssetsDefinition:
         shards = context.partition_keys
         store = lake.lake()
         paths, refused = source_paths(store, shards)
-        options = IngestOptions(
-            config.label_field, config.max_record_bytes, config.allow_shrink, FieldMap.parse(config.fields)
-        )
+        options = IngestOptions.of(config)
         ingested = ingest_shards(store, [(shard, paths[shard]) for shard in shards if shard in paths], options)
         failures = {**refused, **ingested.failures}
         if failures:

@@ -1,6 +1,5 @@
 """Selection stage: the curated subset over every scored shard, one Delta version per run."""
 
-import json
 import time
 
 import dagster as dg
@@ -14,15 +13,10 @@ from qaq_assets.lib.reports.resolve import previous_version
 from qaq_assets.lib.reports.summary import markdown_counts
 from qaq_assets.lib.reports.version_diff import diff_versions, markdown
 from qaq_assets.lib.scoring.metrics import distribution_summary
-from qaq_assets.lib.selection.curation import (
-    EXACT_DUPLICATE,
-    NEAR_DUPLICATE,
-    CurationError,
-    curation_warnings,
-    decision_counts,
-    publish,
-)
-from qaq_assets.lib.selection.rules import KEEP, SelectionConfig, is_filtered, keep_count
+from qaq_assets.lib.selection.checks import check_curated, counts_agree
+from qaq_assets.lib.selection.config import SelectionConfig
+from qaq_assets.lib.selection.curation import CurationError, candidates_of, curation_warnings, publish
+from qaq_assets.lib.selection.rules import KEEP
 from qaq_assets.lib.settings import SELECTION, Settings
 from qaq_assets.lib.store.tables import CURATED_SUBSET, CURATION_RUNS
 
@@ -31,7 +25,7 @@ COUNTS_CHECK = "lineage_counts_add_up"
 
 
 class _CurationConfig(dg.Config):
-    """Run config of curated_subset: the selection settings (lib/settings.py)."""
+    """Run config of curated_subset: the fields of SelectionConfig (lib/selection/config.py)."""
 
     def selection(self) -> SelectionConfig:
         return SelectionConfig(**self.model_dump())
@@ -101,20 +95,11 @@ def build_curated_subset(defaults: Settings | None = None) -> dg.AssetsDefinitio
         for warning in warnings:
             context.log.warning(warning)
         kept = frame.filter(pl.col("decision") == KEEP)
-        candidates = frame.filter(~pl.col("reason_code").is_in([EXACT_DUPLICATE, NEAR_DUPLICATE]))
-        # The budget, unless a rule's checks left fewer eligible samples than it.
-        eligible = candidates.filter(~is_filtered(pl.col("reason_code"))).height
-        expected = min(keep_count(candidates.height, selection.budget), eligible)
-        valid = (
-            frame.select(pl.struct("shard", "row_index").is_unique().all()).item()
-            and kept["sample_id"].is_unique().all()
-            and candidates.select(pl.col("rmi").is_finite().all()).item() is not False
-            and frame["decision"].is_in(["keep", "drop"]).all()
-        )
+        candidates = candidates_of(frame)
+        checked = check_curated(frame, selection)
         missing = store.missing_columns(CURATED_SUBSET)
         recorded = store.scan(CURATION_RUNS).filter(pl.col("curation_id") == curation.curation_id).collect()
-        recorded_counts = json.loads(recorded["counts"][0]) if recorded.height else {}
-        stored_counts = decision_counts(frame)
+        counts_ok, recorded_counts = counts_agree(frame, recorded["counts"][0] if recorded.height else None)
         return dg.MaterializeResult(
             metadata={
                 "dagster/row_count": frame.height,
@@ -142,13 +127,13 @@ def build_curated_subset(defaults: Settings | None = None) -> dg.AssetsDefinitio
                 dg.AssetCheckResult(
                     check_name=CURATED_CHECK,
                     # Diff's fill rule and exact quotas both hit the rounded budget exactly.
-                    passed=bool(valid) and kept.height == expected and not missing,
-                    metadata={"kept": kept.height, "expected": expected, "missing_columns": missing},
+                    passed=checked.passed and not missing,
+                    metadata={"kept": checked.kept, "expected": checked.expected, "missing_columns": missing},
                 ),
                 dg.AssetCheckResult(
                     check_name=COUNTS_CHECK,
                     # The lineage row's counts describe exactly the rows this version holds.
-                    passed=recorded_counts == stored_counts and sum(recorded_counts.values()) == frame.height,
+                    passed=counts_ok,
                     metadata={
                         "rows": frame.height,
                         "counted": sum(recorded_counts.values()),

@@ -17,17 +17,20 @@ from dataclasses import dataclass
 
 from qaq_assets.lib.ingest import languages
 
-VALID, SYNTAX_ERROR, OTHER_LANGUAGE, NO_CODE, UNCHECKED = (
+VALID, SYNTAX_ERROR, OTHER_LANGUAGE, NO_CODE, UNCHECKED, CUT_OFF, STUB = (
     "valid",
     "syntax_error",
     "other_language",
     "no_code",
     "unchecked",
+    "cut_off",  # a code block opened and never closed: the answer stops inside it
+    "stub",  # Python whose functions do nothing (pass, ..., a docstring, raise NotImplementedError)
 )
 # Prefix of the status of an answer the check itself could not judge ("check_failed:MemoryError").
 CHECK_FAILED = "check_failed"
 # Statuses that show an answer's code is not a usable answer (the selection's code check drops them).
-UNUSABLE = (SYNTAX_ERROR, OTHER_LANGUAGE, NO_CODE)
+UNUSABLE = (SYNTAX_ERROR, OTHER_LANGUAGE, NO_CODE, CUT_OFF, STUB)
+_FENCE_LINE = re.compile(r"^\s*```", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -138,6 +141,10 @@ def _check(asked: str | None, answer: str) -> CodeCheck:
     language = max(blocks, key=lambda block: len(block[1]))[0]
     if asked and language and language != "other" and not languages.same_language(asked, language):
         return CodeCheck(OTHER_LANGUAGE, language, asked)
+    if len(_FENCE_LINE.findall(answer)) % 2:
+        return CodeCheck(CUT_OFF, language, asked)
+    if language == "python" and all(_is_stub(code) for block_language, code in blocks if block_language == "python"):
+        return CodeCheck(STUB, language, asked)
     verdicts = [parses(block_language, code) for block_language, code in blocks if block_language]
     checked = [verdict for verdict in verdicts if verdict is not None]
     if not checked:
@@ -145,7 +152,35 @@ def _check(asked: str | None, answer: str) -> CodeCheck:
     return CodeCheck(VALID if all(checked) else SYNTAX_ERROR, language, asked)
 
 
+def _trivial(statement: ast.stmt) -> bool:
+    if isinstance(statement, ast.Pass):
+        return True
+    if isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Constant):
+        return True  # a docstring, or ...
+    if isinstance(statement, ast.Raise) and statement.exc is not None:
+        raised = statement.exc.func if isinstance(statement.exc, ast.Call) else statement.exc
+        return isinstance(raised, ast.Name) and raised.id == "NotImplementedError"
+    return False
+
+
+def _is_stub(code: str) -> bool:
+    """Python whose every function (and class method) does nothing, with nothing else beside."""
+    try:
+        tree = _tree(code)
+    except (SyntaxError, ValueError):
+        return False
+    functions = [node for node in ast.walk(tree) if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    others = [
+        node
+        for node in tree.body
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom))
+    ]
+    return bool(functions) and not others and all(all(_trivial(s) for s in f.body) for f in functions)
+
+
 SIGNATURE_MATCH, SIGNATURE_MISMATCH, SIGNATURE_UNKNOWN = "match", "mismatch", "unknown"
+# The function takes parameters and its body uses none of them: a body written for other inputs.
+SIGNATURE_UNUSED = "unused"
 _ASKED = re.compile(r"`([A-Za-z_]\w*)\(([^`]*)\)`")
 
 
@@ -158,23 +193,40 @@ def _parameters(function: ast.FunctionDef) -> list[str]:
     return names
 
 
+def _uses_none_of_its_parameters(function: ast.FunctionDef) -> bool:
+    """A function with parameters (``self``, ``cls`` and ``_``-names aside) whose body never
+    reads one of them: its body was written for other inputs."""
+    names = {name.lstrip("*") for name in _parameters(function)} - {"self", "cls"}
+    names = {name for name in names if not name.startswith("_")}
+    if not names or all(_trivial(statement) for statement in function.body):
+        return False  # no inputs, or a stub (code_status says so)
+    read = {node.id for statement in function.body for node in ast.walk(statement) if isinstance(node, ast.Name)}
+    return not names & read
+
+
 def signature_status(instruction: str, answer: str) -> str:
-    """Whether the answer's Python function takes the parameters the instruction asks for in a
-    backticked signature (`` `name(a, b=None)` ``): ``match``, ``mismatch`` (valid code for
-    another task under the asked-for name), or ``unknown`` (no signature asked, no such Python
-    function found, or another language)."""
+    """Whether the answer's Python function fits the one asked for: ``mismatch`` where it takes
+    other parameters than the instruction's backticked signature (`` `name(a, b=None)` ``) asks
+    for, ``unused`` where its body reads none of its parameters (a body written for another
+    task, renamed and re-signed), ``match`` where it takes the asked parameters and uses them,
+    ``unknown`` otherwise (no Python function found, another language)."""
     try:
         asked = _ASKED.search(instruction)
-        if asked is None:
-            return SIGNATURE_UNKNOWN
-        name = asked.group(1)
-        wanted = _parameters(_tree(f"def {name}({asked.group(2)}): pass").body[0])
         fenced = languages.fenced_blocks(answer)
         python = [code for label, code in fenced if languages.canonical(label) in (None, "python")]
         tree = _tree(python[0] if python else answer)
-        functions = [node for node in ast.walk(tree) if isinstance(node, ast.FunctionDef) and node.name == name]
+        functions = [node for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)]
+        if asked is not None:
+            functions = [function for function in functions if function.name == asked.group(1)]
         if not functions:
             return SIGNATURE_UNKNOWN
-        return SIGNATURE_MATCH if _parameters(functions[0]) == wanted else SIGNATURE_MISMATCH
+        function = functions[0]
+        if asked is not None:
+            wanted = _parameters(_tree(f"def {asked.group(1)}({asked.group(2)}): pass").body[0])
+            if _parameters(function) != wanted:
+                return SIGNATURE_MISMATCH
+        if _uses_none_of_its_parameters(function):
+            return SIGNATURE_UNUSED
+        return SIGNATURE_MATCH if asked is not None else SIGNATURE_UNKNOWN
     except Exception:  # noqa: BLE001 - unparsable either side: no evidence either way
         return SIGNATURE_UNKNOWN

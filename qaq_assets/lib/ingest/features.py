@@ -22,6 +22,7 @@ import numpy as np
 import polars as pl
 
 from qaq_assets.lib.ingest.codecheck import check_code, signature_status
+from qaq_assets.lib.ingest.decontamination import Benchmark, overlaps
 from qaq_assets.lib.ingest.record_fields import normalise_text, text_sha
 
 NUM_PERM = 128
@@ -32,7 +33,6 @@ MINHASH_SEED = 1
 BAND_THRESHOLD = 0.85
 BANDS, ROWS = 8, 16
 _U32 = np.uint32
-_MASK64 = (1 << 64) - 1
 
 
 @dataclass(frozen=True)
@@ -116,11 +116,24 @@ def band_keys(signature_rows: np.ndarray, bands: int = BANDS, rows: int = ROWS) 
         return _splitmix64(keys ^ np.arange(bands, dtype=np.uint64))
 
 
-def sample_features(samples: pl.DataFrame) -> pl.DataFrame:
+def answer_ending(answer: str) -> str:
+    """How an answer ends: ``fence`` (a closed code block), ``prose`` (a sentence) or ``code``.
+    A model's probability of the end of the turn differs by kind (it expects words after bare
+    code), so completeness compares answers of one kind."""
+    lines = [line.strip() for line in answer.strip().splitlines() if line.strip()]
+    last = lines[-1] if lines else ""
+    if last.startswith("```"):
+        return "fence"
+    return "prose" if last.endswith((".", "!", "?", ":")) and " " in last else "code"
+
+
+def sample_features(samples: pl.DataFrame, benchmark: Benchmark | None = None) -> pl.DataFrame:
     """``sample_features`` rows of ingested samples (``shard``, ``row_index``, ``sample_id``,
-    ``instruction``, ``response``)."""
+    ``instruction``, ``response``), with the ``benchmark`` item each overlaps, where given."""
     instructions, responses = samples["instruction"].to_list(), samples["response"].to_list()
-    signature_rows = signatures([q + "\n" + a for q, a in zip(instructions, responses, strict=True)])
+    texts = [q + "\n" + a for q, a in zip(instructions, responses, strict=True)]
+    signature_rows = signatures(texts)
+    overlapped = overlaps(texts, benchmark) if benchmark is not None else [None] * len(texts)
     # Both checks of one answer together: they share its parse.
     checks = [(check_code(q, a), signature_status(q, a)) for q, a in zip(instructions, responses, strict=True)]
     return pl.DataFrame(
@@ -134,8 +147,11 @@ def sample_features(samples: pl.DataFrame) -> pl.DataFrame:
             "answer_language": [code.language for code, _ in checks],
             "requested_language": [code.requested for code, _ in checks],
             "signature_status": [signature for _, signature in checks],
+            "answer_ending": [answer_ending(text) for text in responses],
             "minhash": [row.astype("<u4").tobytes() for row in signature_rows],
             "band_keys": pl.Series(band_keys(signature_rows).view(np.int64).tolist(), dtype=pl.List(pl.Int64)),
+            "benchmark_item": pl.Series(overlapped, dtype=pl.String),
+            "benchmark_key": pl.repeat(benchmark.key if benchmark else None, len(texts), dtype=pl.String, eager=True),
         }
     )
 

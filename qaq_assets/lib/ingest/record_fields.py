@@ -26,8 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from qaq_assets.lib.ingest.config import IngestConfig
 from qaq_assets.lib.ingest.file_formats import BadRecord, iter_rows
-from qaq_assets.lib.settings import BY_NAME
+
+_DEFAULTS = IngestConfig()  # the declared defaults
 
 INSTRUCTION_FIELDS = ("instruction", "prompt", "question", "query")
 RESPONSE_FIELDS = ("response", "output", "completion", "answer")
@@ -213,9 +215,7 @@ def record_id_of(record: dict, fields: FieldMap = FieldMap()) -> str | None:
     raise BadRecord("wrong_type", f"field {fields.id or ID_FIELD!r} is {type(value).__name__}")
 
 
-def read_pairs(
-    path: str | Path, max_record_bytes: int = BY_NAME["max_record_bytes"].default
-) -> Iterator[tuple[str, str]]:
+def read_pairs(path: str | Path, max_record_bytes: int = _DEFAULTS.max_record_bytes) -> Iterator[tuple[str, str]]:
     """(instruction, response) of every valid record of a file, in order; rows that
     ``read_shard`` would quarantine are skipped."""
     for _, record, _ in iter_rows(Path(path), max_record_bytes):

@@ -240,17 +240,6 @@ def register(lake: Lake, files: list[ShardFile], replace_shard: bool = False) ->
     return Registration(shards=record(lake, accepted), failures=failures)
 
 
-def register_files(lake: Lake, paths: list[str | Path], replace_shard: bool = False) -> list[str]:
-    """Record each file as a shard (one file = one shard); all or nothing. Raises
-    :class:`ShardRegistrationError` naming the first file refused."""
-    files, failures = shard_files(paths)
-    accepted, refused = check(lake, files, replace_shard)
-    failures |= refused
-    if failures:
-        raise ShardRegistrationError(next(iter(failures.values())))
-    return record(lake, accepted)
-
-
 def registered_sources(lake: Lake) -> pl.DataFrame:
     return lake.scan(SHARD_SOURCES).collect()
 

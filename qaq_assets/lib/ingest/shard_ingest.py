@@ -16,17 +16,20 @@ from pathlib import Path
 import polars as pl
 
 from qaq_assets.lib.errors import QaqError
+from qaq_assets.lib.ingest.config import IngestConfig
+from qaq_assets.lib.ingest.decontamination import Benchmark, load_benchmarks
 from qaq_assets.lib.ingest.features import sample_features
 from qaq_assets.lib.ingest.file_formats import ShardReadError
 from qaq_assets.lib.ingest.record_fields import FieldMap
 from qaq_assets.lib.ingest.registry import file_signature, ingest_signature, record_ingested, record_shrinks
 from qaq_assets.lib.ingest.shard_reader import ShardRead, read_shard
-from qaq_assets.lib.settings import BY_NAME
 from qaq_assets.lib.store.lake import Lake
 from qaq_assets.lib.store.tables import QUARANTINE, RAW_SAMPLES, SAMPLE_FEATURES
 
-# Raised whenever reading changes what a file yields, so unchanged files are read again.
-READER_VERSION = "3"
+_DEFAULTS = IngestConfig()  # the declared defaults
+
+# Raised whenever reading or the features computed at ingest change, so unchanged files are read again.
+READER_VERSION = "4"
 
 
 class ShardShrankError(QaqError):
@@ -37,14 +40,34 @@ class ShardShrankError(QaqError):
 class IngestOptions:
     """How files are read (the ingest settings)."""
 
-    label_field: str = BY_NAME["label_field"].default
-    max_record_bytes: int = BY_NAME["max_record_bytes"].default
-    allow_shrink: bool = BY_NAME["allow_shrink"].default
+    label_field: str = _DEFAULTS.label_field
+    max_record_bytes: int = _DEFAULTS.max_record_bytes
+    allow_shrink: bool = _DEFAULTS.allow_shrink
     fields: FieldMap = FieldMap()
+    decontaminate: tuple[str, ...] = tuple(_DEFAULTS.decontaminate)
+
+    @classmethod
+    def of(cls, settings) -> IngestOptions:
+        """The options from the ingest settings (``Settings``, or the asset's run config)."""
+        return cls(
+            settings.label_field,
+            settings.max_record_bytes,
+            settings.allow_shrink,
+            FieldMap.parse(settings.fields),
+            tuple(settings.decontaminate),
+        )
+
+    def benchmark(self) -> Benchmark | None:
+        names = tuple(name for name in self.decontaminate if name.lower() != "none")
+        return load_benchmarks(names) if names else None
 
     def key(self) -> str:
         """What, besides a file's bytes, decides what its ingest writes (and the reader's version)."""
-        described = f"{READER_VERSION}|{self.label_field}|{self.max_record_bytes}|{sorted(vars(self.fields).items())}"
+        benchmark = self.benchmark()
+        described = (
+            f"{READER_VERSION}|{self.label_field}|{self.max_record_bytes}|{sorted(vars(self.fields).items())}"
+            f"|{benchmark.key if benchmark else ''}"
+        )
         return hashlib.sha256(described.encode()).hexdigest()[:16]
 
 
@@ -108,11 +131,11 @@ def ingest_shards(lake: Lake, files: Sequence[tuple[str, Path]], options: Ingest
         result.reads[shard] = read
         result.signatures[shard] = ingest_signature(*signature, options.key())
     if result.reads:
-        _write(lake, result)
+        _write(lake, result, options)
     return result
 
 
-def _write(lake: Lake, result: Ingested) -> None:
+def _write(lake: Lake, result: Ingested, options: IngestOptions) -> None:
     shards = {"shard": list(result.reads)}
     samples = pl.concat([read.samples for read in result.reads.values()])
     quarantined = pl.concat([read.quarantine for read in result.reads.values()])
@@ -123,7 +146,7 @@ def _write(lake: Lake, result: Ingested) -> None:
     record_ingested(lake, result.signatures)
     # Hashes, code status and near-duplicate signatures: computed once here, read by every curation.
     started = time.perf_counter()
-    lake.replace_partition(SAMPLE_FEATURES, sample_features(samples), shards)
+    lake.replace_partition(SAMPLE_FEATURES, sample_features(samples, options.benchmark()), shards)
     result.features_seconds = time.perf_counter() - started
 
 

@@ -15,10 +15,12 @@ from pathlib import Path
 
 import polars as pl
 
+from qaq_assets.lib.ingest.config import IngestConfig
 from qaq_assets.lib.ingest.file_formats import BadRecord, ShardReadError, detect_format, iter_rows
 from qaq_assets.lib.ingest.record_fields import FieldMap, extract_sample, record_id_of, sample_id_for
-from qaq_assets.lib.settings import BY_NAME
 from qaq_assets.lib.store.tables import QUARANTINE, RAW_SAMPLES
+
+_DEFAULTS = IngestConfig()  # the declared defaults
 
 # Reasons that say a record's fields did not map to a sample (rather than that it was broken).
 UNMAPPED = ("missing_instruction", "missing_response")
@@ -36,8 +38,8 @@ class ShardRead:
 def read_shard(
     path: str | Path,
     shard: str,
-    label_field: str = BY_NAME["label_field"].default,
-    max_record_bytes: int = BY_NAME["max_record_bytes"].default,
+    label_field: str = _DEFAULTS.label_field,
+    max_record_bytes: int = _DEFAULTS.max_record_bytes,
     fields: FieldMap = FieldMap(),
 ) -> ShardRead:
     """Read ``path`` as shard ``shard``: valid samples, quarantined rows, and the count read.

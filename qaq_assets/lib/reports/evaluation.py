@@ -11,11 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from qaq_assets.lib.reports.summary import CLEAN_LABELS
+from qaq_assets.lib.selection.config import DIFF, STRATEGIES, SelectionConfig
 from qaq_assets.lib.selection.curation import Candidates
-from qaq_assets.lib.selection.rules import DIFF, KEEP, STRATEGIES, SelectionConfig, select
+from qaq_assets.lib.selection.rules import KEEP, select
 
 AUROC_BUDGET = 0.25
 # Single signals, each oriented so that higher means "looks clean".
@@ -26,17 +28,56 @@ SIGNALS = {
 }
 
 
+BOOTSTRAP_RESAMPLES = 1000
+CONFIDENCE = 0.95
+
+
+def _scores(values: list[float | None]) -> np.ndarray:
+    """Scores as floats, a missing one ranking lowest."""
+    return np.array([-np.inf if value is None else value for value in values], dtype=np.float64)
+
+
+def _auroc(clean: np.ndarray, defect: np.ndarray) -> float:
+    ordered = np.sort(defect)
+    below = np.searchsorted(ordered, clean, side="left")
+    equal = np.searchsorted(ordered, clean, side="right") - below
+    return float((below.sum() + 0.5 * equal.sum()) / (len(clean) * len(defect)))
+
+
 def auroc(clean_scores: list[float | None], defect_scores: list[float | None]) -> float | None:
     """P(clean outranks defect), ties counted half (Mann-Whitney U / n1 n2). Missing scores rank lowest."""
     if not clean_scores or not defect_scores:
         return None
-    values = pl.DataFrame(
-        {"score": [*clean_scores, *defect_scores], "clean": [True] * len(clean_scores) + [False] * len(defect_scores)},
-        schema={"score": pl.Float64, "clean": pl.Boolean},
-    ).with_columns(rank=pl.col("score").fill_null(float("-inf")).rank("average"))
-    n_clean, n_defect = len(clean_scores), len(defect_scores)
-    rank_sum = values.filter(pl.col("clean"))["rank"].sum()
-    return float((rank_sum - n_clean * (n_clean + 1) / 2) / (n_clean * n_defect))
+    return _auroc(_scores(clean_scores), _scores(defect_scores))
+
+
+def auroc_interval(clean_scores, defect_scores, seed: int = 0) -> tuple[float, float] | None:
+    """The bootstrap 95% interval of :func:`auroc` (clean and defective samples resampled apart)."""
+    if not clean_scores or not defect_scores:
+        return None
+    clean, defect = _scores(clean_scores), _scores(defect_scores)
+    rng = np.random.default_rng(seed)
+    values = [
+        _auroc(rng.choice(clean, len(clean)), rng.choice(defect, len(defect))) for _ in range(BOOTSTRAP_RESAMPLES)
+    ]
+    return _percentiles(values)
+
+
+def rate_interval(flags: list[bool], seed: int = 0) -> tuple[float, float] | None:
+    """The bootstrap 95% interval of the share of ``flags`` that are true (e.g. the kept set's
+    defect rate, its samples resampled)."""
+    if not flags:
+        return None
+    values = np.asarray(flags, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    means = rng.choice(values, (BOOTSTRAP_RESAMPLES, len(values))).mean(axis=1)
+    return _percentiles(means)
+
+
+def _percentiles(values) -> tuple[float, float]:
+    tail = 100 * (1 - CONFIDENCE) / 2
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return float(low), float(high)
 
 
 @dataclass
@@ -74,6 +115,7 @@ def evaluate(
                 "kept": kept.height,
                 "defect_rate_input": input_rate,
                 "defect_rate_kept": kept.select(is_defect.mean()).item() if kept.height else 0.0,
+                "defect_rate_kept_ci": rate_interval(kept.select(is_defect)["label"].to_list(), seed),
             }
             for defect in defect_types:
                 of_type = decided.filter(pl.col("label") == defect)
@@ -82,8 +124,9 @@ def evaluate(
             if budget == AUROC_BUDGET or (AUROC_BUDGET not in budgets and budget == budgets[0]):
                 clean = decided.filter(~is_defect)["keep_score"].to_list()
                 for defect in defect_types:
-                    value = auroc(clean, decided.filter(pl.col("label") == defect)["keep_score"].to_list())
-                    auroc_rows.append({"strategy": strategy, "defect": defect, "auroc": value})
+                    defective = decided.filter(pl.col("label") == defect)["keep_score"].to_list()
+                    value, interval = auroc(clean, defective), auroc_interval(clean, defective, seed)
+                    auroc_rows.append({"strategy": strategy, "defect": defect, "auroc": value, "ci": interval})
     signal_rows = []
     for name, signal in SIGNALS.items():
         if not set(signal.meta.root_names()) <= set(labelled.columns):
@@ -91,12 +134,18 @@ def evaluate(
         valued = labelled.with_columns(_signal=signal)
         clean = valued.filter(~is_defect)["_signal"].to_list()
         for defect in defect_types:
-            value = auroc(clean, valued.filter(pl.col("label") == defect)["_signal"].to_list())
-            signal_rows.append({"signal": name, "defect": defect, "auroc": value})
+            defective = valued.filter(pl.col("label") == defect)["_signal"].to_list()
+            value, interval = auroc(clean, defective), auroc_interval(clean, defective, seed)
+            signal_rows.append({"signal": name, "defect": defect, "auroc": value, "ci": interval})
+    interval = pl.List(pl.Float64)
     return Evaluation(
-        signals=pl.DataFrame(signal_rows, schema={"signal": pl.String, "defect": pl.String, "auroc": pl.Float64}),
+        signals=pl.DataFrame(
+            signal_rows, schema={"signal": pl.String, "defect": pl.String, "auroc": pl.Float64, "ci": interval}
+        ),
         rates=pl.DataFrame(rows),
-        aurocs=pl.DataFrame(auroc_rows, schema={"strategy": pl.String, "defect": pl.String, "auroc": pl.Float64}),
+        aurocs=pl.DataFrame(
+            auroc_rows, schema={"strategy": pl.String, "defect": pl.String, "auroc": pl.Float64, "ci": interval}
+        ),
         defect_types=defect_types,
         labelled=labelled,
     )
@@ -111,6 +160,12 @@ def _markdown(frame: pl.DataFrame, percent: set[str]) -> str:
         for column, value in row.items():
             if value is None:
                 cells.append("–")
+            elif isinstance(value, list):  # a 95% interval, as percent where its estimate is one
+                low, high = value
+                if column.removesuffix("_ci") in percent:
+                    cells.append(f"[{100 * low:.1f}, {100 * high:.1f}]")
+                else:
+                    cells.append(f"[{low:.2f}, {high:.2f}]")
             elif column in percent:
                 cells.append(f"{100 * value:.1f}%")
             elif isinstance(value, float):
@@ -126,13 +181,28 @@ def rates_table(evaluation: Evaluation) -> str:
     return _markdown(evaluation.rates, percent)
 
 
+def _with_intervals(frame: pl.DataFrame) -> pl.DataFrame:
+    """AUROC and its 95% interval as one cell: ``0.912 [0.88, 0.94]``."""
+    return frame.with_columns(
+        shown=pl.struct("auroc", "ci").map_elements(
+            lambda row: (
+                "–"
+                if row["auroc"] is None
+                else f"{row['auroc']:.3f}" + (f" [{row['ci'][0]:.2f}, {row['ci'][1]:.2f}]" if row["ci"] else "")
+            ),
+            return_dtype=pl.String,
+        )
+    )
+
+
 def auroc_table(evaluation: Evaluation) -> str:
-    wide = evaluation.aurocs.pivot(on="defect", index="strategy", values="auroc")
+    wide = _with_intervals(evaluation.aurocs).pivot(on="defect", index="strategy", values="shown")
     return _markdown(wide, set())
 
 
 def signal_table(evaluation: Evaluation) -> str:
-    return _markdown(evaluation.signals.pivot(on="defect", index="signal", values="auroc"), set())
+    wide = _with_intervals(evaluation.signals).pivot(on="defect", index="signal", values="shown")
+    return _markdown(wide, set())
 
 
 def write_report(evaluation: Evaluation, out_dir: str | Path, title: str = "Selection evaluation") -> Path:

@@ -36,14 +36,10 @@ def find(lake: Lake, key: str, version: int | str | None = None) -> tuple[dict, 
     return with_text(lake, rows.head(1), lineage).row(0, named=True), lineage
 
 
-def explain(lake: Lake, key: str, version: int | None = None, tokenizer=None) -> Explanation:
-    """Everything behind one sample's decision; ``tokenizer`` (the strong model's) names the query's
-    tokens, else they are shown by position."""
-    return explain_row(lake, *find(lake, key, version), tokenizer)
-
-
 def explain_row(lake: Lake, row: dict, lineage: dict, tokenizer=None) -> Explanation:
-    """:func:`explain` for a curated ``row`` (with its text) of the version ``lineage`` describes."""
+    """Everything behind the decision on a curated ``row`` (with its text; see :func:`find`) of the
+    version ``lineage`` describes; ``tokenizer`` (the strong model's) names the query's tokens,
+    else they are shown by position."""
     model_key = lineage["models"][0]["model_key"]
     versions = lineage["input_versions"]
     where = (pl.col("model_key") == model_key) & (pl.col("shard") == row["shard"])

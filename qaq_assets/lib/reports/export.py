@@ -123,7 +123,7 @@ def lineage_record(lake: Lake, version: int | str | None = None) -> dict:
         )
     record = rows.row(0, named=True)
     record["curated_version"] = version
-    for field in ("input_versions", "models", "selection_config", "counts"):
-        record[field] = json.loads(record[field])
+    for field in ("input_versions", "models", "selection_config", "counts", "decontamination"):
+        record[field] = json.loads(record[field]) if record[field] is not None else None
     record["created_at"] = record["created_at"].isoformat()
     return record

@@ -18,7 +18,7 @@ import polars as pl
 import pyarrow as pa
 
 from qaq_assets.lib.ingest.record_fields import text_sha
-from qaq_assets.lib.scoring.backends import ScorerIdentity, ScoringBackend
+from qaq_assets.lib.scoring.backends.local import ScorerIdentity, ScoringBackend
 from qaq_assets.lib.scoring.engine.scorer import TRUNCATION_POLICY
 from qaq_assets.lib.scoring.metrics import scores_from_logprobs
 from qaq_assets.lib.store.lake import Lake, partition_filter

@@ -12,9 +12,11 @@ import numpy as np
 import polars as pl
 
 from qaq_assets.lib.errors import QaqError
+from qaq_assets.lib.ingest.decontamination import MIN_SHARED, NGRAM_WORDS
 from qaq_assets.lib.ingest.features import sample_features, signature_array
+from qaq_assets.lib.selection.config import SelectionConfig
 from qaq_assets.lib.selection.dedup import near_duplicate_twins
-from qaq_assets.lib.selection.rules import DROP, KEEP, SelectionConfig, is_filtered, keep_count, select
+from qaq_assets.lib.selection.rules import DROP, KEEP, is_filtered, keep_count, select
 from qaq_assets.lib.store.lake import Lake
 from qaq_assets.lib.store.tables import (
     CURATED_STRATEGY_COLUMNS,
@@ -26,7 +28,14 @@ from qaq_assets.lib.store.tables import (
 )
 
 log = logging.getLogger(__name__)
-EXACT_DUPLICATE, NEAR_DUPLICATE = "exact_duplicate", "near_duplicate"
+EXACT_DUPLICATE, NEAR_DUPLICATE, BENCHMARK_OVERLAP = "exact_duplicate", "near_duplicate", "benchmark_overlap"
+# Rows dropped before selection: they are not candidates for the budget.
+NOT_CANDIDATES = (EXACT_DUPLICATE, NEAR_DUPLICATE, BENCHMARK_OVERLAP)
+
+
+def candidates_of(curated: pl.DataFrame) -> pl.DataFrame:
+    """The rows of a curated version that selection chose among (duplicates and leaks left out)."""
+    return curated.filter(~pl.col("reason_code").is_in(NOT_CANDIDATES))
 
 
 class CurationError(QaqError, ValueError):
@@ -43,6 +52,7 @@ class Curation:
     models: list[dict]
     template_versions: list[str]
     strategy: str  # the rule that ran (``auto`` resolved)
+    benchmarks: list[str]
 
     def counts(self) -> dict[str, int]:
         return decision_counts(self.frame)
@@ -63,6 +73,9 @@ class Curation:
                     "selection_config": replace(config, strategy=self.strategy).to_json(),
                     "selection_config_sha": replace(config, strategy=self.strategy).sha(),
                     "counts": json.dumps(self.counts(), sort_keys=True),
+                    "decontamination": json.dumps(
+                        {"checked": self.benchmarks, "ngram_words": NGRAM_WORDS, "min_shared": MIN_SHARED}
+                    ),
                 }
             ],
             schema=CURATION_RUNS.schema,
@@ -134,7 +147,7 @@ def _split_near_duplicates(
 
 def _model_scores(canonical: pl.DataFrame, scores: pl.DataFrame, key: str) -> pl.DataFrame:
     columns = ["shard", "sample_id", "nll_query", "rmi", "ifd_loss", "nll_answer_given_query", "nll_answer_end"]
-    features = ("code_status", "answer_language", "requested_language", "signature_status")
+    features = ("code_status", "answer_language", "requested_language", "signature_status", "answer_ending")
     return canonical.select("shard", "sample_id", *features).join(
         scores.filter(pl.col("model_key") == key).select(columns), on=["shard", "sample_id"], how="inner"
     )
@@ -152,6 +165,7 @@ class Candidates:
     pending_shards: list[str]
     input_versions: dict[str, int | None]
     models: list[dict]
+    benchmarks: list[str]  # what decontamination checked (benchmarks, content hash, n, minimum shared)
 
 
 class _Features:
@@ -171,7 +185,10 @@ class _Features:
                 "answer_language",
                 "requested_language",
                 "signature_status",
+                "answer_ending",
                 "band_keys",
+                "benchmark_item",
+                "benchmark_key",
             )
             .collect()
         )
@@ -280,6 +297,17 @@ def prepare(lake: Lake, model_keys: list[str], config: SelectionConfig, shards: 
 
     features = _Features(lake, versions["sample_features"], versions["raw_samples"], complete)
     canonical = raw.filter(pl.col("is_first")).join(features.rows, on=["shard", "row_index"], how="left")
+    leaked = canonical.filter(pl.col("benchmark_item").is_not_null()).with_columns(
+        decision=pl.lit(DROP),
+        reason_code=pl.lit(BENCHMARK_OVERLAP),
+        reason=pl.format(
+            "benchmark_overlap: shares {}+ word {}-grams with {}",
+            pl.lit(MIN_SHARED),
+            pl.lit(NGRAM_WORDS),
+            pl.col("benchmark_item"),
+        ),
+    )
+    canonical = canonical.filter(pl.col("benchmark_item").is_null())
     canonical, near = _split_near_duplicates(canonical, features.signatures_of, config.near_duplicate_threshold)
     by_model = [_model_scores(canonical, scores, key) for key in model_keys]
     if by_model[0].height != canonical.height:
@@ -292,13 +320,14 @@ def prepare(lake: Lake, model_keys: list[str], config: SelectionConfig, shards: 
     )
     return Candidates(
         canonical=canonical,
-        dropped=pl.concat([near, exact], how="diagonal_relaxed"),
+        dropped=pl.concat([leaked, near, exact], how="diagonal_relaxed"),
         strong=by_model[0],
         weak=by_model[1] if len(by_model) > 1 else None,
         shards=complete,
         pending_shards=pending,
         input_versions=versions,
         models=models,
+        benchmarks=sorted(features.rows["benchmark_key"].drop_nulls().unique().to_list()),
     )
 
 
@@ -313,7 +342,14 @@ def curate(lake: Lake, model_keys: list[str], config: SelectionConfig, curation_
         pl.concat(
             [
                 candidates.canonical.join(
-                    selected.drop("shard", "code_status", "answer_language", "requested_language", "signature_status"),
+                    selected.drop(
+                        "shard",
+                        "code_status",
+                        "answer_language",
+                        "requested_language",
+                        "signature_status",
+                        "answer_ending",
+                    ),
                     on="sample_id",
                     how="inner",
                 ),
@@ -333,6 +369,7 @@ def curate(lake: Lake, model_keys: list[str], config: SelectionConfig, curation_
         models=candidates.models,
         template_versions=sorted({m["template_version"] for m in candidates.models}),
         strategy=strategy,
+        benchmarks=candidates.benchmarks,
     )
 
 
@@ -343,7 +380,7 @@ ODD_FILTERED_SHARE = 0.5
 def curation_warnings(curated: pl.DataFrame, budget: float) -> list[str]:
     """What is odd about a curated version, one line each, with the flag that changes it: the
     checks removed most of the input, or fewer samples were kept than the budget asks."""
-    candidates = curated.filter(~pl.col("reason_code").is_in([EXACT_DUPLICATE, NEAR_DUPLICATE]))
+    candidates = candidates_of(curated)
     if candidates.height == 0:
         return []
     filtered = candidates.filter(is_filtered(pl.col("reason_code")))

@@ -7,61 +7,23 @@ Everything is deterministic: ties are broken by ``sample_id``, budgets are met e
 from __future__ import annotations
 
 import hashlib
-import json
 import math
-from dataclasses import asdict, dataclass, replace
 
 import polars as pl
 
 from qaq_assets.lib.ingest.codecheck import CHECK_FAILED, UNUSABLE
-from qaq_assets.lib.settings import BY_NAME, STRATEGIES
+from qaq_assets.lib.selection.config import (
+    DIFF,
+    IFD,
+    PPL,
+    RANDOM,
+    RMI_BAND,
+    RMI_BAND_CHECKS,
+    RMI_BAND_CODE,
+    SelectionConfig,
+)
 
-RMI_BAND, DIFF, IFD, PPL, RANDOM, RMI_BAND_CODE, RMI_BAND_CHECKS = STRATEGIES
-# rmi-band+checks drops this share of the answers least likely to be finished (highest
-# NLL of the end-of-turn token): a rank, chosen on the sample set only.
-INCOMPLETE_SHARE = 0.25
-AUTO = "auto"
 KEEP, DROP = "keep", "drop"
-
-
-def _declared(name: str):
-    return BY_NAME[name].default
-
-
-@dataclass(frozen=True)
-class SelectionConfig:
-    """The selection settings (declared in lib/settings.py, where their help lives)."""
-
-    strategy: str = _declared("strategy")
-    budget: float = _declared("budget")
-    band_low: float = _declared("band_low")
-    strata: int = _declared("strata")
-    diff_threshold: float = _declared("diff_threshold")
-    min_stratum_size: int = _declared("min_stratum_size")
-    seed: int = _declared("seed")
-    near_duplicate_threshold: float = _declared("near_duplicate_threshold")
-    allow_partial: bool = _declared("allow_partial")
-
-    def __post_init__(self) -> None:
-        for name, value in asdict(self).items():
-            BY_NAME[name].check(value)
-
-    def effective_strata(self, n: int) -> int:
-        return max(1, min(self.strata, n // self.min_stratum_size))
-
-    def resolved_strategy(self, n_models: int) -> str:
-        if self.strategy == AUTO:
-            # One model: the paper's band behind the checks the evaluation supports (README).
-            return DIFF if n_models >= 2 else RMI_BAND_CHECKS
-        if self.strategy == DIFF and n_models < 2:
-            raise ValueError("strategy 'diff' needs two models (strong first, weak second)")
-        return self.strategy
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
-
-    def sha(self) -> str:
-        return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
 
 
 def keep_count(n: int, budget: float) -> int:
@@ -70,7 +32,9 @@ def keep_count(n: int, budget: float) -> int:
 
 def is_filtered(reason_code: pl.Expr) -> pl.Expr:
     """Rows a rule's checks ruled out before selection (they can leave fewer rows than the budget)."""
-    return reason_code.is_in(["answer_incomplete", "signature_mismatch"]) | reason_code.str.starts_with("code_")
+    return reason_code.is_in(
+        ["answer_incomplete", "signature_mismatch", "signature_unused"]
+    ) | reason_code.str.starts_with("code_")
 
 
 def largest_remainder_quotas(sizes: list[int], budget: float) -> list[int]:
@@ -133,14 +97,30 @@ def select_rmi_band(scores: pl.DataFrame, config: SelectionConfig) -> pl.DataFra
             .then(pl.lit(KEEP))
             .otherwise(pl.lit(DROP)),
             reason=pl.when(pl.col("rmi_position") < pl.col("band_start"))
-            .then(pl.lit("rmi_below_band: answer explains the query poorly (misaligned or hallucinated)"))
+            .then(_measured("rmi_below_band", "below", config.band_low, config.band_low + config.budget))
             .when(pl.col("rmi_position") >= pl.col("band_end"))
-            .then(pl.lit("rmi_above_band: answer largely restates the query"))
-            .otherwise(pl.lit("rmi_in_band")),
+            .then(_measured("rmi_above_band", "above", config.band_low, config.band_low + config.budget))
+            .otherwise(_measured("rmi_in_band", "in", config.band_low, config.band_low + config.budget)),
             # Closeness to the band's centre: the score behind the decision (for AUROC).
             keep_score=-(pl.col("rmi_rank") - (config.band_low + config.budget / 2)).abs(),
         )
         .drop("band_start", "band_end", "rmi_position")
+    )
+
+
+def _measured(code: str, where: str, low: float | pl.Expr, high: float | pl.Expr) -> pl.Expr:
+    """A band decision's reason with what was measured: the sample's RMI rank in its NLL(Q)
+    stratum and the kept band it falls below, in or above."""
+
+    def edge(value: float | pl.Expr) -> pl.Expr:
+        return (value if isinstance(value, pl.Expr) else pl.lit(float(value))).round(3)
+
+    return pl.format(
+        f"{code}: RMI rank {{}} in NLL(Q) stratum {{}}, {where} the kept band {{}}-{{}}",
+        pl.col("rmi_rank").round(3),
+        pl.col("stratum"),
+        edge(low),
+        edge(high),
     )
 
 
@@ -227,29 +207,81 @@ def select_random(scores: pl.DataFrame, config: SelectionConfig) -> pl.DataFrame
     return top_by_score(scores, draw, keep_count(scores.height, config.budget), "random_draw", "random_not_drawn")
 
 
-def _band_after_filters(scores: pl.DataFrame, config: SelectionConfig, filters: list[tuple[pl.Expr, pl.Expr]]):
-    """Drop the rows each ``(failing, reason)`` filter names (the first that applies gives the
-    reason), then let the RMI band fill the whole budget from the rest."""
+def _band_with_checks(scores: pl.DataFrame, config: SelectionConfig, filters: list[tuple[pl.Expr, pl.Expr]]):
+    """Rule out the rows each ``(failing, reason)`` filter names (the first that applies gives
+    the reason), then keep the RMI band of each NLL(Q) stratum ranked among *all* the stratum's
+    samples, so the band means the same whatever the checks removed.
+
+    The band is centred where the paper's is (``band_low + budget / 2``) and widened around that
+    centre, never above ``band_guard`` (the top ranks, where answers restate their query), until
+    each stratum's share of the budget is met by rows the checks let through; strata that fall
+    short leave their share to the rows nearest the centre elsewhere. Fewer rows than the
+    budget are kept only when fewer pass the checks within the guard."""
     count = keep_count(scores.height, config.budget)
-    # Languages name the reasons of the code check; scores without them read as unknown.
+    # Features that name reasons or group answers; scores without them read as unknown.
     scores = scores.with_columns(
         pl.lit(None, pl.String).alias(name)
-        for name in ("answer_language", "requested_language")
+        for name in ("answer_language", "requested_language", "answer_ending")
         if name not in scores.columns
     )
     reason = pl.lit(None, pl.String)
     for failing, why in reversed(filters):
         # A reason that came out null must not let a failing row through.
         reason = pl.when(failing).then(why.fill_null(pl.lit("filtered"))).otherwise(reason)
-    marked = scores.with_columns(_filtered=reason)
-    dropped = marked.filter(pl.col("_filtered").is_not_null()).with_columns(
-        decision=pl.lit(DROP), reason=pl.col("_filtered"), keep_score=pl.lit(None, pl.Float64)
+    ranked = stratified_ranks(scores.with_columns(_filtered=reason), config.effective_strata(scores.height))
+    sizes = ranked.group_by("stratum").len().sort("stratum")
+    quotas = pl.DataFrame(
+        {"stratum": sizes["stratum"], "_quota": largest_remainder_quotas(sizes["len"].to_list(), config.budget)},
+        schema_overrides={"stratum": pl.Int32},
     )
-    eligible = marked.filter(pl.col("_filtered").is_null())
-    if eligible.height == 0:
-        return dropped.drop("_filtered")
-    banded = select_rmi_band(eligible.drop("_filtered"), replace(config, budget=min(1.0, count / eligible.height)))
-    return pl.concat([banded, dropped.drop("_filtered")], how="diagonal_relaxed")
+    centre = config.band_low + config.budget / 2
+    ordered = (
+        ranked.join(quotas, on="stratum")
+        .with_columns(
+            _eligible=pl.col("_filtered").is_null() & (pl.col("rmi_rank") <= config.band_guard),
+            _distance=(pl.col("rmi_rank") - centre).abs(),
+        )
+        .sort(["stratum", "_eligible", "_distance", "sample_id"], descending=[False, True, False, False])
+        .with_columns(_kept=pl.col("_eligible") & (pl.int_range(pl.len()).over("stratum") < pl.col("_quota")))
+    )
+    shortfall = count - int(ordered["_kept"].sum())
+    if shortfall > 0:
+        fill = (
+            ordered.filter(pl.col("_eligible") & ~pl.col("_kept"))
+            .sort("_distance", "sample_id")
+            .head(shortfall)
+            .select("sample_id", _fill=pl.lit(True))
+        )
+        ordered = ordered.join(fill, on="sample_id", how="left").with_columns(
+            _kept=pl.col("_kept") | pl.col("_fill").fill_null(False)
+        )
+    edges = (
+        ordered.filter(pl.col("_kept"))
+        .group_by("stratum")
+        .agg(_low=pl.col("rmi_rank").min(), _high=pl.col("rmi_rank").max())
+    )
+    ordered = ordered.join(edges, on="stratum", how="left").with_columns(
+        _low=pl.col("_low").fill_null(centre), _high=pl.col("_high").fill_null(centre)
+    )
+    decided = ordered.with_columns(
+        decision=pl.when(pl.col("_kept")).then(pl.lit(KEEP)).otherwise(pl.lit(DROP)),
+        reason=pl.when(pl.col("_filtered").is_not_null())
+        .then(pl.col("_filtered"))
+        .when(pl.col("_kept"))
+        .then(_measured("rmi_in_band", "in", pl.col("_low"), pl.col("_high")))
+        .when(pl.col("rmi_rank") > config.band_guard)
+        .then(
+            _measured("rmi_above_band", f"above the guard {config.band_guard:g} and", pl.col("_low"), pl.col("_high"))
+        )
+        .when(pl.col("rmi_rank") > centre)
+        .then(_measured("rmi_above_band", "above", pl.col("_low"), pl.col("_high")))
+        .otherwise(_measured("rmi_below_band", "below", pl.col("_low"), pl.col("_high"))),
+        # Closeness to the band's centre, among the rows the checks let through (for AUROC).
+        keep_score=pl.when(pl.col("_filtered").is_null()).then(-pl.col("_distance")),
+    )
+    return decided.drop(
+        "_filtered", "_quota", "_eligible", "_distance", "_kept", "_low", "_high", "_fill", strict=False
+    )
 
 
 _language = pl.col("answer_language").fill_null("its")
@@ -268,6 +300,10 @@ _UNUSABLE_CODE = (
     )
     .when(pl.col("code_status") == "no_code")
     .then(pl.lit(": the answer has no code"))
+    .when(pl.col("code_status") == "cut_off")
+    .then(pl.lit(": the answer's code block is never closed (cut off)"))
+    .when(pl.col("code_status") == "stub")
+    .then(pl.lit(": the answer's functions do nothing (pass, ..., a docstring)"))
     .otherwise(pl.lit(": the code check could not run on this answer")),
 )
 
@@ -277,28 +313,42 @@ def select_rmi_band_code(scores: pl.DataFrame, config: SelectionConfig) -> pl.Da
     one asked for, or is missing are dropped first (RMI cannot see a truncated or
     wrong-language answer), then the RMI band fills the whole budget. Code in a language
     without a parser is never dropped for it."""
-    return _band_after_filters(scores, config, [_UNUSABLE_CODE])
+    return _band_with_checks(scores, config, [_UNUSABLE_CODE])
 
 
 def select_rmi_band_checks(scores: pl.DataFrame, config: SelectionConfig) -> pl.DataFrame:
-    """Beyond the paper: before the RMI band fills the budget, drop (in this order of reasons)
-    - the ``INCOMPLETE_SHARE`` of answers the model finds least likely to end where they do (NLL
-      of the end-of-turn token after [Q;A], ranked): a cut-off function still parses and RMI
-      cannot see it, but its turn does not end there (answers without the signal, scored before
-      it existed or cut to fit, are not dropped by it);
+    """Beyond the paper: before the RMI band fills the budget (see :func:`_band_with_checks`),
+    rule out (in this order of reasons)
+    - answers the model does not expect to end where they do: the end of the turn after [Q;A]
+      is ``completeness_margin`` nats less likely than for the median answer of the input that
+      ends the same way (a code block, a sentence, bare code). A cut-off function still parses
+      and RMI cannot see it; answers without the signal (scored before it existed, or cut to
+      fit) are not judged by it;
     - answers with unusable code (as rmi-band+code);
     - answers whose function takes other parameters than the instruction's backticked signature
       asks for: valid code for another task under the asked-for name, which RMI only partly sees."""
-    end_rank = pl.col("nll_answer_end").rank("average") / pl.col("nll_answer_end").count()
+    ending = pl.col("answer_ending").fill_null("any")
+    typical = pl.col("nll_answer_end").median().over(ending)
     incomplete = (
-        pl.col("nll_answer_end").is_not_null() & (end_rank > 1 - INCOMPLETE_SHARE),
-        pl.lit("answer_incomplete: the model does not expect the answer to end here (likely cut off)"),
+        pl.col("nll_answer_end").is_not_null() & (pl.col("nll_answer_end") > typical + config.completeness_margin),
+        pl.format(
+            "answer_incomplete: the end of the turn is {} nats less likely than for the median answer ending in "
+            "{} ({} > {} + {}; likely cut off)",
+            (pl.col("nll_answer_end") - typical).round(2),
+            ending,
+            pl.col("nll_answer_end").round(2),
+            typical.round(2),
+            pl.lit(config.completeness_margin),
+        ),
     )
+    signature = pl.col("signature_status").fill_null("unknown")
     mismatch = (
-        pl.col("signature_status").fill_null("unknown") == "mismatch",
-        pl.lit("signature_mismatch: the answer's function takes other parameters than the ones asked for"),
+        signature.is_in(["mismatch", "unused"]),
+        pl.when(signature == "mismatch")
+        .then(pl.lit("signature_mismatch: the answer's function takes other parameters than the ones asked for"))
+        .otherwise(pl.lit("signature_unused: the answer's function reads none of its parameters")),
     )
-    return _band_after_filters(scores, config, [incomplete, _UNUSABLE_CODE, mismatch])
+    return _band_with_checks(scores, config, [incomplete, _UNUSABLE_CODE, mismatch])
 
 
 def select(strategy: str, strong: pl.DataFrame, weak: pl.DataFrame | None, config: SelectionConfig) -> pl.DataFrame:

@@ -115,12 +115,19 @@ SAMPLE_FEATURES = TableSpec(
             # The language of the answer's code, and the one the instruction names (null: none).
             "answer_language": pl.String,
             "requested_language": pl.String,
-            # Does the answer's function take the asked-for parameters? (match, mismatch, unknown)
+            # Does the answer's function take the asked-for parameters and use them? (match,
+            # mismatch, unused, unknown)
             "signature_status": pl.String,
+            # How the answer ends (fence, prose, code): completeness compares answers of one kind.
+            "answer_ending": pl.String,
             # Delta has no unsigned types: the 128 uint32 values as 512 little-endian bytes, and
             # the 8 uint64 band keys with their bits read as int64 (they are only compared).
             "minhash": pl.Binary,
             "band_keys": pl.List(pl.Int64),
+            # The benchmark item the sample shares word n-grams with (decontamination), and what
+            # was checked: benchmarks, content hash, n-gram words and minimum shared (null: none).
+            "benchmark_item": pl.String,
+            "benchmark_key": pl.String,
         }
     ),
     partition_by=("shard",),
@@ -266,6 +273,8 @@ CURATION_RUNS = TableSpec(
             "selection_config": pl.String,
             "selection_config_sha": pl.String,
             "counts": pl.String,
+            # Which benchmarks the curated shards were checked against, and how (JSON).
+            "decontamination": pl.String,
         }
     ),
 )

@@ -6,10 +6,10 @@ import pytest
 
 from qaq_assets.cli import main
 from qaq_assets.defs.automation.sensors import build_landing_sensor
-from qaq_assets.lib.ingest.registry import ShardRegistrationError, landed_shard_name, register_files
+from qaq_assets.lib.ingest.registry import ShardRegistrationError, landed_shard_name
 from qaq_assets.lib.store.lake import Lake
 from qaq_assets.lib.store.tables import QAQ_SCORES, RAW_SAMPLES, SHARD_SOURCES
-from qaq_assets_tests.conftest import CODE_PAIRS, TINY, age, requested_shards, tick, write_jsonl
+from qaq_assets_tests.helpers import CODE_PAIRS, TINY, age, register_files, requested_shards, tick, write_jsonl
 
 
 def records(pairs):

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from qaq_assets.lib.ingest.file_formats import ShardReadError
 from qaq_assets.lib.ingest.record_fields import normalise_text, sample_id_for
 from qaq_assets.lib.ingest.shard_reader import read_shard
-from qaq_assets_tests.conftest import write_jsonl
+from qaq_assets_tests.helpers import write_jsonl
 
 
 def test_aliases_and_chat_messages(tmp_path):
@@ -177,9 +177,14 @@ def test_signature_agreement_between_the_instruction_and_the_answer():
     from qaq_assets.lib.ingest.codecheck import signature_status
 
     ask = "Implement `cut_size(G, S, T=None, weight=None)` in Python."
-    assert signature_status(ask, "def cut_size(G, S, T=None, weight=None):\n    return 0") == "match"
+    assert signature_status(ask, "def cut_size(G, S, T=None, weight=None):\n    return G.size(S, T, weight)") == "match"
     # Another function's body renamed to the asked-for name keeps its own parameters.
     assert signature_status(ask, "def cut_size(G, nbunch, weight=None):\n    return 1") == "mismatch"
+    # Another function's body under the asked name and parameters reads none of them.
+    transplanted = "def cut_size(G, S, T=None, weight=None):\n    return len(nodes) + total(edges)"
+    assert signature_status(ask, transplanted) == "unused"
+    assert signature_status("Sum a list.", "def total(xs):\n    return sum(values)") == "unused"
+    assert signature_status("Sum a list.", "def total(xs):\n    return sum(xs)") == "unknown"
     assert signature_status(ask, "Here:\n```python\ndef cut_size(G, S, T=None, weight=None):\n    pass\n```") == "match"
     assert signature_status("Reverse a list.", "def r(xs): return xs[::-1]") == "unknown"  # nothing asked
     assert signature_status(ask, "def other(G): pass") == "unknown"  # no such function

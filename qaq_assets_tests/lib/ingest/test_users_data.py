@@ -11,10 +11,8 @@ from qaq_assets.lib.ingest.registry import shard_files
 from qaq_assets.lib.ingest.shard_reader import read_shard
 from qaq_assets.lib.store.lake import Lake
 from qaq_assets.lib.store.tables import CURATED_SUBSET, QUARANTINE, RAW_SAMPLES, SAMPLE_FEATURES
-from qaq_assets_tests.conftest import TINY, qaq, write_jsonl
+from qaq_assets_tests.helpers import TINY_FLAGS, qaq, write_jsonl
 from qaq_assets_tests.users_data import LANGUAGES, PROGRAMS, conversations, write_all
-
-MODEL = ["--model", TINY, "--template", "plain", "--dtype", "float32", "--forward", "fused-eager"]
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +108,7 @@ def test_every_answer_language_is_detected_and_its_code_checked():
 
 def test_the_default_rule_never_drops_a_correct_answer_for_its_language(users_data, tmp_path):
     root, written = users_data
-    result = qaq("curate", root, "--lake", tmp_path / "lake", *MODEL)
+    result = qaq("curate", root, "--lake", tmp_path / "lake", *TINY_FLAGS)
     assert result.returncode in (0, 3), result.stderr
     lake = Lake(tmp_path / "lake")
     assert lake.scan(QUARANTINE).collect().height == 0
@@ -127,7 +125,7 @@ def test_exports_write_conversations_back_whole_with_their_ids(tmp_path):
     records = conversations()
     shard = write_jsonl(tmp_path / "conv.jsonl", records)
     lake = tmp_path / "lake"
-    qaq("curate", shard, "--lake", lake, *MODEL, "--budget", "1", "--strategy", "rmi-band")
+    qaq("curate", shard, "--lake", lake, *TINY_FLAGS, "--budget", "1", "--strategy", "rmi-band")
     by_id = {record["id"]: record for record in records}
     out = tmp_path / "train.jsonl"
     assert qaq("export", "--lake", lake, "--out", out).returncode == 0
@@ -154,18 +152,18 @@ def test_fields_named_otherwise_get_one_line_naming_them_and_the_flag(tmp_path):
         {"text_in": f"Write f{i} in Python.", "text_out": f"def f{i}():\n    return {i}", "tag": "x"} for i in range(6)
     ]
     shard = write_jsonl(tmp_path / "custom.jsonl", rows)
-    refused = qaq("curate", shard, "--lake", tmp_path / "lake", *MODEL)
+    refused = qaq("curate", shard, "--lake", tmp_path / "lake", *TINY_FLAGS)
     assert refused.returncode == 1
     assert (
         "no record maps to an instruction and a response (fields found: text_in, text_out, tag); "
         "map them with --fields instruction=FIELD,response=FIELD" in refused.stderr
     )
     mapped = qaq(
-        "curate", shard, "--lake", tmp_path / "lake", *MODEL, "--fields", "instruction=text_in,response=text_out"
+        "curate", shard, "--lake", tmp_path / "lake", *TINY_FLAGS, "--fields", "instruction=text_in,response=text_out"
     )
     assert mapped.returncode in (0, 3), mapped.stderr
     assert Lake(tmp_path / "lake").scan(RAW_SAMPLES).collect().height == 6
-    bad = qaq("curate", shard, "--lake", tmp_path / "lake2", *MODEL, "--fields", "question=text_in")
+    bad = qaq("curate", shard, "--lake", tmp_path / "lake2", *TINY_FLAGS, "--fields", "question=text_in")
     assert bad.returncode == 2 and "--fields (QAQ_FIELDS) must match" in bad.stderr
 
 
@@ -185,7 +183,7 @@ def test_an_odd_result_is_said_without_verbose_and_exits_3(tmp_path):
     prose = [
         {"instruction": f"Explain idea {i}.", "response": f"Idea {i} is about many things in life."} for i in range(12)
     ]
-    result = qaq("curate", write_jsonl(tmp_path / "prose.jsonl", prose), "--lake", tmp_path / "lake", *MODEL)
+    result = qaq("curate", write_jsonl(tmp_path / "prose.jsonl", prose), "--lake", tmp_path / "lake", *TINY_FLAGS)
     assert result.returncode == 3, result.stderr
     warnings = [line for line in result.stdout.splitlines() if line.startswith("warning: ")]
     assert any(

@@ -5,7 +5,7 @@ import pytest
 
 from qaq_assets.lib.reports.evaluation import auroc, evaluate, write_report
 from qaq_assets.lib.selection.curation import Candidates
-from qaq_assets_tests.conftest import qaq
+from qaq_assets_tests.helpers import qaq
 
 
 @pytest.mark.parametrize(
@@ -52,6 +52,7 @@ def candidates() -> Candidates:
         pending_shards=[],
         input_versions={},
         models=[],
+        benchmarks=[],
     )
 
 
@@ -99,7 +100,7 @@ def test_evaluation_needs_labels():
 
 
 def test_evaluate_command(tmp_path, make_shard):
-    from qaq_assets_tests.conftest import CODE_PAIRS, TINY
+    from qaq_assets_tests.helpers import CODE_PAIRS, TINY
 
     shard = make_shard(
         "labelled",

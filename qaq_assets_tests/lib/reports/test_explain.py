@@ -3,9 +3,9 @@
 import numpy as np
 import polars as pl
 
-from qaq_assets.lib.reports.explain import explain, html_fragment, text_report
+from qaq_assets.lib.reports.explain import explain_row, find, html_fragment, text_report
 from qaq_assets.lib.store.tables import CURATED_SUBSET, TOKEN_LOGPROBS
-from qaq_assets_tests.conftest import CODE_PAIRS, TINY, materialize_all, qaq
+from qaq_assets_tests.helpers import CODE_PAIRS, TINY, materialize_all, qaq
 
 
 def test_explain_reads_an_old_version_and_shows_the_stored_log_probs(lake, make_shard, tiny_model):
@@ -15,7 +15,7 @@ def test_explain_reads_an_old_version_and_shows_the_stored_log_probs(lake, make_
     materialize_all(lake, [shard], budget=0.5)  # a newer version exists
     kept = lake.scan(CURATED_SUBSET, first).filter(pl.col("decision") == "keep").collect().row(0, named=True)
 
-    explained = explain(lake, kept["sample_id"], first, tiny_model.tokenizer)
+    explained = explain_row(lake, *find(lake, kept["sample_id"], first), tiny_model.tokenizer)
     assert explained.curated_version == first and explained.row["decision"] == "keep"
     assert explained.band is not None and explained.band[0] <= explained.row["rmi_rank"] <= explained.band[1]
     stored = lake.scan(TOKEN_LOGPROBS).filter(pl.col("sample_id") == kept["sample_id"]).collect().row(0, named=True)

@@ -10,9 +10,7 @@ from qaq_assets.lib.reports.resolve import resolve_sample, resolve_version
 from qaq_assets.lib.reports.version_diff import diff_versions, summary_lines
 from qaq_assets.lib.store.lake import Lake
 from qaq_assets.lib.store.tables import CURATED_SUBSET, CURATION_RUNS
-from qaq_assets_tests.conftest import CODE_PAIRS, TINY, qaq, write_jsonl
-
-MODEL = ["--model", TINY, "--template", "plain", "--dtype", "float32", "--forward", "fused-eager"]
+from qaq_assets_tests.helpers import CODE_PAIRS, TINY, TINY_FLAGS, qaq, write_jsonl
 
 
 @pytest.fixture(scope="module")
@@ -22,10 +20,12 @@ def three_versions(tmp_path_factory):
     first = write_jsonl(
         root / "a.jsonl", [{"id": f"a{i}", "instruction": q, "response": a} for i, (q, a) in enumerate(CODE_PAIRS)]
     )
-    assert qaq("curate", first, "--lake", lake, *MODEL, "--strategy", "rmi-band").returncode == 0
+    assert qaq("curate", first, "--lake", lake, *TINY_FLAGS, "--strategy", "rmi-band").returncode == 0
     second = write_jsonl(root / "b.jsonl", [{"instruction": f"Also: {q}", "response": a} for q, a in CODE_PAIRS])
-    assert qaq("curate", second, "--lake", lake, *MODEL, "--strategy", "rmi-band").returncode == 0
-    assert qaq("curate", second, "--lake", lake, *MODEL, "--strategy", "rmi-band", "--budget", "0.5").returncode == 0
+    assert qaq("curate", second, "--lake", lake, *TINY_FLAGS, "--strategy", "rmi-band").returncode == 0
+    assert (
+        qaq("curate", second, "--lake", lake, *TINY_FLAGS, "--strategy", "rmi-band", "--budget", "0.5").returncode == 0
+    )
     return Lake(lake)
 
 
@@ -59,7 +59,7 @@ def test_every_command_takes_the_same_version_names_and_says_the_same_line(three
         "name one as latest, N, vN or a time such as 2026-12-06T05:00"
     }
     # The lineage names the rule that ran, not "auto".
-    auto = qaq("curate", tmp_path / "nothing.jsonl", "--lake", root, *MODEL)
+    auto = qaq("curate", tmp_path / "nothing.jsonl", "--lake", root, *TINY_FLAGS)
     assert auto.returncode == 2
     assert json.loads(qaq("lineage", "--lake", root).stdout)["selection_config"]["strategy"] == "rmi-band"
 

@@ -5,13 +5,12 @@ import dagster as dg
 
 import qaq_assets.defs.resources as resources_module
 from qaq_assets.defs.partitions import SHARDS
-from qaq_assets.lib.ingest.registry import register_files
 from qaq_assets.lib.ingest.shard_reader import read_shard
-from qaq_assets.lib.scoring.backends import DeferredLocalBackend, LocalBackend, ScorerOptions
+from qaq_assets.lib.scoring.backends.local import DeferredLocalBackend, LocalBackend, ScorerOptions
 from qaq_assets.lib.scoring.engine.scorer import PairScorer
 from qaq_assets.lib.scoring.engine.templates import build_layouts
 from qaq_assets.lib.scoring.shard_scoring import score_shard
-from qaq_assets_tests.conftest import CODE_PAIRS, graph
+from qaq_assets_tests.helpers import CODE_PAIRS, graph, register_files
 
 
 def test_progress_is_reported_before_the_first_pass_and_after_every_pass(lake, make_shard, tiny_model):

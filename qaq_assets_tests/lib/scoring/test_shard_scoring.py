@@ -3,13 +3,13 @@
 import polars as pl
 
 from qaq_assets.lib.ingest.shard_reader import read_shard
-from qaq_assets.lib.scoring.backends import LocalBackend, ScorerOptions
+from qaq_assets.lib.scoring.backends.local import LocalBackend, ScorerOptions
 from qaq_assets.lib.scoring.engine.scorer import PairScorer
 from qaq_assets.lib.scoring.engine.templates import build_layouts
 from qaq_assets.lib.scoring.shard_scoring import score_shard
 from qaq_assets.lib.store.lake import Lake
 from qaq_assets.lib.store.tables import SCORE_CACHE, TOKEN_LOGPROBS
-from qaq_assets_tests.conftest import CODE_PAIRS, rows_of
+from qaq_assets_tests.helpers import CODE_PAIRS, rows_of
 
 
 def new_scorer(tiny_model, template="plain") -> PairScorer:

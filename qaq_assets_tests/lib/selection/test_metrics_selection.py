@@ -162,20 +162,55 @@ def test_selection_defaults_are_the_declared_settings():
 
 
 def test_checks_rule_drops_incomplete_and_mismatched_answers_then_fills_the_budget():
-    from qaq_assets.lib.selection.rules import INCOMPLETE_SHARE, select_rmi_band_checks
+    from qaq_assets.lib.selection.rules import select_rmi_band_checks
 
+    # Answers ending in bare code expect words after them (a high end NLL), sentences do not:
+    # completeness compares each answer with the median of those that end the same way.
+    endings = ["code"] * 20 + ["prose"] * 20
+    ends = [8.0 + 0.01 * i for i in range(20)] + [1.0 + 0.01 * i for i in range(20)]
+    ends[5], ends[25] = 14.0, 6.0  # cut off: 6 and 5 nats above their kind's median
+    ends[38:] = [None, None]
     frame = scores(40).with_columns(
         code_status=pl.lit("valid"),
-        signature_status=pl.Series(["mismatch", "unknown", None] + ["match"] * 37),
-        nll_answer_end=pl.Series([float(i) for i in range(38)] + [None, None]),
+        signature_status=pl.Series(["mismatch", "unused", "unknown", None] + ["match"] * 36),
+        answer_ending=pl.Series(endings),
+        nll_answer_end=pl.Series(ends, dtype=pl.Float64),
     )
-    selected = select_rmi_band_checks(frame, SelectionConfig(budget=0.25, strata=1))
-    incomplete = selected.filter(pl.col("reason").str.starts_with("answer_incomplete"))
-    # The highest quarter of the 38 ranked end NLLs; samples without the signal are never dropped by it.
-    assert sorted(incomplete["nll_answer_end"].to_list()) == [
-        float(i) for i in range(38 - round(INCOMPLETE_SHARE * 38), 38)
-    ]
+    config = SelectionConfig(budget=0.25, strata=1, completeness_margin=4.0)
+    selected = select_rmi_band_checks(frame, config)
+    incomplete = selected.filter(pl.col("reason").str.starts_with("answer_incomplete")).sort("nll_answer_end")
+    assert incomplete["nll_answer_end"].to_list() == [6.0, 14.0]  # by evidence, not by quota
+    assert incomplete["reason"][0].startswith("answer_incomplete: the end of the turn is 4.9")
+    assert "than for the median answer ending in prose" in incomplete["reason"][0]
     assert selected.filter(pl.col("decision") == "keep").height == 10
-    mismatched = selected.filter(pl.col("reason").str.starts_with("signature_mismatch"))
-    assert mismatched["signature_status"].to_list() == ["mismatch"]  # unknown and missing are not evidence
+    flagged = selected.filter(pl.col("reason").str.starts_with("signature_")).sort("sample_id")
+    assert flagged["reason"].str.extract(r"^(\w+)").to_list() == ["signature_mismatch", "signature_unused"]
+    assert flagged["signature_status"].to_list() == ["mismatch", "unused"]  # unknown and missing are no evidence
     assert selected.filter(pl.col("nll_answer_end").is_null())["reason"].str.starts_with("answer_incomplete").sum() == 0
+    # Nothing is dropped as incomplete when nothing is.
+    complete = select_rmi_band_checks(frame.with_columns(nll_answer_end=pl.lit(2.0)), config)
+    assert complete.filter(pl.col("reason").str.starts_with("answer_incomplete")).height == 0
+
+
+def test_the_band_keeps_its_place_among_all_samples_when_checks_remove_rows():
+    from qaq_assets.lib.selection.rules import select_rmi_band_checks
+
+    frame = scores(100).with_columns(
+        code_status=pl.Series(["syntax_error" if 50 <= i < 75 else "valid" for i in range(100)]),
+        signature_status=pl.lit("unknown"),
+        nll_answer_end=pl.lit(0.1),
+        answer_ending=pl.lit("fence"),
+    )
+    selected = select_rmi_band_checks(frame, SelectionConfig(budget=0.25, strata=1, band_guard=0.9))
+    kept = selected.filter(pl.col("decision") == "keep")
+    # The whole nominal band (ranks 0.50-0.75) failed the checks: the band widens around its
+    # centre on both sides, ranked among all 100, and never climbs above the guard (the echoes).
+    assert kept.height == 25 and kept["rmi_rank"].max() <= 0.9 and kept["rmi_rank"].min() < 0.5
+    above = selected.filter(pl.col("rmi_rank") > 0.9)
+    assert (above["decision"] == "drop").all() and above["reason"].str.contains("above the guard 0.9").all()
+    # Without checks removing rows, the same rule keeps the paper's band.
+    plain = select_rmi_band_checks(
+        frame.with_columns(code_status=pl.lit("valid")), SelectionConfig(budget=0.25, strata=1)
+    )
+    ranks = plain.filter(pl.col("decision") == "keep")["rmi_rank"]
+    assert ranks.min() >= 0.49 and ranks.max() <= 0.76

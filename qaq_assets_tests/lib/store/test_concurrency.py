@@ -1,10 +1,13 @@
 """Several processes curate different shards into one lake at the same time: every commit
-lands (conflicts are retried), no row is lost or duplicated. Processes are spawned, never
+lands (conflicts are retried), no row is lost or duplicated; racing replacements of one
+partition keep one copy. Processes are spawned, never
 forked: deltalake panics in a forked child."""
 
 import multiprocessing
+import threading
 
 import polars as pl
+import pytest
 
 from qaq_assets.lib.reports.export import lineage_record
 from qaq_assets.lib.store.lake import Lake
@@ -16,7 +19,7 @@ from qaq_assets.lib.store.tables import (
     SHARD_SOURCES,
     TOKEN_LOGPROBS,
 )
-from qaq_assets_tests.conftest import TINY, write_jsonl
+from qaq_assets_tests.helpers import TINY, write_jsonl
 
 WORKERS = 4
 PER_SHARD = 40
@@ -48,6 +51,7 @@ def curate_one(job: tuple[str, str]) -> tuple[int, int, list[str]]:
     return summary.samples_in, summary.samples_scored, summary.failed
 
 
+@pytest.mark.slow
 def test_parallel_shard_runs_all_commit(tmp_path):
     lake_dir = tmp_path / "lake"
     paths = []
@@ -115,9 +119,51 @@ def overwrite_repeatedly(job: tuple[str, int, str]) -> list:
     return wrong
 
 
+@pytest.mark.slow
 def test_racing_writers_each_get_back_exactly_their_own_commit(tmp_path):
     """The version a write returns holds that writer's rows and nothing else, even when
     whole-table overwrites race (delta-rs can merge two that read an empty snapshot)."""
     root = str(tmp_path / "lake")
     jobs = [(root, writer, mode) for mode in ("whole", "parts", "streamed") for writer in range(WORKERS)]
     assert in_spawned_pool(overwrite_repeatedly, jobs) == [[]] * len(jobs)
+
+
+def test_racing_replacements_of_one_partition_keep_one_copy(lake):
+    frame = pl.DataFrame({"shard": ["s"] * 40, "row_index": range(40)})
+    rows = RAW_SAMPLES.conform(frame, optional=tuple(c for c in RAW_SAMPLES.schema if c not in frame.columns))
+    for trial in range(6):
+        shard = f"race-{trial}"
+        batch = rows.with_columns(shard=pl.lit(shard))
+        barrier, versions = threading.Barrier(2), []
+
+        def write(batch=batch, shard=shard, barrier=barrier, versions=versions):
+            barrier.wait()
+            versions.append(lake.replace_partition(RAW_SAMPLES, batch, {"shard": shard}))
+
+        threads = [threading.Thread(target=write) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        for version in versions:  # each writer's version holds exactly one copy
+            assert lake.scan(RAW_SAMPLES, version).filter(pl.col("shard") == shard).collect().height == 40
+        assert lake.scan(RAW_SAMPLES).filter(pl.col("shard") == shard).collect().height == 40
+
+
+def test_a_replacement_that_merged_with_another_writer_is_redone(lake, monkeypatch):
+    frame = RAW_SAMPLES.conform(
+        pl.DataFrame({"shard": ["s"] * 5, "row_index": range(5)}),
+        optional=tuple(c for c in RAW_SAMPLES.schema if c not in ("shard", "row_index")),
+    )
+    real_commit, calls = type(lake)._commit, []
+
+    def commit(self, table, data, mode, predicate=None):
+        calls.append(mode)
+        if len(calls) == 1:  # what delta-rs let through: both writers' rows side by side
+            real_commit(self, table, data, mode="append")
+            return real_commit(self, table, data, mode="append")
+        return real_commit(self, table, data, mode, predicate)
+
+    monkeypatch.setattr(type(lake), "_commit", commit)
+    version = lake.replace_partition(RAW_SAMPLES, frame, {"shard": "s"})
+    assert lake.scan(RAW_SAMPLES, version).collect().height == 5 and len(calls) == 2

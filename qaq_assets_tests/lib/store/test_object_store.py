@@ -11,7 +11,7 @@ import pytest
 
 from qaq_assets.lib.store.lake import Lake
 from qaq_assets.lib.store.tables import CURATED_SUBSET, QAQ_SCORES, RAW_SAMPLES
-from qaq_assets_tests.conftest import CODE_PAIRS, materialize_all
+from qaq_assets_tests.helpers import CODE_PAIRS, materialize_all
 
 boto3 = pytest.importorskip("boto3", reason="the object-store test needs moto[server] (test extras)")
 
@@ -44,6 +44,7 @@ def s3_endpoint():
     server.kill()
 
 
+@pytest.mark.slow
 def test_whole_graph_on_an_s3_lake(s3_endpoint, make_shard):
     lake = Lake(
         "s3://curation/team/lake",

@@ -1,10 +1,10 @@
 """A disk cache of GGUF models converted to transformers' own format.
 
 transformers dequantises a GGUF file in Python on every load, and parses it three times
-(config, tokenizer, weights): 15 s for the bundled 135M model on the 2-core machine, in
+(config, tokenizer, weights): seconds for the bundled 135M model, in
 every process that scores (each Dagster run, each CLI call). The converted float32
 weights, config and tokenizer are saved once, under the GGUF's sha256 and the
-transformers version that converted them; later loads read them back in about 0.5 s,
+transformers version that converted them; later loads read them back in a fraction of that,
 bit-identical. The cache is only a cache: an unreadable entry is removed and the GGUF
 loaded again.
 

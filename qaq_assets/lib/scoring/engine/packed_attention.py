@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch.nn.attention.flex_attention import BlockMask, flex_attention
 
 from qaq_assets.lib.errors import one_line
-from qaq_assets.lib.scoring.engine.device_copy import to_device
+from qaq_assets.lib.scoring.engine.host_to_device import to_device
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from qaq_assets.lib.scoring.config import ATTENTIONS, FORWARDS
 from qaq_assets.lib.scoring.engine.fused_decoder import fused_decoder_for
 from qaq_assets.lib.scoring.engine.output_head import OutputHead
+from qaq_assets.lib.scoring.engine.pass_transfer import DevicePass, PendingLogprobs, send
 from qaq_assets.lib.scoring.engine.passes import (
     PACKED,
     PADDED,
@@ -28,8 +30,6 @@ from qaq_assets.lib.scoring.engine.passes import (
     plan,
 )
 from qaq_assets.lib.scoring.engine.templates import OrderLayout, TemplateLayouts, encode_each
-from qaq_assets.lib.scoring.engine.transfer import DevicePass, PendingLogprobs, send
-from qaq_assets.lib.settings import ATTENTIONS, FORWARDS
 
 log = logging.getLogger(__name__)
 

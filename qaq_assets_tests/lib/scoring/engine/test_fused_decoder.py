@@ -10,7 +10,7 @@ from qaq_assets.lib.scoring.engine.fused_decoder import FusedDecoder, fused_deco
 from qaq_assets.lib.scoring.engine.models import RANDOM_ARCHITECTURES
 from qaq_assets.lib.scoring.engine.scorer import PairScorer, PairTokens
 from qaq_assets.lib.scoring.engine.templates import build_layouts
-from qaq_assets_tests.conftest import HAS_CXX
+from qaq_assets_tests.helpers import HAS_CXX
 
 # The test Llama's shape, with a third layer, an odd MLP width and a vocabulary of its own.
 SHAPE = {**RANDOM_ARCHITECTURES["tiny-llama"].shape, "num_hidden_layers": 3, "intermediate_size": 96, "vocab_size": 300}

@@ -4,12 +4,12 @@ say what to do."""
 import pytest
 
 from qaq_assets.lib.ingest.shard_reader import read_shard
-from qaq_assets.lib.scoring.backends import LocalBackend, ScorerOptions
+from qaq_assets.lib.scoring.backends.local import LocalBackend, ScorerOptions
 from qaq_assets.lib.scoring.engine.models import ModelLoadError, ModelSpec, load_model
 from qaq_assets.lib.scoring.engine.scorer import PairScorer
 from qaq_assets.lib.scoring.engine.templates import build_layouts
 from qaq_assets.lib.scoring.shard_scoring import score_shard
-from qaq_assets_tests.conftest import rows_of, write_jsonl
+from qaq_assets_tests.helpers import rows_of, write_jsonl
 
 
 def test_over_long_samples_are_truncated_and_flagged_per_row(lake, tmp_path, tiny_model):

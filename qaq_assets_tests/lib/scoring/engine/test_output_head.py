@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from qaq_assets.lib.scoring.engine.output_head import OutputHead, target_logprobs_blocked, target_logprobs_fused
-from qaq_assets_tests.conftest import HAS_CXX
+from qaq_assets_tests.helpers import HAS_CXX
 
 
 @pytest.mark.parametrize("softcap", [None, 30.0])

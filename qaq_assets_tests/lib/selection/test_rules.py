@@ -1,0 +1,115 @@
+"""Baseline strategies, the code-aware band, near-duplicates and the code check, on hand-built tables."""
+
+import polars as pl
+import pytest
+
+from qaq_assets.lib.ingest.codecheck import check_code
+from qaq_assets.lib.selection.config import SelectionConfig
+from qaq_assets.lib.selection.dedup import near_duplicates
+from qaq_assets.lib.selection.rules import select
+
+
+def table(**columns) -> pl.DataFrame:
+    n = len(next(iter(columns.values())))
+    base = {
+        "sample_id": [f"s{i}" for i in range(n)],
+        "shard": ["x"] * n,
+        "nll_query": [1.0] * n,
+        "rmi": [0.0] * n,
+        "ifd_loss": [0.5] * n,
+        "nll_answer_given_query": [1.0] * n,
+        "code_status": ["valid"] * n,
+    }
+    return pl.DataFrame(base | columns)
+
+
+def kept(frame: pl.DataFrame) -> list[str]:
+    return sorted(frame.filter(pl.col("decision") == "keep")["sample_id"])
+
+
+def test_ifd_drops_above_one_and_keeps_the_highest():
+    scores = table(ifd_loss=[0.2, 1.3, 0.9, 0.95, 0.4, 1.01, 0.7, 0.1])
+    selected = select("ifd", scores, None, SelectionConfig(budget=0.25))
+    assert kept(selected) == ["s2", "s3"]
+    reasons = dict(zip(selected["sample_id"], selected["reason"], strict=True))
+    assert reasons["s1"].startswith("ifd_above_1") and reasons["s5"].startswith("ifd_above_1")
+    assert reasons["s6"] == "ifd_below_cut" and reasons["s2"] == "ifd_top"
+
+
+def test_ifd_keeps_fewer_when_too_few_are_at_most_one():
+    selected = select("ifd", table(ifd_loss=[1.5, 2.0, 0.3, 1.1]), None, SelectionConfig(budget=0.5))
+    assert kept(selected) == ["s2"]
+
+
+def test_ppl_keeps_the_lowest_answer_nll():
+    selected = select("ppl", table(nll_answer_given_query=[3.0, 0.5, 2.0, 0.7]), None, SelectionConfig(budget=0.5))
+    assert kept(selected) == ["s1", "s3"]
+
+
+def test_random_is_seeded_and_deterministic():
+    scores = table(rmi=[0.0] * 40)
+    first = kept(select("random", scores, None, SelectionConfig(budget=0.25, seed=1)))
+    assert first == kept(select("random", scores.reverse(), None, SelectionConfig(budget=0.25, seed=1)))
+    assert len(first) == 10 and first != kept(select("random", scores, None, SelectionConfig(budget=0.25, seed=2)))
+
+
+def test_ties_in_a_score_break_by_sample_id():
+    selected = select("ppl", table(nll_answer_given_query=[1.0] * 6), None, SelectionConfig(budget=0.5))
+    assert kept(selected) == ["s0", "s1", "s2"]
+
+
+def test_code_aware_band_drops_unparseable_answers_first_and_fills_the_budget():
+    statuses = ["valid", "syntax_error", "valid", "no_code", "valid", "valid", "other_language", "valid"]
+    scores = table(code_status=statuses, rmi=[float(i) for i in range(8)], nll_query=[float(i) for i in range(8)])
+    selected = select("rmi-band+code", scores, None, SelectionConfig(budget=0.25))
+    # 2 of 8 kept, both from the 5 valid ones (rmi 0,2,4,5,7): band from position floor(.5*5)=2 -> rmi 4, 5
+    assert kept(selected) == ["s4", "s5"]
+    reasons = dict(zip(selected["sample_id"], selected["reason"], strict=True))
+    assert reasons["s1"].startswith("code_syntax_error") and reasons["s6"].startswith("code_other_language")
+
+
+def test_every_strategy_meets_the_budget_exactly():
+    n = 37
+    scores = table(
+        rmi=[float((i * 7) % n) for i in range(n)],
+        nll_query=[float(i) for i in range(n)],
+        ifd_loss=[(i % 10) / 10 for i in range(n)],
+        nll_answer_given_query=[float(i % 5) for i in range(n)],
+    )
+    for strategy in ("rmi-band", "ppl", "random", "rmi-band+code"):
+        selected = select(strategy, scores, None, SelectionConfig(budget=0.25))
+        assert selected.height == n and len(kept(selected)) == 9, strategy  # floor(9.25 + .5)
+        assert selected["reason"].null_count() == 0
+
+
+def test_near_duplicates_point_at_the_earliest_twin():
+    base = "\n".join(f"    value_{i} = compute(item_{i}, weight={i}) + offset_{i}" for i in range(30))
+    texts = [base, "something entirely different " * 20, base + " # trailing comment", base.upper(), "x y z"]
+    assert near_duplicates(texts, threshold=0.85) == {2: 0, 3: 0}
+    assert near_duplicates(texts, threshold=1.0) == {}
+
+
+@pytest.mark.parametrize(
+    "instruction, answer, status, language",
+    [
+        ("Add one.", "def f(x):\n    return x + 1", "valid", "python"),
+        ("Add one.", "Here it is:\n```python\ndef f(x):\n    return x\n```\nDone.", "valid", "python"),
+        ("Add one.", "```python\ndef f(x):\n    if x:\n```", "syntax_error", "python"),
+        ("Add one.", "def f(x):\n    for item in x:", "syntax_error", "python"),
+        ("Add one.", "```javascript\nfunction f(x) { return x; }\n```", "valid", "javascript"),
+        ("Add one in Python.", "```javascript\nfunction f(x) { return x; }\n```", "other_language", "javascript"),
+        ("Add one in Rust.", "```rust\nfn f(x: i32) -> i32 { x + 1 }\n```", "valid", "rust"),
+        ("Add one in Rust.", "```rust\nfn f(x: i32) -> i32 { x +\n```", "syntax_error", "rust"),
+        ("A Go function.", "func f(x int) int {\n\treturn x + 1\n}", "valid", "go"),
+        ("Add one in COBOL.", "```cobol\nADD 1 TO X.\n```", "unchecked", "other"),
+        ("Add one.", "def f(x):\n    pass", "stub", "python"),
+        ("Add one.", '```python\ndef f(x):\n    """Add one."""\n    ...\n```', "stub", "python"),
+        ("Add one.", "Sure:\n\n```python\ndef f(x):\n    return x + 1", "cut_off", "python"),
+        ("Add one.", "Great question! There are many ways to do this.", "no_code", None),
+        ("Add one.", "You want a function `f(x)` that adds one. So f should add one.", "no_code", None),
+        ("Add one.", "word", "no_code", None),
+    ],
+)
+def test_code_status_per_language(instruction, answer, status, language):
+    checked = check_code(instruction, answer)
+    assert (checked.status, checked.language) == (status, language)

@@ -1,0 +1,76 @@
+"""The gpu pool's slots: a killed run's are freed, a live run's are waited for with a bound, and a
+``qaq curate`` after kill -9 goes on."""
+
+import os
+import re
+import subprocess
+import sys
+import time
+
+import dagster as dg
+import pytest
+
+from qaq_assets.runner.run_guard import PoolTimeout, reap_dead_runs, wait_for_pool
+from qaq_assets_tests.helpers import dagster_home, spawn_curate, write_jsonl
+
+
+def _hold_slot(instance, pid: int) -> str:
+    """A started run tagged as a CLI run of process ``pid``, holding the gpu pool's one slot."""
+    job = dg.Definitions(jobs=[dg.define_asset_job("held")], assets=[dg.asset(lambda: None, name="a")])
+    run = instance.create_run_for_job(
+        job.resolve_job_def("held"), tags={"qaq/pid": str(pid), "qaq/host": os.uname().nodename}
+    )
+    instance.run_storage.handle_run_event(
+        run.run_id, dg.DagsterEvent(event_type_value="PIPELINE_START", job_name=run.job_name)
+    )
+    storage = instance.event_log_storage
+    storage.set_concurrency_slots("gpu", 1)
+    assert storage.claim_concurrency_slot("gpu", run.run_id, "token_logprobs").is_claimed
+    return run.run_id
+
+
+def test_a_killed_runs_pool_slot_is_freed_and_a_live_one_is_waited_for_with_a_bound(tmp_path):
+    with dg.instance_for_test(temp_dir=str(dagster_home(tmp_path))) as instance:
+        dead = subprocess.Popen([sys.executable, "-c", "pass"])
+        dead.wait()
+        held = _hold_slot(instance, dead.pid)
+        messages = []
+        assert reap_dead_runs(instance, messages.append) == [held]
+        assert instance.get_run_by_id(held).status == dg.DagsterRunStatus.FAILURE
+        wait_for_pool(instance, "gpu", 1.0, messages.append)  # free now: returns at once
+
+        live = _hold_slot(instance, os.getpid())
+        assert reap_dead_runs(instance, messages.append) == []
+        started = time.monotonic()
+        with pytest.raises(PoolTimeout, match=rf"pool 'gpu' stayed full .*run {live[:8]}.*pid {os.getpid()}"):
+            wait_for_pool(instance, "gpu", 0.5, messages.append, poll_seconds=0.1)
+        assert time.monotonic() - started < 5
+        assert any("waiting for pool 'gpu'" in m for m in messages)
+
+
+@pytest.mark.slow
+def test_after_kill_9_the_next_curate_does_not_hang(tmp_path):
+    home = dagster_home(tmp_path)
+    env = {**os.environ, "DAGSTER_HOME": str(home), "PYTHONUNBUFFERED": "1"}
+    big = write_jsonl(
+        tmp_path / "big.jsonl",
+        [
+            {"instruction": f"Task {i}: add {i} to x.", "response": f"def f(x):\n    return x + {i}"}
+            for i in range(4000)
+        ],
+    )
+    lake = tmp_path / "lake"
+    first = spawn_curate(env, big, "--lake", lake)
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        deadline = time.monotonic() + 120
+        while not instance.event_log_storage.get_concurrency_info("gpu").active_slot_count:
+            assert first.poll() is None and time.monotonic() < deadline, first.stderr.read()
+            time.sleep(0.2)
+    first.kill()  # SIGKILL while it holds the gpu slot
+    first.wait()
+    second = spawn_curate(env, big, "--lake", lake)
+    out, err = second.communicate(timeout=300)
+    assert second.returncode == 0, err
+    assert "marked failed; its pool slots freed" in err
+    # The file was ingested before the kill and is unchanged: not read again, only scored to the end.
+    assert re.search(r"^samples_in=0 samples_scored=\d+ ", out, re.M)
