@@ -45,7 +45,10 @@ def _record(rng: random.Random, index: int) -> dict:
     )
     return {
         "instruction": f"Write a Python function `{name}({args})` that {words(rng.randint(20, 40))}.",
-        "response": f"```python\ndef {name}({args}):\n{body}\n    return {rng.choice(_WORDS)}\n```\n\n"
+        # The result reads the first parameter, as a real body does (the signature check drops
+        # bodies that never do).
+        "response": f"```python\ndef {name}({args}):\n{body}\n"
+        f"    return {rng.choice(_WORDS)}({args.split(', ')[0]})\n```\n\n"
         f"{words(rng.randint(25, 50)).capitalize()}.",
     }
 
