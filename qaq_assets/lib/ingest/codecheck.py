@@ -169,13 +169,20 @@ def _is_stub(code: str) -> bool:
         tree = _tree(code)
     except (SyntaxError, ValueError):
         return False
-    functions = [node for node in ast.walk(tree) if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))]
-    others = [
-        node
-        for node in tree.body
-        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom))
-    ]
-    return bool(functions) and not others and all(all(_trivial(s) for s in f.body) for f in functions)
+    allowed = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom)
+    if not all(isinstance(node, allowed) for node in tree.body):
+        return False
+    # Stops at the first function that does something (most answers' first): a trivial body holds
+    # no nested function, so only classes are walked whole.
+    found = False
+    for node in tree.body:
+        nested = ast.walk(node) if isinstance(node, ast.ClassDef) else (node,)
+        for function in nested:
+            if isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                if not all(_trivial(statement) for statement in function.body):
+                    return False
+                found = True
+    return found
 
 
 SIGNATURE_MATCH, SIGNATURE_MISMATCH, SIGNATURE_UNKNOWN = "match", "mismatch", "unknown"
@@ -193,15 +200,26 @@ def _parameters(function: ast.FunctionDef) -> list[str]:
     return names
 
 
-def _uses_none_of_its_parameters(function: ast.FunctionDef) -> bool:
+def _uses_none_of_its_parameters(function: ast.FunctionDef, source: str) -> bool:
     """A function with parameters (``self``, ``cls`` and ``_``-names aside) whose body never
-    reads one of them: its body was written for other inputs."""
+    reads one of them: its body was written for other inputs. ``source`` is the code ``function``
+    was parsed from."""
     names = {name.lstrip("*") for name in _parameters(function)} - {"self", "cls"}
     names = {name for name in names if not name.startswith("_")}
     if not names or all(_trivial(statement) for statement in function.body):
         return False  # no inputs, or a stub (code_status says so)
-    read = {node.id for statement in function.body for node in ast.walk(statement) if isinstance(node, ast.Name)}
-    return not names & read
+    # A statement whose lines never spell a parameter's name holds no read of it: only the others
+    # are walked. Exact only where the parser's lines are the text's (ASCII: identifiers are not
+    # normalised; no \r line ends); decorated definitions start above their line number.
+    lines = source.split("\n") if source.isascii() and "\r" not in source else None
+    for statement in function.body:
+        if lines is not None and not isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            text = "\n".join(lines[statement.lineno - 1 : statement.end_lineno])
+            if not any(name in text for name in names):
+                continue
+        if any(isinstance(node, ast.Name) and node.id in names for node in ast.walk(statement)):
+            return False
+    return True
 
 
 def signature_status(instruction: str, answer: str) -> str:
@@ -214,18 +232,24 @@ def signature_status(instruction: str, answer: str) -> str:
         asked = _ASKED.search(instruction)
         fenced = languages.fenced_blocks(answer)
         python = [code for label, code in fenced if languages.canonical(label) in (None, "python")]
-        tree = _tree(python[0] if python else answer)
-        functions = [node for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)]
-        if asked is not None:
-            functions = [function for function in functions if function.name == asked.group(1)]
-        if not functions:
+        source = python[0] if python else answer
+        tree = _tree(source)
+        # The first function in breadth-first order (the asked-for name where there is one).
+        function = next(
+            (
+                node
+                for node in ast.walk(tree)
+                if isinstance(node, ast.FunctionDef) and (asked is None or node.name == asked.group(1))
+            ),
+            None,
+        )
+        if function is None:
             return SIGNATURE_UNKNOWN
-        function = functions[0]
         if asked is not None:
             wanted = _parameters(_tree(f"def {asked.group(1)}({asked.group(2)}): pass").body[0])
             if _parameters(function) != wanted:
                 return SIGNATURE_MISMATCH
-        if _uses_none_of_its_parameters(function):
+        if _uses_none_of_its_parameters(function, source):
             return SIGNATURE_UNUSED
         return SIGNATURE_MATCH if asked is not None else SIGNATURE_UNKNOWN
     except Exception:  # noqa: BLE001 - unparsable either side: no evidence either way

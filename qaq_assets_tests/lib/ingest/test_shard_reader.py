@@ -191,3 +191,24 @@ def test_signature_agreement_between_the_instruction_and_the_answer():
     assert signature_status(ask, "def cut_size(G, S,") == "unknown"  # unparsable answer
     star = "Write `f(a, *rest, key=None, **options)`."
     assert signature_status(star, "def f(a, *rest, key=None, **options): pass") == "match"
+
+
+@pytest.mark.parametrize(
+    ("answer", "status"),
+    [
+        ("def f(x):\n    y = 1\n    return (y +\n            x)", "match"),  # read on a continuation line
+        ("def f(x):\n    @wrap(x)\n    def g():\n        return 1\n    return g", "match"),  # in a decorator above
+        ("def f(x):\r\n    y = 1\r\n    return x", "match"),  # \r\n line ends
+        ("def f(x):\r    y = 1\r    return x", "match"),  # \r line ends
+        ("def f(ｘ):\n    y = 1\n    return x", "match"),  # a name the parser normalises (NFKC)
+        ("def f(x):\n    y = 'x'\n    return y", "unused"),  # spelled in a string, never read
+        ("def f(x):\n    xs = 1\n    return obj.x + xs", "unused"),  # inside longer names, attributes
+        ("def f(x):\n    class K:\n        v = x\n    return K", "match"),  # in a nested class body
+    ],
+)
+def test_a_read_of_a_parameter_is_found_wherever_its_statement_spells_it(answer, status):
+    """The parameter check skips statements whose text never spells a parameter: never one that
+    reads it, whatever the line ends, decorators or identifier normalisation."""
+    from qaq_assets.lib.ingest.codecheck import signature_status
+
+    assert signature_status("Write `f(x)`.", answer) == status
