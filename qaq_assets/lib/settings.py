@@ -40,7 +40,24 @@ from qaq_assets.lib.setting_fields import (
 )
 from qaq_assets.lib.store.config import LakeConfig
 
-__all__ = ["DEFINITIONS", "INGEST", "LAKE", "RUNNER", "SCORING", "SELECTION", "Setting", "SettingError", "Settings"]
+__all__ = [  # the groups and the Setting view are re-exported: callers need only this module
+    "BY_NAME",
+    "DEFINITIONS",
+    "INGEST",
+    "LAKE",
+    "RUNNER",
+    "SCORING",
+    "SELECTION",
+    "SETTINGS",
+    "STAGES",
+    "DefinitionsConfig",
+    "RunnerConfig",
+    "Setting",
+    "SettingError",
+    "Settings",
+    "in_group",
+    "markdown_table",
+]
 
 
 @dataclass(frozen=True)
