@@ -223,6 +223,7 @@ def small_lake(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow  # a real process on a small tmpfs
 def test_a_full_disk_leaves_the_previous_export_whole_and_commits_nothing(small_lake, tmp_path):
     disk = tmp_path / "disk"
     disk.mkdir()
@@ -254,6 +255,7 @@ rm "$DISK/filler"
     assert "curated_subset version 1: 12 rows" in out  # nothing torn was committed: v1 is intact and latest
 
 
+@pytest.mark.slow  # a real process on a small tmpfs
 def test_a_full_dagster_home_fails_in_one_line(tmp_path):
     home = tmp_path / "home"
     home.mkdir()

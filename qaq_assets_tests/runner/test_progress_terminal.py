@@ -6,6 +6,8 @@ import pty
 import subprocess
 import sys
 
+import pytest
+
 from qaq_assets.lib.progress import TerminalProgress
 from qaq_assets_tests.helpers import CODE_PAIRS, TINY_FLAGS, write_jsonl
 
@@ -31,6 +33,7 @@ def _environment():
     return {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
 
 
+@pytest.mark.slow  # a real process
 def test_through_a_pipe_each_stage_says_where_it_is_in_plain_lines(tmp_path):
     done = subprocess.run(_command(tmp_path), capture_output=True, text=True, env=_environment(), timeout=300)
     assert done.returncode == 0, done.stderr
@@ -43,6 +46,7 @@ def test_through_a_pipe_each_stage_says_where_it_is_in_plain_lines(tmp_path):
     assert "\r" not in done.stderr
 
 
+@pytest.mark.slow  # a real process
 def test_on_a_terminal_the_progress_is_one_live_line_per_stage(tmp_path):
     leader, follower = pty.openpty()
     process = subprocess.Popen(_command(tmp_path), stdout=follower, stderr=follower, env=_environment())
