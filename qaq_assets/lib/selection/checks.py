@@ -32,12 +32,11 @@ class CuratedCheck:
         return self.valid and self.kept == self.expected
 
 
-def expected_kept(curated: pl.DataFrame, config: SelectionConfig) -> int:
-    """The rows a version must keep: the rounded budget over the distinct candidates, or every
-    eligible one where the rule's checks (and its guard) left fewer."""
-    candidates = candidates_of(curated)
+def expected_kept(candidates: pl.DataFrame, config: SelectionConfig) -> int:
+    """The rows a version must keep: the rounded budget over its distinct ``candidates``, or
+    every eligible one where the rule's checks (and its guard) left fewer."""
     eligible = candidates.filter(~is_filtered(pl.col("reason_code")))
-    if curated.height and curated["strategy"][0] in GUARDED:
+    if candidates.height and candidates["strategy"][0] in GUARDED:
         eligible = eligible.filter(pl.col("rmi_rank") <= config.band_guard)
     return min(keep_count(candidates.height, config.budget), eligible.height)
 
@@ -51,7 +50,7 @@ def check_curated(curated: pl.DataFrame, config: SelectionConfig) -> CuratedChec
         and candidates.select(pl.col("rmi").is_finite().all()).item() is not False
         and curated["decision"].is_in(["keep", "drop"]).all()
     )
-    return CuratedCheck(valid=valid, kept=kept.height, expected=expected_kept(curated, config))
+    return CuratedCheck(valid=valid, kept=kept.height, expected=expected_kept(candidates, config))
 
 
 def counts_agree(curated: pl.DataFrame, recorded_counts_json: str | None) -> tuple[bool, dict]:
