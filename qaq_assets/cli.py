@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 
 from qaq_assets.lib.errors import Interrupted, QaqError
@@ -484,6 +485,10 @@ def main(argv: list[str] | None = None) -> int:
     except Interrupted as stop:
         print(f"qaq {args.command}: {stop}; nothing further was published", file=sys.stderr)
         return 128 + stop.signum
+    except BrokenPipeError:
+        # whoever read stdout has gone (`qaq summary | head -1`): stop quietly, as a Unix filter does
+        _discard_stdout()
+        return 128 + signal.SIGPIPE
     except StorageFault as error:
         print(f"qaq {args.command}: {_with_readable_versions(str(error), args)}", file=sys.stderr)
         return 1
@@ -496,6 +501,15 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"qaq {args.command}: {line}", file=sys.stderr)
         return 1
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null so that the interpreter's final flush cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout is not a real file (tests redirect it to a buffer)
+        pass
 
 
 def _storage_fault_line(error: BaseException, args: argparse.Namespace) -> str | None:

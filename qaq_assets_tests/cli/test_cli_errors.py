@@ -141,3 +141,27 @@ def test_report_export_and_lineage_of_a_curated_lake(tmp_path, capsys, curated_l
 
     assert shorten("short", 10) == "short"
     assert shorten("def add(a, b): return a + b", 16) == "def add(a, b):…"
+
+
+@pytest.mark.parametrize("command", ["summary", "lineage"])
+def test_a_reader_that_stops_early_ends_the_command_quietly(command, curated_lake):
+    """`qaq summary | head -1`: the reader closes the pipe; no traceback, the status of SIGPIPE."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # closed before the command writes: every write meets a broken pipe
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "qaq_assets.cli", command, "--lake", str(curated_lake)],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.close(write_end)
+    assert result.returncode == 128 + signal.SIGPIPE, result.stderr
+    assert result.stderr == ""
