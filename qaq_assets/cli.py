@@ -186,7 +186,9 @@ def _bench_scoring(args: argparse.Namespace) -> int:
     from qaq_assets.benchmarks.scoring import main as scoring_bench
 
     paths = [Path(p) for p in sorted(glob.glob(args.data))]
-    failed = scoring_bench(_settings(args), paths, args.samples, args.naive_samples, args.tokenizer, args.profile)
+    failed = scoring_bench(
+        _settings(args), paths, args.samples, args.naive_samples, args.tokenizer, args.profile, args.lengths
+    )
     if failed:
         print(f"qaq bench scoring: {len(failed)} of the models failed: {', '.join(failed)}", file=sys.stderr)
     return 1 if failed else 0
@@ -199,6 +201,13 @@ def _bench_memory(args: argparse.Namespace) -> int:
 
     with tempfile.TemporaryDirectory() as workdir:
         memory_bench([int(n) for n in args.shard_sizes.split(",")], args.tokens, workdir)
+    return 0
+
+
+def _bench_head(args: argparse.Namespace) -> int:
+    from qaq_assets.benchmarks.head import main as head_bench
+
+    head_bench(args.shapes.split(","), args.rows, args.dtype, args.device)
     return 0
 
 
@@ -359,9 +368,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--tokenizer", default=None, help="a tokenizer saved with save_pretrained, for random:ARCH models"
     )
     scoring.add_argument(
+        "--lengths",
+        default="data",
+        choices=("data", "long"),
+        help="data: the shards' pairs; long: random-token pairs of median 1,024, p95 4,096, max 8,192 tokens",
+    )
+    scoring.add_argument(
         "--profile", type=int, default=0, metavar="PAIRS", help="also print the scorer's busiest operations over PAIRS"
     )
-    _add_settings(scoring, names=("models", "template", "device", "dtype", "forward", "attention", "batch_tokens"))
+    _add_settings(
+        scoring, names=("models", "template", "device", "dtype", "forward", "attention", "head", "batch_tokens")
+    )
     scoring.set_defaults(handler=_bench_scoring)
     memory = bench_kinds.add_parser("memory", help="peak memory of writing one shard's log-probs, by shard size")
     memory.add_argument(
@@ -369,6 +386,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     memory.add_argument("--tokens", type=int, default=150, help="query and answer tokens per sample")
     memory.set_defaults(handler=_bench_memory)
+    head = bench_kinds.add_parser("head", help="the output head alone: logits vs vocab-blocks, seconds and peak memory")
+    head.add_argument(
+        "--shapes", default="smollm2-135m,qwen2-0.5b", help="model shapes (vocabulary, width), comma-separated"
+    )
+    head.add_argument("--rows", type=int, default=4096, help="scored rows (a pass's tokens)")
+    head.add_argument("--dtype", default="bfloat16", choices=("float32", "bfloat16"))
+    head.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    head.set_defaults(handler=_bench_head)
     pipeline = bench_kinds.add_parser(
         "pipeline", help="the lake side of scoring (cache, token_logprobs, qaq_scores) with precomputed log-probs"
     )

@@ -22,7 +22,12 @@ from qaq_assets.lib.ingest.record_fields import read_pairs, sample_id_for
 from qaq_assets.lib.scoring.backends.local import prepare_worker
 from qaq_assets.lib.scoring.engine.models import LoadedModel, load_model, resolve_dtype
 from qaq_assets.lib.scoring.engine.reference import mean_nlls, naive_pair_logprobs
-from qaq_assets.lib.scoring.engine.scorer import PairScorer, PairTokens, tokenize_pairs
+from qaq_assets.lib.scoring.engine.scorer import (
+    PairScorer,
+    PairTokens,
+    activation_bytes_per_token,
+    tokenize_pairs,
+)
 from qaq_assets.lib.scoring.engine.templates import build_layouts
 
 QUANTITIES = ("nll_query", "nll_answer_given_query", "nll_answer", "nll_query_given_answer")
@@ -33,6 +38,11 @@ REDUCED_PRECISION_TOLERANCE = 0.15
 # The scorer in a reduced dtype may sit this many times as far from float32 as the naive loop
 # in that dtype does.
 DTYPE_DRIFT_ALLOWANCE = 2.0
+# --lengths long: tokens per pair (query + answer) log-normal with this median and 95th
+# percentile, capped (and never under the floor): real code answers run to thousands of tokens.
+LONG_MEDIAN_TOKENS, LONG_P95_TOKENS, LONG_MAX_TOKENS, LONG_MIN_TOKENS = 1024, 4096, 8192, 64
+LONG_QUERY_SHARE = 0.1
+LENGTHS = ("data", "long")
 
 
 class BenchMismatch(AssertionError):
@@ -138,6 +148,24 @@ def load_bench_pairs(paths: list[Path], samples: int) -> tuple[list[str], list[s
     return (queries * repeats)[:samples], (answers * repeats)[:samples]
 
 
+def long_pairs(tokenizer, samples: int, longest: int, seed: int = 0) -> list[PairTokens]:
+    """``samples`` pairs of random ordinary tokens of the tokenizer's vocabulary, their lengths
+    log-normal (median ``LONG_MEDIAN_TOKENS``, 95th percentile ``LONG_P95_TOKENS``), capped at
+    ``min(LONG_MAX_TOKENS, longest)``; a tenth of each pair (at least 16 tokens) is the query."""
+    rng = np.random.default_rng(seed)
+    special = set(tokenizer.all_special_ids)
+    ordinary = np.array([i for i in range(len(tokenizer)) if i not in special], dtype=np.int64)
+    sigma = np.log(LONG_P95_TOKENS / LONG_MEDIAN_TOKENS) / 1.6449  # the normal's 95th percentile
+    totals = np.exp(rng.normal(np.log(LONG_MEDIAN_TOKENS), sigma, samples))
+    totals = np.clip(totals.round().astype(int), LONG_MIN_TOKENS, min(LONG_MAX_TOKENS, longest))
+    pairs = []
+    for total in totals:
+        query = max(16, int(total * LONG_QUERY_SHARE))
+        ids = rng.choice(ordinary, int(total)).tolist()
+        pairs.append(PairTokens(tuple(ids[:query]), tuple(ids[query:])))
+    return pairs
+
+
 def run_bench(
     loaded: LoadedModel,
     queries: list[str],
@@ -147,14 +175,18 @@ def run_bench(
     batch_tokens: int = 0,
     forward: str = "fused",
     attention: str = "auto",
+    head: str = "auto",
     naive_samples: int = 48,
     exact_check_samples: int = 8,
     profile_samples: int = 0,
+    lengths: str = "data",
     log: Callable[[str], None] = print,
 ) -> BenchResult:
     """Time the naive reference (``loaded``: float32, as peers load models) on the first
     ``naive_samples`` and the scorer in ``scorer_dtype`` on all; the speedup compares rates.
-    With ``profile_samples``, the scorer's busiest operations over that many pairs, untimed."""
+    With ``profile_samples``, the scorer's busiest operations over that many pairs, untimed.
+    ``lengths``: ``data`` (the texts given) or ``long`` (as many random-token pairs of
+    :func:`long_pairs`' lengths)."""
     if loaded.dtype != torch.float32:
         raise ValueError("the reference model must be loaded in float32")
     prepare_worker(loaded.device)
@@ -165,13 +197,20 @@ def run_bench(
     dtype_name = str(scorer_dtype).removeprefix("torch.")
     layouts = build_layouts(template, loaded.tokenizer)
     start = time.perf_counter()
-    pairs: list[PairTokens] = tokenize_pairs(loaded.tokenizer, layouts, queries, answers, 2048)
+    if lengths == "long":
+        pairs = long_pairs(loaded.tokenizer, len(queries), loaded.max_positions - layouts.overhead)
+        made = "random tokens, lengths log-normal (median 1,024, p95 4,096, max 8,192 per pair)"
+    else:
+        pairs = tokenize_pairs(loaded.tokenizer, layouts, queries, answers, 2048)
+        made = "tokenised"
     tokenize_seconds = max(time.perf_counter() - start, 1e-9)
     content_tokens = sum(len(p.query_ids) + len(p.answer_ids) for p in pairs)
+    longest = max(len(p.query_ids) + len(p.answer_ids) for p in pairs)
     pad = loaded.tokenizer.pad_token_id
     log(
-        f"{len(pairs)} samples, {content_tokens} query+answer tokens, template {layouts.version}; "
-        f"tokenised at {len(pairs) / tokenize_seconds:.0f} pairs/s on {os.cpu_count()} cores (untimed below)"
+        f"{len(pairs)} samples, {content_tokens} query+answer tokens (longest pair {longest}), template "
+        f"{layouts.version}; {made} at {len(pairs) / tokenize_seconds:.0f} pairs/s on {os.cpu_count()} cores "
+        "(untimed below)"
     )
 
     naive_pairs = pairs[: max(1, min(naive_samples, len(pairs)))]
@@ -186,12 +225,18 @@ def run_bench(
         f"{naive_tokens / naive_seconds:.0f} tokens/s"
     )
 
-    scorer = PairScorer(production_model, layouts, pad, batch_tokens=batch_tokens, forward=forward, attention=attention)
+    scorer = PairScorer(
+        production_model, layouts, pad, batch_tokens=batch_tokens, forward=forward, attention=attention, head=head
+    )
     start = time.perf_counter()
     scorer.score(pairs[: min(4, len(pairs))])  # warm-up: kernel compilation, first-call allocations
     synchronize(loaded.device)
     warmup_seconds = time.perf_counter() - start
     log(f"scorer warm-up ({scorer.describe_forward()}): {warmup_seconds:.1f}s, once per process")
+    on_cuda = loaded.device.type == "cuda"
+    if on_cuda:
+        torch.cuda.reset_peak_memory_stats(loaded.device)
+        resident = torch.cuda.memory_allocated(loaded.device)
     start = time.perf_counter()
     result = scorer.score(pairs)
     synchronize(loaded.device)
@@ -201,6 +246,14 @@ def run_bench(
         f"scorer (batched, 2 passes, {dtype_name}): {scorer_seconds:.1f}s, "
         f"{content_tokens / scorer_seconds:.0f} tokens/s, {stats.passes} forward passes"
     )
+    if on_cuda:
+        peak = torch.cuda.max_memory_allocated(loaded.device) - resident
+        modelled = activation_bytes_per_token(production_model) * stats.batch_tokens
+        log(
+            f"memory: passes of {stats.batch_tokens} tokens peaked at {peak / 2**30:.2f} GiB over the "
+            f"resident {resident / 2**30:.2f} GiB; the budget's model says {modelled / 2**30:.2f} GiB "
+            f"(measured/modelled {peak / max(modelled, 1):.2f})"
+        )
     if profile_samples:
         try:
             lines = profile_lines(scorer, pairs[:profile_samples], loaded.device)
@@ -211,7 +264,7 @@ def run_bench(
 
     exact_pairs = naive_pairs[:exact_check_samples]
     exact_scorer = PairScorer(
-        reference_model, layouts, pad, batch_tokens=batch_tokens, forward=forward, attention=attention
+        reference_model, layouts, pad, batch_tokens=batch_tokens, forward=forward, attention=attention, head=head
     )
     exact = mean_nlls(exact_scorer.score(exact_pairs))
     exact_diff = check_equal(naive[: len(exact_pairs)], exact, EXACT_TOLERANCE, "float32 scorer vs naive")
@@ -298,7 +351,13 @@ def report_lines(result: BenchResult) -> list[str]:
 
 
 def main(
-    settings, paths: list[Path], samples: int, naive_samples: int, tokenizer_dir: str | None, profile_samples: int = 0
+    settings,
+    paths: list[Path],
+    samples: int,
+    naive_samples: int,
+    tokenizer_dir: str | None,
+    profile_samples: int = 0,
+    lengths: str = "data",
 ) -> list[str]:
     """Bench each of ``settings.models`` in turn (one at a time in memory); each block of output
     ends with its contract line, or with a ``SPEC failed: cause`` line. Returns the specs that failed: one
@@ -307,7 +366,7 @@ def main(
     failed = []
     for spec in settings.models:
         try:
-            bench_model(settings, spec, queries, answers, naive_samples, tokenizer_dir, profile_samples)
+            bench_model(settings, spec, queries, answers, naive_samples, tokenizer_dir, profile_samples, lengths)
         except Exception as error:  # noqa: BLE001 - reported, and the command's exit status says so
             print(f"{spec} failed: {one_line(error)}", flush=True)
             failed.append(spec)
@@ -324,6 +383,7 @@ def bench_model(
     naive_samples: int,
     tokenizer_dir: str | None,
     profile_samples: int = 0,
+    lengths: str = "data",
 ) -> BenchResult:
     """Load ``spec`` in float32, bench it against its naive reference and print the report."""
     loaded = load_model(spec, device=settings.device, dtype="float32", tokenizer_dir=tokenizer_dir)
@@ -343,8 +403,10 @@ def bench_model(
         batch_tokens=settings.batch_tokens,
         forward=settings.forward,
         attention=settings.attention,
+        head=settings.head,
         naive_samples=naive_samples,
         profile_samples=profile_samples,
+        lengths=lengths,
         log=lambda line: print(line, flush=True),
     )
     for line in report_lines(result):

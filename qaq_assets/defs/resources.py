@@ -147,6 +147,7 @@ class _ScoringModels(dg.ConfigurableResource):
             max_sequence_tokens=self.max_sequence_tokens,
             forward=self.forward,
             attention=self.attention,
+            head=self.head,
         )
 
     def scoring_backend(self, key: str) -> ScoringBackend:

@@ -294,3 +294,52 @@ def test_the_matmul_peak_is_its_best_window_not_a_window_slowed_by_other_work(mo
     monkeypatch.setattr(scoring.time, "perf_counter", lambda: clock["now"])
     peak = scoring.matmul_gflops(torch.float32, torch.device("cpu"), size=100, seconds=1.0, windows=5)
     assert peak == pytest.approx(2 * 100**3 / 0.01 / 1e9)
+
+
+def test_long_pairs_follow_the_length_profile_and_use_ordinary_tokens(tiny_model):
+    from qaq_assets.benchmarks.scoring import LONG_MAX_TOKENS, long_pairs
+
+    tokenizer = tiny_model.tokenizer
+    pairs = long_pairs(tokenizer, 2000, longest=10_000)
+    totals = np.array([len(p.query_ids) + len(p.answer_ids) for p in pairs])
+    assert 900 <= np.median(totals) <= 1150 and 3500 <= np.percentile(totals, 95) <= 4700
+    assert totals.max() == LONG_MAX_TOKENS  # the cap binds
+    assert all(len(p.query_ids) >= 16 and p.answer_ids for p in pairs)
+    used = {token for p in pairs[:50] for token in p.query_ids + p.answer_ids}
+    assert not used & set(tokenizer.all_special_ids) and max(used) < len(tokenizer)
+    assert max(len(p.query_ids) + len(p.answer_ids) for p in long_pairs(tokenizer, 200, longest=3000)) == 3000
+
+
+def test_the_long_answer_bench_scores_thousands_of_tokens_per_pair_and_checks_them(tiny_model):
+    logged = []
+    queries, answers = zip(*CODE_PAIRS[:3], strict=True)
+    result = run_bench(
+        tiny_model,
+        list(queries),
+        list(answers),
+        torch.float32,
+        lengths="long",
+        naive_samples=2,
+        exact_check_samples=2,
+        log=logged.append,
+    )
+    assert result.samples == 3 and result.content_tokens > 3 * 64
+    assert "random tokens, lengths log-normal" in logged[0]
+    assert any(line.startswith("equality: float32 max |diff|") for line in logged)
+    assert result.attention_flops > 0
+
+
+def test_the_head_bench_measures_both_heads_in_fresh_processes(capsys):
+    assert main(["bench", "head", "--shapes", "smollm2-135m", "--rows", "256", "--dtype", "float32"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    rows = [json.loads(line) for line in lines[:-1]]
+    assert [row["head"] for row in rows] == ["logits", "vocab-blocks"]
+    logits, blocks = rows
+    # 49,152 columns of float32 logits per row in flight, against one 2,048-column block.
+    assert logits["rows_in_flight"] == 30 * 2**20 // 4 // 49152 and blocks["rows_in_flight"] == 256
+    assert all(row["seconds"] > 0 and row["peak_working_mib"] >= 0 for row in rows)
+    assert re.fullmatch(
+        r"shape=smollm2-135m rows=256 dtype=float32 device=cpu logits_seconds=[\d.]+ vocab_blocks_seconds=[\d.]+ "
+        r"logits_peak_mib=[\d.]+ vocab_blocks_peak_mib=[\d.]+",
+        lines[-1],
+    )

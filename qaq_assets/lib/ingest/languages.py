@@ -165,34 +165,47 @@ _CODE_LINE = re.compile(
 )
 FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+#.-]*)[^\n]*\n(.*?)(?:```|\Z)", re.S)
 
-# What instructions call each language, as patterns over the instruction's text.
+# What instructions call each language: a pattern over the instruction's text, and the
+# lower-case literals of which every match contains one. The pattern decides; the literals only
+# spare it the search where none occurs (a substring test is far cheaper than a regex search,
+# and most instructions name one language of these 24 or none).
 _REQUESTS = {
-    "python": r"\bpython\b",
-    "javascript": r"\b(javascript|node\.?js|js)\b",
-    "typescript": r"\b(typescript|ts)\b",
-    "java": r"\bjava\b(?!\s*script)",
-    "c": r"(\bin c\b|\bc (program|function|code|language)\b|\bansi c\b|\bc99\b|\bc11\b)(?![+#])",
-    "cpp": r"(c\+\+|\bcpp\b)",
-    "csharp": r"(c#|\bc sharp\b|\bcsharp\b|\.net\b)",
-    "go": r"(\bgolang\b|\bin go\b|\bgo (program|function|code|routine|module)\b)",
-    "rust": r"\brust\b",
-    "sql": r"\b(sql|mysql|postgresql|postgres|sqlite)\b",
-    "bash": r"\b(bash|shell script|zsh|shell command)\b",
-    "php": r"\bphp\b",
-    "ruby": r"\bruby\b",
-    "kotlin": r"\bkotlin\b",
-    "swift": r"\bswift\b",
-    "scala": r"\bscala\b",
-    "haskell": r"\bhaskell\b",
-    "lua": r"\blua\b",
-    "perl": r"\bperl\b",
-    "r": r"(\bin r\b|\br (script|function|code|language)\b)",
-    "dart": r"\bdart\b",
-    "julia": r"\bjulia\b",
-    "elixir": r"\belixir\b",
-    "powershell": r"\bpowershell\b",
+    "python": (r"\bpython\b", ("python",)),
+    "javascript": (r"\b(javascript|node\.?js|js)\b", ("javascript", "node", "js")),
+    "typescript": (r"\b(typescript|ts)\b", ("typescript", "ts")),
+    "java": (r"\bjava\b(?!\s*script)", ("java",)),
+    "c": (
+        r"(\bin c\b|\bc (program|function|code|language)\b|\bansi c\b|\bc99\b|\bc11\b)(?![+#])",
+        ("in c", "c program", "c function", "c code", "c language", "ansi c", "c99", "c11"),
+    ),
+    "cpp": (r"(c\+\+|\bcpp\b)", ("c++", "cpp")),
+    "csharp": (r"(c#|\bc sharp\b|\bcsharp\b|\.net\b)", ("c#", "c sharp", "csharp", ".net")),
+    "go": (
+        r"(\bgolang\b|\bin go\b|\bgo (program|function|code|routine|module)\b)",
+        ("golang", "in go", "go program", "go function", "go code", "go routine", "go module"),
+    ),
+    "rust": (r"\brust\b", ("rust",)),
+    "sql": (r"\b(sql|mysql|postgresql|postgres|sqlite)\b", ("sql", "postgres")),
+    "bash": (r"\b(bash|shell script|zsh|shell command)\b", ("bash", "shell script", "zsh", "shell command")),
+    "php": (r"\bphp\b", ("php",)),
+    "ruby": (r"\bruby\b", ("ruby",)),
+    "kotlin": (r"\bkotlin\b", ("kotlin",)),
+    "swift": (r"\bswift\b", ("swift",)),
+    "scala": (r"\bscala\b", ("scala",)),
+    "haskell": (r"\bhaskell\b", ("haskell",)),
+    "lua": (r"\blua\b", ("lua",)),
+    "perl": (r"\bperl\b", ("perl",)),
+    "r": (
+        r"(\bin r\b|\br (script|function|code|language)\b)",
+        ("in r", "r script", "r function", "r code", "r language"),
+    ),
+    "dart": (r"\bdart\b", ("dart",)),
+    "julia": (r"\bjulia\b", ("julia",)),
+    "elixir": (r"\belixir\b", ("elixir",)),
+    "powershell": (r"\bpowershell\b", ("powershell",)),
 }
-_REQUEST_PATTERNS = {language: re.compile(pattern, re.IGNORECASE) for language, pattern in _REQUESTS.items()}
+_REQUEST_PATTERNS = {language: re.compile(pattern, re.IGNORECASE) for language, (pattern, _) in _REQUESTS.items()}
+_REQUEST_LITERALS = {language: literals for language, (_, literals) in _REQUESTS.items()}
 
 
 def canonical(label: str) -> str | None:
@@ -251,7 +264,16 @@ def detect(code: str, parses: Callable[[str, str], bool | None]) -> str | None:
 
 def requested(instruction: str) -> str | None:
     """The one language the instruction names, or None (none named, or several)."""
-    named = {language for language, pattern in _REQUEST_PATTERNS.items() if pattern.search(instruction)}
+    if instruction.isascii():
+        # Exact for ASCII: a case-insensitive match there lower-cases to one of the literals.
+        # Elsewhere Unicode case folding (the Kelvin sign matches k) could match without them.
+        lowered = instruction.lower()
+        candidates = [
+            language for language, literals in _REQUEST_LITERALS.items() if any(word in lowered for word in literals)
+        ]
+    else:
+        candidates = list(_REQUEST_PATTERNS)
+    named = {language for language in candidates if _REQUEST_PATTERNS[language].search(instruction)}
     if "typescript" in named and "javascript" in named:
         named.discard("javascript")
     if "java" in named and "javascript" in named:

@@ -16,6 +16,10 @@ FORWARDS = ("fused", "fused-eager", "reference")
 # packed: one token stream per pass, one attention call over it; padded: length groups, attention
 # per group; auto: packed on CUDA where a packed kernel checks out, else padded.
 ATTENTIONS = ("auto", "packed", "padded")
+# logits: each chunk of rows through the whole output matrix, then its log-softmax;
+# vocab-blocks: no [tokens, vocabulary] tensor, the vocabulary in blocks (online log-sum-exp);
+# auto: vocab-blocks on CPU (measured faster there), logits on CUDA (until measured there).
+HEADS = ("auto", "logits", "vocab-blocks")
 BACKENDS = ("local", "ray")
 # The scorer needs room for the template and at least a few tokens of each side.
 MIN_SEQUENCE_TOKENS = 64
@@ -56,6 +60,13 @@ class ScoringConfig:
         "pass layout: packed (sequences back to back, one variable-length attention call), "
         "padded (length groups, attention per group), or auto (packed on CUDA, padded on CPU)",
         choices=ATTENTIONS,
+    )
+    head: str = setting(
+        "auto",
+        "output head: logits (chunks of rows through the whole vocabulary, then log-softmax), "
+        "vocab-blocks (no [tokens, vocabulary] logits: vocabulary blocks, an online log-sum-exp), "
+        "or auto (vocab-blocks on CPU, logits on CUDA)",
+        choices=HEADS,
     )
     batch_tokens: int = setting(
         0,

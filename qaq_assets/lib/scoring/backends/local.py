@@ -35,6 +35,7 @@ class ScorerOptions:
     max_sequence_tokens: int = _DEFAULTS.max_sequence_tokens
     forward: str = _DEFAULTS.forward
     attention: str = _DEFAULTS.attention
+    head: str = _DEFAULTS.head
 
     def scorer(self, loaded: LoadedModel) -> PairScorer:
         return PairScorer(
@@ -45,6 +46,7 @@ class ScorerOptions:
             max_batch_size=self.max_batch_size,
             forward=self.forward,
             attention=self.attention,
+            head=self.head,
         )
 
     def sequence_budget(self, loaded: LoadedModel) -> int:

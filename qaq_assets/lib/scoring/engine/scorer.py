@@ -123,10 +123,22 @@ def _build_sequence(pair_index: int, order: int, layout: OrderLayout, first: tup
     )
 
 
+def activation_bytes_per_token(model: torch.nn.Module) -> int:
+    """The budget's memory model: one layer's live activations per token (residual stream and
+    norm, fused QKV, attention output, fused gate/up and SwiGLU), in the model's dtype."""
+    config = model.config
+    width = config.hidden_size
+    heads = config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or width // heads
+    qkv_width = heads * head_dim + 2 * getattr(config, "num_key_value_heads", heads) * head_dim
+    intermediate = getattr(config, "intermediate_size", 4 * width)
+    element = next(model.parameters()).element_size()
+    return element * (4 * width + qkv_width + 3 * intermediate)
+
+
 def auto_batch_tokens(model: torch.nn.Module, device: torch.device, free_bytes: int | None = None) -> int:
     """Tokens per forward pass for ``model`` on ``device``: the CPU's 4,096, or on CUDA what half
-    the card's free memory holds of one layer's live activations per token (residual stream and
-    norm, fused QKV, attention output, fused gate/up and SwiGLU), as a power of two in
+    the card's free memory holds of :func:`activation_bytes_per_token`, as a power of two in
     [16,384, 262,144], lowered to a multiple of 1,024 where the widest activation (fused
     gate/up, or fused QKV) would pass int32 indexing. The OOM back-off still halves it if a
     pass does not fit."""
@@ -135,16 +147,13 @@ def auto_batch_tokens(model: torch.nn.Module, device: torch.device, free_bytes: 
     if free_bytes is None:
         free_bytes, _ = torch.cuda.mem_get_info(device)
     config = model.config
-    width = config.hidden_size
     heads = config.num_attention_heads
-    head_dim = getattr(config, "head_dim", None) or width // heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
     qkv_width = heads * head_dim + 2 * getattr(config, "num_key_value_heads", heads) * head_dim
-    intermediate = getattr(config, "intermediate_size", 4 * width)
-    element = next(model.parameters()).element_size()
-    per_token = element * (4 * width + qkv_width + 3 * intermediate)
-    fitting = int(free_bytes * ACTIVATION_MEMORY_SHARE / per_token)
+    intermediate = getattr(config, "intermediate_size", 4 * config.hidden_size)
+    fitting = int(free_bytes * ACTIVATION_MEMORY_SHARE / activation_bytes_per_token(model))
     power = 1 << max(fitting, 1).bit_length() - 1
-    int32_indexable = INT32_INDEXED_ELEMENTS // max(2 * intermediate, qkv_width, width)
+    int32_indexable = INT32_INDEXED_ELEMENTS // max(2 * intermediate, qkv_width, config.hidden_size)
     return max(MIN_CUDA_BATCH_TOKENS, min(MAX_BATCH_TOKENS, power, int32_indexable // 1024 * 1024))
 
 
@@ -171,6 +180,7 @@ class PairScorer:
         head_chunk_elements: int | None = None,
         forward: str = "fused",
         attention: str = "auto",
+        head: str = "auto",
     ):
         self.model = model
         self.layouts = layouts
@@ -187,7 +197,7 @@ class PairScorer:
         self.fused = fused_decoder_for(model) if forward != "reference" else None
         self.forward = forward if self.fused is not None else "reference"
         self.compile = self.forward == "fused"
-        self.head = OutputHead(model, compile=self.compile, chunk_elements=head_chunk_elements)
+        self.head = OutputHead(model, compile=self.compile, chunk_elements=head_chunk_elements, head=head)
         self.attention = attention
         self._layout: str | None = None
 
@@ -287,8 +297,9 @@ class PairScorer:
 
     def describe_forward(self) -> str:
         """Which forward pass scores, e.g. ``fused, compiled element-wise steps, packed attention``."""
+        head = f"{self.head.head} head"
         if self.fused is None:
-            return "reference"
+            return f"reference, {head}"
         kernels = self.fused.kernels(compile=self.compile)
         steps = (
             "compiled element-wise steps"
@@ -296,8 +307,9 @@ class PairScorer:
             else f"eager element-wise steps ({kernels.compile_error or 'not compiled'})"
         )
         if self.layout == PACKED:
-            return f"fused, {steps}, packed attention ({self.fused.packed_attention(self.compile).kernel})"
-        return f"fused, {steps}, padded attention"
+            kernel = self.fused.packed_attention(self.compile).kernel
+            return f"fused, {steps}, packed attention ({kernel}), {head}"
+        return f"fused, {steps}, padded attention, {head}"
 
     def hidden_rows(self, device_pass: DevicePass) -> torch.Tensor:
         """The decoder's last hidden state of every row of ``device_pass``."""

@@ -166,10 +166,12 @@ def test_the_fused_head_is_compiled_on_a_chunk_sized_example(monkeypatch):
     examples = []
     monkeypatch.setattr(output_head.torch, "compile", recording_compiler(examples))
     model = MODELS["qwen2"]()
-    head = output_head.OutputHead(model, compile=True, reduction="fused", chunk_elements=700 * SHAPE["vocab_size"])
+    head = output_head.OutputHead(
+        model, compile=True, reduction="fused", chunk_elements=700 * SHAPE["vocab_size"], head="logits"
+    )
     assert head.compiled and examples == [("target_logprobs_fused", 700)]
     examples.clear()
-    output_head.OutputHead(model, compile=True, reduction="fused", chunk_elements=10**9)
+    output_head.OutputHead(model, compile=True, reduction="fused", chunk_elements=10**9, head="logits")
     assert examples == [("target_logprobs_fused", output_head.MAX_COMPILE_EXAMPLE_ROWS)]
 
 

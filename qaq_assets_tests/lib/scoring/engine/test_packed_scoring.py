@@ -42,7 +42,7 @@ def test_packed_passes_score_like_padded_passes_and_the_naive_reference(tiny_mod
     packed = scorer_for(tiny_model.model, layouts, pad, attention="packed", batch_tokens=1024)
     padded = scorer_for(tiny_model.model, layouts, pad, attention="padded", batch_tokens=1024)
     assert (packed.layout, padded.layout) == ("packed", "padded")
-    assert packed.describe_forward().endswith("packed attention (flex, eager)")
+    assert packed.describe_forward().endswith("packed attention (flex, eager), vocab-blocks head")
     packed_scores, padded_scores = packed.score(pairs), padded.score(pairs)
     assert packed_scores.stats.passes > 1 and packed_scores.stats.real_tokens == padded_scores.stats.real_tokens
     for a, b in zip(packed_scores, padded_scores, strict=True):
@@ -75,7 +75,7 @@ def test_packed_layout_needs_the_fused_forward_and_a_compiled_flex_attention(tin
     monkeypatch.setattr(packed_attention.torch, "compile", no_compiler)
     fresh = copy.deepcopy(tiny_model.model)  # a decoder of its own, not yet probed
     scorer = PairScorer(fresh, layouts, pad, forward="fused", attention="packed")
-    assert scorer.layout == "padded" and scorer.describe_forward().endswith("padded attention")
+    assert scorer.layout == "padded" and scorer.describe_forward().endswith("padded attention, vocab-blocks head")
     with pytest.raises(ValueError, match="attention must be one of"):
         PairScorer(tiny_model.model, layouts, pad, attention="dense")
 

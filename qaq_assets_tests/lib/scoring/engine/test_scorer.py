@@ -80,7 +80,7 @@ def test_chunked_output_head_gives_the_same_logprobs(tiny_model, scorer, block_r
     tokens = pairs_for(tiny_model, scorer)[:3]
     reference = scorer.score(tokens)
     chunked = PairScorer(
-        tiny_model.model, scorer.layouts, tiny_model.tokenizer.pad_token_id, head_chunk_elements=7 * 320
+        tiny_model.model, scorer.layouts, tiny_model.tokenizer.pad_token_id, head_chunk_elements=7 * 320, head="logits"
     )
     # Blocks of 3 rows in chunks of 7: the last block of every chunk is partial.
     chunked.head.block_rows = block_rows or 7
@@ -272,8 +272,10 @@ def test_a_chunk_is_tokenised_in_one_batch_as_each_text_would_be_alone(tiny_mode
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("attention", ["padded", "packed"])
-def test_a_samples_scores_do_not_depend_on_the_fifty_samples_beside_it(tiny_model, attention):
+@pytest.mark.parametrize(
+    ("attention", "head"), [("padded", "logits"), ("packed", "logits"), ("packed", "vocab-blocks")]
+)
+def test_a_samples_scores_do_not_depend_on_the_fifty_samples_beside_it(tiny_model, attention, head):
     layouts = build_layouts("chat", tiny_model.tokenizer)
     pairs = [(f"{i}: {q}" * (1 + i % 3), a * (1 + i % 4)) for i, (q, a) in enumerate(CODE_PAIRS * 5)][:51]
     queries, answers = zip(*pairs, strict=True)
@@ -281,7 +283,9 @@ def test_a_samples_scores_do_not_depend_on_the_fifty_samples_beside_it(tiny_mode
     pad = tiny_model.tokenizer.pad_token_id
 
     def scorer():
-        return PairScorer(tiny_model.model, layouts, pad, forward="fused-eager", attention=attention, batch_tokens=8192)
+        return PairScorer(
+            tiny_model.model, layouts, pad, forward="fused-eager", attention=attention, batch_tokens=8192, head=head
+        )
 
     together = scorer().score(tokens)
     assert together.stats.passes < len(tokens)  # the 51 share passes
