@@ -48,14 +48,25 @@ bench: $(STAMP)
 # On a CUDA machine, nothing installed: it needs only torch, transformers, tokenizers and numpy.
 # Three real shapes, each in a process of its own (a sticky CUDA error or a leak in one cannot
 # cost the others their figures); TOKENIZER=DIR (a saved tokenizer) for realistic lengths.
+# Then long answers (median 1,024, p95 4,096, max 8,192 tokens per pair) and the two output heads.
 GPU_MODELS ?= random:qwen2-0.5b random:qwen2-1.5b random:llama-6.7b
 GPU_BENCH_OPTIONS ?= --device cuda --samples 4096 --profile 512
+GPU_LONG_MODELS ?= random:qwen2-1.5b
+GPU_LONG_OPTIONS ?= --device cuda --samples 1024 --naive-samples 8 --lengths long
+GPU_HEAD_OPTIONS ?= --device cuda --shapes qwen2-0.5b,qwen2-1.5b,llama-6.7b --rows 65536
 bench-gpu:
 	@failed=""; for model in $(GPU_MODELS); do \
 		echo "== $$model"; \
 		$(PYTHON) -m qaq_assets.cli bench scoring $(GPU_BENCH_OPTIONS) --model $$model \
 			$(if $(TOKENIZER),--tokenizer $(TOKENIZER)) || failed="$$failed $$model"; \
 	done; \
+	for model in $(GPU_LONG_MODELS); do \
+		echo "== $$model, long answers"; \
+		$(PYTHON) -m qaq_assets.cli bench scoring $(GPU_LONG_OPTIONS) --model $$model \
+			$(if $(TOKENIZER),--tokenizer $(TOKENIZER)) || failed="$$failed $$model(long)"; \
+	done; \
+	echo "== output heads"; \
+	$(PYTHON) -m qaq_assets.cli bench head $(GPU_HEAD_OPTIONS) || failed="$$failed heads"; \
 	if [ -n "$$failed" ]; then echo "bench-gpu: failed:$$failed"; exit 1; fi
 
 # What a bare GPU machine needs for bench-gpu, in one folder (git-ignored, a few MiB):

@@ -205,10 +205,13 @@ def _bench_memory(args: argparse.Namespace) -> int:
 
 
 def _bench_head(args: argparse.Namespace) -> int:
+    from qaq_assets.benchmarks.head import SHAPES
     from qaq_assets.benchmarks.head import main as head_bench
 
-    head_bench(args.shapes.split(","), args.rows, args.dtype, args.device)
-    return 0
+    unknown = sorted(set(args.shapes.split(",")) - set(SHAPES))
+    if unknown:
+        raise QaqError(f"unknown shapes {', '.join(unknown)}; known: {', '.join(SHAPES)}")
+    return 1 if head_bench(args.shapes.split(","), args.rows, args.dtype, args.device) else 0
 
 
 def _bench_pipeline(args: argparse.Namespace) -> int:

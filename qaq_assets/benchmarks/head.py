@@ -54,19 +54,21 @@ def measure(head: str, shape: str, rows: int, dtype: str, device: str, repeats: 
     torch_dtype = getattr(torch, dtype)
     torch.manual_seed(0)
     with torch.inference_mode():
-        output = OutputHead(_HeadOnly(vocab, width, torch_dtype, device), compile=False, head=head)
+        # Compiled where production compiles it: the logits head's fused reduction on CUDA.
+        on_cuda = device.startswith("cuda")
+        output = OutputHead(_HeadOnly(vocab, width, torch_dtype, device), compile=on_cuda, head=head)
         hidden = torch.randn(rows, width, dtype=torch_dtype, device=device)
         targets = torch.randint(0, vocab, (rows,), device=device)
         output.target_logprobs(hidden[:8], targets[:8])  # first-call allocations
-        if device.startswith("cuda"):
+        if on_cuda:
             torch.cuda.synchronize(device)
             torch.cuda.reset_peak_memory_stats(device)
-        before = torch.cuda.memory_allocated(device) if device.startswith("cuda") else _peak_bytes(device)
+        before = torch.cuda.memory_allocated(device) if on_cuda else _peak_bytes(device)
         best = float("inf")
         for _ in range(repeats):
             started = time.perf_counter()
             output.target_logprobs(hidden, targets)
-            if device.startswith("cuda"):
+            if on_cuda:
                 torch.cuda.synchronize(device)
             best = min(best, time.perf_counter() - started)
         working = _peak_bytes(device) - before
@@ -82,6 +84,8 @@ def measure(head: str, shape: str, rows: int, dtype: str, device: str, repeats: 
 
 
 def run(shape: str, rows: int, dtype: str, device: str) -> list[dict]:
+    """Both heads, each in a fresh process; a head that fails (out of memory) gives a row with
+    ``failed``, not an exception: the other head's figures still come back."""
     results = []
     for head in ("logits", "vocab-blocks"):
         call = f"m.measure({head!r}, {shape!r}, {rows}, {dtype!r}, {device!r})"
@@ -89,21 +93,27 @@ def run(shape: str, rows: int, dtype: str, device: str) -> list[dict]:
             [sys.executable, "-c", f"import json, qaq_assets.benchmarks.head as m; print(json.dumps({call}))"],
             capture_output=True,
             text=True,
-            check=True,
         )
-        results.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        if done.returncode == 0:
+            results.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        else:
+            cause = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+            results.append({"head": head, "shape": shape, "rows": rows, "failed": cause})
     return results
 
 
-def main(shapes: list[str], rows: int, dtype: str, device: str) -> None:
+def main(shapes: list[str], rows: int, dtype: str, device: str) -> int:
+    """Print each head's figures and a line per shape; returns how many measurements failed."""
+    failures = 0
     for shape in shapes:
         results = {row["head"]: row for row in run(shape, rows, dtype, device)}
         for row in results.values():
             print(json.dumps(row), flush=True)
-        logits, blocks = results["logits"], results["vocab-blocks"]
-        print(
-            f"shape={shape} rows={rows} dtype={dtype} device={device} "
-            f"logits_seconds={logits['seconds']} vocab_blocks_seconds={blocks['seconds']} "
-            f"logits_peak_mib={logits['peak_working_mib']} vocab_blocks_peak_mib={blocks['peak_working_mib']}",
-            flush=True,
+        failures += sum("failed" in row for row in results.values())
+        figures = " ".join(
+            f"{head.replace('-', '_')}_seconds={row.get('seconds', 'failed')} "
+            f"{head.replace('-', '_')}_peak_mib={row.get('peak_working_mib', 'failed')}"
+            for head, row in results.items()
         )
+        print(f"shape={shape} rows={rows} dtype={dtype} device={device} {figures}", flush=True)
+    return failures

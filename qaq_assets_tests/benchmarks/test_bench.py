@@ -168,12 +168,21 @@ def test_make_bench_gpu_benches_each_shape_alone_and_names_the_failed_ones(tmp_p
     options = f"--device cpu --samples 4 --naive-samples 2 --dtype float32 --data {tmp_path / 'bench.jsonl'}"
     command = ["make", "--no-print-directory", "bench-gpu", f"PYTHON={sys.executable}"]
     command += [f"GPU_BENCH_OPTIONS={options}", "GPU_MODELS=random:no-such-shape random:tiny-llama"]
+    command += ["GPU_LONG_MODELS=random:tiny-llama", "GPU_HEAD_OPTIONS=--device cpu --shapes smollm2-135m --rows 64"]
+    command += ["GPU_LONG_OPTIONS=--device cpu --samples 2 --naive-samples 1 --dtype float32 --lengths long"]
     run = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert run.returncode != 0
     blocks = run.stdout.split("== ")
-    assert [block.splitlines()[0] for block in blocks[1:]] == ["random:no-such-shape", "random:tiny-llama"]
+    assert [block.splitlines()[0] for block in blocks[1:]] == [
+        "random:no-such-shape",
+        "random:tiny-llama",
+        "random:tiny-llama, long answers",
+        "output heads",
+    ]
     assert "random:no-such-shape failed: " in blocks[1]
-    assert blocks[2].strip().splitlines()[-2].startswith("speedup_vs_naive=")
+    assert blocks[2].strip().splitlines()[-1].startswith("speedup_vs_naive=")
+    assert "random tokens, lengths log-normal" in blocks[3] and "speedup_vs_naive=" in blocks[3]
+    assert blocks[4].strip().splitlines()[-2].startswith("shape=smollm2-135m rows=64")
     assert run.stdout.strip().splitlines()[-1] == "bench-gpu: failed: random:no-such-shape"
 
 
@@ -339,7 +348,8 @@ def test_the_head_bench_measures_both_heads_in_fresh_processes(capsys):
     assert logits["rows_in_flight"] == 30 * 2**20 // 4 // 49152 and blocks["rows_in_flight"] == 256
     assert all(row["seconds"] > 0 and row["peak_working_mib"] >= 0 for row in rows)
     assert re.fullmatch(
-        r"shape=smollm2-135m rows=256 dtype=float32 device=cpu logits_seconds=[\d.]+ vocab_blocks_seconds=[\d.]+ "
-        r"logits_peak_mib=[\d.]+ vocab_blocks_peak_mib=[\d.]+",
+        r"shape=smollm2-135m rows=256 dtype=float32 device=cpu logits_seconds=[\d.]+ logits_peak_mib=[\d.]+ "
+        r"vocab_blocks_seconds=[\d.]+ vocab_blocks_peak_mib=[\d.]+",
         lines[-1],
     )
+    assert main(["bench", "head", "--shapes", "qwen3-0.6b"]) == 2  # one line naming the known shapes
