@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from qaq_assets.lib.model_specs import DEFAULT_MODEL_SPEC, ModelSpec, parse_model_specs
-from qaq_assets.lib.setting_fields import AT_LEAST_ONE, AT_LEAST_ZERO, SCORING, Bounds, check_fields, setting
+from qaq_assets.lib.setting_fields import AT_LEAST_ZERO, SCORING, Bounds, check_fields, setting
 
 TEMPLATES = ("auto", "chat", "plain")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -74,7 +74,12 @@ class ScoringConfig:
         "card's free memory and the model's width and vocabulary)",
         bounds=AT_LEAST_ZERO,
     )
-    max_batch_size: int = setting(64, "sequences per attention group at most", bounds=AT_LEAST_ONE)
+    max_batch_size: int = setting(
+        0,
+        "sequences per attention group at most; 0 = auto: 1 on CPU (each sequence attends alone, "
+        "so a sample's scores do not depend on the samples beside it, bf16 included), 64 on CUDA",
+        bounds=AT_LEAST_ZERO,
+    )
     max_sequence_tokens: int = setting(
         2048,
         "longest sequence in tokens, template included; answers are cut first",

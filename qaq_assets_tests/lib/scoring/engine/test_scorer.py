@@ -272,9 +272,8 @@ def test_a_chunk_is_tokenised_in_one_batch_as_each_text_would_be_alone(tiny_mode
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    ("attention", "head"), [("padded", "logits"), ("packed", "logits"), ("packed", "vocab-blocks")]
-)
+# The CPU's defaults and CUDA's (each head also equals the other: test_output_head.py).
+@pytest.mark.parametrize(("attention", "head"), [("padded", "vocab-blocks"), ("packed", "logits")])
 def test_a_samples_scores_do_not_depend_on_the_fifty_samples_beside_it(tiny_model, attention, head):
     layouts = build_layouts("chat", tiny_model.tokenizer)
     pairs = [(f"{i}: {q}" * (1 + i % 3), a * (1 + i % 4)) for i, (q, a) in enumerate(CODE_PAIRS * 5)][:51]
@@ -295,3 +294,21 @@ def test_a_samples_scores_do_not_depend_on_the_fifty_samples_beside_it(tiny_mode
         for field in ("query", "answer_given_query", "answer", "query_given_answer", "answer_end"):
             worst = max(worst, float(np.abs(getattr(shared, field) - getattr(alone, field)).max()))
     assert worst <= 1e-5, worst  # float32, per token
+
+
+def test_in_bfloat16_on_cpu_a_samples_scores_are_bit_identical_alone_and_among_others(tiny_model):
+    import copy
+
+    model = copy.deepcopy(tiny_model.model).to(torch.bfloat16)
+    layouts = build_layouts("chat", tiny_model.tokenizer)
+    pairs = [(f"{i}: {q}" * (1 + i % 3), a * (1 + i % 4)) for i, (q, a) in enumerate(CODE_PAIRS * 3)][:24]
+    queries, answers = zip(*pairs, strict=True)
+    tokens = tokenize_pairs(tiny_model.tokenizer, layouts, queries, answers, 2048)
+    scorer = PairScorer(model, layouts, tiny_model.tokenizer.pad_token_id, forward="fused-eager")
+    assert scorer.max_batch_size == 1  # the CPU's default: each sequence attends alone
+    together = scorer.score(tokens)
+    assert together.stats.passes < len(tokens) and together.stats.padding_tokens == 0
+    for pair, shared in zip(tokens, together, strict=True):
+        alone = scorer.score([pair])[0]
+        for field in ("query", "answer_given_query", "answer", "query_given_answer", "answer_end"):
+            assert np.array_equal(getattr(shared, field), getattr(alone, field)), field
