@@ -140,14 +140,9 @@ class _ScoringModels(dg.ConfigurableResource):
         )
 
     def options(self) -> ScorerOptions:
+        # Each option is the scoring setting of its name.
         return ScorerOptions(
-            template=self.template,
-            batch_tokens=self.batch_tokens,
-            max_batch_size=self.max_batch_size,
-            max_sequence_tokens=self.max_sequence_tokens,
-            forward=self.forward,
-            attention=self.attention,
-            head=self.head,
+            **{option.name: getattr(self, option.name) for option in dataclasses.fields(ScorerOptions)}
         )
 
     def scoring_backend(self, key: str) -> ScoringBackend:
