@@ -15,8 +15,8 @@ the two devices differ:
 ``vocab-blocks`` (the ``head`` setting) never holds a row's whole vocabulary: each chunk of
 rows meets the vocabulary in blocks, one matmul per block, with an online float32 log-sum-exp
 (the scheme of cut-cross-entropy and Liger's fused linear cross-entropy, in eager torch). Its
-memory is rows x block instead of rows x vocabulary, so one chunk takes every scored row of
-a pass. The target's logit is read from its own block, the number the whole matmul gives.
+memory is rows x block instead of rows x vocabulary, so a chunk holds many more rows for
+less memory. The target's logit is read from its own block, the number the whole matmul gives.
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ CUDA_CHUNK_BYTES = 1 << 30
 # The fused reduction is compiled on an example of a chunk's rows, at most this many.
 MAX_COMPILE_EXAMPLE_ROWS = 4096
 # vocab-blocks: vocabulary columns per block and the logits one block of rows holds, by device.
-# CPU: 2,048 x 2,048 (a block's bf16 and fp32 copies fit in L3; measured faster than wider
-# blocks or more rows, and than the logits head, on a Qwen2-0.5B-shaped head). CUDA: wide
+# CPU: 2,048 x 2,048 (measured faster than wider blocks or more rows at once, and than the
+# logits head, on a Qwen2-0.5B-shaped head: `qaq bench head`). CUDA: wide
 # matmuls, 16,384 rows a block (768 MiB in bf16 and fp32, under the logits head's 1 GiB).
 CPU_VOCAB_BLOCK, CPU_VOCAB_BLOCKS_CHUNK_ELEMENTS = 2048, 1 << 22
 CUDA_VOCAB_BLOCK, CUDA_VOCAB_BLOCKS_CHUNK_ELEMENTS = 8192, 1 << 27

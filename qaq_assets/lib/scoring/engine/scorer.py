@@ -124,17 +124,20 @@ def _build_sequence(pair_index: int, order: int, layout: OrderLayout, first: tup
     )
 
 
-def activation_bytes_per_token(model: torch.nn.Module) -> int:
-    """The budget's memory model: one layer's live activations per token (residual stream and
-    norm, fused QKV, attention output, fused gate/up and SwiGLU), in the model's dtype."""
-    config = model.config
+def _activation_widths(config) -> tuple[int, int, int]:
+    """(residual width, fused QKV width, MLP width) of a decoder config."""
     width = config.hidden_size
     heads = config.num_attention_heads
     head_dim = getattr(config, "head_dim", None) or width // heads
     qkv_width = heads * head_dim + 2 * getattr(config, "num_key_value_heads", heads) * head_dim
-    intermediate = getattr(config, "intermediate_size", 4 * width)
-    element = next(model.parameters()).element_size()
-    return element * (4 * width + qkv_width + 3 * intermediate)
+    return width, qkv_width, getattr(config, "intermediate_size", 4 * width)
+
+
+def activation_bytes_per_token(model: torch.nn.Module) -> int:
+    """The budget's memory model: one layer's live activations per token (residual stream and
+    norm, fused QKV, attention output, fused gate/up and SwiGLU), in the model's dtype."""
+    width, qkv_width, intermediate = _activation_widths(model.config)
+    return next(model.parameters()).element_size() * (4 * width + qkv_width + 3 * intermediate)
 
 
 def auto_batch_tokens(model: torch.nn.Module, device: torch.device, free_bytes: int | None = None) -> int:
@@ -147,14 +150,10 @@ def auto_batch_tokens(model: torch.nn.Module, device: torch.device, free_bytes: 
         return CPU_BATCH_TOKENS
     if free_bytes is None:
         free_bytes, _ = torch.cuda.mem_get_info(device)
-    config = model.config
-    heads = config.num_attention_heads
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
-    qkv_width = heads * head_dim + 2 * getattr(config, "num_key_value_heads", heads) * head_dim
-    intermediate = getattr(config, "intermediate_size", 4 * config.hidden_size)
+    width, qkv_width, intermediate = _activation_widths(model.config)
     fitting = int(free_bytes * ACTIVATION_MEMORY_SHARE / activation_bytes_per_token(model))
     power = 1 << max(fitting, 1).bit_length() - 1
-    int32_indexable = INT32_INDEXED_ELEMENTS // max(2 * intermediate, qkv_width, config.hidden_size)
+    int32_indexable = INT32_INDEXED_ELEMENTS // max(2 * intermediate, qkv_width, width)
     return max(MIN_CUDA_BATCH_TOKENS, min(MAX_BATCH_TOKENS, power, int32_indexable // 1024 * 1024))
 
 
