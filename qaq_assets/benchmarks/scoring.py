@@ -42,7 +42,6 @@ DTYPE_DRIFT_ALLOWANCE = 2.0
 # percentile, capped (and never under the floor): real code answers run to thousands of tokens.
 LONG_MEDIAN_TOKENS, LONG_P95_TOKENS, LONG_MAX_TOKENS, LONG_MIN_TOKENS = 1024, 4096, 8192, 64
 LONG_QUERY_SHARE = 0.1
-LENGTHS = ("data", "long")
 
 
 class BenchMismatch(AssertionError):
@@ -199,7 +198,10 @@ def run_bench(
     start = time.perf_counter()
     if lengths == "long":
         pairs = long_pairs(loaded.tokenizer, len(queries), loaded.max_positions - layouts.overhead)
-        made = "random tokens, lengths log-normal (median 1,024, p95 4,096, max 8,192 per pair)"
+        made = (
+            f"random tokens, lengths log-normal (median {LONG_MEDIAN_TOKENS:,}, p95 {LONG_P95_TOKENS:,}, "
+            f"max {LONG_MAX_TOKENS:,} per pair)"
+        )
     else:
         pairs = tokenize_pairs(loaded.tokenizer, layouts, queries, answers, 2048)
         made = "tokenised"

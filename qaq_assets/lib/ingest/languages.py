@@ -273,7 +273,13 @@ def requested(instruction: str) -> str | None:
         ]
     else:
         candidates = list(_REQUEST_PATTERNS)
-    named = {language for language in candidates if _REQUEST_PATTERNS[language].search(instruction)}
+    return one_language({language for language in candidates if _REQUEST_PATTERNS[language].search(instruction)})
+
+
+def one_language(named: set[str]) -> str | None:
+    """The one language of those an instruction's patterns matched (TypeScript over the
+    JavaScript its name contains, JavaScript over the Java its name contains), or None."""
+    named = set(named)
     if "typescript" in named and "javascript" in named:
         named.discard("javascript")
     if "java" in named and "javascript" in named:

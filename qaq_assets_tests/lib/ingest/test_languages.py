@@ -9,12 +9,9 @@ from qaq_assets.lib.ingest import languages
 
 def requested_by_patterns_alone(instruction: str) -> str | None:
     """``languages.requested`` without its prefilter: every pattern searched."""
-    named = {language for language, pattern in languages._REQUEST_PATTERNS.items() if pattern.search(instruction)}
-    if "typescript" in named and "javascript" in named:
-        named.discard("javascript")
-    if "java" in named and "javascript" in named:
-        named.discard("java")
-    return named.pop() if len(named) == 1 else None
+    return languages.one_language(
+        {language for language, pattern in languages._REQUEST_PATTERNS.items() if pattern.search(instruction)}
+    )
 
 
 FRAGMENTS = [
