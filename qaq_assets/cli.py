@@ -149,6 +149,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from qaq_assets.lib.reports.evaluation import auroc_table, evaluate, rates_table, signal_table, write_report
     from qaq_assets.lib.selection.config import SelectionConfig
     from qaq_assets.lib.selection.curation import prepare
+    from qaq_assets.lib.setting_fields import values_of
 
     summary = _run_curation(args)
     if not summary.registered:
@@ -158,7 +159,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     settings = _settings(args)
     keys = [spec.key for spec in settings.model_specs]
     budgets = [float(b) for b in args.budgets.split(",")]
-    selection = SelectionConfig(**settings.group(SELECTION))
+    selection = values_of(SelectionConfig, settings)
     # What was named, not the whole lake (which may hold other data).
     candidates = prepare(_lake(args), keys, selection, shards=summary.registered)
     evaluation = evaluate(candidates, budgets, seed=settings.seed)

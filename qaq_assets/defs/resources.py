@@ -10,7 +10,7 @@ from pydantic import Field, PrivateAttr
 
 from qaq_assets.defs.config import config_class
 from qaq_assets.defs.instance_binding import bind_to_lake
-from qaq_assets.lib.model_specs import ModelSpec, parse_model_specs
+from qaq_assets.lib.model_specs import ModelSpec
 from qaq_assets.lib.progress import TerminalProgress
 from qaq_assets.lib.scoring.backends.device_pool import device_pool
 from qaq_assets.lib.scoring.backends.local import (
@@ -21,6 +21,7 @@ from qaq_assets.lib.scoring.backends.local import (
     ScoringBackend,
     local_devices,
 )
+from qaq_assets.lib.scoring.config import ScoringConfig
 from qaq_assets.lib.scoring.engine.models import (
     LoadedModel,
     canonical_device,
@@ -30,6 +31,7 @@ from qaq_assets.lib.scoring.engine.models import (
 )
 from qaq_assets.lib.scoring.engine.templates import build_layouts
 from qaq_assets.lib.scoring.shard_scoring import ScoringProgress
+from qaq_assets.lib.setting_fields import values_of
 from qaq_assets.lib.settings import BY_NAME, SCORING
 from qaq_assets.lib.store.lake import STORAGE_OPTIONS_ENV, Lake, storage_options_from_env
 
@@ -76,10 +78,15 @@ class LakeResource(dg.ConfigurableResource):
 
 class _ScoringModels(dg.ConfigurableResource):
     """The language models that score samples: strong first, optional weak second. Its fields
-    are the fields of ScoringConfig (lib/scoring/config.py): models, template, device, dtype, ..."""
+    are the fields of ScoringConfig (lib/scoring/config.py), read through :attr:`config`."""
+
+    @property
+    def config(self) -> ScoringConfig:
+        """This resource's settings as the stage's typed config class."""
+        return values_of(ScoringConfig, self)
 
     def specs(self) -> dict[str, ModelSpec]:
-        return {spec.key: spec for spec in parse_model_specs(self.models)}
+        return {spec.key: spec for spec in self.config.model_specs}
 
     def model_keys(self) -> list[str]:
         return list(self.specs())
@@ -90,15 +97,15 @@ class _ScoringModels(dg.ConfigurableResource):
             spec = self.specs()[key]
         except KeyError:
             raise dg.Failure(f"model {key!r} is not configured; configured: {self.model_keys()}") from None
-        return cached_model(spec, device or self.device, self.dtype)
+        return cached_model(spec, device or self.config.device, self.config.dtype)
 
     def tokenizer(self, key: str):
         """``key``'s tokenizer, without loading its weights (None for hub models)."""
-        return tokenizer_of(self.specs()[key], self.device, self.dtype)
+        return tokenizer_of(self.specs()[key], self.config.device, self.config.dtype)
 
     def _local_backend(self, key: str) -> ScoringBackend:
         options = self.options()
-        devices = local_devices(self.device)
+        devices = local_devices(self.config.device)
 
         def load_on(device: str) -> LocalBackend:
             loaded = self.load(key, device)
@@ -120,13 +127,14 @@ class _ScoringModels(dg.ConfigurableResource):
             return DeferredLocalBackend(expected, lambda: load_on(devices[0]), on_gpu)
         # A worker process per GPU, started for the first chunk that needs scoring.
         return DeferredLocalBackend(
-            expected, lambda: device_pool(self.specs()[key], devices, self.dtype, options, expected), on_gpu
+            expected, lambda: device_pool(self.specs()[key], devices, self.config.dtype, options, expected), on_gpu
         )
 
     def identity(self, key: str) -> ScorerIdentity | None:
         """What ``key``'s scores would be keyed by, from its files alone (no weights loaded);
         None for hub models, known only once downloaded."""
-        identity = identify(self.specs()[key], self.device, self.dtype)
+        config = self.config
+        identity = identify(self.specs()[key], config.device, config.dtype)
         if identity is None:
             return None
         return ScorerIdentity(
@@ -135,32 +143,30 @@ class _ScoringModels(dg.ConfigurableResource):
             weights_sha256=identity.weights_sha256,
             dtype=identity.dtype_name,
             fingerprint=identity.fingerprint,
-            template_version=build_layouts(self.template, identity.tokenizer).version,
-            max_sequence_tokens=self.max_sequence_tokens,
+            template_version=build_layouts(config.template, identity.tokenizer).version,
+            max_sequence_tokens=config.max_sequence_tokens,
         )
 
     def options(self) -> ScorerOptions:
-        # Each option is the scoring setting of its name.
-        return ScorerOptions(
-            **{option.name: getattr(self, option.name) for option in dataclasses.fields(ScorerOptions)}
-        )
+        return values_of(ScorerOptions, self.config)  # each option is the scoring setting of its name
 
     def scoring_backend(self, key: str) -> ScoringBackend:
         """Where ``key``'s forward passes run: this process, or replicas on a Ray cluster."""
-        if self.backend == "local":
+        config = self.config
+        if config.backend == "local":
             return self._local_backend(key)
-        if self.backend == "ray":
+        if config.backend == "ray":
             from qaq_assets.lib.scoring.backends.ray import RayBackend
 
             return RayBackend(
                 self.specs()[key],
-                device=self.device,
-                dtype=self.dtype,
+                device=config.device,
+                dtype=config.dtype,
                 options=self.options(),
-                address=self.ray_address or None,
-                replicas=self.ray_replicas,
+                address=config.ray_address or None,
+                replicas=config.ray_replicas,
             )
-        raise dg.Failure(f"unknown scoring backend {self.backend!r}: use local or ray")
+        raise dg.Failure(f"unknown scoring backend {config.backend!r}: use local or ray")
 
 
 ScoringModelsResource = config_class("ScoringModelsResource", _ScoringModels, SCORING)

@@ -13,7 +13,7 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from qaq_assets.lib.errors import QaqError
 
@@ -65,6 +65,7 @@ class Bounds:
 
 AT_LEAST_ZERO, AT_LEAST_ONE = Bounds(low=0), Bounds(low=1)
 _BOOLEANS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
+C = TypeVar("C")
 _KINDS = {"str": str, "int": int, "float": float, "bool": bool, "list": list, "dict": dict}
 
 
@@ -169,6 +170,12 @@ def declared(config_class: type) -> list[Setting]:
         described = {part.name: getattr(declaration, part.name) for part in dataclasses.fields(declaration)}
         found.append(Setting(field.name, kind, default, config_class.GROUP, **described))
     return found
+
+
+def values_of(config_class: type[C], source: Any) -> C:
+    """A ``config_class`` with each field's value read by name from ``source`` (``Settings``, a
+    Dagster run config or resource built from the same declarations), checked."""
+    return config_class(**{field.name: getattr(source, field.name) for field in dataclasses.fields(config_class)})
 
 
 def check_fields(config: Any) -> None:

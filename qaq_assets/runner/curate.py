@@ -20,11 +20,13 @@ from qaq_assets.definitions import build_definitions
 from qaq_assets.defs.instance_binding import bind_to_lake
 from qaq_assets.defs.partitions import MULTI_KEY_SEPARATOR, RANGE_END_TAG, RANGE_START_TAG, SHARDS
 from qaq_assets.lib.batches import MAX_BATCH_BYTES, MAX_BATCH_SAMPLES, MAX_BATCH_SHARDS, batches
+from qaq_assets.lib.ingest.config import IngestConfig
 from qaq_assets.lib.ingest.registry import check, record, shard_files, stale_shards
-from qaq_assets.lib.ingest.shard_ingest import IngestOptions
+from qaq_assets.lib.ingest.shard_ingest import ingest_key
 from qaq_assets.lib.progress import TerminalProgress
 from qaq_assets.lib.selection.curation import PartialCorpusError, curation_warnings, unscored_shards
 from qaq_assets.lib.selection.rules import KEEP
+from qaq_assets.lib.setting_fields import values_of
 from qaq_assets.lib.settings import Settings
 from qaq_assets.lib.store.faults import describe_fault
 from qaq_assets.lib.store.lake import Lake, storage_options_exported
@@ -292,7 +294,7 @@ class _JobRunner:
                 log(f"scored {done.pop() if len(done) == 1 else f'{len(done)} shards'}/{model}")
 
     def _ingest_options_key(self) -> str:
-        return IngestOptions.of(self.settings).key()
+        return ingest_key(values_of(IngestConfig, self.settings))
 
     def _unscored(self, lake: Lake, keys: list[str]) -> dict[str, list[str]]:
         models = self.defs.resources["models"]

@@ -8,9 +8,11 @@ import polars as pl
 from qaq_assets.defs.config import config_class
 from qaq_assets.defs.partitions import shard_partitions
 from qaq_assets.defs.resources import LakeResource
+from qaq_assets.lib.ingest.config import IngestConfig
 from qaq_assets.lib.ingest.registry import source_paths
-from qaq_assets.lib.ingest.shard_ingest import Ingested, IngestOptions, ingest_shards
+from qaq_assets.lib.ingest.shard_ingest import Ingested, ingest_shards
 from qaq_assets.lib.reports.summary import markdown_counts
+from qaq_assets.lib.setting_fields import values_of
 from qaq_assets.lib.settings import INGEST, Settings
 from qaq_assets.lib.store.tables import RAW_SAMPLES
 
@@ -23,7 +25,7 @@ class _IngestConfig(dg.Config):
 
 def build_raw_samples(defaults: Settings | None = None) -> dg.AssetsDefinition:
     """raw_samples, its run config defaulting to ``defaults``' ingest settings."""
-    IngestConfig = config_class("IngestConfig", _IngestConfig, INGEST, defaults=defaults)
+    RawSamplesConfig = config_class("IngestConfig", _IngestConfig, INGEST, defaults=defaults)
 
     @dg.asset(
         partitions_def=shard_partitions,
@@ -35,14 +37,14 @@ def build_raw_samples(defaults: Settings | None = None) -> dg.AssetsDefinition:
         description="Samples of landed shard files, normalised; bad rows go to the quarantine table.",
     )
     def raw_samples(
-        context: dg.AssetExecutionContext, config: IngestConfig, lake: LakeResource
+        context: dg.AssetExecutionContext, config: RawSamplesConfig, lake: LakeResource
     ) -> dg.MaterializeResult:
         started = time.perf_counter()
         shards = context.partition_keys
         store = lake.lake()
         paths, refused = source_paths(store, shards)
-        options = IngestOptions.of(config)
-        ingested = ingest_shards(store, [(shard, paths[shard]) for shard in shards if shard in paths], options)
+        files = [(shard, paths[shard]) for shard in shards if shard in paths]
+        ingested = ingest_shards(store, files, values_of(IngestConfig, config))
         failures = {**refused, **ingested.failures}
         if failures:
             # The others are written; a single-run range fails whole in Dagster, so the runner

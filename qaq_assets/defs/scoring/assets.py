@@ -82,14 +82,14 @@ def build_scoring_assets(model_keys: list[str], op_tags: dict | None = None) -> 
                     store,
                     shards[0] if len(shards) == 1 else shards,
                     backend,
-                    commit_every=models.commit_every,
+                    commit_every=models.config.commit_every,
                     on_progress=_progress_logger(context, progress, label, model_key),
                 )
                 forward = backend.describe_forward()
             finally:
                 backend.close()
             results.append((model_key, shards, backend.identity, result, version, forward))
-        return _logprobs_materialized(store, models.backend, results)
+        return _logprobs_materialized(store, models.config.backend, results)
 
     @dg.asset(
         partitions_def=partitions,

@@ -91,6 +91,7 @@ def build_curated_subset(defaults: Settings | None = None) -> dg.AssetsDefinitio
             )
 
         frame = store.scan(CURATED_SUBSET, version).collect()
+        strategy = frame["strategy"][0] if frame.height else selection.resolved_strategy(len(models.model_keys()))
         warnings = curation_warnings(frame, selection.budget)
         for warning in warnings:
             context.log.warning(warning)
@@ -105,7 +106,7 @@ def build_curated_subset(defaults: Settings | None = None) -> dg.AssetsDefinitio
                 "dagster/row_count": frame.height,
                 "kept": kept.height,
                 "kept_fraction": round(kept.height / max(candidates.height, 1), 4),
-                "strategy": frame["strategy"][0] if frame.height else selection.resolved_strategy(len(models.models)),
+                "strategy": strategy,
                 "shards": curation.shards,
                 "shards_pending": curation.pending_shards,
                 "warnings": warnings,

@@ -26,8 +26,6 @@ from qaq_assets.lib.ingest.shard_reader import ShardRead, read_shard
 from qaq_assets.lib.store.lake import Lake
 from qaq_assets.lib.store.tables import QUARANTINE, RAW_SAMPLES, SAMPLE_FEATURES
 
-_DEFAULTS = IngestConfig()  # the declared defaults
-
 # Raised whenever reading or the features computed at ingest change, so unchanged files are read again.
 READER_VERSION = "4"
 
@@ -36,39 +34,20 @@ class ShardShrankError(QaqError):
     """A registered shard's file now yields fewer valid records than the lake holds from it."""
 
 
-@dataclass(frozen=True)
-class IngestOptions:
-    """How files are read (the ingest settings)."""
+def benchmark(config: IngestConfig) -> Benchmark | None:
+    """The benchmarks ``config`` decontaminates against (None: ``none``)."""
+    names = tuple(name for name in config.decontaminate if name.lower() != "none")
+    return load_benchmarks(names) if names else None
 
-    label_field: str = _DEFAULTS.label_field
-    max_record_bytes: int = _DEFAULTS.max_record_bytes
-    allow_shrink: bool = _DEFAULTS.allow_shrink
-    fields: FieldMap = FieldMap()
-    decontaminate: tuple[str, ...] = tuple(_DEFAULTS.decontaminate)
 
-    @classmethod
-    def of(cls, settings) -> IngestOptions:
-        """The options from the ingest settings (``Settings``, or the asset's run config)."""
-        return cls(
-            settings.label_field,
-            settings.max_record_bytes,
-            settings.allow_shrink,
-            FieldMap.parse(settings.fields),
-            tuple(settings.decontaminate),
-        )
-
-    def benchmark(self) -> Benchmark | None:
-        names = tuple(name for name in self.decontaminate if name.lower() != "none")
-        return load_benchmarks(names) if names else None
-
-    def key(self) -> str:
-        """What, besides a file's bytes, decides what its ingest writes (and the reader's version)."""
-        benchmark = self.benchmark()
-        described = (
-            f"{READER_VERSION}|{self.label_field}|{self.max_record_bytes}|{sorted(vars(self.fields).items())}"
-            f"|{benchmark.key if benchmark else ''}"
-        )
-        return hashlib.sha256(described.encode()).hexdigest()[:16]
+def ingest_key(config: IngestConfig) -> str:
+    """What, besides a file's bytes, decides what its ingest writes (and the reader's version)."""
+    checked = benchmark(config)
+    described = (
+        f"{READER_VERSION}|{config.label_field}|{config.max_record_bytes}"
+        f"|{sorted(vars(FieldMap.parse(config.fields)).items())}|{checked.key if checked else ''}"
+    )
+    return hashlib.sha256(described.encode()).hexdigest()[:16]
 
 
 @dataclass
@@ -101,17 +80,18 @@ def held_rows(lake: Lake, shards: Sequence[str]) -> dict[tuple[str, str], int]:
     return {(shard, source): n for shard, source, n in held.iter_rows()}
 
 
-def ingest_shards(lake: Lake, files: Sequence[tuple[str, Path]], options: IngestOptions = IngestOptions()) -> Ingested:
+def ingest_shards(lake: Lake, files: Sequence[tuple[str, Path]], config: IngestConfig = IngestConfig()) -> Ingested:
     """Replace the shards' rows of raw_samples, quarantine and sample_features from their files,
     one commit per table. A file that cannot be read, or that now yields fewer valid records
     than the lake holds from it (an interrupted copy, a failed ``>`` redirect; unless
     ``allow_shrink``), leaves its shard as it was and is reported in ``failures``."""
     result = Ingested()
+    fields, key = FieldMap.parse(config.fields), ingest_key(config)
     held = held_rows(lake, [shard for shard, _ in files])
     for shard, path in files:
         try:
             signature = file_signature(path)  # before the read: a later change reads again
-            read = read_shard(path, shard, options.label_field, options.max_record_bytes, options.fields)
+            read = read_shard(path, shard, config.label_field, config.max_record_bytes, fields)
         except ShardReadError as error:
             result.failures[shard] = error
             continue
@@ -120,7 +100,7 @@ def ingest_shards(lake: Lake, files: Sequence[tuple[str, Path]], options: Ingest
             continue
         before = held.get((shard, str(path)), 0)  # none after a deliberate take-over by another file
         if read.samples.height < before:
-            if not options.allow_shrink:
+            if not config.allow_shrink:
                 result.failures[shard] = ShardShrankError(
                     f"shard {shard!r}: {path} now yields {read.samples.height} valid records, the lake holds "
                     f"{before} from it (a cut or emptied copy?); nothing was replaced. If the file is smaller on "
@@ -129,13 +109,13 @@ def ingest_shards(lake: Lake, files: Sequence[tuple[str, Path]], options: Ingest
                 continue
             result.shrunk_from[shard] = before
         result.reads[shard] = read
-        result.signatures[shard] = ingest_signature(*signature, options.key())
+        result.signatures[shard] = ingest_signature(*signature, key)
     if result.reads:
-        _write(lake, result, options)
+        _write(lake, result, config)
     return result
 
 
-def _write(lake: Lake, result: Ingested, options: IngestOptions) -> None:
+def _write(lake: Lake, result: Ingested, config: IngestConfig) -> None:
     shards = {"shard": list(result.reads)}
     samples = pl.concat([read.samples for read in result.reads.values()])
     quarantined = pl.concat([read.quarantine for read in result.reads.values()])
@@ -146,14 +126,14 @@ def _write(lake: Lake, result: Ingested, options: IngestOptions) -> None:
     record_ingested(lake, result.signatures)
     # Hashes, code status and near-duplicate signatures: computed once here, read by every curation.
     started = time.perf_counter()
-    lake.replace_partition(SAMPLE_FEATURES, sample_features(samples, options.benchmark()), shards)
+    lake.replace_partition(SAMPLE_FEATURES, sample_features(samples, benchmark(config)), shards)
     result.features_seconds = time.perf_counter() - started
 
 
-def ingest_shard(lake: Lake, path: str | Path, shard: str, options: IngestOptions = IngestOptions()) -> Ingested:
+def ingest_shard(lake: Lake, path: str | Path, shard: str, config: IngestConfig = IngestConfig()) -> Ingested:
     """Ingest one shard's file; its failure raises (:class:`ShardReadError` for a file that cannot
     be read at all, :class:`ShardShrankError` for a shrunken one)."""
-    result = ingest_shards(lake, [(shard, Path(path))], options)
+    result = ingest_shards(lake, [(shard, Path(path))], config)
     if shard in result.failures:
         raise result.failures[shard]
     return result
