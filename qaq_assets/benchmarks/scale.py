@@ -1,8 +1,10 @@
 """``qaq bench scale``: the whole curation path at 10^5-10^7 samples, a model's cost left out.
 
 It builds a synthetic corpus of N samples in K shards (code instructions of realistic length,
-2% exact and 2% near duplicates), ingests it (two processes, as shards are independent),
-scores it with precomputed log-probs (:mod:`qaq_assets.benchmarks.pipeline`), curates, then lands
+2% exact and 2% near duplicates), ingests it as ``qaq curate`` does (batches of shards of at
+most ``MAX_BATCH_BYTES`` of files, one commit per table per batch, the features computed by
+worker processes over record batches), scores it with precomputed log-probs
+(:mod:`qaq_assets.benchmarks.pipeline`), curates, then lands
 one more shard of N/K samples and re-curates. It prints per-stage seconds and samples/s, the
 peak RSS of each stage's processes, the lake bytes the second curated version added, and last:
 ``ingest_samples_per_s=<a> recurate_seconds=<b> peak_rss_mb=<c> curated_version_bytes_per_sample=<d>``.
@@ -22,6 +24,9 @@ from pathlib import Path
 import polars as pl
 import pyarrow as pa
 
+from qaq_assets.lib.batches import MAX_BATCH_BYTES, MAX_BATCH_SHARDS, batches
+from qaq_assets.lib.ingest.feature_pool import resolved_workers, shutdown_pool
+from qaq_assets.lib.ingest.shard_ingest import ingest_shards
 from qaq_assets.lib.selection.config import SelectionConfig
 from qaq_assets.lib.selection.curation import publish
 from qaq_assets.lib.store.lake import Lake
@@ -78,13 +83,18 @@ def _peak_rss_mb(who: int = resource.RUSAGE_SELF) -> float:
     return resource.getrusage(who).ru_maxrss / 1024
 
 
-def _ingest(job: tuple[str, str, str]) -> tuple[int, float]:
-    from qaq_assets.lib.ingest.shard_ingest import ingest_shard
-
-    root, path, shard = job
-    started = time.perf_counter()
-    ingested = ingest_shard(Lake(root), path, shard)
-    return ingested.read.samples.height, time.perf_counter() - started
+def _ingest(lake: Lake, files: list[tuple[str, Path]]) -> int:
+    """Ingest ``files`` the way the runner's ingest runs do: batches of shards by their files'
+    bytes, in this process."""
+    sizes = {shard: path.stat().st_size for shard, path in files}
+    plan = batches(list(sizes), list(sizes), sizes, MAX_BATCH_SHARDS, MAX_BATCH_BYTES)
+    paths, ingested = dict(files), 0
+    for batch in plan:
+        result = ingest_shards(lake, [(shard, paths[shard]) for shard in batch])
+        if result.failures:
+            raise next(iter(result.failures.values()))
+        ingested += sum(read.samples.height for read in result.reads.values())
+    return ingested
 
 
 def _score(job: tuple[str, str]) -> tuple[int, float]:
@@ -135,14 +145,20 @@ def run(samples: int, shards: int, workdir: Path, workers: int = 2, log=print) -
     stages = Stages(log)
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
     with pool:
+        # Start the scoring workers while this process is small: a spawned child's peak RSS counts
+        # its parent's pages at the fork before its exec.
+        list(pool.map(int, range(workers)))
         names = [path.stem for path in paths]
+        files = list(zip(names, paths, strict=True))
         started = time.perf_counter()
-        ingested = sum(
-            rows for rows, _ in pool.map(_ingest, [(root, str(p), n) for p, n in zip(paths, names, strict=True)][:-1])
-        )
+        ingested = _ingest(lake, files[:-1])
         ingest_seconds = time.perf_counter() - started
         stages.report(
-            "ingest", ingested, ingest_seconds, f"{workers} processes; read, hash, code check, MinHash, decontamination"
+            "ingest",
+            ingested,
+            ingest_seconds,
+            f"batches of shards, features on {resolved_workers(0, ingested)} worker processes; read, hash, "
+            "code check, MinHash, decontamination",
         )
         started = time.perf_counter()
         scored = sum(rows for rows, _ in pool.map(_score, [(root, n) for n in names[:-1]]))
@@ -153,13 +169,14 @@ def run(samples: int, shards: int, workdir: Path, workers: int = 2, log=print) -
         stages.report("curate", ingested, time.perf_counter() - started, f"version {first}")
 
         started = time.perf_counter()
-        landed_rows, _ = pool.submit(_ingest, (root, str(paths[-1]), names[-1])).result()
+        landed_rows = _ingest(lake, files[-1:])
         pool.submit(_score, (root, names[-1])).result()
         stages.report("land one shard", landed_rows, time.perf_counter() - started, "ingest + score")
         started = time.perf_counter()
         second, curation = publish(lake, [IDENTITY_KEY], config, "bench-2")
         recurate_seconds = time.perf_counter() - started
         stages.report("re-curate", curation.frame.height, recurate_seconds, f"version {second}")
+    shutdown_pool()
     children_peak = _peak_rss_mb(resource.RUSAGE_CHILDREN)  # counted once the workers have ended
     rows = lake.scan(CURATED_SUBSET, second).select(pl.len()).collect().item()
     version_bytes = _version_bytes(lake, second)

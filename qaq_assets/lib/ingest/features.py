@@ -138,9 +138,13 @@ def answer_ending(answer: str) -> str:
     return "prose" if last.endswith((".", "!", "?", ":")) and " " in last else "code"
 
 
+# The columns of ingested samples that features are computed from.
+FEATURE_INPUTS = ("shard", "row_index", "sample_id", "instruction", "response")
+
+
 def sample_features(samples: pl.DataFrame, benchmark: Benchmark | None = None) -> pl.DataFrame:
-    """``sample_features`` rows of ingested samples (``shard``, ``row_index``, ``sample_id``,
-    ``instruction``, ``response``), with the ``benchmark`` item each overlaps, where given."""
+    """``sample_features`` rows of ingested samples (their ``FEATURE_INPUTS``), with the
+    ``benchmark`` item each overlaps, where given."""
     instructions, responses = samples["instruction"].to_list(), samples["response"].to_list()
     texts = [q + "\n" + a for q, a in zip(instructions, responses, strict=True)]
     signature_rows = signatures(texts)

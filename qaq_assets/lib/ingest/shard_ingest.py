@@ -18,7 +18,7 @@ import polars as pl
 from qaq_assets.lib.errors import QaqError
 from qaq_assets.lib.ingest.config import IngestConfig
 from qaq_assets.lib.ingest.decontamination import Benchmark, load_benchmarks
-from qaq_assets.lib.ingest.features import sample_features
+from qaq_assets.lib.ingest.feature_pool import start_features
 from qaq_assets.lib.ingest.file_formats import ShardReadError
 from qaq_assets.lib.ingest.record_fields import FieldMap
 from qaq_assets.lib.ingest.registry import file_signature, ingest_signature, record_ingested, record_shrinks
@@ -119,14 +119,16 @@ def _write(lake: Lake, result: Ingested, config: IngestConfig) -> None:
     shards = {"shard": list(result.reads)}
     samples = pl.concat([read.samples for read in result.reads.values()])
     quarantined = pl.concat([read.quarantine for read in result.reads.values()])
+    # Hashes, code status and near-duplicate signatures: computed once here, read by every
+    # curation; in worker processes while this one commits the other tables.
+    started = time.perf_counter()
+    features = start_features(samples, benchmark(config), config.ingest_workers)
     result.raw_version = lake.replace_partition(RAW_SAMPLES, samples, shards)
     lake.replace_partition(QUARANTINE, quarantined, shards)
     if result.shrunk_from:
         record_shrinks(lake, {s: (n, result.reads[s].samples.height) for s, n in result.shrunk_from.items()})
     record_ingested(lake, result.signatures)
-    # Hashes, code status and near-duplicate signatures: computed once here, read by every curation.
-    started = time.perf_counter()
-    lake.replace_partition(SAMPLE_FEATURES, sample_features(samples, benchmark(config)), shards)
+    lake.replace_partition(SAMPLE_FEATURES, features(), shards)
     result.features_seconds = time.perf_counter() - started
 
 

@@ -1,0 +1,91 @@
+"""Features over worker processes: the same rows, bit for bit, as one process; a killed worker
+costs time, not rows."""
+
+import logging
+import os
+import signal
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from qaq_assets.lib.ingest import feature_pool
+from qaq_assets.lib.ingest.config import IngestConfig
+from qaq_assets.lib.ingest.decontamination import humaneval_problems
+from qaq_assets.lib.ingest.features import sample_features
+from qaq_assets.lib.ingest.shard_ingest import benchmark
+from qaq_assets.lib.ingest.shard_reader import read_shard
+from qaq_assets_tests import users_data
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture(scope="module")
+def users_samples(tmp_path_factory) -> pl.DataFrame:
+    """What users bring: every format and language, conversations, the evaluation corpora (third-party
+    and standard-library code, HumanEval problems word for word), and answers the checks fail on."""
+    root = tmp_path_factory.mktemp("users")
+    files = [root / name for name in users_data.write_all(root)]
+    files += sorted((REPO / "data" / "eval").glob("*.jsonl")) + sorted((REPO / "data" / "shards").glob("*.jsonl"))
+    frames = [read_shard(path, f"s{index}").samples for index, path in enumerate(files)]
+    columns = ["shard", "row_index", "sample_id", "instruction", "response"]
+    hostile = pl.DataFrame(
+        {
+            "shard": ["hostile"] * 3,
+            "row_index": [0, 1, 2],
+            "sample_id": ["h0", "h1", "h2"],
+            "instruction": ["Write a Python function.", "日本語で", ""],
+            "response": ["the " * 2000, "```python\ndef f(:\n```", "```rust\nfn main() {"],
+        },
+        schema_overrides={"row_index": pl.Int64},
+    )
+    problems = humaneval_problems()[:20]
+    leaked = pl.DataFrame(
+        {
+            "shard": ["leaked"] * len(problems),
+            "row_index": list(range(len(problems))),
+            "sample_id": [p["task_id"] for p in problems],
+            "instruction": [p["prompt"] for p in problems],
+            "response": [p["canonical_solution"] for p in problems],
+        },
+        schema_overrides={"row_index": pl.Int64},
+    )
+    samples = pl.concat([frame.select(columns).cast({"row_index": pl.Int64}) for frame in frames] + [hostile, leaked])
+    assert samples.height > 3000
+    return samples
+
+
+@pytest.mark.slow
+def test_features_from_worker_processes_equal_one_processs_bit_for_bit(users_samples):
+    checked = benchmark(IngestConfig())
+    alone = sample_features(users_samples, checked)
+    spread = feature_pool.features_of(users_samples, checked, workers=2, min_rows_per_worker=100)
+    assert alone["benchmark_item"].drop_nulls().len() >= 20  # the leaked problems are found either way
+    assert alone["code_status"].str.starts_with("check_failed").any()
+    assert spread.equals(alone)
+
+
+@pytest.mark.slow
+def test_a_killed_worker_costs_time_not_rows(users_samples, caplog):
+    checked = benchmark(IngestConfig())
+    alone = sample_features(users_samples, checked)
+    pending = feature_pool.start_features(users_samples, checked, workers=2, min_rows_per_worker=100)
+    pool = feature_pool._pool
+    for process in list(pool._processes.values()):
+        os.kill(process.pid, signal.SIGKILL)
+    with caplog.at_level(logging.WARNING):
+        recovered = pending()
+    assert recovered.equals(alone)
+    assert "feature workers failed" in caplog.text
+    # The next ingest starts a fresh pool.
+    assert feature_pool.features_of(users_samples, checked, workers=2, min_rows_per_worker=100).equals(alone)
+    assert feature_pool._pool is not pool
+
+
+def test_worker_count_follows_the_setting_the_cores_and_the_rows():
+    assert feature_pool.resolved_workers(1, 1_000_000) == 1
+    assert feature_pool.resolved_workers(4, 1_000_000) == 4
+    assert feature_pool.resolved_workers(4, 3 * feature_pool.MIN_ROWS_PER_WORKER) == 3
+    assert feature_pool.resolved_workers(0, 100) == 1  # too few rows to repay a process
+    cores = feature_pool.available_cores()
+    assert feature_pool.resolved_workers(0, 1_000_000) == min(cores, feature_pool.MAX_AUTO_WORKERS)
