@@ -132,8 +132,3 @@ def _in_this_process(
     shutdown_pool(wait=False)
     log.warning("feature workers failed (%s); computing %d samples' features in this process", error, samples.height)
     return lambda: _in_batches(samples, benchmark)
-
-
-def features_of(samples: pl.DataFrame, benchmark: Benchmark | None = None, workers: int = 0, **options) -> pl.DataFrame:
-    """``sample_features(samples, benchmark)``, its record batches on up to ``workers`` processes."""
-    return start_features(samples, benchmark, workers, **options)()

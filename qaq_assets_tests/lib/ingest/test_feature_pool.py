@@ -59,7 +59,7 @@ def users_samples(tmp_path_factory) -> pl.DataFrame:
 def test_features_from_worker_processes_equal_one_processs_bit_for_bit(users_samples):
     checked = benchmark(IngestConfig())
     alone = sample_features(users_samples, checked)
-    spread = feature_pool.features_of(users_samples, checked, workers=2, min_rows_per_worker=100)
+    spread = feature_pool.start_features(users_samples, checked, workers=2, min_rows_per_worker=100)()
     assert alone["benchmark_item"].drop_nulls().len() >= 20  # the leaked problems are found either way
     assert alone["code_status"].str.starts_with("check_failed").any()
     assert spread.equals(alone)
@@ -78,7 +78,7 @@ def test_a_killed_worker_costs_time_not_rows(users_samples, caplog):
     assert recovered.equals(alone)
     assert "feature workers failed" in caplog.text
     # The next ingest starts a fresh pool.
-    assert feature_pool.features_of(users_samples, checked, workers=2, min_rows_per_worker=100).equals(alone)
+    assert feature_pool.start_features(users_samples, checked, workers=2, min_rows_per_worker=100)().equals(alone)
     assert feature_pool._pool is not pool
 
 
