@@ -36,7 +36,7 @@ demo: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 
 # Two workers: the suite's slow tests wait on subprocesses and servers, so two cores overlap them.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -rs -n 2
+	$(BIN)/python -m pytest -q -rs -n 2 --durations=15
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 -m "not slow"

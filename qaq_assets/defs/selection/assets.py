@@ -54,6 +54,32 @@ def _changes(store, version: int) -> str:
     return markdown(diff_versions(store, previous, version))
 
 
+def _check_results(store, frame: pl.DataFrame, selection, curation_id: str) -> list[dg.AssetCheckResult]:
+    """The blocking checks of a published version (their logic: ``lib/selection/checks.py``)."""
+    checked = check_curated(frame, selection)
+    missing = store.missing_columns(CURATED_SUBSET)
+    recorded = store.scan(CURATION_RUNS).filter(pl.col("curation_id") == curation_id).collect()
+    counts_ok, recorded_counts = counts_agree(frame, recorded["counts"][0] if recorded.height else None)
+    return [
+        dg.AssetCheckResult(
+            check_name=CURATED_CHECK,
+            # Diff's fill rule and exact quotas both hit the rounded budget exactly.
+            passed=checked.passed and not missing,
+            metadata={"kept": checked.kept, "expected": checked.expected, "missing_columns": missing},
+        ),
+        dg.AssetCheckResult(
+            check_name=COUNTS_CHECK,
+            # The lineage row's counts describe exactly the rows this version holds.
+            passed=counts_ok,
+            metadata={
+                "rows": frame.height,
+                "counted": sum(recorded_counts.values()),
+                "counts": dg.MetadataValue.json(recorded_counts),
+            },
+        ),
+    ]
+
+
 def build_curated_subset(defaults: Settings | None = None) -> dg.AssetsDefinition:
     """curated_subset, its run config defaulting to ``defaults``' selection settings."""
     CurationConfig = config_class("CurationConfig", _CurationConfig, SELECTION, defaults=defaults)
@@ -97,10 +123,6 @@ def build_curated_subset(defaults: Settings | None = None) -> dg.AssetsDefinitio
             context.log.warning(warning)
         kept = frame.filter(pl.col("decision") == KEEP)
         candidates = candidates_of(frame)
-        checked = check_curated(frame, selection)
-        missing = store.missing_columns(CURATED_SUBSET)
-        recorded = store.scan(CURATION_RUNS).filter(pl.col("curation_id") == curation.curation_id).collect()
-        counts_ok, recorded_counts = counts_agree(frame, recorded["counts"][0] if recorded.height else None)
         return dg.MaterializeResult(
             metadata={
                 "dagster/row_count": frame.height,
@@ -124,24 +146,7 @@ def build_curated_subset(defaults: Settings | None = None) -> dg.AssetsDefinitio
                 "delta_version": version,
                 "seconds": round(time.perf_counter() - started, 2),
             },
-            check_results=[
-                dg.AssetCheckResult(
-                    check_name=CURATED_CHECK,
-                    # Diff's fill rule and exact quotas both hit the rounded budget exactly.
-                    passed=checked.passed and not missing,
-                    metadata={"kept": checked.kept, "expected": checked.expected, "missing_columns": missing},
-                ),
-                dg.AssetCheckResult(
-                    check_name=COUNTS_CHECK,
-                    # The lineage row's counts describe exactly the rows this version holds.
-                    passed=counts_ok,
-                    metadata={
-                        "rows": frame.height,
-                        "counted": sum(recorded_counts.values()),
-                        "counts": dg.MetadataValue.json(recorded_counts),
-                    },
-                ),
-            ],
+            check_results=_check_results(store, frame, selection, curation.curation_id),
         )
 
     return curated_subset
