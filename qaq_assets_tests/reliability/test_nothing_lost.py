@@ -27,6 +27,7 @@ def last_line(result):
 # 1. A cut or emptied file never silently shrinks its shard.
 
 
+@pytest.mark.slow  # runs the qaq command in processes
 def test_a_truncated_or_emptied_file_is_refused_and_the_others_go_on(tmp_path):
     lake_dir = tmp_path / "lake"
     a = write_jsonl(tmp_path / "a.jsonl", records("a"))
@@ -292,6 +293,7 @@ def _break(lake_dir, how):
         ("missing file", "missing (deleted, or removed by a vacuum): this version cannot be read", None),
     ],
 )
+@pytest.mark.slow  # runs the qaq command in processes
 def test_a_broken_lake_is_named_in_one_line_and_older_versions_stay_readable(tmp_path, how, cause, readable):
     lake_dir = tmp_path / "lake"
     shard = tmp_path / "s.jsonl"
@@ -311,6 +313,7 @@ def test_a_broken_lake_is_named_in_one_line_and_older_versions_stay_readable(tmp
         assert exported.returncode == 0 and "wrote 3 samples" in exported.stdout
 
 
+@pytest.mark.slow  # runs the qaq command in processes
 def test_a_read_only_lake_fails_in_one_line(tmp_path):
     lake_dir = tmp_path / "lake"
     shard = write_jsonl(tmp_path / "s.jsonl", records("s"))
@@ -332,6 +335,7 @@ mount --bind {lake_dir} "$DISK" && mount -o remount,ro,bind "$DISK"
 # 7. One lake, one instance.
 
 
+@pytest.mark.slow  # runs the qaq command in processes
 def test_an_instance_belongs_to_one_lake(tmp_path):
     home = tmp_path / "home"
     shard = write_jsonl(tmp_path / "s.jsonl", records("s"))

@@ -5,6 +5,8 @@ settings changes exported (computed with that release's code, commit b1bbaad).""
 import hashlib
 import json
 
+import pytest
+
 from qaq_assets_tests.helpers import REPO, qaq
 
 PINNED_EXPORT_SHA256 = "525ac9c6295b243ff35e9031ac5e3095ec0f3d739aae6d7711c7f32e3b6a38a2"
@@ -13,6 +15,7 @@ MODEL = ["--model", "random:tiny-llama", "--template", "plain", "--dtype", "floa
 RULE = ["--strategy", "rmi-band"]
 
 
+@pytest.mark.slow  # runs the qaq command in processes
 def test_the_sample_data_exports_byte_identically(tmp_path):
     shards = sorted(str(path) for path in (REPO / "data" / "shards").glob("*.jsonl"))
     curated = qaq("curate", *shards, "--lake", tmp_path / "lake", *MODEL, *RULE)

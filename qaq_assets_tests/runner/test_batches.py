@@ -35,6 +35,7 @@ def _files(directory, count, first=0):
         (directory / f"f{index:04d}.jsonl").write_text(json.dumps(record) + "\n")
 
 
+@pytest.mark.slow  # runs the qaq command in processes
 def test_many_files_run_in_batches_one_bad_file_fails_alone_and_the_rest_is_recorded(tmp_path):
     folder = tmp_path / "many"
     _files(folder, 40)
@@ -59,6 +60,7 @@ def test_many_files_run_in_batches_one_bad_file_fails_alone_and_the_rest_is_reco
     assert Lake(tmp_path / "lake").scan(QAQ_SCORES).collect()["shard"].n_unique() == 39
 
 
+@pytest.mark.slow  # runs the qaq command in processes
 def test_curating_the_same_files_plus_new_ones_reads_and_scores_only_the_new_ones(tmp_path):
     folder = tmp_path / "many"
     _files(folder, 30)
