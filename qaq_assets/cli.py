@@ -209,10 +209,11 @@ def _bench_head(args: argparse.Namespace) -> int:
     from qaq_assets.benchmarks.head import SHAPES
     from qaq_assets.benchmarks.head import main as head_bench
 
-    unknown = sorted(set(args.shapes.split(",")) - set(SHAPES))
+    shapes = args.shapes.split(",")
+    unknown = sorted(set(shapes) - set(SHAPES))
     if unknown:
         raise QaqError(f"unknown shapes {', '.join(unknown)}; known: {', '.join(SHAPES)}")
-    return 1 if head_bench(args.shapes.split(","), args.rows, args.dtype, args.device) else 0
+    return 1 if head_bench(shapes, args.rows, args.dtype, args.device) else 0
 
 
 def _bench_pipeline(args: argparse.Namespace) -> int:

@@ -12,7 +12,7 @@ import pytest
 from qaq_assets.lib.ingest import feature_pool
 from qaq_assets.lib.ingest.config import IngestConfig
 from qaq_assets.lib.ingest.decontamination import humaneval_problems
-from qaq_assets.lib.ingest.features import sample_features
+from qaq_assets.lib.ingest.features import FEATURE_INPUTS, sample_features
 from qaq_assets.lib.ingest.shard_ingest import benchmark
 from qaq_assets.lib.ingest.shard_reader import read_shard
 from qaq_assets_tests import users_data
@@ -28,7 +28,6 @@ def users_samples(tmp_path_factory) -> pl.DataFrame:
     files = [root / name for name in users_data.write_all(root)]
     files += sorted((REPO / "data" / "eval").glob("*.jsonl")) + sorted((REPO / "data" / "shards").glob("*.jsonl"))
     frames = [read_shard(path, f"s{index}").samples for index, path in enumerate(files)]
-    columns = ["shard", "row_index", "sample_id", "instruction", "response"]
     hostile = pl.DataFrame(
         {
             "shard": ["hostile"] * 3,
@@ -50,7 +49,8 @@ def users_samples(tmp_path_factory) -> pl.DataFrame:
         },
         schema_overrides={"row_index": pl.Int64},
     )
-    samples = pl.concat([frame.select(columns).cast({"row_index": pl.Int64}) for frame in frames] + [hostile, leaked])
+    read = [frame.select(FEATURE_INPUTS).cast({"row_index": pl.Int64}) for frame in frames]
+    samples = pl.concat([*read, hostile, leaked])
     assert samples.height > 3000
     return samples
 
