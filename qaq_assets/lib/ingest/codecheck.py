@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import ast
 import functools
+import keyword
 import re
 import warnings
+from bisect import bisect_right
 from dataclasses import dataclass
+from itertools import accumulate
 
 from qaq_assets.lib.ingest import languages
 
@@ -200,6 +203,19 @@ def _parameters(function: ast.FunctionDef) -> list[str]:
     return names
 
 
+_PLAIN_PARAMETERS = re.compile(r"[ \t]*(?:[A-Za-z_]\w*[ \t]*(?:,[ \t]*[A-Za-z_]\w*[ \t]*)*(?:,[ \t]*)?)?", re.ASCII)
+
+
+def _asked_parameters(name: str, arguments: str) -> list[str]:
+    """The parameters of ``def name(arguments)`` as ``_parameters`` names them (SyntaxError where
+    it does not parse). Plain ASCII names need no parse: they are the parameters themselves."""
+    if _PLAIN_PARAMETERS.fullmatch(arguments):
+        names = [argument.strip() for argument in arguments.split(",") if argument.strip()]
+        if not any(keyword.iskeyword(argument) for argument in names):
+            return names
+    return _parameters(_tree(f"def {name}({arguments}): pass").body[0])
+
+
 def _uses_none_of_its_parameters(function: ast.FunctionDef, source: str) -> bool:
     """A function with parameters (``self``, ``cls`` and ``_``-names aside) whose body never
     reads one of them: its body was written for other inputs. ``source`` is the code ``function``
@@ -211,15 +227,36 @@ def _uses_none_of_its_parameters(function: ast.FunctionDef, source: str) -> bool
     # A statement whose lines never spell a parameter's name holds no read of it: only the others
     # are walked. Exact only where the parser's lines are the text's (ASCII: identifiers are not
     # normalised; no \r line ends); decorated definitions start above their line number.
-    lines = source.split("\n") if source.isascii() and "\r" not in source else None
-    for statement in function.body:
-        if lines is not None and not isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            text = "\n".join(lines[statement.lineno - 1 : statement.end_lineno])
-            if not any(name in text for name in names):
-                continue
-        if any(isinstance(node, ast.Name) and node.id in names for node in ast.walk(statement)):
-            return False
-    return True
+    definitions = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+    if source.isascii() and "\r" not in source:
+        walked = [statement for statement in function.body if isinstance(statement, definitions)]
+        walked += [s for s in _statements_spelling(function.body, source, names) if not isinstance(s, definitions)]
+    else:
+        walked = function.body
+    return not any(
+        isinstance(node, ast.Name) and node.id in names for statement in walked for node in ast.walk(statement)
+    )
+
+
+def _statements_spelling(body: list[ast.stmt], source: str, names: set[str]) -> list[ast.stmt]:
+    """The statements of ``body`` (parsed from ``source``) whose lines spell one of ``names``:
+    found by searching the text from one line that spells one to the next, not statement by
+    statement."""
+    # Where each line starts: lines a..b (from 1) are source[starts[a - 1] : starts[b] - 1].
+    starts = [0, *accumulate(map((1).__add__, map(len, source.split("\n"))))]
+    first_lines = [statement.lineno for statement in body]
+    position, end = starts[body[0].lineno - 1], starts[body[-1].end_lineno] - 1
+    found: list[ast.stmt] = []
+    while hits := [at for at in (source.find(name, position, end) for name in names) if at >= 0]:
+        line = bisect_right(starts, min(hits))
+        # Every statement on that line: the last to start at or before it, and those before it
+        # that end on it (``a = 1; b = x``).
+        index = bisect_right(first_lines, line) - 1
+        while index >= 0 and body[index].end_lineno >= line:
+            found.append(body[index])
+            index -= 1
+        position = starts[line]
+    return found
 
 
 def signature_status(instruction: str, answer: str) -> str:
@@ -246,7 +283,7 @@ def signature_status(instruction: str, answer: str) -> str:
         if function is None:
             return SIGNATURE_UNKNOWN
         if asked is not None:
-            wanted = _parameters(_tree(f"def {asked.group(1)}({asked.group(2)}): pass").body[0])
+            wanted = _asked_parameters(asked.group(1), asked.group(2))
             if _parameters(function) != wanted:
                 return SIGNATURE_MISMATCH
         if _uses_none_of_its_parameters(function, source):

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from qaq_assets.lib.errors import QaqError
@@ -43,14 +44,27 @@ def words(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
 
-def ngram_table(texts: list[str], n: int = NGRAM_WORDS) -> pl.DataFrame:
-    """The distinct word n-grams of each text as 64-bit hashes: columns ``position`` (the text's
-    index) and ``hash``; a text of fewer than ``n`` words has none.
+# The n-gram hash: a polynomial over its words' 64-bit hashes (wrapping), then SplitMix64's
+# finaliser so that near-equal polynomials land far apart.
+_POLYNOMIAL_BASE = np.uint64(0x9E3779B97F4A7C15)
 
-    Vectorised over all texts at once: the words of every text in one column, each n-gram the
-    hash of its ``n`` word hashes, kept where all ``n`` words belong to the same text. Polars'
-    seeded hashes are stable within a polars release, which holds the benchmark's n-grams and
-    the samples' alike (both are computed in the process that compares them)."""
+
+def _mix64(values: np.ndarray) -> np.ndarray:
+    values = (values ^ (values >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    values = (values ^ (values >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return values ^ (values >> np.uint64(31))
+
+
+def ngram_table(texts: list[str], n: int = NGRAM_WORDS, distinct: bool = True) -> pl.DataFrame:
+    """The word n-grams of each text as 64-bit hashes: columns ``position`` (the text's index)
+    and ``hash``, each (position, hash) once where ``distinct``; a text of fewer than ``n`` words
+    has none.
+
+    Vectorised over all texts at once: the words of every text in one column (polars), each
+    n-gram a hash of its ``n`` word hashes over a sliding window (numpy), kept where all ``n``
+    words belong to the same text. Polars' seeded hashes are stable within a polars release,
+    which holds the benchmark's n-grams and the samples' alike (both are computed in the process
+    that compares them)."""
     exploded = (
         pl.DataFrame({"text": texts}, schema={"text": pl.String})
         .with_row_index("position")
@@ -60,15 +74,20 @@ def ngram_table(texts: list[str], n: int = NGRAM_WORDS) -> pl.DataFrame:
         )
         .explode("word")
         .drop_nulls("word")
-        .with_columns(word=pl.col("word").hash(seed=0))
+        .select("position", pl.col("word").hash(seed=0))
     )
-    window = [pl.col("word").shift(-offset).alias(f"w{offset}") for offset in range(n)]
-    return (
-        exploded.with_columns(*window, _end=pl.col("position").shift(-(n - 1)))
-        .filter(pl.col("_end") == pl.col("position"))
-        .select("position", hash=pl.struct(f"w{offset}" for offset in range(n)).hash(seed=1).reinterpret(signed=True))
-        .unique()
-    )
+    windows = max(exploded.height - n + 1, 0)
+    positions = exploded["position"].to_numpy()
+    word_hashes = exploded["word"].to_numpy()
+    hashes = np.zeros(windows, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for offset in range(n):
+            hashes *= _POLYNOMIAL_BASE
+            hashes += word_hashes[offset : offset + windows]
+        hashes = _mix64(hashes)
+    whole = positions[:windows] == positions[n - 1 : n - 1 + windows]  # all n words from one text
+    table = pl.DataFrame({"position": positions[:windows][whole], "hash": hashes[whole].view(np.int64)})
+    return table.unique() if distinct else table
 
 
 @dataclass(frozen=True)
@@ -140,9 +159,12 @@ def overlaps(texts: list[str], benchmark: Benchmark) -> list[str | None]:
     """For each text, the benchmark item it overlaps (the one sharing the most n-grams), or None."""
     if not texts or benchmark.ngrams.height == 0:
         return [None] * len(texts)
+    # Joined before made distinct: the few n-grams a benchmark shares are cheap to deduplicate,
+    # all of a batch's are not.
     shared = (
-        ngram_table(texts)
+        ngram_table(texts, distinct=False)
         .join(benchmark.ngrams, on="hash")
+        .unique()
         .group_by("position", "item")
         .len()
         .filter(pl.col("len") >= MIN_SHARED)

@@ -15,6 +15,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -113,6 +114,39 @@ def start_features(
             return _in_this_process(samples, benchmark, error)()
 
     return result
+
+
+class FeatureStream:
+    """Features of samples added file by file, started on the workers as soon as enough rows
+    have gathered to give each worker two batches: reading the next file overlaps computing the
+    last. ``result()`` returns them in the order added, the rows ``sample_features`` would give
+    for all the samples at once."""
+
+    def __init__(
+        self, benchmark: Benchmark | None = None, workers: int = 0, min_rows_per_worker: int = MIN_ROWS_PER_WORKER
+    ):
+        self._benchmark, self._workers, self._min_rows_per_worker = benchmark, workers, min_rows_per_worker
+        self._start_rows = 2 * min_rows_per_worker * resolved_workers(workers, sys.maxsize, min_rows_per_worker)
+        self._pending: list[pl.DataFrame] = []
+        self._pending_rows = 0
+        self._started: list[Callable[[], pl.DataFrame]] = []
+
+    def add(self, samples: pl.DataFrame) -> None:
+        self._pending.append(samples.select(FEATURE_INPUTS))
+        self._pending_rows += samples.height
+        if self._pending_rows >= self._start_rows:
+            self._start()
+
+    def _start(self) -> None:
+        pending = pl.concat(self._pending)
+        self._started.append(start_features(pending, self._benchmark, self._workers, self._min_rows_per_worker))
+        self._pending, self._pending_rows = [], 0
+
+    def result(self) -> pl.DataFrame:
+        """The features of every sample added (waits for the workers)."""
+        if self._pending or not self._started:
+            self._start()
+        return pl.concat([started() for started in self._started])
 
 
 def _batches(samples: pl.DataFrame, batch_rows: int = BATCH_ROWS) -> list[pl.DataFrame]:

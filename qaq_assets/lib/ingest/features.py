@@ -16,6 +16,7 @@ keys across shards, confirmed by signature similarity (:mod:`qaq_assets.lib.sele
 from __future__ import annotations
 
 import hashlib
+import operator
 import unicodedata
 from dataclasses import dataclass
 
@@ -30,6 +31,8 @@ try:  # CPython's own SHA-1: the same digests as OpenSSL's, with less overhead p
     from _sha1 import sha1 as _sha1
 except ImportError:  # pragma: no cover - other interpreters
     _sha1 = hashlib.sha1
+_DIGEST = operator.methodcaller("digest")
+_DIGEST_BYTES = 20
 
 NUM_PERM = 128
 SHINGLE_WORDS = 5
@@ -77,18 +80,27 @@ def shingles(text: str) -> set[str]:
     return {" ".join(words[i : i + SHINGLE_WORDS]) for i in range(max(1, len(words) - SHINGLE_WORDS + 1))}
 
 
-def _shingle_hashes(text: str) -> bytes:
-    """sha1-32 of each shingle (datasketch's ``sha1_hash32``: the digest's first 4 bytes, little
-    endian), concatenated."""
-    sha1 = _sha1
-    return b"".join([sha1(shingle.encode("utf-8")).digest()[:4] for shingle in shingles(text)])
+def _shingle_digests(text: str) -> bytes:
+    """The SHA-1 digest of each of ``shingles(text)``, concatenated (20 bytes each). A shingle
+    that repeats is hashed again: a minimum over a multiset is the minimum over its set. The
+    shingles are built and hashed by C-level maps (one Python step per text, not per shingle):
+    the UTF-8 bytes of words joined by spaces are those of the words' string joined by spaces."""
+    if not text.isascii():  # NFC leaves ASCII as it is
+        text = unicodedata.normalize("NFC", text)
+    words = list(map(str.encode, text.lower().split()))
+    if len(words) < SHINGLE_WORDS:
+        return _sha1(b" ".join(words)).digest()
+    windows = zip(*(words[offset:] for offset in range(SHINGLE_WORDS)))
+    return b"".join(map(_DIGEST, map(_sha1, map(b" ".join, windows))))
 
 
 def signatures(texts: list[str], block_rows: int = 1 << 13) -> np.ndarray:
     """MinHash signatures, one row of ``NUM_PERM`` uint32 per text."""
-    hashed = [_shingle_hashes(text) for text in texts]
-    counts = np.fromiter((len(h) // 4 for h in hashed), dtype=np.int64, count=len(texts))
-    mixed = _fmix32(np.frombuffer(b"".join(hashed), dtype="<u4").astype(_U32))
+    digests = [_shingle_digests(text) for text in texts]
+    counts = np.fromiter((len(d) // _DIGEST_BYTES for d in digests), dtype=np.int64, count=len(texts))
+    # datasketch's sha1_hash32: a digest's first 4 bytes, little endian (the first of its 5 words).
+    first_words = np.frombuffer(b"".join(digests), dtype="<u4").reshape(-1, _DIGEST_BYTES // 4)[:, 0]
+    mixed = _fmix32(first_words.astype(_U32))
     starts = np.zeros(len(texts), dtype=np.int64)
     np.cumsum(counts[:-1], out=starts[1:])
     result = np.empty((len(texts), NUM_PERM), dtype=_U32)

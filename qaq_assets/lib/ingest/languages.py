@@ -13,6 +13,7 @@ its language then.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 
@@ -205,7 +206,8 @@ _REQUESTS = {
     "powershell": (r"\bpowershell\b", ("powershell",)),
 }
 _REQUEST_PATTERNS = {language: re.compile(pattern, re.IGNORECASE) for language, (pattern, _) in _REQUESTS.items()}
-_REQUEST_LITERALS = {language: literals for language, (_, literals) in _REQUESTS.items()}
+# (language, literal) pairs, flat: one ``in`` per literal, no generator per language.
+_REQUEST_LITERALS = [(language, literal) for language, (_, literals) in _REQUESTS.items() for literal in literals]
 
 
 def canonical(label: str) -> str | None:
@@ -213,9 +215,11 @@ def canonical(label: str) -> str | None:
     return ALIASES.get(label.strip().lower())
 
 
-def fenced_blocks(answer: str) -> list[tuple[str, str]]:
-    """Each fenced block's (label, code), in order."""
-    return [(label, code) for label, code in FENCE.findall(answer)]
+@functools.lru_cache(maxsize=8)
+def fenced_blocks(answer: str) -> tuple[tuple[str, str], ...]:
+    """Each fenced block's (label, code), in order (remembered for the few most recent answers:
+    the code check and the signature check of one answer read its blocks once)."""
+    return tuple(FENCE.findall(answer))
 
 
 def looks_like_code(text: str) -> bool:
@@ -268,11 +272,9 @@ def requested(instruction: str) -> str | None:
         # Exact for ASCII: a case-insensitive match there lower-cases to one of the literals.
         # Elsewhere Unicode case folding (the Kelvin sign matches k) could match without them.
         lowered = instruction.lower()
-        candidates = [
-            language for language, literals in _REQUEST_LITERALS.items() if any(word in lowered for word in literals)
-        ]
+        candidates = {language for language, literal in _REQUEST_LITERALS if literal in lowered}
     else:
-        candidates = list(_REQUEST_PATTERNS)
+        candidates = _REQUEST_PATTERNS
     return one_language({language for language in candidates if _REQUEST_PATTERNS[language].search(instruction)})
 
 

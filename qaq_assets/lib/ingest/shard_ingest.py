@@ -18,7 +18,7 @@ import polars as pl
 from qaq_assets.lib.errors import QaqError
 from qaq_assets.lib.ingest.config import IngestConfig
 from qaq_assets.lib.ingest.decontamination import Benchmark, load_benchmarks
-from qaq_assets.lib.ingest.feature_pool import start_features
+from qaq_assets.lib.ingest.feature_pool import FeatureStream
 from qaq_assets.lib.ingest.file_formats import ShardReadError
 from qaq_assets.lib.ingest.record_fields import FieldMap
 from qaq_assets.lib.ingest.registry import file_signature, ingest_signature, record_ingested, record_shrinks
@@ -87,6 +87,9 @@ def ingest_shards(lake: Lake, files: Sequence[tuple[str, Path]], config: IngestC
     ``allow_shrink``), leaves its shard as it was and is reported in ``failures``."""
     result = Ingested()
     fields, key = FieldMap.parse(config.fields), ingest_key(config)
+    # Hashes, code status and near-duplicate signatures: computed once here, read by every
+    # curation; in worker processes while this one reads the next files and commits.
+    features = FeatureStream(benchmark(config), config.ingest_workers)
     held = held_rows(lake, [shard for shard, _ in files])
     for shard, path in files:
         try:
@@ -110,25 +113,23 @@ def ingest_shards(lake: Lake, files: Sequence[tuple[str, Path]], config: IngestC
             result.shrunk_from[shard] = before
         result.reads[shard] = read
         result.signatures[shard] = ingest_signature(*signature, key)
+        features.add(read.samples)
     if result.reads:
-        _write(lake, result, config)
+        _write(lake, result, features)
     return result
 
 
-def _write(lake: Lake, result: Ingested, config: IngestConfig) -> None:
+def _write(lake: Lake, result: Ingested, features: FeatureStream) -> None:
     shards = {"shard": list(result.reads)}
     samples = pl.concat([read.samples for read in result.reads.values()])
     quarantined = pl.concat([read.quarantine for read in result.reads.values()])
-    # Hashes, code status and near-duplicate signatures: computed once here, read by every
-    # curation; in worker processes while this one commits the other tables.
-    features = start_features(samples, benchmark(config), config.ingest_workers)
     result.raw_version = lake.replace_partition(RAW_SAMPLES, samples, shards)
     lake.replace_partition(QUARANTINE, quarantined, shards)
     if result.shrunk_from:
         record_shrinks(lake, {s: (n, result.reads[s].samples.height) for s, n in result.shrunk_from.items()})
     record_ingested(lake, result.signatures)
     started = time.perf_counter()  # what the features add to the ingest beyond the other commits
-    lake.replace_partition(SAMPLE_FEATURES, features(), shards)
+    lake.replace_partition(SAMPLE_FEATURES, features.result(), shards)
     result.features_seconds = time.perf_counter() - started
 
 

@@ -82,6 +82,20 @@ def test_a_killed_worker_costs_time_not_rows(users_samples, caplog):
     assert feature_pool._pool is not pool
 
 
+@pytest.mark.slow
+def test_features_started_file_by_file_equal_those_of_all_the_rows_at_once(users_samples):
+    """Files of every size (empty, a few rows, more than a start's worth) added one by one: the
+    first rows go to the workers before the last are added, and the rows come back in order."""
+    checked = benchmark(IngestConfig())
+    alone = sample_features(users_samples, checked)
+    stream = feature_pool.FeatureStream(checked, workers=2, min_rows_per_worker=100)
+    ends = [0, 7, 7, 500, 1300, 1301, 2900, users_samples.height]
+    for start, end in zip(ends, ends[1:], strict=False):
+        stream.add(users_samples.slice(start, end - start))
+    assert len(stream._started) >= 3  # started while files were still being added
+    assert stream.result().equals(alone)
+
+
 def test_worker_count_follows_the_setting_the_cores_and_the_rows():
     assert feature_pool.resolved_workers(1, 1_000_000) == 1
     assert feature_pool.resolved_workers(4, 1_000_000) == 4

@@ -25,8 +25,12 @@ def test_shingles_equal_those_of_the_normalised_text_on_awkward_unicode_and_whit
         assert features.shingles(text) == shingles_by_definition(text), repr(text)
 
 
-def test_shingle_hashes_are_the_first_four_bytes_of_sha1_as_datasketch_takes_them():
-    text = "Write a function that adds two numbers and returns the sum of both"
-    expected = sorted(hashlib.sha1(s.encode()).digest()[:4] for s in shingles_by_definition(text))
-    hashed = features._shingle_hashes(text)
-    assert sorted(hashed[i : i + 4] for i in range(0, len(hashed), 4)) == expected
+def test_shingle_digests_are_the_sha1_of_each_shingle_on_awkward_unicode_and_whitespace():
+    rng = random.Random(1)
+    texts = ["", " ", "one", "a b c d", "a b c d e", "a b c d e f g", "Write a function that adds two numbers"]
+    texts += [" ".join(rng.choices(PIECES, k=rng.randint(1, 30))) for _ in range(2000)]
+    texts += ["".join(rng.choices(PIECES, k=rng.randint(1, 30))) for _ in range(2000)]
+    for text in texts:
+        expected = {hashlib.sha1(s.encode()).digest() for s in shingles_by_definition(text)}
+        hashed = features._shingle_digests(text)
+        assert {hashed[i : i + 20] for i in range(0, len(hashed), 20)} == expected, repr(text)

@@ -15,7 +15,7 @@ def requested_by_patterns_alone(instruction: str) -> str | None:
 
 
 FRAGMENTS = [
-    *(literal for literals in languages._REQUEST_LITERALS.values() for literal in literals),
+    *(literal for _, literal in languages._REQUEST_LITERALS),
     "Node.js", "NodeJS", "node js", "C", "c", "R", "r", "in", "Go", "go", "ts", "JS", "+", "#", ".", " ",
     "\n", "\t", "-", "_", "script", "sharp", "net", "K", "\u212a", "\u0130", "\u017f", "é", "1", "99", "11",
 ]  # fmt: skip

@@ -193,6 +193,29 @@ def test_signature_agreement_between_the_instruction_and_the_answer():
     assert signature_status(star, "def f(a, *rest, key=None, **options): pass") == "match"
 
 
+def test_asked_parameters_without_a_parse_equal_the_parsers_on_fuzzed_signatures():
+    """Plain names skip the parser; whatever the text, the parameters (or the SyntaxError) are
+    the parser's."""
+    import random
+
+    from qaq_assets.lib.ingest import codecheck
+
+    pieces = ["a", "b", "x1", "_", "__debug__", "match", "class", "None", "self", "ｘ", "é", ",", ", ", " ", "\t",
+              "=", "=None", "*", "**", ":", "int", "1", "(", ")", "/", "\n", ""]  # fmt: skip
+    rng = random.Random(0)
+    for _ in range(20_000):
+        arguments = "".join(rng.choices(pieces, k=rng.randint(0, 8)))
+        try:
+            expected = codecheck._parameters(codecheck._tree(f"def f({arguments}): pass").body[0])
+        except SyntaxError:
+            expected = SyntaxError
+        try:
+            found = codecheck._asked_parameters("f", arguments)
+        except SyntaxError:
+            found = SyntaxError
+        assert found == expected, repr(arguments)
+
+
 @pytest.mark.parametrize(
     ("answer", "status"),
     [
@@ -212,3 +235,34 @@ def test_a_read_of_a_parameter_is_found_wherever_its_statement_spells_it(answer,
     from qaq_assets.lib.ingest.codecheck import signature_status
 
     assert signature_status("Write `f(x)`.", answer) == status
+
+
+def test_the_parameter_check_equals_walking_every_statement_on_fuzzed_bodies():
+    """Searching the text for the lines that spell a parameter finds every statement that reads
+    one: on bodies of shared lines, continuation lines, strings, comments, blank lines and nested
+    definitions."""
+    import ast
+    import random
+
+    from qaq_assets.lib.ingest import codecheck
+
+    statements = ["y = 1", "y = x", "y = 'x'", "y = obj.x", "xs = 2", "y = 1; z = x", "z = 1; y = 2",
+                  "y = (1 +\n        x)", "y = (x +\n        1)", "# x", "", "return y", "return x",
+                  "if y:\n        y = x", "def g():\n        return x", "class K:\n        v = 1",
+                  "@wrap(x)\n    def h():\n        return 1", "for i in range(3): y += i", "y = [x for _ in ()]",
+                  "y = 1  # x", "pass"]  # fmt: skip
+    rng = random.Random(0)
+    checked = 0
+    for _ in range(5000):
+        lines = rng.choices(statements, k=rng.randint(1, 8))
+        source = "def f(x, b):\n" + "".join(f"    {line}\n" for line in lines)
+        try:
+            function = ast.parse(source).body[0]
+        except SyntaxError:
+            continue
+        names = {"x", "b"}
+        read = any(isinstance(n, ast.Name) and n.id in names for s in function.body for n in ast.walk(s))
+        stub = all(codecheck._trivial(statement) for statement in function.body)
+        assert codecheck._uses_none_of_its_parameters(function, source) == (not read and not stub), source
+        checked += 1
+    assert checked > 4000
