@@ -90,7 +90,7 @@ def _shingle_digests(text: str) -> bytes:
     words = list(map(str.encode, text.lower().split()))
     if len(words) < SHINGLE_WORDS:
         return _sha1(b" ".join(words)).digest()
-    windows = zip(*(words[offset:] for offset in range(SHINGLE_WORDS)))
+    windows = zip(*(words[offset:] for offset in range(SHINGLE_WORDS)), strict=False)  # the shortest ends it
     return b"".join(map(_DIGEST, map(_sha1, map(b" ".join, windows))))
 
 
