@@ -5,7 +5,9 @@ batch of rows computed in a worker equals the same rows computed here, bit for b
 batches concatenated in order equal the whole. Python's parser and the shingle hashing hold the
 GIL, so threads would not help: processes do. The pool is started once per process (spawned:
 the parent runs Dagster's and polars' threads, which ``fork`` must not copy) and reused by every
-later ingest; a batch too small to repay shipping its rows is computed here.
+later ingest; a batch too small to repay shipping its rows is computed here. An ingest hands
+over each file's rows as soon as it has read them (:class:`FeatureStream`), so the workers
+compute while the next file is read.
 """
 
 from __future__ import annotations
