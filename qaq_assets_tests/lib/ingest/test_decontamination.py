@@ -9,6 +9,7 @@ import pytest
 from qaq_assets.lib.ingest.decontamination import (
     MIN_SHARED,
     NGRAM_WORDS,
+    benchmark_of,
     load_benchmarks,
     ngram_table,
     overlaps,
@@ -33,6 +34,16 @@ def test_words_ignore_case_punctuation_and_layout():
     # Three n-grams in twelve distinct words, none in two words, two distinct in a repeated pair
     # (n-grams never span two texts).
     assert table.group_by("position").len().sort("position").rows() == [(0, 3), (2, 2)]
+
+
+def test_an_overlap_counts_distinct_shared_ngrams_not_repeats():
+    item = [f"w{i}" for i in range(4 * NGRAM_WORDS)]
+    checked = benchmark_of([("mine:1", " ".join(item))], ("mine",))
+    windows = [" ".join(item[k * NGRAM_WORDS : (k + 1) * NGRAM_WORDS]) for k in range(MIN_SHARED)]
+    repeated = " other ".join([windows[0]] * 2 * MIN_SHARED)  # one shared n-gram, many times
+    distinct = " other ".join(windows)  # MIN_SHARED shared n-grams
+    fewer = " other ".join(windows[: MIN_SHARED - 1])
+    assert overlaps([repeated, distinct, fewer], checked) == [None, "mine:1", None]
 
 
 def test_leaks_are_found_verbatim_reformatted_renamed_or_answer_only(problem):
