@@ -13,6 +13,7 @@ compute while the next file is read.
 from __future__ import annotations
 
 import atexit
+import gc
 import logging
 import multiprocessing
 import os
@@ -56,10 +57,13 @@ def resolved_workers(setting: int, rows: int, min_rows_per_worker: int = MIN_ROW
     return max(1, min(wanted, rows // min_rows_per_worker))
 
 
-def _leave_interrupts_to_the_parent() -> None:
+def _start_worker() -> None:
     # Ctrl-C reaches the whole process group: the ingesting process decides how a run stops
     # (after the interrupted step), so a worker must not die mid-batch on it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # The modules this worker imported live as long as it does: out of the collector's sight,
+    # its full collections (which the parse trees of every batch trigger) stop walking them.
+    gc.freeze()
 
 
 def _shared_pool(workers: int) -> ProcessPoolExecutor:
@@ -69,7 +73,7 @@ def _shared_pool(workers: int) -> ProcessPoolExecutor:
             if _pool is not None:
                 _pool.shutdown(wait=False, cancel_futures=True)
             _pool = ProcessPoolExecutor(
-                workers, mp_context=multiprocessing.get_context("spawn"), initializer=_leave_interrupts_to_the_parent
+                workers, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker
             )
             _pool_workers = workers
         return _pool

@@ -176,7 +176,7 @@ def sample_features(samples: pl.DataFrame, benchmark: Benchmark | None = None) -
             "signature_status": [signature for _, signature in checks],
             "answer_ending": [answer_ending(text) for text in responses],
             "minhash": [row.astype("<u4").tobytes() for row in signature_rows],
-            "band_keys": pl.Series(band_keys(signature_rows).view(np.int64).tolist(), dtype=pl.List(pl.Int64)),
+            "band_keys": pl.Series(band_keys(signature_rows).view(np.int64)).cast(pl.List(pl.Int64)),
             "benchmark_item": pl.Series(overlapped, dtype=pl.String),
             "benchmark_key": pl.repeat(benchmark.key if benchmark else None, len(texts), dtype=pl.String, eager=True),
         }
