@@ -28,6 +28,7 @@ import numpy as np
 import polars as pl
 
 from qaq_assets.lib.errors import QaqError
+from qaq_assets.lib.ingest.hashing import GOLDEN_GAMMA, splitmix64
 
 NGRAM_WORDS = 10
 MIN_SHARED = 3
@@ -44,15 +45,9 @@ def words(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
 
-# The n-gram hash: a polynomial over its words' 64-bit hashes (wrapping), then SplitMix64's
-# finaliser so that near-equal polynomials land far apart.
-_POLYNOMIAL_BASE = np.uint64(0x9E3779B97F4A7C15)
-
-
-def _mix64(values: np.ndarray) -> np.ndarray:
-    values = (values ^ (values >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    values = (values ^ (values >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return values ^ (values >> np.uint64(31))
+# The n-gram hash: a polynomial over its words' 64-bit hashes (wrapping), then mixed by
+# SplitMix64 so that near-equal polynomials land far apart.
+_POLYNOMIAL_BASE = GOLDEN_GAMMA
 
 
 def ngram_table(texts: list[str], n: int = NGRAM_WORDS, distinct: bool = True) -> pl.DataFrame:
@@ -84,7 +79,7 @@ def ngram_table(texts: list[str], n: int = NGRAM_WORDS, distinct: bool = True) -
         for offset in range(n):
             hashes *= _POLYNOMIAL_BASE
             hashes += word_hashes[offset : offset + windows]
-        hashes = _mix64(hashes)
+    hashes = splitmix64(hashes)
     whole = positions[:windows] == positions[n - 1 : n - 1 + windows]  # all n words from one text
     table = pl.DataFrame({"position": positions[:windows][whole], "hash": hashes[whole].view(np.int64)})
     return table.unique() if distinct else table

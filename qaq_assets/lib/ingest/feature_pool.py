@@ -138,13 +138,13 @@ class FeatureStream:
         self._started: list[Callable[[], pl.DataFrame]] = []
 
     def add(self, samples: pl.DataFrame) -> None:
-        self._pending.append(samples)  # selected once per start, not once per (one-row) file
+        self._pending.append(samples)
         self._pending_rows += samples.height
         if self._pending_rows >= self._start_rows:
             self._start()
 
     def _start(self) -> None:
-        pending = pl.concat(self._pending, rechunk=False).select(FEATURE_INPUTS)
+        pending = pl.concat(self._pending, rechunk=False)  # only FEATURE_INPUTS are shipped (_batches)
         self._started.append(start_features(pending, self._benchmark, self._workers, self._min_rows_per_worker))
         self._pending, self._pending_rows = [], 0
 

@@ -25,6 +25,7 @@ import polars as pl
 
 from qaq_assets.lib.ingest.codecheck import check_code, signature_status
 from qaq_assets.lib.ingest.decontamination import Benchmark, overlaps
+from qaq_assets.lib.ingest.hashing import splitmix64
 from qaq_assets.lib.ingest.record_fields import text_sha
 
 try:  # CPython's own SHA-1: the same digests as OpenSSL's, with less overhead per 30-byte shingle
@@ -74,10 +75,14 @@ def shingles(text: str) -> set[str]:
     """The word 5-shingles of a text, normalised (NFC) and lower-cased (one empty shingle when it
     has none). The identity normalisation's line handling only moves whitespace, which ``split``
     drops: the words are the same without it."""
+    words = _shingle_words(text)
+    return {" ".join(words[i : i + SHINGLE_WORDS]) for i in range(max(1, len(words) - SHINGLE_WORDS + 1))}
+
+
+def _shingle_words(text: str) -> list[str]:
     if not text.isascii():  # NFC leaves ASCII as it is
         text = unicodedata.normalize("NFC", text)
-    words = text.lower().split()
-    return {" ".join(words[i : i + SHINGLE_WORDS]) for i in range(max(1, len(words) - SHINGLE_WORDS + 1))}
+    return text.lower().split()
 
 
 def _shingle_digests(text: str) -> bytes:
@@ -85,9 +90,7 @@ def _shingle_digests(text: str) -> bytes:
     that repeats is hashed again: a minimum over a multiset is the minimum over its set. The
     shingles are built and hashed by C-level maps (one Python step per text, not per shingle):
     the UTF-8 bytes of words joined by spaces are those of the words' string joined by spaces."""
-    if not text.isascii():  # NFC leaves ASCII as it is
-        text = unicodedata.normalize("NFC", text)
-    words = list(map(str.encode, text.lower().split()))
+    words = list(map(str.encode, _shingle_words(text)))
     if len(words) < SHINGLE_WORDS:
         return _sha1(b" ".join(words)).digest()
     windows = zip(*(words[offset:] for offset in range(SHINGLE_WORDS)), strict=False)  # the shortest ends it
@@ -121,22 +124,14 @@ def signatures(texts: list[str], block_rows: int = 1 << 13) -> np.ndarray:
     return result
 
 
-def _splitmix64(values: np.ndarray) -> np.ndarray:
-    values = values + np.uint64(0x9E3779B97F4A7C15)
-    values = (values ^ (values >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    values = (values ^ (values >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return values ^ (values >> np.uint64(31))
-
-
 def band_keys(signature_rows: np.ndarray, bands: int = BANDS, rows: int = ROWS) -> np.ndarray:
     """One 64-bit key per band of ``rows`` signature values: equal bands give equal keys."""
     values = signature_rows[:, : bands * rows].astype(np.uint64).reshape(len(signature_rows), bands, rows)
-    with np.errstate(over="ignore"):
-        keys = np.zeros((len(signature_rows), bands), dtype=np.uint64)
-        for column in range(rows):
-            keys = _splitmix64(keys ^ values[:, :, column])
-        # The band's index is part of its key: equal values in different bands never meet.
-        return _splitmix64(keys ^ np.arange(bands, dtype=np.uint64))
+    keys = np.zeros((len(signature_rows), bands), dtype=np.uint64)
+    for column in range(rows):
+        keys = splitmix64(keys ^ values[:, :, column])
+    # The band's index is part of its key: equal values in different bands never meet.
+    return splitmix64(keys ^ np.arange(bands, dtype=np.uint64))
 
 
 def answer_ending(answer: str) -> str:
