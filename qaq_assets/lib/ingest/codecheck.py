@@ -64,7 +64,7 @@ def _python_parses(code: str) -> bool:
 
 
 @functools.lru_cache(maxsize=64)
-def _parser(language: str):
+def tree_sitter_parser(language: str):
     """tree-sitter's parser for ``language``, or None where the pack has no grammar."""
     try:
         from tree_sitter_language_pack import get_parser
@@ -85,7 +85,7 @@ def parses(language: str, code: str) -> bool | None:
         return _python_parses(code)
     if language in UNRELIABLE_GRAMMARS:
         return None
-    parser = _parser(language)
+    parser = tree_sitter_parser(language)
     if parser is None:
         return None
     if language == "php" and "<?php" not in code:
@@ -108,7 +108,7 @@ def _block_language(label: str, code: str, asked: str | None) -> str | None:
     return found or asked
 
 
-def _code_blocks(answer: str, asked: str | None) -> list[tuple[str | None, str]]:
+def code_blocks(answer: str, asked: str | None) -> list[tuple[str | None, str]]:
     """The answer's code as (language, code) blocks: fenced blocks that hold code, else the
     whole answer where it reads as code."""
     blocks = languages.fenced_blocks(answer)
@@ -138,7 +138,7 @@ def check_code(instruction: str, answer: str) -> CodeCheck:
 
 
 def _check(asked: str | None, answer: str) -> CodeCheck:
-    blocks = _code_blocks(answer, asked)
+    blocks = code_blocks(answer, asked)
     if not blocks:
         return CodeCheck(NO_CODE, None, asked)
     language = max(blocks, key=lambda block: len(block[1]))[0]

@@ -19,8 +19,8 @@ class IngestConfig:
     fields: list[str] = setting(
         [],
         "ROLE=FIELD: the record field holding a role, where the usual names do not apply; roles: "
-        "instruction, response, input, system, id, conversation (e.g. instruction=prompt,response=completion)",
-        pattern=r"(instruction|response|input|system|id|conversation)=[^=,\s]+",
+        "instruction, response, input, system, id, conversation, tests (e.g. instruction=prompt,response=completion)",
+        pattern=r"(instruction|response|input|system|id|conversation|tests)=[^=,\s]+",
     )
     decontaminate: list[str] = setting(
         ["humaneval"],
@@ -32,6 +32,12 @@ class IngestConfig:
         "processes that compute the samples' features at ingest (code checks, MinHash, decontamination), "
         "over record batches; 0 = auto: one per core for batches of 4,096+ samples; 1 = in the ingesting process",
         bounds=AT_LEAST_ZERO,
+    )
+    execute: bool = setting(
+        True,
+        "run each answer against the tests its record carries (tests/test/unit_tests/test_list fields) or the "
+        "runnable examples its instruction shows (doctest, assert lines), in a sandbox (no network, rlimits, "
+        "a throwaway directory); a failing answer is dropped as tests_failed",
     )
     allow_shrink: bool = setting(
         False,

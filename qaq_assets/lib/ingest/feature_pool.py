@@ -96,6 +96,7 @@ def start_features(
     benchmark: Benchmark | None = None,
     workers: int = 0,
     min_rows_per_worker: int = MIN_ROWS_PER_WORKER,
+    execute: bool = True,
 ) -> Callable[[], pl.DataFrame]:
     """Start ``sample_features(samples, benchmark)`` on up to ``workers`` processes (0 = one per
     core) and return what waits for it, so the caller can write other tables meanwhile. A pool
@@ -103,21 +104,21 @@ def start_features(
     with a warning. With one worker, nothing starts until the result is asked for."""
     processes = resolved_workers(workers, samples.height, min_rows_per_worker)
     if processes == 1:
-        return lambda: _in_batches(samples, benchmark)
+        return lambda: _in_batches(samples, benchmark, execute)
     # At least two batches per worker even out the rows that parse slowly.
     batch_rows = min(BATCH_ROWS, -(-samples.height // (processes * 2)))
     batches = _batches(samples, batch_rows)
     try:
         pool = _shared_pool(processes)
-        futures = [pool.submit(sample_features, batch, benchmark) for batch in batches]
+        futures = [pool.submit(sample_features, batch, benchmark, execute) for batch in batches]
     except (BrokenProcessPool, RuntimeError) as error:  # RuntimeError: a pool shut down meanwhile
-        return _in_this_process(samples, benchmark, error)
+        return _in_this_process(samples, benchmark, execute, error)
 
     def result() -> pl.DataFrame:
         try:
             return pl.concat([future.result() for future in futures])
         except BrokenProcessPool as error:
-            return _in_this_process(samples, benchmark, error)()
+            return _in_this_process(samples, benchmark, execute, error)()
 
     return result
 
@@ -129,9 +130,14 @@ class FeatureStream:
     for all the samples at once."""
 
     def __init__(
-        self, benchmark: Benchmark | None = None, workers: int = 0, min_rows_per_worker: int = MIN_ROWS_PER_WORKER
+        self,
+        benchmark: Benchmark | None = None,
+        workers: int = 0,
+        min_rows_per_worker: int = MIN_ROWS_PER_WORKER,
+        execute: bool = True,
     ):
         self._benchmark, self._workers, self._min_rows_per_worker = benchmark, workers, min_rows_per_worker
+        self._execute = execute
         self._start_rows = 2 * min_rows_per_worker * resolved_workers(workers, sys.maxsize, min_rows_per_worker)
         self._pending: list[pl.DataFrame] = []
         self._pending_rows = 0
@@ -145,7 +151,9 @@ class FeatureStream:
 
     def _start(self) -> None:
         pending = pl.concat(self._pending, rechunk=False)  # only FEATURE_INPUTS are shipped (_batches)
-        self._started.append(start_features(pending, self._benchmark, self._workers, self._min_rows_per_worker))
+        self._started.append(
+            start_features(pending, self._benchmark, self._workers, self._min_rows_per_worker, self._execute)
+        )
         self._pending, self._pending_rows = [], 0
 
     def result(self) -> pl.DataFrame:
@@ -160,15 +168,15 @@ def _batches(samples: pl.DataFrame, batch_rows: int = BATCH_ROWS) -> list[pl.Dat
     return [needed.slice(offset, batch_rows) for offset in range(0, samples.height, batch_rows)]
 
 
-def _in_batches(samples: pl.DataFrame, benchmark: Benchmark | None) -> pl.DataFrame:
+def _in_batches(samples: pl.DataFrame, benchmark: Benchmark | None, execute: bool) -> pl.DataFrame:
     if samples.height <= BATCH_ROWS:
-        return sample_features(samples, benchmark)
-    return pl.concat([sample_features(batch, benchmark) for batch in _batches(samples)])
+        return sample_features(samples, benchmark, execute)
+    return pl.concat([sample_features(batch, benchmark, execute) for batch in _batches(samples)])
 
 
 def _in_this_process(
-    samples: pl.DataFrame, benchmark: Benchmark | None, error: Exception
+    samples: pl.DataFrame, benchmark: Benchmark | None, execute: bool, error: Exception
 ) -> Callable[[], pl.DataFrame]:
     shutdown_pool(wait=False)
     log.warning("feature workers failed (%s); computing %d samples' features in this process", error, samples.height)
-    return lambda: _in_batches(samples, benchmark)
+    return lambda: _in_batches(samples, benchmark, execute)

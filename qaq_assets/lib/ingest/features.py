@@ -23,8 +23,11 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from qaq_assets.lib.ingest.codecheck import check_code, signature_status
+from qaq_assets.lib.errors import one_line
+from qaq_assets.lib.ingest.codecheck import CodeCheck, check_code, signature_status
 from qaq_assets.lib.ingest.decontamination import Benchmark, overlaps
+from qaq_assets.lib.ingest.execution.run_tests import NO_TESTS, NOT_RUN, Execution, has_examples
+from qaq_assets.lib.ingest.execution.run_tests import execute as run_tests
 from qaq_assets.lib.ingest.hashing import splitmix64
 from qaq_assets.lib.ingest.record_fields import text_sha
 
@@ -146,18 +149,37 @@ def answer_ending(answer: str) -> str:
 
 
 # The columns of ingested samples that features are computed from.
-FEATURE_INPUTS = ("shard", "row_index", "sample_id", "instruction", "response")
+FEATURE_INPUTS = ("shard", "row_index", "sample_id", "instruction", "response", "tests")
+_OFF = Execution(NOT_RUN, "execution off (--no-execute)")
 
 
-def sample_features(samples: pl.DataFrame, benchmark: Benchmark | None = None) -> pl.DataFrame:
+def _execution(instruction: str, response: str, tests: str | None, code: CodeCheck, execute: bool) -> Execution:
+    """The answer run against its tests; records that carry none cost two substring tests."""
+    if not (tests or has_examples(instruction)):
+        return NO_TESTS
+    if not execute:
+        return _OFF
+    try:
+        return run_tests(instruction, response, tests, code.language or code.requested)
+    except Exception as error:  # noqa: BLE001 - one sample's failure to run is its status, never the ingest's
+        return Execution(NOT_RUN, f"the run itself failed: {one_line(error)}")
+
+
+def sample_features(samples: pl.DataFrame, benchmark: Benchmark | None = None, execute: bool = True) -> pl.DataFrame:
     """``sample_features`` rows of ingested samples (their ``FEATURE_INPUTS``), with the
-    ``benchmark`` item each overlaps, where given."""
+    ``benchmark`` item each overlaps, where given, and each answer run against its tests
+    (``execute``)."""
     instructions, responses = samples["instruction"].to_list(), samples["response"].to_list()
+    tests = samples["tests"].to_list() if "tests" in samples.columns else [None] * samples.height
     texts = [q + "\n" + a for q, a in zip(instructions, responses, strict=True)]
     signature_rows = signatures(texts)
     overlapped = overlaps(texts, benchmark) if benchmark is not None else [None] * len(texts)
     # Both checks of one answer together: they share its parse.
     checks = [(check_code(q, a), signature_status(q, a)) for q, a in zip(instructions, responses, strict=True)]
+    runs = [
+        _execution(q, a, t, code, execute)
+        for q, a, t, (code, _) in zip(instructions, responses, tests, checks, strict=True)
+    ]
     return pl.DataFrame(
         {
             "shard": samples["shard"],
@@ -174,6 +196,10 @@ def sample_features(samples: pl.DataFrame, benchmark: Benchmark | None = None) -
             "band_keys": pl.Series(band_keys(signature_rows).view(np.int64)).cast(pl.List(pl.Int64)),
             "benchmark_item": pl.Series(overlapped, dtype=pl.String),
             "benchmark_key": pl.repeat(benchmark.key if benchmark else None, len(texts), dtype=pl.String, eager=True),
+            "exec_status": [run.status for run in runs],
+            "exec_detail": pl.Series([run.detail for run in runs], dtype=pl.String),
+            "exec_passed": pl.Series([run.passed for run in runs], dtype=pl.Int32),
+            "exec_total": pl.Series([run.total for run in runs], dtype=pl.Int32),
         }
     )
 

@@ -34,8 +34,10 @@ _DEFAULTS = IngestConfig()  # the declared defaults
 INSTRUCTION_FIELDS = ("instruction", "prompt", "question", "query")
 RESPONSE_FIELDS = ("response", "output", "completion", "answer")
 CONVERSATION_FIELDS = ("messages", "conversations", "conversation")
+# A record's own tests: KodCode's ``test``, OpenCodeInstruct's ``unit_tests``, MBPP's ``test_list``.
+TESTS_FIELDS = ("tests", "test", "unit_tests", "test_list")
 CONTEXT_FIELD, SYSTEM_FIELD, ID_FIELD = "input", "system", "id"
-ROLES = ("instruction", "response", "input", "system", "id", "conversation")
+ROLES = ("instruction", "response", "input", "system", "id", "conversation", "tests")
 USER, ASSISTANT, SYSTEM, TOOL = "user", "assistant", "system", "tool"
 ROLE_ALIASES = {
     **dict.fromkeys(("user", "human", "prompter", "customer", "question"), USER),
@@ -59,6 +61,7 @@ class FieldMap:
     system: str | None = None
     id: str | None = None
     conversation: str | None = None
+    tests: str | None = None
 
     @classmethod
     def parse(cls, items: list[str] | tuple[str, ...]) -> FieldMap:
@@ -77,6 +80,7 @@ class Sample:
     conversation: list[dict] | None  # every turn, roles normalised; None for one plain exchange
     style: str  # pair, alpaca, messages or sharegpt
     used: set[str] = field(default_factory=set)  # the record's fields consumed
+    tests: str | None = None  # the record's own tests, run against the response at ingest
 
 
 def normalise_text(text: str) -> str:
@@ -167,6 +171,27 @@ def _from_conversation(turns: list[dict], style: str, used: set[str]) -> Sample:
 
 def extract_sample(record: dict, fields: FieldMap = FieldMap()) -> Sample:
     """The sample a record holds, or raise :class:`BadRecord` saying why it holds none."""
+    sample = _extract(record, fields)
+    sample.tests = _tests(record, fields.names("tests", TESTS_FIELDS), sample.used)
+    return sample
+
+
+def _tests(record: dict, names: tuple[str, ...], used: set[str]) -> str | None:
+    """The record's tests as one text: a string, or a list of strings (asserts) one per line."""
+    for name in names:
+        value = record.get(name)
+        if value is None:
+            continue
+        if isinstance(value, list) and all(isinstance(item, str) for item in value):
+            value = "\n".join(value)
+        if not isinstance(value, str):
+            raise BadRecord("wrong_type", f"field {name!r} is {type(value).__name__}, expected tests as a string or a list of strings")
+        used.add(name)
+        return value if value.strip() else None
+    return None
+
+
+def _extract(record: dict, fields: FieldMap) -> Sample:
     used: set[str] = set()
     for name in fields.names("conversation", CONVERSATION_FIELDS):
         if name in record:

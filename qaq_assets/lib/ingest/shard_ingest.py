@@ -27,7 +27,7 @@ from qaq_assets.lib.store.lake import Lake
 from qaq_assets.lib.store.tables import QUARANTINE, RAW_SAMPLES, SAMPLE_FEATURES
 
 # Raised whenever reading or the features computed at ingest change, so unchanged files are read again.
-READER_VERSION = "4"
+READER_VERSION = "5"
 
 
 class ShardShrankError(QaqError):
@@ -44,7 +44,7 @@ def ingest_key(config: IngestConfig) -> str:
     """What, besides a file's bytes, decides what its ingest writes (and the reader's version)."""
     checked = benchmark(config)
     described = (
-        f"{READER_VERSION}|{config.label_field}|{config.max_record_bytes}"
+        f"{READER_VERSION}|{config.label_field}|{config.max_record_bytes}|{config.execute}"
         f"|{sorted(vars(FieldMap.parse(config.fields)).items())}|{checked.key if checked else ''}"
     )
     return hashlib.sha256(described.encode()).hexdigest()[:16]
@@ -89,7 +89,7 @@ def ingest_shards(lake: Lake, files: Sequence[tuple[str, Path]], config: IngestC
     fields, key = FieldMap.parse(config.fields), ingest_key(config)
     # Hashes, code status and near-duplicate signatures: computed once here, read by every
     # curation; in worker processes while this one reads the next files and commits.
-    features = FeatureStream(benchmark(config), config.ingest_workers)
+    features = FeatureStream(benchmark(config), config.ingest_workers, execute=config.execute)
     held = held_rows(lake, [shard for shard, _ in files])
     for shard, path in files:
         try:

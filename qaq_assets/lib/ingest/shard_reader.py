@@ -102,6 +102,7 @@ def read_shard(
                 "instruction": sample.instruction,
                 "response": sample.response,
                 "conversation": sample.conversation,
+                "tests": sample.tests,
                 "record_style": sample.style,
                 "label": None if label is None else str(label),
                 "is_duplicate": first_row != row_index,

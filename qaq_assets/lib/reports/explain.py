@@ -13,7 +13,7 @@ from qaq_assets.lib.reports.export import lineage_record, with_text
 from qaq_assets.lib.reports.resolve import resolve_sample
 from qaq_assets.lib.selection.rules import KEEP
 from qaq_assets.lib.store.lake import Lake
-from qaq_assets.lib.store.tables import CURATED_SUBSET, QAQ_SCORES, TOKEN_LOGPROBS
+from qaq_assets.lib.store.tables import CURATED_SUBSET, QAQ_SCORES, SAMPLE_FEATURES, TOKEN_LOGPROBS
 
 SCORE_FIELDS = ("nll_query", "nll_query_given_answer", "rmi", "ifd_loss", "ifd_ppl", "nll_answer_end")
 
@@ -26,6 +26,7 @@ class Explanation:
     query_tokens: list[tuple[str, float]]  # (token text, log-prob gained from reading the answer)
     curated_version: int
     model_key: str
+    execution: dict | None = None  # the answer run against its tests (sample_features' exec_* columns)
 
 
 def find(lake: Lake, key: str, version: int | str | None = None) -> tuple[dict, dict]:
@@ -66,7 +67,28 @@ def explain_row(lake: Lake, row: dict, lineage: dict, tokenizer=None) -> Explana
         query_tokens=tokens,
         curated_version=lineage["curated_version"],
         model_key=model_key,
+        execution=_execution(lake, row, versions.get("sample_features")),
     )
+
+
+def _execution(lake: Lake, row: dict, version: int | None) -> dict | None:
+    scan = lake.scan(SAMPLE_FEATURES, version)
+    columns = ("exec_status", "exec_detail", "exec_passed", "exec_total")
+    if not set(columns) <= set(scan.collect_schema().names()):
+        return None  # features of an older release
+    found = scan.filter((pl.col("shard") == row["shard"]) & (pl.col("row_index") == row["row_index"]))
+    found = found.select(columns).collect()
+    return found.row(0, named=True) if found.height else None
+
+
+def execution_line(execution: dict | None) -> str:
+    """``tests: failed, 1 of 3 passed: assert f(2) == 4: AssertionError (got 5)``."""
+    if not execution or execution["exec_status"] is None:
+        return "tests: not recorded"
+    line = f"tests: {execution['exec_status']}"
+    if execution["exec_total"]:
+        line += f", {execution['exec_passed']} of {execution['exec_total']} passed"
+    return line + (f": {execution['exec_detail']}" if execution["exec_detail"] else "")
 
 
 def _token_texts(tokenizer, text: str, count: int) -> list[str]:
@@ -90,6 +112,7 @@ def _score_lines(explained: Explanation) -> list[str]:
         lines.append(f"stratum {row['stratum']} of NLL(Q); RMI rank {row['rmi_rank']:.3f}{band}")
     values = ", ".join(f"{name} {scores[name]:.3f}" for name in SCORE_FIELDS if scores.get(name) is not None)
     lines.append(f"scores: {values or 'none'}; code: {row.get('code_status')}")
+    lines.append(execution_line(explained.execution))
     return lines
 
 

@@ -13,7 +13,7 @@ import polars as pl
 
 from qaq_assets.lib.errors import QaqError
 from qaq_assets.lib.ingest.decontamination import MIN_SHARED, NGRAM_WORDS
-from qaq_assets.lib.ingest.features import sample_features, signature_array
+from qaq_assets.lib.ingest.features import FEATURE_INPUTS, sample_features, signature_array
 from qaq_assets.lib.selection.config import SelectionConfig
 from qaq_assets.lib.selection.dedup import near_duplicate_twins
 from qaq_assets.lib.selection.rules import DROP, KEEP, is_filtered, keep_count, select
@@ -25,6 +25,7 @@ from qaq_assets.lib.store.tables import (
     QAQ_SCORES,
     RAW_SAMPLES,
     SAMPLE_FEATURES,
+    SELECTION_FEATURES,
 )
 
 log = logging.getLogger(__name__)
@@ -147,8 +148,7 @@ def _split_near_duplicates(
 
 def _model_scores(canonical: pl.DataFrame, scores: pl.DataFrame, key: str) -> pl.DataFrame:
     columns = ["shard", "sample_id", "nll_query", "rmi", "ifd_loss", "nll_answer_given_query", "nll_answer_end"]
-    features = ("code_status", "answer_language", "requested_language", "signature_status", "answer_ending")
-    return canonical.select("shard", "sample_id", *features).join(
+    return canonical.select("shard", "sample_id", *SELECTION_FEATURES).join(
         scores.filter(pl.col("model_key") == key).select(columns), on=["shard", "sample_id"], how="inner"
     )
 
@@ -175,23 +175,14 @@ class _Features:
 
     def __init__(self, lake: Lake, version: int | None, raw_version: int | None, shards: list[str]):
         self.lake, self.version = lake, version
-        stored = (
-            lake.scan(SAMPLE_FEATURES, version)
-            .filter(pl.col("shard").is_in(shards))
-            .select(
-                "shard",
-                "row_index",
-                "code_status",
-                "answer_language",
-                "requested_language",
-                "signature_status",
-                "answer_ending",
-                "band_keys",
-                "benchmark_item",
-                "benchmark_key",
-            )
-            .collect()
-        )
+        scan = lake.scan(SAMPLE_FEATURES, version).filter(pl.col("shard").is_in(shards))
+        stored_columns = scan.collect_schema().names()
+        wanted = ("shard", "row_index", *SELECTION_FEATURES, "band_keys", "benchmark_item", "benchmark_key")
+        # Tables written by an older release lack the newer features: they read as unknown (null).
+        stored = scan.select(
+            pl.col(name) if name in stored_columns else pl.lit(None, SAMPLE_FEATURES.schema[name]).alias(name)
+            for name in wanted
+        ).collect()
         missing = sorted(set(shards) - set(stored["shard"].unique()))
         self.computed = pl.DataFrame()
         if missing:
@@ -200,7 +191,8 @@ class _Features:
             )
             raw = lake.scan(RAW_SAMPLES, raw_version).filter(pl.col("shard").is_in(missing))
             self.computed = sample_features(
-                raw.select("shard", "row_index", "sample_id", "instruction", "response").collect()
+                raw.select(pl.col(name) if name in raw.collect_schema().names() else pl.lit(None, pl.String).alias(name)
+                           for name in FEATURE_INPUTS).collect()
             )
             stored = pl.concat([stored, self.computed.select(stored.columns)])
         self.rows = stored
@@ -342,14 +334,7 @@ def curate(lake: Lake, model_keys: list[str], config: SelectionConfig, curation_
         pl.concat(
             [
                 candidates.canonical.join(
-                    selected.drop(
-                        "shard",
-                        "code_status",
-                        "answer_language",
-                        "requested_language",
-                        "signature_status",
-                        "answer_ending",
-                    ),
+                    selected.drop("shard", *SELECTION_FEATURES),
                     on="sample_id",
                     how="inner",
                 ),

@@ -12,6 +12,7 @@ import math
 import polars as pl
 
 from qaq_assets.lib.ingest.codecheck import CHECK_FAILED, UNUSABLE
+from qaq_assets.lib.ingest.execution.run_tests import FAILING
 from qaq_assets.lib.selection.config import (
     DIFF,
     IFD,
@@ -33,7 +34,7 @@ def keep_count(n: int, budget: float) -> int:
 def is_filtered(reason_code: pl.Expr) -> pl.Expr:
     """Rows a rule's checks ruled out before selection (they can leave fewer rows than the budget)."""
     return reason_code.is_in(
-        ["answer_incomplete", "signature_mismatch", "signature_unused"]
+        ["answer_incomplete", "signature_mismatch", "signature_unused", TESTS_FAILED]
     ) | reason_code.str.starts_with("code_")
 
 
@@ -221,7 +222,7 @@ def _band_with_checks(scores: pl.DataFrame, config: SelectionConfig, filters: li
     # Features that name reasons or group answers; scores without them read as unknown.
     scores = scores.with_columns(
         pl.lit(None, pl.String).alias(name)
-        for name in ("answer_language", "requested_language", "answer_ending")
+        for name in ("answer_language", "requested_language", "answer_ending", "exec_status", "exec_detail")
         if name not in scores.columns
     )
     reason = pl.lit(None, pl.String)
@@ -308,17 +309,34 @@ _UNUSABLE_CODE = (
 )
 
 
+TESTS_FAILED = "tests_failed"
+# Execution is evidence, not a likelihood: an answer that fails the tests its record carries (or
+# its instruction's examples) does not do what was asked, whatever its scores.
+_TESTS_FAILED = (
+    pl.col("exec_status").is_in(FAILING),
+    pl.lit(f"{TESTS_FAILED}: ")
+    + pl.when(pl.col("exec_status") == "timeout")
+    .then(pl.lit("timed out: "))
+    .when(pl.col("exec_status") == "error")
+    .then(pl.lit("error: "))
+    .otherwise(pl.lit(""))
+    + pl.col("exec_detail").fill_null("the answer fails its tests"),
+)
+
+
 def select_rmi_band_code(scores: pl.DataFrame, config: SelectionConfig) -> pl.DataFrame:
-    """Beyond the paper: answers whose code does not parse, is in another language than the
-    one asked for, or is missing are dropped first (RMI cannot see a truncated or
+    """Beyond the paper: answers that fail the tests their record carries, and answers whose
+    code does not parse, is in another language than the one asked for, or is missing are dropped first (RMI cannot see a truncated or
     wrong-language answer), then the RMI band fills the whole budget. Code in a language
     without a parser is never dropped for it."""
-    return _band_with_checks(scores, config, [_UNUSABLE_CODE])
+    return _band_with_checks(scores, config, [_TESTS_FAILED, _UNUSABLE_CODE])
 
 
 def select_rmi_band_checks(scores: pl.DataFrame, config: SelectionConfig) -> pl.DataFrame:
     """Beyond the paper: before the RMI band fills the budget (see :func:`_band_with_checks`),
     rule out (in this order of reasons)
+    - answers that fail the tests their record carries or their instruction's examples, run in
+      the sandbox at ingest (``tests_failed``, naming the first failing test);
     - answers the model does not expect to end where they do: the end of the turn after [Q;A]
       is ``completeness_margin`` nats less likely than for the median answer of the input that
       ends the same way (a code block, a sentence, bare code). A cut-off function still parses
@@ -348,7 +366,7 @@ def select_rmi_band_checks(scores: pl.DataFrame, config: SelectionConfig) -> pl.
         .then(pl.lit("signature_mismatch: the answer's function takes other parameters than the ones asked for"))
         .otherwise(pl.lit("signature_unused: the answer's function reads none of its parameters")),
     )
-    return _band_with_checks(scores, config, [incomplete, _UNUSABLE_CODE, mismatch])
+    return _band_with_checks(scores, config, [_TESTS_FAILED, incomplete, _UNUSABLE_CODE, mismatch])
 
 
 def select(strategy: str, strong: pl.DataFrame, weak: pl.DataFrame | None, config: SelectionConfig) -> pl.DataFrame:

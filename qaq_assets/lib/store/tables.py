@@ -70,6 +70,8 @@ RAW_SAMPLES = TableSpec(
             "response": pl.String,
             # Every turn, where the record holds more than one exchange or a system turn.
             "conversation": CONVERSATION,
+            # The record's own tests (tests/test/unit_tests/test_list), run against the answer at ingest.
+            "tests": pl.String,
             # How the record came (pair, alpaca, messages, sharegpt): exports can write it back so.
             "record_style": pl.String,
             "label": pl.String,
@@ -128,9 +130,27 @@ SAMPLE_FEATURES = TableSpec(
             # was checked: benchmarks, content hash, n-gram words and minimum shared (null: none).
             "benchmark_item": pl.String,
             "benchmark_key": pl.String,
+            # The answer run against its record's tests or its instruction's examples, in the sandbox
+            # (lib/ingest/execution): passed, failed, error, timeout or not_run; the first failing
+            # test and why (or why not run); tests passed of those run.
+            "exec_status": pl.String,
+            "exec_detail": pl.String,
+            "exec_passed": pl.Int32,
+            "exec_total": pl.Int32,
         }
     ),
     partition_by=("shard",),
+)
+
+# The sample_features columns selection reads beside the scores (rules' checks and reasons).
+SELECTION_FEATURES = (
+    "code_status",
+    "answer_language",
+    "requested_language",
+    "signature_status",
+    "answer_ending",
+    "exec_status",
+    "exec_detail",
 )
 
 # One scored (query, answer) pair: its content key, token counts, truncation flags and the
@@ -240,6 +260,7 @@ CURATED_SUBSET = TableSpec(
             "keep_score": pl.Float64,
             "code_status": pl.String,
             "answer_language": pl.String,
+            "exec_status": pl.String,
             "strategy": pl.String,
             "decision": pl.String,
             # What decided, as a code (rmi_in_band, exact_duplicate, ...); ``reason`` says it in words.

@@ -1,0 +1,105 @@
+"""Step 1 of the natural-defect corpus: answers sampled from the models the project loads.
+
+    .venv/bin/python data/natural/generate.py --model smollm2-135m --samples 4 --out data/natural/generated.jsonl
+
+For each task of ``tasks.py`` and each language (Python, JavaScript), the instruction is written
+the way users write code requests, and the model answers it through its chat template, sampled at
+``--temperature`` (seeded: ``--seed``). Nobody edits the answers: their defects are the model's
+own. ``label.py`` then runs each answer against the task's tests in the sandbox.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tasks import TASKS  # noqa: E402
+
+from qaq_assets.lib.scoring.engine.models import load_model  # noqa: E402
+
+# How users phrase a request; one is drawn per (task, language, sample) from the seed.
+PHRASINGS = [
+    "Write a {language} function `{call}` that {description}.",
+    "In {language}, implement `{call}`: it {description}.",
+    "Create a {language} function named `{name}` with parameters ({params}). It {description}.",
+    "I need a {language} function `{call}` which {description}. Please write it.",
+]
+
+
+def camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def request(task: tuple, language: str, rng: random.Random) -> tuple[str, str]:
+    """The instruction for one task in one language, and the function's name there."""
+    name, params, description, _ = task
+    if language == "javascript":
+        name = camel(name)
+        params = ", ".join(camel(p.strip()) for p in params.split(","))
+    shown = {"python": "Python", "javascript": "JavaScript"}[language]
+    phrasing = rng.choice(PHRASINGS)
+    return phrasing.format(language=shown, call=f"{name}({params})", name=name, params=params,
+                           description=description), name
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--samples", type=int, default=4, help="answers per task and language")
+    parser.add_argument("--temperature", type=float, default=0.8)
+    parser.add_argument("--top-p", type=float, default=0.95)
+    parser.add_argument("--max-new-tokens", type=int, default=320)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--languages", default="python,javascript")
+    parser.add_argument("--limit", type=int, default=0, help="first N tasks only (0: all)")
+    parser.add_argument("--out", default="data/natural/generated.jsonl")
+    args = parser.parse_args()
+
+    torch.manual_seed(args.seed)
+    rng = random.Random(args.seed)
+    loaded = load_model(args.model, device="cpu", dtype="auto")
+    model, tokenizer = loaded.model, loaded.tokenizer
+    tokenizer.padding_side = "left"
+    tasks = TASKS[: args.limit] if args.limit else TASKS
+    jobs = []
+    for language in args.languages.split(","):
+        for task in tasks:
+            for sample in range(args.samples):
+                instruction, name = request(task, language, rng)
+                jobs.append({"task": task[0], "language": language, "function": name, "sample": sample,
+                             "instruction": instruction})
+    started = time.time()
+    with open(args.out, "w", encoding="utf-8") as out:
+        for start in range(0, len(jobs), args.batch):
+            batch = jobs[start : start + args.batch]
+            prompts = [
+                tokenizer.apply_chat_template([{"role": "user", "content": job["instruction"]}], tokenize=False,
+                                              add_generation_prompt=True)
+                for job in batch
+            ]
+            encoded = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+            with torch.inference_mode():
+                generated = model.generate(
+                    **encoded, do_sample=True, temperature=args.temperature, top_p=args.top_p,
+                    max_new_tokens=args.max_new_tokens, pad_token_id=tokenizer.pad_token_id,
+                )
+            for job, tokens in zip(batch, generated[:, encoded["input_ids"].shape[1]:], strict=True):
+                response = tokenizer.decode(tokens, skip_special_tokens=True).strip()
+                out.write(json.dumps({**job, "response": response, "model": args.model,
+                                      "temperature": args.temperature, "seed": args.seed}) + "\n")
+            out.flush()
+            done = start + len(batch)
+            print(f"{done}/{len(jobs)} answers, {time.time() - started:.0f}s", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,38 @@
+// Runs inside the sandbox: an answer's JavaScript (solution.js), then its test units (units.json)
+// one by one, each with its own timeout, in one realm: the answer's top-level functions, classes
+// and constants are visible to the units. One line per unit: `<marker> {"unit", "ok", "detail"}`.
+"use strict";
+const fs = require("fs");
+const vm = require("vm");
+const marker = process.argv[2];
+const unitMs = 1000 * Number(process.argv[3]);
+const out = (unit, ok, detail) =>
+  fs.writeSync(1, marker + " " + JSON.stringify({ unit, ok, detail: String(detail || "").slice(0, 300) }) + "\n");
+globalThis.require = require;
+globalThis.module = { exports: {} };
+globalThis.exports = globalThis.module.exports;
+globalThis.assert = require("assert");
+const silent = { log() {}, info() {}, warn() {}, error() {}, debug() {} };
+const realConsole = globalThis.console;
+const units = JSON.parse(fs.readFileSync("units.json", "utf8"));
+let source = fs.readFileSync("solution.js", "utf8");
+// ES module syntax in a script: `export function f` is `function f` here.
+source = source.replace(/^(\s*)export\s+default\s+(?=(async\s+)?(function|class)\b)/gm, "$1")
+               .replace(/^(\s*)export\s+(?=(async\s+)?(function|class|const|let|var)\b)/gm, "$1");
+globalThis.console = silent;
+try {
+  vm.runInThisContext(source, { filename: "solution.js", timeout: unitMs });
+  out(-1, true);
+} catch (error) {
+  out(-1, false, "the answer's code raised " + (error && error.name ? error.name + ": " + error.message : error));
+  process.exit(0);
+}
+units.forEach((unit, index) => {
+  try {
+    vm.runInThisContext(unit.source, { filename: "test.js", timeout: unitMs });
+    out(index, true);
+  } catch (error) {
+    out(index, false, error && error.message ? error.message.split("\n")[0] : String(error));
+  }
+});
+globalThis.console = realConsole;

@@ -1,0 +1,372 @@
+"""Execution as a signal: run an answer against the tests its record carries, in the sandbox.
+
+Tests come from, in this order:
+- the record's tests (``tests``/``test``/``unit_tests``/``test_list`` fields, KodCode-,
+  OpenCodeInstruct- and MBPP-style): Python asserts, ``test_*`` functions or a HumanEval-style
+  ``check(candidate)``; JavaScript, Rust or Java statements (asserts) in the answer's language;
+- the instruction's own runnable examples: doctest lines (``>>> f(2)`` then ``4``) or
+  ``assert f(...) == ...`` lines (Python).
+
+A record with neither is ``not_run`` at the cost of two substring tests. The verdict per unit
+(an assert, a test function, a doctest example) gives ``passed``/``total``; ``status`` is
+``passed`` (every unit), ``failed`` (some unit failed: ``detail`` names the first and why),
+``error`` (the answer's code itself raised or does not compile), ``timeout`` or ``not_run``
+(with why: no tests, no toolchain, no sandbox).
+"""
+
+from __future__ import annotations
+
+import ast
+import doctest
+import functools
+import json
+import re
+import secrets
+from dataclasses import dataclass, replace
+from importlib import resources
+
+from qaq_assets.lib.ingest import codecheck
+from qaq_assets.lib.ingest.execution import sandbox
+from qaq_assets.lib.ingest.execution.toolchains import BUILD_LIMITS, toolchain
+
+PASSED, FAILED, ERROR, TIMEOUT, NOT_RUN = "passed", "failed", "error", "timeout", "not_run"
+# Statuses that show the answer does not do what its tests ask (the selection drops them).
+FAILING = (FAILED, ERROR, TIMEOUT)
+UNIT_SECONDS = 5
+_ASSERT_LINE = re.compile(r"^[ \t]*assert\b.+$", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class Execution:
+    status: str
+    detail: str | None = None  # the first failing unit and why, or why it was not run
+    passed: int | None = None
+    total: int | None = None
+
+
+@dataclass(frozen=True)
+class Unit:
+    kind: str  # statement, function, doctest
+    source: str
+    counted: bool = True  # setup statements (imports, helpers) run but are not test units
+    want: str = ""
+
+
+def not_run(why: str) -> Execution:
+    return Execution(NOT_RUN, why)
+
+
+NO_TESTS = not_run("no tests")
+
+
+def has_examples(instruction: str) -> bool:
+    """Cheap test: could the instruction hold runnable examples (doctest or assert lines)?"""
+    return ">>>" in instruction or "assert" in instruction
+
+
+def instruction_units(instruction: str) -> list[Unit]:
+    """The instruction's runnable examples (Python): doctest examples, else assert lines that parse."""
+    if ">>>" in instruction:
+        try:
+            examples = doctest.DocTestParser().get_examples(instruction)
+        except ValueError:
+            examples = []
+        if examples:
+            return [Unit("doctest", example.source, want=example.want) for example in examples]
+    units = []
+    for line in _ASSERT_LINE.findall(instruction):
+        statement = line.strip().rstrip("`").strip()
+        try:
+            ast.parse(statement)
+        except SyntaxError:
+            continue
+        units.append(Unit("statement", statement))
+    return units
+
+
+def python_units(tests: str, answer_code: str) -> list[Unit]:
+    """A Python test file as units: each top-level assert and each ``test_*`` function is one;
+    other statements (imports, helpers) are setup. A ``check(candidate)`` with no test of its
+    own is called with the answer's first function (HumanEval's form)."""
+    tree = ast.parse(tests)
+    units = []
+    for node in tree.body:
+        source = ast.get_source_segment(tests, node) or ast.unparse(node)
+        if isinstance(node, ast.Assert):
+            units.append(Unit("statement", source))
+            continue
+        units.append(Unit("statement", source, counted=False))
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name.startswith("test"):
+            if not node.args.args:
+                units.append(Unit("function", node.name))
+    if not any(unit.counted for unit in units):
+        defines_check = any(isinstance(node, ast.FunctionDef) and node.name == "check" for node in tree.body)
+        entry = _first_function(answer_code)
+        if defines_check and entry:
+            units.append(Unit("statement", f"check({entry})"))
+    return units
+
+
+def _first_function(code: str) -> str | None:
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError):
+        return None
+    return next((node.name for node in tree.body if isinstance(node, ast.FunctionDef)), None)
+
+
+def _statements(language: str, tests: str) -> list[str]:
+    """Top-level statements of a test text in ``language``, split by tree-sitter (the whole text as
+    one statement where it does not parse)."""
+    wrappers = {"javascript": ("", ""), "rust": ("fn __tests() {\n", "\n}"), "java": ("class T { void t() {\n", "\n}}")}
+    before, after = wrappers[language]
+    parser = codecheck.tree_sitter_parser(language)
+    text = (before + tests + after).encode("utf-8")
+    if parser is None:
+        return [tests]
+    root = parser.parse(text).root_node
+    if root.has_error:
+        return [tests]
+    node = root
+    if language != "javascript":  # the wrapper function's body
+        blocks = [n for n in _walk(root) if n.type in ("block",)]
+        if not blocks:
+            return [tests]
+        node = blocks[0]
+    return [
+        text[child.start_byte : child.end_byte].decode("utf-8")
+        for child in node.named_children
+        if child.type not in ("comment", "line_comment", "block_comment")
+    ]
+
+
+def _walk(node):
+    yield node
+    for child in node.children:
+        yield from _walk(child)
+
+
+_SETUP_JS = ("lexical_declaration", "variable_declaration", "import_statement", "function_declaration",
+             "class_declaration")
+
+
+def statement_units(language: str, tests: str) -> list[Unit]:
+    units = []
+    for statement in _statements(language, tests):
+        setup = (
+            re.match(r"\s*(const|let|var|function|class|import)\b", statement) is not None
+            if language == "javascript"
+            else re.match(r"\s*(let|use|fn|struct|impl|final|int|long|String|var|List|Map|import)\b", statement)
+            is not None
+        )
+        units.append(Unit("statement", statement, counted=not setup))
+    return units
+
+
+@functools.lru_cache(maxsize=4)
+def _harness(name: str) -> str:
+    return resources.files("qaq_assets.lib.ingest.execution").joinpath(name).read_text(encoding="utf-8")
+
+
+def _program(language: str, code: str, units: list[Unit], marker: str) -> dict[str, str]:
+    """The files of one run: the answer's code, the units and the harness."""
+    payload = json.dumps([{"kind": u.kind, "source": u.source, "want": u.want} for u in units])
+    if language == "python":
+        return {"solution.py": code, "units.json": payload, "harness.py": _harness("python_harness.py")}
+    if language == "javascript":
+        return {"solution.js": code, "units.json": payload, "harness.js": _harness("node_harness.js")}
+    if language == "rust":
+        return {"main.rs": _rust_program(code, units)}
+    return {"Main.java": _java_program(code, units)}
+
+
+def _rust_program(code: str, units: list[Unit]) -> str:
+    # The answer's own main (an example run) is kept but never called.
+    code = re.sub(r"\bfn\s+main\s*\(", "fn __answer_main(", code)
+    steps = []
+    for index, unit in enumerate(units):
+        steps.append(unit.source.rstrip().rstrip(";") + ";")
+        if unit.counted:
+            steps.append(f'__report({index}, true, "");')
+    body = "\n    ".join(steps)
+    return f"""#![allow(unused, dead_code, non_snake_case)]
+{code}
+
+static __UNIT: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(-1);
+fn __report(unit: i64, ok: bool, detail: &str) {{
+    let marker = std::env::args().nth(1).unwrap_or_default();
+    let detail: String = detail.chars().take(300).collect();
+    println!("{{}} {{{{\\"unit\\": {{}}, \\"ok\\": {{}}, \\"detail\\": {{:?}}}}}}", marker, unit, ok, detail);
+    __UNIT.store(unit + 1, std::sync::atomic::Ordering::SeqCst);
+}}
+fn main() {{
+    std::panic::set_hook(Box::new(|info| {{
+        let unit = __UNIT.load(std::sync::atomic::Ordering::SeqCst);
+        __report(unit, false, &info.to_string().split_whitespace().collect::<Vec<_>>().join(" "));
+    }}));
+    __report(-1, true, "");
+    {body}
+}}
+"""
+
+
+def _java_program(code: str, units: list[Unit]) -> str:
+    imports = "\n".join(line for line in code.splitlines() if re.match(r"\s*import\s+[\w.*]+\s*;", line))
+    body_code = "\n".join(line for line in code.splitlines() if not re.match(r"\s*(import|package)\s+[\w.*]+\s*;", line))
+    # One public class per file (Main): the answer's classes lose `public`; bare methods get a class.
+    body_code = re.sub(r"^(\s*)public\s+(?=(final\s+|abstract\s+)?(class|interface|enum|record)\b)", r"\1",
+                       body_code, flags=re.MULTILINE)
+    if not re.search(r"\b(class|interface|enum|record)\s+\w+", body_code):
+        body_code = "class Solution {\n" + body_code + "\n}"
+    steps = []
+    for index, unit in enumerate(units):
+        steps.append(unit.source.rstrip().rstrip(";") + ";")
+        if unit.counted:
+            steps.append(f'report({index}, true, "");')
+    body = "\n            ".join(steps)
+    return f"""import java.util.*;
+import java.util.stream.*;
+{imports}
+
+{body_code}
+
+public class Main {{
+    static int unit = -1;
+    static String marker;
+    static void report(int at, boolean ok, String detail) {{
+        String text = detail.length() > 300 ? detail.substring(0, 300) : detail;
+        System.out.println(marker + " {{\\"unit\\": " + at + ", \\"ok\\": " + ok + ", \\"detail\\": \\""
+            + text.replace("\\\\", "\\\\\\\\").replace("\\"", "\\\\\\"").replace("\\n", " ") + "\\"}}");
+        unit = at + 1;
+    }}
+    public static void main(String[] args) {{
+        marker = args[0];
+        report(-1, true, "");
+        try {{
+            {body}
+        }} catch (Throwable error) {{
+            report(unit, false, error.toString());
+        }}
+    }}
+}}
+"""
+
+
+def answer_code(answer: str, language: str) -> str:
+    """The answer's code in ``language``: its blocks in that language joined, else the whole answer."""
+    blocks = [code for found, code in codecheck.code_blocks(answer, language) if found == language]
+    return "\n\n".join(blocks) if blocks else answer
+
+
+def execute(instruction: str, answer: str, tests: str | None, language: str | None) -> Execution:
+    """Run the answer against its record's tests, or its instruction's examples (see module doc)."""
+    if tests and tests.strip():
+        language = language or "python"
+        if toolchain(language) is None:
+            return not_run(f"no toolchain for {language}")
+        code = answer_code(answer, language)
+        try:
+            units = python_units(tests, code) if language == "python" else statement_units(language, tests)
+        except SyntaxError as error:
+            return not_run(f"the tests do not parse: {error.msg}")
+    elif has_examples(instruction) and language in (None, "python"):
+        language, units = "python", instruction_units(instruction)
+        code = answer_code(answer, language)
+    else:
+        return NO_TESTS
+    if not any(unit.counted for unit in units):
+        return NO_TESTS
+    why = sandbox.unavailable()
+    if why is not None:
+        return not_run(why)
+    return _run(language, code, units)
+
+
+def _run(language: str, code: str, units: list[Unit]) -> Execution:
+    chain = toolchain(language)
+    marker = secrets.token_hex(8)
+    files = _program(language, code, units, marker)
+    argv = [*chain.run, marker, str(UNIT_SECONDS)]
+    limits = _scaled(chain.limits, units)
+    if chain.compile:
+        # Build and run in one sandbox (the build's output lives in its throwaway directory); a
+        # build that fails reports it as the answer's own failure.
+        failed = json.dumps({"unit": -1, "ok": False, "detail": COMPILE_ERROR})
+        script = (
+            f"{_shell(chain.compile)} >/dev/null 2>build.err || {{ head -c 4000 build.err >&2; "
+            f"echo {_quote(marker + ' ' + failed)}; exit 0; }}; exec {_shell(argv)}"
+        )
+        argv, limits = ["/bin/sh", "-c", script], _scaled(BUILD_LIMITS, units)
+    outcome = sandbox.run(argv, files, limits, chain.binds)
+    return _verdict(outcome, units, marker)
+
+
+COMPILE_ERROR = "does not compile"
+
+
+def _shell(parts) -> str:
+    return " ".join(_quote(part) for part in parts)
+
+
+def _quote(part: str) -> str:
+    return "'" + part.replace("'", "'\\''") + "'"
+
+
+def _scaled(limits: sandbox.Limits, units: list[Unit]) -> sandbox.Limits:
+    """Limits with time for every unit's alarm (a slow unit fails alone, not the whole run)."""
+    seconds = min(60, 5 + UNIT_SECONDS * (1 + len(units)) // 2)
+    return replace(limits, wall_seconds=max(limits.wall_seconds, seconds), cpu_seconds=max(limits.cpu_seconds, seconds))
+
+
+def _counted(units: list[Unit]) -> int:
+    return sum(unit.counted for unit in units)
+
+
+def _first_error(stderr: str) -> str:
+    lines = [line.strip() for line in stderr.splitlines() if "error" in line.lower()]
+    return (lines[0] if lines else stderr.strip().splitlines()[-1] if stderr.strip() else "no output")[:300]
+
+
+def _verdict(outcome: sandbox.Outcome, units: list[Unit], marker: str) -> Execution:
+    results: dict[int, dict] = {}
+    prefix = marker + " "
+    for line in outcome.stdout.splitlines():
+        if line.startswith(prefix):
+            try:
+                report = json.loads(line[len(prefix) :])
+                results.setdefault(int(report["unit"]), report)
+            except (ValueError, KeyError, TypeError):
+                continue
+    total = _counted(units)
+    answer = results.get(-1)
+    if answer is None:
+        if outcome.timed_out:
+            return Execution(TIMEOUT, "the answer's code did not finish", 0, total)
+        why = outcome.signal_name or _first_error(outcome.stderr) or f"exit {outcome.returncode}"
+        return Execution(ERROR, f"the program ended before any test ran ({why})", 0, total)
+    if not answer["ok"]:
+        detail = answer["detail"]
+        if detail == COMPILE_ERROR:
+            detail += ": " + _first_error(outcome.stderr)
+        return Execution(ERROR, detail, 0, total)
+    passed, first_failure = 0, None
+    for index, unit in enumerate(units):
+        report = results.get(index)
+        ok = report is not None and report["ok"]
+        if unit.counted and ok:
+            passed += 1
+        elif first_failure is None and report is not None and not report["ok"]:
+            first_failure = f"{_short(unit.source)}: {report['detail']}"
+    if passed == total:
+        return Execution(PASSED, None, passed, total)
+    if outcome.timed_out and first_failure is None:
+        return Execution(TIMEOUT, f"timed out after {passed} of {total} tests", passed, total)
+    if first_failure is None:
+        why = outcome.signal_name or f"exit {outcome.returncode}"
+        first_failure = f"the program stopped after {passed} of {total} tests ({why})"
+    return Execution(FAILED, first_failure, passed, total)
+
+
+def _short(source: str) -> str:
+    line = " ".join(source.split())
+    return line if len(line) <= 120 else line[:117] + "..."
