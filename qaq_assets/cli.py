@@ -150,6 +150,7 @@ ODD_RESULT = 3
 
 def _evaluate(args: argparse.Namespace) -> int:
     from qaq_assets.lib.reports.evaluation import auroc_table, evaluate, rates_table, signal_table, write_report
+    from qaq_assets.lib.reports.natural_evaluation import graded, graded_tables, grades_of
     from qaq_assets.lib.selection.config import SelectionConfig
     from qaq_assets.lib.selection.curation import prepare
     from qaq_assets.lib.setting_fields import values_of
@@ -171,7 +172,13 @@ def _evaluate(args: argparse.Namespace) -> int:
     print(auroc_table(evaluation))
     print()
     print(signal_table(evaluation))
-    report = write_report(evaluation, args.report_dir)
+    natural = ""
+    grades = grades_of(_lake(args), summary.registered, args.grade_field)
+    if grades.height:  # answers graded by running their tests: the natural-defect figures
+        natural = graded_tables(*graded(candidates, grades, budgets, seed=settings.seed))
+        print()
+        print(natural)
+    report = write_report(evaluation, args.report_dir, natural=natural)
     print(f"\nreport: {report}")
     return 0
 
@@ -449,6 +456,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--budgets", default="0.1,0.25,0.5", help="budgets to compare, comma-separated (default 0.1,0.25,0.5)"
     )
     evaluation.add_argument("--report-dir", default="evaluation", help="where report.md and its plots go")
+    evaluation.add_argument(
+        "--grade-field",
+        default="pass_fraction",
+        help="record field holding a graded label (the fraction of its tests an answer passes): where present, "
+        "the kept subsets' mean grade and pass rate against input and random, per language (default pass_fraction)",
+    )
     _add_run_options(evaluation, SELECTION, without=("budget",))  # --budgets compares several
     evaluation.set_defaults(handler=_evaluate)
 

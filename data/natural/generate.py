@@ -21,6 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tasks import TASKS  # noqa: E402
+from typed import camel, java_signature, rust_signature, typed_task  # noqa: E402
 
 from qaq_assets.lib.scoring.engine.models import load_model  # noqa: E402
 
@@ -33,18 +34,31 @@ PHRASINGS = [
 ]
 
 
-def camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part.title() for part in rest)
+# Typed languages: the request states the signature, as users asking for Rust or Java do.
+TYPED_PHRASINGS = [
+    "Write a {language} function `{signature}` that {description}.",
+    "In {language}, implement `{signature}`{where}: it {description}.",
+    "I need `{signature}` in {language}{where}, which {description}. Please write it.",
+]
 
 
-def request(task: tuple, language: str, rng: random.Random) -> tuple[str, str]:
-    """The instruction for one task in one language, and the function's name there."""
+def request(task: tuple, language: str, rng: random.Random) -> tuple[str, str] | None:
+    """The instruction for one task in one language and the function's name there (None: the
+    task cannot be posed in that language)."""
     name, params, description, _ = task
+    shown = {"python": "Python", "javascript": "JavaScript", "rust": "Rust", "java": "Java"}[language]
+    if language in ("rust", "java"):
+        typed = typed_task(task)
+        if typed is None:
+            return None
+        signature = rust_signature(task, typed) if language == "rust" else java_signature(task, typed)
+        where = " in a class `Solution`" if language == "java" else ""
+        phrasing = rng.choice(TYPED_PHRASINGS).replace("{where}", where)
+        name = camel(name) if language == "java" else name
+        return phrasing.format(language=shown, signature=signature, description=description), name
     if language == "javascript":
         name = camel(name)
         params = ", ".join(camel(p.strip()) for p in params.split(","))
-    shown = {"python": "Python", "javascript": "JavaScript"}[language]
     phrasing = rng.choice(PHRASINGS)
     return phrasing.format(language=shown, call=f"{name}({params})", name=name, params=params,
                            description=description), name
@@ -74,7 +88,10 @@ def main() -> None:
     for language in args.languages.split(","):
         for task in tasks:
             for sample in range(args.samples):
-                instruction, name = request(task, language, rng)
+                posed = request(task, language, rng)
+                if posed is None:
+                    break
+                instruction, name = posed
                 jobs.append({"task": task[0], "language": language, "function": name, "sample": sample,
                              "instruction": instruction})
     started = time.time()

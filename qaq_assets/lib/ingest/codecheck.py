@@ -27,7 +27,7 @@ VALID, SYNTAX_ERROR, OTHER_LANGUAGE, NO_CODE, UNCHECKED, CUT_OFF, STUB = (
     "no_code",
     "unchecked",
     "cut_off",  # a code block opened and never closed: the answer stops inside it
-    "stub",  # Python whose functions do nothing (pass, ..., a docstring, raise NotImplementedError)
+    "stub",  # functions that do nothing (pass, ..., todo!(), throw new UnsupportedOperationException(), // TODO)
 )
 # Prefix of the status of an answer the check itself could not judge ("check_failed:MemoryError").
 CHECK_FAILED = "check_failed"
@@ -148,6 +148,10 @@ def _check(asked: str | None, answer: str) -> CodeCheck:
         return CodeCheck(CUT_OFF, language, asked)
     if language == "python" and all(_is_stub(code) for block_language, code in blocks if block_language == "python"):
         return CodeCheck(STUB, language, asked)
+    if language not in (None, "python", "other") and all(
+        _is_tree_stub(language, code) for block_language, code in blocks if block_language == language
+    ):
+        return CodeCheck(STUB, language, asked)
     verdicts = [parses(block_language, code) for block_language, code in blocks if block_language]
     checked = [verdict for verdict in verdicts if verdict is not None]
     if not checked:
@@ -188,9 +192,62 @@ def _is_stub(code: str) -> bool:
     return found
 
 
+# A statement that stands for a body not written, in any language: Rust's todo!()/unimplemented!(),
+# Kotlin's TODO(), Go's panic("not implemented"), Java's and C#'s NotImplemented/UnsupportedOperation exceptions,
+# JavaScript's throw new Error("not implemented").
+_STUB_STATEMENT = re.compile(
+    r"^(?:return\s+)?(?:(?:todo|unimplemented)!\s*\(.*\)|(?-i:TODO)\s*\(.*\)"
+    r"|panic!?\s*\(\s*\"[^\"]*(?:not\s+(?:yet\s+)?implemented|unimplemented|todo)[^\"]*\"\s*\)"
+    r"|throw\s+new\s+(?:\w+\.)*(?:UnsupportedOperationException|NotImplementedException|NotImplementedError)\s*\(.*\)"
+    r"|throw\s+(?:new\s+)?Error\s*\(\s*[\"'`][^\"'`]*(?:not\s+(?:yet\s+)?implemented|unimplemented|todo)[^\"'`]*[\"'`]\s*\)"
+    r"|raise\s+NotImplementedError\b.*)\s*;?$",
+    re.IGNORECASE | re.DOTALL,
+)
+_COMMENT_TYPES = frozenset({"comment", "line_comment", "block_comment"})
+
+
+def _function_body(node):
+    """The body of a function or method node (None for other nodes)."""
+    if "function" not in node.type and "method" not in node.type:
+        return None
+    body = node.child_by_field_name("body")
+    return body or next((child for child in node.children if child.type == "function_body"), None)
+
+
+def _is_tree_stub(language: str, code: str) -> bool:
+    """Code in ``language`` (tree-sitter) whose every function or method body is empty, only
+    comments (``// TODO``), or one statement that stands for a body not written."""
+    parser = tree_sitter_parser(language)
+    if parser is None or language in UNRELIABLE_GRAMMARS:
+        return False
+    source = code.encode("utf-8")
+    stack, found = [parser.parse(source).root_node], False
+    while stack:
+        node = stack.pop()
+        body = _function_body(node)
+        if body is None or body.type in ("expression_statement",):
+            stack.extend(node.children)
+            continue
+        if body.type not in ("block", "statement_block", "compound_statement", "function_body", "constructor_body"):
+            return False  # an expression body (an arrow function): written code
+        statements = [child for child in body.named_children if child.type not in _COMMENT_TYPES]
+        if len(statements) == 1 and statements[0].type == "statements":  # Kotlin wraps them
+            statements = [child for child in statements[0].named_children if child.type not in _COMMENT_TYPES]
+        if len(statements) > 1:
+            return False
+        text = source[statements[0].start_byte : statements[0].end_byte].decode("utf-8", "replace") if statements else ""
+        if statements and not _STUB_STATEMENT.match(text.strip()):
+            return False
+        found = True
+    return found
+
+
 SIGNATURE_MATCH, SIGNATURE_MISMATCH, SIGNATURE_UNKNOWN = "match", "mismatch", "unknown"
 # The function takes parameters and its body uses none of them: a body written for other inputs.
 SIGNATURE_UNUSED = "unused"
+# The instruction asks for `name(...)` and the answer's code (any language) never names it: the
+# tests, or the user, call a function that is not there.
+SIGNATURE_MISSING = "missing"
 _ASKED = re.compile(r"`([A-Za-z_]\w*)\(([^`]*)\)`")
 
 
@@ -259,14 +316,29 @@ def _statements_spelling(body: list[ast.stmt], source: str, names: set[str]) -> 
     return found
 
 
+def _never_names(name: str, answer: str) -> bool:
+    """The answer has code and none of it contains ``name`` as a word (no code: no evidence)."""
+    blocks = languages.fenced_blocks(answer)
+    if blocks:
+        code = "\n".join(text for label, text in blocks if label.strip().lower() not in languages.NOT_CODE)
+    else:
+        code = answer if _python_parses(answer) or languages.looks_like_code(answer) else ""
+    if not code.strip():
+        return False
+    return re.search(rf"(?<![\w$]){re.escape(name)}(?![\w$])", code) is None
+
+
 def signature_status(instruction: str, answer: str) -> str:
     """Whether the answer's Python function fits the one asked for: ``mismatch`` where it takes
     other parameters than the instruction's backticked signature (`` `name(a, b=None)` ``) asks
     for, ``unused`` where its body reads none of its parameters (a body written for another
     task, renamed and re-signed), ``match`` where it takes the asked parameters and uses them,
+    ``missing`` where the answer's code, in any language, never names the asked-for function,
     ``unknown`` otherwise (no Python function found, another language)."""
     try:
         asked = _ASKED.search(instruction)
+        if asked is not None and _never_names(asked.group(1), answer):
+            return SIGNATURE_MISSING
         fenced = languages.fenced_blocks(answer)
         python = [code for label, code in fenced if languages.canonical(label) in (None, "python")]
         source = python[0] if python else answer

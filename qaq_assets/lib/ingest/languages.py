@@ -182,8 +182,11 @@ _REQUESTS = {
     "cpp": (r"(c\+\+|\bcpp\b)", ("c++", "cpp")),
     "csharp": (r"(c#|\bc sharp\b|\bcsharp\b|\.net\b)", ("c#", "c sharp", "csharp", ".net")),
     "go": (
-        r"(\bgolang\b|\bin go\b|\bgo (program|function|code|routine|module)\b)",
-        ("golang", "in go", "go program", "go function", "go code", "go routine", "go module"),
+        r"(\bgolang\b|\bin go\b|\bgo (program|function|code|routine|module|method|struct|interface|package|"
+        r"func|type|slice|map|channel|generic)s?\b|\b\w+\.go\b)",
+        ("golang", "in go", "go program", "go function", "go code", "go routine", "go module", "go method",
+         "go struct", "go interface", "go package", "go func", "go type", "go slice", "go map", "go channel",
+         "go generic", ".go"),
     ),
     "rust": (r"\brust\b", ("rust",)),
     "sql": (r"\b(sql|mysql|postgresql|postgres|sqlite)\b", ("sql", "postgres")),
@@ -206,6 +209,35 @@ _REQUESTS = {
     "powershell": (r"\bpowershell\b", ("powershell",)),
 }
 _REQUEST_PATTERNS = {language: re.compile(pattern, re.IGNORECASE) for language, (pattern, _) in _REQUESTS.items()}
+# Where an instruction names several languages, the one it asks *in* ("a Go function that calls
+# JavaScript" asks for Go): named after a word that asks for code in it, or before a kind of code.
+_ASKING_BEFORE = r"(?:\b(?:in|using|with|write|writing|create|implement|build|code|port|translate\w*\s+\w+\s+to)\s+(?:an?\s+)?)"
+_KINDS_OF_CODE = (
+    r"(?:\s+(?:function|method|program|code|class|script|snippet|implementation|module|struct|trait|impl|interface|"
+    r"type|query|extension|solution|macro|closure|enum|generic|package|component|hook|test)s?\b(?!['’]))"
+)
+_NAMES = {
+    "python": r"python3?", "javascript": r"javascript|node\.?js|js", "typescript": r"typescript|ts",
+    "java": r"java(?!\s*script)", "c": r"c(?![+#\w])|ansi c|c99|c11", "cpp": r"c\+\+|cpp", "csharp": r"c#|c sharp|csharp",
+    "go": r"go|golang", "rust": r"rust", "sql": r"sql|mysql|postgresql|postgres|sqlite", "bash": r"bash|shell|zsh",
+    "php": r"php", "ruby": r"ruby", "kotlin": r"kotlin", "swift": r"swift", "scala": r"scala", "haskell": r"haskell",
+    "lua": r"lua", "perl": r"perl", "r": r"r(?![\w#+])", "dart": r"dart", "julia": r"julia", "elixir": r"elixir",
+    "powershell": r"powershell",
+}  # fmt: skip
+# "Convert this Python to Rust" asks for Rust: the target of a translation beats every other mention.
+_TARGET_PATTERNS = {
+    language: re.compile(
+        rf"\b(?:port|convert|translate|rewrite|migrate)\w*\b[^.\n]{{0,80}}?\b(?:to|into)\s+(?:{names})(?![\w+#])",
+        re.IGNORECASE,
+    )
+    for language, names in _NAMES.items()
+}
+_ASKED_PATTERNS = {
+    language: re.compile(
+        rf"{_ASKING_BEFORE}(?:{names})(?![\w+#])|(?<![\w.])(?:{names}){_KINDS_OF_CODE}", re.IGNORECASE
+    )
+    for language, names in _NAMES.items()
+}
 # (language, literal) pairs, flat: one ``in`` per literal, no generator per language.
 _REQUEST_LITERALS = [(language, literal) for language, (_, literals) in _REQUESTS.items() for literal in literals]
 
@@ -275,7 +307,19 @@ def requested(instruction: str) -> str | None:
         candidates = {language for language, literal in _REQUEST_LITERALS if literal in lowered}
     else:
         candidates = _REQUEST_PATTERNS
-    return one_language({language for language in candidates if _REQUEST_PATTERNS[language].search(instruction)})
+    return choose(instruction, {language for language in candidates if _REQUEST_PATTERNS[language].search(instruction)})
+
+
+def choose(instruction: str, named: set[str]) -> str | None:
+    """The language asked for among those ``instruction`` names: the one, or where it names
+    several, the target of a translation, else the one it asks for code in, else none."""
+    if len(named) > 1:
+        for patterns in (_TARGET_PATTERNS, _ASKED_PATTERNS):
+            asked = {language for language in named if patterns[language].search(instruction)}
+            if asked:
+                named = asked
+                break
+    return one_language(named)
 
 
 def one_language(named: set[str]) -> str | None:

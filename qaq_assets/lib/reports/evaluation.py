@@ -205,8 +205,11 @@ def signal_table(evaluation: Evaluation) -> str:
     return _markdown(wide, set())
 
 
-def write_report(evaluation: Evaluation, out_dir: str | Path, title: str = "Selection evaluation") -> Path:
-    """Markdown report with two PNG plots beside it; returns the report's path."""
+def write_report(
+    evaluation: Evaluation, out_dir: str | Path, title: str = "Selection evaluation", natural: str = ""
+) -> Path:
+    """Markdown report with two PNG plots beside it (and ``natural``, the graded tables, where the
+    answers were graded by running their tests); returns the report's path."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -257,6 +260,7 @@ def write_report(evaluation: Evaluation, out_dir: str | Path, title: str = "Sele
                 "The completeness signal is the NLL of the end-of-turn token after [Q;A] (lower: the model "
                 "expects the answer to end there).",
                 signal_table(evaluation),
+                *(["## Natural defects: answers graded by running their tests", natural] if natural else []),
                 "![kept defect rate vs budget](kept_defect_rate_vs_budget.png)",
                 "![scores by planted label](scores_by_defect.png)",
             ]

@@ -34,7 +34,7 @@ def keep_count(n: int, budget: float) -> int:
 def is_filtered(reason_code: pl.Expr) -> pl.Expr:
     """Rows a rule's checks ruled out before selection (they can leave fewer rows than the budget)."""
     return reason_code.is_in(
-        ["answer_incomplete", "signature_mismatch", "signature_unused", TESTS_FAILED]
+        ["answer_incomplete", "signature_mismatch", "signature_unused", "signature_missing", TESTS_FAILED]
     ) | reason_code.str.starts_with("code_")
 
 
@@ -332,6 +332,10 @@ def select_rmi_band_code(scores: pl.DataFrame, config: SelectionConfig) -> pl.Da
     return _band_with_checks(scores, config, [_TESTS_FAILED, _UNUSABLE_CODE])
 
 
+# Answers of one language and ending needed to judge completeness against their own kind.
+MIN_COMPLETENESS_PEERS = 20
+
+
 def select_rmi_band_checks(scores: pl.DataFrame, config: SelectionConfig) -> pl.DataFrame:
     """Beyond the paper: before the RMI band fills the budget (see :func:`_band_with_checks`),
     rule out (in this order of reasons)
@@ -344,15 +348,28 @@ def select_rmi_band_checks(scores: pl.DataFrame, config: SelectionConfig) -> pl.
       fit) are not judged by it;
     - answers with unusable code (as rmi-band+code);
     - answers whose function takes other parameters than the instruction's backticked signature
-      asks for: valid code for another task under the asked-for name, which RMI only partly sees."""
+      asks for: valid code for another task under the asked-for name, which RMI only partly sees;
+      or whose code, in any language, never names the function the instruction asks for."""
     ending = pl.col("answer_ending").fill_null("any")
-    typical = pl.col("nll_answer_end").median().over(ending)
+    # Answers of one language and ending are compared where there are enough of them: a model
+    # expects the turn to end after unfenced Java differently than after unfenced Python.
+    language = pl.col("answer_language").fill_null("unknown")
+    same_language = pl.col("answer_language").is_not_null() & (
+        pl.col("nll_answer_end").count().over(ending, language) >= MIN_COMPLETENESS_PEERS
+    )
+    typical = (
+        pl.when(same_language)
+        .then(pl.col("nll_answer_end").median().over(ending, language))
+        .otherwise(pl.col("nll_answer_end").median().over(ending))
+    )
+    peers = pl.when(same_language).then(language + pl.lit(" ")).otherwise(pl.lit("")) + pl.lit("answer ending in ")
     incomplete = (
         pl.col("nll_answer_end").is_not_null() & (pl.col("nll_answer_end") > typical + config.completeness_margin),
         pl.format(
-            "answer_incomplete: the end of the turn is {} nats less likely than for the median answer ending in "
+            "answer_incomplete: the end of the turn is {} nats less likely than for the median {}"
             "{} ({} > {} + {}; likely cut off)",
             (pl.col("nll_answer_end") - typical).round(2),
+            peers,
             ending,
             pl.col("nll_answer_end").round(2),
             typical.round(2),
@@ -361,9 +378,11 @@ def select_rmi_band_checks(scores: pl.DataFrame, config: SelectionConfig) -> pl.
     )
     signature = pl.col("signature_status").fill_null("unknown")
     mismatch = (
-        signature.is_in(["mismatch", "unused"]),
+        signature.is_in(["mismatch", "unused", "missing"]),
         pl.when(signature == "mismatch")
         .then(pl.lit("signature_mismatch: the answer's function takes other parameters than the ones asked for"))
+        .when(signature == "missing")
+        .then(pl.lit("signature_missing: the answer's code never names the function the instruction asks for"))
         .otherwise(pl.lit("signature_unused: the answer's function reads none of its parameters")),
     )
     return _band_with_checks(scores, config, [_TESTS_FAILED, incomplete, _UNUSABLE_CODE, mismatch])

@@ -9,8 +9,9 @@ from qaq_assets.lib.ingest import languages
 
 def requested_by_patterns_alone(instruction: str) -> str | None:
     """``languages.requested`` without its prefilter: every pattern searched."""
-    return languages.one_language(
-        {language for language, pattern in languages._REQUEST_PATTERNS.items() if pattern.search(instruction)}
+    return languages.choose(
+        instruction,
+        {language for language, pattern in languages._REQUEST_PATTERNS.items() if pattern.search(instruction)},
     )
 
 
@@ -50,3 +51,67 @@ def test_unicode_case_folding_still_names_the_language():
     # U+212A KELVIN SIGN matches k case-insensitively: no ASCII literal occurs, the pattern still matches.
     assert languages.requested("Write it in \u212aotlin") == "kotlin"
     assert languages.requested("Write it in Kotlin") == "kotlin"
+
+
+PHRASINGS = {
+    "go": [
+        "Write a Go method `Area` on `Rect` that returns its area.",
+        "In Golang, implement a function that reverses a slice.",
+        "Implement `Add` in main.go.",
+        "Write a Go struct `Point` with a method `Dist`.",
+        "Write a Go function that calls a JavaScript service over HTTP and decodes its JSON.",
+        "Create a Go program that prints the Python version installed.",
+    ],
+    "rust": ["Write a Rust `impl` block for `Stack`.", "Add a Rust trait `Shape` to lib.rs, like the Java one."],
+    "typescript": ["Define a TypeScript type `User` with a name and an age.", "Port this JavaScript code to TypeScript."],
+    "kotlin": ["Write a Kotlin extension function `String.isPalindrome()`."],
+    "python": [
+        "Write a Python function that generates JavaScript source code for a JSON schema.",
+        "Using Python, parse a Rust Cargo.toml file.",
+    ],
+    "javascript": ["Write a JavaScript function that validates a Java class name."],
+    "sql": ["Write a SQL query that returns each Python package's latest version from the table `releases`."],
+}
+
+
+def test_languages_are_recognised_as_users_name_them_and_not_from_the_tasks_subject():
+    for language, instructions in PHRASINGS.items():
+        for instruction in instructions:
+            assert languages.requested(instruction) == language, instruction
+    # Several languages named, none asked for in particular: no request.
+    assert languages.requested("Compare Golang and Rust error handling.") is None
+    assert languages.requested("Convert this Python function to Rust, keeping its Python docstring.") == "rust"
+
+
+STUBS = [
+    ("rust", "fn add(a: i32, b: i32) -> i32 {\n    todo!()\n}", "fn add(a: i32, b: i32) -> i32 {\n    a + b\n}"),
+    ("rust", "fn add(a: i32, b: i32) -> i32 {\n    unimplemented!(\"later\")\n}", "fn add(a: i32) -> i32 { a }"),
+    ("go", "func Add(a, b int) int {\n\tpanic(\"not implemented\")\n}", "func Add(a, b int) int {\n\treturn a + b\n}"),
+    (
+        "java",
+        "public class A {\n  public int add(int a, int b) {\n    throw new UnsupportedOperationException();\n  }\n}",
+        "public class A {\n  public int add(int a, int b) {\n    return a + b;\n  }\n}",
+    ),
+    ("javascript", "function add(a, b) {\n  // TODO\n}", "function add(a, b) {\n  return a + b;\n}"),
+    ("javascript", "function add(a, b) {\n  throw new Error('Not implemented');\n}", "const add = (a, b) => a + b;"),
+    (
+        "csharp",
+        "public class A {\n  public int Add(int a, int b) {\n    throw new NotImplementedException();\n  }\n}",
+        "public class A {\n  public int Add(int a, int b) {\n    return a + b;\n  }\n}",
+    ),
+    (
+        "typescript",
+        "function add(a: number, b: number): number {\n  throw new Error(\"not implemented\");\n}",
+        "function add(a: number, b: number): number {\n  return a + b;\n}",
+    ),
+    ("kotlin", "fun add(a: Int, b: Int): Int {\n    TODO()\n}", "fun add(a: Int, b: Int): Int {\n    return a + b\n}"),
+]
+
+
+def test_a_stub_is_a_stub_in_every_language_and_written_code_is_not():
+    from qaq_assets.lib.ingest.codecheck import check_code
+
+    for language, stub, written in STUBS:
+        instruction = f"Write a {language} function `add`."
+        assert check_code(instruction, f"```{language}\n{stub}\n```").status == "stub", (language, stub)
+        assert check_code(instruction, f"```{language}\n{written}\n```").status == "valid", (language, written)

@@ -187,7 +187,14 @@ def test_signature_agreement_between_the_instruction_and_the_answer():
     assert signature_status("Sum a list.", "def total(xs):\n    return sum(xs)") == "unknown"
     assert signature_status(ask, "Here:\n```python\ndef cut_size(G, S, T=None, weight=None):\n    pass\n```") == "match"
     assert signature_status("Reverse a list.", "def r(xs): return xs[::-1]") == "unknown"  # nothing asked
-    assert signature_status(ask, "def other(G): pass") == "unknown"  # no such function
+    # The answer's code never names the asked-for function, in any language: the caller's call fails.
+    assert signature_status(ask, "def other(G): pass") == "missing"
+    js = "Write a JavaScript function `sumList(numbers)`."
+    assert signature_status(js, "```js\nfunction sum_list(numbers) {\n  return 0;\n}\n```") == "missing"
+    assert signature_status(js, "```js\nconst sumList = (numbers) => numbers.length;\n```") == "unknown"
+    assert signature_status(js, "Sure! I can help with that.") == "unknown"  # no code: code_no_code's evidence
+    method = "```python\nclass Graph:\n    def cut_size(self, G, S, T=None, weight=None):\n        return 0\n```"
+    assert signature_status(ask, method) != "missing"
     assert signature_status(ask, "def cut_size(G, S,") == "unknown"  # unparsable answer
     star = "Write `f(a, *rest, key=None, **options)`."
     assert signature_status(star, "def f(a, *rest, key=None, **options): pass") == "match"

@@ -214,3 +214,29 @@ def test_the_band_keeps_its_place_among_all_samples_when_checks_remove_rows():
     )
     ranks = plain.filter(pl.col("decision") == "keep")["rmi_rank"]
     assert ranks.min() >= 0.49 and ranks.max() <= 0.76
+
+
+def test_completeness_compares_answers_of_one_language_where_there_are_enough():
+    from qaq_assets.lib.selection.rules import MIN_COMPLETENESS_PEERS, select_rmi_band_checks
+
+    # Unfenced Java ends where the model expects more (a class brace), Python where it does not:
+    # against the pooled median every Java answer would look cut off.
+    peers = MIN_COMPLETENESS_PEERS
+    languages = ["python"] * 3 * peers + ["java"] * peers
+    ends = [1.0 + 0.01 * i for i in range(3 * peers)] + [6.0 + 0.01 * i for i in range(peers)]
+    ends[3 * peers + 3] = 10.5  # one Java answer really cut: 4.4 nats above Java's median
+    frame = scores(4 * peers).with_columns(
+        code_status=pl.lit("valid"),
+        signature_status=pl.lit("match"),
+        answer_ending=pl.lit("code"),
+        answer_language=pl.Series(languages),
+        nll_answer_end=pl.Series(ends, dtype=pl.Float64),
+    )
+    selected = select_rmi_band_checks(frame, SelectionConfig(budget=0.25, strata=1))
+    incomplete = selected.filter(pl.col("reason").str.starts_with("answer_incomplete"))
+    assert incomplete["nll_answer_end"].to_list() == [10.5]
+    assert "than for the median java answer ending in code" in incomplete["reason"][0]
+    # Too few answers of a language: they are compared with every answer of their ending.
+    few = frame.head(3 * peers + peers // 2)
+    pooled = select_rmi_band_checks(few, SelectionConfig(budget=0.25, strata=1))
+    assert pooled.filter(pl.col("reason").str.starts_with("answer_incomplete")).height == peers // 2
