@@ -137,8 +137,8 @@ def _curate(args: argparse.Namespace) -> int:
     for warning in summary.warnings:
         print(f"warning: {warning}")
     print(summary.last_line())
-    if summary.refused_partial:
-        return 2  # nothing was published: the curation would have left shards out
+    if summary.refused_partial or summary.nothing_usable:
+        return 2  # nothing was published: the curation would have left shards out, or no file was usable
     if summary.failed:
         return 1
     return ODD_RESULT if summary.warnings else 0

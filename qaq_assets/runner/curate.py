@@ -71,6 +71,11 @@ class CurationSummary:
     def failed_shards(self) -> list[str]:
         return [label for label in self.failed if label != CURATION]
 
+    @property
+    def nothing_usable(self) -> bool:
+        """Every file was refused or every registered shard failed: nothing was curated."""
+        return not self.registered or all(shard in self.failed for shard in self.registered)
+
     def last_line(self) -> str:
         return (
             f"samples_in={self.samples_in} samples_scored={self.samples_scored} "
@@ -228,7 +233,7 @@ class _JobRunner:
             self._score(lake, key, wanted, log)
         summary.scoring_seconds = time.perf_counter() - scoring_started
 
-        if all(shard in summary.failed for shard in summary.registered):
+        if summary.nothing_usable:
             return  # every shard of this call failed: the curated subset stays as it was
         unscored = self._unscored(lake, keys)
         summary.left_out = sorted(unscored)

@@ -86,6 +86,9 @@ def test_one_bad_file_never_stops_the_others(tmp_path, capsys):
     assert "missing.jsonl: no such file" in causes
     assert "garbage: " in causes and len(err) == 3 + (0 if _root() else 1)
     unreadable.chmod(0o600)
+    # Every file failing is "no usable file": exit 2, as for files refused before registration.
+    status, _, err = run(capsys, "curate", tmp_path / "bad.csv", garbage, "--lake", tmp_path / "lake2", *TINY_FLAGS)
+    assert status == 2 and any("bad.csv: no record maps" in line for line in err)
 
 
 def _root() -> bool:

@@ -96,6 +96,7 @@ LANGUAGES = {
 
 
 @needs_sandbox
+@pytest.mark.slow  # compilers and JVMs
 @pytest.mark.parametrize("language", sorted(LANGUAGES))
 def test_other_languages_run_where_their_toolchain_is_here(language):
     if toolchain(language) is None:

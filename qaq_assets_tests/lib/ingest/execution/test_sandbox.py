@@ -13,7 +13,10 @@ import pytest
 from qaq_assets.lib.ingest.execution import sandbox
 from qaq_assets.lib.ingest.execution.run_tests import FAILING, execute
 
-pytestmark = pytest.mark.skipif(sandbox.unavailable() is not None, reason=str(sandbox.unavailable()))
+pytestmark = [
+    pytest.mark.skipif(sandbox.unavailable() is not None, reason=str(sandbox.unavailable())),
+    pytest.mark.slow,  # real processes in real namespaces, some running into their time limits
+]
 
 TESTS = "assert f() == 1"
 
