@@ -60,8 +60,9 @@ def request(task: tuple, language: str, rng: random.Random) -> tuple[str, str] |
         name = camel(name)
         params = ", ".join(camel(p.strip()) for p in params.split(","))
     phrasing = rng.choice(PHRASINGS)
-    return phrasing.format(language=shown, call=f"{name}({params})", name=name, params=params,
-                           description=description), name
+    return phrasing.format(
+        language=shown, call=f"{name}({params})", name=name, params=params, description=description
+    ), name
 
 
 def main() -> None:
@@ -92,27 +93,49 @@ def main() -> None:
                 if posed is None:
                     break
                 instruction, name = posed
-                jobs.append({"task": task[0], "language": language, "function": name, "sample": sample,
-                             "instruction": instruction})
+                jobs.append(
+                    {
+                        "task": task[0],
+                        "language": language,
+                        "function": name,
+                        "sample": sample,
+                        "instruction": instruction,
+                    }
+                )
     started = time.time()
     with open(args.out, "w", encoding="utf-8") as out:
         for start in range(0, len(jobs), args.batch):
             batch = jobs[start : start + args.batch]
             prompts = [
-                tokenizer.apply_chat_template([{"role": "user", "content": job["instruction"]}], tokenize=False,
-                                              add_generation_prompt=True)
+                tokenizer.apply_chat_template(
+                    [{"role": "user", "content": job["instruction"]}], tokenize=False, add_generation_prompt=True
+                )
                 for job in batch
             ]
             encoded = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
             with torch.inference_mode():
                 generated = model.generate(
-                    **encoded, do_sample=True, temperature=args.temperature, top_p=args.top_p,
-                    max_new_tokens=args.max_new_tokens, pad_token_id=tokenizer.pad_token_id,
+                    **encoded,
+                    do_sample=True,
+                    temperature=args.temperature,
+                    top_p=args.top_p,
+                    max_new_tokens=args.max_new_tokens,
+                    pad_token_id=tokenizer.pad_token_id,
                 )
-            for job, tokens in zip(batch, generated[:, encoded["input_ids"].shape[1]:], strict=True):
+            for job, tokens in zip(batch, generated[:, encoded["input_ids"].shape[1] :], strict=True):
                 response = tokenizer.decode(tokens, skip_special_tokens=True).strip()
-                out.write(json.dumps({**job, "response": response, "model": args.model,
-                                      "temperature": args.temperature, "seed": args.seed}) + "\n")
+                out.write(
+                    json.dumps(
+                        {
+                            **job,
+                            "response": response,
+                            "model": args.model,
+                            "temperature": args.temperature,
+                            "seed": args.seed,
+                        }
+                    )
+                    + "\n"
+                )
             out.flush()
             done = start + len(batch)
             print(f"{done}/{len(jobs)} answers, {time.time() - started:.0f}s", flush=True)

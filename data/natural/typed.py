@@ -50,11 +50,25 @@ def typed_task(task: tuple) -> tuple[list[str], str, list] | None:
     return list(chosen[:-1]), chosen[-1], kept
 
 
-RUST_PARAM = {"int": "i64", "str": "&str", "bool": "bool", "list[int]": "Vec<i64>", "list[str]": "Vec<String>",
-              "list[list[int]]": "Vec<Vec<i64>>", "list[bool]": "Vec<bool>"}
+RUST_PARAM = {
+    "int": "i64",
+    "str": "&str",
+    "bool": "bool",
+    "list[int]": "Vec<i64>",
+    "list[str]": "Vec<String>",
+    "list[list[int]]": "Vec<Vec<i64>>",
+    "list[bool]": "Vec<bool>",
+}
 RUST_RESULT = {**RUST_PARAM, "str": "String"}
-JAVA_TYPE = {"int": "int", "str": "String", "bool": "boolean", "list[int]": "int[]", "list[str]": "String[]",
-             "list[list[int]]": "int[][]", "list[bool]": "boolean[]"}
+JAVA_TYPE = {
+    "int": "int",
+    "str": "String",
+    "bool": "boolean",
+    "list[int]": "int[]",
+    "list[str]": "String[]",
+    "list[list[int]]": "int[][]",
+    "list[bool]": "boolean[]",
+}
 
 
 def rust_value(value, kind_name: str, as_param: bool) -> str:

@@ -235,7 +235,9 @@ def _is_tree_stub(language: str, code: str) -> bool:
             statements = [child for child in statements[0].named_children if child.type not in _COMMENT_TYPES]
         if len(statements) > 1:
             return False
-        text = source[statements[0].start_byte : statements[0].end_byte].decode("utf-8", "replace") if statements else ""
+        text = (
+            source[statements[0].start_byte : statements[0].end_byte].decode("utf-8", "replace") if statements else ""
+        )
         if statements and not _STUB_STATEMENT.match(text.strip()):
             return False
         found = True

@@ -184,9 +184,26 @@ _REQUESTS = {
     "go": (
         r"(\bgolang\b|\bin go\b|\bgo (program|function|code|routine|module|method|struct|interface|package|"
         r"func|type|slice|map|channel|generic)s?\b|\b\w+\.go\b)",
-        ("golang", "in go", "go program", "go function", "go code", "go routine", "go module", "go method",
-         "go struct", "go interface", "go package", "go func", "go type", "go slice", "go map", "go channel",
-         "go generic", ".go"),
+        (
+            "golang",
+            "in go",
+            "go program",
+            "go function",
+            "go code",
+            "go routine",
+            "go module",
+            "go method",
+            "go struct",
+            "go interface",
+            "go package",
+            "go func",
+            "go type",
+            "go slice",
+            "go map",
+            "go channel",
+            "go generic",
+            ".go",
+        ),
     ),
     "rust": (r"\brust\b", ("rust",)),
     "sql": (r"\b(sql|mysql|postgresql|postgres|sqlite)\b", ("sql", "postgres")),
@@ -211,14 +228,17 @@ _REQUESTS = {
 _REQUEST_PATTERNS = {language: re.compile(pattern, re.IGNORECASE) for language, (pattern, _) in _REQUESTS.items()}
 # Where an instruction names several languages, the one it asks *in* ("a Go function that calls
 # JavaScript" asks for Go): named after a word that asks for code in it, or before a kind of code.
-_ASKING_BEFORE = r"(?:\b(?:in|using|with|write|writing|create|implement|build|code|port|translate\w*\s+\w+\s+to)\s+(?:an?\s+)?)"
+_ASKING_BEFORE = (
+    r"(?:\b(?:in|using|with|write|writing|create|implement|build|code|port|translate\w*\s+\w+\s+to)\s+(?:an?\s+)?)"
+)
 _KINDS_OF_CODE = (
     r"(?:\s+(?:function|method|program|code|class|script|snippet|implementation|module|struct|trait|impl|interface|"
     r"type|query|extension|solution|macro|closure|enum|generic|package|component|hook|test)s?\b(?!['’]))"
 )
 _NAMES = {
     "python": r"python3?", "javascript": r"javascript|node\.?js|js", "typescript": r"typescript|ts",
-    "java": r"java(?!\s*script)", "c": r"c(?![+#\w])|ansi c|c99|c11", "cpp": r"c\+\+|cpp", "csharp": r"c#|c sharp|csharp",
+    "java": r"java(?!\s*script)", "c": r"c(?![+#\w])|ansi c|c99|c11", "cpp": r"c\+\+|cpp",
+    "csharp": r"c#|c sharp|csharp",
     "go": r"go|golang", "rust": r"rust", "sql": r"sql|mysql|postgresql|postgres|sqlite", "bash": r"bash|shell|zsh",
     "php": r"php", "ruby": r"ruby", "kotlin": r"kotlin", "swift": r"swift", "scala": r"scala", "haskell": r"haskell",
     "lua": r"lua", "perl": r"perl", "r": r"r(?![\w#+])", "dart": r"dart", "julia": r"julia", "elixir": r"elixir",
@@ -233,9 +253,7 @@ _TARGET_PATTERNS = {
     for language, names in _NAMES.items()
 }
 _ASKED_PATTERNS = {
-    language: re.compile(
-        rf"{_ASKING_BEFORE}(?:{names})(?![\w+#])|(?<![\w.])(?:{names}){_KINDS_OF_CODE}", re.IGNORECASE
-    )
+    language: re.compile(rf"{_ASKING_BEFORE}(?:{names})(?![\w+#])|(?<![\w.])(?:{names}){_KINDS_OF_CODE}", re.IGNORECASE)
     for language, names in _NAMES.items()
 }
 # (language, literal) pairs, flat: one ``in`` per literal, no generator per language.

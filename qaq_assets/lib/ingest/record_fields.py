@@ -185,7 +185,10 @@ def _tests(record: dict, names: tuple[str, ...], used: set[str]) -> str | None:
         if isinstance(value, list) and all(isinstance(item, str) for item in value):
             value = "\n".join(value)
         if not isinstance(value, str):
-            raise BadRecord("wrong_type", f"field {name!r} is {type(value).__name__}, expected tests as a string or a list of strings")
+            raise BadRecord(
+                "wrong_type",
+                f"field {name!r} is {type(value).__name__}, expected tests as a string or a list of strings",
+            )
         used.add(name)
         return value if value.strip() else None
     return None

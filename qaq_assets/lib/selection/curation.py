@@ -168,6 +168,12 @@ class Candidates:
     benchmarks: list[str]  # what decontamination checked (benchmarks, content hash, n, minimum shared)
 
 
+def _select_or_null(scan: pl.LazyFrame, names: tuple[str, ...], schema: pl.Schema) -> pl.LazyFrame:
+    """``names`` of ``scan``; those a table written by an older release lacks read as null (unknown)."""
+    present = set(scan.collect_schema().names())
+    return scan.select(pl.col(name) if name in present else pl.lit(None, schema[name]).alias(name) for name in names)
+
+
 class _Features:
     """``sample_features`` of the curated shards as of one version: code status and band keys for
     every row, signatures on demand. Shards ingested before features were stored (an older
@@ -175,14 +181,9 @@ class _Features:
 
     def __init__(self, lake: Lake, version: int | None, raw_version: int | None, shards: list[str]):
         self.lake, self.version = lake, version
-        scan = lake.scan(SAMPLE_FEATURES, version).filter(pl.col("shard").is_in(shards))
-        stored_columns = scan.collect_schema().names()
         wanted = ("shard", "row_index", *SELECTION_FEATURES, "band_keys", "benchmark_item", "benchmark_key")
-        # Tables written by an older release lack the newer features: they read as unknown (null).
-        stored = scan.select(
-            pl.col(name) if name in stored_columns else pl.lit(None, SAMPLE_FEATURES.schema[name]).alias(name)
-            for name in wanted
-        ).collect()
+        scan = lake.scan(SAMPLE_FEATURES, version).filter(pl.col("shard").is_in(shards))
+        stored = _select_or_null(scan, wanted, SAMPLE_FEATURES.schema).collect()
         missing = sorted(set(shards) - set(stored["shard"].unique()))
         self.computed = pl.DataFrame()
         if missing:
@@ -190,10 +191,7 @@ class _Features:
                 "%d shards have no stored features (ingested by an older release): computing them", len(missing)
             )
             raw = lake.scan(RAW_SAMPLES, raw_version).filter(pl.col("shard").is_in(missing))
-            self.computed = sample_features(
-                raw.select(pl.col(name) if name in raw.collect_schema().names() else pl.lit(None, pl.String).alias(name)
-                           for name in FEATURE_INPUTS).collect()
-            )
+            self.computed = sample_features(_select_or_null(raw, FEATURE_INPUTS, RAW_SAMPLES.schema).collect())
             stored = pl.concat([stored, self.computed.select(stored.columns)])
         self.rows = stored
 

@@ -326,9 +326,9 @@ _TESTS_FAILED = (
 
 def select_rmi_band_code(scores: pl.DataFrame, config: SelectionConfig) -> pl.DataFrame:
     """Beyond the paper: answers that fail the tests their record carries, and answers whose
-    code does not parse, is in another language than the one asked for, or is missing are dropped first (RMI cannot see a truncated or
-    wrong-language answer), then the RMI band fills the whole budget. Code in a language
-    without a parser is never dropped for it."""
+    code does not parse, is in another language than the one asked for, or is missing are
+    dropped first (RMI cannot see a truncated or wrong-language answer), then the RMI band fills
+    the whole budget. Code in a language without a parser is never dropped for it."""
     return _band_with_checks(scores, config, [_TESTS_FAILED, _UNUSABLE_CODE])
 
 

@@ -63,7 +63,10 @@ PHRASINGS = {
         "Create a Go program that prints the Python version installed.",
     ],
     "rust": ["Write a Rust `impl` block for `Stack`.", "Add a Rust trait `Shape` to lib.rs, like the Java one."],
-    "typescript": ["Define a TypeScript type `User` with a name and an age.", "Port this JavaScript code to TypeScript."],
+    "typescript": [
+        "Define a TypeScript type `User` with a name and an age.",
+        "Port this JavaScript code to TypeScript.",
+    ],
     "kotlin": ["Write a Kotlin extension function `String.isPalindrome()`."],
     "python": [
         "Write a Python function that generates JavaScript source code for a JSON schema.",
@@ -85,8 +88,8 @@ def test_languages_are_recognised_as_users_name_them_and_not_from_the_tasks_subj
 
 STUBS = [
     ("rust", "fn add(a: i32, b: i32) -> i32 {\n    todo!()\n}", "fn add(a: i32, b: i32) -> i32 {\n    a + b\n}"),
-    ("rust", "fn add(a: i32, b: i32) -> i32 {\n    unimplemented!(\"later\")\n}", "fn add(a: i32) -> i32 { a }"),
-    ("go", "func Add(a, b int) int {\n\tpanic(\"not implemented\")\n}", "func Add(a, b int) int {\n\treturn a + b\n}"),
+    ("rust", 'fn add(a: i32, b: i32) -> i32 {\n    unimplemented!("later")\n}', "fn add(a: i32) -> i32 { a }"),
+    ("go", 'func Add(a, b int) int {\n\tpanic("not implemented")\n}', "func Add(a, b int) int {\n\treturn a + b\n}"),
     (
         "java",
         "public class A {\n  public int add(int a, int b) {\n    throw new UnsupportedOperationException();\n  }\n}",
@@ -101,7 +104,7 @@ STUBS = [
     ),
     (
         "typescript",
-        "function add(a: number, b: number): number {\n  throw new Error(\"not implemented\");\n}",
+        'function add(a: number, b: number): number {\n  throw new Error("not implemented");\n}',
         "function add(a: number, b: number): number {\n  return a + b;\n}",
     ),
     ("kotlin", "fun add(a: Int, b: Int): Int {\n    TODO()\n}", "fun add(a: Int, b: Int): Int {\n    return a + b\n}"),

@@ -31,7 +31,9 @@ def test_kept_grade_against_input_and_random():
     assert ppl["grade_kept"] == 0.25 and ppl["passing_kept"] == "0/2"  # s6 (0.5) and s7 (0.0)
     low, high = band["random_ci"]
     assert 0.0 <= low <= 2.5 / 8 <= high <= 1.0
-    js = by_language.filter((pl.col("strategy") == "rmi-band") & (pl.col("language") == "javascript")).row(0, named=True)
+    js = by_language.filter((pl.col("strategy") == "rmi-band") & (pl.col("language") == "javascript")).row(
+        0, named=True
+    )
     assert js["answers"] == 4 and js["pass_rate_input"] == 0.5 and js["pass_rate_kept"] == 1.0
     assert "passing answers" in graded_tables(overall, by_language)
 

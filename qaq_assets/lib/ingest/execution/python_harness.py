@@ -19,7 +19,6 @@ import traceback
 import types
 
 
-
 class UnitTimeout(BaseException):
     """Raised by the alarm: a BaseException so the answer's ``except Exception`` cannot swallow it."""
 

@@ -146,8 +146,13 @@ def _walk(node):
         yield from _walk(child)
 
 
-_SETUP_JS = ("lexical_declaration", "variable_declaration", "import_statement", "function_declaration",
-             "class_declaration")
+_SETUP_JS = (
+    "lexical_declaration",
+    "variable_declaration",
+    "import_statement",
+    "function_declaration",
+    "class_declaration",
+)
 
 
 def statement_units(language: str, tests: str) -> list[Unit]:
@@ -180,15 +185,21 @@ def _program(language: str, code: str, units: list[Unit], marker: str) -> dict[s
     return {"Main.java": _java_program(code, units)}
 
 
-def _rust_program(code: str, units: list[Unit]) -> str:
-    # The answer's own main (an example run) is kept but never called.
-    code = re.sub(r"\bfn\s+main\s*\(", "fn __answer_main(", code)
+def _in_order(units: list[Unit], report: str, separator: str) -> str:
+    """The units as statements run in order, each test unit followed by the report of its pass
+    (a failure stops the rest: the panic hook or the catch reports it)."""
     steps = []
     for index, unit in enumerate(units):
         steps.append(unit.source.rstrip().rstrip(";") + ";")
         if unit.counted:
-            steps.append(f'__report({index}, true, "");')
-    body = "\n    ".join(steps)
+            steps.append(f'{report}({index}, true, "");')
+    return separator.join(steps)
+
+
+def _rust_program(code: str, units: list[Unit]) -> str:
+    # The answer's own main (an example run) is kept but never called.
+    code = re.sub(r"\bfn\s+main\s*\(", "fn __answer_main(", code)
+    body = _in_order(units, "__report", "\n    ")
     return f"""#![allow(unused, dead_code, non_snake_case)]
 {code}
 
@@ -212,18 +223,19 @@ fn main() {{
 
 def _java_program(code: str, units: list[Unit]) -> str:
     imports = "\n".join(line for line in code.splitlines() if re.match(r"\s*import\s+[\w.*]+\s*;", line))
-    body_code = "\n".join(line for line in code.splitlines() if not re.match(r"\s*(import|package)\s+[\w.*]+\s*;", line))
+    body_code = "\n".join(
+        line for line in code.splitlines() if not re.match(r"\s*(import|package)\s+[\w.*]+\s*;", line)
+    )
     # One public class per file (Main): the answer's classes lose `public`; bare methods get a class.
-    body_code = re.sub(r"^(\s*)public\s+(?=(final\s+|abstract\s+)?(class|interface|enum|record)\b)", r"\1",
-                       body_code, flags=re.MULTILINE)
+    body_code = re.sub(
+        r"^(\s*)public\s+(?=(final\s+|abstract\s+)?(class|interface|enum|record)\b)",
+        r"\1",
+        body_code,
+        flags=re.MULTILINE,
+    )
     if not re.search(r"\b(class|interface|enum|record)\s+\w+", body_code):
         body_code = "class Solution {\n" + body_code + "\n}"
-    steps = []
-    for index, unit in enumerate(units):
-        steps.append(unit.source.rstrip().rstrip(";") + ";")
-        if unit.counted:
-            steps.append(f'report({index}, true, "");')
-    body = "\n            ".join(steps)
+    body = _in_order(units, "report", "\n            ")
     return f"""import java.util.*;
 import java.util.stream.*;
 {imports}

@@ -144,13 +144,31 @@ def command_line(argv: list[str], files: dict[str, int], limits: Limits, toolcha
     for name, descriptor in files.items():
         command += ["--perms", "0644", "--file", str(descriptor), f"{WORKDIR}/{name}"]
     command += ["--chdir", WORKDIR, "--clearenv"]
-    for key, value in (("PATH", "/usr/local/bin:/usr/bin:/bin"), ("HOME", WORKDIR), ("TMPDIR", "/tmp"),
-                       ("LANG", "C.UTF-8")):
+    for key, value in (
+        ("PATH", "/usr/local/bin:/usr/bin:/bin"),
+        ("HOME", WORKDIR),
+        ("TMPDIR", "/tmp"),
+        ("LANG", "C.UTF-8"),
+    ):
         command += ["--setenv", key, value]
     if as_root:
         uid = str(_UID_BASE + secrets.randbelow(_UID_SPAN))
-        command += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--", "setpriv", "--reuid", uid,
-                    "--regid", uid, "--clear-groups", "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs"]
+        command += [
+            "--cap-add",
+            "CAP_SETUID",
+            "--cap-add",
+            "CAP_SETGID",
+            "--",
+            "setpriv",
+            "--reuid",
+            uid,
+            "--regid",
+            uid,
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+            "--no-new-privs",
+        ]
     return [*command, "--", *argv]
 
 

@@ -31,8 +31,9 @@ class Toolchain:
 
 
 # Compilers are bigger than programs: more memory, threads and time.
-BUILD_LIMITS = Limits(wall_seconds=60, cpu_seconds=60, memory_bytes=4 << 30, processes=256, file_bytes=256 << 20,
-                      disk_bytes=512 << 20)
+BUILD_LIMITS = Limits(
+    wall_seconds=60, cpu_seconds=60, memory_bytes=4 << 30, processes=256, file_bytes=256 << 20, disk_bytes=512 << 20
+)
 # V8 and the JVM reserve address space far beyond what they use: their heap flags bound memory.
 RUNTIME_LIMITS = Limits(memory_bytes=8 << 30, processes=128)
 
@@ -58,9 +59,14 @@ def _javascript() -> Toolchain | None:
     node = shutil.which("node")
     if node is None:
         return None
-    return Toolchain("javascript", _outside_usr(node), None,
-                     (os.path.realpath(node), "--max-old-space-size=512", "--stack-size=2000", "harness.js"),
-                     "solution.js", RUNTIME_LIMITS)
+    return Toolchain(
+        "javascript",
+        _outside_usr(node),
+        None,
+        (os.path.realpath(node), "--max-old-space-size=512", "--stack-size=2000", "harness.js"),
+        "solution.js",
+        RUNTIME_LIMITS,
+    )
 
 
 @functools.lru_cache(maxsize=1)
@@ -68,15 +74,22 @@ def _rust() -> Toolchain | None:
     if shutil.which("rustc") is None or shutil.which("cc") is None:
         return None
     try:
-        sysroot = subprocess.run(["rustc", "--print", "sysroot"], capture_output=True, text=True, timeout=30,
-                                 check=True).stdout.strip()
+        sysroot = subprocess.run(
+            ["rustc", "--print", "sysroot"], capture_output=True, text=True, timeout=30, check=True
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
     rustc = os.path.join(sysroot, "bin", "rustc")
     if not os.path.exists(rustc):
         return None
-    return Toolchain("rust", (sysroot,), (rustc, "--edition", "2021", "-C", "debuginfo=0", "-o", "program",
-                                          "main.rs"), ("./program",), "main.rs", Limits())
+    return Toolchain(
+        "rust",
+        (sysroot,),
+        (rustc, "--edition", "2021", "-C", "debuginfo=0", "-o", "program", "main.rs"),
+        ("./program",),
+        "main.rs",
+        Limits(),
+    )
 
 
 @functools.lru_cache(maxsize=1)
@@ -84,14 +97,27 @@ def _java() -> Toolchain | None:
     javac, java = shutil.which("javac"), shutil.which("java")
     if javac is None or java is None:
         return None
-    jvm = ("-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-XX:CICompilerCount=1", "-Xss4m",
-           "-XX:ReservedCodeCacheSize=32m", "-Xshare:auto")
+    jvm = (
+        "-XX:+UseSerialGC",
+        "-XX:TieredStopAtLevel=1",
+        "-XX:CICompilerCount=1",
+        "-Xss4m",
+        "-XX:ReservedCodeCacheSize=32m",
+        "-Xshare:auto",
+    )
     binds = (*_outside_usr(javac), *_outside_usr(java), *glob.glob("/etc/java-*"))
     return Toolchain(
         "java",
         binds,
-        (os.path.realpath(javac), *(f"-J{flag}" for flag in jvm), "-J-Xmx256m", "-nowarn", "-encoding", "UTF-8",
-         "Main.java"),
+        (
+            os.path.realpath(javac),
+            *(f"-J{flag}" for flag in jvm),
+            "-J-Xmx256m",
+            "-nowarn",
+            "-encoding",
+            "UTF-8",
+            "Main.java",
+        ),
         (os.path.realpath(java), *jvm, "-Xmx256m", "-ea", "Main"),
         "Main.java",
         RUNTIME_LIMITS,

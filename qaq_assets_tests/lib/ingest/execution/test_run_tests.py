@@ -57,7 +57,13 @@ def test_a_record_without_tests_is_not_run_at_no_cost():
             1,
             1,
         ),
-        ("assert add(1, 2) == 3", "Sure! Here it is:\n\n```python\ndef add(a, b)\n    return a + b\n```", "error", 0, 1),
+        (
+            "assert add(1, 2) == 3",
+            "Sure! Here it is:\n\n```python\ndef add(a, b)\n    return a + b\n```",
+            "error",
+            0,
+            1,
+        ),
     ],
 )
 def test_python_tests_of_every_form(tests, answer, status, passed, total):
@@ -83,7 +89,7 @@ LANGUAGES = {
         "assert.strictEqual(add(1, 2), 3);\nassert.strictEqual(add(2, 2), 4);",
     ),
     "rust": (
-        "```rust\nfn add(a: i64, b: i64) -> i64 {\n    a + b\n}\n\nfn main() {\n    println!(\"{}\", add(1, 2));\n}\n```",
+        '```rust\nfn add(a: i64, b: i64) -> i64 {\n    a + b\n}\n\nfn main() {\n    println!("{}", add(1, 2));\n}\n```',
         "```rust\nfn add(a: i64, b: i64) -> i64 { a * b }\n```",
         "assert_eq!(add(2, 2), 4);\nassert_eq!(add(1, 2), 3);",
     ),
