@@ -50,7 +50,7 @@ def test_a_truncated_or_emptied_file_is_refused_and_the_others_go_on(tmp_path):
     assert lake.scan(CURATED_SUBSET).collect().height == 25
 
     a.write_text("")
-    assert qaq("curate", a, "--lake", lake_dir, *TINY_FLAGS).returncode == 1
+    assert qaq("curate", a, "--lake", lake_dir, *TINY_FLAGS).returncode == 2  # its only file failed: nothing usable
     assert dict(lake.scan(RAW_SAMPLES).group_by("shard").len().collect().rows())["a"] == 12
 
     # On purpose: accepted and recorded.
@@ -363,6 +363,6 @@ def test_an_instance_belongs_to_one_lake(tmp_path):
 def test_records_over_the_size_limit_are_named_as_such(tmp_path):
     shard = write_jsonl(tmp_path / "s.jsonl", records("s"))
     result = qaq("curate", shard, "--lake", tmp_path / "lake", *TINY_FLAGS, "--max-record-bytes", "50")
-    assert result.returncode == 1
+    assert result.returncode == 2  # the only file is unusable
     assert "every record is larger than --max-record-bytes (50 bytes)" in result.stderr
     assert "not JSONL" not in result.stderr

@@ -18,12 +18,14 @@ Plain Python and pyarrow only (no polars), so a bare scoring machine reads shard
 
 from __future__ import annotations
 
+import errno
 import gzip
 import io
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from qaq_assets.lib.errors import QaqError
 
@@ -96,8 +98,21 @@ def iter_rows(path: Path, max_record_bytes: int) -> Iterator[Row]:
         raise ShardReadError(f"{path}: cannot read as {fmt}: {error}") from error
 
 
+def open_source(path: Path) -> BinaryIO:
+    """``path`` opened for reading without following a symbolic link: a registered file swapped
+    for a link to another (outside the landing directory) after its checks is refused, not read."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise ShardReadError(f"{path}: is now a symbolic link (registered as a file): not followed") from None
+        raise
+    return os.fdopen(descriptor, "rb")
+
+
 def _open(path: Path):
-    return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")
+    handle = open_source(path)
+    return gzip.GzipFile(fileobj=handle, mode="rb") if path.name.lower().endswith(".gz") else handle
 
 
 def _iter_json(path: Path, max_record_bytes: int) -> Iterator[Row]:
@@ -306,7 +321,8 @@ def _table_batches(path: Path, fmt: str):
         if fmt == "parquet":
             import pyarrow.parquet as pq
 
-            yield from pq.ParquetFile(path).iter_batches(batch_size=_BATCH_ROWS)
+            with open_source(path) as handle:
+                yield from pq.ParquetFile(handle).iter_batches(batch_size=_BATCH_ROWS)
         elif fmt == "arrow":
             yield from _arrow_batches(path)
         else:
@@ -320,15 +336,15 @@ def _arrow_batches(path: Path):
     import pyarrow as pa
 
     # save_to_disk writes the streaming format; an Arrow file (Feather v2) starts with its magic.
-    with open(path, "rb") as handle:
+    with open_source(path) as handle:
         magic = handle.read(6)
-    if magic == b"ARROW1":
-        reader = pa.ipc.open_file(path)
-        for index in range(reader.num_record_batches):
-            yield reader.get_batch(index)
-        return
-    with pa.OSFile(str(path), "rb") as source:
-        yield from pa.ipc.open_stream(source)
+        handle.seek(0)
+        if magic == b"ARROW1":
+            reader = pa.ipc.open_file(handle)
+            for index in range(reader.num_record_batches):
+                yield reader.get_batch(index)
+            return
+        yield from pa.ipc.open_stream(handle)
 
 
 def _csv_batches(path: Path, delimiter: str):
@@ -344,15 +360,17 @@ def _csv_batches(path: Path, delimiter: str):
     header = next(csv.reader(io.StringIO(header_line), delimiter=delimiter), [])
     if not header:
         raise ShardReadError(f"{path}: no header row")
-    reader = pacsv.open_csv(
-        pa.input_stream(str(path), compression="detect"),
-        read_options=pacsv.ReadOptions(block_size=1 << 24),
-        parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
-        convert_options=pacsv.ConvertOptions(
-            column_types={name: pa.string() for name in header}, strings_can_be_null=False
-        ),
-    )
-    yield from reader
+    compression = "gzip" if path.name.lower().endswith(".gz") else None
+    with open_source(path) as source:
+        reader = pacsv.open_csv(
+            pa.input_stream(source, compression=compression),
+            read_options=pacsv.ReadOptions(block_size=1 << 24),
+            parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
+            convert_options=pacsv.ConvertOptions(
+                column_types={name: pa.string() for name in header}, strings_can_be_null=False
+            ),
+        )
+        yield from reader
 
 
 def text_problem(record: dict) -> BadRecord | None:

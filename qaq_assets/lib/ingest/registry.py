@@ -93,7 +93,9 @@ def _expand(raw_path: str | Path) -> tuple[list[ShardFile], str | None]:
 
 
 def file_signature(path: Path) -> tuple[int, int]:
-    stat = path.stat()
+    """Size and mtime of the file itself (registered paths are resolved: a link found here later
+    is a swap, and shows as a change)."""
+    stat = path.lstat()
     return stat.st_size, stat.st_mtime_ns
 
 

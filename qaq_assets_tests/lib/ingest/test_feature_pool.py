@@ -35,8 +35,9 @@ def users_samples(tmp_path_factory) -> pl.DataFrame:
             "sample_id": ["h0", "h1", "h2"],
             "instruction": ["Write a Python function.", "日本語で", ""],
             "response": ["the " * 2000, "```python\ndef f(:\n```", "```rust\nfn main() {"],
+            "tests": [None, "assert f() == 1", None],
         },
-        schema_overrides={"row_index": pl.Int64},
+        schema_overrides={"row_index": pl.Int64, "tests": pl.String},
     )
     problems = humaneval_problems()[:20]
     leaked = pl.DataFrame(
@@ -46,8 +47,9 @@ def users_samples(tmp_path_factory) -> pl.DataFrame:
             "sample_id": [p["task_id"] for p in problems],
             "instruction": [p["prompt"] for p in problems],
             "response": [p["canonical_solution"] for p in problems],
+            "tests": [None] * len(problems),  # their prompts' doctests still run
         },
-        schema_overrides={"row_index": pl.Int64},
+        schema_overrides={"row_index": pl.Int64, "tests": pl.String},
     )
     read = [frame.select(FEATURE_INPUTS).cast({"row_index": pl.Int64}) for frame in frames]
     samples = pl.concat([*read, hostile, leaked])

@@ -87,3 +87,39 @@ def test_sensor_lands_hive_style_parts_and_skips_a_clash_with_a_reason(tmp_path,
     )
     sources = lake.scan(SHARD_SOURCES).filter(pl.col("shard") == "c").collect()
     assert sources["path"].to_list() == [str(elsewhere)]
+
+
+def test_a_registered_file_swapped_for_a_link_is_never_read(tmp_path, lake):
+    """A file that passed registration, then replaced by a symlink to a secret outside the
+    landing directory: refused at the check, and refused by the read itself (the swap can land
+    between the check and the open), with nothing of the secret in the lake."""
+    import os
+
+    from qaq_assets.lib.ingest.file_formats import ShardReadError
+    from qaq_assets.lib.ingest.registry import source_paths
+    from qaq_assets.lib.ingest.shard_ingest import ingest_shards
+    from qaq_assets.lib.ingest.shard_reader import read_shard
+    from qaq_assets.lib.store.tables import QUARANTINE, RAW_SAMPLES
+
+    landing = tmp_path / "incoming"
+    landing.mkdir()
+    secret = tmp_path / "secret.txt"
+    secret.write_text('{"instruction": "hunter2", "response": "aws_secret_access_key"}\nnot json\n')
+    shard_file = write_jsonl(landing / "a.jsonl", [{"instruction": "Q", "response": "A"}])
+    [shard] = register_files(lake, [shard_file])
+    shard_file.unlink()
+    os.symlink(secret, shard_file)
+
+    paths, refused = source_paths(lake, [shard])
+    assert shard in refused and "changed since it was registered" in str(refused[shard])
+    for suffix in ("jsonl", "jsonl.gz", "csv", "parquet", "arrow"):
+        link = landing / f"swapped.{suffix}"
+        link.symlink_to(secret)
+        with pytest.raises(ShardReadError, match="is now a symbolic link"):
+            read_shard(link, "swapped")
+    # Past the check (the swap after it): the read refuses, the shard fails alone.
+    ingested = ingest_shards(lake, [(shard, shard_file)])
+    assert shard in ingested.failures and "symbolic link" in str(ingested.failures[shard])
+    for table in (RAW_SAMPLES, QUARANTINE):
+        stored = lake.scan(table).collect() if lake.version(table) is not None else None
+        assert stored is None or "hunter2" not in stored.write_csv()

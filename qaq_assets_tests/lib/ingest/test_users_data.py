@@ -153,7 +153,7 @@ def test_fields_named_otherwise_get_one_line_naming_them_and_the_flag(tmp_path):
     ]
     shard = write_jsonl(tmp_path / "custom.jsonl", rows)
     refused = qaq("curate", shard, "--lake", tmp_path / "lake", *TINY_FLAGS)
-    assert refused.returncode == 1
+    assert refused.returncode == 2  # no usable file
     assert (
         "no record maps to an instruction and a response (fields found: text_in, text_out, tag); "
         "map them with --fields instruction=FIELD,response=FIELD" in refused.stderr
