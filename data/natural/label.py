@@ -7,7 +7,8 @@ Writes ``data/eval/natural.jsonl`` (the answers without their tests: execution c
 only the scores and checks can) and ``data/eval/natural_with_tests.jsonl`` (the same records
 carrying their tests, as KodCode/OpenCodeInstruct-style data does). Each record's label:
 ``pass_fraction`` (tests passed / tests), ``defect`` = ``none`` where every test passes, else
-``tests_failed``, and the hidden tests themselves (``hidden_tests``) for relabelling.
+``tests_failed``, and the hidden tests themselves (``hidden_tests``) for relabelling. An answer
+that cannot be judged (it needs a library the sandbox lacks) is left out.
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ def main() -> None:
         tests = tests_for(tasks[answer["task"]], answer["language"])
         result = execute(answer["instruction"], answer["response"], "\n".join(tests), answer["language"])
         statuses[result.status] += 1
+        if result.status == "not_run":  # a library the sandbox lacks: no label either way
+            continue
         fraction = (result.passed or 0) / len(tests)
         records.append(
             {

@@ -360,7 +360,7 @@ def _verdict(outcome: sandbox.Outcome, units: list[Unit], marker: str) -> Execut
         detail = answer["detail"]
         if detail == COMPILE_ERROR:
             detail += ": " + _first_error(outcome.stderr)
-        return Execution(ERROR, detail, 0, total)
+        return _unless_missing(Execution(ERROR, detail, 0, total))
     passed, first_failure = 0, None
     for index, unit in enumerate(units):
         report = results.get(index)
@@ -376,7 +376,28 @@ def _verdict(outcome: sandbox.Outcome, units: list[Unit], marker: str) -> Execut
     if first_failure is None:
         why = outcome.signal_name or f"exit {outcome.returncode}"
         first_failure = f"the program stopped after {passed} of {total} tests ({why})"
-    return Execution(FAILED, first_failure, passed, total)
+    return _unless_missing(Execution(FAILED, first_failure, passed, total))
+
+
+# A library the sandbox does not have (it offers each language's standard library only): the
+# answer may be right, so the run is no evidence either way.
+_MISSING_DEPENDENCY = re.compile(
+    r"No module named '(?P<python>[\w.]+)'"
+    r"|Cannot find module '(?P<javascript>[^']+)'"
+    r"|can't find crate for `(?P<crate>\w+)`"
+    r"|unresolved import `(?!(?:std|core|alloc|crate|self|super)\b)(?P<rust>\w+)"
+    r"|use of (?:unresolved|undeclared) crate or module `(?!(?:std|core|alloc)\b)(?P<module>\w+)`"
+    r"|package (?!java\.|javax\.)(?P<java>[\w.]+) does not exist"
+)
+
+
+def _unless_missing(result: Execution) -> Execution:
+    """``result``, or ``not_run`` where it failed only for a library the sandbox lacks."""
+    found = _MISSING_DEPENDENCY.search(result.detail or "")
+    if found is None:
+        return result
+    name = next(value for value in found.groupdict().values() if value)
+    return not_run(f"needs {name}, which the sandbox lacks (standard libraries only)")
 
 
 def _short(source: str) -> str:

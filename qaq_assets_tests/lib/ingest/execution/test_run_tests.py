@@ -160,3 +160,13 @@ def test_an_answer_failing_its_tests_is_dropped_as_tests_failed_and_explained(tm
     assert kept.height > 0 and set(kept["exec_status"]) == {"passed"}
     report = text_report(explain_row(lake, *find(lake, "r0"), tiny_model.tokenizer))
     assert "tests: failed, 0 of 2 passed: assert add_0(1, 2) == 3: AssertionError (got -1)" in report
+
+
+@needs_sandbox
+def test_a_library_the_sandbox_lacks_is_no_evidence_either_way():
+    for code in ("import no_such_library_xyz\n\ndef f():\n    return 1\n", "def f():\n    import no_such_library_xyz\n"):
+        result = execute("Write `f()`.", code, "assert f() == 1", "python")
+        assert result.status == "not_run" and result.detail.startswith("needs no_such_library_xyz"), result
+    if toolchain("javascript") is not None:
+        js = execute("q", "const _ = require('no-such-package');\nfunction f() { return 1; }", "f();", "javascript")
+        assert js.status == "not_run" and "no-such-package" in js.detail
