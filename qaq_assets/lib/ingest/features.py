@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import hashlib
 import operator
+import os
 import unicodedata
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -165,6 +167,22 @@ def _execution(instruction: str, response: str, tests: str | None, code: CodeChe
         return Execution(NOT_RUN, f"the run itself failed: {one_line(error)}")
 
 
+def _executions(
+    instructions: list[str], responses: list[str], tests: list, codes: list[CodeCheck], execute: bool
+) -> list[Execution]:
+    """Every answer's run against its tests. The runs wait on sandboxed processes, not on this
+    one: they overlap in threads, as many as the cores this process may use."""
+    jobs = list(zip(instructions, responses, tests, codes, strict=True))
+    runnable = [index for index, (q, _, t, _) in enumerate(jobs) if t or has_examples(q)]
+    if len(runnable) < 2:
+        return [_execution(*job, execute) for job in jobs]
+    results = [NO_TESTS] * len(jobs)
+    with ThreadPoolExecutor(max_workers=len(os.sched_getaffinity(0))) as pool:
+        for index, result in zip(runnable, pool.map(lambda i: _execution(*jobs[i], execute), runnable), strict=True):
+            results[index] = result
+    return results
+
+
 def sample_features(samples: pl.DataFrame, benchmark: Benchmark | None = None, execute: bool = True) -> pl.DataFrame:
     """``sample_features`` rows of ingested samples (their ``FEATURE_INPUTS``), with the
     ``benchmark`` item each overlaps, where given, and each answer run against its tests
@@ -176,10 +194,7 @@ def sample_features(samples: pl.DataFrame, benchmark: Benchmark | None = None, e
     overlapped = overlaps(texts, benchmark) if benchmark is not None else [None] * len(texts)
     # Both checks of one answer together: they share its parse.
     checks = [(check_code(q, a), signature_status(q, a)) for q, a in zip(instructions, responses, strict=True)]
-    runs = [
-        _execution(q, a, t, code, execute)
-        for q, a, t, (code, _) in zip(instructions, responses, tests, checks, strict=True)
-    ]
+    runs = _executions(instructions, responses, tests, [code for code, _ in checks], execute)
     return pl.DataFrame(
         {
             "shard": samples["shard"],
