@@ -3,7 +3,7 @@ that pass every test.
 
     .venv/bin/python data/natural/truncate.py data/eval/natural.jsonl
 
-For each passing answer whose first function has two or more statements, the function loses
+For each passing answer whose last function has two or more statements (its docstring aside), the function loses
 its second half (Python: the later statements' lines; JavaScript: the later statements, the body
 still closed), so the code still parses and looks finished. Writes
 ``data/eval/natural_truncated.jsonl`` (the passing answers, label ``none``, and their cut copies,
@@ -27,10 +27,15 @@ def cut_python(code: str) -> str | None:
         tree = ast.parse(code)
     except SyntaxError:
         return None
-    function = next((node for node in tree.body if isinstance(node, ast.FunctionDef)), None)
-    if function is None or len(function.body) < 2:
+    function = next((node for node in reversed(tree.body) if isinstance(node, ast.FunctionDef)), None)
+    if function is None:
         return None
-    keep = function.body[: len(function.body) // 2]
+    body = function.body
+    if isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+        body = body[1:]  # the docstring is no statement to keep or cut
+    if len(body) < 2:
+        return None
+    keep = body[: len(body) // 2]
     lines = code.splitlines()
     dropped = range(keep[-1].end_lineno, function.body[-1].end_lineno)  # 0-based line numbers
     cut = "\n".join(line for number, line in enumerate(lines) if number not in dropped)
@@ -64,12 +69,68 @@ def cut_javascript(code: str) -> str | None:
     return None
 
 
+def without_examples(text: str) -> str:
+    """``text`` without doctest examples: each ``>>>`` line and the expected output after it."""
+    kept, in_example = [], False
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith(">>>"):
+            in_example = True
+            continue
+        if in_example and stripped and not stripped.startswith(('"""', "'''")):
+            continue  # the example's expected output
+        in_example = False
+        kept.append(line)
+    return "\n".join(kept) + ("\n" if text.endswith("\n") else "")
+
+
+def humaneval_records() -> list[dict]:
+    """HumanEval's canonical solutions as answers carrying the problem's tests (``check``, called
+    with the answer's function), each beside its cut copy where one still parses. A measurement of
+    the execution signal on correct multi-statement functions only: curate it with
+    ``--decontaminate none`` and never train on it (HumanEval is the downstream benchmark)."""
+    from qaq_assets.lib.ingest.decontamination import humaneval_problems
+
+    records = []
+    for problem in humaneval_problems():
+        code = problem["prompt"].strip("\n") + "\n" + problem["canonical_solution"].rstrip() + "\n"
+        instruction = f"Write the Python function `{problem['entry_point']}`:\n\n{problem['prompt'].strip()}"
+        base = {"instruction": instruction, "tests": problem["test"], "language": "python", "task": problem["task_id"]}
+        records.append({**base, "id": problem["task_id"], "response": f"```python\n{code}```", "defect": "none"})
+        cut = cut_python(code)
+        if cut is not None and cut != code:
+            records.append(
+                {**base, "id": problem["task_id"] + "-cut", "response": f"```python\n{cut}```", "defect": "truncated"}
+            )
+    return records
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("labelled")
+    parser.add_argument("labelled", nargs="?", help="a labelled natural corpus (label.py's output)")
+    parser.add_argument(
+        "--humaneval",
+        metavar="OUT",
+        help="instead: HumanEval's canonical solutions and their cut copies, carrying their tests, to OUT",
+    )
     parser.add_argument("--out", default="data/eval/natural_truncated.jsonl")
     parser.add_argument("--out-with-tests", default="data/eval/natural_truncated_with_tests.jsonl")
     args = parser.parse_args()
+    if args.humaneval:
+        records = humaneval_records()
+        with open(args.humaneval, "w", encoding="utf-8") as handle:
+            handle.writelines(json.dumps(record) + "\n" for record in records)
+        # The same without anything to run (no tests, the prompt's examples removed): only the
+        # scores can judge; written beside, without "_with_tests" in its name.
+        with open(args.humaneval.replace("_with_tests", "_untested"), "w", encoding="utf-8") as handle:
+            for record in records:
+                bare = {key: value for key, value in record.items() if key != "tests"}
+                bare["instruction"] = without_examples(record["instruction"])
+                bare["response"] = without_examples(record["response"])
+                handle.write(json.dumps(bare) + "\n")
+        cut = sum(record["defect"] == "truncated" for record in records)
+        print(f"{len(records) - cut} HumanEval solutions, {cut} cut copies that still parse")
+        return
     records = []
     for line in Path(args.labelled).read_text(encoding="utf-8").splitlines():
         record = json.loads(line)

@@ -84,10 +84,11 @@ def instruction_units(instruction: str) -> list[Unit]:
     return units
 
 
-def python_units(tests: str, answer_code: str) -> list[Unit]:
+def python_units(tests: str, answer_code: str, instruction: str = "") -> list[Unit]:
     """A Python test file as units: each top-level assert and each ``test_*`` function is one;
     other statements (imports, helpers) are setup. A ``check(candidate)`` with no test of its
-    own is called with the answer's first function (HumanEval's form)."""
+    own is called with the answer's function the instruction names in backticks, else its last
+    (HumanEval's form: helpers come first)."""
     tree = ast.parse(tests)
     units = []
     for node in tree.body:
@@ -101,18 +102,24 @@ def python_units(tests: str, answer_code: str) -> list[Unit]:
                 units.append(Unit("function", node.name))
     if not any(unit.counted for unit in units):
         defines_check = any(isinstance(node, ast.FunctionDef) and node.name == "check" for node in tree.body)
-        entry = _first_function(answer_code)
+        entry = _entry_point(answer_code, instruction)
         if defines_check and entry:
             units.append(Unit("statement", f"check({entry})"))
     return units
 
 
-def _first_function(code: str) -> str | None:
+_BACKTICKED_NAME = re.compile(r"`([A-Za-z_]\w*)(?:\(|`)")
+
+
+def _entry_point(code: str, instruction: str) -> str | None:
+    """The answer's top-level function the instruction names in backticks, else its last one."""
     try:
         tree = ast.parse(code)
     except (SyntaxError, ValueError):
         return None
-    return next((node.name for node in tree.body if isinstance(node, ast.FunctionDef)), None)
+    defined = [node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    named = [name for name in _BACKTICKED_NAME.findall(instruction) if name in defined]
+    return named[0] if named else (defined[-1] if defined else None)
 
 
 def _statements(language: str, tests: str) -> list[str]:
@@ -278,7 +285,7 @@ def execute(instruction: str, answer: str, tests: str | None, language: str | No
             return not_run(f"no toolchain for {language}")
         code = answer_code(answer, language)
         try:
-            units = python_units(tests, code) if language == "python" else statement_units(language, tests)
+            units = python_units(tests, code, instruction) if language == "python" else statement_units(language, tests)
         except SyntaxError as error:
             return not_run(f"the tests do not parse: {error.msg}")
     elif has_examples(instruction) and language in (None, "python"):

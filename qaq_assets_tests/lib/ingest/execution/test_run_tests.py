@@ -170,3 +170,11 @@ def test_a_library_the_sandbox_lacks_is_no_evidence_either_way():
     if toolchain("javascript") is not None:
         js = execute("q", "const _ = require('no-such-package');\nfunction f() { return 1; }", "f();", "javascript")
         assert js.status == "not_run" and "no-such-package" in js.detail
+
+
+@needs_sandbox
+def test_humaneval_form_checks_the_function_asked_for_not_a_helper():
+    answer = "```python\ndef helper(x):\n    return x * 2\n\ndef double_all(xs):\n    return [helper(x) for x in xs]\n```"
+    tests = "def check(candidate):\n    assert candidate([1, 2]) == [2, 4]\n"
+    assert execute("Write `double_all(xs)`.", answer, tests, "python").status == "passed"
+    assert execute("Double every element.", answer, tests, "python").status == "passed"  # the last function
