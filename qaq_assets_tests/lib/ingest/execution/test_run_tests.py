@@ -164,7 +164,8 @@ def test_an_answer_failing_its_tests_is_dropped_as_tests_failed_and_explained(tm
 
 @needs_sandbox
 def test_a_library_the_sandbox_lacks_is_no_evidence_either_way():
-    for code in ("import no_such_library_xyz\n\ndef f():\n    return 1\n", "def f():\n    import no_such_library_xyz\n"):
+    at_import = "import no_such_library_xyz\n\ndef f():\n    return 1\n"
+    for code in (at_import, "def f():\n    import no_such_library_xyz\n"):
         result = execute("Write `f()`.", code, "assert f() == 1", "python")
         assert result.status == "not_run" and result.detail.startswith("needs no_such_library_xyz"), result
     if toolchain("javascript") is not None:
@@ -174,7 +175,10 @@ def test_a_library_the_sandbox_lacks_is_no_evidence_either_way():
 
 @needs_sandbox
 def test_humaneval_form_checks_the_function_asked_for_not_a_helper():
-    answer = "```python\ndef helper(x):\n    return x * 2\n\ndef double_all(xs):\n    return [helper(x) for x in xs]\n```"
+    answer = (
+        "```python\ndef helper(x):\n    return x * 2\n\n\ndef double_all(xs):\n    return [helper(x) for x in xs]\n```"
+    )
+
     tests = "def check(candidate):\n    assert candidate([1, 2]) == [2, 4]\n"
     assert execute("Write `double_all(xs)`.", answer, tests, "python").status == "passed"
     assert execute("Double every element.", answer, tests, "python").status == "passed"  # the last function
