@@ -9,9 +9,10 @@ from typing import ClassVar
 
 from qaq_assets.lib.setting_fields import AT_LEAST_ONE, AT_LEAST_ZERO, SELECTION, Bounds, check_fields, setting
 
-# The method as published, its baselines, and one named extension beyond the paper.
-STRATEGIES = ("rmi-band", "diff", "ifd", "ppl", "random", "rmi-band+code", "rmi-band+checks")
-RMI_BAND, DIFF, IFD, PPL, RANDOM, RMI_BAND_CODE, RMI_BAND_CHECKS = STRATEGIES
+# The method as published, its baselines, and named extensions beyond the paper.
+RMI_BAND, DIFF, IFD, PPL, RANDOM = "rmi-band", "diff", "ifd", "ppl", "random"
+RMI_BAND_CODE, RMI_BAND_CHECKS, PPL_CHECKS = "rmi-band+code", "rmi-band+checks", "ppl+checks"
+STRATEGIES = (RMI_BAND, DIFF, IFD, PPL, RANDOM, RMI_BAND_CODE, RMI_BAND_CHECKS, PPL_CHECKS)
 AUTO = "auto"
 
 

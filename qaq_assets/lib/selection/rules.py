@@ -17,6 +17,7 @@ from qaq_assets.lib.selection.config import (
     DIFF,
     IFD,
     PPL,
+    PPL_CHECKS,
     RANDOM,
     RMI_BAND,
     RMI_BAND_CHECKS,
@@ -208,10 +209,17 @@ def select_random(scores: pl.DataFrame, config: SelectionConfig) -> pl.DataFrame
     return top_by_score(scores, draw, keep_count(scores.height, config.budget), "random_draw", "random_not_drawn")
 
 
-def _band_with_checks(scores: pl.DataFrame, config: SelectionConfig, filters: list[tuple[pl.Expr, pl.Expr]]):
+def _band_with_checks(
+    scores: pl.DataFrame,
+    config: SelectionConfig,
+    filters: list[tuple[pl.Expr, pl.Expr]],
+    most_likely: bool = False,
+):
     """Rule out the rows each ``(failing, reason)`` filter names (the first that applies gives
     the reason), then keep the RMI band of each NLL(Q) stratum ranked among *all* the stratum's
-    samples, so the band means the same whatever the checks removed.
+    samples, so the band means the same whatever the checks removed. With ``most_likely``, keep
+    instead each stratum's share of the rows the model finds most likely given their query
+    (lowest NLL(A|Q)), still never above the guard.
 
     The band is centred where the paper's is (``band_low + budget / 2``) and widened around that
     centre, never above ``band_guard`` (the top ranks, where answers restate their query), until
@@ -240,7 +248,8 @@ def _band_with_checks(scores: pl.DataFrame, config: SelectionConfig, filters: li
         ranked.join(quotas, on="stratum")
         .with_columns(
             _eligible=pl.col("_filtered").is_null() & (pl.col("rmi_rank") <= config.band_guard),
-            _distance=(pl.col("rmi_rank") - centre).abs(),
+            # What is kept first: the nearest the band's centre, or the most likely answer.
+            _distance=pl.col("nll_answer_given_query") if most_likely else (pl.col("rmi_rank") - centre).abs(),
         )
         .sort(["stratum", "_eligible", "_distance", "sample_id"], descending=[False, True, False, False])
         .with_columns(_kept=pl.col("_eligible") & (pl.int_range(pl.len()).over("stratum") < pl.col("_quota")))
@@ -259,16 +268,28 @@ def _band_with_checks(scores: pl.DataFrame, config: SelectionConfig, filters: li
     edges = (
         ordered.filter(pl.col("_kept"))
         .group_by("stratum")
-        .agg(_low=pl.col("rmi_rank").min(), _high=pl.col("rmi_rank").max())
+        .agg(_low=pl.col("rmi_rank").min(), _high=pl.col("rmi_rank").max(), _likely=pl.col("_distance").max())
     )
     ordered = ordered.join(edges, on="stratum", how="left").with_columns(
         _low=pl.col("_low").fill_null(centre), _high=pl.col("_high").fill_null(centre)
     )
+    reason = pl.when(pl.col("_filtered").is_not_null()).then(pl.col("_filtered"))
+    if most_likely:
+        likely = pl.format(
+            "NLL(A|Q) {} in NLL(Q) stratum {}, the kept reach {}",
+            pl.col("nll_answer_given_query").round(3),
+            pl.col("stratum"),
+            pl.col("_likely").round(3),
+        )
+        reason = (
+            reason.when(pl.col("_kept"))
+            .then(pl.lit("likely_kept: ") + likely)
+            .when(pl.col("rmi_rank") <= config.band_guard)
+            .then(pl.lit("likely_below: ") + likely)
+        )
     decided = ordered.with_columns(
         decision=pl.when(pl.col("_kept")).then(pl.lit(KEEP)).otherwise(pl.lit(DROP)),
-        reason=pl.when(pl.col("_filtered").is_not_null())
-        .then(pl.col("_filtered"))
-        .when(pl.col("_kept"))
+        reason=reason.when(pl.col("_kept"))
         .then(_measured("rmi_in_band", "in", pl.col("_low"), pl.col("_high")))
         .when(pl.col("rmi_rank") > config.band_guard)
         .then(
@@ -281,7 +302,7 @@ def _band_with_checks(scores: pl.DataFrame, config: SelectionConfig, filters: li
         keep_score=pl.when(pl.col("_filtered").is_null()).then(-pl.col("_distance")),
     )
     return decided.drop(
-        "_filtered", "_quota", "_eligible", "_distance", "_kept", "_low", "_high", "_fill", strict=False
+        "_filtered", "_quota", "_eligible", "_distance", "_kept", "_low", "_high", "_likely", "_fill", strict=False
     )
 
 
@@ -338,7 +359,12 @@ MIN_COMPLETENESS_PEERS = 20
 
 def select_rmi_band_checks(scores: pl.DataFrame, config: SelectionConfig) -> pl.DataFrame:
     """Beyond the paper: before the RMI band fills the budget (see :func:`_band_with_checks`),
-    rule out (in this order of reasons)
+    rule out the rows :func:`_checks` names."""
+    return _band_with_checks(scores, config, _checks(config))
+
+
+def _checks(config: SelectionConfig) -> list[tuple[pl.Expr, pl.Expr]]:
+    """The checks' filters, in this order of reasons:
     - answers that fail the tests their record carries or their instruction's examples, run in
       the sandbox at ingest (``tests_failed``, naming the first failing test);
     - answers the model does not expect to end where they do: the end of the turn after [Q;A]
@@ -385,7 +411,16 @@ def select_rmi_band_checks(scores: pl.DataFrame, config: SelectionConfig) -> pl.
         .then(pl.lit("signature_missing: the answer's code never names the function the instruction asks for"))
         .otherwise(pl.lit("signature_unused: the answer's function reads none of its parameters")),
     )
-    return _band_with_checks(scores, config, [_TESTS_FAILED, incomplete, _UNUSABLE_CODE, mismatch])
+    return [_TESTS_FAILED, incomplete, _UNUSABLE_CODE, mismatch]
+
+
+def select_ppl_checks(scores: pl.DataFrame, config: SelectionConfig) -> pl.DataFrame:
+    """Beyond the paper: the checks of :func:`select_rmi_band_checks`, then, within each NLL(Q)
+    stratum and under the RMI guard (no echo), the answers the model finds most likely given
+    their query (lowest NLL(A|Q)) instead of the RMI band: on answers graded by running their
+    tests, RMI ranks passing answers no better than chance once the checks have run, NLL(A|Q)
+    does (docs/evaluation)."""
+    return _band_with_checks(scores, config, _checks(config), most_likely=True)
 
 
 def select(strategy: str, strong: pl.DataFrame, weak: pl.DataFrame | None, config: SelectionConfig) -> pl.DataFrame:
@@ -401,5 +436,6 @@ def select(strategy: str, strong: pl.DataFrame, weak: pl.DataFrame | None, confi
         RANDOM: select_random,
         RMI_BAND_CODE: select_rmi_band_code,
         RMI_BAND_CHECKS: select_rmi_band_checks,
+        PPL_CHECKS: select_ppl_checks,
     }
     return rules[strategy](strong, config)

@@ -240,3 +240,25 @@ def test_completeness_compares_answers_of_one_language_where_there_are_enough():
     few = frame.head(3 * peers + peers // 2)
     pooled = select_rmi_band_checks(few, SelectionConfig(budget=0.25, strata=1))
     assert pooled.filter(pl.col("reason").str.starts_with("answer_incomplete")).height == peers // 2
+
+
+def test_ppl_checks_keeps_the_most_likely_answers_under_the_guard_after_the_checks():
+    from qaq_assets.lib.selection.rules import select_ppl_checks
+
+    # 20 answers, one stratum; RMI rises with the id; the model finds the answer likelier as id falls,
+    # except s19 (the top RMI rank: an echo) which is the likeliest of all.
+    nll_answer = [1.0 + 0.1 * i for i in range(20)]
+    nll_answer[19] = 0.1
+    frame = scores(20).with_columns(
+        code_status=pl.Series(["syntax_error"] + ["valid"] * 19),
+        signature_status=pl.lit("match"),
+        nll_answer_given_query=pl.Series(nll_answer),
+        nll_answer_end=pl.lit(1.0),
+    )
+    selected = select_ppl_checks(frame, SelectionConfig(budget=0.25, strata=1)).sort("sample_id")
+    kept = selected.filter(pl.col("decision") == "keep")["sample_id"].to_list()
+    assert kept == ["s01", "s02", "s03", "s04", "s05"]  # s00 fails a check, s19 is above the guard
+    reasons = dict(zip(selected["sample_id"], selected["reason"], strict=True))
+    assert reasons["s00"].startswith("code_syntax_error") and reasons["s19"].startswith("rmi_above_band")
+    assert reasons["s01"].startswith("likely_kept: NLL(A|Q) 1.1 in NLL(Q) stratum 0, the kept reach 1.5")
+    assert reasons["s06"].startswith("likely_below: NLL(A|Q) 1.6")
