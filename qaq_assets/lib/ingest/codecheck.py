@@ -327,7 +327,19 @@ def _never_names(name: str, answer: str) -> bool:
         code = answer if _python_parses(answer) or languages.looks_like_code(answer) else ""
     if not code.strip():
         return False
-    return re.search(rf"(?<![\w$]){re.escape(name)}(?![\w$])", code) is None
+    # A plain search, not a regular expression per name: compiling one per sample cost more than
+    # every other check of the sample together.
+    start = code.find(name)
+    while start >= 0:
+        end = start + len(name)
+        if not (start and _word_character(code[start - 1])) and not (end < len(code) and _word_character(code[end])):
+            return False
+        start = code.find(name, start + 1)
+    return True
+
+
+def _word_character(character: str) -> bool:
+    return character.isalnum() or character in "_$"
 
 
 def signature_status(instruction: str, answer: str) -> str:

@@ -184,26 +184,8 @@ _REQUESTS = {
     "go": (
         r"(\bgolang\b|\bin go\b|\bgo (program|function|code|routine|module|method|struct|interface|package|"
         r"func|type|slice|map|channel|generic)s?\b|\b\w+\.go\b)",
-        (
-            "golang",
-            "in go",
-            "go program",
-            "go function",
-            "go code",
-            "go routine",
-            "go module",
-            "go method",
-            "go struct",
-            "go interface",
-            "go package",
-            "go func",
-            "go type",
-            "go slice",
-            "go map",
-            "go channel",
-            "go generic",
-            ".go",
-        ),
+        # "go " is in every "go program", "go method", ...: one substring test for all of them.
+        ("golang", "in go", "go ", ".go"),
     ),
     "rust": (r"\brust\b", ("rust",)),
     "sql": (r"\b(sql|mysql|postgresql|postgres|sqlite)\b", ("sql", "postgres")),
