@@ -136,7 +136,7 @@ def _statements(language: str, tests: str) -> list[str]:
         return [tests]
     node = root
     if language != "javascript":  # the wrapper function's body
-        blocks = [n for n in _walk(root) if n.type in ("block",)]
+        blocks = [n for n in _walk(root) if n.type == "block"]
         if not blocks:
             return [tests]
         node = blocks[0]
@@ -153,16 +153,9 @@ def _walk(node):
         yield from _walk(child)
 
 
-_SETUP_JS = (
-    "lexical_declaration",
-    "variable_declaration",
-    "import_statement",
-    "function_declaration",
-    "class_declaration",
-)
-
-
 def statement_units(language: str, tests: str) -> list[Unit]:
+    """Tests in JavaScript, Rust or Java as units: each statement is one, but declarations
+    (imports, bindings, helper functions) are setup."""
     units = []
     for statement in _statements(language, tests):
         setup = (
