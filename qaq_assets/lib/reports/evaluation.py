@@ -60,21 +60,21 @@ def auroc_interval(clean_scores, defect_scores, seed: int = 0) -> tuple[float, f
     values = [
         _auroc(rng.choice(clean, len(clean)), rng.choice(defect, len(defect))) for _ in range(BOOTSTRAP_RESAMPLES)
     ]
-    return _percentiles(values)
+    return percentile_interval(values)
 
 
-def rate_interval(flags: list[bool], seed: int = 0) -> tuple[float, float] | None:
+def rate_interval(flags: list[bool] | list[float], seed: int = 0) -> tuple[float, float] | None:
     """The bootstrap 95% interval of the share of ``flags`` that are true (e.g. the kept set's
-    defect rate, its samples resampled)."""
+    defect rate, its samples resampled), or of the mean of values (a kept set's mean grade)."""
     if not flags:
         return None
     values = np.asarray(flags, dtype=np.float64)
     rng = np.random.default_rng(seed)
     means = rng.choice(values, (BOOTSTRAP_RESAMPLES, len(values))).mean(axis=1)
-    return _percentiles(means)
+    return percentile_interval(means)
 
 
-def _percentiles(values) -> tuple[float, float]:
+def percentile_interval(values) -> tuple[float, float]:
     tail = 100 * (1 - CONFIDENCE) / 2
     low, high = np.percentile(values, [tail, 100 - tail])
     return float(low), float(high)
@@ -151,7 +151,7 @@ def evaluate(
     )
 
 
-def _markdown(frame: pl.DataFrame, percent: set[str]) -> str:
+def markdown_table(frame: pl.DataFrame, percent: set[str]) -> str:
     header = "| " + " | ".join(frame.columns) + " |"
     rule = "|" + "---|" * len(frame.columns)
     lines = [header, rule]
@@ -178,7 +178,7 @@ def _markdown(frame: pl.DataFrame, percent: set[str]) -> str:
 
 def rates_table(evaluation: Evaluation) -> str:
     percent = {"defect_rate_input", "defect_rate_kept", *(f"removed_{d}" for d in evaluation.defect_types)}
-    return _markdown(evaluation.rates, percent)
+    return markdown_table(evaluation.rates, percent)
 
 
 def _with_intervals(frame: pl.DataFrame) -> pl.DataFrame:
@@ -197,12 +197,12 @@ def _with_intervals(frame: pl.DataFrame) -> pl.DataFrame:
 
 def auroc_table(evaluation: Evaluation) -> str:
     wide = _with_intervals(evaluation.aurocs).pivot(on="defect", index="strategy", values="shown")
-    return _markdown(wide, set())
+    return markdown_table(wide, set())
 
 
 def signal_table(evaluation: Evaluation) -> str:
     wide = _with_intervals(evaluation.signals).pivot(on="defect", index="signal", values="shown")
-    return _markdown(wide, set())
+    return markdown_table(wide, set())
 
 
 def write_report(

@@ -14,7 +14,7 @@ import json
 import numpy as np
 import polars as pl
 
-from qaq_assets.lib.reports.evaluation import BOOTSTRAP_RESAMPLES, _markdown, _percentiles, rate_interval
+from qaq_assets.lib.reports.evaluation import BOOTSTRAP_RESAMPLES, markdown_table, percentile_interval, rate_interval
 from qaq_assets.lib.selection.config import DIFF, STRATEGIES, SelectionConfig
 from qaq_assets.lib.selection.curation import Candidates
 from qaq_assets.lib.selection.rules import KEEP, keep_count, select
@@ -48,15 +48,7 @@ def random_interval(grades: np.ndarray, kept: int, seed: int = 0) -> tuple[float
         return None
     rng = np.random.default_rng(seed)
     means = [rng.choice(grades, kept, replace=False).mean() for _ in range(BOOTSTRAP_RESAMPLES)]
-    return _percentiles(means)
-
-
-def mean_interval(values: np.ndarray, seed: int = 0) -> tuple[float, float] | None:
-    """The bootstrap 95% interval of a mean (the kept subset's answers resampled)."""
-    if len(values) == 0:
-        return None
-    rng = np.random.default_rng(seed)
-    return _percentiles(rng.choice(values, (BOOTSTRAP_RESAMPLES, len(values))).mean(axis=1))
+    return percentile_interval(means)
 
 
 def graded(
@@ -89,7 +81,7 @@ def graded(
                     "kept": kept.height,
                     "grade_input": input_mean,
                     "grade_kept": mean,
-                    "grade_kept_ci": mean_interval(kept_grades, seed),
+                    "grade_kept_ci": rate_interval(kept_grades.tolist(), seed),
                     "x_input": None if mean is None or not input_mean else mean / input_mean,
                     "random_ci": random_interval(all_grades, wanted, seed),
                     "pass_rate_kept": passing_kept / kept.height if kept.height else None,
@@ -126,8 +118,8 @@ def graded_tables(overall: pl.DataFrame, by_language: pl.DataFrame) -> str:
         [
             "Mean fraction of tests passed (grade) of the kept answers, against the input and against random "
             "subsets of the same size (95% interval); passing answers (every test passed) kept.",
-            _markdown(shown, percent),
+            markdown_table(shown, percent),
             "Per language: pass rate of the input and of the kept answers.",
-            _markdown(by_language, percent),
+            markdown_table(by_language, percent),
         ]
     )
