@@ -85,6 +85,7 @@ def test_report_has_tables_and_plots(tmp_path):
         "random",
         "rmi-band+code",
         "rmi-band+checks",
+        "ppl+checks",
     }
     signals = {(r["signal"], r["defect"]): r["auroc"] for r in evaluation.signals.iter_rows(named=True)}
     # The truncated answer has the highest end-of-turn NLL: every clean sample outranks it.
