@@ -60,9 +60,9 @@ def test_every_command_names_the_cause_of_bad_input_in_one_line(tmp_path, capsys
         assert not any("Traceback" in line for line in err)
     assert not missing_lake.exists() and not out.parent.exists()
 
-    # A garbage file fails alone, in one line; the command says so with exit status 1.
+    # A garbage file fails in one line; the only file given, it leaves nothing usable: exit status 2.
     status, stdout, err = run(capsys, "curate", garbage, "--lake", tmp_path / "lake", *TINY_FLAGS)
-    assert status == 1 and err == [
+    assert status == 2 and err == [
         f"garbage: {garbage}: no line is valid JSON; the file is not JSON Lines or a JSON document"
     ]
     assert (

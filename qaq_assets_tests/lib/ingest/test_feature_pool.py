@@ -23,7 +23,9 @@ REPO = Path(__file__).resolve().parents[3]
 @pytest.fixture(scope="module")
 def users_samples(tmp_path_factory) -> pl.DataFrame:
     """What users bring: every format and language, conversations, the evaluation corpora (third-party
-    and standard-library code, HumanEval problems word for word), and answers the checks fail on."""
+    and standard-library code, HumanEval problems word for word), and answers the checks fail on.
+    The pool tests compare features with execution off: running thousands of answers would test
+    the sandbox's timing under load, not the pool (runs through workers: test_run_tests.py)."""
     root = tmp_path_factory.mktemp("users")
     files = [root / name for name in users_data.write_all(root)]
     files += sorted((REPO / "data" / "eval").glob("*.jsonl")) + sorted((REPO / "data" / "shards").glob("*.jsonl"))
@@ -60,8 +62,8 @@ def users_samples(tmp_path_factory) -> pl.DataFrame:
 @pytest.mark.slow
 def test_features_from_worker_processes_equal_one_processs_bit_for_bit(users_samples):
     checked = benchmark(IngestConfig())
-    alone = sample_features(users_samples, checked)
-    spread = feature_pool.start_features(users_samples, checked, workers=2, min_rows_per_worker=100)()
+    alone = sample_features(users_samples, checked, execute=False)
+    spread = feature_pool.start_features(users_samples, checked, workers=2, min_rows_per_worker=100, execute=False)()
     assert alone["benchmark_item"].drop_nulls().len() >= 20  # the leaked problems are found either way
     assert alone["code_status"].str.starts_with("check_failed").any()
     assert spread.equals(alone)
@@ -70,8 +72,8 @@ def test_features_from_worker_processes_equal_one_processs_bit_for_bit(users_sam
 @pytest.mark.slow
 def test_a_killed_worker_costs_time_not_rows(users_samples, caplog):
     checked = benchmark(IngestConfig())
-    alone = sample_features(users_samples, checked)
-    pending = feature_pool.start_features(users_samples, checked, workers=2, min_rows_per_worker=100)
+    alone = sample_features(users_samples, checked, execute=False)
+    pending = feature_pool.start_features(users_samples, checked, workers=2, min_rows_per_worker=100, execute=False)
     pool = feature_pool._pool
     for process in list(pool._processes.values()):
         os.kill(process.pid, signal.SIGKILL)
@@ -80,7 +82,9 @@ def test_a_killed_worker_costs_time_not_rows(users_samples, caplog):
     assert recovered.equals(alone)
     assert "feature workers failed" in caplog.text
     # The next ingest starts a fresh pool.
-    assert feature_pool.start_features(users_samples, checked, workers=2, min_rows_per_worker=100)().equals(alone)
+    assert feature_pool.start_features(
+        users_samples, checked, workers=2, min_rows_per_worker=100, execute=False
+    )().equals(alone)
     assert feature_pool._pool is not pool
 
 
@@ -89,8 +93,8 @@ def test_features_started_file_by_file_equal_those_of_all_the_rows_at_once(users
     """Files of every size (empty, a few rows, more than a start's worth) added one by one: the
     first rows go to the workers before the last are added, and the rows come back in order."""
     checked = benchmark(IngestConfig())
-    alone = sample_features(users_samples, checked)
-    stream = feature_pool.FeatureStream(checked, workers=2, min_rows_per_worker=100)
+    alone = sample_features(users_samples, checked, execute=False)
+    stream = feature_pool.FeatureStream(checked, workers=2, min_rows_per_worker=100, execute=False)
     ends = [0, 7, 7, 500, 1300, 1301, 2900, users_samples.height]
     for start, end in zip(ends, ends[1:], strict=False):
         stream.add(users_samples.slice(start, end - start))

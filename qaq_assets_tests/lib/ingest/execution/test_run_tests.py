@@ -182,3 +182,25 @@ def test_humaneval_form_checks_the_function_asked_for_not_a_helper():
     tests = "def check(candidate):\n    assert candidate([1, 2]) == [2, 4]\n"
     assert execute("Write `double_all(xs)`.", answer, tests, "python").status == "passed"
     assert execute("Double every element.", answer, tests, "python").status == "passed"  # the last function
+
+
+@needs_sandbox
+@pytest.mark.slow  # spawns the feature workers
+def test_runs_through_the_worker_pool_equal_runs_in_one_process():
+    from qaq_assets.lib.ingest import feature_pool
+
+    rows = 40
+    samples = pl.DataFrame(
+        {
+            "shard": ["s"] * rows,
+            "row_index": list(range(rows)),
+            "sample_id": [f"id{i}" for i in range(rows)],
+            "instruction": [f"Write `add_{i}(a, b)`." for i in range(rows)],
+            "response": [f"def add_{i}(a, b):\n    return a {'+-'[i % 2]} b\n" for i in range(rows)],
+            "tests": [f"assert add_{i}(1, 2) == 3" if i % 4 else None for i in range(rows)],
+        }
+    )
+    alone = sample_features(samples)
+    spread = feature_pool.start_features(samples, workers=2, min_rows_per_worker=10)()
+    assert spread.equals(alone)
+    assert set(alone["exec_status"]) == {"passed", "failed", "not_run"}
