@@ -95,10 +95,11 @@ def unavailable() -> str | None:
 def _binds(paths: tuple[str, ...]) -> list[str]:
     """Read-only binds of the paths that exist, their parent directories made first (traversable:
     bwrap would make them private to root)."""
-    args, made = [], set()
+    args, made, bound = [], set(), []
     for path in dict.fromkeys(paths):
-        if not os.path.exists(path):
-            continue
+        if not os.path.exists(path) or any(path.startswith(root + "/") for root in bound):
+            continue  # missing, or visible already through a bound directory above it
+        bound.append(path)
         parent = os.path.dirname(path)
         ancestors = []
         while parent not in ("/", "") and parent not in made:
