@@ -90,7 +90,14 @@ def parses(language: str, code: str) -> bool | None:
         return None
     if language == "php" and "<?php" not in code:
         code = "<?php\n" + code  # PHP's grammar reads anything before the tag as HTML
-    return not parser.parse(code.encode("utf-8")).root_node.has_error
+    return not _syntax_tree(language, code).root_node.has_error
+
+
+@functools.lru_cache(maxsize=8)
+def _syntax_tree(language: str, code: str):
+    """tree-sitter's tree of ``code``, remembered for the few most recent texts: the parse check
+    and the stub check of one block parse it once (``language`` must have a parser)."""
+    return tree_sitter_parser(language).parse(code.encode("utf-8"))
 
 
 def _block_language(label: str, code: str, asked: str | None) -> str | None:
@@ -217,11 +224,10 @@ def _function_body(node):
 def _is_tree_stub(language: str, code: str) -> bool:
     """Code in ``language`` (tree-sitter) whose every function or method body is empty, only
     comments (``// TODO``), or one statement that stands for a body not written."""
-    parser = tree_sitter_parser(language)
-    if parser is None or language in UNRELIABLE_GRAMMARS:
+    if tree_sitter_parser(language) is None or language in UNRELIABLE_GRAMMARS:
         return False
     source = code.encode("utf-8")
-    stack, found = [parser.parse(source).root_node], False
+    stack, found = [_syntax_tree(language, code).root_node], False
     while stack:
         node = stack.pop()
         body = _function_body(node)

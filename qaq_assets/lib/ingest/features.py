@@ -155,12 +155,8 @@ FEATURE_INPUTS = ("shard", "row_index", "sample_id", "instruction", "response", 
 _OFF = Execution(NOT_RUN, "execution off (--no-execute)")
 
 
-def _execution(instruction: str, response: str, tests: str | None, code: CodeCheck, execute: bool) -> Execution:
-    """The answer run against its tests; records that carry none cost two substring tests."""
-    if not (tests or has_examples(instruction)):
-        return NO_TESTS
-    if not execute:
-        return _OFF
+def _execution(instruction: str, response: str, tests: str | None, code: CodeCheck) -> Execution:
+    """The answer of a record that carries tests (or examples) run against them."""
     try:
         return run_tests(instruction, response, tests, code.language or code.requested)
     except Exception as error:  # noqa: BLE001 - one sample's failure to run is its status, never the ingest's
@@ -170,15 +166,20 @@ def _execution(instruction: str, response: str, tests: str | None, code: CodeChe
 def _executions(
     instructions: list[str], responses: list[str], tests: list, codes: list[CodeCheck], execute: bool
 ) -> list[Execution]:
-    """Every answer's run against its tests. The runs wait on sandboxed processes, not on this
-    one: they overlap in threads, as many as the cores this process may use."""
+    """Every answer's run against its tests; records that carry none cost two substring tests.
+    The runs wait on sandboxed processes, not on this one: they overlap in threads, as many as
+    the cores this process may use."""
     jobs = list(zip(instructions, responses, tests, codes, strict=True))
     runnable = [index for index, (q, _, t, _) in enumerate(jobs) if t or has_examples(q)]
-    if len(runnable) < 2:
-        return [_execution(*job, execute) for job in jobs]
     results = [NO_TESTS] * len(jobs)
-    with ThreadPoolExecutor(max_workers=len(os.sched_getaffinity(0))) as pool:
-        for index, result in zip(runnable, pool.map(lambda i: _execution(*jobs[i], execute), runnable), strict=True):
+    if not runnable:
+        return results
+    if not execute:
+        for index in runnable:
+            results[index] = _OFF
+        return results
+    with ThreadPoolExecutor(max_workers=min(len(os.sched_getaffinity(0)), max(len(runnable), 1))) as pool:
+        for index, result in zip(runnable, pool.map(lambda i: _execution(*jobs[i]), runnable), strict=True):
             results[index] = result
     return results
 

@@ -22,6 +22,7 @@ import functools
 import json
 import re
 import secrets
+import shlex
 from dataclasses import dataclass, replace
 from importlib import resources
 
@@ -305,8 +306,8 @@ def _run(language: str, code: str, units: list[Unit]) -> Execution:
         # build that fails reports it as the answer's own failure.
         failed = json.dumps({"unit": -1, "ok": False, "detail": COMPILE_ERROR})
         script = (
-            f"{_shell(chain.compile)} >/dev/null 2>build.err || {{ head -c 4000 build.err >&2; "
-            f"echo {_quote(marker + ' ' + failed)}; exit 0; }}; exec {_shell(argv)}"
+            f"{shlex.join(chain.compile)} >/dev/null 2>build.err || {{ head -c 4000 build.err >&2; "
+            f"echo {shlex.quote(marker + ' ' + failed)}; exit 0; }}; exec {shlex.join(argv)}"
         )
         argv, limits = ["/bin/sh", "-c", script], _scaled(BUILD_LIMITS, units)
     outcome = sandbox.run(argv, files, limits, chain.binds)
@@ -314,14 +315,6 @@ def _run(language: str, code: str, units: list[Unit]) -> Execution:
 
 
 COMPILE_ERROR = "does not compile"
-
-
-def _shell(parts) -> str:
-    return " ".join(_quote(part) for part in parts)
-
-
-def _quote(part: str) -> str:
-    return "'" + part.replace("'", "'\\''") + "'"
 
 
 def _scaled(limits: sandbox.Limits, units: list[Unit]) -> sandbox.Limits:

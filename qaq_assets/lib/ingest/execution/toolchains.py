@@ -1,7 +1,7 @@
 """The toolchains answers run on, found on this machine: what each binds into the sandbox and the
 commands that build and run a program.
 
-Python runs on this interpreter's base installation (stdlib only, ``-I``); JavaScript on
+Python runs on this interpreter's base installation (``-I``: not the project's virtualenv); JavaScript on
 ``node``; Rust is compiled by ``rustc`` and run; Java compiled by ``javac`` and run by ``java``.
 A language whose toolchain is missing is reported, never guessed at: its answers are
 ``not_run``.
@@ -26,7 +26,6 @@ class Toolchain:
     binds: tuple[str, ...]  # host directories bound read-only
     compile: tuple[str, ...] | None  # a build step, where the language has one
     run: tuple[str, ...]  # the program's command; MARKER and SECONDS are appended
-    source: str  # the file the program is written to
     limits: Limits  # the run's limits (the build's: BUILD_LIMITS)
 
 
@@ -51,7 +50,7 @@ def _python() -> Toolchain | None:
     if not os.path.exists(interpreter):
         return None
     binds = () if prefix.startswith("/usr") else (prefix,)
-    return Toolchain("python", binds, None, (interpreter, "-I", "-B", "harness.py"), "solution.py", Limits())
+    return Toolchain("python", binds, None, (interpreter, "-I", "-B", "harness.py"), Limits())
 
 
 @functools.lru_cache(maxsize=1)
@@ -64,7 +63,6 @@ def _javascript() -> Toolchain | None:
         _outside_usr(node),
         None,
         (os.path.realpath(node), "--max-old-space-size=512", "--stack-size=2000", "harness.js"),
-        "solution.js",
         RUNTIME_LIMITS,
     )
 
@@ -87,7 +85,6 @@ def _rust() -> Toolchain | None:
         (sysroot,),
         (rustc, "--edition", "2021", "-C", "debuginfo=0", "-o", "program", "main.rs"),
         ("./program",),
-        "main.rs",
         Limits(),
     )
 
@@ -119,14 +116,12 @@ def _java() -> Toolchain | None:
             "Main.java",
         ),
         (os.path.realpath(java), *jvm, "-Xmx256m", "-ea", "Main"),
-        "Main.java",
         RUNTIME_LIMITS,
     )
 
 
+# Languages answers are run in where their toolchain is present (Go would need `go` and an entry here).
 FINDERS = {"python": _python, "javascript": _javascript, "rust": _rust, "java": _java}
-# Languages answers are run in where their toolchain is present (Go: `go` when installed).
-RUNNABLE = tuple(FINDERS)
 
 
 def toolchain(language: str) -> Toolchain | None:
