@@ -8,7 +8,6 @@ it interrupted, with nothing further published.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ import polars as pl
 from qaq_assets.definitions import build_definitions
 from qaq_assets.defs.instance_binding import bind_to_lake
 from qaq_assets.defs.partitions import MULTI_KEY_SEPARATOR, RANGE_END_TAG, RANGE_START_TAG, SHARDS
+from qaq_assets.defs.run_liveness import reap_dead_runs, run_tags
 from qaq_assets.lib.batches import MAX_BATCH_BYTES, MAX_BATCH_SAMPLES, MAX_BATCH_SHARDS, batches
 from qaq_assets.lib.ingest.config import IngestConfig
 from qaq_assets.lib.ingest.registry import check, record, shard_files, stale_shards
@@ -38,7 +38,8 @@ from qaq_assets.lib.store.tables import (
     SHARD_SOURCES,
     TOKEN_LOGPROBS,
 )
-from qaq_assets.runner.run_guard import reap_dead_runs, run_tags, wait_for_pool
+from qaq_assets.runner.instance import instance_for_cli
+from qaq_assets.runner.run_guard import wait_for_pool
 from qaq_assets.runner.signals import SignalWatch
 
 SCORING_POOL = "gpu"
@@ -81,16 +82,6 @@ class CurationSummary:
             f"samples_in={self.samples_in} samples_scored={self.samples_scored} "
             f"tokens_scored={self.tokens_scored} kept={self.kept} quarantined={self.quarantined}"
         )
-
-
-def instance_for_cli() -> dg.DagsterInstance:
-    """The persistent instance under ``DAGSTER_HOME`` (shared with the UI; created when it does not
-    exist yet), else an ephemeral one."""
-    home = os.environ.get("DAGSTER_HOME")
-    if not home:
-        return dg.DagsterInstance.ephemeral()
-    os.makedirs(home, exist_ok=True)
-    return dg.DagsterInstance.get()
 
 
 def _console_log_level(verbose: bool) -> dict:

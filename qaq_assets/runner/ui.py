@@ -19,6 +19,11 @@ POLL_SECONDS = 0.5
 
 def run_ui(workspace: str, extra: list[str]) -> int:
     """Run ``dagster dev -w workspace`` until it ends or this process is told to stop."""
+    if os.environ.get("DAGSTER_HOME"):
+        from qaq_assets.runner.instance import open_instance  # dagster: only now
+
+        # Created here, under the lock, before the webserver and the daemon both create it.
+        open_instance(os.environ["DAGSTER_HOME"]).dispose()
     parent = os.getppid()
     extra = extra[1:] if extra[:1] == ["--"] else extra
     command = [sys.executable, "-m", "dagster", "dev", "-w", workspace, *extra]

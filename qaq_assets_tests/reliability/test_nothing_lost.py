@@ -11,9 +11,11 @@ import dagster as dg
 import polars as pl
 import pytest
 
+from qaq_assets.defs.partitions import SHARDS
 from qaq_assets.lib.store.lake import Lake
 from qaq_assets.lib.store.tables import CURATED_SUBSET, RAW_SAMPLES, SHARD_SOURCES
-from qaq_assets_tests.helpers import CODE_PAIRS, LAST_LINE, TINY, TINY_FLAGS, qaq, write_jsonl
+from qaq_assets.runner.curate import failure_message
+from qaq_assets_tests.helpers import CODE_PAIRS, LAST_LINE, TINY, TINY_FLAGS, qaq, register_files, write_jsonl
 
 
 def records(prefix, pairs=CODE_PAIRS):
@@ -202,6 +204,40 @@ def test_the_environment_and_the_launchpad_are_held_to_the_same_rules(tmp_path):
     bad = {"ops": {"curated_subset": {"config": {"budget": 25.0}}}}
     with pytest.raises(Exception, match=r"must be in \(0, 1\]"):
         dg.materialize([assets[3]], resources=resources, run_config=bad)
+
+
+def test_the_launchpad_reads_benchmarks_only_where_the_deployment_allows(tmp_path):
+    """Run config naming a host file as a benchmark is refused before it is read; one in the
+    lake (or the landing directory, or beside a file the deployment configured) is read."""
+    from qaq_assets_tests.helpers import graph
+
+    secret = tmp_path / "elsewhere" / "secrets.jsonl"
+    secret.parent.mkdir()
+    write_jsonl(secret, [{"instruction": "TOKEN=hunter2 " * 20, "response": "x"}])
+    lake = Lake(tmp_path / "lake")
+    resources, assets = graph(lake)
+    lake.ensure_all()
+    shard = write_jsonl(tmp_path / "s.jsonl", records("s"))
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(SHARDS, register_files(lake, [shard]))
+    config = {"ops": {"raw_samples": {"config": {"decontaminate": [str(secret)]}}}}
+    result = dg.materialize(
+        [assets[0]],
+        partition_key="s",
+        instance=instance,
+        resources=resources,
+        run_config=config,
+        raise_on_error=False,
+    )
+    assert not result.success
+    assert "outside the directories this deployment reads benchmarks from" in failure_message(result)
+    events = " ".join(str(event) for event in instance.all_logs(result.run_id))
+    assert "hunter2" not in events
+    in_lake = write_jsonl(tmp_path / "lake" / "benchmarks.jsonl", [{"prompt": "a b c"}])
+    config = {"ops": {"raw_samples": {"config": {"decontaminate": [str(in_lake)]}}}}
+    assert dg.materialize(
+        [assets[0]], partition_key="s", instance=instance, resources=resources, run_config=config
+    ).success
 
 
 # 5. Files a user keeps are written whole or not at all; 6. lake and disk faults.

@@ -1,5 +1,6 @@
 """Ingest stage: one shard file -> its rows in raw_samples, quarantine and sample_features."""
 
+import os
 import time
 
 import dagster as dg
@@ -9,6 +10,7 @@ from qaq_assets.defs.config import config_class
 from qaq_assets.defs.partitions import shard_partitions
 from qaq_assets.defs.resources import LakeResource
 from qaq_assets.lib.ingest.config import IngestConfig
+from qaq_assets.lib.ingest.decontamination import benchmark_files, refuse_files_outside
 from qaq_assets.lib.ingest.registry import source_paths
 from qaq_assets.lib.ingest.shard_ingest import Ingested, ingest_shards
 from qaq_assets.lib.reports.summary import markdown_counts
@@ -26,6 +28,7 @@ class _IngestConfig(dg.Config):
 def build_raw_samples(defaults: Settings | None = None) -> dg.AssetsDefinition:
     """raw_samples, its run config defaulting to ``defaults``' ingest settings."""
     RawSamplesConfig = config_class("IngestConfig", _IngestConfig, INGEST, defaults=defaults)
+    readable = benchmark_directories(defaults or Settings())
 
     @dg.asset(
         partitions_def=shard_partitions,
@@ -40,6 +43,7 @@ def build_raw_samples(defaults: Settings | None = None) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext, config: RawSamplesConfig, lake: LakeResource
     ) -> dg.MaterializeResult:
         started = time.perf_counter()
+        refuse_files_outside(config.decontaminate, readable)
         shards = context.partition_keys
         store = lake.lake()
         paths, refused = source_paths(store, shards)
@@ -63,6 +67,18 @@ def build_raw_samples(defaults: Settings | None = None) -> dg.AssetsDefinition:
         return _materialized(store, ingested, paths, time.perf_counter() - started)
 
     return raw_samples
+
+
+def benchmark_directories(settings: Settings) -> list[str]:
+    """Where run config may name benchmark files: the landing directory, a local lake, and the
+    directories of the files the deployment itself configured (QAQ_DECONTAMINATE, the CLI's flag)."""
+    directories = [
+        settings.landing_dir,
+        *(os.path.dirname(os.path.abspath(f)) for f in benchmark_files(settings.decontaminate)),
+    ]
+    if "://" not in settings.lake:
+        directories.append(settings.lake)
+    return directories
 
 
 def shard_failures(failures: dict) -> dg.Failure:

@@ -141,6 +141,24 @@ def benchmark_of(items: list[tuple[str, str]], names: tuple[str, ...]) -> Benchm
     )
 
 
+def benchmark_files(names: list[str]) -> list[str]:
+    """The names among ``names`` that are files (not ``humaneval`` or ``none``)."""
+    return [name for name in names if name.lower() not in (HUMANEVAL, "none")]
+
+
+def refuse_files_outside(names: list[str], allowed_directories: list[str]) -> None:
+    """Refuse a benchmark file that is not under one of ``allowed_directories`` (links resolved):
+    run config from the UI must not read whatever the pipeline's user can read."""
+    allowed = [Path(directory).resolve() for directory in allowed_directories]
+    for name in benchmark_files(names):
+        resolved = Path(name).resolve()
+        if not any(resolved.is_relative_to(directory) for directory in allowed):
+            raise BenchmarkError(
+                f"--decontaminate {name}: outside the directories this deployment reads benchmarks from "
+                f"({', '.join(map(str, allowed))}); put it there or name it in QAQ_DECONTAMINATE"
+            )
+
+
 @lru_cache(maxsize=8)
 def load_benchmarks(names: tuple[str, ...]) -> Benchmark:
     """The n-grams of the named benchmarks (``humaneval`` and file paths), read once per process."""

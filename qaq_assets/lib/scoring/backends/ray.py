@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 
 from qaq_assets.lib.scoring.backends.local import Chunk, ScoredChunk, ScorerOptions, ScoringReplica
+from qaq_assets.lib.scoring.backends.ray_local import init_local_ray
 from qaq_assets.lib.scoring.engine.models import ModelSpec
 
 
@@ -34,8 +35,10 @@ class RayBackend:
                 "the ray backend needs Ray: pip install 'qaq-assets[ray]' (or pip install ray)"
             ) from error
         if not ray.is_initialized():
-            # No address: a local Ray instance on this machine. Otherwise "auto" or ray://host:10001.
-            ray.init(address=address or None, include_dashboard=False, log_to_driver=False)
+            if address:  # "auto" (a cluster this machine belongs to) or ray://host:10001
+                ray.init(address=address, include_dashboard=False, log_to_driver=False)
+            else:
+                init_local_ray()
         resources = ray.cluster_resources()
         gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 1))
         replicas = replicas or max(1, gpus)

@@ -1,10 +1,16 @@
 """Scoring on a real local Ray cluster gives exactly the local backend's scores."""
 
+import os
+import subprocess
+import sys
+import time
+
 import polars as pl
 import pytest
 
 from qaq_assets.lib.ingest.shard_reader import read_shard
 from qaq_assets.lib.scoring.backends.local import LocalBackend, ScorerOptions
+from qaq_assets.lib.scoring.backends.ray_local import init_local_ray, processes_of
 from qaq_assets.lib.scoring.engine.models import ModelSpec
 from qaq_assets.lib.scoring.engine.scorer import PairScorer
 from qaq_assets.lib.scoring.engine.templates import build_layouts
@@ -21,7 +27,7 @@ pytestmark = pytest.mark.slow  # a Ray cluster
 @pytest.fixture(scope="module")
 def ray_cluster():
     try:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        init_local_ray(num_cpus=2)
     except Exception as error:  # noqa: BLE001 - any failure to start means this machine cannot run Ray
         pytest.skip(f"Ray cannot start on this machine: {error}")
     yield ray.cluster_resources()
@@ -79,3 +85,60 @@ def test_the_graph_scores_on_ray_when_configured(ray_cluster, lake, make_shard):
     assert result.success
     assert result.asset_materializations_for_node("token_logprobs")[0].metadata["backend"].value == "ray"
     assert lake.scan(QAQ_SCORES).select(pl.len()).collect().item() == len(CODE_PAIRS)
+
+
+# Loopback as /proc/net writes it: 127.0.0.1, ::1 and ::ffff:127.0.0.1.
+LOOPBACK = {"0100007F", "00000000000000000000000001000000", "0000000000000000FFFF00000100007F"}
+DRIVER = """
+import sys, time, ray
+from qaq_assets.lib.scoring.backends.ray_local import init_local_ray
+print(init_local_ray(num_cpus=1), flush=True)
+assert ray.get(ray.remote(lambda: 1).remote()) == 1
+print("ready", flush=True)
+time.sleep(600)
+"""
+
+
+def _listening_sockets() -> dict[str, str]:
+    """Socket inode -> local address, for every listening TCP socket (from /proc/net)."""
+    found = {}
+    for table in ("tcp", "tcp6"):
+        for line in open(f"/proc/net/{table}").read().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A":  # LISTEN
+                found[fields[9]] = fields[1]
+    return found
+
+
+def _sockets_of(pid: int) -> set[str]:
+    inodes = set()
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    except OSError:
+        pass
+    return inodes
+
+
+def test_a_local_ray_instance_listens_on_loopback_only_and_dies_with_its_driver():
+    driver = subprocess.Popen([sys.executable, "-c", DRIVER], stdout=subprocess.PIPE, text=True)
+    try:
+        directory = driver.stdout.readline().strip()
+        assert driver.stdout.readline().strip() == "ready"
+        processes = processes_of(directory)
+        listening = _listening_sockets()
+        addresses = {
+            listening[inode] for pid in [driver.pid, *processes] for inode in _sockets_of(pid) if inode in listening
+        }
+        assert len(processes) >= 3 and addresses  # gcs, raylet, agents, a worker
+        hosts = {address.split(":")[0] for address in addresses}
+        assert hosts <= LOOPBACK, addresses
+    finally:
+        driver.kill()  # SIGKILL: nothing of the driver's own runs after this
+        driver.wait()
+    deadline = time.monotonic() + 20
+    while processes_of(directory) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert processes_of(directory) == []

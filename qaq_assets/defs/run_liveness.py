@@ -1,0 +1,77 @@
+"""Which unfinished runs are dead, and freeing what they hold.
+
+A run killed with ``kill -9`` never reports its end, so it keeps its ``gpu`` pool slot and every
+later scoring run waits for it forever. Each run records the process that executes it (tags
+``qaq/pid`` and ``qaq/host``): the CLI when it launches a run, the pool step itself for a run the
+UI, the daemon or a schedule launched (its run worker's process). A run on this host whose
+process is gone is marked failed and its slots are freed, by the CLI before its runs and by the
+daemon's ``reap_dead_runs`` sensor for everyone."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import socket
+from collections.abc import Callable
+
+import dagster as dg
+
+PID_TAG, HOST_TAG = "qaq/pid", "qaq/host"
+UNFINISHED = [dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.NOT_STARTED]
+REAPER_INTERVAL_SECONDS = 30
+
+
+def run_tags() -> dict[str, str]:
+    """Tags that let a later command tell whether this process still runs."""
+    return {PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
+
+
+def record_run_process(context: dg.AssetExecutionContext) -> None:
+    """Tag this run with the process that executes it, unless its launcher did (the CLI).
+
+    Under Dagster's multiprocess executor a step runs in a child of the run worker: the run
+    worker is what must be alive for the run to end and free its slots."""
+    if PID_TAG in context.run.tags:
+        return
+    parent = multiprocessing.parent_process()
+    pid = parent.pid if parent is not None else os.getpid()
+    context.instance.add_run_tags(context.run_id, {PID_TAG: str(pid), HOST_TAG: socket.gethostname()})
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's live process
+    return True
+
+
+def reap_dead_runs(instance: dg.DagsterInstance, log: Callable[[str], None]) -> list[str]:
+    """Fail the unfinished runs of this host whose process is gone, freeing their pool slots."""
+    host = socket.gethostname()
+    reaped = []
+    for run in instance.get_runs(dg.RunsFilter(statuses=UNFINISHED, tags={HOST_TAG: host})):
+        pid = run.tags.get(PID_TAG, "")
+        if not pid.isdigit() or process_alive(int(pid)):
+            continue
+        instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+        instance.report_run_failed(run, f"its process {pid} on {host} is gone (killed); its pool slots were freed")
+        log(f"run {run.run_id[:8]} of a killed process ({pid}) marked failed; its pool slots freed")
+        reaped.append(run.run_id)
+    return reaped
+
+
+@dg.sensor(
+    name="reap_dead_runs",
+    minimum_interval_seconds=REAPER_INTERVAL_SECONDS,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description=(
+        "Marks failed the runs of this host whose process was killed (kill -9, out of memory) and frees "
+        "their gpu pool slots, so later scoring runs do not wait for them forever."
+    ),
+)
+def reap_dead_runs_sensor(context: dg.SensorEvaluationContext) -> dg.SkipReason:
+    reaped = reap_dead_runs(context.instance, context.log.warning)
+    return dg.SkipReason(f"reaped {len(reaped)} dead run(s)" if reaped else "no dead run")
