@@ -11,10 +11,17 @@ from qaq_assets.lib.errors import LakeError
 from qaq_assets.lib.ingest.record_fields import ALPACA, MESSAGES, PAIR, SHAREGPT
 from qaq_assets.lib.reports.export_formats import format_for
 from qaq_assets.lib.reports.output_files import atomic_output
-from qaq_assets.lib.reports.resolve import recorded_versions, resolve_version, spans
+from qaq_assets.lib.reports.resolve import (
+    previous_version,
+    recorded_curation,
+    recorded_versions,
+    resolve_version,
+    spans,
+    version_damage,
+)
 from qaq_assets.lib.selection.rules import KEEP
 from qaq_assets.lib.store.lake import Lake
-from qaq_assets.lib.store.tables import CURATED_SUBSET, CURATION_RUNS, RAW_SAMPLES, TEXT_COLUMNS
+from qaq_assets.lib.store.tables import CURATED_SUBSET, RAW_SAMPLES, TEXT_COLUMNS
 
 SHAREGPT_ROLES = {"system": "system", "user": "human", "assistant": "gpt", "tool": "tool"}
 
@@ -108,20 +115,20 @@ def lineage_record(lake: Lake, version: int | str | None = None) -> dict:
     """The ``curation_runs`` record of curated_subset ``version`` (default latest; any form
     :func:`resolve_version` takes), JSON fields decoded. It is found by the curation id the
     version's rows carry; a version without one (its curation was interrupted before its lineage
-    was written) is incomplete: LakeError."""
+    was written) is incomplete, and a version whose rows are not what its curation recorded
+    (a commit cut or emptied) is damaged: LakeError, naming the last good version."""
     version = resolve_version(lake, version)
-    ids = lake.scan(CURATED_SUBSET, version).select("curation_id").unique().collect()["curation_id"].drop_nulls()
-    runs = lake.scan(CURATION_RUNS)
-    if ids.len():
-        rows = runs.filter(pl.col("curation_id") == ids[0]).collect()
-    else:  # an empty subset carries no id; its lineage row names its version
-        rows = runs.filter(pl.col("curated_version") == version).collect()
-    if rows.height == 0:
+    record = recorded_curation(lake, version)
+    if record is None:
         raise LakeError(
             f"curated_subset version {version} is incomplete: no lineage was recorded for it (an interrupted "
             f"curation); recorded versions: {spans(recorded_versions(lake))}"
         )
-    record = rows.row(0, named=True)
+    damage = version_damage(lake, version, record)
+    if damage:
+        good = previous_version(lake, version)
+        instead = f"the last good version is {good} (--version {good})" if good else "no earlier version is intact"
+        raise LakeError(f"curated_subset version {version} is damaged ({damage}): not served; {instead}")
     record["curated_version"] = version
     for field in ("input_versions", "models", "selection_config", "counts", "decontamination"):
         record[field] = json.loads(record[field]) if record[field] is not None else None

@@ -8,6 +8,7 @@ numbered from 1 (a JSON Lines file's line, an array's element, a table's row).
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime
 
@@ -29,9 +30,9 @@ def recorded_versions(lake: Lake) -> list[int]:
 
 
 def previous_version(lake: Lake, version: int) -> int | None:
-    """The recorded curated version before ``version``, if any."""
+    """The intact recorded curated version before ``version``, if any."""
     earlier = [recorded for recorded in recorded_versions(lake) if recorded < version]
-    return earlier[-1] if earlier else None
+    return next((recorded for recorded in reversed(earlier) if intact(lake, recorded)), None)
 
 
 def spans(numbers: list[int]) -> str:
@@ -92,6 +93,38 @@ def _not_recorded(lake: Lake, what: str) -> LakeError:
     versions = recorded_versions(lake)
     latest = f" (latest {versions[-1]})" if versions else ""
     return LakeError(f"{what}; recorded versions: {spans(versions)}{latest}; name one as {VERSION_FORMS}")
+
+
+def recorded_curation(lake: Lake, version: int) -> dict | None:
+    """The curation_runs row of the curation whose rows ``version`` holds (None: none recorded)."""
+    ids = lake.scan(CURATED_SUBSET, version).select("curation_id").unique().collect()["curation_id"].drop_nulls()
+    runs = lake.scan(CURATION_RUNS)
+    if ids.len():
+        rows = runs.filter(pl.col("curation_id") == ids[0]).collect()
+    else:  # an empty subset carries no id; its lineage row names its version
+        rows = runs.filter(pl.col("curated_version") == version).collect()
+    return rows.row(0, named=True) if rows.height else None
+
+
+def version_damage(lake: Lake, version: int, record: dict) -> str | None:
+    """What differs between ``version``'s rows and what its curation recorded when it wrote them."""
+    recorded_as = record["curated_version"]
+    if recorded_as is not None and recorded_as != version:
+        return f"it holds the rows of version {recorded_as}'s curation"
+    if record["counts"] is None:
+        return None  # written by a release that recorded no counts
+    expected = sum(json.loads(record["counts"]).values())
+    held = lake.scan(CURATED_SUBSET, version).select(pl.len()).collect().item()
+    return None if held == expected else f"{held} rows where its curation wrote {expected}"
+
+
+def intact(lake: Lake, version: int) -> bool:
+    """Whether ``version`` holds what its curation recorded writing."""
+    try:
+        record = recorded_curation(lake, version)
+    except LakeError:
+        return False
+    return record is not None and version_damage(lake, version, record) is None
 
 
 def resolve_sample(lake: Lake, key: str, version: int, raw_version: int | None) -> pl.DataFrame:

@@ -399,6 +399,7 @@ def publish(
     so a reader never finds a version without its lineage. A curation that sees another one
     commit after it read its inputs starts again from the new inputs, so a slow curation never
     publishes a stale snapshot over a newer one."""
+    _skip_lost_versions(lake, logger)
     for attempt in range(PUBLISH_ATTEMPTS):
         base = lake.version(CURATED_SUBSET)
         curation = curate(lake, model_keys, config, curation_id=run_id if attempt == 0 else f"{run_id}.{attempt}")
@@ -414,3 +415,19 @@ def publish(
             f"another curation committed between this one's read and its commit (v{version}); curating again"
         )
     raise CurationError(f"curated_subset kept changing under {PUBLISH_ATTEMPTS} curation attempts")
+
+
+def _skip_lost_versions(lake: Lake, logger: logging.Logger) -> None:
+    """Commit nothing under the numbers of recorded versions the table's log lost (a deleted
+    commit), so that a version number, once published, never names other rows: the lost ones
+    then hold their predecessor's rows and readers refuse them as damaged."""
+    recorded = lake.scan(CURATION_RUNS).select(pl.col("curated_version").max()).collect().item()
+    current = lake.version(CURATED_SUBSET) or 0
+    if recorded is None or recorded <= current:
+        return
+    logger.warning(
+        f"curated_subset's log lost version(s) {current + 1}-{recorded} recorded in curation_runs: "
+        "their numbers are skipped, never reused"
+    )
+    while current < recorded:
+        current = lake.append(CURATED_SUBSET, pl.DataFrame(schema=CURATED_SUBSET.schema))

@@ -17,7 +17,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import polars as pl
 import pyarrow.fs as pa_fs
@@ -93,6 +93,20 @@ def partition_filter(partition: Partitions) -> pl.Expr:
     )
 
 
+class _LocalTable(DeltaTable):
+    """A table on a local path. delta-rs gives its files' paths with the table's own path
+    percent-encoded (a lake under ``my data/`` lists ``my%20data/...``; what follows is the file's
+    real name) and polars opens them as written: the table's path is decoded here."""
+
+    def file_uris(self, *args, **kwargs) -> list[str]:
+        encoded = self.table_uri.removeprefix("file://")
+        real = unquote(encoded)
+        return [
+            real + uri[len(encoded) :] if uri.startswith(encoded) else uri
+            for uri in super().file_uris(*args, **kwargs)
+        ]
+
+
 class Lake:
     """A directory (or object-store prefix) holding one Delta table per name."""
 
@@ -107,6 +121,7 @@ class Lake:
         self.root = (root if "://" in root else os.path.abspath(root)).rstrip("/")
         self.storage_options = dict(storage_options or {}) or None
         self.commit_retries = commit_retries
+        self._table_class = DeltaTable if "://" in root else _LocalTable
         # Table handles kept per thread (a DeltaTable object is not shared across threads) and
         # brought up to date with update_incremental(), which reads only the commits since:
         # opening a table anew replays its whole log, and a shard's chunk commits grow it.
@@ -120,7 +135,7 @@ class Lake:
         """The table (at ``version``), or None where it does not exist. A version the log
         does not hold raises :class:`LakeError`; a broken log, :class:`StorageFault` naming the table."""
         try:
-            return DeltaTable(self.uri(table), version=version, storage_options=self.storage_options)
+            return self._table_class(self.uri(table), version=version, storage_options=self.storage_options)
         except TableNotFoundError:
             return None
         except DeltaError as error:

@@ -1,6 +1,8 @@
 """One way to name a version and a sample for every command, and what changed between versions."""
 
 import json
+import re
+import shutil
 
 import polars as pl
 import pytest
@@ -104,3 +106,52 @@ def test_the_diff_names_new_shards_flipped_decisions_and_changed_settings(three_
     expected = f"curated version 2 -> 3: kept {rebudgeted.kept_before} -> {rebudgeted.kept_after}"
     assert cli.returncode == 0 and cli.stdout.startswith(expected)
     assert "setting budget: 0.25 -> 0.5" in cli.stdout
+
+
+def _commit(lake_root, version: int):
+    return lake_root / "curated_subset" / "_delta_log" / f"{version:020d}.json"
+
+
+@pytest.mark.parametrize(
+    "damage, cause",
+    [
+        ("cut before its add actions", r"0 rows where its curation wrote \d+"),
+        ("cut to its commit info", "it holds the rows of version 2's curation"),
+        ("emptied", "it holds the rows of version 2's curation"),
+    ],
+)
+def test_a_damaged_commit_is_refused_naming_the_last_good_version(three_versions, tmp_path, damage, cause):
+    root = tmp_path / "lake"
+    shutil.copytree(three_versions.root, root)
+    commit = _commit(root, 3)
+    lines = commit.read_text().splitlines(keepends=True)
+    kept = {"cut before its add actions": [line for line in lines if '"add"' not in line], "emptied": []}
+    commit.write_text("".join(kept.get(damage, lines[:1])))
+    out = tmp_path / "train.jsonl"
+    out.write_text("yesterday's set\n")
+    for command, extra in (("export", ["--out", out]), ("lineage", []), ("summary", [])):
+        result = qaq(command, *extra, "--lake", root)
+        assert result.returncode == 2
+        assert re.fullmatch(
+            rf"qaq {command}: curated_subset version 3 is damaged \({cause}\): not served; "
+            r"the last good version is 2 \(--version 2\)\n",
+            result.stderr,
+        )
+    assert out.read_text() == "yesterday's set\n"  # the training file is not overwritten
+    assert qaq("export", "--lake", root, "--version", "2", "--out", out).returncode == 0
+
+
+def test_a_deleted_newest_commit_never_lets_its_version_number_name_other_rows(three_versions, tmp_path):
+    root = tmp_path / "lake"
+    shutil.copytree(three_versions.root, root)
+    lake = Lake(root)
+    _commit(root, 3).unlink()
+    third = write_jsonl(tmp_path / "c.jsonl", [{"instruction": f"Then: {q}", "response": a} for q, a in CODE_PAIRS])
+    assert qaq("curate", third, "--lake", root, *TINY_FLAGS, "--strategy", "rmi-band").returncode == 0
+    recorded = lake.scan(CURATION_RUNS).select("curated_version").collect()["curated_version"].to_list()
+    assert sorted(recorded) == [1, 2, 3, 4]  # the new curation is 4, not a second 3
+    assert json.loads(qaq("lineage", "--lake", root).stdout)["curated_version"] == 4
+    refused = qaq("lineage", "--lake", root, "--version", "3")
+    assert (
+        refused.returncode == 2 and "version 3 is damaged (it holds the rows of version 2's curation)" in refused.stderr
+    )

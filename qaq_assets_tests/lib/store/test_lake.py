@@ -78,3 +78,14 @@ def test_streamed_partitions_with_any_value_read_back_by_value(lake):
     # The same layout delta-rs writes: one percent-encoded directory per value.
     directories = sorted(path.parent.name for path in Path(lake.uri(SPEC)).glob("shard=*/*.parquet"))
     assert directories == ["shard=plain", "shard=shard%201%2Fof%20%27two%27%20%C3%BC%25x%3Dy"]
+
+
+def test_a_lake_whose_path_has_spaces_and_accents_reads_what_it_wrote(tmp_path):
+    from qaq_assets.lib.store.lake import Lake
+
+    lake = Lake(tmp_path / "my data" / "läke 100%")
+    odd = "shard 1/ü%20"
+    lake.replace_partition(SPEC, frame(odd, [1, 2]), {"shard": odd})
+    lake.replace_partition_streaming(SPEC, [frame("plain", [3])], {"shard": "plain"})
+    assert sorted(lake.scan(SPEC).collect()["value"].to_list()) == [1, 2, 3]
+    assert lake.scan(SPEC).filter(pl.col("shard") == odd).collect()["value"].to_list() == [1, 2]
