@@ -52,6 +52,8 @@ def test_every_command_names_the_cause_of_bad_input_in_one_line(tmp_path, capsys
         (["curate", tmp_path / "missing.jsonl", "--lake", missing_lake, *TINY_FLAGS], "missing.jsonl: no such file"),
         (["curate", tmp_path / "x.xml", "--lake", missing_lake, *TINY_FLAGS], "unsupported file type"),
         (["evaluate", tmp_path / "missing.jsonl", "--lake", missing_lake, *TINY_FLAGS], "no such file"),
+        (["curate", garbage, "--lake", garbage / "lake", *TINY_FLAGS], "garbage.jsonl is a file, not a directory"),
+        (["export", "--lake", garbage, "--out", out], "garbage.jsonl is a file, not a directory"),
     ]
     for args, cause in cases:
         status, _, err = run(capsys, *args)

@@ -12,7 +12,13 @@ from qaq_assets.defs.partitions import RANGE_END_TAG, RANGE_START_TAG, SHARDS, s
 from qaq_assets.defs.resources import LakeResource
 from qaq_assets.lib.batches import MAX_BATCH_BYTES, MAX_BATCH_SHARDS, batches
 from qaq_assets.lib.ingest.landing import settled_files
-from qaq_assets.lib.ingest.registry import ShardFile, landed_shard_name, register, registered_sources
+from qaq_assets.lib.ingest.registry import (
+    ShardFile,
+    ShardRegistrationError,
+    landed_shard_name,
+    register,
+    registered_sources,
+)
 
 
 def build_landing_sensor(landing_dir: str, settle_seconds: float = 10.0) -> dg.SensorDefinition:
@@ -36,8 +42,14 @@ def build_landing_sensor(landing_dir: str, settle_seconds: float = 10.0) -> dg.S
         }
         # ``observed`` holds each file's (size, mtime) from this look: no second stat.
         new = [path for path in ready if known.get(str(path.resolve())) != tuple(observed[str(path)])]
-        files = {ShardFile(path.resolve(), landed_shard_name(path, root)): path for path in new}
+        files, unnamed = {}, {}
+        for path in new:
+            try:
+                files[ShardFile(path.resolve(), landed_shard_name(path, root))] = path
+            except ShardRegistrationError as error:  # this file alone: the others land
+                unnamed[str(path)] = str(error)
         registration = register(store, list(files))
+        registration.failures |= unnamed
         for cause in registration.failures.values():
             context.log.warning(f"skipped: {cause}")
         signatures = {

@@ -33,13 +33,19 @@ class ShardRegistrationError(QaqError, ValueError):
 
 
 def shard_name(path: str | Path) -> str:
-    """Partition key for a file: its name without format suffixes, in [A-Za-z0-9._-]."""
+    """Partition key for a file: its name without format suffixes, in letters and digits of any
+    script, ``.``, ``_`` and ``-`` (``数据.jsonl`` is ``数据``)."""
     name = PurePath(path).name
     name = re.sub(r"\.(jsonl|json|ndjson|csv|tsv)(\.gz)?$|\.(parquet|arrow)$", "", name, flags=re.IGNORECASE)
-    name = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.")
+    name = _key_part(name)
     if not name:
         raise ShardRegistrationError(f"{path}: cannot derive a shard name from the file name")
     return name[:120]
+
+
+def _key_part(text: str) -> str:
+    # Dagster refuses "..." in a partition key; other characters become "-".
+    return re.sub(r"\.{2,}", ".", re.sub(r"[^\w.-]+", "-", text)).strip("-.")
 
 
 def landed_shard_name(path: Path, landing_dir: Path, prefix: str = "") -> str:
@@ -47,7 +53,7 @@ def landed_shard_name(path: Path, landing_dir: Path, prefix: str = "") -> str:
     after ``prefix``, directories joined by ``__`` (``a/part-0.jsonl`` -> ``a__part-0``)."""
     relative = path.relative_to(landing_dir)
     parts = [prefix, *relative.parts[:-1]]
-    directories = [re.sub(r"[^A-Za-z0-9._-]+", "-", part).strip("-.") for part in parts]
+    directories = [_key_part(part) for part in parts]
     return DIRECTORY_SEPARATOR.join([*[d for d in directories if d], shard_name(relative)])[:120]
 
 
@@ -71,7 +77,7 @@ def data_files_under(root: Path) -> list[Path]:
 _GLOB_MAGIC = re.compile(r"[*?[]")
 
 
-def _expand(raw_path: str | Path) -> tuple[list[ShardFile], str | None]:
+def _expand(raw_path: str | Path) -> tuple[list[ShardFile], dict[str, str]]:
     """The shard files a path names: a file (keyed by its name), a directory (every data file
     under it, keyed ``<directory>__<path below it>``) or a glob (keyed by the path below its
     fixed part, so ``'data/*.jsonl'`` keys as the shell's expansion would)."""
@@ -79,17 +85,30 @@ def _expand(raw_path: str | Path) -> tuple[list[ShardFile], str | None]:
     if path.is_dir():
         found = data_files_under(path)
         if not found:
-            return [], f"{path}: a directory with no data files in it ({', '.join(DATA_SUFFIXES)})"
-        name = path.resolve().name
-        return [ShardFile(p.resolve(), landed_shard_name(p, path, prefix=name)) for p in found], None
+            return [], {str(path): f"{path}: a directory with no data files in it ({', '.join(DATA_SUFFIXES)})"}
+        return named_files(found, path, prefix=path.resolve().name)
     if _GLOB_MAGIC.search(str(raw_path)) and not path.exists():
         fixed = Path(*[part for part in itertools.takewhile(lambda p: not _GLOB_MAGIC.search(p), path.parts)])
         matches = [Path(m) for m in sorted(glob.glob(str(raw_path), recursive=True))]
         files = [m for m in matches if m.is_file() and is_data_file(m) and not hidden(m, fixed)]
         if not files:
-            return [], f"{raw_path}: no data file matches"
-        return [ShardFile(m.resolve(), landed_shard_name(m, fixed)) for m in files], None
-    return [ShardFile(path.resolve(), shard_name(raw_path))], None
+            return [], {str(raw_path): f"{raw_path}: no data file matches"}
+        return named_files(files, fixed)
+    try:
+        return [ShardFile(path.resolve(), shard_name(raw_path))], {}
+    except ShardRegistrationError as error:
+        return [], {str(raw_path): str(error)}
+
+
+def named_files(files: list[Path], root: Path, prefix: str = "") -> tuple[list[ShardFile], dict[str, str]]:
+    """``files`` under ``root`` with their shard keys; a file whose name yields none fails alone."""
+    named, failures = [], {}
+    for file in files:
+        try:
+            named.append(ShardFile(file.resolve(), landed_shard_name(file, root, prefix=prefix)))
+        except ShardRegistrationError as error:
+            failures[str(file)] = str(error)
+    return named, failures
 
 
 def file_signature(path: Path) -> tuple[int, int]:
@@ -120,13 +139,9 @@ def shard_files(paths: list[str | Path]) -> tuple[list[ShardFile], dict[str, str
     paths that cannot be shards."""
     files, failures = [], {}
     for raw_path in paths:
-        try:
-            found, problem = _expand(raw_path)
-        except ShardRegistrationError as error:
-            found, problem = [], str(error)
+        found, problems = _expand(raw_path)
         files.extend(found)
-        if problem:
-            failures[str(raw_path)] = problem
+        failures |= problems
     return files, failures
 
 

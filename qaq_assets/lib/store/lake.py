@@ -102,9 +102,17 @@ class _LocalTable(DeltaTable):
         encoded = self.table_uri.removeprefix("file://")
         real = unquote(encoded)
         return [
-            real + uri[len(encoded) :] if uri.startswith(encoded) else uri
-            for uri in super().file_uris(*args, **kwargs)
+            real + uri[len(encoded) :] if uri.startswith(encoded) else uri for uri in super().file_uris(*args, **kwargs)
         ]
+
+
+def _refuse_file_in_path(root: str) -> None:
+    """A local lake path through a file cannot hold tables: one line, before any write."""
+    path = root
+    while path and not os.path.exists(path):
+        path = os.path.dirname(path) if os.path.dirname(path) != path else ""
+    if path and not os.path.isdir(path):
+        raise LakeError(f"lake {root}: {path} is a file, not a directory; give --lake a directory")
 
 
 class Lake:
@@ -122,6 +130,8 @@ class Lake:
         self.storage_options = dict(storage_options or {}) or None
         self.commit_retries = commit_retries
         self._table_class = DeltaTable if "://" in root else _LocalTable
+        if "://" not in root:
+            _refuse_file_in_path(self.root)
         # Table handles kept per thread (a DeltaTable object is not shared across threads) and
         # brought up to date with update_incremental(), which reads only the commits since:
         # opening a table anew replays its whole log, and a shard's chunk commits grow it.

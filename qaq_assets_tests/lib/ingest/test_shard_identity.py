@@ -63,6 +63,20 @@ def test_landed_keys_follow_the_path_under_the_landing_directory(tmp_path):
     assert landed_shard_name(landing / "a" / "part-0.jsonl", landing) == "a__part-0"
     assert landed_shard_name(landing / "date=2026-11-26" / "part 1.jsonl.gz", landing) == "date-2026-11-26__part-1"
     assert landed_shard_name(landing / "top.parquet", landing) == "top"
+    assert landed_shard_name(landing / "数据" / "訓練 データ.jsonl", landing) == "数据__訓練-データ"
+    assert landed_shard_name(landing / "a...b.jsonl", landing) == "a.b"  # Dagster refuses "..." in a key
+
+
+def test_a_file_with_a_non_ascii_name_is_a_shard_and_a_nameless_one_fails_alone(tmp_path, capsys):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    write_jsonl(folder / "数据.jsonl", records(CODE_PAIRS[:2]))
+    write_jsonl(folder / "good.jsonl", records(CODE_PAIRS[2:4]))
+    write_jsonl(folder / "---.jsonl", records(CODE_PAIRS[4:6]))
+    assert curate(folder, "--lake", tmp_path / "lake") == 1  # one file failed; the others are curated
+    assert "---.jsonl: cannot derive a shard name from the file name" in capsys.readouterr().err
+    shards = Lake(tmp_path / "lake").scan(RAW_SAMPLES).select("shard").unique().collect()["shard"].sort().to_list()
+    assert shards == ["data__good", "data__数据"]
 
 
 def test_sensor_lands_hive_style_parts_and_skips_a_clash_with_a_reason(tmp_path, lake):
@@ -70,6 +84,7 @@ def test_sensor_lands_hive_style_parts_and_skips_a_clash_with_a_reason(tmp_path,
     for folder in ("a", "b"):
         (landing / folder).mkdir(parents=True)
         age(write_jsonl(landing / folder / "part-0.jsonl", records(CODE_PAIRS[:2])))
+    age(write_jsonl(landing / "a" / "---.jsonl", records(CODE_PAIRS[:2])))  # no key: fails alone
     sensor = build_landing_sensor(str(landing), settle_seconds=5)
     instance = dg.DagsterInstance.ephemeral()
     settled = tick(sensor, instance, lake, tick(sensor, instance, lake).cursor)
