@@ -9,8 +9,10 @@ characters, kept with a quarantined row. Formats (by content where the suffix is
 - JSON (``.json``, ``.jsonl`` alike, gzipped too): a top-level array of records (Alpaca's
   ``alpaca_data.json``), or an object holding one under a key (``{"data": [...]}``); a cut
   array yields its whole records and one quarantined row for the rest;
-- Parquet, CSV and TSV (gzipped too), Arrow IPC (a Hugging Face ``save_to_disk`` folder's
-  ``data-*.arrow`` stream files, or Arrow files), all through pyarrow, in record batches.
+- Parquet and Arrow IPC (a Hugging Face ``save_to_disk`` folder's ``data-*.arrow`` stream
+  files, or Arrow files) through pyarrow, in record batches;
+- CSV and TSV (gzipped too), row by row: a bad row (not UTF-8, a quote never closed, a wrong
+  number of fields) is quarantined alone.
 
 Row numbers count from 1: a JSONL file's line, an array's element, a table's row.
 Plain Python and pyarrow only (no polars), so a bare scoring machine reads shards too.
@@ -20,7 +22,6 @@ from __future__ import annotations
 
 import errno
 import gzip
-import io
 import json
 import os
 from collections.abc import Iterator
@@ -303,6 +304,9 @@ def _iter_array(text: str, start: int, max_record_bytes: int) -> Iterator[Row]:
 
 
 def _iter_table(path: Path, fmt: str, max_record_bytes: int) -> Iterator[Row]:
+    if fmt in ("csv", "tsv"):
+        yield from _iter_csv(path, "\t" if fmt == "tsv" else ",", max_record_bytes)
+        return
     row_number = 0
     for batch in _table_batches(path, fmt):
         for record in batch.to_pylist():
@@ -325,8 +329,6 @@ def _table_batches(path: Path, fmt: str):
                 yield from pq.ParquetFile(handle).iter_batches(batch_size=_BATCH_ROWS)
         elif fmt == "arrow":
             yield from _arrow_batches(path)
-        else:
-            yield from _csv_batches(path, delimiter="\t" if fmt == "tsv" else ",")
     except (pa.ArrowException, ValueError) as error:
         name = {"parquet": "Parquet", "arrow": "Arrow"}.get(fmt, fmt.upper())
         raise ShardReadError(f"{path}: cannot read as {name}: {str(error).splitlines()[0]}") from error
@@ -347,30 +349,90 @@ def _arrow_batches(path: Path):
         yield from pa.ipc.open_stream(handle)
 
 
-def _csv_batches(path: Path, delimiter: str):
-    """CSV/TSV as text columns (an id of ``007`` stays ``007``), quoted newlines inside values
-    (code answers have them); a header row names the columns."""
+def _iter_csv(path: Path, delimiter: str, max_record_bytes: int) -> Iterator[Row]:
+    """CSV/TSV rows as text fields (an id of ``007`` stays ``007``), quoted newlines inside values
+    (code answers have them), a header row naming the columns. Read row by row, so a bad row is
+    quarantined alone: bytes that are not UTF-8 (never guessed as another encoding), a quote never
+    closed (the rows after it are read again from the next line), a wrong number of fields."""
     import csv
 
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
-
     with _open(path) as handle:
-        header_line = handle.readline().decode("utf-8-sig", errors="replace")
-    header = next(csv.reader(io.StringIO(header_line), delimiter=delimiter), [])
-    if not header:
-        raise ShardReadError(f"{path}: no header row")
-    compression = "gzip" if path.name.lower().endswith(".gz") else None
-    with open_source(path) as source:
-        reader = pacsv.open_csv(
-            pa.input_stream(source, compression=compression),
-            read_options=pacsv.ReadOptions(block_size=1 << 24),
-            parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
-            convert_options=pacsv.ConvertOptions(
-                column_types={name: pa.string() for name in header}, strings_can_be_null=False
-            ),
-        )
-        yield from reader
+        lines = _Lines(handle)
+        header_line = lines.next_line()
+        if header_line is None or not header_line.strip(b"\r\n"):
+            raise ShardReadError(f"{path}: no header row")
+        try:
+            header_text = header_line.removeprefix(UTF8_BOM).decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise ShardReadError(f"{path}: the header row is not UTF-8 ({error.reason})") from None
+        header = next(csv.reader([header_text], delimiter=delimiter), [])
+        row_number = 0
+        while True:
+            reader = csv.reader(lines.decoded(), delimiter=delimiter, strict=True)
+            try:
+                for fields in reader:
+                    row_number += 1
+                    raw, utf8 = lines.record_bytes(), lines.record_is_utf8()
+                    lines.record_done()
+                    preview = raw.decode("utf-8", "replace")[:MAX_RAW_CHARS]
+                    if not utf8:
+                        yield row_number, BadRecord("invalid_utf8", "the row's bytes are not UTF-8"), preview
+                    elif len(raw) > max_record_bytes:
+                        yield row_number, too_large(len(raw), max_record_bytes), preview
+                    elif len(fields) != len(header):
+                        detail = f"{len(fields)} fields where the header has {len(header)}"
+                        yield row_number, BadRecord("malformed_csv", detail), preview
+                    else:
+                        yield row_number, checked_record(dict(zip(header, fields, strict=True))), preview
+                return
+            except csv.Error as error:
+                # The row is bad (a quote never closed swallows the file's rest): it alone.
+                row_number += 1
+                first = lines.restart_after_first_line()
+                never_closed = "unexpected end of data" in str(error)
+                detail = f"{error}: a quoted value is never closed" if never_closed else str(error)
+                yield row_number, BadRecord("malformed_csv", detail), first.decode("utf-8", "replace")[:MAX_RAW_CHARS]
+
+
+class _Lines:
+    """A file's physical lines, fed to :mod:`csv` decoded, remembering the current record's."""
+
+    def __init__(self, handle: BinaryIO):
+        self.handle = handle
+        self.pushed_back: list[bytes] = []
+        self.record: list[bytes] = []
+
+    def next_line(self) -> bytes | None:
+        if self.pushed_back:
+            return self.pushed_back.pop()
+        line = self.handle.readline()
+        return line or None
+
+    def decoded(self) -> Iterator[str]:
+        while (line := self.next_line()) is not None:
+            self.record.append(line)
+            # Undecodable bytes survive as surrogates so parsing goes on; the row is then refused.
+            yield line.decode("utf-8", "surrogateescape")
+
+    def record_bytes(self) -> bytes:
+        return b"".join(self.record)
+
+    def record_is_utf8(self) -> bool:
+        try:
+            self.record_bytes().decode("utf-8")
+        except UnicodeDecodeError:
+            return False
+        return True
+
+    def record_done(self) -> None:
+        self.record = []
+
+    def restart_after_first_line(self) -> bytes:
+        """Drop the current record's first line; its other lines are read again. Returns it."""
+        first, *rest = self.record or [b""]
+        self.pushed_back.extend(reversed(rest))
+        self.record = []
+        return first
 
 
 def text_problem(record: dict) -> BadRecord | None:

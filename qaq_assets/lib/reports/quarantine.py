@@ -18,6 +18,7 @@ HINTS = {
     "empty_response": "the response is empty: nothing to score",
     "record_too_large": "raise --max-record-bytes if records this large are wanted",
     "malformed_json": "a broken or cut line: repair or re-export the file",
+    "malformed_csv": "a quote never closed or a wrong number of fields in this row: repair it",
     "not_an_object": "a JSON value that is not an object: each record must be one",
     "wrong_type": "a field of the wrong type (a list where text belongs); map another field with --fields",
     "unknown_role": "a conversation turn's role is none of user/assistant/system/tool (human/gpt in ShareGPT)",

@@ -123,7 +123,7 @@ def test_empty_file_reads_as_zero_rows(tmp_path):
         ("bin.jsonl", bytes(range(256)) * 10),
         ("fake.parquet", b"not parquet"),
         ("x.xml", b"<a/>"),
-        ("y.csv", b"a,b\n1,2,3,4\n"),
+        ("y.csv", b""),  # no header row
         ("z.jsonl.gz", b"nogz"),
     ],
 )
@@ -131,6 +131,26 @@ def test_unreadable_file_raises_an_error_naming_it(tmp_path, name, content):
     (tmp_path / name).write_bytes(content)
     with pytest.raises(ShardReadError, match=name.replace(".", r"\.")):
         read_shard(tmp_path / name, "x")
+
+
+def test_a_bad_csv_row_is_quarantined_alone_and_the_others_are_read(tmp_path):
+    rows = [
+        b"id,instruction,response",
+        b'007,Add two numbers.,"def add(a, b):\n    return a + b"',
+        "008,Caf\u00e9 au lait: print it.,print('caf\u00e9')".encode("latin-1"),  # one Latin-1 row
+        b"009,Too many,fields,here",
+        b'010,Reverse s.,"def rev(s):',  # a quote never closed
+        b"    return s[::-1]",
+        b"011,Square x.,def sq(x): return x * x",
+        b'012,Negate x.,"def neg(x):\n    return -x"',
+    ]
+    (tmp_path / "t.csv").write_bytes(b"\n".join(rows) + b"\n")
+    read = read_shard(tmp_path / "t.csv", "t")
+    assert read.samples["id"].to_list() == ["007", "011", "012"]
+    assert read.samples["response"][0] == "def add(a, b):\n    return a + b"
+    reasons = dict(zip(read.quarantine["row_index"].to_list(), read.quarantine["reason"].to_list(), strict=True))
+    assert reasons == {2: "invalid_utf8", 3: "malformed_csv", 4: "malformed_csv", 5: "malformed_csv"}
+    assert read.rows_read == 7
 
 
 json_values = st.recursive(
