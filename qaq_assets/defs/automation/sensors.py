@@ -11,6 +11,7 @@ from qaq_assets.defs.automation.jobs import curation_job, ingest_job
 from qaq_assets.defs.partitions import RANGE_END_TAG, RANGE_START_TAG, SHARDS, shard_partitions
 from qaq_assets.defs.resources import LakeResource
 from qaq_assets.lib.batches import MAX_BATCH_BYTES, MAX_BATCH_SHARDS, batches
+from qaq_assets.lib.ingest.dataset_folders import shortfalls
 from qaq_assets.lib.ingest.landing import settled_files
 from qaq_assets.lib.ingest.registry import (
     ShardFile,
@@ -49,7 +50,7 @@ def build_landing_sensor(landing_dir: str, settle_seconds: float = 10.0) -> dg.S
             except ShardRegistrationError as error:  # this file alone: the others land
                 unnamed[str(path)] = str(error)
         registration = register(store, list(files))
-        registration.failures |= unnamed
+        registration.failures |= unnamed | shortfalls([file.path for file in files])
         for cause in registration.failures.values():
             context.log.warning(f"skipped: {cause}")
         signatures = {

@@ -19,6 +19,7 @@ from pathlib import Path, PurePath
 import polars as pl
 
 from qaq_assets.lib.errors import QaqError
+from qaq_assets.lib.ingest import dataset_folders
 from qaq_assets.lib.ingest.file_formats import DATA_SUFFIXES, ShardReadError, detect_format, is_data_file
 from qaq_assets.lib.store.lake import Lake
 from qaq_assets.lib.store.tables import SHARD_SOURCES
@@ -142,7 +143,7 @@ def shard_files(paths: list[str | Path]) -> tuple[list[ShardFile], dict[str, str
         found, problems = _expand(raw_path)
         files.extend(found)
         failures |= problems
-    return files, failures
+    return files, failures | dataset_folders.shortfalls([file.path for file in files])
 
 
 def _problem(file: ShardFile) -> str | None:

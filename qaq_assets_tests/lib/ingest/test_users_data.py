@@ -190,3 +190,50 @@ def test_an_odd_result_is_said_without_verbose_and_exits_3(tmp_path):
         "the checks removed 12 of 12 samples (code_no_code" in w and "--strategy rmi-band" in w for w in warnings
     )
     assert any("kept 0 samples, fewer than the budget's 3" in w for w in warnings)
+
+
+def _dataset_folder(root, files=3, rows=10):
+    """A Hugging Face save_to_disk folder as datasets writes it: Arrow stream files of two
+    batches each, state.json listing them, dataset_info.json counting the split's rows."""
+    import pyarrow as pa
+
+    root.mkdir(parents=True)
+    names, cuts = [], {}
+    for index in range(files):
+        name = f"data-{index:05d}-of-{files:05d}.arrow"
+        pairs = [(f"Task {index}.{row}: add {row}.", f"def f(x):\n    return x + {row}") for row in range(rows)]
+        table = pa.table({"instruction": [q for q, _ in pairs], "output": [a for _, a in pairs]})
+        with pa.OSFile(str(root / name), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
+            for batch in table.to_batches(max_chunksize=rows // 2):
+                writer.write_batch(batch)
+                cuts.setdefault(name, sink.tell())  # where the first batch ends
+        names.append(name)
+    (root / "state.json").write_text(json.dumps({"_data_files": [{"filename": n} for n in names], "_split": "train"}))
+    info = {"splits": {"train": {"name": "train", "num_examples": files * rows}}}
+    (root / "dataset_info.json").write_text(json.dumps(info))
+    return names, cuts
+
+
+@pytest.mark.slow  # runs qaq in processes
+def test_a_dataset_folder_missing_a_file_or_rows_says_so(tmp_path):
+    whole = tmp_path / "whole"
+    _dataset_folder(whole)
+    files, refused = shard_files([whole])
+    assert len(files) == 3 and refused == {}
+
+    missing = tmp_path / "missing"
+    names, _ = _dataset_folder(missing)
+    (missing / names[1]).unlink()
+    result = qaq("curate", missing, "--lake", tmp_path / "lake1", *TINY_FLAGS)
+    assert result.returncode == 1
+    assert f"{names[1]}: listed in state.json but missing: the dataset folder is incomplete" in result.stderr
+    assert Lake(tmp_path / "lake1").scan(RAW_SAMPLES).collect().height == 20
+
+    cut = tmp_path / "cut"
+    names, cuts = _dataset_folder(cut)
+    with open(cut / names[2], "r+b") as handle:
+        handle.truncate(cuts[names[2]])  # at a batch boundary: still a clean stream
+    result = qaq("curate", cut, "--lake", tmp_path / "lake2", *TINY_FLAGS)
+    assert result.returncode == 1
+    assert "its files hold 25 rows where dataset_info.json says the split has 30" in result.stderr
+    assert Lake(tmp_path / "lake2").scan(RAW_SAMPLES).collect().height == 25
