@@ -93,7 +93,7 @@ def _run_curation(args: argparse.Namespace):
     settings = _settings(args)
     if not args.verbose:
         _quiet_libraries()
-    settings.identify_models()  # a model that cannot be found fails here, before any work
+    settings.check_before_work()  # a model that cannot be found fails here, before any work
     with SignalWatch() as signals:
         return curate_files(
             args.paths,

@@ -54,13 +54,19 @@ class Bounds:
         return None
 
     def describe(self) -> str:
+        low, high = _number(self.low), _number(self.high)
         if self.low is not None and self.high is not None:
-            return (
-                f"must be in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
-            )
+            return f"must be in {'(' if self.low_open else '['}{low}, {high}{')' if self.high_open else ']'}"
         if self.low is not None:
-            return f"must be {'>' if self.low_open else '>='} {self.low:g}"
-        return f"must be {'<' if self.high_open else '<='} {self.high:g}"
+            return f"must be {'>' if self.low_open else '>='} {low}"
+        return f"must be {'<' if self.high_open else '<='} {high}"
+
+
+def _number(value: float | None) -> str:
+    # Whole bounds in full (16777216, not 1.67772e+07): the user types them back.
+    if value is None:
+        return ""
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
 AT_LEAST_ZERO, AT_LEAST_ONE = Bounds(low=0), Bounds(low=1)
@@ -130,6 +136,8 @@ class Setting:
                 value = self.kind(text)
         except (ValueError, KeyError) as error:
             raise QaqError(f"{self.env_var}={text!r}: expected {self.kind.__name__} ({error})") from None
+        except RecursionError:
+            raise QaqError(f"{self.env_var}: JSON nested too deeply to be settings") from None
         self.check(value)
         return value
 

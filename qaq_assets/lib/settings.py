@@ -115,13 +115,31 @@ class Settings(LakeConfig, ScoringConfig, DefinitionsConfig, RunnerConfig, Selec
         """The values of the settings of ``groups``, by name."""
         return {setting.name: getattr(self, setting.name) for setting in in_group(*groups)}
 
-    def identify_models(self) -> list:
-        """Each configured model's identity, from its files alone (no weights loaded): a model that
-        cannot be found or loaded, or a device that does not exist, fails here with one line,
-        before any work. Hub models (``hf:``) are known only once downloaded."""
-        from qaq_assets.lib.scoring.engine.models import identify
+    def check_before_work(self) -> None:
+        """What the settings need that can fail before any work, failing here with one line:
+        each model found and its tokenizer loaded from its files (no weights), a hub model
+        (``hf:``) in the local cache or reachable, the sequence limit leaving each model's
+        template room for a query and an answer, each benchmark file readable."""
+        from qaq_assets.lib.ingest.shard_ingest import benchmark
+        from qaq_assets.lib.scoring.engine.models import check_hub_model, identify
+        from qaq_assets.lib.scoring.engine.scorer import MIN_ANSWER_TOKENS
+        from qaq_assets.lib.scoring.engine.templates import build_layouts
 
-        return [identify(spec, self.device, self.dtype) for spec in self.model_specs]
+        for spec in self.model_specs:
+            identity = identify(spec, self.device, self.dtype)
+            if identity is None:
+                check_hub_model(spec)
+                continue
+            overhead = build_layouts(self.template, identity.tokenizer).overhead
+            # The query keeps at least as much room as the answer's promised minimum.
+            needed = overhead + 2 * MIN_ANSWER_TOKENS
+            if self.max_sequence_tokens < needed:
+                raise SettingError(
+                    f"--max-sequence-tokens {self.max_sequence_tokens} leaves {spec.key}'s template ({overhead} "
+                    f"tokens) too little room for a query and a {MIN_ANSWER_TOKENS}-token answer: give at least "
+                    f"{needed}"
+                )
+        benchmark(self)
 
 
 def markdown_table() -> str:

@@ -174,20 +174,30 @@ def test_the_curation_asset_refuses_a_partial_corpus(tmp_path, lake):
     [
         (["--budget", "25"], "--budget (QAQ_BUDGET) must be in (0, 1], not 25.0"),
         (["--budget", "nan"], "--budget (QAQ_BUDGET) must be a finite number"),
-        (["--strata", "0"], "--strata (QAQ_STRATA) must be >= 1, not 0"),
+        (["--strata", "0"], "--strata (QAQ_STRATA) must be in [1, 10000], not 0"),
         (["--strategy", "diff"], "--strategy diff needs two models"),
-        (["--commit-every", "-1"], "--commit-every (QAQ_COMMIT_EVERY) must be >= 0"),
+        (["--commit-every", "-1"], "--commit-every (QAQ_COMMIT_EVERY) must be in [0, 16777216], not -1"),
         (["--near-duplicate-threshold", "nan"], "must be a finite number"),
         (["--near-duplicate-threshold", "0"], "must be >= 0.5, not 0.0"),
-        (["--max-sequence-tokens", "10"], "must be >= 64"),
+        (["--max-sequence-tokens", "10"], "must be in [64, 1048576], not 10"),
         (["--device", "gpu"], "--device (QAQ_DEVICE) must match"),
         (["--model", "m=/no/such/model"], "model spec '/no/such/model' is not a bundled alias"),
+        (["--model", "hf:nobody/nothing"], "model hf:nobody/nothing: not in the local Hugging Face cache"),
+        (["--decontaminate", "/nonexistent.jsonl"], "--decontaminate /nonexistent.jsonl: "),
+        (["--max-sequence-tokens", "3000000000"], "must be in [64, 1048576], not 3000000000"),
+        # The bundled model's chat template takes 51 of 64 tokens: no room for a query and an answer.
+        (["--model", "smollm2-135m", "--max-sequence-tokens", "64"], "too little room for a query and a 16-token answer"),
+        (["QAQ_COMMIT_EVERY=1e20"], "QAQ_COMMIT_EVERY='1e20': expected int"),
+        (["QAQ_COMMIT_EVERY=100000000000000000000"], "must be in [0, 16777216]"),
+        (["QAQ_SCORING_OP_TAGS=" + "[" * 100_000], "QAQ_SCORING_OP_TAGS: JSON nested too deeply"),
     ],
 )
 def test_bad_settings_fail_in_one_line_before_anything_is_read_or_written(tmp_path, flags, cause):
     shard = write_jsonl(tmp_path / "s.jsonl", records("s"))
     model = [] if flags[0] == "--model" else TINY_FLAGS
-    result = qaq("curate", shard, "--lake", tmp_path / "lake", *model, *flags)
+    env = dict(flag.split("=", 1) for flag in flags if flag.startswith("QAQ_"))
+    flags = [flag for flag in flags if not flag.startswith("QAQ_")]
+    result = qaq("curate", shard, "--lake", tmp_path / "lake", *model, *flags, env_extra=env)
     assert result.returncode == 2, result.stderr
     assert result.stderr.strip().splitlines() == [f"qaq curate: {result.stderr.split(': ', 1)[1].strip()}"]
     assert cause in result.stderr

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from qaq_assets.lib.setting_fields import AT_LEAST_ONE, AT_LEAST_ZERO, INGEST, check_fields, setting
+from qaq_assets.lib.setting_fields import INGEST, Bounds, check_fields, setting
 
 
 @dataclass(frozen=True)
@@ -15,7 +15,7 @@ class IngestConfig:
     label_field: str = setting(
         "defect", "planted-label field, carried into column label but never scored", required=True
     )
-    max_record_bytes: int = setting(1_000_000, "records larger than this are quarantined", bounds=AT_LEAST_ONE)
+    max_record_bytes: int = setting(1_000_000, "records larger than this are quarantined", bounds=Bounds(1, 1 << 31))
     fields: list[str] = setting(
         [],
         "ROLE=FIELD: the record field holding a role, where the usual names do not apply; roles: "
@@ -31,7 +31,7 @@ class IngestConfig:
         0,
         "processes that compute the samples' features at ingest (code checks, MinHash, decontamination), "
         "over record batches; 0 = auto: one per core for batches of 4,096+ samples; 1 = in the ingesting process",
-        bounds=AT_LEAST_ZERO,
+        bounds=Bounds(0, 1024),
     )
     execute: bool = setting(
         True,

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from qaq_assets.lib.model_specs import DEFAULT_MODEL_SPEC, ModelSpec, parse_model_specs
-from qaq_assets.lib.setting_fields import AT_LEAST_ZERO, SCORING, Bounds, check_fields, setting
+from qaq_assets.lib.setting_fields import SCORING, Bounds, check_fields, setting
 
 TEMPLATES = ("auto", "chat", "plain")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -23,6 +23,7 @@ HEADS = ("auto", "logits", "vocab-blocks")
 BACKENDS = ("local", "ray")
 # The scorer needs room for the template and at least a few tokens of each side.
 MIN_SEQUENCE_TOKENS = 64
+MAX_SEQUENCE_TOKENS = 1 << 20  # past any model's context
 
 
 @dataclass(frozen=True)
@@ -72,30 +73,30 @@ class ScoringConfig:
         0,
         "tokens per forward pass; 0 = auto (4,096 on CPU; on CUDA sized from the "
         "card's free memory and the model's width and vocabulary)",
-        bounds=AT_LEAST_ZERO,
+        bounds=Bounds(0, 1 << 24),
     )
     max_batch_size: int = setting(
         0,
         "sequences per attention group at most; 0 = auto: 1 on CPU (each sequence attends alone, "
         "so a sample's scores do not depend on the samples beside it, bf16 included), 64 on CUDA",
-        bounds=AT_LEAST_ZERO,
+        bounds=Bounds(0, 1 << 16),
     )
     max_sequence_tokens: int = setting(
         2048,
         "longest sequence in tokens, template included; answers are cut first",
-        bounds=Bounds(low=MIN_SEQUENCE_TOKENS),
+        bounds=Bounds(MIN_SEQUENCE_TOKENS, MAX_SEQUENCE_TOKENS),
     )
     commit_every: int = setting(
         0,
         "samples per score-cache commit (what a killed run can lose); 0 = auto: 256 on CPU, 2,048 on "
         "a GPU (several full passes per chunk)",
-        bounds=AT_LEAST_ZERO,
+        bounds=Bounds(0, 1 << 24),
     )
     backend: str = setting(
         "local", "where forward passes run: local (this process) or ray (a pool of replicas)", choices=BACKENDS
     )
     ray_address: str = setting("", "Ray cluster address; empty starts a local Ray")
-    ray_replicas: int = setting(0, "model replicas on Ray; 0 = one per GPU", bounds=AT_LEAST_ZERO)
+    ray_replicas: int = setting(0, "model replicas on Ray; 0 = one per GPU", bounds=Bounds(0, 4096))
 
     def __post_init__(self) -> None:
         check_fields(self)

@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass, fields
 from typing import ClassVar
 
-from qaq_assets.lib.setting_fields import AT_LEAST_ONE, AT_LEAST_ZERO, SELECTION, Bounds, check_fields, setting
+from qaq_assets.lib.setting_fields import AT_LEAST_ONE, SELECTION, Bounds, check_fields, setting
 
 # The method as published, its baselines, and named extensions beyond the paper.
 RMI_BAND, DIFF, IFD, PPL, RANDOM = "rmi-band", "diff", "ifd", "ppl", "random"
@@ -42,14 +42,14 @@ class SelectionConfig:
         "sentence, bare code); > 0",
         bounds=Bounds(low=0, low_open=True),
     )
-    strata: int = setting(10, "NLL(Q) strata the RMI ranks are taken within", bounds=AT_LEAST_ONE)
+    strata: int = setting(10, "NLL(Q) strata the RMI ranks are taken within", bounds=Bounds(1, 10_000))
     diff_threshold: float = setting(
         0.1, "diff: keep rank_strong - rank_weak above this, in (-1, 1)", bounds=Bounds(-1, 1, True, True)
     )
     min_stratum_size: int = setting(
         10, "fewer strata on small inputs: at least this many samples each", bounds=AT_LEAST_ONE
     )
-    seed: int = setting(0, "seed of the random baseline", bounds=AT_LEAST_ZERO)
+    seed: int = setting(0, "seed of the random baseline", bounds=Bounds(0, (1 << 63) - 1))
     near_duplicate_threshold: float = setting(
         0.85,
         "MinHash Jaccard at which a sample repeats an earlier one, at least 0.5 (>= 1 disables)",

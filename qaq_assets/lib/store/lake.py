@@ -47,6 +47,8 @@ def storage_options_from_env(variable: str = STORAGE_OPTIONS_ENV) -> dict[str, s
         options = json.loads(text)
     except json.JSONDecodeError as error:
         raise LakeError(f"{variable} is not a JSON object of storage options: {error}") from error
+    except RecursionError:
+        raise LakeError(f"{variable}: JSON nested too deeply to be storage options") from None
     if not isinstance(options, dict):
         raise LakeError(f"{variable} must be a JSON object of storage options")
     return {str(key): str(value) for key, value in options.items()}

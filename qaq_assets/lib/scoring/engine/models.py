@@ -417,6 +417,23 @@ def identify(spec: ModelSpec, device: str = "auto", dtype: str = "auto") -> Mode
     return ModelIdentity(located.model_id, located.weights_sha256, dtype_name, tokenizer)
 
 
+def check_hub_model(spec: ModelSpec, timeout_seconds: float = 10.0) -> None:
+    """A hub model (``hf:ORG/NAME``) is in the local Hugging Face cache, or the hub says it
+    exists: :class:`ModelLoadError` otherwise, before any work rather than at scoring."""
+    from huggingface_hub import HfApi, try_to_load_from_cache
+
+    repo = spec.spec.removeprefix("hf:")
+    if isinstance(try_to_load_from_cache(repo, "config.json"), str):
+        return
+    try:
+        HfApi().model_info(repo, timeout=timeout_seconds)
+    except Exception as error:  # noqa: BLE001 - unreachable, unknown or gated: the model cannot load
+        cause = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ModelLoadError(
+            f"model {spec.spec}: not in the local Hugging Face cache, and the hub cannot provide it ({cause})"
+        ) from None
+
+
 def tokenizer_of(spec: ModelSpec, device: str = "auto", dtype: str = "auto"):
     """``spec``'s tokenizer without loading its weights (see :func:`identify`); None for hub models."""
     identity = identify(spec, device, dtype)
