@@ -27,7 +27,7 @@ from qaq_assets.lib.store.lake import Lake
 from qaq_assets.lib.store.tables import QUARANTINE, RAW_SAMPLES, SAMPLE_FEATURES
 
 # Raised whenever reading or the features computed at ingest change, so unchanged files are read again.
-READER_VERSION = "5"
+READER_VERSION = "6"
 
 
 class ShardShrankError(QaqError):

@@ -8,13 +8,13 @@ size limit), raises :class:`ShardReadError` with one line saying what to do.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
 
+from qaq_assets.lib.ingest import lossless_json
 from qaq_assets.lib.ingest.config import IngestConfig
 from qaq_assets.lib.ingest.file_formats import BadRecord, ShardReadError, detect_format, iter_rows
 from qaq_assets.lib.ingest.record_fields import FieldMap, extract_sample, record_id_of, sample_id_for
@@ -109,7 +109,11 @@ def read_shard(
                 "duplicate_of": f"{shard}:{first_row}" if first_row != row_index else None,
                 "source_file": str(path),
                 "source_format": fmt,
-                "extra_fields": json.dumps(extra, default=str, ensure_ascii=False) if extra else None,
+                "extra_fields": lossless_json.dumps(extra) if extra else None,
+                # The record as it came, its text shared with the columns above (export --format original).
+                "original": lossless_json.dumps(
+                    record, {"instruction": sample.instruction, "response": sample.response}
+                ),
                 "ingested_at": now,
             }
         )

@@ -8,6 +8,7 @@ from pathlib import Path
 import polars as pl
 
 from qaq_assets.lib.errors import LakeError
+from qaq_assets.lib.ingest import lossless_json
 from qaq_assets.lib.ingest.record_fields import ALPACA, MESSAGES, PAIR, SHAREGPT
 from qaq_assets.lib.reports.export_formats import format_for
 from qaq_assets.lib.reports.output_files import atomic_output
@@ -92,7 +93,11 @@ def turns_of(row: dict) -> list[dict]:
 
 def _record(row: dict, fmt: str) -> dict:
     """One kept sample as a record of ``fmt`` (``original``: the shape it came in)."""
-    if fmt == "original":
+    if fmt == "original" and row.get("original"):
+        return lossless_json.decoded(
+            json.loads(row["original"]), {"instruction": row["instruction"], "response": row["response"]}
+        )
+    if fmt == "original":  # ingested by a release that kept no original: the shape it came in
         style = row.get("record_style") or PAIR
         fmt = {MESSAGES: "messages-jsonl", SHAREGPT: "sharegpt-jsonl", ALPACA: "alpaca-jsonl"}.get(style, "pair")
     ids = {"id": row["id"], "sample_id": row["sample_id"]}

@@ -79,7 +79,11 @@ RAW_SAMPLES = TableSpec(
             "duplicate_of": pl.String,
             "source_file": pl.String,
             "source_format": pl.String,
+            # Fields no role took, as lossless JSON (lib/ingest/lossless_json.py).
             "extra_fields": pl.String,
+            # The whole record as it came (lossless JSON; text it shares with instruction and
+            # response refers to those columns): what export --format original writes.
+            "original": pl.String,
             "ingested_at": pl.Datetime("us", "UTC"),
         }
     ),
@@ -274,7 +278,7 @@ CURATED_SUBSET = TableSpec(
 
 # Text columns of raw_samples that readers of a curated version join back (older versions
 # stored them in curated_subset itself).
-TEXT_COLUMNS = ("id", "instruction", "response", "conversation", "record_style")
+TEXT_COLUMNS = ("id", "instruction", "response", "conversation", "record_style", "original")
 
 # Columns only some strategies produce (diff's ranks, the band's strata).
 CURATED_STRATEGY_COLUMNS = ("stratum", "rmi_rank", "weak_rmi_rank", "diff", "keep_score")

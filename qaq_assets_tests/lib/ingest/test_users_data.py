@@ -237,3 +237,48 @@ def test_a_dataset_folder_missing_a_file_or_rows_says_so(tmp_path):
     assert result.returncode == 1
     assert "its files hold 25 rows where dataset_info.json says the split has 30" in result.stderr
     assert Lake(tmp_path / "lake2").scan(RAW_SAMPLES).collect().height == 25
+
+
+@pytest.mark.slow  # runs qaq in processes
+def test_export_original_writes_each_record_as_it_came_extras_included(tmp_path):
+    import datetime
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    records = [
+        {"prompt": "Add a and b.", "completion": "def add(a, b):\n    return a + b", "score": 0.9, "tags": ["x"]},
+        {"instruction": "Reverse s.", "input": "s = 'abc'", "output": "def rev(s):\n    return s[::-1]"},
+        {"id": "m1", "messages": [{"role": "user", "content": "Square x."}, {"role": "assistant", "content": "x*x"}]},
+        {"question": "Negate x.", "answer": "def neg(x):\n    return -x", "meta": {"$column": "not a marker"}},
+    ]
+    jsonl = write_jsonl(tmp_path / "mixed.jsonl", records[:3])
+    answers = write_jsonl(tmp_path / "qa.jsonl", records[3:])
+    table = pa.table(
+        {
+            "instruction": ["Double x."],
+            "response": ["def double(x):\n    return 2 * x"],
+            "blob": [b"\x00\xff"],
+            "ratio": [float("nan")],
+            "at": [datetime.datetime(2026, 12, 7, 1, 2, 3)],
+        }
+    )
+    pq.write_table(table, tmp_path / "extras.parquet")
+    lake = tmp_path / "lake"
+    fields = ["--fields", "instruction=question,response=answer"]
+    for path, extra in ((jsonl, []), (answers, fields), (tmp_path / "extras.parquet", [])):
+        result = qaq("curate", path, "--lake", lake, *TINY_FLAGS, "--budget", "1", "--strategy", "random", *extra)
+        assert result.returncode == 0, result.stderr
+    out = tmp_path / "original.jsonl"
+    assert qaq("export", "--lake", lake, "--out", out, "--format", "original").returncode == 0
+    exported = [json.loads(line) for line in out.read_text().splitlines()]
+    parquet_row = {
+        "instruction": "Double x.",
+        "response": "def double(x):\n    return 2 * x",
+        "blob": {"$base64": "AP8="},
+        "ratio": None,  # JSON has no NaN
+        "at": "2026-12-07T01:02:03",
+    }
+    assert sorted(map(json.dumps, exported)) == sorted(map(json.dumps, [*records, parquet_row]))
+    extras = Lake(lake).scan(RAW_SAMPLES).filter(pl.col("shard") == "extras").collect()["extra_fields"][0]
+    assert json.loads(extras) == {key: parquet_row[key] for key in ("blob", "ratio", "at")}

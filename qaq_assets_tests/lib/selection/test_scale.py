@@ -18,7 +18,7 @@ from qaq_assets.lib.ingest.record_fields import text_sha
 from qaq_assets.lib.ingest.shard_reader import read_shard
 from qaq_assets.lib.reports.export import export_curated
 from qaq_assets.lib.selection.dedup import minhash, near_duplicate_twins, near_duplicates
-from qaq_assets.lib.store.tables import CURATED_SUBSET, RAW_SAMPLES, SAMPLE_FEATURES, TEXT_COLUMNS
+from qaq_assets.lib.store.tables import CURATED_SUBSET, CURATION_RUNS, RAW_SAMPLES, SAMPLE_FEATURES, TEXT_COLUMNS
 from qaq_assets_tests.helpers import CODE_PAIRS, REPO, graph, materialize_all, write_jsonl
 
 DATA = REPO / "data"
@@ -96,9 +96,11 @@ def test_a_lake_from_the_previous_release_still_exports_and_curates(lake, tmp_pa
     materialize_all(lake, [shard])
     fresh = lake.scan(CURATED_SUBSET).collect().drop("curation_id").sort("row_index")
     # What the previous release left: text in curated_subset, no sample_features table.
-    raw = lake.scan(RAW_SAMPLES).collect().select("shard", "row_index", *TEXT_COLUMNS)
+    raw = lake.scan(RAW_SAMPLES).collect().select("shard", "row_index", *TEXT_COLUMNS).drop("original")
     old_rows = lake.scan(CURATED_SUBSET).collect().join(raw, on=["shard", "row_index"])
-    old_version = lake.overwrite(CURATED_SUBSET, old_rows)
+    old_version = lake.overwrite(CURATED_SUBSET, old_rows.with_columns(curation_id=pl.lit("old-release")))
+    lineage = lake.scan(CURATION_RUNS).collect()  # its own curation, recorded as that release did
+    lake.append(CURATION_RUNS, lineage.with_columns(curation_id=pl.lit("old-release"), curated_version=old_version))
     shutil.rmtree(lake.uri(SAMPLE_FEATURES))
     # That version keeps its own text (its lineage is the curation whose id its rows carry).
     out = tmp_path / "old.jsonl"
