@@ -186,7 +186,10 @@ def test_the_curation_asset_refuses_a_partial_corpus(tmp_path, lake):
         (["--decontaminate", "/nonexistent.jsonl"], "--decontaminate /nonexistent.jsonl: "),
         (["--max-sequence-tokens", "3000000000"], "must be in [64, 1048576], not 3000000000"),
         # The bundled model's chat template takes 51 of 64 tokens: no room for a query and an answer.
-        (["--model", "smollm2-135m", "--max-sequence-tokens", "64"], "too little room for a query and a 16-token answer"),
+        (
+            ["--model", "smollm2-135m", "--max-sequence-tokens", "64"],
+            "too little room for a query and a 16-token answer",
+        ),
         (["QAQ_COMMIT_EVERY=1e20"], "QAQ_COMMIT_EVERY='1e20': expected int"),
         (["QAQ_COMMIT_EVERY=100000000000000000000"], "must be in [0, 16777216]"),
         (["QAQ_SCORING_OP_TAGS=" + "[" * 100_000], "QAQ_SCORING_OP_TAGS: JSON nested too deeply"),

@@ -61,7 +61,7 @@ def decoded(value: Any, columns: Mapping[str, str] | None = None) -> Any:
     if not isinstance(value, dict):
         return value
     if len(value) == 1:
-        (key, item), = value.items()
+        ((key, item),) = value.items()
         if key == "$column":
             return (columns or {}).get(item)
         if key == "$literal":

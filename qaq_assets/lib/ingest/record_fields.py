@@ -20,6 +20,7 @@ conversation is stored with the sample wherever it holds more than one exchange 
 from __future__ import annotations
 
 import hashlib
+import json
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -138,15 +139,33 @@ def _turns(value: Any, name: str) -> tuple[list[dict], str]:
             raise BadRecord("wrong_type", f"turn {index} of {name!r} is not an object")
         role_key = next((key for key in _ROLE_KEYS if key in turn), None)
         content_key = next((key for key in _CONTENT_KEYS if key in turn), None)
-        if role_key is None or content_key is None:
+        calls = turn.get("tool_calls") or turn.get("function_call")
+        if role_key is None or (content_key is None and not calls):
             raise BadRecord("wrong_type", f"turn {index} of {name!r} has no role/from and content/value")
         style = SHAREGPT if role_key == "from" else style
         raw_role = turn[role_key]
         role = ROLE_ALIASES.get(raw_role.strip().lower()) if isinstance(raw_role, str) else None
         if role is None:
             raise BadRecord("unknown_role", f"turn {index} of {name!r} has role {raw_role!r}")
-        turns.append({"role": role, "content": _content(turn[content_key], f"turn {index} of {name!r}")})
+        content = turn.get(content_key) if content_key else None
+        if calls:  # an assistant's tool call: scored as the text of the call, beside any words
+            text = _content(content, f"turn {index} of {name!r}") if content else ""
+            turns.append({"role": role, "content": "\n".join(filter(None, [text, _calls_text(calls)]))})
+        else:
+            turns.append({"role": role, "content": _content(content, f"turn {index} of {name!r}")})
     return turns, style
+
+
+def _calls_text(calls: Any) -> str:
+    """OpenAI tool calls (or a legacy function_call) as text: ``name(arguments)`` per call."""
+    calls = calls if isinstance(calls, list) else [calls]
+    rendered = []
+    for call in calls:
+        function = call.get("function", call) if isinstance(call, dict) else {}
+        arguments = function.get("arguments", "")
+        arguments = arguments if isinstance(arguments, str) else json.dumps(arguments, ensure_ascii=False)
+        rendered.append(f"{function.get('name', 'tool')}({arguments})")
+    return "\n".join(rendered)
 
 
 def _render(history: list[dict]) -> str:

@@ -8,8 +8,6 @@ from pathlib import Path
 import polars as pl
 
 from qaq_assets.lib.errors import LakeError
-from qaq_assets.lib.ingest import lossless_json
-from qaq_assets.lib.ingest.record_fields import ALPACA, MESSAGES, PAIR, SHAREGPT
 from qaq_assets.lib.reports.export_formats import format_for
 from qaq_assets.lib.reports.output_files import atomic_output
 from qaq_assets.lib.reports.resolve import (
@@ -20,11 +18,10 @@ from qaq_assets.lib.reports.resolve import (
     spans,
     version_damage,
 )
+from qaq_assets.lib.reports.trainer_records import messages_column, trainer_record
 from qaq_assets.lib.selection.rules import KEEP
 from qaq_assets.lib.store.lake import Lake
 from qaq_assets.lib.store.tables import CURATED_SUBSET, RAW_SAMPLES, TEXT_COLUMNS
-
-SHAREGPT_ROLES = {"system": "system", "user": "human", "assistant": "gpt", "tool": "tool"}
 
 
 def with_text(lake: Lake, rows: pl.DataFrame, lineage: dict) -> pl.DataFrame:
@@ -59,11 +56,11 @@ def export_curated(lake: Lake, out: str | Path, fmt: str | None = None, version:
     kept = kept_samples(lake, version)  # refuses an incomplete version
     with atomic_output(out) as partial:
         if fmt == "parquet":
-            kept.select(PARQUET_COLUMNS).write_parquet(partial)
+            kept.select(*PARQUET_COLUMNS, messages_column()).write_parquet(partial)
         else:
             with open(partial, "w", encoding="utf-8") as handle:
                 for row in kept.iter_rows(named=True):
-                    handle.write(json.dumps(_record(row, fmt), ensure_ascii=False) + "\n")
+                    handle.write(json.dumps(trainer_record(row, fmt), ensure_ascii=False) + "\n")
     return kept.height
 
 
@@ -81,39 +78,6 @@ PARQUET_COLUMNS = (
     "reason",
     "curation_id",
 )
-
-
-def turns_of(row: dict) -> list[dict]:
-    """A sample's whole conversation (roles user, assistant, system, tool)."""
-    return row["conversation"] or [
-        {"role": "user", "content": row["instruction"]},
-        {"role": "assistant", "content": row["response"]},
-    ]
-
-
-def _record(row: dict, fmt: str) -> dict:
-    """One kept sample as a record of ``fmt`` (``original``: the shape it came in)."""
-    if fmt == "original" and row.get("original"):
-        return lossless_json.decoded(
-            json.loads(row["original"]), {"instruction": row["instruction"], "response": row["response"]}
-        )
-    if fmt == "original":  # ingested by a release that kept no original: the shape it came in
-        style = row.get("record_style") or PAIR
-        fmt = {MESSAGES: "messages-jsonl", SHAREGPT: "sharegpt-jsonl", ALPACA: "alpaca-jsonl"}.get(style, "pair")
-    ids = {"id": row["id"], "sample_id": row["sample_id"]}
-    if fmt == "messages-jsonl":
-        return {"messages": turns_of(row), **ids}
-    if fmt == "sharegpt-jsonl":
-        return {
-            "conversations": [{"from": SHAREGPT_ROLES[t["role"]], "value": t["content"]} for t in turns_of(row)],
-            **ids,
-        }
-    system = next((t["content"] for t in turns_of(row) if t["role"] == "system"), None)
-    if fmt == "alpaca-jsonl":
-        record = {"instruction": row["instruction"], "input": "", "output": row["response"]}
-    else:
-        record = {"instruction": row["instruction"], "response": row["response"]}
-    return {**record, **({"system": system} if system is not None else {}), **ids}
 
 
 def lineage_record(lake: Lake, version: int | str | None = None) -> dict:

@@ -282,3 +282,102 @@ def test_export_original_writes_each_record_as_it_came_extras_included(tmp_path)
     assert sorted(map(json.dumps, exported)) == sorted(map(json.dumps, [*records, parquet_row]))
     extras = Lake(lake).scan(RAW_SAMPLES).filter(pl.col("shard") == "extras").collect()["extra_fields"][0]
     assert json.loads(extras) == {key: parquet_row[key] for key in ("blob", "ratio", "at")}
+
+
+TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
+CALL = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
+
+
+def _tool_conversation(content):
+    return {
+        "id": f"tools-{content!r}",
+        "tools": TOOLS,
+        "messages": [
+            {"role": "user", "content": f"What is the weather in Paris? ({content!r})"},
+            {"role": "assistant", "content": content, "tool_calls": [CALL]},
+            {"role": "tool", "tool_call_id": "call_1", "name": "get_weather", "content": '{"temp": 18}'},
+            {"role": "assistant", "content": "It is 18 degrees in Paris."},
+        ],
+    }
+
+
+@pytest.mark.slow  # runs qaq in processes
+def test_exports_load_in_datasets_and_render_through_a_chat_template(tmp_path):
+    import os
+
+    from datasets import load_dataset
+
+    from qaq_assets.lib.scoring.engine.models import tokenizer_of
+    from qaq_assets.lib.settings import Settings
+
+    three_exchanges = {
+        "id": "multi",
+        "messages": [
+            {"role": "system", "content": "You write Python."},
+            *[
+                turn
+                for n in range(3)
+                for turn in (
+                    {"role": "user", "content": f"Write f{n}(x) returning x + {n}."},
+                    {"role": "assistant", "content": f"def f{n}(x):\n    return x + {n}"},
+                )
+            ],
+        ],
+    }
+    records = [
+        {"id": "pair", "instruction": "Add a and b.", "response": "def add(a, b):\n    return a + b"},
+        three_exchanges,
+        _tool_conversation(None),
+        _tool_conversation(""),
+    ]
+    lake = tmp_path / "lake"
+    shard = write_jsonl(tmp_path / "chat.jsonl", records)
+    curated = qaq("curate", shard, "--lake", lake, *TINY_FLAGS, "--budget", "1", "--strategy", "random")
+    assert curated.returncode == 0 and "quarantined=0" in curated.stdout, curated.stderr
+
+    os.umask(0o022)
+    out = {
+        fmt: tmp_path / f"train.{fmt}.{'parquet' if fmt == 'parquet' else 'jsonl'}"
+        for fmt in ("messages-jsonl", "sharegpt-jsonl", "alpaca-jsonl", "parquet")
+    }
+    for fmt, path in out.items():
+        assert qaq("export", "--lake", lake, "--out", path, "--format", fmt).returncode == 0
+        assert path.stat().st_mode & 0o777 == 0o644  # the usual mode, not the temporary file's 0600
+
+    messages = {row["id"]: row for row in load_dataset("json", data_files=str(out["messages-jsonl"]))["train"]}
+    parquet = {row["id"]: row for row in load_dataset("parquet", data_files=str(out["parquet"]))["train"]}
+    assert len(messages) == len(parquet) == 4
+    # Tool calls and results come back in the OpenAI format, with the tool definitions.
+    for content in (None, ""):
+        row = messages[f"tools-{content!r}"]
+        assert row["messages"][1]["tool_calls"][0]["function"]["name"] == "get_weather"
+        assert row["messages"][2]["tool_call_id"] == "call_1"
+        assert row["tools"][0]["function"]["name"] == "get_weather"
+    # Every row has messages in Parquet, single-turn ones too.
+    assert [m["role"] for m in parquet["pair"]["messages"]] == ["user", "assistant"]
+    assert len(parquet["multi"]["messages"]) == 7
+
+    # Rendered as TRL renders a conversational dataset: no empty assistant turn anywhere.
+    tokenizer = tokenizer_of(Settings().model_specs[0])
+    for row in parquet.values():
+        rendered = tokenizer.apply_chat_template(row["messages"], tokenize=False)
+        assert row["messages"][-1]["content"] in rendered
+        assert "<|im_start|>assistant\n<|im_end|>" not in rendered
+
+    sharegpt = {row["id"]: row for row in map(json.loads, out["sharegpt-jsonl"].read_text().splitlines())}
+    roles = [turn["from"] for turn in sharegpt["tools-None"]["conversations"]]
+    assert roles == ["human", "function_call", "observation", "gpt"]  # LLaMA-Factory's tool roles
+    assert json.loads(sharegpt["tools-None"]["conversations"][1]["value"]) == {
+        "name": "get_weather",
+        "arguments": {"city": "Paris"},
+    }
+    assert json.loads(sharegpt["tools-None"]["tools"]) == TOOLS
+    assert sharegpt["multi"]["system"] == "You write Python."
+    assert all(turn["from"] in ("human", "gpt") for turn in sharegpt["multi"]["conversations"])
+
+    alpaca = {row["id"]: row for row in map(json.loads, out["alpaca-jsonl"].read_text().splitlines())}
+    assert alpaca["multi"]["instruction"] == "Write f2(x) returning x + 2."
+    assert alpaca["multi"]["history"] == [
+        [f"Write f{n}(x) returning x + {n}.", f"def f{n}(x):\n    return x + {n}"] for n in range(2)
+    ]
+    assert alpaca["multi"]["system"] == "You write Python." and "history" not in alpaca["pair"]
