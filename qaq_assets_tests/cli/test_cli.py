@@ -1,6 +1,8 @@
 """The ``qaq`` command line, run as a user runs it."""
 
-from qaq_assets_tests.helpers import CODE_PAIRS, LAST_LINE, TINY, qaq
+import re
+
+from qaq_assets_tests.helpers import CODE_PAIRS, LAST_LINE, TINY, TINY_FLAGS, qaq, write_jsonl
 
 
 def test_curate_prints_the_contract_line_and_reruns_score_nothing(tmp_path, make_shard):
@@ -60,3 +62,12 @@ def test_curate_exits_non_zero_when_a_shard_fails_but_curates_the_rest(tmp_path,
 def test_bad_arguments_are_rejected_clearly(tmp_path):
     result = qaq("curate", "x.xml", "--lake", str(tmp_path / "l"))
     assert result.returncode != 0 and "unsupported file type" in result.stderr
+
+
+def test_summary_says_how_many_rows_carry_no_label(tmp_path):
+    records = [{"instruction": q, "response": a, "defect": "clean"} for q, a in CODE_PAIRS[:6]]
+    records += [{"instruction": q, "response": a} for q, a in CODE_PAIRS[6:]]
+    shard = write_jsonl(tmp_path / "half.jsonl", records)
+    assert qaq("curate", shard, "--lake", tmp_path / "lake", *TINY_FLAGS).returncode == 0
+    summary = qaq("summary", "--lake", tmp_path / "lake").stdout
+    assert re.search(r"^  \(no label\)\s+input\s+6\s+kept\s+\d+\s+\(not in the defect rate\)$", summary, re.M), summary

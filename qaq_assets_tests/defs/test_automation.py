@@ -149,7 +149,9 @@ def test_landing_a_new_shard_scores_only_its_samples(lake, make_shard):
 
 
 def test_lineage_round_trip_and_export_of_an_older_version(lake, make_shard, tmp_path):
-    materialize_all(lake, [make_shard("one", CODE_PAIRS)], budget=0.25)
+    _, result = materialize_all(lake, [make_shard("one", CODE_PAIRS)], budget=0.25)
+    shown = result.asset_materializations_for_node("curated_subset")[0].metadata["selection_config"].value
+    assert shown["strategy"] == "rmi-band+checks"  # the rule that ran, not "auto"
     first_version = lake.version(CURATED_SUBSET)
     first_kept = lake.scan(CURATED_SUBSET, first_version).filter(pl.col("decision") == "keep").collect()
     materialize_all(lake, [make_shard("one", CODE_PAIRS)], budget=0.5)

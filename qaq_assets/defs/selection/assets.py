@@ -134,7 +134,8 @@ def build_curated_subset(defaults: Settings | None = None) -> dg.AssetsDefinitio
                 "warnings": warnings,
                 "models": dg.MetadataValue.json(curation.models),
                 "input_versions": dg.MetadataValue.json(curation.input_versions),
-                "selection_config": dg.MetadataValue.json(selection.__dict__),
+                # The rule that ran (not "auto"), as the lineage records it.
+                "selection_config": dg.MetadataValue.json({**selection.__dict__, "strategy": strategy}),
                 "decisions": dg.MetadataValue.md(markdown_counts(frame, "reason_code")),
                 "picture": dg.MetadataValue.md(markdown_image(curation_png(frame), "RMI, NLL(Q) and decisions")),
                 "explained_examples": dg.MetadataValue.md(_explained(store, version, models, context)),

@@ -189,10 +189,22 @@ def _from_conversation(turns: list[dict], style: str, used: set[str]) -> Sample:
 
 
 def extract_sample(record: dict, fields: FieldMap = FieldMap()) -> Sample:
-    """The sample a record holds, or raise :class:`BadRecord` saying why it holds none."""
-    sample = _extract(record, fields)
-    sample.tests = _tests(record, fields.names("tests", TESTS_FIELDS), sample.used)
+    """The sample a record holds, or raise :class:`BadRecord` saying why it holds none. Field
+    names match whatever their case (a spreadsheet's ``Instruction`` column is ``instruction``)."""
+    folded, original_names = _case_folded(record)
+    sample = _extract(folded, fields)
+    sample.tests = _tests(folded, fields.names("tests", TESTS_FIELDS), sample.used)
+    sample.used = {original_names.get(name, name) for name in sample.used}
     return sample
+
+
+def _case_folded(record: dict) -> tuple[dict, dict[str, str]]:
+    """``record`` plus each field under its lower-case name where no field has that name, and
+    what each added name stands for."""
+    added = {key.lower(): key for key in record if isinstance(key, str) and key.lower() not in record}
+    if not added:
+        return record, {}
+    return {**record, **{lower: record[key] for lower, key in added.items()}}, added
 
 
 def _tests(record: dict, names: tuple[str, ...], used: set[str]) -> str | None:
@@ -256,7 +268,7 @@ def _checked(sample: Sample) -> Sample:
 
 
 def record_id_of(record: dict, fields: FieldMap = FieldMap()) -> str | None:
-    value = record.get(fields.id or ID_FIELD)
+    value = _case_folded(record)[0].get(fields.id or ID_FIELD)
     if value is None or isinstance(value, (str, int)) and not isinstance(value, bool):
         return None if value is None else str(value)
     raise BadRecord("wrong_type", f"field {fields.id or ID_FIELD!r} is {type(value).__name__}")

@@ -74,7 +74,7 @@ def read_shard(
                 earlier_row, earlier_sample = first_row_of_id[record_id]
                 if earlier_sample != sample_id:
                     raise BadRecord("duplicate_id", f"id {record_id!r} already used by row {earlier_row}")
-            label = record.get(label_field)
+            label = next((v for k, v in record.items() if str(k).lower() == label_field.lower()), None)
         except BadRecord as bad:
             quarantined.append(
                 {
@@ -91,8 +91,8 @@ def read_shard(
         if record_id is not None:
             first_row_of_id.setdefault(record_id, (row_index, sample_id))
         first_row = first_row_of_sample.setdefault(sample_id, row_index)
-        skipped = sample.used | {fields.id or "id", label_field}
-        extra = {k: v for k, v in record.items() if k not in skipped}
+        named = {(fields.id or "id").lower(), label_field.lower()}  # kept in their own columns
+        extra = {k: v for k, v in record.items() if k not in sample.used and str(k).lower() not in named}
         samples.append(
             {
                 "shard": shard,

@@ -149,11 +149,18 @@ def _markdown_cell(text: str) -> str:
     return f"`{shown}`"
 
 
+def _shortened(text: str | None, limit: int) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def markdown_fragment(explained: Explanation, tokens: int = 6) -> str:
     """The explanation as Markdown (what the Dagster UI renders): the decision, the scores, and
     the query tokens the answer made most and least predictable."""
     row = explained.row
     lines = [f"#### {row['decision']} · {row['shard']}:{row['row_index']} · {row['reason_code']}", ""]
+    lines += [f"> **Q** {_markdown_cell(_shortened(row['instruction'], 240))}", ">"]
+    lines += [f"> **A** {_markdown_cell(_shortened(row['response'], 360))}", ""]
     lines += [f"- {line}" for line in _score_lines(explained)[1:]]
     gains = sorted(explained.query_tokens, key=lambda item: -item[1])
     shown = [item for item in gains[:tokens] if item[1] > 0] + [
@@ -166,15 +173,18 @@ def markdown_fragment(explained: Explanation, tokens: int = 6) -> str:
 
 
 def examples(lake: Lake, version: int | None = None, tokenizer=None, each: int = 3) -> list[Explanation]:
-    """Explanations of the top kept samples and of dropped ones from both sides of the RMI band."""
+    """Explanations of the top ``each`` kept samples and of one dropped sample per reason that
+    occurred (the band's two sides, cut off, other language, tests failed, duplicate, ...)."""
     lineage = lineage_record(lake, version)
     curated = lake.scan(CURATED_SUBSET, lineage["curated_version"])
-    picks = []
-    for decision, codes in ((KEEP, None), ("drop", ("rmi_below_band", "rmi_above_band", "answer_incomplete"))):
-        rows = curated.filter(pl.col("decision") == decision)
-        if codes:
-            rows = rows.filter(pl.col("reason_code").is_in(codes))
-        rows = rows.sort(["keep_score", "sample_id"], descending=[True, False], nulls_last=True)
-        picks.append(rows.head(each).collect())
+    order = (["keep_score", "sample_id"], [True, False])
+    kept = curated.filter(pl.col("decision") == KEEP).sort(order[0], descending=order[1], nulls_last=True).head(each)
+    dropped = (
+        curated.filter(pl.col("decision") != KEEP)
+        .sort(["reason_code", *order[0]], descending=[False, *order[1]], nulls_last=True)
+        .group_by("reason_code", maintain_order=True)
+        .head(1)
+    )
+    picks = [kept.collect(), dropped.collect()]
     chosen = with_text(lake, pl.concat(picks, how="diagonal_relaxed"), lineage)  # one read of the text
     return [explain_row(lake, row, lineage, tokenizer) for row in chosen.iter_rows(named=True)]

@@ -72,6 +72,12 @@ def summary_text(lake: Lake, version: int | str | None = None) -> str:
             f"  {label:16} input {n_in:4}  kept {n_kept:4}  removed {pct:5.1f}%"
             for label, n_in, n_kept, pct in label_table(curated).iter_rows()
         ]
+        unlabelled = curated.filter(pl.col("label").is_null())
+        if unlabelled.height:
+            unlabelled_kept = unlabelled.filter(pl.col("decision") == KEEP).height
+            lines.append(
+                f"  {'(no label)':16} input {unlabelled.height:4}  kept {unlabelled_kept:4}  (not in the defect rate)"
+            )
         lines.append(f"  defect rate: input {100 * rates[0]:.1f}% -> kept {100 * rates[1]:.1f}%")
     return "\n".join(lines)
 

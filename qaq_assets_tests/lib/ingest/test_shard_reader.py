@@ -293,3 +293,13 @@ def test_the_parameter_check_equals_walking_every_statement_on_fuzzed_bodies():
         assert codecheck._uses_none_of_its_parameters(function, source) == (not read and not stub), source
         checked += 1
     assert checked > 4000
+
+
+def test_a_spreadsheets_capitalised_headers_are_the_usual_fields(tmp_path):
+    (tmp_path / "sheet.csv").write_text(
+        'ID,Instruction,Response,Notes\n7,Add a and b.,"def add(a, b):\n    return a + b",ok\n'
+    )
+    read = read_shard(tmp_path / "sheet.csv", "sheet")
+    assert read.samples["instruction"].to_list() == ["Add a and b."]
+    assert read.samples["id"].to_list() == ["7"] and read.quarantine.height == 0
+    assert json.loads(read.samples["extra_fields"][0]) == {"Notes": "ok"}
