@@ -7,7 +7,7 @@ STAMP := $(VENV)/.qaq-installed
 LAKE ?= lake
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: setup setup-gemma demo test test-fast bench bench-gpu gpu-bundle ui clean
+.PHONY: setup setup-gemma demo test test-fast bench bench-gpu gpu-bundle ui deploy-local deploy-stop clean
 
 setup: $(STAMP)
 
@@ -85,6 +85,16 @@ gpu-bundle: $(STAMP)
 # exec: make's child is qaq ui itself, which stops the whole UI when make is killed.
 ui: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	exec $(BIN)/qaq ui --workspace workspace.yaml
+
+# The whole deployment on this machine (docs/deployment.md, section 0): PostgreSQL, the daemon,
+# a webserver, a Ray head and two worker nodes, the lake on an S3 API server. Needs the
+# distribution's PostgreSQL server (apt-get install postgresql).
+DEPLOY_DIR ?= .deploy
+deploy-local: $(STAMP)
+	$(BIN)/python deploy/local/deployment.py start --dir $(DEPLOY_DIR)
+
+deploy-stop:
+	$(BIN)/python deploy/local/deployment.py stop --dir $(DEPLOY_DIR)
 
 clean:
 	rm -rf $(LAKE) $(DAGSTER_HOME)

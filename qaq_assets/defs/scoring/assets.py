@@ -137,6 +137,14 @@ def build_scoring_assets(model_keys: list[str], op_tags: dict | None = None) -> 
     return [token_logprobs, qaq_scores]
 
 
+def _by_replica(scorings: list) -> dict[str, int]:
+    merged: dict[str, int] = {}
+    for scoring in scorings:
+        for replica, samples in scoring.samples_by_replica.items():
+            merged[replica] = merged.get(replica, 0) + samples
+    return merged
+
+
 def _logprobs_materialized(store, backend_name: str, results: list) -> dg.MaterializeResult:
     """token_logprobs' metadata and check over every (model, shards) scored in the run."""
     frames, checks = [], []
@@ -175,6 +183,8 @@ def _logprobs_materialized(store, backend_name: str, results: list) -> dg.Materi
             "seconds": round(seconds, 2),
             "template_version": ",".join(sorted({i["template_version"] for i in identities.values()})),
             "backend": backend_name,
+            # Which worker (a Ray node, a GPU) scored how many samples, where several did.
+            "samples_by_replica": dg.MetadataValue.json(_by_replica(scorings)),
             "forward": ", ".join(sorted({forward for *_, forward in results})),
             "model": dg.MetadataValue.json(next(iter(identities.values())) if len(identities) == 1 else identities),
             "table_uri": store.uri(TOKEN_LOGPROBS),

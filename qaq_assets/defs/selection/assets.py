@@ -7,6 +7,7 @@ import polars as pl
 
 from qaq_assets.defs.config import config_class
 from qaq_assets.defs.resources import LakeResource, ScoringModelsResource
+from qaq_assets.defs.run_liveness import record_run_process
 from qaq_assets.lib.reports.explain import examples, markdown_fragment
 from qaq_assets.lib.reports.plots import curation_png, markdown_image
 from qaq_assets.lib.reports.resolve import previous_version
@@ -104,6 +105,7 @@ def build_curated_subset(defaults: Settings | None = None) -> dg.AssetsDefinitio
         context: dg.AssetExecutionContext, config: CurationConfig, lake: LakeResource, models: ScoringModelsResource
     ) -> dg.MaterializeResult:
         started = time.perf_counter()
+        record_run_process(context)  # a killed run is then failed by the reaper, not left running
         store = lake.lake()
         selection = config.selection()
         try:

@@ -68,6 +68,8 @@ class ShardScoring:
     real_tokens: int
     padding_tokens: int
     seconds: float
+    # Samples each worker scored, where several did (a device pool's GPUs, Ray's nodes).
+    samples_by_replica: dict[str, int] = field(default_factory=dict)
 
 
 def with_hashes(samples: pl.DataFrame) -> pl.DataFrame:
@@ -229,6 +231,7 @@ def score_shard(
     chunks = list(todo.iter_slices(commit_every))
     progress = ScoringProgress(samples_total=todo.height, samples_cached=pairs.height - todo.height)
     totals = {"tokens": 0, "forward_calls": 0, "real": 0, "padding": 0}
+    by_replica: dict[str, int] = {}
     report = on_progress or (lambda _progress: None)
     report(progress)
 
@@ -246,6 +249,8 @@ def score_shard(
         totals["forward_calls"] += scored.forward_calls
         totals["real"] += scored.real_tokens
         totals["padding"] += scored.padding_tokens
+        if scored.replica:
+            by_replica[scored.replica] = by_replica.get(scored.replica, 0) + chunk.height
         progress.samples_committed += chunk.height
         progress.sequences_in_flight = 0
         # Remote backends report no passes: their forward tokens arrive with each chunk.
@@ -264,6 +269,7 @@ def score_shard(
         real_tokens=totals["real"],
         padding_tokens=totals["padding"],
         seconds=time.perf_counter() - started,
+        samples_by_replica=by_replica,
     )
 
 

@@ -221,6 +221,14 @@ class ScoringReplica(LocalBackend):
         """The identity (a method: Ray calls methods of its actors, never attributes)."""
         return self.identity
 
+    def node_id(self) -> str:
+        """The Ray node this replica runs on ("" outside Ray)."""
+        try:
+            import ray
+        except ImportError:
+            return ""
+        return ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
+
     def score(self, chunk: Chunk, replica: str = "") -> ScoredChunk:
         parts = split_chunk(chunk, self.parts)
         if len(parts) > 1:

@@ -51,12 +51,15 @@ class RayBackend:
         if len(identities) != 1:
             raise RuntimeError(f"replicas disagree on the model they loaded: {identities}")
         self.identity = identities.pop()
+        node_ids = ray.get([actor.node_id.remote() for actor in self.actors])
+        self.nodes = {actor: f"ray node {node[:8]}" for actor, node in zip(self.actors, node_ids, strict=True)}
         self.on_gpu = gpus > 0
         self.pool = ActorPool(self.actors)
 
     def score_chunks(self, chunks: Iterable[Chunk], on_pass=None) -> Iterator[ScoredChunk]:
-        # Replicas run remotely: progress comes per chunk, from the driver's commits.
-        yield from self.pool.map(lambda actor, chunk: actor.score.remote(chunk), chunks)
+        # Replicas run remotely: progress comes per chunk, from the driver's commits. Each
+        # chunk is labelled with the node that scored it.
+        yield from self.pool.map(lambda actor, chunk: actor.score.remote(chunk, self.nodes[actor]), chunks)
 
     def describe_forward(self) -> str:
         return self._ray.get(self.actors[0].describe_forward.remote())

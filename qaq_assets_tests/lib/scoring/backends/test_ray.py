@@ -60,6 +60,9 @@ def test_ray_replicas_score_exactly_like_the_local_backend(ray_cluster, tmp_path
     finally:
         backend.close()
     assert remote.samples_scored == len(CODE_PAIRS) and remote.forward_calls > 0
+    # One node here: every sample is attributed to it.
+    assert list(remote.samples_by_replica.values()) == [len(CODE_PAIRS)]
+    assert next(iter(remote.samples_by_replica)).startswith("ray node ")
     assert rows_of(remote).equals(rows_of(local))  # row by row, every log-prob
     # Same cache schema and chunked commits: 12 samples in chunks of 3.
     history = ray_lake.delta_table(SCORE_CACHE).history()

@@ -1,0 +1,137 @@
+"""The deployment docs/deployment.md describes, run whole on one machine as a team runs it:
+PostgreSQL, the daemon, two webservers, three Ray nodes and a lake on an S3 API server.
+Files land; the daemon's sensors ingest, score on Ray's worker nodes and curate; the run history
+is in PostgreSQL; no secret is stored; stopping leaves nothing running."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from qaq_assets.lib.store.lake import Lake
+from qaq_assets.lib.store.tables import CURATED_SUBSET, RAW_SAMPLES
+from qaq_assets_tests.helpers import CODE_PAIRS, REPO, TINY, write_jsonl
+
+pytestmark = pytest.mark.slow  # a database, a daemon, webservers and a Ray cluster
+
+SCRIPT = REPO / "deploy" / "local" / "deployment.py"
+SHARDS = ("alpha", "beta", "gamma")
+# Long enough for: the landing sensor's settle time and two ticks, the ingest run, the automation
+# sensor's scoring and curation runs, each a fresh run worker on a loaded 2-core machine.
+LANDED_TO_CURATED_SECONDS = 600
+
+
+def _deployment(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=600)
+
+
+def _skip_where_it_cannot_run() -> None:
+    if not any(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl")) and shutil.which("pg_ctl") is None:
+        pytest.skip("no PostgreSQL server on this machine (apt-get install postgresql)")
+    if os.geteuid() == 0 and subprocess.run(["id", "postgres"], capture_output=True).returncode != 0:
+        pytest.skip("running as root without a postgres user to run PostgreSQL as")
+    pytest.importorskip("ray", reason="the deployment scores on Ray: pip install 'qaq-assets[ray]'")
+    pytest.importorskip("dagster_postgres", reason="pip install 'qaq-assets[deploy]'")
+
+
+def _graphql(port: int, query: str) -> dict:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql",
+        data=json.dumps({"query": query}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())["data"]
+
+
+@pytest.fixture
+def deployment(tmp_path):
+    _skip_where_it_cannot_run()
+    directory = tmp_path / "deploy"
+    started = _deployment(
+        "start", "--dir", str(directory), "--models", TINY, "--setting", "QAQ_COMMIT_EVERY=4"
+    )  # small chunks: they spread over both Ray nodes
+    if started.returncode != 0:
+        _deployment("stop", "--dir", str(directory))
+        pytest.fail(f"the deployment did not start: {started.stderr[-3000:]}")
+    assert started.stdout.startswith("UI: http://127.0.0.1:")
+    yield directory, json.loads((directory / "deployment.json").read_text())
+    stopped = _deployment("stop", "--dir", str(directory))
+    assert stopped.returncode == 0, stopped.stderr
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        from deployment import processes_of
+
+        assert processes_of(directory) == []  # nothing of it still runs
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+
+
+def test_landed_files_are_curated_on_ray_nodes_into_the_object_store_with_runs_in_postgres(deployment):
+    directory, state = deployment
+    environment = state["dagster_environment"]
+    lake = Lake(environment["QAQ_LAKE"], json.loads(environment["QAQ_STORAGE_OPTIONS"]))
+    for name in SHARDS:
+        records = [{"instruction": f"{name}: {q}", "response": a} for q, a in CODE_PAIRS]
+        write_jsonl(directory / "incoming" / f"{name}.jsonl", records)
+    landed = time.monotonic()
+
+    def curated_shards() -> set[str]:
+        if lake.version(CURATED_SUBSET) is None:
+            return set()
+        return set(lake.scan(CURATED_SUBSET).select("shard").unique().collect()["shard"])
+
+    while curated_shards() != set(SHARDS):
+        assert time.monotonic() - landed < LANDED_TO_CURATED_SECONDS, (directory / "logs" / "daemon.log").read_text()[
+            -3000:
+        ]
+        time.sleep(5)
+    print(f"landed -> curated: {time.monotonic() - landed:.0f}s")
+    assert lake.scan(RAW_SAMPLES).select(pl.len()).collect().item() == 3 * len(CODE_PAIRS)
+    assert lake.uri(CURATED_SUBSET) == "s3://qaq/lake/curated_subset"
+
+    # The run history is in PostgreSQL: one ingest run for the three files, then scoring and curation.
+    os.environ.update({k: v for k, v in environment.items() if k.startswith("DAGSTER")})
+    import dagster as dg
+
+    with dg.DagsterInstance.get() as instance:
+        assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+        finished = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
+        while not all(run.status in finished for run in instance.get_runs()):  # the curation run's checks
+            assert time.monotonic() - landed < LANDED_TO_CURATED_SECONDS
+            time.sleep(2)
+        runs = instance.get_runs()
+        assert all(run.status == dg.DagsterRunStatus.SUCCESS for run in runs), [(r.job_name, r.status) for r in runs]
+        assert len([run for run in runs if run.job_name == "ingest_job"]) == 1
+        # Scoring ran as Ray tasks on both worker nodes (the head has no CPU).
+        scored = instance.fetch_materializations(dg.AssetKey("token_logprobs"), limit=10).records
+        by_node: dict[str, int] = {}
+        for record in scored:
+            by_node |= record.asset_materialization.metadata["samples_by_replica"].value
+        assert len(by_node) == 2 and all(name.startswith("ray node ") for name in by_node), by_node
+        assert all(record.asset_materialization.metadata["backend"].value == "ray" for record in scored)
+
+    # A second webserver on the same instance sees the same runs.
+    first = state["webservers"]["webserver"]["port"]
+    another = _deployment("webserver", "--dir", str(directory))
+    assert another.returncode == 0, another.stderr[-2000:]
+    second = int(another.stdout.strip().rsplit(":", 1)[1])
+    query = "{ runsOrError { ... on Runs { results { runId status } } } }"
+    assert _graphql(first, query) == _graphql(second, query)
+
+    # The storage secret is in no table of the instance (run configs, tags, event logs).
+    pg = state["postgres"]
+    dump = subprocess.run(
+        [f"{pg['bin']}/pg_dump", "-h", "127.0.0.1", "-p", str(pg["port"]), "-U", "qaq", "dagster"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "event_logs" in dump and state["s3"]["secret"] not in dump
