@@ -67,7 +67,7 @@ class SelectionConfig:
 
     def resolved_strategy(self, n_models: int) -> str:
         if self.strategy == AUTO:
-            # One model: the paper's band behind the checks the evaluation supports (README).
+            # One model: the paper's band behind the checks the evaluation supports (docs/evaluation.md).
             return DIFF if n_models >= 2 else RMI_BAND_CHECKS
         if self.strategy == DIFF and n_models < 2:
             raise ValueError("strategy 'diff' needs two models (strong first, weak second)")

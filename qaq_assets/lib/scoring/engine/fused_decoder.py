@@ -155,7 +155,7 @@ class Kernels:
     """The element-wise steps between projections, compiled into fused loops when ``compile``.
 
     In eager mode each step is several passes over bf16 tensors with a float conversion in
-    each (README's Performance section has the measured gain). Every step sees token rows (batch x length
+    each (docs/performance.md has the measured gain). Every step sees token rows (batch x length
     flattened) with static model widths: one graph each, whose inner loops vectorise.
     Compiling needs a C++ compiler on CPU (Triton on CUDA) and takes seconds per process
     (about 20 the first time on a machine, until Inductor's on-disk cache holds the
