@@ -259,7 +259,9 @@ def test_pipeline_bench_writes_what_the_scoring_assets_write(tmp_path, make_shar
     )
     assert dg.materialize([raw], partition_key="bench", instance=instance, resources=resources).success
     key = dg.MultiPartitionKey({"shard": "bench", "model": "bench"})
-    assert dg.materialize([token_logprobs, qaq_scores], partition_key=key, instance=instance, resources=resources)
+    assert dg.materialize(
+        [token_logprobs, qaq_scores], partition_key=key, instance=instance, resources=resources
+    ).success
     asset_scores = lake.scan(QAQ_SCORES).collect()
     columns = ["sample_id", "nll_query", "nll_query_given_answer", "nll_answer", "nll_answer_given_query", "rmi"]
     assert bench_scores.height == 300

@@ -61,7 +61,10 @@ def test_curate_exits_non_zero_when_a_shard_fails_but_curates_the_rest(tmp_path,
 
 def test_bad_arguments_are_rejected_clearly(tmp_path):
     result = qaq("curate", "x.xml", "--lake", str(tmp_path / "l"))
-    assert result.returncode != 0 and "unsupported file type" in result.stderr
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()  # one line, naming the file and what is supported
+    assert "x.xml: unsupported file type (supported: .jsonl" in line
+    assert not (tmp_path / "l").exists()
 
 
 def test_summary_says_how_many_rows_carry_no_label(tmp_path):

@@ -114,15 +114,13 @@ def test_nothing_is_built_at_import_and_a_bad_environment_fails_clearly_on_load(
 
 
 def test_the_command_line_starts_without_torch_or_dagster():
+    # What keeps `qaq --help` instant is that nothing heavy is imported (behaviour, not a timing).
     code = (
-        "import sys, time\nstarted = time.perf_counter()\nimport qaq_assets.cli as c\n"
-        "c.build_parser().format_help()\nprint(time.perf_counter() - started, "
-        "any(m in sys.modules for m in ('torch', 'dagster', 'polars')))"
+        "import sys\nimport qaq_assets.cli as c\nc.build_parser().format_help()\n"
+        "print(sorted(m for m in ('torch', 'dagster', 'polars', 'transformers') if m in sys.modules))"
     )
-    seconds, heavy = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout.split()
-    assert heavy == "False" and float(seconds) < 0.5
+    heavy = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert heavy.strip() == "[]"
     assert re.search(
         r"--batch-tokens BATCH_TOKENS\s+tokens per forward pass",
         subprocess.run(

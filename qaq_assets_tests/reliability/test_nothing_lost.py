@@ -3,6 +3,7 @@ corpus, bad settings, a torn output file, lake and disk faults, two lakes on one
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -65,18 +66,18 @@ def test_a_truncated_or_emptied_file_is_refused_and_the_others_go_on(tmp_path):
 
 
 def test_ingest_refuses_a_file_that_changed_since_it_was_registered(tmp_path, lake):
-    from qaq_assets.lib.ingest.registry import ShardRegistrationError, source_path
+    from qaq_assets.lib.ingest.registry import source_paths
     from qaq_assets_tests.helpers import register_files
 
     path = write_jsonl(tmp_path / "s.jsonl", records("s"))
     register_files(lake, [path])
-    assert source_path(lake, "s") == path.resolve()
+    assert source_paths(lake, ["s"]) == ({"s": path.resolve()}, {})
     with open(path, "a") as handle:  # a writer still appending
         handle.write('{"instruction": "half')
-    with pytest.raises(
-        ShardRegistrationError, match=r"changed since it was registered as shard 's' \(\d+ -> \d+ bytes"
-    ):
-        source_path(lake, "s")
+    paths, refused = source_paths(lake, ["s"])
+    assert paths == {} and re.search(
+        r"changed since it was registered as shard 's' \(\d+ -> \d+ bytes", str(refused["s"])
+    )
 
 
 # 2. Every setting that changes a stored number keys the score cache and is in the lineage.

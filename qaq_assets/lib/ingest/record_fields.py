@@ -38,7 +38,6 @@ CONVERSATION_FIELDS = ("messages", "conversations", "conversation")
 # A record's own tests: KodCode's ``test``, OpenCodeInstruct's ``unit_tests``, MBPP's ``test_list``.
 TESTS_FIELDS = ("tests", "test", "unit_tests", "test_list")
 CONTEXT_FIELD, SYSTEM_FIELD, ID_FIELD = "input", "system", "id"
-ROLES = ("instruction", "response", "input", "system", "id", "conversation", "tests")
 USER, ASSISTANT, SYSTEM, TOOL = "user", "assistant", "system", "tool"
 ROLE_ALIASES = {
     **dict.fromkeys(("user", "human", "prompter", "customer", "question"), USER),

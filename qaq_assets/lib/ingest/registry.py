@@ -294,11 +294,3 @@ def _checked_source(shard: str, row: dict | None) -> Path:
             "a writer may still be writing it; it is ingested once it settles (the sensor) or when curated again"
         )
     return path
-
-
-def source_path(lake: Lake, shard: str) -> Path:
-    """The file ``shard`` reads (see :func:`source_paths`); raises its refusal."""
-    paths, failures = source_paths(lake, [shard])
-    if shard in failures:
-        raise failures[shard]
-    return paths[shard]

@@ -131,12 +131,3 @@ def _write(lake: Lake, result: Ingested, features: FeatureStream) -> None:
     started = time.perf_counter()  # what the features add to the ingest beyond the other commits
     lake.replace_partition(SAMPLE_FEATURES, features.result(), shards)
     result.features_seconds = time.perf_counter() - started
-
-
-def ingest_shard(lake: Lake, path: str | Path, shard: str, config: IngestConfig = IngestConfig()) -> Ingested:
-    """Ingest one shard's file; its failure raises (:class:`ShardReadError` for a file that cannot
-    be read at all, :class:`ShardShrankError` for a shrunken one)."""
-    result = ingest_shards(lake, [(shard, Path(path))], config)
-    if shard in result.failures:
-        raise result.failures[shard]
-    return result
