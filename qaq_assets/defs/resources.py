@@ -186,7 +186,10 @@ class ProgressResource(dg.ConfigurableResource):
             return
         if self._progress is None:
             self._progress = TerminalProgress()  # the real stderr: Dagster captures the step's
-        note = f"{progress.tokens_per_second:,.0f} tokens/s"
+        # Before the first pass ends, the model is loading (and its forward compiling).
+        note = (
+            f"{progress.tokens_per_second:,.0f} tokens/s" if progress.tokens_done else "loading the model, first pass"
+        )
         if stage not in self._progress.stages:
             cached = f"{progress.samples_cached:,} already scored" if progress.samples_cached else ""
             self._progress.start(stage, progress.samples_total, "samples", cached)

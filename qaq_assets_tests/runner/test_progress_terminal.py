@@ -5,6 +5,7 @@ import os
 import pty
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -84,8 +85,34 @@ def test_the_progress_line_states_done_total_rate_and_eta():
     progress = TerminalProgress(sink, interval=0.0)
     progress.start("ingest", 4, "files")
     progress.update("ingest", 1, "12 records read")
+    time.sleep(0.05)
+    progress.update("ingest", 2, "24 records read")
     progress.finish("ingest")
     lines = sink.text.splitlines()
     assert lines[0] == "ingest: 0/4 files, 0s elapsed"
-    assert lines[1].startswith("ingest: 1/4 files, 12 records read, ") and "files/s, ETA " in lines[1]
-    assert lines[2].startswith("ingest: 4/4 files, ")
+    # The first unit's time (a model loading, a first pass compiling) is not taken as the rate.
+    assert lines[1] == "ingest: 1/4 files, 12 records read, ETA after the next update, 0s elapsed"
+    assert lines[2].startswith("ingest: 2/4 files, 24 records read, ") and "files/s, ETA " in lines[2]
+    assert lines[3].startswith("ingest: 4/4 files, ")
+
+
+def test_a_stage_that_does_not_advance_still_says_so_every_interval():
+    class Sink:
+        text = ""
+
+        def write(self, text):
+            self.text += text
+
+        def flush(self):
+            pass
+
+        def isatty(self):
+            return False
+
+    sink = Sink()
+    progress = TerminalProgress(sink, interval=0.2)
+    progress.start("scoring s/m", 100, "samples", "loading the model")
+    time.sleep(1.5)  # the model loads: no update arrives
+    progress.finish("scoring s/m")
+    shown = [line for line in sink.text.splitlines() if "0/100 samples, loading the model" in line]
+    assert len(shown) >= 3, sink.text  # the start line and the ticker's redraws

@@ -38,6 +38,7 @@ class ScoringProgress:
     sequences_in_flight: int = 0  # scored since the last commit (two per sample)
     tokens_done: int = 0  # forward tokens, template tokens included
     started: float = field(default_factory=time.perf_counter)
+    rate_from: tuple[float, int] | None = None  # (time, samples done) when the first were done
 
     @property
     def samples_done(self) -> int:
@@ -50,10 +51,19 @@ class ScoringProgress:
 
     @property
     def eta_seconds(self) -> float | None:
-        elapsed = time.perf_counter() - self.started
-        if self.samples_done == 0:
+        """Time left at the rate since the first samples were done: the model's load and the
+        first pass's compilation are not the rate (they made first estimates several times too
+        long). None until there are two points to measure between."""
+        now, done = time.perf_counter(), self.samples_done
+        if done == 0:
             return None
-        return elapsed / self.samples_done * (self.samples_total - self.samples_done)
+        if self.rate_from is None:
+            self.rate_from = (now, done)
+            return None
+        since, before = self.rate_from
+        if done <= before or now <= since:
+            return None
+        return (self.samples_total - done) / ((done - before) / (now - since))
 
 
 @dataclass

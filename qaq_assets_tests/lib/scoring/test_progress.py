@@ -58,3 +58,20 @@ def test_run_log_progress_and_a_cached_rerun_that_loads_no_model(lake, make_shar
     metadata = again.asset_materializations_for_node("token_logprobs")[0].metadata
     assert metadata["samples_from_cache"].value == len(CODE_PAIRS) and metadata["samples_scored"].value == 0
     assert metadata["forward"].value == DeferredLocalBackend.NOT_RUN
+
+
+def test_the_time_left_is_measured_after_the_first_samples_not_from_the_model_load():
+    import time
+
+    from qaq_assets.lib.scoring.shard_scoring import ScoringProgress
+
+    progress = ScoringProgress(samples_total=100)
+    progress.started -= 600  # ten minutes of loading and compiling before the first pass ended
+    assert progress.eta_seconds is None  # nothing done yet
+    progress.samples_committed = 10
+    assert progress.eta_seconds is None  # one point: no rate yet
+    time.sleep(0.2)
+    progress.samples_committed = 20
+    eta = progress.eta_seconds
+    # 10 samples in ~0.2 s: 80 left take ~1.6 s, not the ~2,400 s the load would suggest.
+    assert eta is not None and 0.5 < eta < 10
