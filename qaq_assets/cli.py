@@ -292,6 +292,18 @@ def _lineage(args: argparse.Namespace) -> int:
     return 0
 
 
+def _repair(args: argparse.Namespace) -> int:
+    from qaq_assets.lib.ingest.config import IngestConfig
+    from qaq_assets.lib.ingest.lake_repair import repair_lake
+    from qaq_assets.lib.setting_fields import values_of
+    from qaq_assets.lib.store.lake import Lake
+
+    settings = _settings(args)
+    report = repair_lake(Lake(settings.lake, settings.storage_options), values_of(IngestConfig, settings), args.dry_run)
+    print("\n".join(report.lines(applied=not args.dry_run)))
+    return 1 if report.lost else 0
+
+
 def _print_quarantine(args: argparse.Namespace, shards: list[str] | None, reason: str | None = None) -> int:
     from qaq_assets.lib.reports.quarantine import quarantined, summary_lines
 
@@ -468,6 +480,13 @@ def build_parser() -> argparse.ArgumentParser:
     lineage = commands.add_parser("lineage", help="what produced a curated version (inputs, models, config)")
     _add_lake_options(lineage, versioned=True)
     lineage.set_defaults(handler=_lineage)
+
+    repair = commands.add_parser(
+        "repair", help="find a lake's lost files, drop them and restore their shards from the registered files"
+    )
+    _add_settings(repair, LAKE, INGEST)
+    repair.add_argument("--dry-run", action="store_true", help="say what is damaged and what would be done")
+    repair.set_defaults(handler=_repair)
 
     ui = commands.add_parser("ui", help="the Dagster UI (dagster dev) that stops on SIGINT/SIGTERM, all of it")
     ui.add_argument("--workspace", default="workspace.yaml", help="the Dagster workspace file (default workspace.yaml)")

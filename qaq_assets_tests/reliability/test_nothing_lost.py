@@ -416,3 +416,39 @@ def test_records_over_the_size_limit_are_named_as_such(tmp_path):
     assert result.returncode == 2  # the only file is unusable
     assert "every record is larger than --max-record-bytes (50 bytes)" in result.stderr
     assert "not JSONL" not in result.stderr
+
+
+@pytest.mark.slow  # runs the qaq command in processes
+def test_repair_restores_a_shard_whose_file_was_deleted_and_says_what_it_cannot(tmp_path):
+    a, b = write_jsonl(tmp_path / "a.jsonl", records("a")), write_jsonl(tmp_path / "b.jsonl", records("b"))
+    lake = tmp_path / "lake"
+    assert qaq("curate", a, b, "--lake", lake, *TINY_FLAGS).returncode == 0
+    [lost] = (lake / "raw_samples" / "shard=a").glob("*.parquet")
+    lost.unlink()
+    [scores] = (lake / "qaq_scores").glob("model_key=tiny/shard=b/*.parquet")
+    scores.unlink()
+    assert qaq("export", "--lake", lake, "--out", tmp_path / "x.jsonl").returncode == 1  # unusable
+
+    dry = qaq("repair", "--lake", lake, "--dry-run")
+    assert dry.returncode == 0 and "shard a: would be re-ingested" in dry.stdout and "nothing changed" in dry.stdout
+    assert qaq("export", "--lake", lake, "--out", tmp_path / "x.jsonl").returncode == 1  # still as it was
+
+    repaired = qaq("repair", "--lake", lake)
+    assert repaired.returncode == 0, repaired.stderr
+    assert f"raw_samples: 1 file(s) missing (shard=a/{lost.name})" in repaired.stdout
+    assert "shard a: re-ingested from its registered file" in repaired.stdout
+    assert "scores of b: computed again by the next `qaq curate`" in repaired.stdout
+    again = qaq("curate", a, b, "--lake", lake, *TINY_FLAGS)
+    assert again.returncode == 0, again.stderr
+    # Nothing read again; b's scores written again from the score cache (no forward pass).
+    assert "scored b/tiny" in again.stdout and re.search(r"^samples_in=0 samples_scored=0 ", again.stdout, re.M)
+    assert qaq("export", "--lake", lake, "--out", tmp_path / "x.jsonl").returncode == 0
+    assert qaq("repair", "--lake", lake).stdout.startswith("no damage found")
+
+    # A lost file whose source changed since cannot be restored: said, exit 1.
+    [lost] = (lake / "raw_samples" / "shard=b").glob("*.parquet")
+    lost.unlink()
+    b.write_text(b.read_text() + json.dumps({"instruction": "new", "response": "x"}) + "\n")
+    refused = qaq("repair", "--lake", lake)
+    assert refused.returncode == 1 and "shard b: cannot be restored: " in refused.stdout
+    assert "changed since it was registered" in refused.stdout

@@ -1,0 +1,112 @@
+"""``qaq repair``: what of a lake is damaged, what can be restored, and restoring it.
+
+A data file deleted from under a table (a disk error, a hand's ``rm``, a vacuum run with the wrong
+retention) makes every read of that table fail, at every version that holds it. Each table's
+log is checked against its files (delta-rs' FSCK: ``repair``): files its latest version lists
+that are gone. Those are dropped from the latest version (one commit per table), and their
+shards restored: the ingest tables (raw_samples, quarantine, sample_features) from the
+shard's registered source file, where it is still the file that was registered; the scores are
+computed again by the next ``qaq curate`` (a shard without scores is scored; the score cache
+keeps what it holds); a curated version that lost a file is refused as damaged and the next
+``qaq curate`` publishes a whole one. What cannot be restored is said, with why."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from urllib.parse import unquote
+
+from qaq_assets.lib.ingest.config import IngestConfig
+from qaq_assets.lib.ingest.registry import source_paths
+from qaq_assets.lib.ingest.shard_ingest import ingest_shards
+from qaq_assets.lib.store.lake import Lake
+from qaq_assets.lib.store.tables import (
+    ALL_TABLES,
+    CURATED_SUBSET,
+    QAQ_SCORES,
+    QUARANTINE,
+    RAW_SAMPLES,
+    SAMPLE_FEATURES,
+    SCORE_CACHE,
+    TOKEN_LOGPROBS,
+)
+
+INGEST_TABLES = (RAW_SAMPLES.name, QUARANTINE.name, SAMPLE_FEATURES.name)
+SCORE_TABLES = (TOKEN_LOGPROBS.name, QAQ_SCORES.name, SCORE_CACHE.name)
+_SHARD_DIRECTORY = re.compile(r"(?:^|/)shard=([^/]+)/")
+
+
+@dataclass
+class Damage:
+    """A table's files that its latest version lists and that are gone."""
+
+    table: str
+    missing_files: list[str]
+
+    @property
+    def shards(self) -> list[str]:
+        found = (_SHARD_DIRECTORY.search(path) for path in self.missing_files)
+        return sorted({unquote(match.group(1)) for match in found if match})
+
+
+@dataclass
+class RepairReport:
+    damage: list[Damage] = field(default_factory=list)
+    restored: list[str] = field(default_factory=list)  # shards re-ingested from their sources
+    lost: dict[str, str] = field(default_factory=dict)  # shard -> why it cannot be restored
+    rescore: list[str] = field(default_factory=list)  # shards the next curate scores again
+    recurate: bool = False  # a curated version lost a file: the next curate publishes a whole one
+
+    def lines(self, applied: bool) -> list[str]:
+        if not self.damage:
+            return ["no damage found: every table's latest version has all its files"]
+        out = [f"{d.table}: {len(d.missing_files)} file(s) missing ({', '.join(d.missing_files[:3])}"
+               f"{', ...' if len(d.missing_files) > 3 else ''})" for d in self.damage]  # fmt: skip
+        verb = "" if applied else "would be "
+        out += [f"shard {shard}: {verb}re-ingested from its registered file" for shard in self.restored]
+        out += [f"shard {shard}: cannot be restored: {why}" for shard, why in self.lost.items()]
+        if self.rescore:
+            out.append(f"scores of {', '.join(self.rescore)}: computed again by the next `qaq curate`")
+        if self.recurate:
+            out.append(
+                "curated versions from before the repair read the lost file and are refused; the next `qaq curate` "
+                "(the same files: nothing is read or scored again) publishes a whole one"
+            )
+        if not applied:
+            out.append("nothing changed (--dry-run)")
+        return out
+
+
+def find_damage(lake: Lake) -> list[Damage]:
+    """Each table whose latest version lists files that are gone."""
+    damage = []
+    for table in ALL_TABLES:
+        delta = lake.delta_table(table)
+        if delta is None:
+            continue
+        missing = delta.repair(dry_run=True).get("files_removed", [])
+        if missing:
+            damage.append(Damage(table.name, sorted(missing)))
+    return damage
+
+
+def repair_lake(lake: Lake, config: IngestConfig = IngestConfig(), dry_run: bool = False) -> RepairReport:
+    """Find the damage and, unless ``dry_run``, drop the lost files and restore their shards."""
+    report = RepairReport(damage=find_damage(lake))
+    by_table = {damage.table: damage for damage in report.damage}
+    to_ingest = sorted({shard for name in INGEST_TABLES if name in by_table for shard in by_table[name].shards})
+    report.rescore = sorted({shard for name in SCORE_TABLES if name in by_table for shard in by_table[name].shards})
+    # A curated version reads raw_samples as of its curation: one that lost a file stays unreadable.
+    report.recurate = CURATED_SUBSET.name in by_table or any(name in by_table for name in INGEST_TABLES)
+    if not dry_run:
+        for damage in report.damage:
+            lake.delta_table(damage.table).repair(dry_run=False)
+    paths, refused = source_paths(lake, to_ingest)
+    report.lost |= {shard: str(cause) for shard, cause in refused.items()}
+    if dry_run:
+        report.restored = sorted(paths)
+        return report
+    ingested = ingest_shards(lake, sorted(paths.items()), config)
+    report.lost |= {shard: str(cause) for shard, cause in ingested.failures.items()}
+    report.restored = sorted(ingested.reads)
+    return report
