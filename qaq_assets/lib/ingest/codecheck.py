@@ -257,6 +257,21 @@ SIGNATURE_UNUSED = "unused"
 # tests, or the user, call a function that is not there.
 SIGNATURE_MISSING = "missing"
 _ASKED = re.compile(r"`([A-Za-z_]\w*)\(([^`]*)\)`")
+# Any language's signature in backticks: `fn merge_sorted(a: &[i32]) -> Vec<i32>`, `func (s *Stack)
+# Push(x int)`, `public static int[] mergeSorted(int[] a)`: the name is the one called.
+_ASKED_SPAN = re.compile(r"`([^`\n]{1,300})`")
+_GO_METHOD = re.compile(r"\bfunc\s*\([^)]*\)\s*([A-Za-z_]\w*)\s*\(")
+_CALLED = re.compile(r"([A-Za-z_]\w*)\s*(?:<[^<>()]*>)?\s*\(")
+
+
+def asked_name(instruction: str) -> str | None:
+    """The function the instruction's first backticked signature names, in any language."""
+    for span in _ASKED_SPAN.findall(instruction):
+        method = _GO_METHOD.search(span)
+        called = method or _CALLED.search(span)
+        if called is not None:
+            return called.group(1)
+    return None
 
 
 def _parameters(function: ast.FunctionDef) -> list[str]:
@@ -353,11 +368,13 @@ def signature_status(instruction: str, answer: str) -> str:
     other parameters than the instruction's backticked signature (`` `name(a, b=None)` ``) asks
     for, ``unused`` where its body reads none of its parameters (a body written for another
     task, renamed and re-signed), ``match`` where it takes the asked parameters and uses them,
-    ``missing`` where the answer's code, in any language, never names the asked-for function,
+    ``missing`` where the answer's code, in any language, never names the function a backticked
+    signature in any language asks for (`` `fn merge_sorted(...)` ``, `` `func (s *S) Push(x int)` ``),
     ``unknown`` otherwise (no Python function found, another language)."""
     try:
         asked = _ASKED.search(instruction)
-        if asked is not None and _never_names(asked.group(1), answer):
+        name = asked_name(instruction)
+        if name is not None and _never_names(name, answer):
             return SIGNATURE_MISSING
         fenced = languages.fenced_blocks(answer)
         python = [code for label, code in fenced if languages.canonical(label) in (None, "python")]

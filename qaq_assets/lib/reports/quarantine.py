@@ -20,7 +20,7 @@ HINTS = {
     "malformed_json": "a broken or cut line: repair or re-export the file",
     "malformed_csv": "a quote never closed or a wrong number of fields in this row: repair it",
     "not_an_object": "a JSON value that is not an object: each record must be one",
-    "wrong_type": "a field of the wrong type (a list where text belongs); map another field with --fields",
+    "wrong_type": "a field that is not text (the detail names the type found); map another with --fields",
     "unknown_role": "a conversation turn's role is none of user/assistant/system/tool (human/gpt in ShareGPT)",
     "duplicate_id": "two records share an id with different content: give them distinct ids",
     "nul_character": "a NUL character in the record: clean the file",

@@ -220,6 +220,43 @@ def test_signature_agreement_between_the_instruction_and_the_answer():
     assert signature_status(star, "def f(a, *rest, key=None, **options): pass") == "match"
 
 
+@pytest.mark.parametrize(
+    "ask, name, right, wrong",
+    [
+        (
+            "Write a Rust function `fn merge_sorted(a: &[i32], b: &[i32]) -> Vec<i32>` merging two sorted slices.",
+            "merge_sorted",
+            "```rust\nfn merge_sorted(a: &[i32], b: &[i32]) -> Vec<i32> {\n    [a, b].concat()\n}\n```",
+            "```rust\nfn merge(a: &[i32], b: &[i32]) -> Vec<i32> {\n    [a, b].concat()\n}\n```",
+        ),
+        (
+            "Write a Go method `func (s *Stack) Push(x int)` that pushes x.",
+            "Push",
+            "```go\nfunc (s *Stack) Push(x int) { s.items = append(s.items, x) }\n```",
+            "```go\nfunc (s *Stack) Add(x int) { s.items = append(s.items, x) }\n```",
+        ),
+        (
+            "Implement `public static int[] mergeSorted(int[] a, int[] b)` in Java.",
+            "mergeSorted",
+            "```java\nclass M { static int[] mergeSorted(int[] a, int[] b) { return a; } }\n```",
+            "```java\nclass M { static int[] merge(int[] a, int[] b) { return a; } }\n```",
+        ),
+        (
+            "Write the TypeScript function `function clamp<T>(x: number, lo: number, hi: number): number`.",
+            "clamp",
+            "```ts\nfunction clamp(x: number, lo: number, hi: number): number { return x; }\n```",
+            "```ts\nfunction limit(x: number, lo: number, hi: number): number { return x; }\n```",
+        ),
+    ],
+)
+def test_the_asked_for_name_is_checked_in_every_language(ask, name, right, wrong):
+    from qaq_assets.lib.ingest.codecheck import asked_name, signature_status
+
+    assert asked_name(ask) == name
+    assert signature_status(ask, right) != "missing"
+    assert signature_status(ask, wrong) == "missing"  # another item defined: the caller's call fails
+
+
 def test_asked_parameters_without_a_parse_equal_the_parsers_on_fuzzed_signatures():
     """Plain names skip the parser; whatever the text, the parameters (or the SyntaxError) are
     the parser's."""
