@@ -257,20 +257,28 @@ SIGNATURE_UNUSED = "unused"
 # tests, or the user, call a function that is not there.
 SIGNATURE_MISSING = "missing"
 _ASKED = re.compile(r"`([A-Za-z_]\w*)\(([^`]*)\)`")
-# Any language's signature in backticks: `fn merge_sorted(a: &[i32]) -> Vec<i32>`, `func (s *Stack)
-# Push(x int)`, `public static int[] mergeSorted(int[] a)`: the name is the one called.
-_ASKED_SPAN = re.compile(r"`([^`\n]{1,300})`")
-_GO_METHOD = re.compile(r"\bfunc\s*\([^)]*\)\s*([A-Za-z_]\w*)\s*\(")
-_CALLED = re.compile(r"([A-Za-z_]\w*)\s*(?:<[^<>()]*>)?\s*\(")
+# A declaration in backticks, in any language: `fn merge_sorted(a: &[i32]) -> Vec<i32>`, `func (s
+# *Stack) Push(x int)`, `public static int[] mergeSorted(int[] a)`, `function clamp<T>(x: T)`. It
+# starts with a declaring word, so prose in backticks (``them (write mode)``) is no signature.
+_DECLARED = re.compile(
+    r"`\s*(?:(?:pub(?:\([^)]*\))?|public|private|protected|internal|static|async|export|final|override|"
+    r"unsafe|const|extern)\s+)*(?:fn|func|function|def|fun|[\w<>\[\],.?]+)\s+(?:\([^)`]*\)\s*)?"
+    r"([A-Za-z_]\w*)\s*(?:<[^<>()`]*>)?\s*\([^`\n]*`"
+)
+_DECLARING_WORDS = re.compile(
+    r"`\s*(?:pub|public|private|protected|internal|static|async|export|fn|func|function|def|fun)\b"
+)
 
 
 def asked_name(instruction: str) -> str | None:
-    """The function the instruction's first backticked signature names, in any language."""
-    for span in _ASKED_SPAN.findall(instruction):
-        method = _GO_METHOD.search(span)
-        called = method or _CALLED.search(span)
-        if called is not None:
-            return called.group(1)
+    """The function the instruction asks for by a backticked signature: `` `name(args)` ``, or a
+    declaration in any language."""
+    plain = _ASKED.search(instruction)
+    if plain is not None:
+        return plain.group(1)
+    for declared in _DECLARED.finditer(instruction):
+        if _DECLARING_WORDS.match(declared.group(0)):
+            return declared.group(1)
     return None
 
 
