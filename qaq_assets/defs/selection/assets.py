@@ -55,9 +55,11 @@ def _changes(store, version: int) -> str:
     return markdown(diff_versions(store, previous, version))
 
 
-def _check_results(store, frame: pl.DataFrame, selection, curation_id: str) -> list[dg.AssetCheckResult]:
+def _check_results(store, frame: pl.DataFrame, selection, curation_id: str, version: int) -> list[dg.AssetCheckResult]:
     """The blocking checks of a published version (their logic: ``lib/selection/checks.py``)."""
-    checked = check_curated(frame, selection)
+    previous = previous_version(store, version)
+    earlier = None if previous is None else store.scan(CURATED_SUBSET, previous).collect()
+    checked = check_curated(frame, selection, earlier)
     missing = store.missing_columns(CURATED_SUBSET)
     recorded = store.scan(CURATION_RUNS).filter(pl.col("curation_id") == curation_id).collect()
     counts_ok, recorded_counts = counts_agree(frame, recorded["counts"][0] if recorded.height else None)
@@ -66,7 +68,12 @@ def _check_results(store, frame: pl.DataFrame, selection, curation_id: str) -> l
             check_name=CURATED_CHECK,
             # Diff's fill rule and exact quotas both hit the rounded budget exactly.
             passed=checked.passed and not missing,
-            metadata={"kept": checked.kept, "expected": checked.expected, "missing_columns": missing},
+            metadata={
+                "kept": checked.kept,
+                "expected": checked.expected,
+                "missing_columns": missing,
+                **({"earlier_decisions_flipped": checked.flipped} if checked.flipped is not None else {}),
+            },
         ),
         dg.AssetCheckResult(
             check_name=COUNTS_CHECK,
@@ -149,7 +156,7 @@ def build_curated_subset(defaults: Settings | None = None) -> dg.AssetsDefinitio
                 "delta_version": version,
                 "seconds": round(time.perf_counter() - started, 2),
             },
-            check_results=_check_results(store, frame, selection, curation.curation_id),
+            check_results=_check_results(store, frame, selection, curation.curation_id, version),
         )
 
     return curated_subset

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from qaq_assets.lib.selection.config import STABLE
 from qaq_assets.lib.selection.curation import candidates_of, decision_counts
 from qaq_assets.lib.selection.rules import (
     KEEP,
@@ -26,9 +27,14 @@ class CuratedCheck:
     valid: bool  # unique rows and kept samples, finite RMI, only keep and drop
     kept: int
     expected: int  # the rounded budget, unless the rule's checks left fewer eligible samples
+    # --decisions stable: earlier samples whose decision differs from the previous version's
+    # (the budget then holds for new samples only, so it is not what is checked).
+    flipped: int | None = None
 
     @property
     def passed(self) -> bool:
+        if self.flipped is not None:
+            return self.valid and self.flipped == 0
         return self.valid and self.kept == self.expected
 
 
@@ -41,7 +47,7 @@ def expected_kept(candidates: pl.DataFrame, config: SelectionConfig) -> int:
     return min(keep_count(candidates.height, config.budget), eligible.height)
 
 
-def check_curated(curated: pl.DataFrame, config: SelectionConfig) -> CuratedCheck:
+def check_curated(curated: pl.DataFrame, config: SelectionConfig, earlier: pl.DataFrame | None = None) -> CuratedCheck:
     kept = curated.filter(pl.col("decision") == KEEP)
     candidates = candidates_of(curated)
     valid = bool(
@@ -50,7 +56,11 @@ def check_curated(curated: pl.DataFrame, config: SelectionConfig) -> CuratedChec
         and candidates.select(pl.col("rmi").is_finite().all()).item() is not False
         and curated["decision"].is_in(["keep", "drop"]).all()
     )
-    return CuratedCheck(valid=valid, kept=kept.height, expected=expected_kept(candidates, config))
+    flipped = None
+    if config.decisions == STABLE and earlier is not None:
+        both = curated.join(earlier, on=["shard", "row_index", "sample_id"], suffix="_earlier")
+        flipped = both.filter(pl.col("decision") != pl.col("decision_earlier")).height
+    return CuratedCheck(valid=valid, kept=kept.height, expected=expected_kept(candidates, config), flipped=flipped)
 
 
 def counts_agree(curated: pl.DataFrame, recorded_counts_json: str | None) -> tuple[bool, dict]:

@@ -14,6 +14,8 @@ RMI_BAND, DIFF, IFD, PPL, RANDOM = "rmi-band", "diff", "ifd", "ppl", "random"
 RMI_BAND_CODE, RMI_BAND_CHECKS, PPL_CHECKS = "rmi-band+code", "rmi-band+checks", "ppl+checks"
 STRATEGIES = (RMI_BAND, DIFF, IFD, PPL, RANDOM, RMI_BAND_CODE, RMI_BAND_CHECKS, PPL_CHECKS)
 AUTO = "auto"
+RECOMPUTE, STABLE = "recompute", "stable"
+DECISION_POLICIES = (RECOMPUTE, STABLE)
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,13 @@ class SelectionConfig:
     )
     allow_partial: bool = setting(
         False, "publish a curation that leaves out ingested shards lacking a model's scores (otherwise refused)"
+    )
+    decisions: str = setting(
+        RECOMPUTE,
+        "re-curation policy: recompute (every sample decided again over the whole corpus; new data can flip "
+        "earlier decisions) or stable (samples of the previous version keep their decision; only new samples "
+        "are decided, by the rule over the whole corpus)",
+        choices=DECISION_POLICIES,
     )
 
     def __post_init__(self) -> None:

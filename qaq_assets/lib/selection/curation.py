@@ -14,7 +14,7 @@ import polars as pl
 from qaq_assets.lib.errors import QaqError
 from qaq_assets.lib.ingest.decontamination import MIN_SHARED, NGRAM_WORDS
 from qaq_assets.lib.ingest.features import FEATURE_INPUTS, sample_features, signature_array
-from qaq_assets.lib.selection.config import SelectionConfig
+from qaq_assets.lib.selection.config import STABLE, SelectionConfig
 from qaq_assets.lib.selection.dedup import near_duplicate_twins
 from qaq_assets.lib.selection.rules import DROP, KEEP, is_filtered, keep_count, select
 from qaq_assets.lib.store.lake import Lake
@@ -343,6 +343,8 @@ def curate(lake: Lake, model_keys: list[str], config: SelectionConfig, curation_
         .with_columns(model_key=pl.lit(model_keys[0]), strategy=pl.lit(strategy), curation_id=pl.lit(curation_id))
         .sort("shard", "row_index")
     )
+    if config.decisions == STABLE:
+        frame = _keep_earlier_decisions(lake, frame)
     return Curation(
         curation_id=curation_id,
         frame=CURATED_SUBSET.conform(frame, optional=CURATED_STRATEGY_COLUMNS),
@@ -353,6 +355,31 @@ def curate(lake: Lake, model_keys: list[str], config: SelectionConfig, curation_
         template_versions=sorted({m["template_version"] for m in candidates.models}),
         strategy=strategy,
         benchmarks=candidates.benchmarks,
+    )
+
+
+def earlier_decisions(lake: Lake) -> pl.DataFrame | None:
+    """The latest curated version's decisions per (shard, row, sample), where there is one."""
+    version = lake.version(CURATED_SUBSET)
+    if not version:
+        return None
+    return (
+        lake.scan(CURATED_SUBSET, version)
+        .select("shard", "row_index", "sample_id", "decision", "reason", "reason_code")
+        .collect()
+    )
+
+
+def _keep_earlier_decisions(lake: Lake, frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` with each sample the latest version holds (the same shard, row and text) keeping
+    the decision and reason it had there: under ``--decisions stable`` only new samples are decided."""
+    earlier = earlier_decisions(lake)
+    if earlier is None or earlier.height == 0:
+        return frame
+    kept = ("decision", "reason", "reason_code")
+    joined = frame.join(earlier, on=["shard", "row_index", "sample_id"], how="left", suffix="_earlier")
+    return joined.with_columns([pl.coalesce(f"{name}_earlier", name).alias(name) for name in kept]).drop(
+        [f"{name}_earlier" for name in kept]
     )
 
 

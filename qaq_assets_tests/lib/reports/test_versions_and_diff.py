@@ -155,3 +155,23 @@ def test_a_deleted_newest_commit_never_lets_its_version_number_name_other_rows(t
     assert (
         refused.returncode == 2 and "version 3 is damaged (it holds the rows of version 2's curation)" in refused.stderr
     )
+
+
+def test_stable_decisions_flip_nothing_that_an_earlier_version_decided(tmp_path):
+    first = write_jsonl(tmp_path / "a.jsonl", [{"instruction": q, "response": a} for q, a in CODE_PAIRS])
+    second = write_jsonl(tmp_path / "b.jsonl", [{"instruction": f"Also: {q}", "response": a} for q, a in CODE_PAIRS])
+    third = write_jsonl(tmp_path / "c.jsonl", [{"instruction": f"Then: {q}", "response": a} for q, a in CODE_PAIRS])
+    lake = tmp_path / "lake"
+    assert qaq("curate", first, "--lake", lake, *TINY_FLAGS).returncode == 0
+    before = Lake(lake).scan(CURATED_SUBSET).select("sample_id", "decision").collect().sort("sample_id")
+    for shard in (second, third):
+        stable = qaq("curate", shard, "--lake", lake, *TINY_FLAGS, "--decisions", "stable")
+        assert stable.returncode in (0, 3), stable.stderr  # 3: fewer kept than the budget over all, said
+        diff = qaq("diff", "--lake", lake).stdout
+        assert "decisions flipped on samples in both: 0 (0 kept -> dropped, 0 dropped -> kept)" in diff
+    after = Lake(lake).scan(CURATED_SUBSET).select("sample_id", "decision").collect()
+    assert (
+        before.join(after, on="sample_id", suffix="_now").filter(pl.col("decision") != pl.col("decision_now")).height
+        == 0
+    )
+    assert json.loads(qaq("lineage", "--lake", lake).stdout)["selection_config"]["decisions"] == "stable"
