@@ -5,8 +5,10 @@ It writes N files of R records each (code instructions of realistic length), cur
 as ``qaq curate`` does (batched runs on an ephemeral instance), then lands 10 more files and
 curates the folder again (the incremental path: only the new files are read and scored), and
 curates the same records from one file for comparison. Last line:
-``files_per_s=<a> per_file_overhead_ms=<b> incremental_seconds=<c> peak_rss_mb=<d>``, where the
-per-file overhead is (many files − one file) / N.
+``files_per_s=<a> per_file_overhead_ms=<b> incremental_seconds=<c> peak_rss_mb=<d>
+lake_to_input=<e> lake_files=<f>``, where the per-file overhead is (many files − one file) / N and
+the lake's size is set against the input's (partitions per shard: small files cost their
+Parquet footers and Delta commits).
 """
 
 from __future__ import annotations
@@ -65,8 +67,22 @@ def main(files: int, records: int, workdir: str | None = None) -> None:
                 out.write(path.read_text())
         one, _ = _curate([str(single)], root / "lake-one")
         print(f"the same records in one file: {one:.1f}s")
+        input_bytes = sum(path.stat().st_size for path in corpus.glob("*.jsonl"))
+        lake_bytes, lake_files = _size(root / "lake-many")
+        print(
+            f"lake of the many files: {lake_bytes / 2**20:,.1f} MiB in {lake_files:,} files "
+            f"({lake_bytes / max(input_bytes, 1):.1f}x the input's {input_bytes / 2**20:,.1f} MiB); "
+            f"of the one file: {_size(root / 'lake-one')[0] / 2**20:,.1f} MiB"
+        )
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(
             f"files_per_s={files / seconds:.1f} per_file_overhead_ms={1000 * (seconds - one) / files:.1f} "
-            f"incremental_seconds={again:.1f} peak_rss_mb={peak:.0f}"
+            f"incremental_seconds={again:.1f} peak_rss_mb={peak:.0f} "
+            f"lake_to_input={lake_bytes / max(input_bytes, 1):.1f} lake_files={lake_files}"
         )
+
+
+def _size(directory: Path) -> tuple[int, int]:
+    """Bytes and files under ``directory`` (a lake: data files and logs)."""
+    files = [path for path in directory.rglob("*") if path.is_file()]
+    return sum(path.stat().st_size for path in files), len(files)
