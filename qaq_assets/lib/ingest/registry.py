@@ -19,7 +19,7 @@ from pathlib import Path, PurePath
 import polars as pl
 
 from qaq_assets.lib.errors import QaqError
-from qaq_assets.lib.ingest import dataset_folders
+from qaq_assets.lib.ingest import dataset_folders, field_sidecars
 from qaq_assets.lib.ingest.file_formats import DATA_SUFFIXES, ShardReadError, detect_format, is_data_file
 from qaq_assets.lib.store.lake import Lake
 from qaq_assets.lib.store.tables import SHARD_SOURCES
@@ -228,13 +228,14 @@ def stale_shards(lake: Lake, shards: list[str], options_key: str) -> list[str]:
     current = (
         lake.scan(SHARD_SOURCES)
         .filter(pl.col("shard").is_in(shards))
-        .select("shard", "size_bytes", "mtime_ns", "ingested")
+        .select("shard", "path", "size_bytes", "mtime_ns", "ingested")
         .collect()
     )
     fresh = {
         row["shard"]
         for row in current.iter_rows(named=True)
-        if row["ingested"] == ingest_signature(row["size_bytes"], row["mtime_ns"], options_key)
+        if row["ingested"]
+        == ingest_signature(row["size_bytes"], row["mtime_ns"], field_sidecars.keyed(options_key, Path(row["path"])))
     }
     return [shard for shard in shards if shard not in fresh]
 

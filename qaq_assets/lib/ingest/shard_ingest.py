@@ -16,6 +16,7 @@ from pathlib import Path
 import polars as pl
 
 from qaq_assets.lib.errors import QaqError
+from qaq_assets.lib.ingest import field_sidecars
 from qaq_assets.lib.ingest.config import IngestConfig
 from qaq_assets.lib.ingest.decontamination import Benchmark, load_benchmarks
 from qaq_assets.lib.ingest.feature_pool import FeatureStream
@@ -86,7 +87,7 @@ def ingest_shards(lake: Lake, files: Sequence[tuple[str, Path]], config: IngestC
     than the lake holds from it (an interrupted copy, a failed ``>`` redirect; unless
     ``allow_shrink``), leaves its shard as it was and is reported in ``failures``."""
     result = Ingested()
-    fields, key = FieldMap.parse(config.fields), ingest_key(config)
+    key = ingest_key(config)
     # Hashes, code status and near-duplicate signatures: computed once here, read by every
     # curation; in worker processes while this one reads the next files and commits.
     features = FeatureStream(benchmark(config), config.ingest_workers, execute=config.execute)
@@ -94,6 +95,7 @@ def ingest_shards(lake: Lake, files: Sequence[tuple[str, Path]], config: IngestC
     for shard, path in files:
         try:
             signature = file_signature(path)  # before the read: a later change reads again
+            fields = FieldMap.parse(field_sidecars.fields_for(path, config.fields))
             read = read_shard(path, shard, config.label_field, config.max_record_bytes, fields)
         except ShardReadError as error:
             result.failures[shard] = error
@@ -112,7 +114,7 @@ def ingest_shards(lake: Lake, files: Sequence[tuple[str, Path]], config: IngestC
                 continue
             result.shrunk_from[shard] = before
         result.reads[shard] = read
-        result.signatures[shard] = ingest_signature(*signature, key)
+        result.signatures[shard] = ingest_signature(*signature, field_sidecars.keyed(key, path))
         features.add(read.samples)
     if result.reads:
         _write(lake, result, features)

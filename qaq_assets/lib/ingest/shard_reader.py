@@ -138,5 +138,6 @@ def _refuse_unusable(path: Path, quarantined: list[dict], field_names: list[str]
         found = ", ".join(field_names[:20]) or "none"
         raise ShardReadError(
             f"{path}: no record maps to an instruction and a response (fields found: {found}); "
-            "map them with --fields instruction=FIELD,response=FIELD (or conversation=FIELD)"
+            "map them with --fields instruction=FIELD,response=FIELD (or conversation=FIELD), or for this file "
+            f"alone in {path.name}.fields beside it"
         )

@@ -381,3 +381,31 @@ def test_exports_load_in_datasets_and_render_through_a_chat_template(tmp_path):
         [f"Write f{n}(x) returning x + {n}.", f"def f{n}(x):\n    return x + {n}"] for n in range(2)
     ]
     assert alpaca["multi"]["system"] == "You write Python." and "history" not in alpaca["pair"]
+
+
+@pytest.mark.slow  # runs qaq in processes
+def test_a_fields_file_beside_a_landed_file_maps_its_own_columns(tmp_path):
+    folder = tmp_path / "sheets"
+    folder.mkdir()
+    (folder / "usual.csv").write_text('instruction,response\nAdd a and b.,"def add(a, b):\n    return a + b"\n')
+    (folder / "odd.csv").write_text('Task,Solution\nNegate x.,"def neg(x):\n    return -x"\n')
+    (folder / "chat").mkdir()
+    other = json.dumps({"ask": "Square x.", "reply": "def sq(x):\n    return x * x"})
+    (folder / "chat" / "other.jsonl").write_text(other + "\n")
+    refused = qaq("curate", folder, "--lake", tmp_path / "lake0", *TINY_FLAGS)
+    assert refused.returncode == 1 and "odd.csv.fields beside it" in refused.stderr
+    (folder / "odd.csv.fields").write_text("instruction=Task\nresponse=Solution\n")
+    (folder / "chat" / ".fields").write_text("instruction=ask,response=reply")  # every file of chat/
+    lake = tmp_path / "lake"
+    result = qaq("curate", folder, "--lake", lake, *TINY_FLAGS, "--budget", "1", "--strategy", "random")
+    assert result.returncode == 0, result.stderr
+    texts = sorted(Lake(lake).scan(RAW_SAMPLES).collect()["instruction"])
+    assert texts == ["Add a and b.", "Negate x.", "Square x."]
+    # A changed mapping reads the file again; an unchanged one does not.
+    assert "samples_in=0 " in qaq("curate", folder, "--lake", lake, *TINY_FLAGS).stdout
+    (folder / "odd.csv.fields").write_text("instruction=Solution\nresponse=Task\n")
+    again = qaq("curate", folder, "--lake", lake, *TINY_FLAGS)
+    assert "samples_in=1 " in again.stdout, again.stdout
+    (folder / "odd.csv.fields").write_text("question=Task")
+    bad = qaq("curate", folder, "--lake", lake, *TINY_FLAGS)
+    assert bad.returncode == 1 and "odd.csv.fields: 'question=Task' is not ROLE=FIELD" in bad.stderr
