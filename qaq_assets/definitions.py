@@ -13,7 +13,7 @@ from qaq_assets.defs.automation.sensors import automation_sensor, build_landing_
 from qaq_assets.defs.ingest.assets import build_raw_samples
 from qaq_assets.defs.instance_binding import bind_to_lake
 from qaq_assets.defs.resources import LakeResource, ProgressResource, ScoringModelsResource
-from qaq_assets.defs.run_liveness import reap_dead_runs_sensor
+from qaq_assets.defs.run_liveness import pid_recording_executor, reap_dead_runs_sensor
 from qaq_assets.defs.scoring.assets import build_scoring_assets
 from qaq_assets.defs.selection.assets import build_curated_subset
 from qaq_assets.lib.settings import SCORING, Settings
@@ -46,6 +46,8 @@ def build_definitions(settings: Settings, progress_bar: bool = False) -> dg.Defi
         sensors=[build_landing_sensor(settings.landing_dir), automation_sensor, reap_dead_runs_sensor],
         schedules=[recurate_schedule],
         resources=build_resources(settings, progress_bar),
+        # Runs the UI, sensors and schedules launch record their worker's process at once.
+        executor=pid_recording_executor,
     )
 
 

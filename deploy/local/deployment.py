@@ -166,6 +166,11 @@ def dagster_environment(state: dict, directory: Path, models: str) -> dict:
     }
 
 
+def start_daemon(state: dict, directory: Path) -> int:
+    command = [str(BIN / "dagster-daemon"), "run", "-w", str(HERE / "workspace.yaml")]
+    return spawn(command, directory / "logs" / "daemon.log", state["dagster_environment"])
+
+
 def start_webserver(state: dict, directory: Path, name: str = "webserver") -> int:
     port = free_port()
     command = [str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(port), "-w", str(HERE / "workspace.yaml")]
@@ -197,13 +202,7 @@ def start(directory: Path, models: str, settings: dict[str, str] | None = None) 
     start_object_store(state, directory)
     start_ray(state, environment)
     state["dagster_environment"] = {**environment, **dagster_environment(state, directory, models), **(settings or {})}
-    state["daemon"] = {
-        "pid": spawn(
-            [str(BIN / "dagster-daemon"), "run", "-w", str(HERE / "workspace.yaml")],
-            directory / "logs" / "daemon.log",
-            state["dagster_environment"],
-        )
-    }
+    state["daemon"] = {"pid": start_daemon(state, directory)}
     port = start_webserver(state, directory)
     save(directory, state)
     pid = state["webservers"]["webserver"]["pid"]
@@ -280,7 +279,11 @@ def stop(directory: Path) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("action", choices=["start", "stop", "webserver"], help="webserver: one more, same instance")
+    parser.add_argument(
+        "action",
+        choices=["start", "stop", "webserver", "restart-daemon"],
+        help="webserver: one more on the same instance; restart-daemon: kill the daemon (SIGKILL) and start it again",
+    )
     parser.add_argument("--dir", default=".deploy", help="where the deployment keeps its state and logs")
     parser.add_argument("--models", default="smollm2-135m", help="QAQ_MODELS of the deployment")
     parser.add_argument(
@@ -291,6 +294,16 @@ def main(argv: list[str] | None = None) -> None:
     if args.action == "stop":
         stop(directory)
         print(f"stopped the deployment in {directory}")
+        return
+    if args.action == "restart-daemon":
+        state = load(directory)
+        try:
+            os.killpg(state["daemon"]["pid"], signal.SIGKILL)  # as a crash would: no clean shutdown
+        except ProcessLookupError:
+            pass
+        state["daemon"]["pid"] = start_daemon(state, directory)
+        save(directory, state)
+        print(f"daemon restarted (pid {state['daemon']['pid']})")
         return
     if args.action == "webserver":
         state = load(directory)

@@ -3,9 +3,10 @@
 A run killed with ``kill -9`` never reports its end, so it keeps its ``gpu`` pool slot and every
 later scoring run waits for it forever. Each run records the process that executes it (tags
 ``qaq/pid`` and ``qaq/host``): the CLI when it launches a run, the pool step itself for a run the
-UI, the daemon or a schedule launched (its run worker's process). A run on this host whose
-process is gone is marked failed and its slots are freed, by the CLI before its runs and by the
-daemon's ``reap_dead_runs`` sensor for everyone."""
+UI, the daemon or a schedule launched: its run worker, as soon as it starts executing (the
+code location's executor, :data:`pid_recording_executor`; every asset step too, for jobs run
+with another executor). A run on this host whose process is gone is marked failed and its slots
+are freed, by the CLI before its runs and by the daemon's ``reap_dead_runs`` sensor for everyone."""
 
 from __future__ import annotations
 
@@ -36,6 +37,38 @@ def record_run_process(context: dg.AssetExecutionContext) -> None:
     parent = multiprocessing.parent_process()
     pid = parent.pid if parent is not None else os.getpid()
     context.instance.add_run_tags(context.run_id, {PID_TAG: str(pid), HOST_TAG: socket.gethostname()})
+
+
+class _PidRecordingExecutor(dg.Executor):
+    """Dagster's multiprocess executor, which first tags the run with this run worker's process."""
+
+    def __init__(self, inner: dg.Executor):
+        self.inner = inner
+
+    @property
+    def retries(self):
+        return self.inner.retries
+
+    @property
+    def step_dependency_config(self):
+        return self.inner.step_dependency_config
+
+    def execute(self, plan_context, execution_plan):
+        run = plan_context.dagster_run
+        if PID_TAG not in run.tags:  # the CLI tags its own runs
+            plan_context.instance.add_run_tags(run.run_id, run_tags())
+        yield from self.inner.execute(plan_context, execution_plan)
+
+
+@dg.executor(
+    name="multiprocess_recording_pid",
+    config_schema=dg.multiprocess_executor.config_schema,
+    requirements=dg.multiprocess_executor.get_requirements(None),
+)
+def pid_recording_executor(init_context: dg.InitExecutorContext) -> dg.Executor:
+    """The multiprocess executor, the run tagged with its worker's process before any step: a run
+    whose worker is killed before its first step is reaped too."""
+    return _PidRecordingExecutor(dg.multiprocess_executor.executor_creation_fn(init_context))
 
 
 def process_alive(pid: int) -> bool:

@@ -1,7 +1,8 @@
 """The deployment docs/deployment.md describes, run whole on one machine as a team runs it:
 PostgreSQL, the daemon, two webservers, three Ray nodes and a lake on an S3 API server.
-Files land; the daemon's sensors ingest, score on Ray's worker nodes and curate; the run history
-is in PostgreSQL; no secret is stored; stopping leaves nothing running."""
+Files land; the daemon's sensors ingest, score on Ray's worker nodes and curate, through a crash
+of the daemon; the run history is in PostgreSQL; no secret is stored; stopping leaves nothing
+running."""
 
 import json
 import os
@@ -51,6 +52,21 @@ def _graphql(port: int, query: str) -> dict:
         return json.loads(response.read())["data"]
 
 
+def _reaped(instance, run) -> bool:
+    import dagster as dg
+
+    failures = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
+    return any("is gone (killed)" in (event.message or "") for event in failures)
+
+
+def _every_step_succeeded(instance, run) -> bool:
+    import dagster as dg
+
+    started = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_START)
+    succeeded = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_SUCCESS)
+    return {e.step_key for e in started} == {e.step_key for e in succeeded}
+
+
 @pytest.fixture
 def deployment(tmp_path):
     _skip_where_it_cannot_run()
@@ -82,6 +98,17 @@ def test_landed_files_are_curated_on_ray_nodes_into_the_object_store_with_runs_i
         records = [{"instruction": f"{name}: {q}", "response": a} for q, a in CODE_PAIRS]
         write_jsonl(directory / "incoming" / f"{name}.jsonl", records)
     landed = time.monotonic()
+    os.environ.update({k: v for k, v in environment.items() if k.startswith("DAGSTER")})
+    import dagster as dg
+
+    # The daemon crashes (SIGKILL, with its code server and the run workers it launched) while the
+    # first run works, and starts again: no run is lost, none runs twice.
+    with dg.DagsterInstance.get() as instance:
+        while not instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])):
+            assert time.monotonic() - landed < LANDED_TO_CURATED_SECONDS, "no run started"
+            time.sleep(1)
+    restarted = _deployment("restart-daemon", "--dir", str(directory))
+    assert restarted.returncode == 0, restarted.stderr
 
     def curated_shards() -> set[str]:
         if lake.version(CURATED_SUBSET) is None:
@@ -98,9 +125,6 @@ def test_landed_files_are_curated_on_ray_nodes_into_the_object_store_with_runs_i
     assert lake.uri(CURATED_SUBSET) == "s3://qaq/lake/curated_subset"
 
     # The run history is in PostgreSQL: one ingest run for the three files, then scoring and curation.
-    os.environ.update({k: v for k, v in environment.items() if k.startswith("DAGSTER")})
-    import dagster as dg
-
     with dg.DagsterInstance.get() as instance:
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
         finished = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
@@ -108,8 +132,17 @@ def test_landed_files_are_curated_on_ray_nodes_into_the_object_store_with_runs_i
             assert time.monotonic() - landed < LANDED_TO_CURATED_SECONDS
             time.sleep(2)
         runs = instance.get_runs()
-        assert all(run.status == dg.DagsterRunStatus.SUCCESS for run in runs), [(r.job_name, r.status) for r in runs]
-        assert len([run for run in runs if run.job_name == "ingest_job"]) == 1
+        # A run the crash killed is failed by the reaper, and retried where a step of it was not done.
+        reaped = {r.run_id for r in runs if r.status == dg.DagsterRunStatus.FAILURE and _reaped(instance, r)}
+        retried = {r.tags.get("dagster/parent_run_id") for r in runs if r.status == dg.DagsterRunStatus.SUCCESS}
+        for run in runs:
+            done = run.status == dg.DagsterRunStatus.SUCCESS or run.run_id in reaped
+            assert done, [(r.job_name, r.status, r.run_id in reaped) for r in runs]
+            if run.run_id in reaped and run.run_id not in retried:
+                assert _every_step_succeeded(instance, run), run.job_name  # nothing was left to redo
+        assert (
+            len([run for run in runs if run.job_name == "ingest_job" and "dagster/parent_run_id" not in run.tags]) == 1
+        )
         # Scoring ran as Ray tasks on both worker nodes (the head has no CPU).
         scored = instance.fetch_materializations(dg.AssetKey("token_logprobs"), limit=10).records
         by_node: dict[str, int] = {}

@@ -2,6 +2,7 @@
 ``qaq curate`` after kill -9 goes on."""
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -10,7 +11,7 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from qaq_assets.defs.run_liveness import reap_dead_runs
+from qaq_assets.defs.run_liveness import reap_dead_runs, reap_dead_runs_sensor
 from qaq_assets.lib.store.lake import Lake
 from qaq_assets.lib.store.tables import RAW_SAMPLES
 from qaq_assets.runner.run_guard import PoolTimeout, wait_for_pool
@@ -93,3 +94,37 @@ def test_after_kill_9_the_next_curate_does_not_hang(tmp_path):
     assert "marked failed; its pool slots freed" in err
     # The file was ingested once, before the first kill: the second run did not read it again.
     assert Lake(lake).scan(RAW_SAMPLES).select(pl.len()).collect().item() == 4000
+
+
+def test_a_ui_or_daemon_run_killed_while_it_holds_the_pool_is_reaped_by_the_daemon(tmp_path):
+    """A run launched as the UI and the daemon launch them (a run worker without the CLI's tags,
+    its step in a child process) is killed with SIGKILL while its step holds the gpu slot: the
+    daemon's reaper sensor fails it and frees the slot."""
+    home = dagster_home(tmp_path)
+    (home / "dagster.yaml").write_text("concurrency:\n  pools:\n    default_limit: 1\n")
+    env = {**os.environ, "DAGSTER_HOME": str(home)}
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "qaq_assets_tests.runner.held_slot_job"], env=env, start_new_session=True
+    )
+    try:
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            deadline = time.monotonic() + 120
+            while True:
+                runs = instance.get_runs(dg.RunsFilter(tags={"qaq/pid": str(worker.pid)}))
+                if runs and instance.event_log_storage.get_concurrency_info("gpu").active_slot_count:
+                    break
+                assert worker.poll() is None and time.monotonic() < deadline, "the run never held the slot"
+                time.sleep(0.2)
+            (run,) = runs
+            os.killpg(worker.pid, signal.SIGKILL)  # the run worker and its step, as an OOM kill would
+            worker.wait()
+            assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.STARTED  # nobody said
+
+            result = reap_dead_runs_sensor(dg.build_sensor_context(instance=instance))
+            assert "reaped 1 dead run" in result.skip_message
+            assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.FAILURE
+            assert instance.event_log_storage.get_concurrency_info("gpu").active_slot_count == 0
+            assert "no dead run" in reap_dead_runs_sensor(dg.build_sensor_context(instance=instance)).skip_message
+    finally:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGKILL)
