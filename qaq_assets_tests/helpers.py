@@ -188,3 +188,16 @@ def spawn_curate(env, *args) -> subprocess.Popen:
         text=True,
         env=env,
     )
+
+
+def graphql(port: int, query: str) -> dict:
+    """A Dagster webserver's GraphQL answer (its ``data``) on loopback."""
+    import urllib.request
+
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql",
+        data=json.dumps({"query": query}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.load(response)["data"]

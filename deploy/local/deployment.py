@@ -34,6 +34,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from qaq_assets.lib.processes import processes_with
+
 HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
 MARKER = "QAQ_DEPLOYMENT"
@@ -236,17 +238,7 @@ def load(directory: Path) -> dict:
 
 def processes_of(directory: Path) -> list[int]:
     """Every process started for this deployment (its environment names it), this one excepted."""
-    marker = f"{MARKER}={directory}\0".encode()
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and int(entry) != os.getpid():
-            try:
-                with open(f"/proc/{entry}/environ", "rb") as environ:
-                    if marker in environ.read() + b"\0":
-                        found.append(int(entry))
-            except OSError:
-                continue
-    return found
+    return processes_with(MARKER, str(directory))
 
 
 def stop(directory: Path) -> None:

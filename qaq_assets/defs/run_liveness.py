@@ -17,6 +17,8 @@ from collections.abc import Callable
 
 import dagster as dg
 
+from qaq_assets.lib.processes import process_alive
+
 PID_TAG, HOST_TAG = "qaq/pid", "qaq/host"
 UNFINISHED = [dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.NOT_STARTED]
 REAPER_INTERVAL_SECONDS = 30
@@ -69,16 +71,6 @@ def pid_recording_executor(init_context: dg.InitExecutorContext) -> dg.Executor:
     """The multiprocess executor, the run tagged with its worker's process before any step: a run
     whose worker is killed before its first step is reaped too."""
     return _PidRecordingExecutor(dg.multiprocess_executor.executor_creation_fn(init_context))
-
-
-def process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's live process
-    return True
 
 
 def reap_dead_runs(instance: dg.DagsterInstance, log: Callable[[str], None]) -> list[str]:

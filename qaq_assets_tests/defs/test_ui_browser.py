@@ -1,7 +1,6 @@
 """The Dagster UI in a real headless Chromium: the four assets and their lineage show, and a
 click on Materialize runs curated_subset to success. Screenshots go to artifacts/ui/."""
 
-import json
 import os
 import re
 import shutil
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from qaq_assets_tests.helpers import CODE_PAIRS, REPO, TINY
+from qaq_assets_tests.helpers import CODE_PAIRS, REPO, TINY, graphql
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 ARTIFACTS = REPO / "artifacts" / "ui"
@@ -33,16 +32,6 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
-
-
-def graphql(port: int, query: str) -> dict:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/graphql",
-        data=json.dumps({"query": query}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.load(response)["data"]
 
 
 def wait_for(condition, timeout: float, what: str, interval: float = 1.0):

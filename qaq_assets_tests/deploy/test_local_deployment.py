@@ -10,7 +10,6 @@ import shutil
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import polars as pl
@@ -18,7 +17,7 @@ import pytest
 
 from qaq_assets.lib.store.lake import Lake
 from qaq_assets.lib.store.tables import CURATED_SUBSET, RAW_SAMPLES
-from qaq_assets_tests.helpers import CODE_PAIRS, REPO, TINY, write_jsonl
+from qaq_assets_tests.helpers import CODE_PAIRS, REPO, TINY, graphql, write_jsonl
 
 pytestmark = pytest.mark.slow  # a database, a daemon, webservers and a Ray cluster
 
@@ -40,16 +39,6 @@ def _skip_where_it_cannot_run() -> None:
         pytest.skip("running as root without a postgres user to run PostgreSQL as")
     pytest.importorskip("ray", reason="the deployment scores on Ray: pip install 'qaq-assets[ray]'")
     pytest.importorskip("dagster_postgres", reason="pip install 'qaq-assets[deploy]'")
-
-
-def _graphql(port: int, query: str) -> dict:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/graphql",
-        data=json.dumps({"query": query}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read())["data"]
 
 
 def _reaped(instance, run) -> bool:
@@ -157,7 +146,7 @@ def test_landed_files_are_curated_on_ray_nodes_into_the_object_store_with_runs_i
     assert another.returncode == 0, another.stderr[-2000:]
     second = int(another.stdout.strip().rsplit(":", 1)[1])
     query = "{ runsOrError { ... on Runs { results { runId status } } } }"
-    assert _graphql(first, query) == _graphql(second, query)
+    assert graphql(first, query) == graphql(second, query)
 
     # The storage secret is in no table of the instance (run configs, tags, event logs).
     pg = state["postgres"]

@@ -67,20 +67,23 @@ def test_on_a_terminal_the_progress_is_one_live_line_per_stage(tmp_path):
     assert "samples_in=36 samples_scored=36" in text
 
 
+class Sink:
+    """A pipe's end: what was written, not a terminal."""
+
+    def __init__(self):
+        self.text = ""
+
+    def write(self, text):
+        self.text += text
+
+    def flush(self):
+        pass
+
+    def isatty(self):
+        return False
+
+
 def test_the_progress_line_states_done_total_rate_and_eta():
-    class Sink:
-        def __init__(self):
-            self.text = ""
-
-        def write(self, text):
-            self.text += text
-
-        def flush(self):
-            pass
-
-        def isatty(self):
-            return False
-
     sink = Sink()
     progress = TerminalProgress(sink, interval=0.0)
     progress.start("ingest", 4, "files")
@@ -97,18 +100,6 @@ def test_the_progress_line_states_done_total_rate_and_eta():
 
 
 def test_a_stage_that_does_not_advance_still_says_so_every_interval():
-    class Sink:
-        text = ""
-
-        def write(self, text):
-            self.text += text
-
-        def flush(self):
-            pass
-
-        def isatty(self):
-            return False
-
     sink = Sink()
     progress = TerminalProgress(sink, interval=0.2)
     progress.start("scoring s/m", 100, "samples", "loading the model")

@@ -16,6 +16,8 @@ import sys
 import tempfile
 import time
 
+from qaq_assets.lib.processes import process_alive, processes_with
+
 LOOPBACK = "127.0.0.1"
 # Ray resolves a loopback node address to the machine's external one unless it believes it runs a
 # single-machine instance (its Windows and macOS default), which this setting declares.
@@ -66,34 +68,13 @@ def init_local_ray(**init_options) -> str:
 
 
 def processes_of(directory: str) -> list[int]:
-    """The processes of the local instance in ``directory`` (by their environment), this one excepted."""
-    marker = f"{INSTANCE_ENV}={directory}\0".encode()
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{entry}/environ", "rb") as environ:
-                if marker in environ.read() + b"\0":
-                    found.append(int(entry))
-        except OSError:
-            continue  # gone meanwhile, or another user's
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    """The processes of the local instance in ``directory``, this one excepted."""
+    return processes_with(INSTANCE_ENV, directory)
 
 
 def watch(driver: int, directory: str) -> None:
     """Wait for ``driver`` to end, then kill every process of the instance in ``directory``."""
-    while _alive(driver):
+    while process_alive(driver):
         time.sleep(WATCH_SECONDS)
     # Again for a second: a worker the raylet was starting as the driver died.
     for _ in range(5):
