@@ -370,7 +370,15 @@ def _report(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qaq", description="Curate code-instruction data with QAQ scores.")
     commands = parser.add_subparsers(dest="command", required=True)
+    _add_curate(commands)
+    _add_bench(commands)
+    _add_evaluate(commands)
+    _add_lake_commands(commands)
+    return parser
 
+
+def _add_curate(commands: argparse._SubParsersAction) -> None:
+    """`qaq curate`."""
     curate = commands.add_parser("curate", help="ingest, score and curate files (each file is one shard)")
     curate.add_argument("paths", nargs="+")
     curate.add_argument(
@@ -381,32 +389,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(curate, SELECTION)
     curate.set_defaults(handler=_curate)
 
+
+def _add_bench(commands: argparse._SubParsersAction) -> None:
+    """`qaq bench ...`: one sub-command per benchmark."""
     bench = commands.add_parser("bench", help="benchmarks")
     bench_kinds = bench.add_subparsers(dest="bench", required=True)
-    scoring = bench_kinds.add_parser(
-        "scoring", help="the scorer vs the naive one-sample, four-pass reference (each --model in turn)"
-    )
-    scoring.add_argument("--samples", type=int, default=48, help="pairs to score (the shards' repeated if fewer)")
-    scoring.add_argument(
-        "--naive-samples", type=int, default=48, help="of those, how many the naive reference times and checks"
-    )
-    scoring.add_argument("--data", default="data/shards/*.jsonl", help="glob of JSONL shard files to take samples from")
-    scoring.add_argument(
-        "--tokenizer", default=None, help="a tokenizer saved with save_pretrained, for random:ARCH models"
-    )
-    scoring.add_argument(
-        "--lengths",
-        default="data",
-        choices=("data", "long"),
-        help="data: the shards' pairs; long: random-token pairs of median 1,024, p95 4,096, max 8,192 tokens",
-    )
-    scoring.add_argument(
-        "--profile", type=int, default=0, metavar="PAIRS", help="also print the scorer's busiest operations over PAIRS"
-    )
-    _add_settings(
-        scoring, names=("models", "template", "device", "dtype", "forward", "attention", "head", "batch_tokens")
-    )
-    scoring.set_defaults(handler=_bench_scoring)
+    _add_bench_scoring(bench_kinds)
     memory = bench_kinds.add_parser("memory", help="peak memory of writing one shard's log-probs, by shard size")
     memory.add_argument(
         "--shard-sizes", default="10000,40000", help="shard sizes (samples) to compare, comma-separated"
@@ -444,6 +432,39 @@ def build_parser() -> argparse.ArgumentParser:
     many.add_argument("--workdir", default=None, help="where the files and lakes go (default: the temp directory)")
     many.set_defaults(handler=_bench_files)
 
+    _add_bench_sft(bench_kinds)
+
+
+def _add_bench_scoring(bench_kinds: argparse._SubParsersAction) -> None:
+    """`qaq bench scoring`."""
+    scoring = bench_kinds.add_parser(
+        "scoring", help="the scorer vs the naive one-sample, four-pass reference (each --model in turn)"
+    )
+    scoring.add_argument("--samples", type=int, default=48, help="pairs to score (the shards' repeated if fewer)")
+    scoring.add_argument(
+        "--naive-samples", type=int, default=48, help="of those, how many the naive reference times and checks"
+    )
+    scoring.add_argument("--data", default="data/shards/*.jsonl", help="glob of JSONL shard files to take samples from")
+    scoring.add_argument(
+        "--tokenizer", default=None, help="a tokenizer saved with save_pretrained, for random:ARCH models"
+    )
+    scoring.add_argument(
+        "--lengths",
+        default="data",
+        choices=("data", "long"),
+        help="data: the shards' pairs; long: random-token pairs of median 1,024, p95 4,096, max 8,192 tokens",
+    )
+    scoring.add_argument(
+        "--profile", type=int, default=0, metavar="PAIRS", help="also print the scorer's busiest operations over PAIRS"
+    )
+    _add_settings(
+        scoring, names=("models", "template", "device", "dtype", "forward", "attention", "head", "batch_tokens")
+    )
+    scoring.set_defaults(handler=_bench_scoring)
+
+
+def _add_bench_sft(bench_kinds: argparse._SubParsersAction) -> None:
+    """`qaq bench sft`."""
     sft = bench_kinds.add_parser(
         "sft", help="fine-tune the model on subsets chosen by each rule; NLL on HumanEval and held-out code"
     )
@@ -462,6 +483,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_settings(sft, SCORING)
     sft.set_defaults(handler=_bench_sft)
 
+
+def _add_evaluate(commands: argparse._SubParsersAction) -> None:
+    """`qaq evaluate`."""
     evaluation = commands.add_parser("evaluate", help="compare strategies on data with planted-defect labels")
     evaluation.add_argument("paths", nargs="+")
     evaluation.add_argument(
@@ -477,6 +501,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(evaluation, SELECTION, without=("budget",))  # --budgets compares several
     evaluation.set_defaults(handler=_evaluate)
 
+
+def _add_lake_commands(commands: argparse._SubParsersAction) -> None:
+    """The commands that read or mend a lake (lineage, repair, quarantine, diff, export, explain, report,
+    summary) and `qaq ui`."""
     lineage = commands.add_parser("lineage", help="what produced a curated version (inputs, models, config)")
     _add_lake_options(lineage, versioned=True)
     lineage.set_defaults(handler=_lineage)
@@ -539,7 +567,6 @@ def build_parser() -> argparse.ArgumentParser:
     summary = commands.add_parser("summary", help="decisions and planted-defect rates of a curated version")
     _add_lake_options(summary, versioned=True)
     summary.set_defaults(handler=_summary)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
