@@ -195,25 +195,9 @@ def run_bench(
     )
     dtype_name = str(scorer_dtype).removeprefix("torch.")
     layouts = build_layouts(template, loaded.tokenizer)
-    start = time.perf_counter()
-    if lengths == "long":
-        pairs = long_pairs(loaded.tokenizer, len(queries), loaded.max_positions - layouts.overhead)
-        made = (
-            f"random tokens, lengths log-normal (median {LONG_MEDIAN_TOKENS:,}, p95 {LONG_P95_TOKENS:,}, "
-            f"max {LONG_MAX_TOKENS:,} per pair)"
-        )
-    else:
-        pairs = tokenize_pairs(loaded.tokenizer, layouts, queries, answers, 2048)
-        made = "tokenised"
-    tokenize_seconds = max(time.perf_counter() - start, 1e-9)
+    pairs = _bench_pairs(loaded, layouts, queries, answers, lengths, log)
     content_tokens = sum(len(p.query_ids) + len(p.answer_ids) for p in pairs)
-    longest = max(len(p.query_ids) + len(p.answer_ids) for p in pairs)
     pad = loaded.tokenizer.pad_token_id
-    log(
-        f"{len(pairs)} samples, {content_tokens} query+answer tokens (longest pair {longest}), template "
-        f"{layouts.version}; {made} at {len(pairs) / tokenize_seconds:.0f} pairs/s on {os.cpu_count()} cores "
-        "(untimed below)"
-    )
 
     naive_pairs = pairs[: max(1, min(naive_samples, len(pairs)))]
     naive_tokens = sum(len(p.query_ids) + len(p.answer_ids) for p in naive_pairs)
@@ -264,28 +248,10 @@ def run_bench(
         for line in lines:
             log(line)
 
-    exact_pairs = naive_pairs[:exact_check_samples]
     exact_scorer = PairScorer(
         reference_model, layouts, pad, batch_tokens=batch_tokens, forward=forward, attention=attention, head=head
     )
-    exact = mean_nlls(exact_scorer.score(exact_pairs))
-    exact_diff = check_equal(naive[: len(exact_pairs)], exact, EXACT_TOLERANCE, "float32 scorer vs naive")
-    if scorer_dtype == torch.float32:
-        tolerance, drift_note = EXACT_TOLERANCE, ""
-    else:
-        # What the dtype alone costs: the naive loop itself in the scorer's dtype. Deep random
-        # models amplify rounding, so the allowance grows with that drift, never below the floor.
-        dtype_drift = float(
-            np.abs(mean_nlls([naive_pair_logprobs(production_model, layouts, p) for p in naive_pairs]) - naive).max()
-        )
-        tolerance = max(REDUCED_PRECISION_TOLERANCE, DTYPE_DRIFT_ALLOWANCE * dtype_drift)
-        drift_note = f"; naive {dtype_name} vs naive float32 max |diff| {dtype_drift:.3f}"
-    production_diff = check_equal(naive, scored[: len(naive_pairs)], tolerance, f"{dtype_name} scorer vs naive float32")
-    log(
-        f"equality: float32 max |diff| {exact_diff:.2e} nats/token over {len(exact_pairs)} samples "
-        f"(tolerance {EXACT_TOLERANCE}); {dtype_name} max |diff| {production_diff:.3f} over {len(naive_pairs)} "
-        f"(tolerance {tolerance:.3f}){drift_note}"
-    )
+    log(_equality_line(exact_scorer, production_model, layouts, naive_pairs, naive, scored, exact_check_samples))
 
     size = matmul_size(loaded.device)
     peak = matmul_gflops(scorer_dtype, loaded.device, size=size)
@@ -304,6 +270,64 @@ def run_bench(
         ),
         matmul_size=size,
         forward=scorer.describe_forward(),
+    )
+
+
+def _bench_pairs(
+    loaded: LoadedModel, layouts, queries: list[str], answers: list[str], lengths: str, log: Callable[[str], None]
+) -> list[PairTokens]:
+    """The pairs the bench scores: the texts tokenised, or random-token pairs of long lengths."""
+    start = time.perf_counter()
+    if lengths == "long":
+        pairs = long_pairs(loaded.tokenizer, len(queries), loaded.max_positions - layouts.overhead)
+        made = (
+            f"random tokens, lengths log-normal (median {LONG_MEDIAN_TOKENS:,}, p95 {LONG_P95_TOKENS:,}, "
+            f"max {LONG_MAX_TOKENS:,} per pair)"
+        )
+    else:
+        pairs = tokenize_pairs(loaded.tokenizer, layouts, queries, answers, 2048)
+        made = "tokenised"
+    tokenize_seconds = max(time.perf_counter() - start, 1e-9)
+    content_tokens = sum(len(p.query_ids) + len(p.answer_ids) for p in pairs)
+    longest = max(len(p.query_ids) + len(p.answer_ids) for p in pairs)
+    log(
+        f"{len(pairs)} samples, {content_tokens} query+answer tokens (longest pair {longest}), template "
+        f"{layouts.version}; {made} at {len(pairs) / tokenize_seconds:.0f} pairs/s on {os.cpu_count()} cores "
+        "(untimed below)"
+    )
+    return pairs
+
+
+def _equality_line(
+    exact_scorer: PairScorer,
+    production_model,
+    layouts,
+    naive_pairs: list[PairTokens],
+    naive: np.ndarray,
+    scored: np.ndarray,
+    exact_check_samples: int,
+) -> str:
+    """Check the scorers against the naive loop (raises on a mismatch) and say by how much they
+    differ: float32 exactly, the production dtype within what the dtype alone costs."""
+    dtype_name = str(next(production_model.parameters()).dtype).removeprefix("torch.")
+    exact_pairs = naive_pairs[:exact_check_samples]
+    exact = mean_nlls(exact_scorer.score(exact_pairs))
+    exact_diff = check_equal(naive[: len(exact_pairs)], exact, EXACT_TOLERANCE, "float32 scorer vs naive")
+    if dtype_name == "float32":
+        tolerance, drift_note = EXACT_TOLERANCE, ""
+    else:
+        # What the dtype alone costs: the naive loop itself in the scorer's dtype. Deep random
+        # models amplify rounding, so the allowance grows with that drift, never below the floor.
+        dtype_drift = float(
+            np.abs(mean_nlls([naive_pair_logprobs(production_model, layouts, p) for p in naive_pairs]) - naive).max()
+        )
+        tolerance = max(REDUCED_PRECISION_TOLERANCE, DTYPE_DRIFT_ALLOWANCE * dtype_drift)
+        drift_note = f"; naive {dtype_name} vs naive float32 max |diff| {dtype_drift:.3f}"
+    production_diff = check_equal(naive, scored[: len(naive_pairs)], tolerance, f"{dtype_name} scorer vs naive float32")
+    return (
+        f"equality: float32 max |diff| {exact_diff:.2e} nats/token over {len(exact_pairs)} samples "
+        f"(tolerance {EXACT_TOLERANCE}); {dtype_name} max |diff| {production_diff:.3f} over {len(naive_pairs)} "
+        f"(tolerance {tolerance:.3f}){drift_note}"
     )
 
 
