@@ -1,10 +1,5 @@
 """Resources: the Delta lake and the scoring models (loaded once per process, reused by runs)."""
 
-import dataclasses
-import logging
-import threading
-from collections import OrderedDict
-
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
@@ -12,50 +7,14 @@ from qaq_assets.defs.config import config_class
 from qaq_assets.defs.instance_binding import bind_to_lake
 from qaq_assets.lib.model_specs import ModelSpec
 from qaq_assets.lib.progress import TerminalProgress
-from qaq_assets.lib.scoring.backends.device_pool import device_pool
-from qaq_assets.lib.scoring.backends.local import (
-    DeferredLocalBackend,
-    LocalBackend,
-    ScorerIdentity,
-    ScorerOptions,
-    ScoringBackend,
-    local_devices,
-)
+from qaq_assets.lib.scoring.backends.local import ScorerIdentity, ScoringBackend
+from qaq_assets.lib.scoring.backends.policy import UnknownBackend, backend_for, cached_model, scorer_identity
 from qaq_assets.lib.scoring.config import ScoringConfig
-from qaq_assets.lib.scoring.engine.models import (
-    LoadedModel,
-    canonical_device,
-    identify,
-    load_model,
-    tokenizer_of,
-)
-from qaq_assets.lib.scoring.engine.templates import build_layouts
+from qaq_assets.lib.scoring.engine.models import LoadedModel, tokenizer_of
 from qaq_assets.lib.scoring.shard_scoring import ScoringProgress
 from qaq_assets.lib.setting_fields import values_of
 from qaq_assets.lib.settings import BY_NAME, SCORING
 from qaq_assets.lib.store.lake import STORAGE_OPTIONS_ENV, Lake, storage_options_from_env
-
-log = logging.getLogger(__name__)
-_MODEL_CACHE: OrderedDict[tuple, LoadedModel] = OrderedDict()
-_MODEL_CACHE_SIZE = 2
-_MODEL_LOCK = threading.Lock()
-
-
-def cached_model(spec: ModelSpec, device: str, dtype: str) -> LoadedModel:
-    """Load a model at most once per process and device: a CLI curating many shards loads it once."""
-    device = canonical_device(device)
-    key = (spec.spec, device, dtype)
-    with _MODEL_LOCK:
-        if key in _MODEL_CACHE:
-            _MODEL_CACHE.move_to_end(key)
-            loaded = _MODEL_CACHE[key]
-        else:
-            loaded = load_model(spec, device=device, dtype=dtype)
-            _MODEL_CACHE[key] = loaded
-            while len(_MODEL_CACHE) > _MODEL_CACHE_SIZE:
-                _MODEL_CACHE.popitem(last=False)
-    # The key names the partition; the cached weights may have been loaded under another key.
-    return loaded if loaded.spec == spec else dataclasses.replace(loaded, spec=spec)
 
 
 class LakeResource(dg.ConfigurableResource):
@@ -91,82 +50,30 @@ class _ScoringModels(dg.ConfigurableResource):
     def model_keys(self) -> list[str]:
         return list(self.specs())
 
-    def load(self, key: str, device: str | None = None) -> LoadedModel:
-        """``key``'s model on ``device`` (default: the configured one), loaded once per process."""
+    def spec(self, key: str) -> ModelSpec:
         try:
-            spec = self.specs()[key]
+            return self.specs()[key]
         except KeyError:
             raise dg.Failure(f"model {key!r} is not configured; configured: {self.model_keys()}") from None
-        return cached_model(spec, device or self.config.device, self.config.dtype)
+
+    def load(self, key: str, device: str | None = None) -> LoadedModel:
+        """``key``'s model on ``device`` (default: the configured one), loaded once per process."""
+        return cached_model(self.spec(key), device or self.config.device, self.config.dtype)
 
     def tokenizer(self, key: str):
         """``key``'s tokenizer, without loading its weights (None for hub models)."""
-        return tokenizer_of(self.specs()[key], self.config.device, self.config.dtype)
-
-    def _local_backend(self, key: str) -> ScoringBackend:
-        options = self.options()
-        devices = local_devices(self.config.device)
-
-        def load_on(device: str) -> LocalBackend:
-            loaded = self.load(key, device)
-            return LocalBackend(loaded, options.scorer(loaded), options)
-
-        expected = self.identity(key) if key in self.specs() else None
-        if expected is None:
-            # Hub models are known only once downloaded, in this process: they score on one device.
-            if len(devices) > 1:
-                log.warning(
-                    "%s is a hub model: it scores on %s only; download it to a directory to use all %d",
-                    key,
-                    devices[0],
-                    len(devices),
-                )
-            return load_on(devices[0])
-        on_gpu = devices[0].startswith("cuda")
-        if len(devices) == 1:
-            return DeferredLocalBackend(expected, lambda: load_on(devices[0]), on_gpu)
-        # A worker process per GPU, started for the first chunk that needs scoring.
-        return DeferredLocalBackend(
-            expected, lambda: device_pool(self.specs()[key], devices, self.config.dtype, options, expected), on_gpu
-        )
+        return tokenizer_of(self.spec(key), self.config.device, self.config.dtype)
 
     def identity(self, key: str) -> ScorerIdentity | None:
-        """What ``key``'s scores would be keyed by, from its files alone (no weights loaded);
-        None for hub models, known only once downloaded."""
-        config = self.config
-        identity = identify(self.specs()[key], config.device, config.dtype)
-        if identity is None:
-            return None
-        return ScorerIdentity(
-            model_key=key,
-            model_id=identity.model_id,
-            weights_sha256=identity.weights_sha256,
-            dtype=identity.dtype_name,
-            fingerprint=identity.fingerprint,
-            template_version=build_layouts(config.template, identity.tokenizer).version,
-            max_sequence_tokens=config.max_sequence_tokens,
-        )
-
-    def options(self) -> ScorerOptions:
-        return values_of(ScorerOptions, self.config)  # each option is the scoring setting of its name
+        """What ``key``'s scores would be keyed by (see :func:`scorer_identity`)."""
+        return scorer_identity(self.config, self.spec(key))
 
     def scoring_backend(self, key: str) -> ScoringBackend:
-        """Where ``key``'s forward passes run: this process, or replicas on a Ray cluster."""
-        config = self.config
-        if config.backend == "local":
-            return self._local_backend(key)
-        if config.backend == "ray":
-            from qaq_assets.lib.scoring.backends.ray import RayBackend
-
-            return RayBackend(
-                self.specs()[key],
-                device=config.device,
-                dtype=config.dtype,
-                options=self.options(),
-                address=config.ray_address or None,
-                replicas=config.ray_replicas,
-            )
-        raise dg.Failure(f"unknown scoring backend {config.backend!r}: use local or ray")
+        """Where ``key``'s forward passes run (see :func:`backend_for`)."""
+        try:
+            return backend_for(self.config, self.spec(key))
+        except UnknownBackend as error:
+            raise dg.Failure(str(error)) from None
 
 
 ScoringModelsResource = config_class("ScoringModelsResource", _ScoringModels, SCORING)

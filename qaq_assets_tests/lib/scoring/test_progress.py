@@ -3,7 +3,7 @@ re-run loads no model at all."""
 
 import dagster as dg
 
-import qaq_assets.defs.resources as resources_module
+import qaq_assets.lib.scoring.backends.policy as policy
 from qaq_assets.defs.partitions import SHARDS
 from qaq_assets.lib.ingest.shard_reader import read_shard
 from qaq_assets.lib.scoring.backends.local import DeferredLocalBackend, LocalBackend, ScorerOptions
@@ -53,7 +53,7 @@ def test_run_log_progress_and_a_cached_rerun_that_loads_no_model(lake, make_shar
     def no_load(*_args, **_kwargs):
         raise AssertionError("a fully cached shard loaded its model")
 
-    monkeypatch.setattr(resources_module, "cached_model", no_load)
+    monkeypatch.setattr(policy, "cached_model", no_load)
     again = dg.materialize([token_logprobs, qaq_scores], partition_key=key, instance=instance, resources=resources)
     metadata = again.asset_materializations_for_node("token_logprobs")[0].metadata
     assert metadata["samples_from_cache"].value == len(CODE_PAIRS) and metadata["samples_scored"].value == 0
