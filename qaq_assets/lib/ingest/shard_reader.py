@@ -74,7 +74,9 @@ def read_shard(
                 earlier_row, earlier_sample = first_row_of_id[record_id]
                 if earlier_sample != sample_id:
                     raise BadRecord("duplicate_id", f"id {record_id!r} already used by row {earlier_row}")
-            label = next((v for k, v in record.items() if str(k).lower() == label_field.lower()), None)
+            label = record.get(label_field)
+            if label is None:  # a spreadsheet's "Defect" column
+                label = next((v for k, v in record.items() if str(k).lower() == label_field.lower()), None)
         except BadRecord as bad:
             quarantined.append(
                 {
