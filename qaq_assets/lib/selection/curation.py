@@ -358,7 +358,7 @@ def curate(lake: Lake, model_keys: list[str], config: SelectionConfig, curation_
     )
 
 
-def earlier_decisions(lake: Lake) -> pl.DataFrame | None:
+def _earlier_decisions(lake: Lake) -> pl.DataFrame | None:
     """The latest curated version's decisions per (shard, row, sample), where there is one."""
     version = lake.version(CURATED_SUBSET)
     if not version:
@@ -373,7 +373,7 @@ def earlier_decisions(lake: Lake) -> pl.DataFrame | None:
 def _keep_earlier_decisions(lake: Lake, frame: pl.DataFrame) -> pl.DataFrame:
     """``frame`` with each sample the latest version holds (the same shard, row and text) keeping
     the decision and reason it had there: under ``--decisions stable`` only new samples are decided."""
-    earlier = earlier_decisions(lake)
+    earlier = _earlier_decisions(lake)
     if earlier is None or earlier.height == 0:
         return frame
     kept = ("decision", "reason", "reason_code")
