@@ -2,15 +2,13 @@
 
 A run killed with ``kill -9`` never reports its end, so it keeps its ``gpu`` pool slot and every
 later scoring run waits for it forever. Each run records the process that executes it (tags
-``qaq/pid`` and ``qaq/host``): the CLI when it launches a run, the pool step itself for a run the
-UI, the daemon or a schedule launched: its run worker, as soon as it starts executing (the
-code location's executor, :data:`pid_recording_executor`; every asset step too, for jobs run
-with another executor). A run on this host whose process is gone is marked failed and its slots
-are freed, by the CLI before its runs and by the daemon's ``reap_dead_runs`` sensor for everyone."""
+``qaq/pid`` and ``qaq/host``): the CLI when it launches a run; for a run the UI, the daemon or a
+schedule launched, its run worker as soon as it starts executing (the code location's executor,
+:data:`pid_recording_executor`). A run on this host whose process is gone is marked failed and
+its slots are freed, by the CLI before its runs and by the daemon's ``reap_dead_runs`` sensor."""
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import socket
 from collections.abc import Callable
@@ -27,18 +25,6 @@ REAPER_INTERVAL_SECONDS = 30
 def run_tags() -> dict[str, str]:
     """Tags that let a later command tell whether this process still runs."""
     return {PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
-
-
-def record_run_process(context: dg.AssetExecutionContext) -> None:
-    """Tag this run with the process that executes it, unless its launcher did (the CLI).
-
-    Under Dagster's multiprocess executor a step runs in a child of the run worker: the run
-    worker is what must be alive for the run to end and free its slots."""
-    if PID_TAG in context.run.tags:
-        return
-    parent = multiprocessing.parent_process()
-    pid = parent.pid if parent is not None else os.getpid()
-    context.instance.add_run_tags(context.run_id, {PID_TAG: str(pid), HOST_TAG: socket.gethostname()})
 
 
 class _PidRecordingExecutor(dg.Executor):

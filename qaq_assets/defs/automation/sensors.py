@@ -13,13 +13,7 @@ from qaq_assets.defs.resources import LakeResource
 from qaq_assets.lib.batches import MAX_BATCH_BYTES, MAX_BATCH_SHARDS, batches
 from qaq_assets.lib.ingest.dataset_folders import shortfalls
 from qaq_assets.lib.ingest.landing import settled_files
-from qaq_assets.lib.ingest.registry import (
-    ShardFile,
-    ShardRegistrationError,
-    landed_shard_name,
-    register,
-    registered_sources,
-)
+from qaq_assets.lib.ingest.registry import named_files, register, registered_sources
 
 
 def build_landing_sensor(landing_dir: str, settle_seconds: float = 10.0) -> dg.SensorDefinition:
@@ -43,12 +37,7 @@ def build_landing_sensor(landing_dir: str, settle_seconds: float = 10.0) -> dg.S
         }
         # ``observed`` holds each file's (size, mtime) from this look: no second stat.
         new = [path for path in ready if known.get(str(path.resolve())) != tuple(observed[str(path)])]
-        files, unnamed = {}, {}
-        for path in new:
-            try:
-                files[ShardFile(path.resolve(), landed_shard_name(path, root))] = path
-            except ShardRegistrationError as error:  # this file alone: the others land
-                unnamed[str(path)] = str(error)
+        files, unnamed = named_files(new, root)  # a file whose name yields no key fails alone
         registration = register(store, list(files))
         registration.failures |= unnamed | shortfalls([file.path for file in files])
         for cause in registration.failures.values():

@@ -9,7 +9,6 @@ import polars as pl
 from qaq_assets.defs.config import config_class
 from qaq_assets.defs.partitions import shard_partitions
 from qaq_assets.defs.resources import LakeResource
-from qaq_assets.defs.run_liveness import record_run_process
 from qaq_assets.lib.ingest.config import IngestConfig
 from qaq_assets.lib.ingest.decontamination import benchmark_files, refuse_files_outside
 from qaq_assets.lib.ingest.registry import source_paths
@@ -44,7 +43,6 @@ def build_raw_samples(defaults: Settings | None = None) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext, config: RawSamplesConfig, lake: LakeResource
     ) -> dg.MaterializeResult:
         started = time.perf_counter()
-        record_run_process(context)  # a killed run is then failed by the reaper, not left running
         refuse_files_outside(config.decontaminate, readable)
         shards = context.partition_keys
         store = lake.lake()

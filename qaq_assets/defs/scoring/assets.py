@@ -8,7 +8,6 @@ import polars as pl
 
 from qaq_assets.defs.partitions import shard_model_partitions, shards_by_model
 from qaq_assets.defs.resources import LakeResource, ProgressResource, ScoringModelsResource
-from qaq_assets.defs.run_liveness import record_run_process
 from qaq_assets.lib.scoring.metrics import distribution_summary
 from qaq_assets.lib.scoring.shard_scoring import ScoringProgress, score_partition, write_qaq_scores
 from qaq_assets.lib.store.tables import QAQ_SCORES, TOKEN_LOGPROBS
@@ -71,7 +70,6 @@ def build_scoring_assets(model_keys: list[str], op_tags: dict | None = None) -> 
     def token_logprobs(
         context: dg.AssetExecutionContext, lake: LakeResource, models: ScoringModelsResource, progress: ProgressResource
     ) -> dg.MaterializeResult:
-        record_run_process(context)  # it holds a gpu pool slot: a kill -9 must not keep it
         store = lake.lake()
         results = []
         for model_key, shards in shards_by_model(context).items():

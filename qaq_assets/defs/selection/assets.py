@@ -7,7 +7,6 @@ import polars as pl
 
 from qaq_assets.defs.config import config_class
 from qaq_assets.defs.resources import LakeResource, ScoringModelsResource
-from qaq_assets.defs.run_liveness import record_run_process
 from qaq_assets.lib.reports.explain import examples, markdown_fragment
 from qaq_assets.lib.reports.plots import curation_png, markdown_image
 from qaq_assets.lib.reports.resolve import previous_version
@@ -47,18 +46,19 @@ def _explained(store, version: int, models: ScoringModelsResource, context) -> s
         return f"(no examples: {error})"
 
 
-def _changes(store, version: int) -> str:
+def _changes(store, version: int, previous: int | None) -> str:
     """What changed since the previous curated version (``qaq diff``), as Markdown."""
-    previous = previous_version(store, version)
     if previous is None:
         return "the first curated version: nothing to compare it with"
     return markdown(diff_versions(store, previous, version))
 
 
-def _check_results(store, frame: pl.DataFrame, selection, curation_id: str, version: int) -> list[dg.AssetCheckResult]:
+def _check_results(
+    store, frame: pl.DataFrame, selection, curation_id: str, previous: int | None
+) -> list[dg.AssetCheckResult]:
     """The blocking checks of a published version (their logic: ``lib/selection/checks.py``)."""
-    previous = previous_version(store, version)
-    earlier = None if previous is None else store.scan(CURATED_SUBSET, previous).collect()
+    decided = ("shard", "row_index", "sample_id", "decision")
+    earlier = None if previous is None else store.scan(CURATED_SUBSET, previous).select(decided).collect()
     checked = check_curated(frame, selection, earlier)
     missing = store.missing_columns(CURATED_SUBSET)
     recorded = store.scan(CURATION_RUNS).filter(pl.col("curation_id") == curation_id).collect()
@@ -112,7 +112,6 @@ def build_curated_subset(defaults: Settings | None = None) -> dg.AssetsDefinitio
         context: dg.AssetExecutionContext, config: CurationConfig, lake: LakeResource, models: ScoringModelsResource
     ) -> dg.MaterializeResult:
         started = time.perf_counter()
-        record_run_process(context)  # a killed run is then failed by the reaper, not left running
         store = lake.lake()
         selection = config.selection()
         try:
@@ -126,6 +125,7 @@ def build_curated_subset(defaults: Settings | None = None) -> dg.AssetsDefinitio
             )
 
         frame = store.scan(CURATED_SUBSET, version).collect()
+        previous = previous_version(store, version)  # the diff and the stable-decisions check compare with it
         strategy = frame["strategy"][0] if frame.height else selection.resolved_strategy(len(models.model_keys()))
         warnings = curation_warnings(frame, selection.budget)
         for warning in warnings:
@@ -148,7 +148,7 @@ def build_curated_subset(defaults: Settings | None = None) -> dg.AssetsDefinitio
                 "decisions": dg.MetadataValue.md(markdown_counts(frame, "reason_code")),
                 "picture": dg.MetadataValue.md(markdown_image(curation_png(frame), "RMI, NLL(Q) and decisions")),
                 "explained_examples": dg.MetadataValue.md(_explained(store, version, models, context)),
-                "changes": dg.MetadataValue.md(_changes(store, version)),
+                "changes": dg.MetadataValue.md(_changes(store, version, previous)),
                 "kept_distribution": dg.MetadataValue.json(
                     distribution_summary(kept, ["rmi", "nll_query", "ifd_loss"])
                 ),
@@ -156,7 +156,7 @@ def build_curated_subset(defaults: Settings | None = None) -> dg.AssetsDefinitio
                 "delta_version": version,
                 "seconds": round(time.perf_counter() - started, 2),
             },
-            check_results=_check_results(store, frame, selection, curation.curation_id, version),
+            check_results=_check_results(store, frame, selection, curation.curation_id, previous),
         )
 
     return curated_subset

@@ -87,26 +87,29 @@ def _expand(raw_path: str | Path) -> tuple[list[ShardFile], dict[str, str]]:
         found = data_files_under(path)
         if not found:
             return [], {str(path): f"{path}: a directory with no data files in it ({', '.join(DATA_SUFFIXES)})"}
-        return named_files(found, path, prefix=path.resolve().name)
+        named, failures = named_files(found, path, prefix=path.resolve().name)
+        return list(named), failures
     if _GLOB_MAGIC.search(str(raw_path)) and not path.exists():
         fixed = Path(*[part for part in itertools.takewhile(lambda p: not _GLOB_MAGIC.search(p), path.parts)])
         matches = [Path(m) for m in sorted(glob.glob(str(raw_path), recursive=True))]
         files = [m for m in matches if m.is_file() and is_data_file(m) and not hidden(m, fixed)]
         if not files:
             return [], {str(raw_path): f"{raw_path}: no data file matches"}
-        return named_files(files, fixed)
+        named, failures = named_files(files, fixed)
+        return list(named), failures
     try:
         return [ShardFile(path.resolve(), shard_name(raw_path))], {}
     except ShardRegistrationError as error:
         return [], {str(raw_path): str(error)}
 
 
-def named_files(files: list[Path], root: Path, prefix: str = "") -> tuple[list[ShardFile], dict[str, str]]:
-    """``files`` under ``root`` with their shard keys; a file whose name yields none fails alone."""
-    named, failures = [], {}
+def named_files(files: list[Path], root: Path, prefix: str = "") -> tuple[dict[ShardFile, Path], dict[str, str]]:
+    """``files`` under ``root`` as shard files (each with the path it was found by); a file whose
+    name yields no key fails alone."""
+    named, failures = {}, {}
     for file in files:
         try:
-            named.append(ShardFile(file.resolve(), landed_shard_name(file, root, prefix=prefix)))
+            named[ShardFile(file.resolve(), landed_shard_name(file, root, prefix=prefix))] = file
         except ShardRegistrationError as error:
             failures[str(file)] = str(error)
     return named, failures
