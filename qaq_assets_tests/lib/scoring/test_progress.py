@@ -73,5 +73,6 @@ def test_the_time_left_is_measured_after_the_first_samples_not_from_the_model_lo
     time.sleep(0.2)
     progress.samples_committed = 20
     eta = progress.eta_seconds
-    # 10 samples in ~0.2 s: 80 left take ~1.6 s, not the ~2,400 s the load would suggest.
-    assert eta is not None and 0.5 < eta < 10
+    # 10 samples since the first 10: 80 left take 8 times that (~1.6 s here), where the rate from
+    # the start, load included, would say over 2,400 s. Generous for a loaded machine.
+    assert eta is not None and 0 < eta < 240
