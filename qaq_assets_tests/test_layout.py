@@ -35,3 +35,17 @@ def test_every_module_the_drawn_layout_names_exists():
     existing = {p.stem for p in _modules()}
     named = set(re.findall(r"[A-Za-z_]\w*(?=\.py\b)", _drawn_layout().split("qaq_assets_tests/")[0]))
     assert named <= existing, f"docs/architecture.md names modules that do not exist: {sorted(named - existing)}"
+
+
+def test_the_ci_entry_point_is_valid_shell_and_runs_the_readme_test_command():
+    """A broken .ci/run fails every submission after 0 s; bash -n catches it here first."""
+    import subprocess
+
+    script = REPO / ".ci" / "run"
+    parsed = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
+    assert parsed.returncode == 0, parsed.stderr
+    commands = [
+        line.strip() for line in script.read_text().splitlines() if line.strip() and not line.lstrip().startswith("#")
+    ]
+    assert commands[-1] == "make test"
+    assert "make test" in (REPO / "README.md").read_text()
