@@ -222,8 +222,18 @@ CHATTY_SHIFTED = [
     "This is a classic problem. Most solutions start from the standard approach described in the literature; I "
     "suggest reading the reference documentation and adapting one of its examples to your situation.",
 ]
-PARAPHRASE = {"return": "give back", "compute": "work out", "the": "the", "given": "supplied", "graph": "network",
-              "list": "sequence", "number": "value", "if": "whenever", "of": "for", "a": "one"}
+PARAPHRASE = {
+    "return": "give back",
+    "compute": "work out",
+    "the": "the",
+    "given": "supplied",
+    "graph": "network",
+    "list": "sequence",
+    "number": "value",
+    "if": "whenever",
+    "of": "for",
+    "a": "one",
+}
 
 
 def paraphrase(task: str) -> str:
@@ -261,7 +271,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--shards", type=int, default=SHARDS)
     parser.add_argument("--per-shard", type=int, default=PER_SHARD)
-    parser.add_argument("--variant", default="standard", choices=["standard", "shifted"], help="how defects are planted")
+    parser.add_argument(
+        "--variant", default="standard", choices=["standard", "shifted"], help="how defects are planted"
+    )
     args = parser.parse_args()
     packages = {"third-party": PACKAGES, "stdlib": STDLIB}.get(args.packages) or args.packages.split(",")
     out = Path(args.out)

@@ -149,7 +149,14 @@ ODD_RESULT = 3
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from qaq_assets.lib.reports.evaluation import auroc_table, evaluate, rates_table, signal_table, write_report
+    from qaq_assets.lib.reports.evaluation import (
+        auroc_table,
+        evaluate,
+        language_table,
+        rates_table,
+        signal_table,
+        write_report,
+    )
     from qaq_assets.lib.reports.natural_evaluation import graded, graded_tables, grades_of
     from qaq_assets.lib.selection.config import SelectionConfig
     from qaq_assets.lib.selection.curation import prepare
@@ -172,6 +179,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     print(auroc_table(evaluation))
     print()
     print(signal_table(evaluation))
+    print()
+    print(language_table(evaluation))
     natural = ""
     grades = grades_of(_lake(args), summary.registered, args.grade_field)
     if grades.height:  # answers graded by running their tests: the natural-defect figures

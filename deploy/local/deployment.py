@@ -39,6 +39,7 @@ from qaq_assets.lib.processes import processes_with
 HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
 MARKER = "QAQ_DEPLOYMENT"
+RAY_NODE = "QAQ_RAY_NODE"
 BUCKET, LAKE_PREFIX = "qaq", "lake"
 
 
@@ -83,11 +84,21 @@ def start_postgres(state: dict) -> None:
         check=True,
         stdout=subprocess.DEVNULL,
     )
-    options = f"-h 127.0.0.1 -p {port} -k {data_root}"
-    command = [str(binary / "pg_ctl"), "-D", data, "-l", f"{data_root}/server.log", "-o", options, "-w", "start"]
-    subprocess.run(as_server_user(command), check=True, stdout=subprocess.DEVNULL)
-    subprocess.run([str(binary / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "qaq", "dagster"], check=True)
     state["postgres"] = {"bin": str(binary), "data": data, "root": data_root, "port": port}
+    postgres_server(state, "start")
+    subprocess.run([str(binary / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "qaq", "dagster"], check=True)
+
+
+def postgres_server(state: dict, action: str) -> None:
+    """``pg_ctl start`` or ``stop`` (fast: open connections are cut) of the deployment's server."""
+    pg = state["postgres"]
+    command = [f"{pg['bin']}/pg_ctl", "-D", pg["data"], "-w"]
+    if action == "start":
+        options = f"-h 127.0.0.1 -p {pg['port']} -k {pg['root']}"
+        command += ["-l", f"{pg['root']}/server.log", "-o", options, "start"]
+    else:
+        command += ["-m", "fast", "stop"]
+    subprocess.run(as_server_user(command), check=True, stdout=subprocess.DEVNULL)
 
 
 def start_object_store(state: dict, directory: Path) -> None:
@@ -125,12 +136,25 @@ def start_ray(state: dict, environment: dict) -> None:
         if "ray start --address=" in line
     )  # fmt: skip
     for node in (1, 2):
+        # Each node's processes carry its name: a fault drill kills one node whole (kill_ray_node).
         subprocess.run(
             [ray, "start", "--address", address, "--num-cpus", "1", "--resources", json.dumps({f"worker{node}": 1}),
              "--disable-usage-stats"],
-            env=environment, capture_output=True, text=True, check=True,
+            env={**environment, RAY_NODE: f"worker{node}"}, capture_output=True, text=True, check=True,
         )  # fmt: skip
     state["ray"] = {"address": address}
+
+
+def kill_ray_node(node: str) -> list[int]:
+    """SIGKILL every process of one Ray worker node (``worker1``, ``worker2``): its raylet, its
+    object store and the workers running its tasks, as when the machine dies. Returns the pids."""
+    killed = processes_with(RAY_NODE, node)
+    for pid in killed:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return killed
 
 
 def spawn(command: list[str], log: Path, environment: dict | None = None) -> int:
@@ -263,19 +287,23 @@ def stop(directory: Path) -> None:
         except ProcessLookupError:
             pass
     if "postgres" in state:
-        pg = state["postgres"]
-        command = [f"{pg['bin']}/pg_ctl", "-D", pg["data"], "-m", "fast", "-w", "stop"]
-        subprocess.run(as_server_user(command), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        shutil.rmtree(pg["root"], ignore_errors=True)
+        try:
+            postgres_server(state, "stop")
+        except subprocess.CalledProcessError:
+            pass  # not running (a failed start, or stopped by a fault drill)
+        shutil.rmtree(state["postgres"]["root"], ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "action",
-        choices=["start", "stop", "webserver", "restart-daemon"],
-        help="webserver: one more on the same instance; restart-daemon: kill the daemon (SIGKILL) and start it again",
+        choices=["start", "stop", "webserver", "restart-daemon", "postgres-outage", "kill-ray-node"],
+        help="webserver: one more on the same instance; fault drills: restart-daemon (SIGKILL, then start again), "
+        "postgres-outage (stop the database for --seconds, then start it), kill-ray-node (SIGKILL worker node --node)",
     )
+    parser.add_argument("--seconds", type=float, default=5.0, help="postgres-outage: how long the database is down")
+    parser.add_argument("--node", default="worker2", choices=["worker1", "worker2"], help="kill-ray-node: which node")
     parser.add_argument("--dir", default=".deploy", help="where the deployment keeps its state and logs")
     parser.add_argument("--models", default="smollm2-135m", help="QAQ_MODELS of the deployment")
     parser.add_argument(
@@ -296,6 +324,16 @@ def main(argv: list[str] | None = None) -> None:
         state["daemon"]["pid"] = start_daemon(state, directory)
         save(directory, state)
         print(f"daemon restarted (pid {state['daemon']['pid']})")
+        return
+    if args.action == "postgres-outage":
+        state = load(directory)
+        postgres_server(state, "stop")
+        time.sleep(args.seconds)
+        postgres_server(state, "start")
+        print(f"PostgreSQL was down for {args.seconds:.0f}s and is up again")
+        return
+    if args.action == "kill-ray-node":
+        print(f"killed Ray node {args.node}: {len(kill_ray_node(args.node))} processes")
         return
     if args.action == "webserver":
         state = load(directory)

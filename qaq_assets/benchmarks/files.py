@@ -8,7 +8,7 @@ curates the same records from one file for comparison. Last line:
 ``files_per_s=<a> per_file_overhead_ms=<b> incremental_seconds=<c> peak_rss_mb=<d>
 lake_to_input=<e> lake_files=<f>``, where the per-file overhead is (many files − one file) / N and
 the lake's size is set against the input's (partitions per shard: small files cost their
-Parquet footers and Delta commits).
+Parquet footers and Delta log entries), whole and without the per-token log-prob tables.
 """
 
 from __future__ import annotations
@@ -22,6 +22,10 @@ from pathlib import Path
 
 from qaq_assets.benchmarks.scale import _record
 from qaq_assets.lib.settings import Settings
+from qaq_assets.lib.store.tables import SCORE_CACHE, TOKEN_LOGPROBS
+
+# Tables of one float per token per direction: their size follows the tokens, not the files.
+TOKEN_TABLES = (TOKEN_LOGPROBS, SCORE_CACHE)
 
 MODEL = "tiny=random:tiny-llama"
 NEW_FILES = 10
@@ -69,10 +73,13 @@ def main(files: int, records: int, workdir: str | None = None) -> None:
         print(f"the same records in one file: {one:.1f}s")
         input_bytes = sum(path.stat().st_size for path in corpus.glob("*.jsonl"))
         lake_bytes, lake_files = _size(root / "lake-many")
+        token_bytes = sum(_size(root / "lake-many" / table.name)[0] for table in TOKEN_TABLES)
         print(
             f"lake of the many files: {lake_bytes / 2**20:,.1f} MiB in {lake_files:,} files "
-            f"({lake_bytes / max(input_bytes, 1):.1f}x the input's {input_bytes / 2**20:,.1f} MiB); "
-            f"of the one file: {_size(root / 'lake-one')[0] / 2**20:,.1f} MiB"
+            f"({lake_bytes / max(input_bytes, 1):.1f}x the input's {input_bytes / 2**20:,.1f} MiB), of which the "
+            f"per-token log-probs ({', '.join(t.name for t in TOKEN_TABLES)}) {token_bytes / 2**20:,.1f} MiB; "
+            f"the rest {(lake_bytes - token_bytes) / max(input_bytes, 1):.1f}x the input; "
+            f"the lake of the one file: {_size(root / 'lake-one')[0] / 2**20:,.1f} MiB"
         )
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(

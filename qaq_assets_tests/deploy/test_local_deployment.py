@@ -1,8 +1,8 @@
 """The deployment docs/deployment.md describes, run whole on one machine as a team runs it:
 PostgreSQL, the daemon, two webservers, three Ray nodes and a lake on an S3 API server.
 Files land; the daemon's sensors ingest, score on Ray's worker nodes and curate, through a crash
-of the daemon; the run history is in PostgreSQL; no secret is stored; stopping leaves nothing
-running."""
+of the daemon and an outage of PostgreSQL; the run history is in PostgreSQL; no secret is stored;
+stopping leaves nothing running. (A Ray node's death: test_ray_node_loss.py.)"""
 
 import json
 import os
@@ -139,6 +139,40 @@ def test_landed_files_are_curated_on_ray_nodes_into_the_object_store_with_runs_i
             by_node |= record.asset_materialization.metadata["samples_by_replica"].value
         assert len(by_node) == 2 and all(name.startswith("ray node ") for name in by_node), by_node
         assert all(record.asset_materialization.metadata["backend"].value == "ray" for record in scored)
+
+    # PostgreSQL goes down for 5 s just as a newly landed file's run starts: whatever the outage
+    # breaks fails with its error, and the next ticks curate the file, once.
+    with dg.DagsterInstance.get() as instance:
+        before = {run.run_id for run in instance.get_runs()}
+    write_jsonl(
+        directory / "incoming" / "delta.jsonl", [{"instruction": f"delta: {q}", "response": a} for q, a in CODE_PAIRS]
+    )
+    relanded = time.monotonic()
+    with dg.DagsterInstance.get() as instance:
+        while not [run for run in instance.get_runs() if run.run_id not in before]:
+            assert time.monotonic() - relanded < LANDED_TO_CURATED_SECONDS, "no run for the new file"
+            time.sleep(1)
+    outage = _deployment("postgres-outage", "--dir", str(directory), "--seconds", "5")
+    assert outage.returncode == 0, outage.stderr
+    while curated_shards() != {*SHARDS, "delta"}:
+        assert time.monotonic() - relanded < LANDED_TO_CURATED_SECONDS, (directory / "logs" / "daemon.log").read_text()[
+            -3000:
+        ]
+        time.sleep(5)
+    print(f"landed -> curated through a PostgreSQL outage: {time.monotonic() - relanded:.0f}s")
+    samples = lake.scan(RAW_SAMPLES).group_by("shard").agg(pl.len()).collect()
+    assert dict(samples.iter_rows()) == {name: len(CODE_PAIRS) for name in (*SHARDS, "delta")}  # no duplicate
+    with dg.DagsterInstance.get() as instance:
+        while not all(run.status in finished for run in instance.get_runs()):
+            assert time.monotonic() - relanded < LANDED_TO_CURATED_SECONDS
+            time.sleep(2)
+        for run in instance.get_runs():
+            if run.run_id not in before:
+                print(f"after the outage: {run.job_name} {run.status.value}")
+            if run.run_id in before or run.status == dg.DagsterRunStatus.SUCCESS:
+                continue
+            failures = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
+            assert failures and all(event.message for event in failures), run.job_name  # failed with its reason
 
     # A second webserver on the same instance sees the same runs.
     first = state["webservers"]["webserver"]["port"]

@@ -1,8 +1,8 @@
 """Cheap code signals per answer: does its code parse, in which language, and is that the
 language the instruction asked for?
 
-Python is parsed with the interpreter's own ``ast``; the other languages with tree-sitter's
-grammars (``tree-sitter-language-pack``, compiled into the wheel, nothing downloaded): a parse
+Python is parsed with the interpreter's own ``ast``, SQL with ``sqlglot``; the other languages with
+tree-sitter's grammars (``tree-sitter-language-pack``, compiled into the wheel, nothing downloaded): a parse
 tree without ERROR or MISSING nodes is valid code. A cut-off function fails both. Languages
 without a grammar are ``unchecked``, never dropped for it.
 """
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from itertools import accumulate
 
 from qaq_assets.lib.ingest import languages
+from qaq_assets.lib.ingest.sql_syntax import sql_parses
 
 VALID, SYNTAX_ERROR, OTHER_LANGUAGE, NO_CODE, UNCHECKED, CUT_OFF, STUB = (
     "valid",
@@ -74,8 +75,8 @@ def tree_sitter_parser(language: str):
         return None
 
 
-# Grammars too narrow for the dialects real answers use: tree-sitter's SQL grammar rejected all
-# 38 PostgreSQL files sampled from this machine. Code in them is ``unchecked``, never dropped.
+# tree-sitter grammars too narrow for the dialects real answers use: its SQL grammar rejected all
+# 38 PostgreSQL files sampled from this machine. SQL is read by sqlglot instead (sql_syntax).
 UNRELIABLE_GRAMMARS = frozenset({"sql"})
 
 
@@ -83,6 +84,8 @@ def parses(language: str, code: str) -> bool | None:
     """Whether ``code`` parses as ``language`` (None: no reliable parser for it)."""
     if language == "python":
         return _python_parses(code)
+    if language == "sql":
+        return sql_parses(code)
     if language in UNRELIABLE_GRAMMARS:
         return None
     parser = tree_sitter_parser(language)

@@ -160,7 +160,7 @@ TELLTALES: dict[str, list[tuple[re.Pattern, int]]] = {
 # A line-leading keyword any code has and prose rarely does: gates "is this bare answer code?".
 _CODE_LINE = re.compile(
     r"^\s*(def |class |return |import |from \S+ import |function |const |let |var |fn |func |fun |package |"
-    r"#include|public |private |SELECT |INSERT |UPDATE |CREATE |for \(|for \w+ in |while |if \(|\}|<\?php|#!/|"
+    r"#include|public |private |for \(|for \w+ in |while |if \(|\}|<\?php|#!/|"
     r"if \[|\[\[ |fi$|then$|done$|source |readonly |unset |local |set -|echo )",
     re.MULTILINE | re.IGNORECASE,
 )
@@ -256,16 +256,47 @@ def fenced_blocks(answer: str) -> tuple[tuple[str, str], ...]:
 
 def looks_like_code(text: str) -> bool:
     """Whether unfenced text reads as code: a line only code starts with, and most lines code
-    (statements, indented lines, comments), where prose is sentences."""
+    (statements, indented lines, comments, a SQL statement's clauses, shell command lines), where
+    prose is sentences."""
     lines = [line for line in text.splitlines() if line.strip()]
-    if not lines or not (_CODE_LINE.search(text) or _ASSIGNMENT.search(text)):
+    first = next((line for line in lines if not _COMMENT.match(line)), "")
+    sql = _SQL_STATEMENT.match(first) is not None
+    if not lines or not (sql or _CODE_LINE.search(text) or _ASSIGNMENT.search(text) or _SHELL_COMMAND.search(text)):
         return False
-    codeish = sum(1 for line in lines if _codeish(line))
+    codeish = sum(1 for line in lines if _codeish(line) or (sql and _sql_clause(line)))
     return codeish * 5 >= len(lines) * 3
 
 
 _ASSIGNMENT = re.compile(r"^\s*[\w.$\[\]]+\s*[-+*/]?=\s*\S", re.MULTILINE)
 _COMMENT = re.compile(r"^\s*(#|//|/\*|\*|--|<!--|;;|%)")
+# Unfenced SQL starts with a statement (not "Select the option ..."), and its clauses start the
+# lines after it: "FROM orders", "GROUP BY customer_id" read as code only in such text.
+_SQL_STATEMENT = re.compile(
+    r"^\s*(?:select\s*$|select\s+(?:distinct\s+|top\s+\d+\s+)?(?:\*|.*?\bfrom\b|[\w.]+\s*(?:\(|,|\s+as\b|$))|insert\s+into\s+\w"
+    r"|update\s+\w+\s+set\b|delete\s+from\s+\w|with\s+(?:recursive\s+)?\w+\s+as\s*\("
+    r"|create\s+(?:or\s+replace\s+)?(?:temp(?:orary)?\s+)?(?:unique\s+)?(?:table|view|index|function|procedure|trigger)\b"
+    r"|alter\s+table\b|drop\s+(?:table|view|index)\b)",
+    re.IGNORECASE,
+)
+_SQL_CLAUSE_START = re.compile(
+    r"^\s*(?:from|where|group\s+by|order\s+by|having|limit|offset|(?:left|right|inner|full|cross)?\s*(?:outer\s+)?join"
+    r"|on|and|or|union|intersect|except|values|set|returning|case|when|then|else|end|select|\))\b",
+    re.IGNORECASE,
+)
+# A shell command line: a command users run, then a flag, a pipe, a redirection or a
+# substitution ("find . -name '*.py' | xargs wc -l"), where prose ("find the file") has none.
+_SHELL_COMMAND = re.compile(
+    r"^\s*(?:sudo\s+)?(?:find|grep|egrep|awk|sed|xargs|wc|sort|uniq|head|tail|cat|ls|cp|mv|rm|mkdir|chmod|chown|tar"
+    r"|curl|wget|ps|kill|pkill|du|df|git|docker|printf|cut|tr|tee|ssh|scp|rsync|systemctl|journalctl|crontab|touch"
+    r"|ln|zip|unzip|gzip|diff|jq|pip3?|npm|python3?|bash|sh|nohup|time|env|openssl|make)\b"
+    r"[^\n]*?(?:\s-{1,2}[A-Za-z]|\s\|\s|&&|\$\(|\$\{|\s>>?\s*\S|2>&1)[^\n]*$",
+    re.MULTILINE,
+)
+
+
+def _sql_clause(line: str) -> bool:
+    starts = _SQL_CLAUSE_START.match(line) or _SQL_STATEMENT.match(line)
+    return starts is not None and not line.rstrip().endswith((".", "?", "!"))
 
 
 def _codeish(line: str) -> bool:
@@ -274,6 +305,7 @@ def _codeish(line: str) -> bool:
         _CODE_LINE.match(line)
         or _ASSIGNMENT.match(line)
         or _COMMENT.match(line)
+        or (_SHELL_COMMAND.match(line) and not stripped.endswith((".", "?", "!")))
         or stripped.endswith((";", "{", "}", ":", ")", ",", "(", "[", "]"))
         or (line[:1] in " \t" and not stripped.endswith((".", "?", "!")))
     )

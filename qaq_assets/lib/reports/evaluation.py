@@ -87,6 +87,10 @@ class Evaluation:
     signals: pl.DataFrame  # signal, defect type, auroc
     defect_types: list[str]
     labelled: pl.DataFrame  # candidates with labels and the strong model's scores
+    # Per requested language, the default rule at AUROC_BUDGET: clean answers kept and dropped as
+    # incomplete, defects kept (languages kept fairly: a rule that keeps correct SQL at a third of
+    # Python's rate curates a Python set).
+    languages: pl.DataFrame | None = None
 
 
 def evaluate(
@@ -127,6 +131,13 @@ def evaluate(
                     defective = decided.filter(pl.col("label") == defect)["keep_score"].to_list()
                     value, interval = auroc(clean, defective), auroc_interval(clean, defective, seed)
                     auroc_rows.append({"strategy": strategy, "defect": defect, "auroc": value, "ci": interval})
+    default = SelectionConfig(budget=AUROC_BUDGET, seed=seed)
+    default_strategy = default.resolved_strategy(1 if candidates.weak is None else 2)
+    languages = language_rates(
+        select(default_strategy, candidates.strong, candidates.weak, default).join(labels, on="sample_id"),
+        default_strategy,
+        seed,
+    )
     signal_rows = []
     for name, signal in SIGNALS.items():
         if not set(signal.meta.root_names()) <= set(labelled.columns):
@@ -148,7 +159,36 @@ def evaluate(
         ),
         defect_types=defect_types,
         labelled=labelled,
+        languages=languages,
     )
+
+
+def language_rates(decided: pl.DataFrame, strategy: str, seed: int = 0) -> pl.DataFrame:
+    """Per language the instruction asks for (else the answer's; ``none``: neither): clean answers kept, and
+    dropped as incomplete, and defects kept, with 95% intervals, from one rule's decisions."""
+    decided = decided.filter(pl.col("label").is_not_null()).with_columns(
+        # The language asked for, else the answer's (text-to-SQL data names none: "write a query").
+        language=pl.coalesce("requested_language", "answer_language").fill_null("none"),
+        clean=pl.col("label").is_in(CLEAN_LABELS),
+        kept=pl.col("decision") == KEEP,
+        incomplete=pl.col("reason").fill_null("").str.starts_with("answer_incomplete"),
+    )
+    rows = []
+    for (language,), group in decided.sort("language").group_by("language", maintain_order=True):
+        clean, defects = group.filter(pl.col("clean")), group.filter(~pl.col("clean"))
+        rows.append(
+            {
+                "language": language,
+                "strategy": strategy,
+                "clean": clean.height,
+                "clean_kept": clean["kept"].mean() if clean.height else None,
+                "clean_kept_ci": rate_interval(clean["kept"].to_list(), seed),
+                "clean_incomplete": clean["incomplete"].mean() if clean.height else None,
+                "defects": defects.height,
+                "defects_kept": defects["kept"].mean() if defects.height else None,
+            }
+        )
+    return pl.DataFrame(rows)
 
 
 def markdown_table(frame: pl.DataFrame, percent: set[str]) -> str:
@@ -193,6 +233,10 @@ def _with_intervals(frame: pl.DataFrame) -> pl.DataFrame:
             return_dtype=pl.String,
         )
     )
+
+
+def language_table(evaluation: Evaluation) -> str:
+    return markdown_table(evaluation.languages, {"clean_kept", "clean_incomplete", "defects_kept"})
 
 
 def auroc_table(evaluation: Evaluation) -> str:
@@ -256,6 +300,10 @@ def write_report(
                 f"## AUROC of each strategy's score per defect type (budget {AUROC_BUDGET})",
                 "Probability that a clean sample outranks a defective one (0.5 = chance).",
                 auroc_table(evaluation),
+                f"## Languages kept fairly (the default rule, budget {AUROC_BUDGET})",
+                "Per language the instruction asks for: the share of its clean answers kept and dropped as "
+                "incomplete, and of its defective answers kept.",
+                language_table(evaluation),
                 "## AUROC of single signals per defect type",
                 "The completeness signal is the NLL of the end-of-turn token after [Q;A] (lower: the model "
                 "expects the answer to end there).",

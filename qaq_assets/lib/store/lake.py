@@ -22,7 +22,7 @@ from urllib.parse import quote, unquote
 import polars as pl
 import pyarrow.fs as pa_fs
 import pyarrow.parquet as pq
-from deltalake import DeltaTable, WriterProperties
+from deltalake import ColumnProperties, DeltaTable, WriterProperties
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 from deltalake.fs import DeltaStorageHandler
 from deltalake.transaction import AddAction
@@ -347,7 +347,12 @@ class Lake:
         directory = "".join(f"{column}={quote(value, safe='')}/" for column, value in partition.items())
 
         def new_file() -> _PartitionFile:
-            return _PartitionFile(filesystem, f"{directory}part-{uuid.uuid4()}.snappy.parquet", data_schema)
+            return _PartitionFile(
+                filesystem,
+                f"{directory}part-{uuid.uuid4()}.snappy.parquet",
+                data_schema,
+                [column for column in table.statistics_columns() if column in data_schema.names],
+            )
 
         files: list[AddAction] = []
         current: _PartitionFile | None = None
@@ -415,7 +420,7 @@ class Lake:
     def _commit(self, table: TableSpec, frame: pl.DataFrame, mode: str, predicate: str | None = None) -> int:
         options: dict = {
             "partition_by": list(table.partition_by) or None,
-            "writer_properties": WriterProperties(compression=table.compression),
+            "writer_properties": _writer_properties(table),
         }
         if predicate is not None:
             options["predicate"] = predicate
@@ -461,6 +466,15 @@ class Lake:
         raise AssertionError("unreachable")
 
 
+def _writer_properties(table: TableSpec) -> WriterProperties:
+    with_statistics = ColumnProperties(statistics_enabled="CHUNK")
+    return WriterProperties(
+        compression=table.compression,
+        default_column_properties=ColumnProperties(statistics_enabled="NONE"),
+        column_properties=dict.fromkeys(table.statistics_columns(), with_statistics),
+    )
+
+
 def _check_partition(table: TableSpec, frame: pl.DataFrame, partition: Partitions) -> None:
     wrong = frame.filter(~partition_filter(partition)).height
     if wrong:
@@ -470,10 +484,10 @@ def _check_partition(table: TableSpec, frame: pl.DataFrame, partition: Partition
 class _PartitionFile:
     """One Parquet data file being written to the table's storage, row group by row group."""
 
-    def __init__(self, filesystem: pa_fs.FileSystem, path: str, schema):
+    def __init__(self, filesystem: pa_fs.FileSystem, path: str, schema, statistics_columns: list[str]):
         self.path, self.rows = path, 0
         self.sink = filesystem.open_output_stream(path)
-        self.writer = pq.ParquetWriter(self.sink, schema, compression="snappy")
+        self.writer = pq.ParquetWriter(self.sink, schema, compression="snappy", write_statistics=statistics_columns)
 
     @property
     def bytes_written(self) -> int:

@@ -97,11 +97,9 @@ def test_every_answer_language_is_detected_and_its_code_checked():
     for named, canonical, label, code in PROGRAMS:
         for answer in (code, f"```{label}\n{code}\n```"):
             checked = check_code(f"Write a {named} function that adds two numbers.", answer)
-            status = "unchecked" if canonical == "sql" else "valid"  # SQL's grammar is too narrow to judge
-            assert (checked.status, checked.language, checked.requested) == (status, canonical, canonical), named
+            assert (checked.status, checked.language, checked.requested) == ("valid", canonical, canonical), named
         cut = code[: len(code) // 2]
-        if canonical != "sql":  # tree-sitter's SQL grammar is too narrow to judge: unchecked
-            assert check_code(f"Write it in {named}.", cut).status in UNUSABLE, named
+        assert check_code(f"Write it in {named}.", cut).status in UNUSABLE, named
     python = check_code("Write a Rust function that adds two numbers.", "def add(a, b):\n    return a + b")
     assert (python.status, python.language) == ("other_language", "python")
 
@@ -115,7 +113,7 @@ def test_the_default_rule_never_drops_a_correct_answer_for_its_language(users_da
     assert lake.scan(RAW_SAMPLES).collect().height == sum(written.values())
     features = lake.scan(SAMPLE_FEATURES).collect()
     assert set(features["answer_language"].drop_nulls()) == LANGUAGES
-    assert set(features["code_status"]) == {"valid", "unchecked"}  # SQL: unchecked
+    assert set(features["code_status"]) == {"valid"}
     curated = lake.scan(CURATED_SUBSET).collect()
     assert curated.filter(pl.col("reason_code").str.starts_with("code_")).height == 0
     assert set(curated["answer_language"].drop_nulls()) == LANGUAGES

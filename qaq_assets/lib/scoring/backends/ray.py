@@ -1,12 +1,16 @@
 """Scoring on a Ray cluster: a pool of actors, each holding one model replica.
 
-Each chunk goes to a free replica (``ray.util.ActorPool``) and the results come back in
-order, so the driver commits exactly what the local backend would. A replica scores a
-chunk with the same scorer and batching as the local backend: the scores are identical.
+Each chunk goes to a free replica and the results come back in order, so the driver commits
+exactly what the local backend would. A replica scores a chunk with the same scorer and
+batching as the local backend: the scores are identical. A replica whose node dies (or whose
+process is killed) is dropped and its chunk is scored again on another; only when none is left
+does scoring fail, and the chunks committed before stay committed.
 """
 
 from __future__ import annotations
 
+import logging
+from collections import deque
 from collections.abc import Iterable, Iterator
 
 from qaq_assets.lib.scoring.backends.local import Chunk, ScoredChunk, ScorerOptions, ScoringReplica
@@ -29,7 +33,6 @@ class RayBackend:
     ):
         try:
             import ray
-            from ray.util import ActorPool
         except ImportError as error:
             raise RuntimeError(
                 "the ray backend needs Ray: pip install 'qaq-assets[ray]' (or pip install ray)"
@@ -54,12 +57,57 @@ class RayBackend:
         node_ids = ray.get([actor.node_id.remote() for actor in self.actors])
         self.nodes = {actor: f"ray node {node[:8]}" for actor, node in zip(self.actors, node_ids, strict=True)}
         self.on_gpu = gpus > 0
-        self.pool = ActorPool(self.actors)
+        self.lost: list[str] = []  # the replicas that died while scoring, by node
 
     def score_chunks(self, chunks: Iterable[Chunk], on_pass=None) -> Iterator[ScoredChunk]:
-        # Replicas run remotely: progress comes per chunk, from the driver's commits. Each
-        # chunk is labelled with the node that scored it.
-        yield from self.pool.map(lambda actor, chunk: actor.score.remote(chunk, self.nodes[actor]), chunks)
+        """Each chunk scored on a free replica (labelled with its node), yielded in order. Replicas
+        run remotely: progress comes per chunk, from the driver's commits."""
+        from ray.exceptions import RayActorError
+
+        pending = iter(chunks)
+        again: deque[tuple[int, Chunk]] = deque()  # chunks of a replica that died
+        running: dict = {}  # object ref -> (chunk index, chunk, actor)
+        done: dict[int, ScoredChunk] = {}
+        free, submitted, yielded, exhausted = list(self.actors), 0, 0, False
+        while True:
+            while free and (again or not exhausted):
+                if again:
+                    index, chunk = again.popleft()
+                else:
+                    chunk = next(pending, None)
+                    if chunk is None:
+                        exhausted = True
+                        break
+                    index, submitted = submitted, submitted + 1
+                actor = free.pop()
+                running[actor.score.remote(chunk, self.nodes[actor])] = (index, chunk, actor)
+            while yielded in done:
+                yield done.pop(yielded)
+                yielded += 1
+            if not running:
+                return
+            [ready], _ = self._ray.wait(list(running), num_returns=1)
+            index, chunk, actor = running.pop(ready)
+            try:
+                done[index] = self._ray.get(ready)
+                free.append(actor)
+            except RayActorError as error:
+                self._lose(actor, error)
+                again.append((index, chunk))
+
+    def _lose(self, actor, error: Exception) -> None:
+        node = self.nodes.pop(actor)
+        self.actors.remove(actor)
+        self.lost.append(node)
+        cause = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        if not self.actors:
+            raise RuntimeError(f"every Ray replica is gone (the last, on {node}: {cause}); committed chunks are kept")
+        logging.getLogger(__name__).warning(
+            "Ray replica on %s is gone (%s): its chunk is scored again on %d other replica(s)",
+            node,
+            cause,
+            len(self.actors),
+        )
 
     def describe_forward(self) -> str:
         return self._ray.get(self.actors[0].describe_forward.remote())
