@@ -21,15 +21,13 @@ from itertools import accumulate
 from qaq_assets.lib.ingest import languages
 from qaq_assets.lib.ingest.sql_syntax import sql_parses
 
-VALID, SYNTAX_ERROR, OTHER_LANGUAGE, NO_CODE, UNCHECKED, CUT_OFF, STUB = (
-    "valid",
-    "syntax_error",
-    "other_language",
-    "no_code",
-    "unchecked",
-    "cut_off",  # a code block opened and never closed: the answer stops inside it
-    "stub",  # functions that do nothing (pass, ..., todo!(), throw new UnsupportedOperationException(), // TODO)
-)
+VALID = "valid"
+SYNTAX_ERROR = "syntax_error"
+OTHER_LANGUAGE = "other_language"
+NO_CODE = "no_code"
+UNCHECKED = "unchecked"
+CUT_OFF = "cut_off"  # a code block opened and never closed: the answer stops inside it
+STUB = "stub"  # functions that do nothing (pass, ..., todo!(), throw new UnsupportedOperationException(), // TODO)
 # Prefix of the status of an answer the check itself could not judge ("check_failed:MemoryError").
 CHECK_FAILED = "check_failed"
 # Statuses that show an answer's code is not a usable answer (the selection's code check drops them).

@@ -17,6 +17,7 @@ import polars as pl
 from qaq_assets.lib.reports.summary import CLEAN_LABELS
 from qaq_assets.lib.selection.config import DIFF, STRATEGIES, SelectionConfig
 from qaq_assets.lib.selection.curation import Candidates
+from qaq_assets.lib.selection.reasons import ReasonCode
 from qaq_assets.lib.selection.rules import KEEP, select
 
 AUROC_BUDGET = 0.25
@@ -171,7 +172,7 @@ def language_rates(decided: pl.DataFrame, strategy: str, seed: int = 0) -> pl.Da
         language=pl.coalesce("requested_language", "answer_language").fill_null("none"),
         clean=pl.col("label").is_in(CLEAN_LABELS),
         kept=pl.col("decision") == KEEP,
-        incomplete=pl.col("reason").fill_null("").str.starts_with("answer_incomplete"),
+        incomplete=pl.col("reason_code") == ReasonCode.ANSWER_INCOMPLETE.value,
     )
     rows = []
     for (language,), group in decided.sort("language").group_by("language", maintain_order=True):

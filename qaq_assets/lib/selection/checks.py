@@ -9,14 +9,8 @@ import polars as pl
 
 from qaq_assets.lib.selection.config import STABLE
 from qaq_assets.lib.selection.curation import candidates_of, decision_counts
-from qaq_assets.lib.selection.rules import (
-    KEEP,
-    RMI_BAND_CHECKS,
-    RMI_BAND_CODE,
-    SelectionConfig,
-    is_filtered,
-    keep_count,
-)
+from qaq_assets.lib.selection.reasons import is_filtered
+from qaq_assets.lib.selection.rules import KEEP, RMI_BAND_CHECKS, RMI_BAND_CODE, SelectionConfig, keep_count
 
 # Rules whose band never keeps a rank above the guard, however many rows the checks removed.
 GUARDED = (RMI_BAND_CODE, RMI_BAND_CHECKS)

@@ -9,12 +9,20 @@ from typing import ClassVar
 
 from qaq_assets.lib.setting_fields import AT_LEAST_ONE, SELECTION, Bounds, check_fields, setting
 
-# The method as published, its baselines, and named extensions beyond the paper.
-RMI_BAND, DIFF, IFD, PPL, RANDOM = "rmi-band", "diff", "ifd", "ppl", "random"
-RMI_BAND_CODE, RMI_BAND_CHECKS, PPL_CHECKS = "rmi-band+code", "rmi-band+checks", "ppl+checks"
+# The method as published, its baselines, and named extensions beyond the paper (one name per
+# line: a tuple unpacked by position shifts every later name when one is inserted).
+RMI_BAND = "rmi-band"
+DIFF = "diff"
+IFD = "ifd"
+PPL = "ppl"
+RANDOM = "random"
+RMI_BAND_CODE = "rmi-band+code"
+RMI_BAND_CHECKS = "rmi-band+checks"
+PPL_CHECKS = "ppl+checks"
 STRATEGIES = (RMI_BAND, DIFF, IFD, PPL, RANDOM, RMI_BAND_CODE, RMI_BAND_CHECKS, PPL_CHECKS)
 AUTO = "auto"
-RECOMPUTE, STABLE = "recompute", "stable"
+RECOMPUTE = "recompute"
+STABLE = "stable"
 DECISION_POLICIES = (RECOMPUTE, STABLE)
 
 

@@ -16,7 +16,8 @@ from qaq_assets.lib.ingest.decontamination import MIN_SHARED, NGRAM_WORDS
 from qaq_assets.lib.ingest.features import FEATURE_INPUTS, sample_features, signature_array
 from qaq_assets.lib.selection.config import STABLE, SelectionConfig
 from qaq_assets.lib.selection.dedup import near_duplicate_twins
-from qaq_assets.lib.selection.rules import DROP, KEEP, is_filtered, keep_count, select
+from qaq_assets.lib.selection.reasons import NOT_CANDIDATES, ReasonCode, is_filtered
+from qaq_assets.lib.selection.rules import DROP, KEEP, keep_count, select
 from qaq_assets.lib.store.lake import Lake
 from qaq_assets.lib.store.tables import (
     CURATED_STRATEGY_COLUMNS,
@@ -29,14 +30,11 @@ from qaq_assets.lib.store.tables import (
 )
 
 log = logging.getLogger(__name__)
-EXACT_DUPLICATE, NEAR_DUPLICATE, BENCHMARK_OVERLAP = "exact_duplicate", "near_duplicate", "benchmark_overlap"
-# Rows dropped before selection: they are not candidates for the budget.
-NOT_CANDIDATES = (EXACT_DUPLICATE, NEAR_DUPLICATE, BENCHMARK_OVERLAP)
 
 
 def candidates_of(curated: pl.DataFrame) -> pl.DataFrame:
     """The rows of a curated version that selection chose among (duplicates and leaks left out)."""
-    return curated.filter(~pl.col("reason_code").is_in(NOT_CANDIDATES))
+    return curated.filter(~pl.col("reason_code").is_in([reason.value for reason in NOT_CANDIDATES]))
 
 
 class CurationError(QaqError, ValueError):
@@ -141,7 +139,9 @@ def _split_near_duplicates(
     twin_of = pl.Series("twin", [keys[twins[i]] if i in twins else None for i in range(ordered.height)], pl.String)
     ordered = ordered.with_columns(twin_of).drop("position", "band_keys")
     near = ordered.filter(pl.col("twin").is_not_null()).with_columns(
-        decision=pl.lit(DROP), reason_code=pl.lit(NEAR_DUPLICATE), reason=pl.lit("near_duplicate_of:") + pl.col("twin")
+        decision=pl.lit(DROP),
+        reason_code=pl.lit(ReasonCode.NEAR_DUPLICATE.value),
+        reason=pl.lit("near_duplicate_of:") + pl.col("twin"),
     )
     return ordered.filter(pl.col("twin").is_null()).drop("twin"), near.drop("twin")
 
@@ -289,7 +289,7 @@ def prepare(lake: Lake, model_keys: list[str], config: SelectionConfig, shards: 
     canonical = raw.filter(pl.col("is_first")).join(features.rows, on=["shard", "row_index"], how="left")
     leaked = canonical.filter(pl.col("benchmark_item").is_not_null()).with_columns(
         decision=pl.lit(DROP),
-        reason_code=pl.lit(BENCHMARK_OVERLAP),
+        reason_code=pl.lit(ReasonCode.BENCHMARK_OVERLAP.value),
         reason=pl.format(
             "benchmark_overlap: shares {}+ word {}-grams with {}",
             pl.lit(MIN_SHARED),
@@ -305,7 +305,7 @@ def prepare(lake: Lake, model_keys: list[str], config: SelectionConfig, shards: 
         raise CurationError(f"{missing} ingested samples have no score; re-materialize token_logprobs for their shards")
     exact = raw.filter(~pl.col("is_first")).with_columns(
         decision=pl.lit(DROP),
-        reason_code=pl.lit(EXACT_DUPLICATE),
+        reason_code=pl.lit(ReasonCode.EXACT_DUPLICATE.value),
         reason=pl.lit("exact_duplicate_of:") + pl.col("canonical"),
     )
     return Candidates(
@@ -326,8 +326,6 @@ def curate(lake: Lake, model_keys: list[str], config: SelectionConfig, curation_
     strategy = config.resolved_strategy(len(model_keys))
     candidates = prepare(lake, model_keys, config)
     selected = select(strategy, candidates.strong, candidates.weak, config)
-    # Selection's reasons read "code: explanation"; the code is stored on its own.
-    selected = selected.with_columns(reason_code=pl.col("reason").str.extract(r"^([a-z0-9_+]+)", 1))
     frame = (
         pl.concat(
             [

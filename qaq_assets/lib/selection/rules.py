@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from typing import NamedTuple
 
 import polars as pl
 
@@ -24,19 +25,22 @@ from qaq_assets.lib.selection.config import (
     RMI_BAND_CODE,
     SelectionConfig,
 )
+from qaq_assets.lib.selection.reasons import ReasonCode as Reason
+from qaq_assets.lib.selection.reasons import code
 
 KEEP, DROP = "keep", "drop"
 
 
+class Filter(NamedTuple):
+    """A check of the band rules: the rows it rules out, their reason code and their reason."""
+
+    failing: pl.Expr
+    reason_code: pl.Expr
+    reason: pl.Expr
+
+
 def keep_count(n: int, budget: float) -> int:
     return min(n, math.floor(budget * n + 0.5))
-
-
-def is_filtered(reason_code: pl.Expr) -> pl.Expr:
-    """Rows a rule's checks ruled out before selection (they can leave fewer rows than the budget)."""
-    return reason_code.is_in(
-        ["answer_incomplete", "signature_mismatch", "signature_unused", "signature_missing", TESTS_FAILED]
-    ) | reason_code.str.starts_with("code_")
 
 
 def largest_remainder_quotas(sizes: list[int], budget: float) -> list[int]:
@@ -98,11 +102,16 @@ def select_rmi_band(scores: pl.DataFrame, config: SelectionConfig) -> pl.DataFra
             decision=pl.when(pl.col("rmi_position").is_between("band_start", "band_end", closed="left"))
             .then(pl.lit(KEEP))
             .otherwise(pl.lit(DROP)),
-            reason=pl.when(pl.col("rmi_position") < pl.col("band_start"))
-            .then(_measured("rmi_below_band", "below", config.band_low, config.band_low + config.budget))
+            reason_code=pl.when(pl.col("rmi_position") < pl.col("band_start"))
+            .then(code(Reason.RMI_BELOW_BAND))
             .when(pl.col("rmi_position") >= pl.col("band_end"))
-            .then(_measured("rmi_above_band", "above", config.band_low, config.band_low + config.budget))
-            .otherwise(_measured("rmi_in_band", "in", config.band_low, config.band_low + config.budget)),
+            .then(code(Reason.RMI_ABOVE_BAND))
+            .otherwise(code(Reason.RMI_IN_BAND)),
+            reason=pl.when(pl.col("rmi_position") < pl.col("band_start"))
+            .then(_measured(Reason.RMI_BELOW_BAND, "below", config.band_low, config.band_low + config.budget))
+            .when(pl.col("rmi_position") >= pl.col("band_end"))
+            .then(_measured(Reason.RMI_ABOVE_BAND, "above", config.band_low, config.band_low + config.budget))
+            .otherwise(_measured(Reason.RMI_IN_BAND, "in", config.band_low, config.band_low + config.budget)),
             # Closeness to the band's centre: the score behind the decision (for AUROC).
             keep_score=-(pl.col("rmi_rank") - (config.band_low + config.budget / 2)).abs(),
         )
@@ -110,7 +119,7 @@ def select_rmi_band(scores: pl.DataFrame, config: SelectionConfig) -> pl.DataFra
     )
 
 
-def _measured(code: str, where: str, low: float | pl.Expr, high: float | pl.Expr) -> pl.Expr:
+def _measured(reason: Reason, where: str, low: float | pl.Expr, high: float | pl.Expr) -> pl.Expr:
     """A band decision's reason with what was measured: the sample's RMI rank in its NLL(Q)
     stratum and the kept band it falls below, in or above."""
 
@@ -118,7 +127,7 @@ def _measured(code: str, where: str, low: float | pl.Expr, high: float | pl.Expr
         return (value if isinstance(value, pl.Expr) else pl.lit(float(value))).round(3)
 
     return pl.format(
-        f"{code}: RMI rank {{}} in NLL(Q) stratum {{}}, {where} the kept band {{}}-{{}}",
+        f"{reason.value}: RMI rank {{}} in NLL(Q) stratum {{}}, {where} the kept band {{}}-{{}}",
         pl.col("rmi_rank").round(3),
         pl.col("stratum"),
         edge(low),
@@ -148,6 +157,13 @@ def select_diff(strong: pl.DataFrame, weak: pl.DataFrame, config: SelectionConfi
     above = pl.col("diff") > config.diff_threshold
     return ordered.with_columns(
         decision=pl.when(pl.col("position") < budget).then(pl.lit(KEEP)).otherwise(pl.lit(DROP)),
+        reason_code=pl.when((pl.col("position") < budget) & above)
+        .then(code(Reason.DIFF_ABOVE_THRESHOLD))
+        .when(pl.col("position") < budget)
+        .then(code(Reason.DIFF_FILL))
+        .when(above)
+        .then(code(Reason.DIFF_OVER_BUDGET))
+        .otherwise(code(Reason.DIFF_BELOW_THRESHOLD)),
         reason=pl.when((pl.col("position") < budget) & above)
         .then(pl.lit("diff_above_threshold"))
         .when(pl.col("position") < budget)
@@ -160,7 +176,7 @@ def select_diff(strong: pl.DataFrame, weak: pl.DataFrame, config: SelectionConfi
 
 
 def top_by_score(
-    frame: pl.DataFrame, keep_score: pl.Expr, count: int, keep_reason: str, drop_reason: str
+    frame: pl.DataFrame, keep_score: pl.Expr, count: int, keep_reason: Reason, drop_reason: Reason
 ) -> pl.DataFrame:
     """Keep the ``count`` rows of highest ``keep_score`` (ties by sample_id); null scores never kept."""
     ordered = (
@@ -169,10 +185,14 @@ def top_by_score(
         .with_columns(position=pl.int_range(pl.len()))
     )
     kept = (pl.col("position") < count) & pl.col("keep_score").is_not_null()
-    return ordered.with_columns(
-        decision=pl.when(kept).then(pl.lit(KEEP)).otherwise(pl.lit(DROP)),
-        reason=pl.when(kept).then(pl.lit(keep_reason)).otherwise(pl.lit(drop_reason)),
-    ).drop("position")
+    return (
+        ordered.with_columns(
+            decision=pl.when(kept).then(pl.lit(KEEP)).otherwise(pl.lit(DROP)),
+            reason_code=pl.when(kept).then(code(keep_reason)).otherwise(code(drop_reason)),
+        )
+        .with_columns(reason=pl.col("reason_code"))
+        .drop("position")
+    )
 
 
 def select_ifd(scores: pl.DataFrame, config: SelectionConfig) -> pl.DataFrame:
@@ -181,20 +201,26 @@ def select_ifd(scores: pl.DataFrame, config: SelectionConfig) -> pl.DataFrame:
         scores,
         pl.when(pl.col("ifd_loss") <= 1).then(pl.col("ifd_loss")),
         keep_count(scores.height, config.budget),
-        "ifd_top",
-        "ifd_below_cut",
+        Reason.IFD_TOP,
+        Reason.IFD_BELOW_CUT,
     )
+    above_1 = pl.col("ifd_loss") > 1
     return selected.with_columns(
-        reason=pl.when(pl.col("ifd_loss") > 1)
+        reason_code=pl.when(above_1).then(code(Reason.IFD_ABOVE_1)).otherwise(pl.col("reason_code")),
+        reason=pl.when(above_1)
         .then(pl.lit("ifd_above_1: the query does not help predict the answer"))
-        .otherwise(pl.col("reason"))
+        .otherwise(pl.col("reason")),
     )
 
 
 def select_ppl(scores: pl.DataFrame, config: SelectionConfig) -> pl.DataFrame:
     """Keep the answers the model finds most likely given the query (lowest NLL(A|Q))."""
     return top_by_score(
-        scores, -pl.col("nll_answer_given_query"), keep_count(scores.height, config.budget), "ppl_lowest", "ppl_higher"
+        scores,
+        -pl.col("nll_answer_given_query"),
+        keep_count(scores.height, config.budget),
+        Reason.PPL_LOWEST,
+        Reason.PPL_HIGHER,
     )
 
 
@@ -206,20 +232,22 @@ def _seeded_uniform(sample_id: str, seed: int) -> float:
 def select_random(scores: pl.DataFrame, config: SelectionConfig) -> pl.DataFrame:
     """A seeded random subset: the same seed and samples give the same subset on any machine."""
     draw = pl.col("sample_id").map_elements(lambda sid: _seeded_uniform(sid, config.seed), return_dtype=pl.Float64)
-    return top_by_score(scores, draw, keep_count(scores.height, config.budget), "random_draw", "random_not_drawn")
+    return top_by_score(
+        scores, draw, keep_count(scores.height, config.budget), Reason.RANDOM_DRAW, Reason.RANDOM_NOT_DRAWN
+    )
 
 
 def _band_with_checks(
     scores: pl.DataFrame,
     config: SelectionConfig,
-    filters: list[tuple[pl.Expr, pl.Expr]],
+    filters: list[Filter],
     most_likely: bool = False,
 ):
-    """Rule out the rows each ``(failing, reason)`` filter names (the first that applies gives
-    the reason), then keep the RMI band of each NLL(Q) stratum ranked among *all* the stratum's
-    samples, so the band means the same whatever the checks removed. With ``most_likely``, keep
-    instead each stratum's share of the rows the model finds most likely given their query
-    (lowest NLL(A|Q)), still never above the guard.
+    """Rule out the rows each filter names (the first that applies gives the reason), then keep
+    the RMI band of each NLL(Q) stratum ranked among *all* the stratum's samples, so the band
+    means the same whatever the checks removed. With ``most_likely``, keep instead each stratum's
+    share of the rows the model finds most likely given their query (lowest NLL(A|Q)), still
+    never above the guard.
 
     The band is centred where the paper's is (``band_low + budget / 2``) and widened around that
     centre, never above ``band_guard`` (the top ranks, where answers restate their query), until
@@ -233,11 +261,14 @@ def _band_with_checks(
         for name in ("answer_language", "requested_language", "answer_ending", "exec_status", "exec_detail")
         if name not in scores.columns
     )
-    reason = pl.lit(None, pl.String)
-    for failing, why in reversed(filters):
+    reason_code, reason = pl.lit(None, pl.String), pl.lit(None, pl.String)
+    for failing, why_code, why in reversed(filters):
         # A reason that came out null must not let a failing row through.
+        reason_code = pl.when(failing).then(why_code).otherwise(reason_code)
         reason = pl.when(failing).then(why.fill_null(pl.lit("filtered"))).otherwise(reason)
-    ranked = stratified_ranks(scores.with_columns(_filtered=reason), config.effective_strata(scores.height))
+    ranked = stratified_ranks(
+        scores.with_columns(_filtered_code=reason_code, _filtered=reason), config.effective_strata(scores.height)
+    )
     sizes = ranked.group_by("stratum").len().sort("stratum")
     quotas = pl.DataFrame(
         {"stratum": sizes["stratum"], "_quota": largest_remainder_quotas(sizes["len"].to_list(), config.budget)},
@@ -247,7 +278,7 @@ def _band_with_checks(
     ordered = (
         ranked.join(quotas, on="stratum")
         .with_columns(
-            _eligible=pl.col("_filtered").is_null() & (pl.col("rmi_rank") <= config.band_guard),
+            _eligible=pl.col("_filtered_code").is_null() & (pl.col("rmi_rank") <= config.band_guard),
             # What is kept first: the nearest the band's centre, or the most likely answer.
             _distance=pl.col("nll_answer_given_query") if most_likely else (pl.col("rmi_rank") - centre).abs(),
         )
@@ -273,7 +304,9 @@ def _band_with_checks(
     ordered = ordered.join(edges, on="stratum", how="left").with_columns(
         _low=pl.col("_low").fill_null(centre), _high=pl.col("_high").fill_null(centre)
     )
-    reason = pl.when(pl.col("_filtered").is_not_null()).then(pl.col("_filtered"))
+    filtered = pl.col("_filtered_code").is_not_null()
+    reason_code = pl.when(filtered).then(pl.col("_filtered_code"))
+    reason = pl.when(filtered).then(pl.col("_filtered"))
     if most_likely:
         likely = pl.format(
             "NLL(A|Q) {} in NLL(Q) stratum {}, the kept reach {}",
@@ -281,34 +314,58 @@ def _band_with_checks(
             pl.col("stratum"),
             pl.col("_likely").round(3),
         )
+        within_guard = pl.col("rmi_rank") <= config.band_guard
+        reason_code = (
+            reason_code.when(pl.col("_kept"))
+            .then(code(Reason.LIKELY_KEPT))
+            .when(within_guard)
+            .then(code(Reason.LIKELY_BELOW))
+        )
         reason = (
             reason.when(pl.col("_kept"))
-            .then(pl.lit("likely_kept: ") + likely)
-            .when(pl.col("rmi_rank") <= config.band_guard)
-            .then(pl.lit("likely_below: ") + likely)
+            .then(pl.lit(f"{Reason.LIKELY_KEPT}: ") + likely)
+            .when(within_guard)
+            .then(pl.lit(f"{Reason.LIKELY_BELOW}: ") + likely)
         )
+    above_guard, above_centre = pl.col("rmi_rank") > config.band_guard, pl.col("rmi_rank") > centre
+    low, high = pl.col("_low"), pl.col("_high")
     decided = ordered.with_columns(
         decision=pl.when(pl.col("_kept")).then(pl.lit(KEEP)).otherwise(pl.lit(DROP)),
+        reason_code=reason_code.when(pl.col("_kept"))
+        .then(code(Reason.RMI_IN_BAND))
+        .when(above_guard | above_centre)
+        .then(code(Reason.RMI_ABOVE_BAND))
+        .otherwise(code(Reason.RMI_BELOW_BAND)),
         reason=reason.when(pl.col("_kept"))
-        .then(_measured("rmi_in_band", "in", pl.col("_low"), pl.col("_high")))
-        .when(pl.col("rmi_rank") > config.band_guard)
-        .then(
-            _measured("rmi_above_band", f"above the guard {config.band_guard:g} and", pl.col("_low"), pl.col("_high"))
-        )
-        .when(pl.col("rmi_rank") > centre)
-        .then(_measured("rmi_above_band", "above", pl.col("_low"), pl.col("_high")))
-        .otherwise(_measured("rmi_below_band", "below", pl.col("_low"), pl.col("_high"))),
+        .then(_measured(Reason.RMI_IN_BAND, "in", low, high))
+        .when(above_guard)
+        .then(_measured(Reason.RMI_ABOVE_BAND, f"above the guard {config.band_guard:g} and", low, high))
+        .when(above_centre)
+        .then(_measured(Reason.RMI_ABOVE_BAND, "above", low, high))
+        .otherwise(_measured(Reason.RMI_BELOW_BAND, "below", low, high)),
         # Closeness to the band's centre, among the rows the checks let through (for AUROC).
-        keep_score=pl.when(pl.col("_filtered").is_null()).then(-pl.col("_distance")),
+        keep_score=pl.when(pl.col("_filtered_code").is_null()).then(-pl.col("_distance")),
     )
     return decided.drop(
-        "_filtered", "_quota", "_eligible", "_distance", "_kept", "_low", "_high", "_likely", "_fill", strict=False
+        "_filtered_code",
+        "_filtered",
+        "_quota",
+        "_eligible",
+        "_distance",
+        "_kept",
+        "_low",
+        "_high",
+        "_likely",
+        "_fill",
+        strict=False,
     )
 
 
 _language = pl.col("answer_language").fill_null("its")
-_UNUSABLE_CODE = (
-    pl.col("code_status").is_in(UNUSABLE) | pl.col("code_status").str.starts_with(CHECK_FAILED),
+_check_failed = pl.col("code_status").str.starts_with(CHECK_FAILED)
+_UNUSABLE_CODE = Filter(
+    pl.col("code_status").is_in(UNUSABLE) | _check_failed,
+    pl.when(_check_failed).then(code(Reason.CODE_CHECK_FAILED)).otherwise(pl.lit("code_") + pl.col("code_status")),
     pl.lit("code_")
     + pl.col("code_status")
     + pl.when(pl.col("code_status") == "syntax_error")
@@ -330,12 +387,12 @@ _UNUSABLE_CODE = (
 )
 
 
-TESTS_FAILED = "tests_failed"
 # Execution is evidence, not a likelihood: an answer that fails the tests its record carries (or
 # its instruction's examples) does not do what was asked, whatever its scores.
-_TESTS_FAILED = (
+_TESTS_FAILED = Filter(
     pl.col("exec_status").is_in(FAILING),
-    pl.lit(f"{TESTS_FAILED}: ")
+    code(Reason.TESTS_FAILED),
+    pl.lit(f"{Reason.TESTS_FAILED}: ")
     + pl.when(pl.col("exec_status") == "timeout")
     .then(pl.lit("timed out: "))
     .when(pl.col("exec_status") == "error")
@@ -363,7 +420,7 @@ def select_rmi_band_checks(scores: pl.DataFrame, config: SelectionConfig) -> pl.
     return _band_with_checks(scores, config, _checks(config))
 
 
-def _checks(config: SelectionConfig) -> list[tuple[pl.Expr, pl.Expr]]:
+def _checks(config: SelectionConfig) -> list[Filter]:
     """The checks' filters, in this order of reasons:
     - answers that fail the tests their record carries or their instruction's examples, run in
       the sandbox at ingest (``tests_failed``, naming the first failing test);
@@ -389,8 +446,9 @@ def _checks(config: SelectionConfig) -> list[tuple[pl.Expr, pl.Expr]]:
         .otherwise(pl.col("nll_answer_end").median().over(ending))
     )
     peers = pl.when(same_language).then(language + pl.lit(" ")).otherwise(pl.lit("")) + pl.lit("answer ending in ")
-    incomplete = (
+    incomplete = Filter(
         pl.col("nll_answer_end").is_not_null() & (pl.col("nll_answer_end") > typical + config.completeness_margin),
+        code(Reason.ANSWER_INCOMPLETE),
         pl.format(
             "answer_incomplete: the end of the turn is {} nats less likely than for the median {}"
             "{} ({} > {} + {}; likely cut off)",
@@ -403,8 +461,13 @@ def _checks(config: SelectionConfig) -> list[tuple[pl.Expr, pl.Expr]]:
         ),
     )
     signature = pl.col("signature_status").fill_null("unknown")
-    mismatch = (
+    mismatch = Filter(
         signature.is_in(["mismatch", "unused", "missing"]),
+        pl.when(signature == "mismatch")
+        .then(code(Reason.SIGNATURE_MISMATCH))
+        .when(signature == "missing")
+        .then(code(Reason.SIGNATURE_MISSING))
+        .otherwise(code(Reason.SIGNATURE_UNUSED)),
         pl.when(signature == "mismatch")
         .then(pl.lit("signature_mismatch: the answer's function takes other parameters than the ones asked for"))
         .when(signature == "missing")
@@ -424,7 +487,8 @@ def select_ppl_checks(scores: pl.DataFrame, config: SelectionConfig) -> pl.DataF
 
 
 def select(strategy: str, strong: pl.DataFrame, weak: pl.DataFrame | None, config: SelectionConfig) -> pl.DataFrame:
-    """Apply ``strategy`` (resolved, not ``auto``): every row gets decision, reason, keep_score."""
+    """Apply ``strategy`` (resolved, not ``auto``): every row gets decision, reason_code, reason
+    and keep_score."""
     if strategy == DIFF:
         if weak is None:
             raise ValueError("strategy 'diff' needs a weak model's scores")

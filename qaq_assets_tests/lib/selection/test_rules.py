@@ -113,3 +113,38 @@ def test_near_duplicates_point_at_the_earliest_twin():
 def test_code_status_per_language(instruction, answer, status, language):
     checked = check_code(instruction, answer)
     assert (checked.status, checked.language) == (status, language)
+
+
+def test_every_rule_writes_a_known_reason_code_that_its_reason_names():
+    """The code is data (the checks, explain and the counts read it); the prose starts with it."""
+    from qaq_assets.lib.selection.config import STRATEGIES
+    from qaq_assets.lib.selection.reasons import FILTERS, ReasonCode, is_filtered
+
+    n = 60
+    statuses = ["valid", "syntax_error", "no_code", "cut_off", "stub", "other_language", "check_failed:MemoryError"]
+    scores = table(
+        rmi=[float((i * 7) % n) for i in range(n)],
+        nll_query=[float(i) for i in range(n)],
+        ifd_loss=[(i % 13) / 10 for i in range(n)],
+        nll_answer_given_query=[float(i % 5) for i in range(n)],
+        code_status=[statuses[i % len(statuses)] if i % 3 == 0 else "valid" for i in range(n)],
+        signature_status=[["match", "mismatch", "unused", "missing", "unknown"][i % 5] for i in range(n)],
+        exec_status=[["passed", "failed", "timeout", "not_run"][i % 4] for i in range(n)],
+        exec_detail=["assert f(1) == 2"] * n,
+        nll_answer_end=[30.0 if i % 11 == 0 else 1.0 for i in range(n)],
+        answer_ending=["code_block"] * n,
+    )
+    weak = scores.with_columns(rmi=pl.col("rmi").reverse())
+    seen: set[str] = set()
+    for strategy in STRATEGIES:
+        selected = select(strategy, scores, weak, SelectionConfig(budget=0.25))
+        codes = selected["reason_code"]
+        assert codes.null_count() == 0, strategy
+        assert set(codes) <= {reason.value for reason in ReasonCode}, strategy
+        for reason_code, reason in zip(codes, selected["reason"], strict=True):
+            assert reason.startswith(reason_code), (strategy, reason_code, reason)
+        filtered = selected.filter(is_filtered(pl.col("reason_code")))
+        assert (filtered["decision"] == "drop").all(), strategy
+        seen |= set(codes)
+    # Every check's code occurs here: none is written under another name.
+    assert {reason.value for reason in FILTERS} <= seen

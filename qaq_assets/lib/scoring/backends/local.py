@@ -49,7 +49,7 @@ class ScorerOptions:
             head=self.head,
         )
 
-    def sequence_budget(self, loaded: LoadedModel) -> int:
+    def max_sequence_tokens_for(self, loaded: LoadedModel) -> int:
         """The longest sequence scored with ``loaded``: the setting, capped by its positions."""
         return min(self.max_sequence_tokens, loaded.max_positions)
 
@@ -84,7 +84,7 @@ class ScoredChunk:
     forward_calls: int
     real_tokens: int
     padding_tokens: int
-    batch_tokens: int = 0  # the budget the chunk's passes ended with
+    batch_tokens: int = 0  # what the chunk's passes ended with
     replica: str = ""  # which worker scored it, where there are several
 
 
@@ -137,12 +137,12 @@ class LocalBackend:
 
     def __init__(self, loaded: LoadedModel, scorer: PairScorer, options: ScorerOptions, overlap: bool | None = None):
         self.loaded, self.scorer = loaded, scorer
-        self.max_sequence_tokens = options.sequence_budget(loaded)
+        self.max_sequence_tokens = options.max_sequence_tokens_for(loaded)
         self.identity = identity_of(loaded, scorer, options.max_sequence_tokens)
         self.on_gpu = loaded.device.type == "cuda"
         self.overlap = self.on_gpu if overlap is None else overlap
-        # After an out-of-memory back-off, later chunks start from the lower budget.
-        self.budget: int | None = None
+        # After an out-of-memory back-off, later chunks start from the lower batch_tokens.
+        self.batch_tokens: int | None = None
         prepare_worker(loaded.device)
 
     def score_chunks(self, chunks: Iterable[Chunk], on_pass: OnPass | None = None) -> Iterator[ScoredChunk]:
@@ -161,8 +161,8 @@ class LocalBackend:
         device = self.loaded.device
         # Streams, events and allocations that name no device go to this model's GPU.
         with torch.cuda.device(device) if device.type == "cuda" else nullcontext():
-            scored = self.scorer.score(tokens, on_pass, self.budget)
-        self.budget = scored.stats.batch_tokens
+            scored = self.scorer.score(tokens, on_pass, self.batch_tokens)
+        self.batch_tokens = scored.stats.batch_tokens
         return ScoredChunk(
             tokens=tokens,
             logprobs=list(scored),
@@ -191,7 +191,7 @@ def split_chunk(chunk: Chunk, parts: int) -> list[Chunk]:
 
 
 def merge_scored(parts: list[ScoredChunk]) -> ScoredChunk:
-    """One :class:`ScoredChunk` of consecutive parts, in order; the budget is the last part's."""
+    """One :class:`ScoredChunk` of consecutive parts, in order; batch_tokens is the last part's."""
     return ScoredChunk(
         tokens=[pair for part in parts for pair in part.tokens],
         logprobs=[pair for part in parts for pair in part.logprobs],

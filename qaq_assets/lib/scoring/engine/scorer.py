@@ -1,7 +1,7 @@
 """Batched two-pass scoring: per-token log-probs of Q and A in both orders.
 
 One causal pass over [Q;A] gives log p(Q) and log p(A|Q); one over [A;Q] gives log p(A)
-and log p(Q|A). The sequences of all samples go into forward passes under a token budget,
+and log p(Q|A). The sequences of all samples go into forward passes of at most ``batch_tokens`` tokens,
 packed into one stream or in padded length groups (:mod:`passes`); only the rows that
 predict a scored token go through the output head (:mod:`output_head`).
 """
@@ -37,7 +37,7 @@ TRUNCATION_POLICY = "truncate-answer-tail-v1"
 QUERY_FIRST, ANSWER_FIRST = 0, 1
 MIN_ANSWER_TOKENS = 16
 CUDA_MAX_BATCH_SIZE = 64
-# The CPU's best budget (measured: larger passes gained nothing); GPUs get theirs from free memory.
+# The CPU's best batch_tokens (measured: larger passes gained nothing); GPUs get theirs from free memory.
 CPU_BATCH_TOKENS = 4096
 MAX_BATCH_TOKENS = 1 << 18
 MIN_CUDA_BATCH_TOKENS = 1 << 14
@@ -69,7 +69,7 @@ class PairLogprobs:
 @dataclass(frozen=True)
 class PassStats:
     """What one :meth:`PairScorer.score` call ran: forward passes, real and padding tokens, and
-    the token budget it ended with (lower than asked after an out-of-memory back-off)."""
+    the batch_tokens it ended with (lower than asked after an out-of-memory back-off)."""
 
     passes: int = 0
     real_tokens: int = 0
@@ -85,17 +85,17 @@ class ScoredPairs(list):
         self.stats = stats
 
 
-def fit_to_budget(query_ids: list[int], answer_ids: list[int], budget: int) -> PairTokens:
+def fit_to_tokens(query_ids: list[int], answer_ids: list[int], content_tokens: int) -> PairTokens:
     """Apply the truncation policy: cut the answer's tail first; cut the query only when it
     alone leaves fewer than ``MIN_ANSWER_TOKENS`` for the answer. Both cuts are flagged."""
-    if budget < 2:
-        raise ValueError(f"token budget {budget} leaves no room for a query and an answer")
+    if content_tokens < 2:
+        raise ValueError(f"{content_tokens} tokens leave no room for a query and an answer")
     query_truncated = answer_truncated = False
-    answer_room = max(min(MIN_ANSWER_TOKENS, budget // 2), 1)
-    if len(query_ids) + min(len(answer_ids), answer_room) > budget:
-        query_ids, query_truncated = query_ids[: budget - min(len(answer_ids), answer_room)], True
-    if len(query_ids) + len(answer_ids) > budget:
-        answer_ids, answer_truncated = answer_ids[: budget - len(query_ids)], True
+    answer_room = max(min(MIN_ANSWER_TOKENS, content_tokens // 2), 1)
+    if len(query_ids) + min(len(answer_ids), answer_room) > content_tokens:
+        query_ids, query_truncated = query_ids[: content_tokens - min(len(answer_ids), answer_room)], True
+    if len(query_ids) + len(answer_ids) > content_tokens:
+        answer_ids, answer_truncated = answer_ids[: content_tokens - len(query_ids)], True
     return PairTokens(tuple(query_ids), tuple(answer_ids), query_truncated, answer_truncated)
 
 
@@ -105,9 +105,9 @@ def tokenize_pairs(
     """Tokenise each segment alone and fit the pair into ``max_sequence_tokens`` with the template."""
     if len(queries) != len(answers):
         raise ValueError(f"{len(queries)} queries but {len(answers)} answers")
-    budget = max_sequence_tokens - layouts.overhead
+    content_tokens = max_sequence_tokens - layouts.overhead
     query_ids, answer_ids = encode_each(tokenizer, queries), encode_each(tokenizer, answers)
-    return [fit_to_budget(q, a, budget) for q, a in zip(query_ids, answer_ids, strict=True)]
+    return [fit_to_tokens(q, a, content_tokens) for q, a in zip(query_ids, answer_ids, strict=True)]
 
 
 def _build_sequence(pair_index: int, order: int, layout: OrderLayout, first: tuple, second: tuple) -> ScoredSequence:
@@ -134,7 +134,7 @@ def _activation_widths(config) -> tuple[int, int, int]:
 
 
 def activation_bytes_per_token(model: torch.nn.Module) -> int:
-    """The budget's memory model: one layer's live activations per token (residual stream and
+    """batch_tokens' memory model: one layer's live activations per token (residual stream and
     norm, fused QKV, attention output, fused gate/up and SwiGLU), in the model's dtype."""
     width, qkv_width, intermediate = _activation_widths(model.config)
     return next(model.parameters()).element_size() * (4 * width + qkv_width + 3 * intermediate)
@@ -240,13 +240,13 @@ class PairScorer:
         """Log-probs of every pair, with the statistics of the passes that computed them.
 
         ``on_pass(sequences, tokens)`` is called after each forward pass with what it scored (two
-        sequences per pair). ``batch_tokens`` overrides the scorer's budget for this call (a caller
+        sequences per pair). ``batch_tokens`` overrides the scorer's own for this call (a caller
         passes back ``stats.batch_tokens`` after an out-of-memory back-off, so the next call does
         not run out of memory again); the scorer's own setting never changes."""
         sequences = self.sequences(pairs)
         spans: dict[tuple[int, int], tuple[np.ndarray, ...]] = {}
         lengths = [s.ids.shape[0] for s in sequences]
-        budget = batch_tokens or self.batch_tokens
+        batch_tokens = batch_tokens or self.batch_tokens
         counts = {"passes": 0, "real": 0, "rows": 0}
 
         def collect(pending: PendingLogprobs) -> None:
@@ -259,7 +259,7 @@ class PairScorer:
             if on_pass is not None:
                 on_pass(len(members), pending.host.real_tokens)
 
-        queue = deque(plan(self.layout, lengths, budget, self.max_batch_size))
+        queue = deque(plan(self.layout, lengths, batch_tokens, self.max_batch_size))
         in_flight: PendingLogprobs | None = None
         while queue:
             planned = queue.popleft()
@@ -272,12 +272,12 @@ class PairScorer:
                     collect(in_flight)
                     in_flight = None
                 self._release_memory()
-                budget = max(budget // 2, 1)
+                batch_tokens = max(batch_tokens // 2, 1)
                 log.warning(
-                    "out of memory on a pass of %d sequences; batch token budget now %d", len(planned.members), budget
+                    "out of memory on a pass of %d sequences; batch_tokens now %d", len(planned.members), batch_tokens
                 )
                 remaining = planned.members + [i for later in queue for i in later.members]
-                replanned = plan(self.layout, [lengths[i] for i in remaining], budget, self.max_batch_size)
+                replanned = plan(self.layout, [lengths[i] for i in remaining], batch_tokens, self.max_batch_size)
                 queue = deque(_renumber(p, remaining) for p in replanned)
                 continue
             # The device now has this pass queued behind the previous one: read the previous one.
@@ -296,7 +296,7 @@ class PairScorer:
             )
             for i in range(len(pairs))
         ]
-        stats = PassStats(counts["passes"], counts["real"], counts["rows"] - counts["real"], budget)
+        stats = PassStats(counts["passes"], counts["real"], counts["rows"] - counts["real"], batch_tokens)
         return ScoredPairs(logprobs, stats)
 
     def describe_forward(self) -> str:

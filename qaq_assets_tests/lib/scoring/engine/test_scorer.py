@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from qaq_assets.lib.scoring.engine.passes import plan_batches, plan_passes
-from qaq_assets.lib.scoring.engine.scorer import MIN_ANSWER_TOKENS, PairScorer, fit_to_budget, tokenize_pairs
+from qaq_assets.lib.scoring.engine.scorer import MIN_ANSWER_TOKENS, PairScorer, fit_to_tokens, tokenize_pairs
 from qaq_assets.lib.scoring.engine.templates import build_layouts, encode
 from qaq_assets_tests.helpers import CODE_PAIRS
 
@@ -153,13 +153,13 @@ def test_a_single_sequence_that_does_not_fit_raises(tiny_model, scorer):
 
 
 def test_truncation_cuts_the_answer_tail_first_and_flags_it():
-    fitted = fit_to_budget(list(range(10)), list(range(100, 200)), budget=50)
+    fitted = fit_to_tokens(list(range(10)), list(range(100, 200)), content_tokens=50)
     assert fitted.query_ids == tuple(range(10)) and fitted.answer_ids == tuple(range(100, 140))
     assert (fitted.query_truncated, fitted.answer_truncated) == (False, True)
-    long_query = fit_to_budget(list(range(100)), list(range(100, 200)), budget=50)
+    long_query = fit_to_tokens(list(range(100)), list(range(100, 200)), content_tokens=50)
     assert len(long_query.query_ids) == 50 - MIN_ANSWER_TOKENS and len(long_query.answer_ids) == MIN_ANSWER_TOKENS
     assert (long_query.query_truncated, long_query.answer_truncated) == (True, True)
-    short = fit_to_budget([1, 2], [3], budget=50)
+    short = fit_to_tokens([1, 2], [3], content_tokens=50)
     assert (short.query_truncated, short.answer_truncated) == (False, False)
 
 
@@ -262,9 +262,9 @@ def test_a_chunk_is_tokenised_in_one_batch_as_each_text_would_be_alone(tiny_mode
     queries = ["Reverse a string.", "", "Émoji 🚀 and\ttabs\r\n", "x" * 3000]
     answers = ["def r(s): return s[::-1]", "pass", "print('🚀')", "y"]
     pairs = tokenize_pairs(tokenizer, layouts, queries, answers, 1024)
-    budget = 1024 - layouts.overhead
+    content_tokens = 1024 - layouts.overhead
     alone = zip(queries, answers, strict=True)
-    expected = [fit_to_budget(encode(tokenizer, q), encode(tokenizer, a), budget) for q, a in alone]
+    expected = [fit_to_tokens(encode(tokenizer, q), encode(tokenizer, a), content_tokens) for q, a in alone]
     assert pairs == expected and pairs[3].query_truncated
     assert tokenize_pairs(tokenizer, layouts, [], [], 1024) == []
     with pytest.raises(ValueError, match="2 queries but 1 answers"):
