@@ -11,6 +11,7 @@ own. ``label.py`` then runs each answer against the task's tests in the sandbox.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import random
 import sys
@@ -20,7 +21,6 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tasks import TASKS  # noqa: E402
 from typed import camel, java_signature, rust_signature, typed_task  # noqa: E402
 
 from qaq_assets.lib.scoring.engine.models import load_model  # noqa: E402
@@ -77,17 +77,21 @@ def main() -> None:
     parser.add_argument("--languages", default="python,javascript")
     parser.add_argument("--limit", type=int, default=0, help="first N tasks only (0: all)")
     parser.add_argument("--out", default="data/natural/generated.jsonl")
+    parser.add_argument(
+        "--tasks", default="tasks", help="the task set: tasks (the first) or tasks_heldout (written after the rules)"
+    )
     args = parser.parse_args()
+    task_set = importlib.import_module(args.tasks).TASKS  # a module beside this file
 
     torch.manual_seed(args.seed)
     rng = random.Random(args.seed)
     loaded = load_model(args.model, device="cpu", dtype="auto")
     model, tokenizer = loaded.model, loaded.tokenizer
     tokenizer.padding_side = "left"
-    tasks = TASKS[: args.limit] if args.limit else TASKS
+    chosen = task_set[: args.limit] if args.limit else task_set
     jobs = []
     for language in args.languages.split(","):
-        for task in tasks:
+        for task in chosen:
             for sample in range(args.samples):
                 posed = request(task, language, rng)
                 if posed is None:

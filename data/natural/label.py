@@ -14,13 +14,13 @@ that cannot be judged (it needs a library the sandbox lacks) is left out.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tasks import TASKS  # noqa: E402
 from typed import camel, java_tests, rust_tests, typed_task  # noqa: E402
 
 from qaq_assets.lib.ingest.execution.run_tests import execute  # noqa: E402
@@ -47,12 +47,16 @@ def main() -> None:
     parser.add_argument("generated")
     parser.add_argument("--out", default="data/eval/natural.jsonl")
     parser.add_argument("--out-with-tests", default="data/eval/natural_with_tests.jsonl")
+    parser.add_argument(
+        "--tasks", default="tasks", help="the task set: tasks (the first) or tasks_heldout (written after the rules)"
+    )
     args = parser.parse_args()
-    tasks = {task[0]: task for task in TASKS}
+    task_set = importlib.import_module(args.tasks).TASKS  # a module beside this file
+    by_name = {task[0]: task for task in task_set}
     records, statuses = [], Counter()
     for index, line in enumerate(Path(args.generated).read_text(encoding="utf-8").splitlines()):
         answer = json.loads(line)
-        tests = tests_for(tasks[answer["task"]], answer["language"])
+        tests = tests_for(by_name[answer["task"]], answer["language"])
         result = execute(answer["instruction"], answer["response"], "\n".join(tests), answer["language"])
         statuses[result.status] += 1
         if result.status == "not_run":  # a library the sandbox lacks: no label either way
