@@ -171,7 +171,9 @@ FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+#.-]*)[^\n]*\n(.*?)(?:```|\Z)", re.S)
 # spare it the search where none occurs (a substring test is far cheaper than a regex search,
 # and most instructions name one language of these 24 or none).
 _REQUESTS = {
-    "python": (r"\bpython\b", ("python",)),
+    # A file name names its language too ("write main.rs", "fix utils.py"; not C's ".c", which
+    # attribute access spells: "Language.C", "a.b.c.d").
+    "python": (r"(\bpython\b|\b\w+\.py\b(?!\.\w))", ("python", ".py")),
     "javascript": (r"\b(javascript|node\.?js|js)\b", ("javascript", "node", "js")),
     "typescript": (r"\b(typescript|ts)\b", ("typescript", "ts")),
     "java": (r"\bjava\b(?!\s*script)", ("java",)),
@@ -180,19 +182,22 @@ _REQUESTS = {
         ("in c", "c program", "c function", "c code", "c language", "ansi c", "c99", "c11"),
     ),
     "cpp": (r"(c\+\+|\bcpp\b)", ("c++", "cpp")),
-    "csharp": (r"(c#|\bc sharp\b|\bcsharp\b|\.net\b)", ("c#", "c sharp", "csharp", ".net")),
+    "csharp": (r"(c#|\bc sharp\b|\bcsharp\b|\.net\b|\b\w+\.cs\b(?!\.\w))", ("c#", "c sharp", "csharp", ".net", ".cs")),
     "go": (
         r"(\bgolang\b|\bin go\b|\bgo (program|function|code|routine|module|method|struct|interface|package|"
         r"func|type|slice|map|channel|generic)s?\b|\b\w+\.go\b)",
         # "go " is in every "go program", "go method", ...: one substring test for all of them.
         ("golang", "in go", "go ", ".go"),
     ),
-    "rust": (r"\brust\b", ("rust",)),
+    "rust": (r"(\brust\b|\b\w+\.rs\b(?!\.\w))", ("rust", ".rs")),
     "sql": (r"\b(sql|mysql|postgresql|postgres|sqlite)\b", ("sql", "postgres")),
-    "bash": (r"\b(bash|shell script|zsh|shell command)\b", ("bash", "shell script", "zsh", "shell command")),
+    "bash": (
+        r"(\b(bash|shell script|zsh|shell command)\b|\b\w+\.sh\b(?!\.\w))",
+        ("bash", "shell script", "zsh", "shell command", ".sh"),
+    ),
     "php": (r"\bphp\b", ("php",)),
-    "ruby": (r"\bruby\b", ("ruby",)),
-    "kotlin": (r"\bkotlin\b", ("kotlin",)),
+    "ruby": (r"(\bruby\b|\b\w+\.rb\b(?!\.\w))", ("ruby", ".rb")),
+    "kotlin": (r"(\bkotlin\b|\b\w+\.kts?\b(?!\.\w))", ("kotlin", ".kt")),
     "swift": (r"\bswift\b", ("swift",)),
     "scala": (r"\bscala\b", ("scala",)),
     "haskell": (r"\bhaskell\b", ("haskell",)),
@@ -229,7 +234,8 @@ _NAMES = {
 # "Convert this Python to Rust" asks for Rust: the target of a translation beats every other mention.
 _TARGET_PATTERNS = {
     language: re.compile(
-        rf"\b(?:port|convert|translate|rewrite|migrate)\w*\b[^.\n]{{0,80}}?\b(?:to|into)\s+(?:{names})(?![\w+#])",
+        # Within the sentence: a dot only inside a name (parser.py, os.path).
+        rf"\b(?:port|convert|translate|rewrite|migrate)\w*\b(?:[^.\n]|\.(?=\w)){{0,80}}?\b(?:to|into)\s+(?:{names})(?![\w+#])",
         re.IGNORECASE,
     )
     for language, names in _NAMES.items()

@@ -118,3 +118,18 @@ def test_a_stub_is_a_stub_in_every_language_and_written_code_is_not():
         instruction = f"Write a {language} function `add`."
         assert check_code(instruction, f"```{language}\n{stub}\n```").status == "stub", (language, stub)
         assert check_code(instruction, f"```{language}\n{written}\n```").status == "valid", (language, written)
+
+
+def test_a_file_name_names_its_language_and_attribute_access_does_not():
+    for instruction, language in [
+        ("Write main.rs that prints hello.", "rust"),
+        ("Fix utils.py so it parses dates.", "python"),
+        ("Write Program.cs with a Main method.", "csharp"),
+        ("Write deploy.sh that copies the build.", "bash"),
+        ("Write app.rb that greets the user.", "ruby"),
+        ("Write Main.kt with an entry point.", "kotlin"),
+        ("Port parser.py to Rust.", "rust"),  # the translation's target, as before
+    ]:
+        assert languages.requested(instruction) == language, instruction
+    for instruction in ("resolve a.b.c.d on the object", "it takes (s, language=Language.C)", "call os.rs.close()"):
+        assert languages.requested(instruction) is None, instruction
