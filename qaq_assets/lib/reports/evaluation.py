@@ -106,6 +106,8 @@ def evaluate(
     is_defect = ~pl.col("label").is_in(CLEAN_LABELS)
     input_rate = labelled.select(is_defect.mean()).item()
     available = [s for s in (strategies or STRATEGIES) if s != DIFF or candidates.weak is not None]
+    default_strategy = SelectionConfig().resolved_strategy(1 if candidates.weak is None else 2)
+    default_decided = None  # its decisions at AUROC_BUDGET: the per-language table
 
     rows, auroc_rows = [], []
     for strategy in available:
@@ -113,6 +115,8 @@ def evaluate(
             config = SelectionConfig(strategy=strategy, budget=budget, seed=seed)
             decided = select(strategy, candidates.strong, candidates.weak, config).join(labels, on="sample_id")
             decided = decided.filter(pl.col("label").is_not_null())
+            if strategy == default_strategy and budget == AUROC_BUDGET:
+                default_decided = decided
             kept = decided.filter(pl.col("decision") == KEEP)
             row = {
                 "strategy": strategy,
@@ -132,13 +136,11 @@ def evaluate(
                     defective = decided.filter(pl.col("label") == defect)["keep_score"].to_list()
                     value, interval = auroc(clean, defective), auroc_interval(clean, defective, seed)
                     auroc_rows.append({"strategy": strategy, "defect": defect, "auroc": value, "ci": interval})
-    default = SelectionConfig(budget=AUROC_BUDGET, seed=seed)
-    default_strategy = default.resolved_strategy(1 if candidates.weak is None else 2)
-    languages = language_rates(
-        select(default_strategy, candidates.strong, candidates.weak, default).join(labels, on="sample_id"),
-        default_strategy,
-        seed,
-    )
+    if default_decided is None:  # the default rule at AUROC_BUDGET was not among those run
+        default = SelectionConfig(budget=AUROC_BUDGET, seed=seed)
+        default_decided = select(default_strategy, candidates.strong, candidates.weak, default)
+        default_decided = default_decided.join(labels, on="sample_id")
+    languages = language_rates(default_decided, default_strategy, seed)
     signal_rows = []
     for name, signal in SIGNALS.items():
         if not set(signal.meta.root_names()) <= set(labelled.columns):

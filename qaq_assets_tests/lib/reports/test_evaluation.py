@@ -125,3 +125,25 @@ def test_evaluate_command(tmp_path, make_shard):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "| rmi-band+code | 0.250 |" in result.stdout and (tmp_path / "eval" / "report.md").is_file()
+
+
+def test_languages_table_counts_each_languages_clean_answers_kept_and_dropped_as_incomplete():
+    """Per language asked for (else answered): the default rule's decisions, computed once whether
+    or not the default was among the strategies run."""
+    base = candidates()
+    languages = ["sql", "python", "python", "python", "sql", "sql", None, "python"]
+    strong = base.strong.with_columns(
+        requested_language=pl.Series([language if i % 2 else None for i, language in enumerate(languages)]),
+        answer_language=pl.Series(languages),
+    )
+    with_languages = Candidates(**{**base.__dict__, "strong": strong})
+    for strategies in (["rmi-band+checks"], ["ppl"]):
+        table = evaluate(with_languages, budgets=[0.25], strategies=strategies).languages
+        rows = {row["language"]: row for row in table.iter_rows(named=True)}
+        assert set(rows) == {"none", "python", "sql"} and all(r["strategy"] == "rmi-band+checks" for r in rows.values())
+        # sql: s0 (chatty), s4, s5; python: s1, s2, s3 (truncated), s7 (echo); none: s6. The default
+        # keeps s4 and s5; s3 is dropped as incomplete, a defect, so no clean answer is.
+        assert (rows["sql"]["clean"], rows["sql"]["clean_kept"], rows["sql"]["defects"]) == (2, 1.0, 1)
+        assert (rows["python"]["clean"], rows["python"]["clean_kept"], rows["python"]["defects"]) == (2, 0.0, 2)
+        assert rows["python"]["clean_incomplete"] == 0.0 and rows["python"]["defects_kept"] == 0.0
+        assert (rows["none"]["clean"], rows["none"]["defects"]) == (1, 0)
