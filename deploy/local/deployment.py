@@ -34,7 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from qaq_assets.lib.processes import processes_with
+from qaq_assets.lib.processes import kill_processes_with, processes_with
 
 HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
@@ -148,13 +148,7 @@ def start_ray(state: dict, environment: dict) -> None:
 def kill_ray_node(node: str) -> list[int]:
     """SIGKILL every process of one Ray worker node (``worker1``, ``worker2``): its raylet, its
     object store and the workers running its tasks, as when the machine dies. Returns the pids."""
-    killed = processes_with(RAY_NODE, node)
-    for pid in killed:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    return killed
+    return kill_processes_with(RAY_NODE, node)
 
 
 def spawn(command: list[str], log: Path, environment: dict | None = None) -> int:
@@ -276,11 +270,7 @@ def stop(directory: Path) -> None:
     deadline = time.monotonic() + 20
     while processes_of(directory) and time.monotonic() < deadline:
         time.sleep(0.5)
-    for pid in processes_of(directory):  # Ray's nodes and whatever outlived the grace period
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    kill_processes_with(MARKER, str(directory))  # Ray's nodes and whatever outlived the grace period
     if "s3" in state:
         try:
             os.killpg(state["s3"]["pid"], signal.SIGKILL)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 
 
 def process_alive(pid: int) -> bool:
@@ -29,4 +30,16 @@ def processes_with(variable: str, value: str) -> list[int]:
                     found.append(int(entry))
         except OSError:
             continue  # gone meanwhile, or another user's
+    return found
+
+
+def kill_processes_with(variable: str, value: str) -> list[int]:
+    """SIGKILL every process whose environment holds ``variable=value`` (this one excepted), as
+    when its machine dies; returns their pids (some may have ended meanwhile)."""
+    found = processes_with(variable, value)
+    for pid in found:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
     return found

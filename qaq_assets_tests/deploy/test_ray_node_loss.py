@@ -4,13 +4,12 @@ backend's."""
 
 import os
 import secrets
-import signal
 import sys
 
 import pytest
 
 from qaq_assets.lib.ingest.shard_reader import read_shard
-from qaq_assets.lib.processes import processes_with
+from qaq_assets.lib.processes import kill_processes_with
 from qaq_assets.lib.scoring.backends.local import LocalBackend, ScorerOptions
 from qaq_assets.lib.scoring.engine.models import ModelSpec
 from qaq_assets.lib.scoring.engine.scorer import PairScorer
@@ -48,11 +47,7 @@ def cluster(tmp_path, monkeypatch):
         yield state["ray"]["address"]
     finally:
         ray.shutdown()
-        for pid in processes_with(deployment.MARKER, str(tmp_path)):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        kill_processes_with(deployment.MARKER, str(tmp_path))
         monkeypatch.undo()
         reset_auth_token_state()
 

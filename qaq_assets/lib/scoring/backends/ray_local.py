@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 
-from qaq_assets.lib.processes import process_alive, processes_with
+from qaq_assets.lib.processes import kill_processes_with, process_alive, processes_with
 
 LOOPBACK = "127.0.0.1"
 # Ray resolves a loopback node address to the machine's external one unless it believes it runs a
@@ -78,11 +77,7 @@ def watch(driver: int, directory: str) -> None:
         time.sleep(WATCH_SECONDS)
     # Again for a second: a worker the raylet was starting as the driver died.
     for _ in range(5):
-        for pid in processes_of(directory):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        kill_processes_with(INSTANCE_ENV, directory)
         time.sleep(WATCH_SECONDS)
     shutil.rmtree(directory, ignore_errors=True)
 
