@@ -84,21 +84,22 @@ def graph(lake, models=(TINY,)):
     return build_resources(settings), build_assets(settings)
 
 
-def materialize_all(lake, paths, models=(TINY,), instance=None, budget=0.25, allow_shrink=False):
+def materialize_all(lake, paths, models=(TINY,), instance=None, budget=0.25, allow_shrink=False, **ingest):
     """Register files, then materialize every asset partition with dagster.materialize()
-    (storage options reach the runs through the environment, as in a deployment)."""
+    (storage options reach the runs through the environment, as in a deployment); ``ingest``:
+    further settings of the ingest's run config."""
     with storage_options_exported(lake.storage_options or {}):
-        return _materialize_all(lake, paths, models, instance, budget, allow_shrink)
+        return _materialize_all(lake, paths, models, instance, budget, {"allow_shrink": allow_shrink, **ingest})
 
 
-def _materialize_all(lake, paths, models, instance, budget, allow_shrink):
+def _materialize_all(lake, paths, models, instance, budget, ingest_settings):
     instance = instance or dg.DagsterInstance.ephemeral()
     resources, assets = graph(lake, models)
     raw, token_logprobs, qaq_scores, curated = assets
     shards = register_files(lake, paths)
     instance.add_dynamic_partitions(SHARDS, shards)
     for shard in shards:
-        ingest = {"ops": {"raw_samples": {"config": {"allow_shrink": allow_shrink}}}}
+        ingest = {"ops": {"raw_samples": {"config": ingest_settings}}}
         assert dg.materialize(
             [raw], partition_key=shard, instance=instance, resources=resources, run_config=ingest
         ).success

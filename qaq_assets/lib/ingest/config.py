@@ -39,6 +39,13 @@ class IngestConfig:
         "runnable examples its instruction shows (doctest, assert lines), in a sandbox (no network, rlimits, "
         "a throwaway directory); a failing answer is dropped as tests_failed",
     )
+    run_untested: bool = setting(
+        False,
+        "also run, alone in the sandbox, each Python or JavaScript answer whose record carries no tests: its code "
+        "and the example usage it shows; an answer whose own code raises an error of its own making (a TypeError, "
+        "a name it binds elsewhere, an assert it states; not input, files, arguments or a missing library) is "
+        "dropped as code_raises. One sandboxed process per answer: see docs/performance.md for the cost",
+    )
     allow_shrink: bool = setting(
         False,
         "accept a registered shard's file that now yields fewer valid records than the lake holds from it "

@@ -97,6 +97,7 @@ def start_features(
     workers: int = 0,
     min_rows_per_worker: int = MIN_ROWS_PER_WORKER,
     execute: bool = True,
+    run_untested: bool = False,
 ) -> Callable[[], pl.DataFrame]:
     """Start ``sample_features(samples, benchmark)`` on up to ``workers`` processes (0 = one per
     core) and return what waits for it, so the caller can write other tables meanwhile. A pool
@@ -104,21 +105,21 @@ def start_features(
     with a warning. With one worker, nothing starts until the result is asked for."""
     processes = resolved_workers(workers, samples.height, min_rows_per_worker)
     if processes == 1:
-        return lambda: _in_batches(samples, benchmark, execute)
+        return lambda: _in_batches(samples, benchmark, execute, run_untested)
     # At least two batches per worker even out the rows that parse slowly.
     batch_rows = min(BATCH_ROWS, -(-samples.height // (processes * 2)))
     batches = _batches(samples, batch_rows)
     try:
         pool = _shared_pool(processes)
-        futures = [pool.submit(sample_features, batch, benchmark, execute) for batch in batches]
+        futures = [pool.submit(sample_features, batch, benchmark, execute, run_untested) for batch in batches]
     except (BrokenProcessPool, RuntimeError) as error:  # RuntimeError: a pool shut down meanwhile
-        return _in_this_process(samples, benchmark, execute, error)
+        return _in_this_process(samples, benchmark, execute, run_untested, error)
 
     def result() -> pl.DataFrame:
         try:
             return pl.concat([future.result() for future in futures])
         except BrokenProcessPool as error:
-            return _in_this_process(samples, benchmark, execute, error)()
+            return _in_this_process(samples, benchmark, execute, run_untested, error)()
 
     return result
 
@@ -135,9 +136,10 @@ class FeatureStream:
         workers: int = 0,
         min_rows_per_worker: int = MIN_ROWS_PER_WORKER,
         execute: bool = True,
+        run_untested: bool = False,
     ):
         self._benchmark, self._workers, self._min_rows_per_worker = benchmark, workers, min_rows_per_worker
-        self._execute = execute
+        self._execute, self._run_untested = execute, run_untested
         self._start_rows = 2 * min_rows_per_worker * resolved_workers(workers, sys.maxsize, min_rows_per_worker)
         self._pending: list[pl.DataFrame] = []
         self._pending_rows = 0
@@ -152,7 +154,9 @@ class FeatureStream:
     def _start(self) -> None:
         pending = pl.concat(self._pending, rechunk=False)  # only FEATURE_INPUTS are shipped (_batches)
         self._started.append(
-            start_features(pending, self._benchmark, self._workers, self._min_rows_per_worker, self._execute)
+            start_features(
+                pending, self._benchmark, self._workers, self._min_rows_per_worker, self._execute, self._run_untested
+            )
         )
         self._pending, self._pending_rows = [], 0
 
@@ -168,15 +172,15 @@ def _batches(samples: pl.DataFrame, batch_rows: int = BATCH_ROWS) -> list[pl.Dat
     return [needed.slice(offset, batch_rows) for offset in range(0, samples.height, batch_rows)]
 
 
-def _in_batches(samples: pl.DataFrame, benchmark: Benchmark | None, execute: bool) -> pl.DataFrame:
+def _in_batches(samples: pl.DataFrame, benchmark: Benchmark | None, execute: bool, run_untested: bool) -> pl.DataFrame:
     if samples.height <= BATCH_ROWS:
-        return sample_features(samples, benchmark, execute)
-    return pl.concat([sample_features(batch, benchmark, execute) for batch in _batches(samples)])
+        return sample_features(samples, benchmark, execute, run_untested)
+    return pl.concat([sample_features(batch, benchmark, execute, run_untested) for batch in _batches(samples)])
 
 
 def _in_this_process(
-    samples: pl.DataFrame, benchmark: Benchmark | None, execute: bool, error: Exception
+    samples: pl.DataFrame, benchmark: Benchmark | None, execute: bool, run_untested: bool, error: Exception
 ) -> Callable[[], pl.DataFrame]:
     shutdown_pool(wait=False)
     log.warning("feature workers failed (%s); computing %d samples' features in this process", error, samples.height)
-    return lambda: _in_batches(samples, benchmark, execute)
+    return lambda: _in_batches(samples, benchmark, execute, run_untested)

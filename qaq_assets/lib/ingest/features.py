@@ -26,9 +26,16 @@ import numpy as np
 import polars as pl
 
 from qaq_assets.lib.errors import one_line
-from qaq_assets.lib.ingest.codecheck import CodeCheck, check_code, signature_status
+from qaq_assets.lib.ingest.codecheck import VALID, CodeCheck, check_code, signature_status
 from qaq_assets.lib.ingest.decontamination import Benchmark, overlaps
-from qaq_assets.lib.ingest.execution.run_tests import NO_TESTS, NOT_RUN, Execution, has_examples
+from qaq_assets.lib.ingest.execution.run_tests import (
+    NO_TESTS,
+    NOT_RUN,
+    RUN_ALONE,
+    Execution,
+    has_examples,
+    run_alone,
+)
 from qaq_assets.lib.ingest.execution.run_tests import execute as run_tests
 from qaq_assets.lib.ingest.hashing import splitmix64
 from qaq_assets.lib.ingest.record_fields import text_sha
@@ -155,39 +162,60 @@ FEATURE_INPUTS = ("shard", "row_index", "sample_id", "instruction", "response", 
 _OFF = Execution(NOT_RUN, "execution off (--no-execute)")
 
 
-def _execution(instruction: str, response: str, tests: str | None, code: CodeCheck) -> Execution:
-    """The answer of a record that carries tests (or examples) run against them."""
+def _execution(instruction: str, response: str, tests: str | None, code: CodeCheck, alone: bool) -> Execution:
+    """The answer of a record that carries tests (or examples) run against them, or (``alone``)
+    its code run on its own."""
     try:
+        if alone:
+            return run_alone(response, code.language)
         return run_tests(instruction, response, tests, code.language or code.requested)
     except Exception as error:  # noqa: BLE001 - one sample's failure to run is its status, never the ingest's
         return Execution(NOT_RUN, f"the run itself failed: {one_line(error)}")
 
 
 def _executions(
-    instructions: list[str], responses: list[str], tests: list, codes: list[CodeCheck], execute: bool
+    instructions: list[str],
+    responses: list[str],
+    tests: list,
+    codes: list[CodeCheck],
+    execute: bool,
+    run_untested: bool = False,
 ) -> list[Execution]:
-    """Every answer's run against its tests; records that carry none cost two substring tests.
-    The runs wait on sandboxed processes, not on this one: they overlap in threads, as many as
-    the cores this process may use."""
+    """Every answer's run against its tests, and (``run_untested``) each valid Python or
+    JavaScript answer without tests run alone; records that carry none cost two substring tests
+    otherwise. The runs wait on sandboxed processes, not on this one: they overlap in threads,
+    as many as the cores this process may use."""
     jobs = list(zip(instructions, responses, tests, codes, strict=True))
-    runnable = [index for index, (q, _, t, _) in enumerate(jobs) if t or has_examples(q)]
+    tested = [index for index, (q, _, t, _) in enumerate(jobs) if t or has_examples(q)]
     results = [NO_TESTS] * len(jobs)
-    if not runnable:
-        return results
     if not execute:
-        for index in runnable:
+        for index in tested:
             results[index] = _OFF
         return results
-    with ThreadPoolExecutor(max_workers=min(len(os.sched_getaffinity(0)), max(len(runnable), 1))) as pool:
-        for index, result in zip(runnable, pool.map(lambda i: _execution(*jobs[i]), runnable), strict=True):
+    alone = set()
+    if run_untested:
+        tested_set = set(tested)
+        alone = {
+            index
+            for index, code in enumerate(codes)
+            if index not in tested_set and code.status == VALID and code.language in RUN_ALONE
+        }
+    runnable = sorted(alone.union(tested))
+    if not runnable:
+        return results
+    with ThreadPoolExecutor(max_workers=min(len(os.sched_getaffinity(0)), len(runnable))) as pool:
+        runs = pool.map(lambda i: _execution(*jobs[i], alone=i in alone), runnable)
+        for index, result in zip(runnable, runs, strict=True):
             results[index] = result
     return results
 
 
-def sample_features(samples: pl.DataFrame, benchmark: Benchmark | None = None, execute: bool = True) -> pl.DataFrame:
+def sample_features(
+    samples: pl.DataFrame, benchmark: Benchmark | None = None, execute: bool = True, run_untested: bool = False
+) -> pl.DataFrame:
     """``sample_features`` rows of ingested samples (their ``FEATURE_INPUTS``), with the
     ``benchmark`` item each overlaps, where given, and each answer run against its tests
-    (``execute``)."""
+    (``execute``), or alone where it has none (``run_untested``)."""
     instructions, responses = samples["instruction"].to_list(), samples["response"].to_list()
     tests = samples["tests"].to_list() if "tests" in samples.columns else [None] * samples.height
     texts = [q + "\n" + a for q, a in zip(instructions, responses, strict=True)]
@@ -195,7 +223,7 @@ def sample_features(samples: pl.DataFrame, benchmark: Benchmark | None = None, e
     overlapped = overlaps(texts, benchmark) if benchmark is not None else [None] * len(texts)
     # Both checks of one answer together: they share its parse.
     checks = [(check_code(q, a), signature_status(q, a)) for q, a in zip(instructions, responses, strict=True)]
-    runs = _executions(instructions, responses, tests, [code for code, _ in checks], execute)
+    runs = _executions(instructions, responses, tests, [code for code, _ in checks], execute, run_untested)
     return pl.DataFrame(
         {
             "shard": samples["shard"],

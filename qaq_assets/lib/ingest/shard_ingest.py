@@ -45,7 +45,7 @@ def ingest_key(config: IngestConfig) -> str:
     """What, besides a file's bytes, decides what its ingest writes (and the reader's version)."""
     checked = benchmark(config)
     described = (
-        f"{READER_VERSION}|{config.label_field}|{config.max_record_bytes}|{config.execute}"
+        f"{READER_VERSION}|{config.label_field}|{config.max_record_bytes}|{config.execute}|{config.run_untested}"
         f"|{sorted(vars(FieldMap.parse(config.fields)).items())}|{checked.key if checked else ''}"
     )
     return hashlib.sha256(described.encode()).hexdigest()[:16]
@@ -90,7 +90,9 @@ def ingest_shards(lake: Lake, files: Sequence[tuple[str, Path]], config: IngestC
     key = ingest_key(config)
     # Hashes, code status and near-duplicate signatures: computed once here, read by every
     # curation; in worker processes while this one reads the next files and commits.
-    features = FeatureStream(benchmark(config), config.ingest_workers, execute=config.execute)
+    features = FeatureStream(
+        benchmark(config), config.ingest_workers, execute=config.execute, run_untested=config.run_untested
+    )
     held = held_rows(lake, [shard for shard, _ in files])
     for shard, path in files:
         try:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from qaq_assets.lib.ingest.execution.run_tests import RAISED, RAN
 from qaq_assets.lib.reports.export import lineage_record, with_text
 from qaq_assets.lib.reports.resolve import resolve_sample
 from qaq_assets.lib.selection.rules import KEEP
@@ -82,10 +83,12 @@ def _execution(lake: Lake, row: dict, version: int | None) -> dict | None:
 
 
 def execution_line(execution: dict | None) -> str:
-    """``tests: failed, 1 of 3 passed: assert f(2) == 4: AssertionError (got 5)``."""
+    """``tests: failed, 1 of 3 passed: assert f(2) == 4: AssertionError (got 5)``, or for an
+    answer without tests run alone, ``run alone: raised: the answer's code raised TypeError: ...``."""
     if not execution or execution["exec_status"] is None:
         return "tests: not recorded"
-    line = f"tests: {execution['exec_status']}"
+    alone = execution["exec_status"] in (RAN, RAISED)
+    line = f"{'run alone' if alone else 'tests'}: {execution['exec_status']}"
     if execution["exec_total"]:
         line += f", {execution['exec_passed']} of {execution['exec_total']} passed"
     return line + (f": {execution['exec_detail']}" if execution["exec_detail"] else "")

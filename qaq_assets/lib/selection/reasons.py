@@ -19,6 +19,7 @@ class ReasonCode(StrEnum):
     BENCHMARK_OVERLAP = "benchmark_overlap"
     # The checks of rmi-band+code, rmi-band+checks and ppl+checks: rows ruled out before the band.
     TESTS_FAILED = "tests_failed"
+    CODE_RAISES = "code_raises"
     ANSWER_INCOMPLETE = "answer_incomplete"
     CODE_SYNTAX_ERROR = "code_syntax_error"
     CODE_OTHER_LANGUAGE = "code_other_language"
@@ -62,6 +63,7 @@ class ReasonCode(StrEnum):
 FILTERS = frozenset(
     {
         ReasonCode.TESTS_FAILED,
+        ReasonCode.CODE_RAISES,
         ReasonCode.ANSWER_INCOMPLETE,
         ReasonCode.CODE_SYNTAX_ERROR,
         ReasonCode.CODE_OTHER_LANGUAGE,

@@ -13,7 +13,7 @@ from typing import NamedTuple
 import polars as pl
 
 from qaq_assets.lib.ingest.codecheck import CHECK_FAILED, UNUSABLE
-from qaq_assets.lib.ingest.execution.run_tests import FAILING
+from qaq_assets.lib.ingest.execution.run_tests import FAILING, RAISED
 from qaq_assets.lib.selection.config import (
     DIFF,
     IFD,
@@ -400,6 +400,13 @@ _TESTS_FAILED = Filter(
     .otherwise(pl.lit(""))
     + pl.col("exec_detail").fill_null("the answer fails its tests"),
 )
+# The same evidence without tests (--run-untested): the answer's own code, with the example usage
+# it shows, raised an error of its own making when run alone.
+_CODE_RAISES = Filter(
+    pl.col("exec_status") == RAISED,
+    code(Reason.CODE_RAISES),
+    pl.lit(f"{Reason.CODE_RAISES}: run alone, ") + pl.col("exec_detail").fill_null("the answer's code raised"),
+)
 
 
 def select_rmi_band_code(scores: pl.DataFrame, config: SelectionConfig) -> pl.DataFrame:
@@ -407,7 +414,7 @@ def select_rmi_band_code(scores: pl.DataFrame, config: SelectionConfig) -> pl.Da
     code does not parse, is in another language than the one asked for, or is missing are
     dropped first (RMI cannot see a truncated or wrong-language answer), then the RMI band fills
     the whole budget. Code in a language without a parser is never dropped for it."""
-    return _band_with_checks(scores, config, [_TESTS_FAILED, _UNUSABLE_CODE])
+    return _band_with_checks(scores, config, [_TESTS_FAILED, _CODE_RAISES, _UNUSABLE_CODE])
 
 
 # Answers of one language and ending needed to judge completeness against their own kind.
@@ -423,7 +430,8 @@ def select_rmi_band_checks(scores: pl.DataFrame, config: SelectionConfig) -> pl.
 def _checks(config: SelectionConfig) -> list[Filter]:
     """The checks' filters, in this order of reasons:
     - answers that fail the tests their record carries or their instruction's examples, run in
-      the sandbox at ingest (``tests_failed``, naming the first failing test);
+      the sandbox at ingest (``tests_failed``, naming the first failing test), and answers
+      without tests whose own code raised when run alone (``code_raises``, with --run-untested);
     - answers the model does not expect to end where they do: the end of the turn after [Q;A]
       is ``completeness_margin`` nats less likely than for the median answer of the input that
       ends the same way (a code block, a sentence, bare code). A cut-off function still parses
@@ -474,7 +482,7 @@ def _checks(config: SelectionConfig) -> list[Filter]:
         .then(pl.lit("signature_missing: the answer's code never names the function the instruction asks for"))
         .otherwise(pl.lit("signature_unused: the answer's function reads none of its parameters")),
     )
-    return [_TESTS_FAILED, incomplete, _UNUSABLE_CODE, mismatch]
+    return [_TESTS_FAILED, _CODE_RAISES, incomplete, _UNUSABLE_CODE, mismatch]
 
 
 def select_ppl_checks(scores: pl.DataFrame, config: SelectionConfig) -> pl.DataFrame:

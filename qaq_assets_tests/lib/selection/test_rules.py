@@ -129,7 +129,7 @@ def test_every_rule_writes_a_known_reason_code_that_its_reason_names():
         nll_answer_given_query=[float(i % 5) for i in range(n)],
         code_status=[statuses[i % len(statuses)] if i % 3 == 0 else "valid" for i in range(n)],
         signature_status=[["match", "mismatch", "unused", "missing", "unknown"][i % 5] for i in range(n)],
-        exec_status=[["passed", "failed", "timeout", "not_run"][i % 4] for i in range(n)],
+        exec_status=[["passed", "failed", "timeout", "not_run", "raised", "ran"][i % 6] for i in range(n)],
         exec_detail=["assert f(1) == 2"] * n,
         nll_answer_end=[30.0 if i % 11 == 0 else 1.0 for i in range(n)],
         answer_ending=["code_block"] * n,

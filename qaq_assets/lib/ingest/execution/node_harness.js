@@ -6,8 +6,9 @@ const fs = require("fs");
 const vm = require("vm");
 const marker = process.argv[2];
 const unitMs = 1000 * Number(process.argv[3]);
-const out = (unit, ok, detail) =>
-  fs.writeSync(1, marker + " " + JSON.stringify({ unit, ok, detail: String(detail || "").slice(0, 300) }) + "\n");
+const out = (unit, ok, detail, where) =>
+  fs.writeSync(
+    1, marker + " " + JSON.stringify({ unit, ok, detail: String(detail || "").slice(0, 300), ...where }) + "\n");
 globalThis.require = require;
 globalThis.module = { exports: {} };
 globalThis.exports = globalThis.module.exports;
@@ -24,7 +25,12 @@ try {
   vm.runInThisContext(source, { filename: "solution.js", timeout: unitMs });
   out(-1, true);
 } catch (error) {
-  out(-1, false, "the answer's code raised " + (error && error.name ? error.name + ": " + error.message : error));
+  // Where the answer's own code raised: the error's type and the innermost line of solution.js.
+  const at = /solution\.js:(\d+)/.exec((error && error.stack) || "");
+  const line = at ? (source.split("\n")[Number(at[1]) - 1] || "").trim().slice(0, 200) : "";
+  const name = error && error.name ? error.name : "thrown value";
+  out(-1, false, "the answer's code raised " + (error && error.name ? error.name + ": " + error.message : error),
+      { error: name, line });
   process.exit(0);
 }
 units.forEach((unit, index) => {

@@ -4,7 +4,10 @@ test units one by one, each with its own alarm, reporting each unit's outcome as
 Files: ``solution.py`` (the answer's code), ``units.json`` (a list of ``{"kind", "source"}``:
 ``statement`` (module code: asserts, imports, helpers), ``function`` (a test function to call)
 or ``doctest`` (one example: ``source`` and ``want``)). Output: one line per unit,
-``<marker> {"unit": i, "ok": bool, "detail": str}``, after a line for the answer's own run.
+``<marker> {"unit": i, "ok": bool, "detail": str}``, after a line for the answer's own run
+(unit -1: where its code raised, also the error's type, the line that raised and whether that
+line is in a function). A third argument ``alone`` runs the code with no units, its annotations
+left unevaluated (a snippet's ``List`` without its import is no bug of its logic).
 The marker is given on the command line so an answer's prints are not read as results (an
 answer that means to can still forge them: the sandbox keeps the host safe, not the verdict).
 """
@@ -27,9 +30,29 @@ def alarm(signum, frame):
     raise UnitTimeout()
 
 
-def report(unit, ok, detail=""):
-    sys.__stdout__.write(sys.argv[1] + " " + json.dumps({"unit": unit, "ok": ok, "detail": detail[:300]}) + "\n")
+def report(unit, ok, detail="", **where):
+    line = json.dumps({"unit": unit, "ok": ok, "detail": detail[:300], **where})
+    sys.__stdout__.write(sys.argv[1] + " " + line + "\n")
     sys.__stdout__.flush()
+
+
+def raised_at(error, source):
+    """Where the answer's own code raised ``error``: its type, name (a NameError's), the
+    innermost line of solution.py in the traceback and whether that line is in a function."""
+    frame, lineno = None, None
+    trace = error.__traceback__
+    while trace is not None:
+        if trace.tb_frame.f_code.co_filename == "solution.py":
+            frame, lineno = trace.tb_frame, trace.tb_lineno
+        trace = trace.tb_next
+    lines = source.splitlines()
+    text = lines[lineno - 1].strip()[:200] if lineno and 0 < lineno <= len(lines) else ""
+    return {
+        "error": type(error).__name__,
+        "name": getattr(error, "name", None) if isinstance(error, NameError) else None,
+        "line": text,
+        "in_function": frame is not None and frame.f_code.co_name != "<module>",
+    }
 
 
 def last_line(error):
@@ -65,15 +88,17 @@ def main():
         source = handle.read()
     with open("units.json", encoding="utf-8") as handle:
         units = json.load(handle)
+    alone = sys.argv[3:] == ["alone"]
+    flags = __import__("__future__").annotations.compiler_flag if alone else 0
     signal.alarm(unit_seconds)
     try:
         with contextlib.redirect_stdout(io.StringIO()):
-            exec(compile(source, "solution.py", "exec"), module.__dict__)
+            exec(compile(source, "solution.py", "exec", flags=flags, dont_inherit=True), module.__dict__)
     except UnitTimeout:
-        report(-1, False, "the answer's code did not finish")
+        report(-1, False, "the answer's code did not finish", error="timeout")
         return
     except BaseException as error:  # noqa: BLE001 - SystemExit too: the answer's failure, reported
-        report(-1, False, "the answer's code raised " + last_line(error))
+        report(-1, False, "the answer's code raised " + last_line(error), **raised_at(error, source))
         return
     finally:
         signal.alarm(0)

@@ -7,9 +7,11 @@ Tests come from, in this order:
 - the instruction's own runnable examples: doctest lines (``>>> f(2)`` then ``4``) or
   ``assert f(...) == ...`` lines (Python).
 
-A record with neither is ``not_run`` at the cost of two substring tests. The verdict per unit
-(an assert, a test function, a doctest example) gives ``passed``/``total``; ``status`` is
-``passed`` (every unit), ``failed`` (some unit failed: ``detail`` names the first and why),
+A record with neither is ``not_run`` at the cost of two substring tests, unless its answer is run
+alone (:func:`run_alone`, off by default): its code and the example usage it shows, where an
+error of the code's own making (``raised``) is evidence of a bug and anything else (``ran``) is
+not. The verdict per unit (an assert, a test function, a doctest example) gives
+``passed``/``total``; ``status`` is ``passed`` (every unit), ``failed`` (some unit failed: ``detail`` names the first and why),
 ``error`` (the answer's code itself raised or does not compile), ``timeout`` or ``not_run``
 (with why: no tests, no toolchain, no sandbox).
 """
@@ -31,6 +33,8 @@ from qaq_assets.lib.ingest.execution import sandbox
 from qaq_assets.lib.ingest.execution.toolchains import BUILD_LIMITS, toolchain
 
 PASSED, FAILED, ERROR, TIMEOUT, NOT_RUN = "passed", "failed", "error", "timeout", "not_run"
+# An answer run alone (no tests): its own code raised an error of its own making, or it did not.
+RAISED, RAN = "raised", "ran"
 # Statuses that show the answer does not do what its tests ask (the selection drops them).
 FAILING = (FAILED, ERROR, TIMEOUT)
 UNIT_SECONDS = 5
@@ -295,11 +299,100 @@ def execute(instruction: str, answer: str, tests: str | None, language: str | No
     return _run(language, code, units)
 
 
+# Languages whose harness reports where the answer's own code raised (run_alone).
+RUN_ALONE = ("python", "javascript")
+# Errors that show the code's own logic is wrong when its own example runs it. Not evidence:
+# input() at the end of input, files, arguments, the network, a library the sandbox lacks, a
+# ValueError or an error the code raises on purpose (a demonstration of its input checks), time.
+_BUG_ERRORS = {
+    "python": frozenset(
+        {
+            "AssertionError",
+            "AttributeError",
+            "IndexError",
+            "KeyError",
+            "NameError",
+            "RecursionError",
+            "TypeError",
+            "UnboundLocalError",
+            "ZeroDivisionError",
+        }
+    ),
+    "javascript": frozenset({"ReferenceError", "RangeError", "SyntaxError", "TypeError"}),
+}
+_ON_PURPOSE = re.compile(r"^(?:raise|throw)\b")
+# A line that reads what the user gives the program (arguments, the environment).
+_USER_INPUT = re.compile(r"\b(?:sys\.argv|os\.environ|getenv|process\.argv|process\.env)\b")
+_DEFINITION = re.compile(r"^(?:@|(?:async\s+)?def\s|class\s)")
+# Joined blocks that each declare the same function (a first and a better version) are no bug.
+_REDECLARED = "has already been declared"
+
+
+def run_alone(answer: str, language: str | None) -> Execution:
+    """An answer whose record carries no tests, run on its own in the sandbox: its code and the
+    example usage it shows. ``raised``: its own code raised an error of the code's own making
+    (:data:`_BUG_ERRORS`, not raised on purpose, and not a name it never binds at module level,
+    which is context the snippet leaves out: ``np``, a constant of its module); ``ran`` otherwise."""
+    if language not in RUN_ALONE:
+        return not_run(f"answers in {language} are not run alone")
+    if toolchain(language) is None:
+        return not_run(f"no toolchain for {language}")
+    why = sandbox.unavailable()
+    if why is not None:
+        return not_run(why)
+    code = answer_code(answer, language)
+    report = _reports(*_sandboxed(language, code, [], alone=True)).get(-1)
+    if report is None or report.get("ok"):
+        return Execution(RAN, None if report else "the program ended before reporting")
+    detail = report.get("detail") or "the answer's code raised"
+    if _is_bug(language, code, report):
+        return Execution(RAISED, detail)
+    return Execution(RAN, f"no evidence: {detail}")
+
+
+def _is_bug(language: str, code: str, report: dict) -> bool:
+    line = report.get("line") or ""
+    if report.get("error") not in _BUG_ERRORS[language] or _ON_PURPOSE.match(line) or _USER_INPUT.search(line):
+        return False
+    if _REDECLARED in (report.get("detail") or "") or _MISSING_DEPENDENCY.search(report.get("detail") or ""):
+        return False
+    if language == "python" and report["error"] == "NameError" and not report.get("in_function"):
+        if _DEFINITION.match(line):
+            return False  # a default, base or decorator naming its module's context (def f(x=np.pi))
+        return report.get("name") in _bound_names(code)  # a name it binds elsewhere: out of scope
+    return True
+
+
+def _bound_names(code: str) -> set[str]:
+    """Every name ``code`` binds anywhere (assigned, a parameter, a definition, an import)."""
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError):
+        return set()
+    bound = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            bound.add(node.id)
+        elif isinstance(node, ast.arg):
+            bound.add(node.arg)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            bound.add(node.name)
+        elif isinstance(node, ast.alias):
+            bound.add((node.asname or node.name).split(".")[0])
+    return bound
+
+
 def _run(language: str, code: str, units: list[Unit]) -> Execution:
+    outcome, marker = _sandboxed(language, code, units)
+    return _verdict(outcome, units, marker)
+
+
+def _sandboxed(language: str, code: str, units: list[Unit], alone: bool = False) -> tuple[sandbox.Outcome, str]:
+    """One sandboxed run of the answer's code and ``units``, and the marker of its reports."""
     chain = toolchain(language)
     marker = secrets.token_hex(8)
     files = _program(language, code, units, marker)
-    argv = [*chain.run, marker, str(UNIT_SECONDS)]
+    argv = [*chain.run, marker, str(UNIT_SECONDS), *(["alone"] if alone else [])]
     limits = _scaled(chain.limits, units)
     if chain.compile:
         # Build and run in one sandbox (the build's output lives in its throwaway directory); a
@@ -310,8 +403,7 @@ def _run(language: str, code: str, units: list[Unit]) -> Execution:
             f"echo {shlex.quote(marker + ' ' + failed)}; exit 0; }}; exec {shlex.join(argv)}"
         )
         argv, limits = ["/bin/sh", "-c", script], _scaled(BUILD_LIMITS, units)
-    outcome = sandbox.run(argv, files, limits, chain.binds)
-    return _verdict(outcome, units, marker)
+    return sandbox.run(argv, files, limits, chain.binds), marker
 
 
 COMPILE_ERROR = "does not compile"
@@ -332,7 +424,8 @@ def _first_error(stderr: str) -> str:
     return (lines[0] if lines else stderr.strip().splitlines()[-1] if stderr.strip() else "no output")[:300]
 
 
-def _verdict(outcome: sandbox.Outcome, units: list[Unit], marker: str) -> Execution:
+def _reports(outcome: sandbox.Outcome, marker: str) -> dict[int, dict]:
+    """The harness's first report per unit in the run's output."""
     results: dict[int, dict] = {}
     prefix = marker + " "
     for line in outcome.stdout.splitlines():
@@ -342,6 +435,11 @@ def _verdict(outcome: sandbox.Outcome, units: list[Unit], marker: str) -> Execut
                 results.setdefault(int(report["unit"]), report)
             except (ValueError, KeyError, TypeError):
                 continue
+    return results
+
+
+def _verdict(outcome: sandbox.Outcome, units: list[Unit], marker: str) -> Execution:
+    results = _reports(outcome, marker)
     total = _counted(units)
     answer = results.get(-1)
     if answer is None:
