@@ -7,6 +7,7 @@ from qaq_assets.definitions import build_definitions
 from qaq_assets.defs.partitions import SHARDS
 from qaq_assets.lib.settings import Settings
 from qaq_assets.lib.store.tables import (
+    ALL_TABLES,
     CURATED_SUBSET,
     CURATION_RUNS,
     QAQ_SCORES,
@@ -34,12 +35,24 @@ def test_definitions_load_with_lineage():
         key.to_user_string(): {p.to_user_string() for p in asset_graph.get(key).parent_keys}
         for key in asset_graph.get_all_asset_keys()
     }
+    # Every table of the lake, with what each is computed from (the data flow a user inspects).
     assert parents == {
         "raw_samples": set(),
+        "quarantine": set(),
+        "sample_features": set(),
+        "shard_sources": set(),
         "token_logprobs": {"raw_samples"},
+        "score_cache": {"raw_samples"},
         "qaq_scores": {"token_logprobs"},
-        "curated_subset": {"qaq_scores"},
+        "curated_subset": {"qaq_scores", "raw_samples", "sample_features"},
+        "curation_runs": {"qaq_scores", "raw_samples", "sample_features"},
     }
+    assert set(parents) == {table.name for table in ALL_TABLES}
+    # One step writes each stage's tables; the UI lists each table's columns.
+    for table in ALL_TABLES:
+        node = asset_graph.get(dg.AssetKey(table.name))
+        columns = node.metadata["dagster/column_schema"].columns
+        assert [column.name for column in columns] == table.schema.names()
     assert asset_graph.get(dg.AssetKey("token_logprobs")).partitions_def.get_partitions_def_for_dimension(
         "model"
     ).get_partition_keys() == ["tiny", "weak"]

@@ -13,11 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from qaq_assets.lib.store.tables import ALL_TABLES
 from qaq_assets_tests.helpers import CODE_PAIRS, REPO, TINY, graphql
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 ARTIFACTS = REPO / "artifacts" / "ui"
-ASSETS = ("raw_samples", "token_logprobs", "qaq_scores", "curated_subset")
+# What curated_subset is computed from, as its upstream lineage view shows it.
+UPSTREAM = ("raw_samples", "sample_features", "token_logprobs", "qaq_scores", "curated_subset")
 
 pytestmark = [
     pytest.mark.slow,
@@ -93,7 +95,8 @@ def ui(tmp_path, make_shard):
             120,
             "the Dagster webserver",
         )
-        wait_for(lambda: len(graphql(port, "{ assetNodes { id } }")["assetNodes"]) == 4, 120, "the code location")
+        tables = len(ALL_TABLES)  # every table of the lake is an asset
+        wait_for(lambda: len(graphql(port, "{ assetNodes { id } }")["assetNodes"]) == tables, 120, "the code location")
         yield port
     finally:
         # qaq ui stops the whole of dagster dev (webserver, daemon, code servers) on SIGTERM.
@@ -169,23 +172,25 @@ def test_ui_shows_the_graph_and_materializes_from_a_click(ui, browser):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     port = ui
     browser.get(f"http://127.0.0.1:{port}/assets/curated_subset?view=lineage&lineageScope=upstream&lineageDepth=5")
-    wait_for(lambda: all(name in browser.page_source for name in ASSETS), 60, "the four assets in the lineage view")
+    wait_for(lambda: all(name in browser.page_source for name in UPSTREAM), 60, "the upstream assets in the lineage")
     time.sleep(3)  # the dialog, where enabled, opens once the page has rendered
     assert not community_dialog_shown(browser), "deploy/dagster.yaml turns Dagster's first-visit dialog off"
     browser.save_screenshot(str(ARTIFACTS / "lineage.png"))
     lineage = graphql(port, "{ assetNodes { assetKey { path } dependencyKeys { path } } }")["assetNodes"]
-    parents = {n["assetKey"]["path"][0]: [d["path"][0] for d in n["dependencyKeys"]] for n in lineage}
-    assert parents == {
-        "raw_samples": [],
-        "token_logprobs": ["raw_samples"],
-        "qaq_scores": ["token_logprobs"],
-        "curated_subset": ["qaq_scores"],
-    }
+    parents = {n["assetKey"]["path"][0]: {d["path"][0] for d in n["dependencyKeys"]} for n in lineage}
+    assert parents["token_logprobs"] == {"raw_samples"} and parents["qaq_scores"] == {"token_logprobs"}
+    assert parents["curated_subset"] == {"qaq_scores", "raw_samples", "sample_features"}
+    assert parents["sample_features"] == parents["quarantine"] == set()
 
     runs_query = "{ runsOrError { ... on Runs { results { runId status jobName } } } }"
     runs_before = len(graphql(port, runs_query)["runsOrError"]["results"])
     browser.get(f"http://127.0.0.1:{port}/assets/curated_subset")
     click_button(browser, "Materialize")
+    # One step writes the version and its lineage row: Dagster says so before it runs.
+    wait_for(lambda: "Additional assets will be materialized" in browser.page_source, 60, "the multi-asset dialog")
+    assert "curation_runs" in browser.find_element(By.TAG_NAME, "body").text
+    browser.save_screenshot(str(ARTIFACTS / "materialize_dialog.png"))
+    click_button(browser, "Confirm")
 
     def newest_finished_run():
         results = graphql(port, runs_query)["runsOrError"]["results"]

@@ -4,6 +4,9 @@ import dagster as dg
 
 from qaq_assets.defs.partitions import shard_partitions
 
-ingest_job = dg.define_asset_job("ingest_job", selection=["raw_samples"], partitions_def=shard_partitions)
-scoring_job = dg.define_asset_job("scoring_job", selection=["token_logprobs", "qaq_scores"])
-curation_job = dg.define_asset_job("curation_job", selection=["curated_subset"])
+# Each stage's group: the tables its steps write together.
+ingest_job = dg.define_asset_job(
+    "ingest_job", selection=dg.AssetSelection.groups("ingest"), partitions_def=shard_partitions
+)
+scoring_job = dg.define_asset_job("scoring_job", selection=dg.AssetSelection.groups("scoring"))
+curation_job = dg.define_asset_job("curation_job", selection=dg.AssetSelection.groups("selection"))

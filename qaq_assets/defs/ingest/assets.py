@@ -1,7 +1,9 @@
-"""Ingest stage: one shard file -> its rows in raw_samples, quarantine and sample_features."""
+"""Ingest stage: shard files -> their rows in raw_samples, quarantine and sample_features, and
+what was read in shard_sources (one step writes the four tables)."""
 
 import os
 import time
+from collections.abc import Iterator
 
 import dagster as dg
 import polars as pl
@@ -9,6 +11,7 @@ import polars as pl
 from qaq_assets.defs.config import config_class
 from qaq_assets.defs.partitions import shard_partitions
 from qaq_assets.defs.resources import LakeResource
+from qaq_assets.defs.tables import table_spec
 from qaq_assets.lib.ingest.config import IngestConfig
 from qaq_assets.lib.ingest.decontamination import benchmark_files, refuse_files_outside
 from qaq_assets.lib.ingest.registry import source_paths
@@ -16,7 +19,7 @@ from qaq_assets.lib.ingest.shard_ingest import Ingested, ingest_shards
 from qaq_assets.lib.reports.summary import markdown_counts
 from qaq_assets.lib.setting_fields import values_of
 from qaq_assets.lib.settings import INGEST, Settings
-from qaq_assets.lib.store.tables import RAW_SAMPLES
+from qaq_assets.lib.store.tables import QUARANTINE, RAW_SAMPLES, SAMPLE_FEATURES, SHARD_SOURCES
 
 RAW_CHECK = "schema_rows_reconcile_and_unique"
 
@@ -30,18 +33,37 @@ def build_raw_samples(defaults: Settings | None = None) -> dg.AssetsDefinition:
     RawSamplesConfig = config_class("IngestConfig", _IngestConfig, INGEST, defaults=defaults)
     readable = benchmark_directories(defaults or Settings())
 
-    @dg.asset(
+    @dg.multi_asset(
+        name="raw_samples",
+        specs=[
+            table_spec(
+                RAW_SAMPLES,
+                "Samples of landed shard files, normalised; bad rows go to quarantine.",
+                group_name="ingest",
+            ),
+            table_spec(
+                QUARANTINE, "Rows of landed files that are not samples, each with its reason.", group_name="ingest"
+            ),
+            table_spec(
+                SAMPLE_FEATURES,
+                "Per sample, computed at ingest: text hashes, the code's status and language, the signature check, "
+                "the execution verdict, MinHash band keys and any benchmark overlap.",
+                group_name="ingest",
+            ),
+            table_spec(
+                SHARD_SOURCES,
+                "Each shard's source file and what its last ingest read (a changed file is read again).",
+                group_name="ingest",
+            ),
+        ],
         partitions_def=shard_partitions,
         # Many small files: one run ingests a range of shards, one commit per table.
         backfill_policy=dg.BackfillPolicy.single_run(),
-        group_name="ingest",
-        kinds={"polars", "deltalake"},
         check_specs=[dg.AssetCheckSpec(RAW_CHECK, asset="raw_samples", blocking=True)],
-        description="Samples of landed shard files, normalised; bad rows go to the quarantine table.",
     )
     def raw_samples(
         context: dg.AssetExecutionContext, config: RawSamplesConfig, lake: LakeResource
-    ) -> dg.MaterializeResult:
+    ) -> Iterator[dg.MaterializeResult]:
         started = time.perf_counter()
         refuse_files_outside(config.decontaminate, readable)
         shards = context.partition_keys
@@ -64,7 +86,7 @@ def build_raw_samples(defaults: Settings | None = None) -> dg.AssetsDefinition:
                     f"{read.quarantine.height} of {read.rows_read} rows of {paths[shard]} quarantined: "
                     f"{read.quarantine.group_by('reason').len().rows()}"
                 )
-        return _materialized(store, ingested, paths, time.perf_counter() - started)
+        yield from _materialized(store, ingested, paths, time.perf_counter() - started)
 
     return raw_samples
 
@@ -92,7 +114,7 @@ def shard_failures(failures: dict) -> dg.Failure:
     )
 
 
-def _materialized(store, ingested: Ingested, paths: dict, seconds: float) -> dg.MaterializeResult:
+def _materialized(store, ingested: Ingested, paths: dict, seconds: float) -> Iterator[dg.MaterializeResult]:
     reads = ingested.reads
     samples = pl.concat([read.samples for read in reads.values()])
     quarantined = pl.concat([read.quarantine for read in reads.values()])
@@ -123,11 +145,13 @@ def _materialized(store, ingested: Ingested, paths: dict, seconds: float) -> dg.
         metadata["source_file"] = str(next(iter(paths.values())))
     if quarantined.height:
         metadata["quarantine_reasons"] = dg.MetadataValue.md(markdown_counts(quarantined, "reason"))
-    return dg.MaterializeResult(
+    yield dg.MaterializeResult(
+        asset_key=RAW_SAMPLES.name,
         metadata=metadata,
         check_results=[
             dg.AssetCheckResult(
                 check_name=RAW_CHECK,
+                asset_key=RAW_SAMPLES.name,
                 passed=reconciles and unique and not missing,
                 metadata={
                     "rows_read": rows_read,
@@ -138,3 +162,9 @@ def _materialized(store, ingested: Ingested, paths: dict, seconds: float) -> dg.
             )
         ],
     )
+    # The other tables this step wrote, for the same shards.
+    written_rows = [(QUARANTINE, quarantined.height), (SAMPLE_FEATURES, samples.height), (SHARD_SOURCES, len(reads))]
+    for table, rows in written_rows:
+        yield dg.MaterializeResult(
+            asset_key=table.name, metadata={"dagster/row_count": rows, "table_uri": store.uri(table)}
+        )

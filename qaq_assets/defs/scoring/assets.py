@@ -1,16 +1,19 @@
-"""Scoring stage: token log-probs per shard x model, then per-sample QAQ scores."""
+"""Scoring stage: token log-probs per shard x model (and the score cache they fill), then
+per-sample QAQ scores."""
 
 import math
 import time
+from collections.abc import Iterator
 
 import dagster as dg
 import polars as pl
 
 from qaq_assets.defs.partitions import shard_model_partitions, shards_by_model
 from qaq_assets.defs.resources import LakeResource, ProgressResource, ScoringModelsResource
+from qaq_assets.defs.tables import table_metadata, table_spec
 from qaq_assets.lib.scoring.metrics import distribution_summary
 from qaq_assets.lib.scoring.shard_scoring import ScoringProgress, score_partition, write_qaq_scores
-from qaq_assets.lib.store.tables import QAQ_SCORES, TOKEN_LOGPROBS
+from qaq_assets.lib.store.tables import QAQ_SCORES, SCORE_CACHE, TOKEN_LOGPROBS
 
 LOGPROBS_CHECK = "schema_and_one_row_per_sample"
 SCORES_CHECK = "schema_scores_finite_and_unique"
@@ -51,25 +54,34 @@ def _progress_logger(
 def build_scoring_assets(model_keys: list[str], op_tags: dict | None = None) -> list[dg.AssetsDefinition]:
     partitions = shard_model_partitions(model_keys)
 
-    @dg.asset(
+    scored = {"group_name": "scoring", "deps": ["raw_samples"], "automation_condition": dg.AutomationCondition.eager()}
+
+    @dg.multi_asset(
+        name="token_logprobs",
+        specs=[
+            table_spec(
+                TOKEN_LOGPROBS,
+                "Per-token log-probs of the query and answer spans in both orders ([Q;A] and [A;Q]) for shards "
+                "and a model, from two forward passes per sample. Samples already in score_cache are reused.",
+                **scored,
+            ),
+            table_spec(
+                SCORE_CACHE,
+                "Every scored (model, template, query, answer) once, content-addressed: a sample seen again in any "
+                "shard is never rescored, and a killed run resumes from its last commit.",
+                **scored,
+            ),
+        ],
         partitions_def=partitions,
-        deps=["raw_samples"],
         # Many small shards: one run scores a range of them, one commit per table.
         backfill_policy=dg.BackfillPolicy.single_run(),
-        group_name="scoring",
-        kinds={"pytorch", "deltalake"},
         pool="gpu",
         op_tags=op_tags or None,
-        automation_condition=dg.AutomationCondition.eager(),
         check_specs=[dg.AssetCheckSpec(LOGPROBS_CHECK, asset="token_logprobs", blocking=True)],
-        description=(
-            "Per-token log-probs of the query and answer spans in both orders ([Q;A] and [A;Q]) for shards "
-            "and a model, from two forward passes per sample. Samples already in score_cache are reused."
-        ),
     )
     def token_logprobs(
         context: dg.AssetExecutionContext, lake: LakeResource, models: ScoringModelsResource, progress: ProgressResource
-    ) -> dg.MaterializeResult:
+    ) -> Iterator[dg.MaterializeResult]:
         store = lake.lake()
         results = []
         for model_key, shards in shards_by_model(context).items():
@@ -89,16 +101,17 @@ def build_scoring_assets(model_keys: list[str], op_tags: dict | None = None) -> 
             finally:
                 backend.close()
             results.append((model_key, shards, backend.identity, result, version, forward))
-        return _logprobs_materialized(store, models.config.backend, results)
+        yield from _logprobs_materialized(store, models.config.backend, results)
 
     @dg.asset(
         partitions_def=partitions,
-        deps=[token_logprobs],
+        deps=[TOKEN_LOGPROBS.name],
         backfill_policy=dg.BackfillPolicy.single_run(),
         group_name="scoring",
         kinds={"polars", "deltalake"},
         automation_condition=dg.AutomationCondition.eager(),
         check_specs=[dg.AssetCheckSpec(SCORES_CHECK, asset="qaq_scores", blocking=True)],
+        metadata=table_metadata(QAQ_SCORES),
         description="Mean NLLs, RMI (nats/token) and IFD (loss and perplexity ratios) per sample, shard and model.",
     )
     def qaq_scores(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
@@ -143,7 +156,7 @@ def _by_replica(scorings: list) -> dict[str, int]:
     return merged
 
 
-def _logprobs_materialized(store, backend_name: str, results: list) -> dg.MaterializeResult:
+def _logprobs_materialized(store, backend_name: str, results: list) -> Iterator[dg.MaterializeResult]:
     """token_logprobs' metadata and check over every (model, shards) scored in the run."""
     frames, checks = [], []
     for model_key, shards, _, result, version, _ in results:
@@ -167,7 +180,8 @@ def _logprobs_materialized(store, backend_name: str, results: list) -> dg.Materi
     seconds = sum(result.seconds for result in scorings)
     padding = total("padding_tokens") / max(total("padding_tokens") + total("real_tokens"), 1)
     missing = store.missing_columns(TOKEN_LOGPROBS)
-    return dg.MaterializeResult(
+    yield dg.MaterializeResult(
+        asset_key=TOKEN_LOGPROBS.name,
         metadata={
             "dagster/row_count": frame.height,
             "samples": total("samples_total"),
@@ -191,8 +205,13 @@ def _logprobs_materialized(store, backend_name: str, results: list) -> dg.Materi
         check_results=[
             dg.AssetCheckResult(
                 check_name=LOGPROBS_CHECK,
+                asset_key=TOKEN_LOGPROBS.name,
                 passed=all(checks) and not missing,
                 metadata={"rows": frame.height, "distinct_samples": total("samples_total"), "missing_columns": missing},
             )
         ],
+    )
+    yield dg.MaterializeResult(
+        asset_key=SCORE_CACHE.name,
+        metadata={"samples_added": total("samples_scored"), "table_uri": store.uri(SCORE_CACHE)},
     )

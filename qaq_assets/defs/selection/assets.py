@@ -1,12 +1,15 @@
-"""Selection stage: the curated subset over every scored shard, one Delta version per run."""
+"""Selection stage: the curated subset over every scored shard, one Delta version per run, and
+its lineage row in curation_runs."""
 
 import time
+from collections.abc import Iterator
 
 import dagster as dg
 import polars as pl
 
 from qaq_assets.defs.config import config_class
 from qaq_assets.defs.resources import LakeResource, ScoringModelsResource
+from qaq_assets.defs.tables import table_spec
 from qaq_assets.lib.reports.explain import examples, markdown_fragment
 from qaq_assets.lib.reports.plots import curation_png, markdown_image
 from qaq_assets.lib.reports.resolve import previous_version
@@ -18,7 +21,7 @@ from qaq_assets.lib.selection.config import SelectionConfig
 from qaq_assets.lib.selection.curation import CurationError, candidates_of, curation_warnings, publish
 from qaq_assets.lib.selection.rules import KEEP
 from qaq_assets.lib.settings import SELECTION, Settings
-from qaq_assets.lib.store.tables import CURATED_SUBSET, CURATION_RUNS
+from qaq_assets.lib.store.tables import CURATED_SUBSET, CURATION_RUNS, QAQ_SCORES, RAW_SAMPLES, SAMPLE_FEATURES
 
 CURATED_CHECK = "schema_decisions_valid_and_budget_met"
 COUNTS_CHECK = "lineage_counts_add_up"
@@ -32,8 +35,13 @@ class _CurationConfig(dg.Config):
 
 
 # Re-curate when any shard's scores change, without waiting for shards that are not
-# scored yet (plain eager() would wait forever on a missing dynamic partition).
-CURATE_WHEN_SCORES_CHANGE = dg.AutomationCondition.eager().without(~dg.AutomationCondition.any_deps_missing())
+# scored yet (plain eager() would wait forever on a missing dynamic partition). A new ingest
+# alone is no reason: its samples have no scores yet (their scoring follows, and triggers this).
+CURATE_WHEN_SCORES_CHANGE = (
+    dg.AutomationCondition.eager()
+    .without(~dg.AutomationCondition.any_deps_missing())
+    .ignore(dg.AssetSelection.assets(RAW_SAMPLES.name, SAMPLE_FEATURES.name))
+)
 
 
 def _explained(store, version: int, models: ScoringModelsResource, context) -> str:
@@ -66,6 +74,7 @@ def _check_results(
     return [
         dg.AssetCheckResult(
             check_name=CURATED_CHECK,
+            asset_key=CURATED_SUBSET.name,
             # Diff's fill rule and exact quotas both hit the rounded budget exactly.
             passed=checked.passed and not missing,
             metadata={
@@ -77,6 +86,7 @@ def _check_results(
         ),
         dg.AssetCheckResult(
             check_name=COUNTS_CHECK,
+            asset_key=CURATED_SUBSET.name,
             # The lineage row's counts describe exactly the rows this version holds.
             passed=counts_ok,
             metadata={
@@ -92,25 +102,40 @@ def build_curated_subset(defaults: Settings | None = None) -> dg.AssetsDefinitio
     """curated_subset, its run config defaulting to ``defaults``' selection settings."""
     CurationConfig = config_class("CurationConfig", _CurationConfig, SELECTION, defaults=defaults)
 
-    @dg.asset(
-        deps=["qaq_scores"],
-        group_name="selection",
-        kinds={"polars", "deltalake"},
-        automation_condition=CURATE_WHEN_SCORES_CHANGE,
-        check_specs=[
-            dg.AssetCheckSpec(CURATED_CHECK, asset="curated_subset", blocking=True),
-            dg.AssetCheckSpec(COUNTS_CHECK, asset="curated_subset", blocking=True),
+    # Both tables come from one reading of the scores, the samples' ids and labels and their features.
+    curated = {
+        "group_name": "selection",
+        "automation_condition": CURATE_WHEN_SCORES_CHANGE,
+        "deps": [QAQ_SCORES.name, RAW_SAMPLES.name, SAMPLE_FEATURES.name],
+    }
+
+    @dg.multi_asset(
+        name="curated_subset",
+        specs=[
+            table_spec(
+                CURATED_SUBSET,
+                "Every ingested sample with a keep/drop decision and its reason, after exact and near-duplicate "
+                "removal. Strategies: rmi-band+checks (default with one model: execution, completeness, code and "
+                "signature checks, then the paper's RMI band), rmi-band (the paper's rule), diff (strong/weak, default "
+                "with two), rmi-band+code, ppl+checks, and the ifd, ppl and random baselines. Each run is a new Delta "
+                "version, recorded in curation_runs.",
+                **curated,
+            ),
+            table_spec(
+                CURATION_RUNS,
+                "The lineage of each curated version: its settings, the input tables' versions, the shards and "
+                "models, the counts per decision and reason (qaq lineage).",
+                **curated,
+            ),
         ],
-        description=(
-            "Every ingested sample with a keep/drop decision and its reason, after exact and near-duplicate removal. "
-            "Strategies: rmi-band+checks (default with one model: completeness, code and signature checks, then the "
-            "paper's RMI band), rmi-band (the paper's rule), diff (strong/weak, default with two), rmi-band+code, and "
-            "the ifd, ppl and random baselines. Each run is a new Delta version, recorded in curation_runs."
-        ),
+        check_specs=[
+            dg.AssetCheckSpec(CURATED_CHECK, asset=CURATED_SUBSET.name, blocking=True),
+            dg.AssetCheckSpec(COUNTS_CHECK, asset=CURATED_SUBSET.name, blocking=True),
+        ],
     )
     def curated_subset(
         context: dg.AssetExecutionContext, config: CurationConfig, lake: LakeResource, models: ScoringModelsResource
-    ) -> dg.MaterializeResult:
+    ) -> Iterator[dg.MaterializeResult]:
         started = time.perf_counter()
         store = lake.lake()
         selection = config.selection()
@@ -132,7 +157,8 @@ def build_curated_subset(defaults: Settings | None = None) -> dg.AssetsDefinitio
             context.log.warning(warning)
         kept = frame.filter(pl.col("decision") == KEEP)
         candidates = candidates_of(frame)
-        return dg.MaterializeResult(
+        yield dg.MaterializeResult(
+            asset_key=CURATED_SUBSET.name,
             metadata={
                 "dagster/row_count": frame.height,
                 "kept": kept.height,
@@ -157,6 +183,14 @@ def build_curated_subset(defaults: Settings | None = None) -> dg.AssetsDefinitio
                 "seconds": round(time.perf_counter() - started, 2),
             },
             check_results=_check_results(store, frame, selection, curation.curation_id, previous),
+        )
+        yield dg.MaterializeResult(
+            asset_key=CURATION_RUNS.name,
+            metadata={
+                "curation_id": curation.curation_id,
+                "curated_version": version,
+                "table_uri": store.uri(CURATION_RUNS),
+            },
         )
 
     return curated_subset

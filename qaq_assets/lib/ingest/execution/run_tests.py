@@ -11,9 +11,9 @@ A record with neither is ``not_run`` at the cost of two substring tests, unless 
 alone (:func:`run_alone`, off by default): its code and the example usage it shows, where an
 error of the code's own making (``raised``) is evidence of a bug and anything else (``ran``) is
 not. The verdict per unit (an assert, a test function, a doctest example) gives
-``passed``/``total``; ``status`` is ``passed`` (every unit), ``failed`` (some unit failed: ``detail`` names the first and why),
-``error`` (the answer's code itself raised or does not compile), ``timeout`` or ``not_run``
-(with why: no tests, no toolchain, no sandbox).
+``passed``/``total``; ``status`` is ``passed`` (every unit), ``failed`` (some unit failed:
+``detail`` names the first and why), ``error`` (the answer's code itself raised or does not
+compile), ``timeout`` or ``not_run`` (with why: no tests, no toolchain, no sandbox).
 """
 
 from __future__ import annotations
