@@ -31,6 +31,8 @@ for untested in (False, True, False, True):
     f = sample_features(samples, execute=True, run_untested=untested)
     dt = time.perf_counter() - t0
     ran = f.filter(pl.col("exec_status").is_in(["ran", "raised"])).height
+    rate, per_run = len(rows) / dt, dt / max(ran, 1) * 1000
     print(
-        f"run_untested={untested}: {len(rows)} samples in {dt:.1f} s ({len(rows) / dt:.0f} samples/s); answers run alone: {ran}; per answer run {dt / max(ran, 1) * 1000:.0f} ms wall over 2 threads"
+        f"run_untested={untested}: {len(rows)} samples in {dt:.1f} s ({rate:.0f} samples/s); "
+        f"answers run alone: {ran}; per answer run {per_run:.0f} ms wall over 2 threads"
     )

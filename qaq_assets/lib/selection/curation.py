@@ -135,9 +135,12 @@ def _split_near_duplicates(
     (compared in (shard, row) order, on the band keys and signatures stored at ingest)."""
     ordered = canonical.sort("shard", "row_index").with_columns(position=pl.int_range(pl.len()))
     twins = near_duplicate_twins(ordered.select("position", "band_keys"), signatures_of(ordered), threshold)
-    keys = ordered["canonical"].to_list()
-    twin_of = pl.Series("twin", [keys[twins[i]] if i in twins else None for i in range(ordered.height)], pl.String)
-    ordered = ordered.with_columns(twin_of).drop("position", "band_keys")
+    # Each row's twin as a position (null: none), then its key: no per-row Python object.
+    twin_positions = np.full(ordered.height, -1, dtype=np.int64)
+    if twins:
+        twin_positions[np.fromiter(twins.keys(), np.int64)] = np.fromiter(twins.values(), np.int64)
+    twin_at = pl.Series(twin_positions).replace(-1, None)
+    ordered = ordered.with_columns(twin=ordered["canonical"].gather(twin_at)).drop("position", "band_keys")
     near = ordered.filter(pl.col("twin").is_not_null()).with_columns(
         decision=pl.lit(DROP),
         reason_code=pl.lit(ReasonCode.NEAR_DUPLICATE.value),
@@ -174,6 +177,10 @@ def _select_or_null(scan: pl.LazyFrame, names: tuple[str, ...], schema: pl.Schem
     return scan.select(pl.col(name) if name in present else pl.lit(None, schema[name]).alias(name) for name in names)
 
 
+# Shards whose signatures one read of near-duplicate detection holds (see _Features.signatures_of).
+SIGNATURE_READ_SHARDS = 16
+
+
 class _Features:
     """``sample_features`` of the curated shards as of one version: code status and band keys for
     every row, signatures on demand. Shards ingested before features were stored (an older
@@ -199,14 +206,25 @@ class _Features:
         """``signatures_of(positions)`` over ``ordered`` (rows at ``position``), read from the lake."""
 
         def read(positions: list[int]) -> np.ndarray:
+            if not positions:
+                return signature_array([])
             wanted = ordered.select("shard", "row_index").with_row_index("order")[positions]
-            stored = (
-                self.lake.scan(SAMPLE_FEATURES, self.version)
-                .filter(pl.col("shard").is_in(wanted["shard"].unique().implode()))
-                .select("shard", "row_index", "minhash")
-                .join(wanted.lazy(), on=["shard", "row_index"], how="inner")
-                .collect()
-            )
+            # A few shards at a time, each read for its wanted rows only: the signatures of every
+            # row of every shard (512 bytes each) never sit in memory at once.
+            scan = self.lake.scan(SAMPLE_FEATURES, self.version).select("shard", "row_index", "minhash")
+            shards = wanted["shard"].unique().sort()
+            parts = []
+            for offset in range(0, shards.len(), SIGNATURE_READ_SHARDS):
+                group = wanted.filter(pl.col("shard").is_in(shards.slice(offset, SIGNATURE_READ_SHARDS).implode()))
+                parts.append(
+                    scan.filter(
+                        pl.col("shard").is_in(group["shard"].unique().implode())
+                        & pl.col("row_index").is_in(group["row_index"].unique().implode())
+                    )
+                    .join(group.lazy(), on=["shard", "row_index"], how="inner")
+                    .collect()
+                )
+            stored = pl.concat(parts)
             if self.computed.height:
                 computed = self.computed.select("shard", "row_index", "minhash").join(wanted, on=["shard", "row_index"])
                 stored = pl.concat([stored, computed.select(stored.columns)])
@@ -233,7 +251,7 @@ class PartialCorpusError(CurationError):
 def _unscored(raw: pl.DataFrame, scores: pl.DataFrame, model_keys: list[str]) -> dict[str, list[str]]:
     """Shards with a sample that a model has not scored (a new model, a shard re-ingested since
     it was scored), and which models, in ``model_keys``' order."""
-    samples = raw.select("shard", "sample_id").unique()
+    samples = raw.select("shard", "sample_id")  # a repeated sample needs no unique(): only shards are asked
     missing: dict[str, list[str]] = {}
     for key in model_keys:
         scored = scores.filter(pl.col("model_key") == key).select("shard", "sample_id")
@@ -280,7 +298,8 @@ def prepare(lake: Lake, model_keys: list[str], config: SelectionConfig, shards: 
     unscored = _unscored(raw, scores, model_keys)
     if unscored and not config.allow_partial:
         raise PartialCorpusError(unscored)
-    models = _model_identities(scores_scan.select(*IDENTITY_COLUMNS).unique().collect(), model_keys)
+    # Streamed: the identity columns of every score row are long strings, and only a few differ.
+    models = _model_identities(scores_scan.select(*IDENTITY_COLUMNS).unique().collect(engine="streaming"), model_keys)
     complete = sorted(set(raw["shard"].unique()) - set(unscored))
     pending = sorted(unscored)
     raw = _mark_duplicates(raw.filter(pl.col("shard").is_in(complete)))
