@@ -12,6 +12,8 @@ The marker is given on the command line so an answer's prints are not read as re
 answer that means to can still forge them: the sandbox keeps the host safe, not the verdict).
 """
 
+import __future__
+
 import contextlib
 import doctest
 import io
@@ -89,7 +91,7 @@ def main():
     with open("units.json", encoding="utf-8") as handle:
         units = json.load(handle)
     alone = sys.argv[3:] == ["alone"]
-    flags = __import__("__future__").annotations.compiler_flag if alone else 0
+    flags = __future__.annotations.compiler_flag if alone else 0
     signal.alarm(unit_seconds)
     try:
         with contextlib.redirect_stdout(io.StringIO()):
