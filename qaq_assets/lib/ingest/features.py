@@ -162,13 +162,16 @@ FEATURE_INPUTS = ("shard", "row_index", "sample_id", "instruction", "response", 
 _OFF = Execution(NOT_RUN, "execution off (--no-execute)")
 
 
-def _execution(instruction: str, response: str, tests: str | None, code: CodeCheck, alone: bool) -> Execution:
-    """The answer of a record that carries tests (or examples) run against them, or (``alone``)
-    its code run on its own."""
+def _execution(instruction: str, response: str, tests: str | None, code: CodeCheck, may_run_alone: bool) -> Execution:
+    """The answer run against its record's tests or its instruction's examples; where it has
+    none and ``may_run_alone``, its code run on its own."""
     try:
-        if alone:
-            return run_alone(response, code.language)
-        return run_tests(instruction, response, tests, code.language or code.requested)
+        result = NO_TESTS
+        if tests or has_examples(instruction):
+            result = run_tests(instruction, response, tests, code.language or code.requested)
+        if result == NO_TESTS and may_run_alone:
+            result = run_alone(response, code.language)
+        return result
     except Exception as error:  # noqa: BLE001 - one sample's failure to run is its status, never the ingest's
         return Execution(NOT_RUN, f"the run itself failed: {one_line(error)}")
 
@@ -186,25 +189,20 @@ def _executions(
     otherwise. The runs wait on sandboxed processes, not on this one: they overlap in threads,
     as many as the cores this process may use."""
     jobs = list(zip(instructions, responses, tests, codes, strict=True))
-    tested = [index for index, (q, _, t, _) in enumerate(jobs) if t or has_examples(q)]
+    tested = {index for index, (q, _, t, _) in enumerate(jobs) if t or has_examples(q)}
     results = [NO_TESTS] * len(jobs)
     if not execute:
         for index in tested:
             results[index] = _OFF
         return results
-    alone = set()
-    if run_untested:
-        tested_set = set(tested)
-        alone = {
-            index
-            for index, code in enumerate(codes)
-            if index not in tested_set and code.status == VALID and code.language in RUN_ALONE
-        }
-    runnable = sorted(alone.union(tested))
+    # An instruction that merely says "assert" shows no examples: its answer may still run alone.
+    alone = {i for i, code in enumerate(codes) if code.status == VALID and code.language in RUN_ALONE}
+    alone = alone if run_untested else set()
+    runnable = sorted(tested | alone)
     if not runnable:
         return results
     with ThreadPoolExecutor(max_workers=min(len(os.sched_getaffinity(0)), len(runnable))) as pool:
-        runs = pool.map(lambda i: _execution(*jobs[i], alone=i in alone), runnable)
+        runs = pool.map(lambda i: _execution(*jobs[i], may_run_alone=i in alone), runnable)
         for index, result in zip(runnable, runs, strict=True):
             results[index] = result
     return results

@@ -103,22 +103,24 @@ def test_languages_without_a_harness_that_reports_where_code_raised_are_not_run(
 def test_only_untested_valid_answers_are_run_alone_and_only_when_asked():
     samples = pl.DataFrame(
         {
-            "shard": ["s"] * 3,
-            "row_index": [1, 2, 3],
-            "sample_id": ["a", "b", "c"],
-            "instruction": ["Write `first(xs)`."] * 3,
+            "shard": ["s"] * 4,
+            "row_index": [1, 2, 3, 4],
+            "sample_id": ["a", "b", "c", "d"],
+            "instruction": ["Write `first(xs)`."] * 3 + ["Write `first(xs)`; assert that xs is not empty."],
             "response": [
                 python("def first(xs):\n    return xs[0] + xs\n\nprint(first([1, 2]))\n"),
                 python("def first(xs):\n    return xs[0\n"),  # a syntax error: the code check's
                 python("def first(xs):\n    return xs[0] + xs\n"),
+                # The instruction says "assert" but shows no example: the answer runs alone.
+                python("def first(xs):\n    return xs[0] + xs\n\nprint(first([1, 2]))\n"),
             ],
-            "tests": [None, None, "assert first([1]) == 1"],
+            "tests": [None, None, "assert first([1]) == 1", None],
         }
     )
     off = sample_features(samples, execute=True)
-    assert off["exec_status"].to_list() == ["not_run", "not_run", "failed"]
+    assert off["exec_status"].to_list() == ["not_run", "not_run", "failed", "not_run"]
     on = sample_features(samples, execute=True, run_untested=True)
-    assert on["exec_status"].to_list() == [RAISED, "not_run", "failed"]
+    assert on["exec_status"].to_list() == [RAISED, "not_run", "failed", RAISED]
     assert sample_features(samples, execute=False, run_untested=True)["exec_status"][0] == "not_run"
 
 
