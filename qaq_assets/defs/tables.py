@@ -16,13 +16,7 @@ def table_metadata(table: TableSpec) -> dict:
     return {"dagster/column_schema": column_schema(table), "dagster/table_name": table.name}
 
 
-def table_spec(table: TableSpec, description: str, **spec) -> dg.AssetSpec:
-    """``table`` as an asset (the Delta table of that name in the lake); ``spec``: AssetSpec's
-    other fields (group, deps, automation condition)."""
-    return dg.AssetSpec(
-        table.name,
-        description=description,
-        kinds={"polars", "deltalake"},
-        metadata=table_metadata(table),
-        **spec,
-    )
+def table_spec(table: TableSpec, description: str, kinds=frozenset({"polars", "deltalake"}), **spec) -> dg.AssetSpec:
+    """``table`` as an asset (the Delta table of that name in the lake), written with ``kinds``;
+    ``spec``: AssetSpec's other fields (group, deps, automation condition)."""
+    return dg.AssetSpec(table.name, description=description, kinds=set(kinds), metadata=table_metadata(table), **spec)

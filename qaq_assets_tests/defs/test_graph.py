@@ -53,6 +53,7 @@ def test_definitions_load_with_lineage():
         node = asset_graph.get(dg.AssetKey(table.name))
         columns = node.metadata["dagster/column_schema"].columns
         assert [column.name for column in columns] == table.schema.names()
+    assert asset_graph.get(dg.AssetKey("token_logprobs")).kinds == {"pytorch", "deltalake"}
     assert asset_graph.get(dg.AssetKey("token_logprobs")).partitions_def.get_partitions_def_for_dimension(
         "model"
     ).get_partition_keys() == ["tiny", "weak"]

@@ -33,27 +33,27 @@ def build_raw_samples(defaults: Settings | None = None) -> dg.AssetsDefinition:
     RawSamplesConfig = config_class("IngestConfig", _IngestConfig, INGEST, defaults=defaults)
     readable = benchmark_directories(defaults or Settings())
 
+    ingest = {"group_name": "ingest"}
+
     @dg.multi_asset(
         name="raw_samples",
         specs=[
             table_spec(
                 RAW_SAMPLES,
                 "Samples of landed shard files, normalised; bad rows go to quarantine.",
-                group_name="ingest",
+                **ingest,
             ),
-            table_spec(
-                QUARANTINE, "Rows of landed files that are not samples, each with its reason.", group_name="ingest"
-            ),
+            table_spec(QUARANTINE, "Rows of landed files that are not samples, each with its reason.", **ingest),
             table_spec(
                 SAMPLE_FEATURES,
                 "Per sample, computed at ingest: text hashes, the code's status and language, the signature check, "
                 "the execution verdict, MinHash band keys and any benchmark overlap.",
-                group_name="ingest",
+                **ingest,
             ),
             table_spec(
                 SHARD_SOURCES,
                 "Each shard's source file and what its last ingest read (a changed file is read again).",
-                group_name="ingest",
+                **ingest,
             ),
         ],
         partitions_def=shard_partitions,

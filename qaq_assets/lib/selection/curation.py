@@ -215,12 +215,10 @@ class _Features:
             shards = wanted["shard"].unique().sort()
             parts = []
             for offset in range(0, shards.len(), SIGNATURE_READ_SHARDS):
-                group = wanted.filter(pl.col("shard").is_in(shards.slice(offset, SIGNATURE_READ_SHARDS).implode()))
+                batch = pl.col("shard").is_in(shards.slice(offset, SIGNATURE_READ_SHARDS).implode())
+                group = wanted.filter(batch)
                 parts.append(
-                    scan.filter(
-                        pl.col("shard").is_in(group["shard"].unique().implode())
-                        & pl.col("row_index").is_in(group["row_index"].unique().implode())
-                    )
+                    scan.filter(batch & pl.col("row_index").is_in(group["row_index"].unique().implode()))
                     .join(group.lazy(), on=["shard", "row_index"], how="inner")
                     .collect()
                 )
