@@ -3,7 +3,7 @@
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
-from qaq_assets.defs.config import config_class
+from qaq_assets.defs.config import DeclaredChecks, declared
 from qaq_assets.defs.instance_binding import bind_to_lake
 from qaq_assets.lib.model_specs import ModelSpec
 from qaq_assets.lib.progress import TerminalProgress
@@ -13,7 +13,7 @@ from qaq_assets.lib.scoring.config import ScoringConfig
 from qaq_assets.lib.scoring.engine.models import LoadedModel, tokenizer_of
 from qaq_assets.lib.scoring.shard_scoring import ScoringProgress
 from qaq_assets.lib.setting_fields import values_of
-from qaq_assets.lib.settings import BY_NAME, SCORING
+from qaq_assets.lib.settings import BY_NAME
 from qaq_assets.lib.store.lake import STORAGE_OPTIONS_ENV, Lake, storage_options_from_env
 
 
@@ -35,9 +35,24 @@ class LakeResource(dg.ConfigurableResource):
         return Lake(self.root, storage_options_from_env(self.storage_options_env))
 
 
-class _ScoringModels(dg.ConfigurableResource):
+class ScoringModelsResource(dg.ConfigurableResource, DeclaredChecks):
     """The language models that score samples: strong first, optional weak second. Its fields
     are the fields of ScoringConfig (lib/scoring/config.py), read through :attr:`config`."""
+
+    models: list[str] = declared("models")
+    template: str = declared("template")
+    device: str = declared("device")
+    dtype: str = declared("dtype")
+    forward: str = declared("forward")
+    attention: str = declared("attention")
+    head: str = declared("head")
+    batch_tokens: int = declared("batch_tokens")
+    max_batch_size: int = declared("max_batch_size")
+    max_sequence_tokens: int = declared("max_sequence_tokens")
+    commit_every: int = declared("commit_every")
+    backend: str = declared("backend")
+    ray_address: str = declared("ray_address")
+    ray_replicas: int = declared("ray_replicas")
 
     @property
     def config(self) -> ScoringConfig:
@@ -74,9 +89,6 @@ class _ScoringModels(dg.ConfigurableResource):
             return backend_for(self.config, self.spec(key))
         except UnknownBackend as error:
             raise dg.Failure(str(error)) from None
-
-
-ScoringModelsResource = config_class("ScoringModelsResource", _ScoringModels, SCORING)
 
 
 class ProgressResource(dg.ConfigurableResource):

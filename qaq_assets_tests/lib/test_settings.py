@@ -90,6 +90,29 @@ def test_every_setting_has_its_flag_and_dagster_field_and_readme_row():
     assert resource.default == BY_NAME["batch_tokens"].default and resource.description.startswith("tokens per")
 
 
+def test_the_written_out_dagster_classes_match_their_stage_settings():
+    """Each Dagster config class names its fields in source; their types, defaults and help are
+    the declarations' (a field added to a stage and not to its class, or typed otherwise, fails)."""
+    import typing
+
+    from qaq_assets.defs.ingest.assets import IngestRunConfig
+    from qaq_assets.defs.resources import ScoringModelsResource
+    from qaq_assets.defs.selection.assets import CurationRunConfig
+
+    for config_class, group in (
+        (ScoringModelsResource, SCORING),
+        (CurationRunConfig, SELECTION),
+        (IngestRunConfig, INGEST),
+    ):
+        fields = config_class.model_fields
+        assert list(fields) == [s.name for s in in_group(group)], config_class.__name__
+        for s in in_group(group):
+            field = fields[s.name]
+            assert (typing.get_origin(field.annotation) or field.annotation) is s.kind, s.name
+            assert field.get_default(call_default_factory=True) == s.default, s.name
+            assert field.description.startswith(s.help), s.name
+
+
 def test_the_environment_sets_the_defaults_the_launchpad_shows(monkeypatch):
     from qaq_assets.definitions import build_definitions
 

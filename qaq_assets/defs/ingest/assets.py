@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import dagster as dg
 import polars as pl
 
-from qaq_assets.defs.config import config_class
+from qaq_assets.defs.config import DeclaredChecks, declared, with_defaults
 from qaq_assets.defs.partitions import shard_partitions
 from qaq_assets.defs.resources import LakeResource
 from qaq_assets.defs.tables import table_spec
@@ -18,19 +18,28 @@ from qaq_assets.lib.ingest.registry import source_paths
 from qaq_assets.lib.ingest.shard_ingest import Ingested, ingest_shards
 from qaq_assets.lib.reports.summary import markdown_counts
 from qaq_assets.lib.setting_fields import values_of
-from qaq_assets.lib.settings import INGEST, Settings
+from qaq_assets.lib.settings import Settings
 from qaq_assets.lib.store.tables import QUARANTINE, RAW_SAMPLES, SAMPLE_FEATURES, SHARD_SOURCES
 
 RAW_CHECK = "schema_rows_reconcile_and_unique"
 
 
-class _IngestConfig(dg.Config):
+class IngestRunConfig(dg.Config, DeclaredChecks):
     """Run config of raw_samples: the fields of IngestConfig (lib/ingest/config.py)."""
+
+    label_field: str = declared("label_field")
+    max_record_bytes: int = declared("max_record_bytes")
+    fields: list[str] = declared("fields")
+    decontaminate: list[str] = declared("decontaminate")
+    ingest_workers: int = declared("ingest_workers")
+    execute: bool = declared("execute")
+    run_untested: bool = declared("run_untested")
+    allow_shrink: bool = declared("allow_shrink")
 
 
 def build_raw_samples(defaults: Settings | None = None) -> dg.AssetsDefinition:
     """raw_samples, its run config defaulting to ``defaults``' ingest settings."""
-    RawSamplesConfig = config_class("IngestConfig", _IngestConfig, INGEST, defaults=defaults)
+    RawSamplesConfig = with_defaults(IngestRunConfig, defaults)
     readable = benchmark_directories(defaults or Settings())
 
     ingest = {"group_name": "ingest"}

@@ -13,6 +13,7 @@ from qaq_assets.defs.resources import LakeResource, ProgressResource, ScoringMod
 from qaq_assets.defs.tables import table_metadata, table_spec
 from qaq_assets.lib.scoring.metrics import distribution_summary
 from qaq_assets.lib.scoring.shard_scoring import ScoringProgress, score_partition, write_qaq_scores
+from qaq_assets.lib.store.columns import FINITE_SCORES, SUMMARISED_SCORES
 from qaq_assets.lib.store.tables import QAQ_SCORES, SCORE_CACHE, TOKEN_LOGPROBS
 
 LOGPROBS_CHECK = "schema_and_one_row_per_sample"
@@ -124,9 +125,10 @@ def build_scoring_assets(model_keys: list[str], op_tags: dict | None = None) -> 
             for model_key, shards in shards_by_model(context).items()
         ]
         scores = pl.concat([frame for frame, _ in written])
-        numeric = ["nll_query", "nll_query_given_answer", "nll_answer", "nll_answer_given_query", "rmi", "ifd_loss"]
-        non_finite = sum(int(scores.select((~pl.col(c).is_finite()).fill_null(True).sum()).item()) for c in numeric)
-        summary = distribution_summary(scores, ["rmi", "nll_query", "nll_query_given_answer", "ifd_loss"])
+        non_finite = sum(
+            int(scores.select((~pl.col(c).is_finite()).fill_null(True).sum()).item()) for c in FINITE_SCORES
+        )
+        summary = distribution_summary(scores, list(SUMMARISED_SCORES))
         missing = store.missing_columns(QAQ_SCORES)
         unique = scores.select(pl.struct("model_key", "shard", "sample_id").is_unique().all()).item()
         return dg.MaterializeResult(

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import dagster as dg
 import polars as pl
 
-from qaq_assets.defs.config import config_class
+from qaq_assets.defs.config import DeclaredChecks, declared, with_defaults
 from qaq_assets.defs.resources import LakeResource, ScoringModelsResource
 from qaq_assets.defs.tables import table_spec
 from qaq_assets.lib.reports.explain import examples, markdown_fragment
@@ -20,15 +20,29 @@ from qaq_assets.lib.selection.checks import check_curated, counts_agree
 from qaq_assets.lib.selection.config import SelectionConfig
 from qaq_assets.lib.selection.curation import CurationError, candidates_of, curation_warnings, publish
 from qaq_assets.lib.selection.rules import KEEP
-from qaq_assets.lib.settings import SELECTION, Settings
+from qaq_assets.lib.settings import Settings
+from qaq_assets.lib.store.columns import CURATED_SCORES
 from qaq_assets.lib.store.tables import CURATED_SUBSET, CURATION_RUNS, QAQ_SCORES, RAW_SAMPLES, SAMPLE_FEATURES
 
 CURATED_CHECK = "schema_decisions_valid_and_budget_met"
 COUNTS_CHECK = "lineage_counts_add_up"
 
 
-class _CurationConfig(dg.Config):
+class CurationRunConfig(dg.Config, DeclaredChecks):
     """Run config of curated_subset: the fields of SelectionConfig (lib/selection/config.py)."""
+
+    strategy: str = declared("strategy")
+    budget: float = declared("budget")
+    band_low: float = declared("band_low")
+    band_guard: float = declared("band_guard")
+    completeness_margin: float = declared("completeness_margin")
+    strata: int = declared("strata")
+    diff_threshold: float = declared("diff_threshold")
+    min_stratum_size: int = declared("min_stratum_size")
+    seed: int = declared("seed")
+    near_duplicate_threshold: float = declared("near_duplicate_threshold")
+    allow_partial: bool = declared("allow_partial")
+    decisions: str = declared("decisions")
 
     def selection(self) -> SelectionConfig:
         return SelectionConfig(**self.model_dump())
@@ -100,7 +114,7 @@ def _check_results(
 
 def build_curated_subset(defaults: Settings | None = None) -> dg.AssetsDefinition:
     """curated_subset, its run config defaulting to ``defaults``' selection settings."""
-    CurationConfig = config_class("CurationConfig", _CurationConfig, SELECTION, defaults=defaults)
+    CurationConfig = with_defaults(CurationRunConfig, defaults)
 
     # Both tables come from one reading of the scores, the samples' ids and labels and their features.
     curated = {
@@ -175,9 +189,7 @@ def build_curated_subset(defaults: Settings | None = None) -> dg.AssetsDefinitio
                 "picture": dg.MetadataValue.md(markdown_image(curation_png(frame), "RMI, NLL(Q) and decisions")),
                 "explained_examples": dg.MetadataValue.md(_explained(store, version, models, context)),
                 "changes": dg.MetadataValue.md(_changes(store, version, previous)),
-                "kept_distribution": dg.MetadataValue.json(
-                    distribution_summary(kept, ["rmi", "nll_query", "ifd_loss"])
-                ),
+                "kept_distribution": dg.MetadataValue.json(distribution_summary(kept, list(CURATED_SCORES))),
                 "table_uri": store.uri(CURATED_SUBSET),
                 "delta_version": version,
                 "seconds": round(time.perf_counter() - started, 2),

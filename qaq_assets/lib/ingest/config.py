@@ -7,6 +7,11 @@ from typing import ClassVar
 
 from qaq_assets.lib.setting_fields import INGEST, Bounds, check_fields, setting
 
+# The roles ``--fields`` (and a file's ``.fields`` mapping) can name a record field for.
+FIELD_ROLES = ("instruction", "response", "input", "system", "id", "conversation", "tests")
+# One ``ROLE=FIELD`` item.
+FIELD_ITEM = rf"({'|'.join(FIELD_ROLES)})=[^=,\s]+"
+
 
 @dataclass(frozen=True)
 class IngestConfig:
@@ -19,8 +24,8 @@ class IngestConfig:
     fields: list[str] = setting(
         [],
         "ROLE=FIELD: the record field holding a role, where the usual names do not apply; roles: "
-        "instruction, response, input, system, id, conversation, tests (e.g. instruction=prompt,response=completion)",
-        pattern=r"(instruction|response|input|system|id|conversation|tests)=[^=,\s]+",
+        f"{', '.join(FIELD_ROLES)} (e.g. instruction=prompt,response=completion)",
+        pattern=FIELD_ITEM,
     )
     decontaminate: list[str] = setting(
         ["humaneval"],

@@ -12,10 +12,11 @@ import hashlib
 import re
 from pathlib import Path
 
+from qaq_assets.lib.ingest.config import FIELD_ITEM, FIELD_ROLES
 from qaq_assets.lib.ingest.file_formats import ShardReadError
 
 FOLDER_SIDECAR = ".fields"
-_ITEM = re.compile(r"(instruction|response|input|system|id|conversation|tests)=[^=,\s]+")
+_ITEM = re.compile(FIELD_ITEM)
 
 
 def sidecar_of(path: Path) -> Path | None:
@@ -35,10 +36,7 @@ def fields_for(path: Path, fields: list[str]) -> list[str]:
     items = [item.strip() for item in re.split(r"[,\n]", sidecar.read_text(encoding="utf-8")) if item.strip()]
     bad = [item for item in items if not _ITEM.fullmatch(item)]
     if bad:
-        raise ShardReadError(
-            f"{sidecar}: {bad[0]!r} is not ROLE=FIELD (roles: instruction, response, input, system, id, "
-            "conversation, tests)"
-        )
+        raise ShardReadError(f"{sidecar}: {bad[0]!r} is not ROLE=FIELD (roles: {', '.join(FIELD_ROLES)})")
     own = {item.split("=", 1)[0] for item in items}
     return [item for item in fields if item.split("=", 1)[0] not in own] + items
 

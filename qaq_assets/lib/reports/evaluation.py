@@ -19,14 +19,9 @@ from qaq_assets.lib.selection.config import DIFF, STRATEGIES, SelectionConfig
 from qaq_assets.lib.selection.curation import Candidates
 from qaq_assets.lib.selection.reasons import ReasonCode
 from qaq_assets.lib.selection.rules import KEEP, select
+from qaq_assets.lib.store.columns import SIGNALS
 
 AUROC_BUDGET = 0.25
-# Single signals, each oriented so that higher means "looks clean".
-SIGNALS = {
-    "completeness: -nll_answer_end": -pl.col("nll_answer_end"),
-    "rmi": pl.col("rmi"),
-    "-nll_answer_given_query": -pl.col("nll_answer_given_query"),
-}
 
 
 BOOTSTRAP_RESAMPLES = 1000

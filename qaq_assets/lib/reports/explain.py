@@ -13,10 +13,9 @@ from qaq_assets.lib.ingest.execution.run_tests import RAISED, RAN
 from qaq_assets.lib.reports.export import lineage_record, with_text
 from qaq_assets.lib.reports.resolve import resolve_sample
 from qaq_assets.lib.selection.rules import KEEP
+from qaq_assets.lib.store.columns import EXPLAINED_SCORES
 from qaq_assets.lib.store.lake import Lake
 from qaq_assets.lib.store.tables import CURATED_SUBSET, QAQ_SCORES, SAMPLE_FEATURES, TOKEN_LOGPROBS
-
-SCORE_FIELDS = ("nll_query", "nll_query_given_answer", "rmi", "ifd_loss", "ifd_ppl", "nll_answer_end")
 
 
 @dataclass
@@ -113,7 +112,7 @@ def _score_lines(explained: Explanation) -> list[str]:
         low_high = explained.band
         band = "" if low_high is None else f"; kept band of its stratum {low_high[0]:.3f}-{low_high[1]:.3f}"
         lines.append(f"stratum {row['stratum']} of NLL(Q); RMI rank {row['rmi_rank']:.3f}{band}")
-    values = ", ".join(f"{name} {scores[name]:.3f}" for name in SCORE_FIELDS if scores.get(name) is not None)
+    values = ", ".join(f"{name} {scores[name]:.3f}" for name in EXPLAINED_SCORES if scores.get(name) is not None)
     lines.append(f"scores: {values or 'none'}; code: {row.get('code_status')}")
     lines.append(execution_line(explained.execution))
     return lines

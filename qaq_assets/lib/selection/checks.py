@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 
 import polars as pl
 
 from qaq_assets.lib.selection.config import STABLE
 from qaq_assets.lib.selection.curation import candidates_of, decision_counts
-from qaq_assets.lib.selection.reasons import is_filtered
-from qaq_assets.lib.selection.rules import KEEP, RMI_BAND_CHECKS, RMI_BAND_CODE, SelectionConfig, keep_count
+from qaq_assets.lib.selection.reasons import ReasonCode
+from qaq_assets.lib.selection.rules import KEEP, RMI_BAND_CHECKS, RMI_BAND_CODE, SelectionConfig
 
 # Rules whose band never keeps a rank above the guard, however many rows the checks removed.
 GUARDED = (RMI_BAND_CODE, RMI_BAND_CHECKS)
@@ -33,12 +34,16 @@ class CuratedCheck:
 
 
 def expected_kept(candidates: pl.DataFrame, config: SelectionConfig) -> int:
-    """The rows a version must keep: the rounded budget over its distinct ``candidates``, or
-    every eligible one where the rule's checks (and its guard) left fewer."""
-    eligible = candidates.filter(~is_filtered(pl.col("reason_code")))
+    """The rows a version must keep: the budget over its distinct ``candidates``, rounded half up
+    (README), or every eligible one where the rule's checks (and its guard) left fewer. Counted
+    here from the rows and the reason codes' declarations, not with the rule's own helpers: a
+    check that shared the rule's arithmetic would pass whatever the rule got wrong."""
+    filtering = [reason.value for reason in ReasonCode if reason.filters]
+    eligible = candidates.filter(~pl.col("reason_code").is_in(filtering))
     if candidates.height and candidates["strategy"][0] in GUARDED:
         eligible = eligible.filter(pl.col("rmi_rank") <= config.band_guard)
-    return min(keep_count(candidates.height, config.budget), eligible.height)
+    budgeted = min(candidates.height, math.floor(config.budget * candidates.height + 0.5))
+    return min(budgeted, eligible.height)
 
 
 def check_curated(curated: pl.DataFrame, config: SelectionConfig, earlier: pl.DataFrame | None = None) -> CuratedCheck:

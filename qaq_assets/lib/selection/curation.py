@@ -18,6 +18,7 @@ from qaq_assets.lib.selection.config import STABLE, SelectionConfig
 from qaq_assets.lib.selection.dedup import near_duplicate_twins
 from qaq_assets.lib.selection.reasons import NOT_CANDIDATES, ReasonCode, is_filtered
 from qaq_assets.lib.selection.rules import DROP, KEEP, keep_count, select
+from qaq_assets.lib.store.columns import MODEL_IDENTITY, RULE_SCORES, SELECTION_FEATURES
 from qaq_assets.lib.store.lake import Lake
 from qaq_assets.lib.store.tables import (
     CURATED_STRATEGY_COLUMNS,
@@ -26,7 +27,6 @@ from qaq_assets.lib.store.tables import (
     QAQ_SCORES,
     RAW_SAMPLES,
     SAMPLE_FEATURES,
-    SELECTION_FEATURES,
 )
 
 log = logging.getLogger(__name__)
@@ -94,15 +94,7 @@ def with_reason_code(curated: pl.DataFrame) -> pl.DataFrame:
     return curated.with_columns(reason_code=pl.coalesce("reason_code", derived))
 
 
-IDENTITY_COLUMNS = (
-    "model_key",
-    "model_id",
-    "weights_sha256",
-    "dtype",
-    "model_fingerprint",
-    "template_version",
-    "max_sequence_tokens",
-)
+IDENTITY_COLUMNS = ("model_key", *MODEL_IDENTITY)
 
 
 def _model_identities(identities: pl.DataFrame, model_keys: list[str]) -> list[dict]:
@@ -150,7 +142,7 @@ def _split_near_duplicates(
 
 
 def _model_scores(canonical: pl.DataFrame, scores: pl.DataFrame, key: str) -> pl.DataFrame:
-    columns = ["shard", "sample_id", "nll_query", "rmi", "ifd_loss", "nll_answer_given_query", "nll_answer_end"]
+    columns = ["shard", "sample_id", *RULE_SCORES]
     return canonical.select("shard", "sample_id", *SELECTION_FEATURES).join(
         scores.filter(pl.col("model_key") == key).select(columns), on=["shard", "sample_id"], how="inner"
     )
@@ -290,9 +282,7 @@ def prepare(lake: Lake, model_keys: list[str], config: SelectionConfig, shards: 
         raw = raw.filter(pl.col("shard").is_in(shards))
     raw = raw.collect()
     scores_scan = lake.scan(QAQ_SCORES, versions["qaq_scores"]).filter(pl.col("model_key").is_in(model_keys))
-    scores = scores_scan.select(
-        "model_key", "shard", "sample_id", "nll_query", "rmi", "ifd_loss", "nll_answer_given_query", "nll_answer_end"
-    ).collect()
+    scores = scores_scan.select("model_key", "shard", "sample_id", *RULE_SCORES).collect()
     unscored = _unscored(raw, scores, model_keys)
     if unscored and not config.allow_partial:
         raise PartialCorpusError(unscored)

@@ -27,6 +27,7 @@ from qaq_assets.lib.selection.config import (
 )
 from qaq_assets.lib.selection.reasons import ReasonCode as Reason
 from qaq_assets.lib.selection.reasons import code
+from qaq_assets.lib.store.columns import SELECTION_FEATURES
 
 KEEP, DROP = "keep", "drop"
 
@@ -257,9 +258,7 @@ def _band_with_checks(
     count = keep_count(scores.height, config.budget)
     # Features that name reasons or group answers; scores without them read as unknown.
     scores = scores.with_columns(
-        pl.lit(None, pl.String).alias(name)
-        for name in ("answer_language", "requested_language", "answer_ending", "exec_status", "exec_detail")
-        if name not in scores.columns
+        pl.lit(None, dtype).alias(name) for name, dtype in SELECTION_FEATURES.items() if name not in scores.columns
     )
     reason_code, reason = pl.lit(None, pl.String), pl.lit(None, pl.String)
     for failing, why_code, why in reversed(filters):

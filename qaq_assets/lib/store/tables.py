@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from qaq_assets.lib.store.columns import CURATED_SCORES, MODEL_IDENTITY, SCORE_COLUMNS, SELECTION_FEATURES
+
 LOGPROBS = pl.List(pl.Float32)
 CONVERSATION = pl.List(pl.Struct({"role": pl.String, "content": pl.String}))
 
@@ -132,15 +134,9 @@ SAMPLE_FEATURES = TableSpec(
             "sample_id": pl.String,
             "query_sha": pl.String,
             "answer_sha": pl.String,
-            "code_status": pl.String,
-            # The language of the answer's code, and the one the instruction names (null: none).
-            "answer_language": pl.String,
-            "requested_language": pl.String,
-            # Does the answer's function take the asked-for parameters and use them? (match,
-            # mismatch, unused, unknown)
-            "signature_status": pl.String,
-            # How the answer ends (fence, prose, code): completeness compares answers of one kind.
-            "answer_ending": pl.String,
+            # What the checks found (lib/ingest/codecheck.py, lib/ingest/execution): see
+            # columns.SELECTION_FEATURES.
+            **SELECTION_FEATURES,
             # Delta has no unsigned types: the 128 uint32 values as 512 little-endian bytes, and
             # the 8 uint64 band keys with their bits read as int64 (they are only compared).
             "minhash": pl.Binary,
@@ -149,27 +145,12 @@ SAMPLE_FEATURES = TableSpec(
             # was checked: benchmarks, content hash, n-gram words and minimum shared (null: none).
             "benchmark_item": pl.String,
             "benchmark_key": pl.String,
-            # The answer run against its record's tests or its instruction's examples, in the sandbox
-            # (lib/ingest/execution): passed, failed, error, timeout or not_run; the first failing
-            # test and why (or why not run); tests passed of those run.
-            "exec_status": pl.String,
-            "exec_detail": pl.String,
+            # Tests passed of those run (exec_status and exec_detail say how the run ended).
             "exec_passed": pl.Int32,
             "exec_total": pl.Int32,
         }
     ),
     partition_by=("shard",),
-)
-
-# The sample_features columns selection reads beside the scores (rules' checks and reasons).
-SELECTION_FEATURES = (
-    "code_status",
-    "answer_language",
-    "requested_language",
-    "signature_status",
-    "answer_ending",
-    "exec_status",
-    "exec_detail",
 )
 
 # One scored (query, answer) pair: its content key, token counts, truncation flags and the
@@ -215,12 +196,7 @@ TOKEN_LOGPROBS = TableSpec(
             "shard": pl.String,
             "model_key": pl.String,
             "sample_id": pl.String,
-            "model_id": pl.String,
-            "weights_sha256": pl.String,
-            "model_fingerprint": pl.String,
-            "dtype": pl.String,
-            "template_version": pl.String,
-            "max_sequence_tokens": pl.Int32,
+            **MODEL_IDENTITY,
             "truncation_policy": pl.String,
             **SCORED_PAIR,
         }
@@ -235,25 +211,13 @@ QAQ_SCORES = TableSpec(
             "shard": pl.String,
             "model_key": pl.String,
             "sample_id": pl.String,
-            "model_id": pl.String,
-            "weights_sha256": pl.String,
-            "dtype": pl.String,
-            "model_fingerprint": pl.String,
-            "template_version": pl.String,
-            "max_sequence_tokens": pl.Int32,
+            **MODEL_IDENTITY,
             "n_query_tokens": pl.Int32,
             "n_answer_tokens": pl.Int32,
             "query_truncated": pl.Boolean,
             "answer_truncated": pl.Boolean,
-            "nll_query": pl.Float64,
-            "nll_query_given_answer": pl.Float64,
-            "nll_answer": pl.Float64,
-            "nll_answer_given_query": pl.Float64,
-            # -log p(end of turn | Q, A): the completeness signal (null for a truncated answer).
-            "nll_answer_end": pl.Float64,
-            "rmi": pl.Float64,
-            "ifd_loss": pl.Float64,
-            "ifd_ppl": pl.Float64,
+            # Per-sample scores in nats (columns.SCORES says what each is and who reads it).
+            **dict.fromkeys(SCORE_COLUMNS, pl.Float64),
         }
     ),
     partition_by=("model_key", "shard"),
@@ -269,9 +233,7 @@ CURATED_SUBSET = TableSpec(
             "sample_id": pl.String,
             "label": pl.String,
             "model_key": pl.String,
-            "nll_query": pl.Float64,
-            "rmi": pl.Float64,
-            "ifd_loss": pl.Float64,
+            **dict.fromkeys(CURATED_SCORES, pl.Float64),
             "stratum": pl.Int32,
             "rmi_rank": pl.Float64,
             "weak_rmi_rank": pl.Float64,

@@ -340,3 +340,15 @@ def test_a_spreadsheets_capitalised_headers_are_the_usual_fields(tmp_path):
     assert read.samples["instruction"].to_list() == ["Add a and b."]
     assert read.samples["id"].to_list() == ["7"] and read.quarantine.height == 0
     assert json.loads(read.samples["extra_fields"][0]) == {"Notes": "ok"}
+
+
+def test_every_declared_field_role_can_be_mapped():
+    """The roles --fields and a .fields file accept are the ones a record is read by."""
+    import dataclasses
+
+    from qaq_assets.lib.ingest.config import FIELD_ROLES
+    from qaq_assets.lib.ingest.record_fields import FieldMap
+
+    assert tuple(field.name for field in dataclasses.fields(FieldMap)) == FIELD_ROLES
+    mapped = FieldMap.parse([f"{role}={role}_field" for role in FIELD_ROLES])
+    assert all(mapped.names(role, ()) == (f"{role}_field",) for role in FIELD_ROLES)
