@@ -245,7 +245,7 @@ def _bench_pipeline(args: argparse.Namespace) -> int:
 def _bench_scale(args: argparse.Namespace) -> int:
     from qaq_assets.benchmarks.scale import main as scale_bench
 
-    scale_bench(args.samples, args.shards, args.workers, args.workdir)
+    scale_bench(args.samples, args.shards, args.workers, args.workdir, keep=args.keep)
     return 0
 
 
@@ -431,6 +431,9 @@ def _add_bench(commands: argparse._SubParsersAction) -> None:
     scale.add_argument("--shards", type=int, default=100)
     scale.add_argument("--workers", type=int, default=2, help="processes for ingest and scoring")
     scale.add_argument("--workdir", default=None, help="where the corpus and lake go (default: the temp directory)")
+    scale.add_argument(
+        "--keep", action="store_true", help="keep the corpus and lake in --workdir (e.g. to measure curation alone)"
+    )
     scale.set_defaults(handler=_bench_scale)
 
     many = bench_kinds.add_parser(

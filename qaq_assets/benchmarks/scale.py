@@ -25,6 +25,7 @@ import polars as pl
 import pyarrow as pa
 
 from qaq_assets.lib.batches import MAX_BATCH_BYTES, MAX_BATCH_SHARDS, batches
+from qaq_assets.lib.errors import QaqError
 from qaq_assets.lib.ingest.feature_pool import resolved_workers, shutdown_pool
 from qaq_assets.lib.ingest.shard_ingest import ingest_shards
 from qaq_assets.lib.selection.config import SelectionConfig
@@ -196,9 +197,15 @@ def run(samples: int, shards: int, workdir: Path, workers: int = 2, log=print) -
     }
 
 
-def main(samples: int, shards: int, workers: int, workdir: str | None = None) -> dict[str, float]:
-    with tempfile.TemporaryDirectory(dir=workdir) as directory:
-        figures = run(samples, shards, Path(directory), workers)
+def main(samples: int, shards: int, workers: int, workdir: str | None = None, keep: bool = False) -> dict[str, float]:
+    if keep:
+        if workdir is None:
+            raise QaqError("--keep needs --workdir: where the corpus and lake stay")
+        Path(workdir).mkdir(parents=True, exist_ok=True)
+        figures = run(samples, shards, Path(workdir), workers)
+    else:
+        with tempfile.TemporaryDirectory(dir=workdir) as directory:
+            figures = run(samples, shards, Path(directory), workers)
     print(
         f"ingest_samples_per_s={figures['ingest_samples_per_s']:.0f} "
         f"recurate_seconds={figures['recurate_seconds']:.1f} peak_rss_mb={figures['peak_rss_mb']:.0f} "

@@ -12,6 +12,7 @@ from qaq_assets.cli import main
 from qaq_assets.lib.scoring.engine.reference import mean_nlls, naive_pair_logprobs
 from qaq_assets.lib.scoring.engine.scorer import PairScorer, tokenize_pairs
 from qaq_assets.lib.scoring.engine.templates import build_layouts
+from qaq_assets.lib.store.tables import CURATED_SUBSET
 from qaq_assets_tests.helpers import CODE_PAIRS
 
 pytestmark = pytest.mark.slow  # each bench runs whole, most in a fresh process
@@ -288,6 +289,30 @@ def test_scale_bench_prints_its_figures_and_finds_the_planted_duplicates(tmp_pat
         out.strip().splitlines()[-1],
     )
     assert figures["curated_version_bytes_per_sample"] > 0
+
+
+def test_scale_bench_keeps_its_lake_where_asked(tmp_path, capsys):
+    from qaq_assets.benchmarks.scale import main as scale
+    from qaq_assets.lib.store.lake import Lake
+
+    scale(400, 2, 1, str(tmp_path / "kept"), keep=True)
+    assert Lake(tmp_path / "kept" / "lake").version(CURATED_SUBSET) == 2  # both curated versions stay
+    assert main(["bench", "scale", "--keep"]) == 2
+    assert "--keep needs --workdir" in capsys.readouterr().err
+
+
+def test_files_bench_reports_the_lake_and_the_instance_it_grew(tmp_path, capsys):
+    from qaq_assets.benchmarks.files import main as files_bench
+
+    files_bench(3, 1, str(tmp_path / "made"))  # a workdir that does not exist yet is made
+    out = capsys.readouterr().out
+    assert "Dagster after both: 13 shard partitions" in out and "instance storage" in out
+    assert re.search(r"per table \(data files; log files\): .*raw_samples [\d,]+ KiB in 13;", out)
+    assert re.fullmatch(
+        r"files_per_s=[\d.]+ per_file_overhead_ms=-?[\d.]+ incremental_seconds=[\d.]+ peak_rss_mb=\d+ "
+        r"lake_to_input=[\d.]+ lake_files=\d+",
+        out.strip().splitlines()[-1],
+    )
 
 
 def test_the_matmul_peak_is_its_best_window_not_a_window_slowed_by_other_work(monkeypatch):

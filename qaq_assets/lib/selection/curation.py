@@ -112,33 +112,49 @@ def _model_identities(identities: pl.DataFrame, model_keys: list[str]) -> list[d
     return models
 
 
-def _mark_duplicates(raw: pl.DataFrame) -> pl.DataFrame:
-    """The first occurrence (by shard, row) of each sample is canonical; others point at it."""
-    return raw.sort("shard", "row_index").with_columns(
-        canonical=(pl.col("shard") + ":" + pl.col("row_index").cast(pl.String)).first().over("sample_id"),
-        is_first=pl.int_range(pl.len()).over("sample_id") == 0,
+# A row's key as reasons name it: "shard:row".
+ROW_KEY = pl.col("shard") + ":" + pl.col("row_index").cast(pl.String)
+
+
+def _split_exact_duplicates(raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The first occurrence (by shard, row) of each sample, in (shard, row) order, and every
+    later occurrence dropped with a pointer to it. Keys ("shard:row") are built for the
+    duplicates only: a string per row of the corpus would cost more than the rest of its row."""
+    ordered = raw.sort("shard", "row_index")
+    positions = ordered.select(position=pl.int_range(pl.len(), dtype=pl.UInt32), sample_id="sample_id")
+    positions = positions.with_columns(first=pl.col("position").first().over("sample_id")).drop("sample_id")
+    later = positions.filter(pl.col("position") != pl.col("first"))
+    of = ordered.select("shard", "row_index")[later["first"]]
+    exact = ordered[later["position"]].with_columns(
+        decision=pl.lit(DROP),
+        reason_code=pl.lit(ReasonCode.EXACT_DUPLICATE.value),
+        reason=pl.lit("exact_duplicate_of:") + of.select(ROW_KEY).to_series(),
     )
+    return ordered.filter(positions["position"] == positions["first"]), exact
 
 
 def _split_near_duplicates(
     canonical: pl.DataFrame, signatures_of, threshold: float
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Rows to select among, and near-duplicate rows dropped with a pointer to their kept twin
-    (compared in (shard, row) order, on the band keys and signatures stored at ingest)."""
-    ordered = canonical.sort("shard", "row_index").with_columns(position=pl.int_range(pl.len()))
-    twins = near_duplicate_twins(ordered.select("position", "band_keys"), signatures_of(ordered), threshold)
-    # Each row's twin as a position (null: none), then its key: no per-row Python object.
-    twin_positions = np.full(ordered.height, -1, dtype=np.int64)
-    if twins:
-        twin_positions[np.fromiter(twins.keys(), np.int64)] = np.fromiter(twins.values(), np.int64)
-    twin_at = pl.Series(twin_positions).replace(-1, None)
-    ordered = ordered.with_columns(twin=ordered["canonical"].gather(twin_at)).drop("position", "band_keys")
-    near = ordered.filter(pl.col("twin").is_not_null()).with_columns(
+    (``canonical`` in (shard, row) order, compared in that order on the band keys and
+    signatures stored at ingest)."""
+    positions = canonical.select("band_keys").with_row_index("position")
+    twins = near_duplicate_twins(positions, signatures_of(canonical), threshold)
+    canonical = canonical.drop("band_keys")
+    if not twins:
+        return canonical, canonical.clear()
+    # Positions, not a Python object per row: the twins' keys are built for the dropped rows only.
+    near_at, twin_at = (pl.Series(np.fromiter(side, np.int64, len(twins))) for side in (twins.keys(), twins.values()))
+    twin = canonical.select("shard", "row_index")[twin_at]
+    near = canonical[near_at].with_columns(
         decision=pl.lit(DROP),
         reason_code=pl.lit(ReasonCode.NEAR_DUPLICATE.value),
-        reason=pl.lit("near_duplicate_of:") + pl.col("twin"),
+        reason=pl.lit("near_duplicate_of:") + twin.select(ROW_KEY).to_series(),
     )
-    return ordered.filter(pl.col("twin").is_null()).drop("twin"), near.drop("twin")
+    dropped = np.zeros(canonical.height, dtype=bool)
+    dropped[near_at.to_numpy()] = True
+    return canonical.filter(~pl.Series(dropped)), near
 
 
 def _model_scores(canonical: pl.DataFrame, scores: pl.DataFrame, key: str) -> pl.DataFrame:
@@ -192,7 +208,12 @@ class _Features:
             raw = lake.scan(RAW_SAMPLES, raw_version).filter(pl.col("shard").is_in(missing))
             self.computed = sample_features(_select_or_null(raw, FEATURE_INPUTS, RAW_SAMPLES.schema).collect())
             stored = pl.concat([stored, self.computed.select(stored.columns)])
-        self.rows = stored
+        self.rows: pl.DataFrame | None = stored
+
+    def release_rows(self) -> pl.DataFrame:
+        """The rows, no longer held here: what the caller's join keeps is all curation needs."""
+        rows, self.rows = self.rows, None
+        return rows
 
     def signatures_of(self, ordered: pl.DataFrame):
         """``signatures_of(positions)`` over ``ordered`` (rows at ``position``), read from the lake."""
@@ -238,16 +259,24 @@ class PartialCorpusError(CurationError):
         )
 
 
+# Shards whose samples one step of the unscored check compares: its hash table holds their keys only.
+UNSCORED_CHECK_SHARDS = 64
+
+
 def _unscored(raw: pl.DataFrame, scores: pl.DataFrame, model_keys: list[str]) -> dict[str, list[str]]:
     """Shards with a sample that a model has not scored (a new model, a shard re-ingested since
     it was scored), and which models, in ``model_keys``' order."""
-    samples = raw.select("shard", "sample_id")  # a repeated sample needs no unique(): only shards are asked
+    shards = raw["shard"].unique().sort()
     missing: dict[str, list[str]] = {}
     for key in model_keys:
-        scored = scores.filter(pl.col("model_key") == key).select("shard", "sample_id")
-        for shard in samples.join(scored, on=["shard", "sample_id"], how="anti")["shard"].unique().sort():
-            missing.setdefault(shard, []).append(key)
-    return missing
+        for offset in range(0, shards.len(), UNSCORED_CHECK_SHARDS):
+            batch = pl.col("shard").is_in(shards.slice(offset, UNSCORED_CHECK_SHARDS).implode())
+            # A repeated sample needs no unique(): only shards are asked.
+            samples = raw.filter(batch).select("shard", "sample_id")
+            scored = scores.filter(batch & (pl.col("model_key") == key)).select("shard", "sample_id")
+            for shard in samples.join(scored, on=["shard", "sample_id"], how="anti")["shard"].unique().sort():
+                missing.setdefault(shard, []).append(key)
+    return {shard: missing[shard] for shard in sorted(missing)}
 
 
 # What a score row's numbers depend on, besides its text (see ScorerIdentity).
@@ -290,10 +319,13 @@ def prepare(lake: Lake, model_keys: list[str], config: SelectionConfig, shards: 
     models = _model_identities(scores_scan.select(*IDENTITY_COLUMNS).unique().collect(engine="streaming"), model_keys)
     complete = sorted(set(raw["shard"].unique()) - set(unscored))
     pending = sorted(unscored)
-    raw = _mark_duplicates(raw.filter(pl.col("shard").is_in(complete)))
+    canonical, exact = _split_exact_duplicates(raw.filter(pl.col("shard").is_in(complete)))
+    del raw
 
     features = _Features(lake, versions["sample_features"], versions["raw_samples"], complete)
-    canonical = raw.filter(pl.col("is_first")).join(features.rows, on=["shard", "row_index"], how="left")
+    benchmarks = sorted(features.rows["benchmark_key"].drop_nulls().unique().to_list())
+    # In (shard, row) order still: near duplicates are compared in that order.
+    canonical = canonical.join(features.release_rows(), on=["shard", "row_index"], how="left", maintain_order="left")
     leaked = canonical.filter(pl.col("benchmark_item").is_not_null()).with_columns(
         decision=pl.lit(DROP),
         reason_code=pl.lit(ReasonCode.BENCHMARK_OVERLAP.value),
@@ -307,14 +339,12 @@ def prepare(lake: Lake, model_keys: list[str], config: SelectionConfig, shards: 
     canonical = canonical.filter(pl.col("benchmark_item").is_null())
     canonical, near = _split_near_duplicates(canonical, features.signatures_of, config.near_duplicate_threshold)
     by_model = [_model_scores(canonical, scores, key) for key in model_keys]
+    del scores
     if by_model[0].height != canonical.height:
         missing = canonical.height - by_model[0].height
         raise CurationError(f"{missing} ingested samples have no score; re-materialize token_logprobs for their shards")
-    exact = raw.filter(~pl.col("is_first")).with_columns(
-        decision=pl.lit(DROP),
-        reason_code=pl.lit(ReasonCode.EXACT_DUPLICATE.value),
-        reason=pl.lit("exact_duplicate_of:") + pl.col("canonical"),
-    )
+    # The features travel with the scores (and the decisions made from them), not twice.
+    canonical = canonical.select("shard", "row_index", "sample_id", "label")
     return Candidates(
         canonical=canonical,
         dropped=pl.concat([leaked, near, exact], how="diagonal_relaxed"),
@@ -324,7 +354,7 @@ def prepare(lake: Lake, model_keys: list[str], config: SelectionConfig, shards: 
         pending_shards=pending,
         input_versions=versions,
         models=models,
-        benchmarks=sorted(features.rows["benchmark_key"].drop_nulls().unique().to_list()),
+        benchmarks=benchmarks,
     )
 
 
@@ -336,11 +366,7 @@ def curate(lake: Lake, model_keys: list[str], config: SelectionConfig, curation_
     frame = (
         pl.concat(
             [
-                candidates.canonical.join(
-                    selected.drop("shard", *SELECTION_FEATURES),
-                    on="sample_id",
-                    how="inner",
-                ),
+                candidates.canonical.join(selected.drop("shard"), on="sample_id", how="inner"),
                 candidates.dropped,
             ],
             how="diagonal_relaxed",
