@@ -1,6 +1,7 @@
 """Curation alone on a lake `qaq bench scale` built (its run(..., workdir) keeps it): seconds, peak
 RSS and a hash of every decision row, so two releases' decisions can be compared.
-`.venv/bin/python docs/measurements/cpu-2026-12-07/curate-memory.py LAKE` from the repository's root."""
+`.venv/bin/python docs/measurements/cpu-2026-12-07/curate-memory.py LAKE [--allow-partial]` from the
+repository's root (--allow-partial: curate the scored shards of a lake whose scoring was stopped)."""
 
 import resource
 import sys
@@ -11,6 +12,8 @@ from qaq_assets.lib.selection.curation import curate
 from qaq_assets.lib.store.lake import Lake
 
 started = time.perf_counter()
-frame = curate(Lake(sys.argv[1]), ["bench"], SelectionConfig(), "x").frame
+config = SelectionConfig(allow_partial="--allow-partial" in sys.argv[2:])
+frame = curate(Lake(sys.argv[1]), ["bench"], config, "x").frame
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(f"{time.perf_counter() - started:.1f}s peak {peak:.0f} MiB hash", frame.drop("curation_id").hash_rows().sum())
+seconds = time.perf_counter() - started
+print(f"{frame.height:,} rows {seconds:.1f}s peak {peak:.0f} MiB hash", frame.drop("curation_id").hash_rows().sum())

@@ -110,11 +110,14 @@ def _cache_scan(lake: Lake, identity: ScorerIdentity) -> pl.LazyFrame:
 
 
 def cached_keys(lake: Lake, identity: ScorerIdentity, pairs: pl.DataFrame) -> pl.DataFrame:
+    """The cache keys of ``pairs`` the cache holds, each with its earliest ``scored_at`` (the row
+    read back, where two runs stored a sample at once)."""
     return (
         _cache_scan(lake, identity)
-        .select(CACHE_KEY)
+        .select(*CACHE_KEY, "scored_at")
         .join(pairs.lazy().select(CACHE_KEY), on=CACHE_KEY, how="semi")
-        .unique()
+        .group_by(CACHE_KEY)
+        .agg(pl.col("scored_at").min())
         .collect()
     )
 
@@ -137,22 +140,30 @@ class ShardRows:
     batches: with 2048-row batches polars' streaming engine read ahead in proportion to the
     shard, 66 MiB more for 30,000 more samples; with 256 rows its peak stayed flat.)"""
 
-    def __init__(self, lake: Lake, identity: ScorerIdentity, members: pl.DataFrame, batch_rows: int = 256):
+    def __init__(
+        self,
+        lake: Lake,
+        identity: ScorerIdentity,
+        members: pl.DataFrame,
+        batch_rows: int = 256,
+        stored: pl.DataFrame | None = None,
+    ):
+        """``stored``: each member's cache key with the ``scored_at`` of its row, where the caller
+        knows them (it looked them up and wrote the rest): the cache's keys are not read again."""
         self.identity, self.batch_rows = identity, batch_rows
-        self.chosen = (
-            _cache_scan(lake, identity)
-            .select(*CACHE_KEY, "scored_at")
-            .join(members.lazy().select(CACHE_KEY).unique(), on=CACHE_KEY, how="semi")
-            .group_by(CACHE_KEY)
-            .agg(pl.col("scored_at").min())
-            .join(members.lazy(), on=CACHE_KEY)
-            .collect()
-        )
+        if stored is None:
+            stored = cached_keys(lake, identity, members)
+        earliest = stored.lazy().group_by(CACHE_KEY).agg(pl.col("scored_at").min())
+        self.chosen = earliest.join(members.lazy(), on=CACHE_KEY).collect()
         if self.chosen.height != members.height:
             raise RuntimeError(f"{members.height} samples but {self.chosen.height} cached scores")
         # Resolved now, not while a Delta writer is pulling batches: deltalake cannot open a
-        # table from inside its own write.
-        self.wanted = _cache_scan(lake, identity).filter(pl.col("query_sha").is_in(self.chosen["query_sha"].implode()))
+        # table from inside its own write. The rows' scoring times bound the files read (their
+        # min/max statistics): a shard just scored reads the files of its own chunks, not the
+        # whole cache, whose keys are random and prune nothing.
+        scored_at = pl.col("scored_at").is_between(self.chosen["scored_at"].min(), self.chosen["scored_at"].max())
+        wanted = pl.col("query_sha").is_in(self.chosen["query_sha"].implode())
+        self.wanted = _cache_scan(lake, identity).filter(scored_at & wanted if self.chosen.height else wanted)
 
     def __iter__(self) -> Iterator[pl.DataFrame]:
         identity = self.identity
@@ -233,7 +244,9 @@ def score_shard(
     commit_every = commit_every or chunk_samples(backend)
     identity = backend.identity
     pairs = unique_pairs(samples)
-    todo = pairs.join(cached_keys(lake, identity, pairs), on=CACHE_KEY, how="anti")
+    cached = cached_keys(lake, identity, pairs)
+    todo = pairs.join(cached, on=CACHE_KEY, how="anti")
+    stored = [cached]  # every key of the shard with the scoring time of the row it reads back
     # Chunks of similar length pad less; the scorer sorts within a chunk too. A total order,
     # so a resumed run (or another backend) forms the same chunks and batches.
     todo = todo.with_columns(_length=pl.col("instruction").str.len_bytes() + pl.col("response").str.len_bytes())
@@ -254,7 +267,9 @@ def score_shard(
         ((c["instruction"].to_list(), c["response"].to_list()) for c in chunks), on_pass
     )
     for chunk, scored in zip(chunks, scored_chunks, strict=True):
-        lake.append(SCORE_CACHE, cache_rows(identity, chunk, scored))
+        rows = cache_rows(identity, chunk, scored)
+        lake.append(SCORE_CACHE, rows)
+        stored.append(rows.select(*CACHE_KEY, "scored_at"))
         totals["tokens"] += sum(len(t.query_ids) + len(t.answer_ids) for t in scored.tokens)
         totals["forward_calls"] += scored.forward_calls
         totals["real"] += scored.real_tokens
@@ -269,7 +284,7 @@ def score_shard(
 
     members = shard_members(samples, shard)
     return ShardScoring(
-        token_logprobs=ShardRows(lake, identity, members),
+        token_logprobs=ShardRows(lake, identity, members, stored=pl.concat(stored)),
         rows=members.height,
         samples_total=pairs.height,
         samples_scored=todo.height,
