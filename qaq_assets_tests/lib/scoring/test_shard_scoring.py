@@ -92,3 +92,22 @@ def test_commits_are_sized_by_where_the_passes_run_unless_set(tiny_model, tmp_pa
     score_shard(lake, samples, "s", backend)  # commit_every 0: auto
     appends = [h for h in lake.delta_table(SCORE_CACHE).history() if h["operationParameters"].get("mode") == "Append"]
     assert len(appends) == 3  # 12 samples in chunks of 5
+
+
+def test_a_shard_reads_back_one_row_per_sample_from_old_new_and_doubled_cache_rows(
+    lake, tmp_path, make_shard, tiny_model
+):
+    """The read-back is bounded by its rows' scoring times: rows cached by an earlier shard, rows
+    this shard scores, and the second rows a concurrent run stored later give one row each, equal
+    to a fresh scoring, and nothing of the rest of the cache."""
+    scorer = new_scorer(tiny_model)
+    score(lake, make_shard("early", CODE_PAIRS[:6]), "early", tiny_model, scorer)
+    # A concurrent run stored every sample of "early" again, an hour later.
+    doubled = lake.scan(SCORE_CACHE).collect().with_columns(scored_at=pl.col("scored_at") + pl.duration(hours=1))
+    lake.append(SCORE_CACHE, doubled)
+    path = make_shard("later", CODE_PAIRS[3:9])  # three cached by "early" (each twice), three new
+    mixed = score(lake, path, "later", tiny_model, scorer)
+    assert (mixed.samples_scored, mixed.samples_cached) == (3, 3)
+    fresh = score(Lake(tmp_path / "fresh"), path, "later", tiny_model, new_scorer(tiny_model))
+    columns = ["sample_id", "query_logprobs", "query_given_answer_logprobs", "answer_logprobs", "answer_end_logprobs"]
+    assert rows_of(mixed).select(columns).sort("sample_id").equals(rows_of(fresh).select(columns).sort("sample_id"))
