@@ -10,7 +10,7 @@ import polars as pl
 
 from qaq_assets.lib.selection.config import STABLE
 from qaq_assets.lib.selection.curation import candidates_of, decision_counts
-from qaq_assets.lib.selection.reasons import ReasonCode
+from qaq_assets.lib.selection.reasons import is_filtered
 from qaq_assets.lib.selection.rules import KEEP, RMI_BAND_CHECKS, RMI_BAND_CODE, SelectionConfig
 
 # Rules whose band never keeps a rank above the guard, however many rows the checks removed.
@@ -38,8 +38,7 @@ def expected_kept(candidates: pl.DataFrame, config: SelectionConfig) -> int:
     (README), or every eligible one where the rule's checks (and its guard) left fewer. Counted
     here from the rows and the reason codes' declarations, not with the rule's own helpers: a
     check that shared the rule's arithmetic would pass whatever the rule got wrong."""
-    filtering = [reason.value for reason in ReasonCode if reason.filters]
-    eligible = candidates.filter(~pl.col("reason_code").is_in(filtering))
+    eligible = candidates.filter(~is_filtered(pl.col("reason_code")))
     if candidates.height and candidates["strategy"][0] in GUARDED:
         eligible = eligible.filter(pl.col("rmi_rank") <= config.band_guard)
     budgeted = min(candidates.height, math.floor(config.budget * candidates.height + 0.5))

@@ -268,11 +268,11 @@ def _unscored(raw: pl.DataFrame, scores: pl.DataFrame, model_keys: list[str]) ->
     it was scored), and which models, in ``model_keys``' order."""
     shards = raw["shard"].unique().sort()
     missing: dict[str, list[str]] = {}
-    for key in model_keys:
-        for offset in range(0, shards.len(), UNSCORED_CHECK_SHARDS):
-            batch = pl.col("shard").is_in(shards.slice(offset, UNSCORED_CHECK_SHARDS).implode())
-            # A repeated sample needs no unique(): only shards are asked.
-            samples = raw.filter(batch).select("shard", "sample_id")
+    for offset in range(0, shards.len(), UNSCORED_CHECK_SHARDS):
+        batch = pl.col("shard").is_in(shards.slice(offset, UNSCORED_CHECK_SHARDS).implode())
+        # A repeated sample needs no unique(): only shards are asked.
+        samples = raw.filter(batch).select("shard", "sample_id")
+        for key in model_keys:
             scored = scores.filter(batch & (pl.col("model_key") == key)).select("shard", "sample_id")
             for shard in samples.join(scored, on=["shard", "sample_id"], how="anti")["shard"].unique().sort():
                 missing.setdefault(shard, []).append(key)
