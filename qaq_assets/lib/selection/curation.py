@@ -18,7 +18,7 @@ from qaq_assets.lib.selection.config import STABLE, SelectionConfig
 from qaq_assets.lib.selection.dedup import near_duplicate_twins
 from qaq_assets.lib.selection.reasons import NOT_CANDIDATES, ReasonCode, is_filtered
 from qaq_assets.lib.selection.rules import DROP, KEEP, keep_count, select
-from qaq_assets.lib.store.columns import MODEL_IDENTITY, RULE_SCORES, SELECTION_FEATURES
+from qaq_assets.lib.store.columns import FEW_VALUED_FEATURES, MODEL_IDENTITY, RULE_SCORES, SELECTION_FEATURES
 from qaq_assets.lib.store.lake import Lake
 from qaq_assets.lib.store.tables import (
     CURATED_STRATEGY_COLUMNS,
@@ -90,6 +90,8 @@ def decision_counts(curated: pl.DataFrame) -> dict[str, int]:
 def with_reason_code(curated: pl.DataFrame) -> pl.DataFrame:
     """``curated`` with its ``reason_code`` filled; versions written before the column existed
     (null there) get it from their reason's leading code."""
+    if not curated["reason_code"].has_nulls():  # every version since: no reason need be parsed
+        return curated
     derived = pl.col("reason").str.extract(r"^([a-z0-9_+]+?)(?:_of)?(?::|$)", 1)
     return curated.with_columns(reason_code=pl.coalesce("reason_code", derived))
 
@@ -157,10 +159,40 @@ def _split_near_duplicates(
     return canonical.filter(~pl.Series(dropped)), near
 
 
+def _row_keys(frame: pl.DataFrame, shards: pl.Series) -> pl.Series:
+    """(shard, row_index) as one integer (the shard's place in ``shards``, then the row): a join
+    on it hashes 8 bytes a row, where one on a string and an integer encodes both first."""
+    shard_at = pl.col("shard").replace_strict(shards, pl.int_range(shards.len(), dtype=pl.UInt64), default=None)
+    return frame.select(shard_at * 2**32 + pl.col("row_index").cast(pl.UInt64)).to_series().alias("_key")
+
+
+def _with_features(canonical: pl.DataFrame, features: pl.DataFrame) -> pl.DataFrame:
+    """``canonical`` with its rows' features (null where a row has none), in its order. A left
+    join on (shard, row_index), but only the keys are joined and the features gathered once: a
+    join's intermediate copies cost several times the frame at 10^7 rows."""
+    if canonical.height and canonical["row_index"].max() >= 2**32:
+        raise CurationError("a shard holds more than 2^32 rows; split it")
+    shards = features["shard"].unique()
+    at = (
+        _row_keys(canonical, shards)
+        .to_frame()
+        .join(
+            _row_keys(features, shards).to_frame().with_row_index("_at"), on="_key", how="left", maintain_order="left"
+        )
+        .get_column("_at")
+    )
+    return canonical.hstack(features.drop("shard", "row_index").select(pl.all().gather(at)))
+
+
 def _model_scores(canonical: pl.DataFrame, scores: pl.DataFrame, key: str) -> pl.DataFrame:
     columns = ["shard", "sample_id", *RULE_SCORES]
-    return canonical.select("shard", "sample_id", *SELECTION_FEATURES).join(
-        scores.filter(pl.col("model_key") == key).select(columns), on=["shard", "sample_id"], how="inner"
+    # The rules read the features as text.
+    features = [pl.col(name).cast(dtype) for name, dtype in SELECTION_FEATURES.items()]
+    return canonical.select("shard", "sample_id", *features).join(
+        scores.filter(pl.col("model_key") == key).select(columns),
+        on=["shard", "sample_id"],
+        how="inner",
+        maintain_order="left",
     )
 
 
@@ -170,7 +202,7 @@ class Candidates:
 
     canonical: pl.DataFrame  # one row per distinct sample, to select among
     dropped: pl.DataFrame  # exact and near duplicates, each pointing at its kept twin
-    strong: pl.DataFrame
+    strong: pl.DataFrame | None  # None once curate() has handed it to selection
     weak: pl.DataFrame | None
     shards: list[str]
     pending_shards: list[str]
@@ -185,6 +217,8 @@ def _select_or_null(scan: pl.LazyFrame, names: tuple[str, ...], schema: pl.Schem
     return scan.select(pl.col(name) if name in present else pl.lit(None, schema[name]).alias(name) for name in names)
 
 
+_as_categories = pl.col(FEW_VALUED_FEATURES).cast(pl.Categorical)
+
 # Shards whose signatures one read of near-duplicate detection holds (see _Features.signatures_of).
 SIGNATURE_READ_SHARDS = 16
 
@@ -198,7 +232,7 @@ class _Features:
         self.lake, self.version = lake, version
         wanted = ("shard", "row_index", *SELECTION_FEATURES, "band_keys", "benchmark_item", "benchmark_key")
         scan = lake.scan(SAMPLE_FEATURES, version).filter(pl.col("shard").is_in(shards))
-        stored = _select_or_null(scan, wanted, SAMPLE_FEATURES.schema).collect()
+        stored = _select_or_null(scan, wanted, SAMPLE_FEATURES.schema).with_columns(_as_categories).collect()
         missing = sorted(set(shards) - set(stored["shard"].unique()))
         self.computed = pl.DataFrame()
         if missing:
@@ -206,9 +240,13 @@ class _Features:
                 "%d shards have no stored features (ingested by an older release): computing them", len(missing)
             )
             raw = lake.scan(RAW_SAMPLES, raw_version).filter(pl.col("shard").is_in(missing))
-            self.computed = sample_features(_select_or_null(raw, FEATURE_INPUTS, RAW_SAMPLES.schema).collect())
+            self.computed = sample_features(
+                _select_or_null(raw, FEATURE_INPUTS, RAW_SAMPLES.schema).collect()
+            ).with_columns(_as_categories)
             stored = pl.concat([stored, self.computed.select(stored.columns)])
-        self.rows: pl.DataFrame | None = stored
+        # What decontamination checked is a few names: a column of them per row is not carried on.
+        self.benchmarks = sorted(stored["benchmark_key"].drop_nulls().unique().to_list())
+        self.rows: pl.DataFrame | None = stored.drop("benchmark_key")
 
     def release_rows(self) -> pl.DataFrame:
         """The rows, no longer held here: what the caller's join keeps is all curation needs."""
@@ -323,10 +361,10 @@ def prepare(lake: Lake, model_keys: list[str], config: SelectionConfig, shards: 
     del raw
 
     features = _Features(lake, versions["sample_features"], versions["raw_samples"], complete)
-    benchmarks = sorted(features.rows["benchmark_key"].drop_nulls().unique().to_list())
     # In (shard, row) order still: near duplicates are compared in that order.
-    canonical = canonical.join(features.release_rows(), on=["shard", "row_index"], how="left", maintain_order="left")
-    leaked = canonical.filter(pl.col("benchmark_item").is_not_null()).with_columns(
+    canonical = _with_features(canonical, features.release_rows())
+    is_leaked = pl.col("benchmark_item").is_not_null()
+    leaked = canonical.filter(is_leaked).with_columns(
         decision=pl.lit(DROP),
         reason_code=pl.lit(ReasonCode.BENCHMARK_OVERLAP.value),
         reason=pl.format(
@@ -336,7 +374,8 @@ def prepare(lake: Lake, model_keys: list[str], config: SelectionConfig, shards: 
             pl.col("benchmark_item"),
         ),
     )
-    canonical = canonical.filter(pl.col("benchmark_item").is_null())
+    # A filter copies every row: only when some leaked.
+    canonical = (canonical.filter(~is_leaked) if leaked.height else canonical).drop("benchmark_item")
     canonical, near = _split_near_duplicates(canonical, features.signatures_of, config.near_duplicate_threshold)
     by_model = [_model_scores(canonical, scores, key) for key in model_keys]
     del scores
@@ -354,31 +393,42 @@ def prepare(lake: Lake, model_keys: list[str], config: SelectionConfig, shards: 
         pending_shards=pending,
         input_versions=versions,
         models=models,
-        benchmarks=benchmarks,
+        benchmarks=features.benchmarks,
     )
 
 
 def curate(lake: Lake, model_keys: list[str], config: SelectionConfig, curation_id: str) -> Curation:
-    """Every ingested row of the scored shards with its decision and reason."""
+    """Every ingested row of the scored shards with its decision and reason: the candidates in
+    (shard, row) order, then the duplicates and benchmark overlaps dropped before selection."""
     strategy = config.resolved_strategy(len(model_keys))
     candidates = prepare(lake, model_keys, config)
-    selected = select(strategy, candidates.strong, candidates.weak, config)
-    frame = (
-        pl.concat(
-            [
-                candidates.canonical.join(selected.drop("shard"), on="sample_id", how="inner"),
-                candidates.dropped,
-            ],
-            how="diagonal_relaxed",
-        )
-        .with_columns(model_key=pl.lit(model_keys[0]), strategy=pl.lit(strategy), curation_id=pl.lit(curation_id))
-        .sort("shard", "row_index")
+    # Each frame is let go as soon as the next holds what it needs: at 10^7 rows a frame is GiBs.
+    scores, candidates.strong, candidates.weak = (candidates.strong, candidates.weak), None, None
+    selected = select(strategy, *scores, config).drop("shard")
+    del scores
+    # Selection keeps its input's order, which is the candidates' (see _model_scores).
+    if not selected["sample_id"].equals(candidates.canonical["sample_id"]):
+        raise CurationError(f"strategy {strategy!r} returned its rows out of the candidates' order")
+    decided = candidates.canonical.select("shard", "row_index", "label").hstack(selected)
+    del selected
+    # The curated columns only (the dropped twins carry every feature they were read with, and
+    # no scores: null); those every row shares are added last.
+    run = {"model_key": pl.lit(model_keys[0]), "strategy": pl.lit(strategy), "curation_id": pl.lit(curation_id)}
+    frame = pl.concat(
+        [
+            CURATED_SUBSET.conform(decided, optional=CURATED_STRATEGY_COLUMNS, leave_out=tuple(run)),
+            CURATED_SUBSET.conform(candidates.dropped, optional=tuple(CURATED_SUBSET.schema), leave_out=tuple(run)),
+        ]
     )
+    del decided
+    # Not sorted: a sorted copy of 10^7 rows costs GiBs, and readers of the table order it
+    # themselves (a Delta table's scan order is its files').
+    frame = CURATED_SUBSET.conform(frame.with_columns(**run))
     if config.decisions == STABLE:
-        frame = _keep_earlier_decisions(lake, frame)
+        frame = CURATED_SUBSET.conform(_keep_earlier_decisions(lake, frame))
     return Curation(
         curation_id=curation_id,
-        frame=CURATED_SUBSET.conform(frame, optional=CURATED_STRATEGY_COLUMNS),
+        frame=frame,
         shards=candidates.shards,
         pending_shards=candidates.pending_shards,
         input_versions=candidates.input_versions,

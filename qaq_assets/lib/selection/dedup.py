@@ -72,10 +72,13 @@ def near_duplicate_twins(
         recomputed = band_keys(signatures_of(keys["position"].to_list()), bands, rows).view(np.int64)
         keys = pl.DataFrame({"position": keys["position"], "band_keys": recomputed.tolist()})
     # One band at a time: a million samples make a million rows per step, not eight million.
+    # Most keys are unique: the rows sharing one are found first (a count per key), and only
+    # those few are grouped.
     buckets = []
     for band in range(keys["band_keys"].list.len().max() or 0):
         buckets += (
             keys.select("position", key=pl.col("band_keys").list.get(band))
+            .filter(pl.len().over("key") > 1)
             .group_by("key")
             .agg(pl.col("position").sort())
             .filter(pl.col("position").list.len() > 1)["position"]

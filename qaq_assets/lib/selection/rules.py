@@ -10,6 +10,7 @@ import hashlib
 import math
 from typing import NamedTuple
 
+import numpy as np
 import polars as pl
 
 from qaq_assets.lib.ingest.codecheck import CHECK_FAILED, UNUSABLE
@@ -58,22 +59,55 @@ def largest_remainder_quotas(sizes: list[int], budget: float) -> list[int]:
     return quotas
 
 
+def sorted_positions(
+    frame: pl.DataFrame,
+    by: list[str],
+    descending: bool | list[bool] = False,
+    nulls_last: bool = False,
+    within: str | None = None,
+) -> pl.Series:
+    """Each row's 0-based place in ``frame`` sorted by ``by`` (among the rows of its ``within``
+    group, where given), the frame left in its order: only the key columns are sorted (a sorted
+    copy of every column costs as much as the frame), and a group is not a sort key (each key
+    more costs a sort of 10^7 rows seconds)."""
+    order = frame.select(pl.arg_sort_by(by, descending=descending, nulls_last=nulls_last)).to_series()
+    if within is None:
+        return order.arg_sort().alias("_position")
+    in_order = frame.select(pl.col(within).gather(order)).select(pl.int_range(pl.len()).over(within)).to_series()
+    return in_order.gather(order.arg_sort()).alias("_position")
+
+
+# Rows one slice of a row-wise text column is built from (see in_slices).
+TEXT_SLICE_ROWS = 1_000_000
+
+
+def in_slices(frame: pl.DataFrame, row_wise: pl.Expr) -> pl.Series:
+    """``frame.select(row_wise)``, a slice of rows at a time: a text built from several columns
+    holds each as text while it is built, for every row at once otherwise."""
+    if frame.height <= TEXT_SLICE_ROWS:
+        return frame.select(row_wise).to_series()
+    return pl.concat(
+        [
+            frame.slice(start, TEXT_SLICE_ROWS).select(row_wise).to_series()
+            for start in range(0, frame.height, TEXT_SLICE_ROWS)
+        ]
+    )
+
+
 def stratified_ranks(frame: pl.DataFrame, strata: int, prefix: str = "") -> pl.DataFrame:
     """Add ``stratum`` (equal-count bins of ``nll_query``) and ``rmi_rank`` (0..1 within
-    the stratum, ties averaged) and ``rmi_position`` (0-based order within the stratum)."""
+    the stratum, ties averaged) and ``rmi_position`` (0-based order within the stratum),
+    rows in ``frame``'s order."""
     n = frame.height
     stratum, rank, position = f"{prefix}stratum", f"{prefix}rmi_rank", f"{prefix}rmi_position"
-    return (
-        frame.sort(["nll_query", "sample_id"])
-        .with_columns(((pl.int_range(pl.len()) * strata) // max(n, 1)).cast(pl.Int32).alias(stratum))
-        .sort([stratum, "rmi", "sample_id"])
-        .with_columns(pl.int_range(pl.len()).over(stratum).alias(position))
-        .with_columns(
-            pl.when(pl.len().over(stratum) > 1)
-            .then((pl.col("rmi").rank("average").over(stratum) - 1) / (pl.len().over(stratum) - 1))
-            .otherwise(0.5)
-            .alias(rank)
-        )
+    by_query = sorted_positions(frame, ["nll_query", "sample_id"])
+    frame = frame.with_columns(((by_query.cast(pl.Int64) * strata) // max(n, 1)).cast(pl.Int32).alias(stratum))
+    return frame.with_columns(
+        sorted_positions(frame, ["rmi", "sample_id"], within=stratum).cast(pl.Int64).alias(position),
+        pl.when(pl.len().over(stratum) > 1)
+        .then((pl.col("rmi").rank("average").over(stratum) - 1) / (pl.len().over(stratum) - 1))
+        .otherwise(0.5)
+        .alias(rank),
     )
 
 
@@ -89,48 +123,48 @@ def select_rmi_band(scores: pl.DataFrame, config: SelectionConfig) -> pl.DataFra
         min(math.floor(config.band_low * size), size - quota)
         for size, quota in zip(sizes["len"].to_list(), quotas, strict=True)
     ]
-    bounds = pl.DataFrame(
-        {
-            "stratum": sizes["stratum"],
-            "band_start": starts,
-            "band_end": [s + q for s, q in zip(starts, quotas, strict=True)],
-        },
-        schema_overrides={"stratum": pl.Int32},
+    band = pl.col("stratum").replace_strict
+    below, above = (
+        pl.col("rmi_position") < band(sizes["stratum"], starts),
+        pl.col("rmi_position") >= band(sizes["stratum"], [s + q for s, q in zip(starts, quotas, strict=True)]),
     )
+    low, high = config.band_low, config.band_low + config.budget
     return (
-        ranked.join(bounds, on="stratum")
-        .with_columns(
-            decision=pl.when(pl.col("rmi_position").is_between("band_start", "band_end", closed="left"))
-            .then(pl.lit(KEEP))
-            .otherwise(pl.lit(DROP)),
-            reason_code=pl.when(pl.col("rmi_position") < pl.col("band_start"))
+        ranked.with_columns(
+            decision=pl.when(below | above).then(pl.lit(DROP)).otherwise(pl.lit(KEEP)),
+            reason_code=pl.when(below)
             .then(code(Reason.RMI_BELOW_BAND))
-            .when(pl.col("rmi_position") >= pl.col("band_end"))
+            .when(above)
             .then(code(Reason.RMI_ABOVE_BAND))
             .otherwise(code(Reason.RMI_IN_BAND)),
-            reason=pl.when(pl.col("rmi_position") < pl.col("band_start"))
-            .then(_measured(Reason.RMI_BELOW_BAND, "below", config.band_low, config.band_low + config.budget))
-            .when(pl.col("rmi_position") >= pl.col("band_end"))
-            .then(_measured(Reason.RMI_ABOVE_BAND, "above", config.band_low, config.band_low + config.budget))
-            .otherwise(_measured(Reason.RMI_IN_BAND, "in", config.band_low, config.band_low + config.budget)),
             # Closeness to the band's centre: the score behind the decision (for AUROC).
             keep_score=-(pl.col("rmi_rank") - (config.band_low + config.budget / 2)).abs(),
         )
-        .drop("band_start", "band_end", "rmi_position")
+        .with_columns(
+            reason=_measured(
+                pl.when(below).then(pl.lit("below")).when(above).then(pl.lit("above")).otherwise(pl.lit("in")),
+                low,
+                high,
+            )
+        )
+        .drop("rmi_position")
     )
 
 
-def _measured(reason: Reason, where: str, low: float | pl.Expr, high: float | pl.Expr) -> pl.Expr:
-    """A band decision's reason with what was measured: the sample's RMI rank in its NLL(Q)
-    stratum and the kept band it falls below, in or above."""
+def _measured(where: str | pl.Expr, low: float | pl.Expr, high: float | pl.Expr) -> pl.Expr:
+    """A band decision's reason (its ``reason_code`` column's, decided before) with what was
+    measured: the sample's RMI rank in its NLL(Q) stratum and the kept band it falls ``where``
+    (below, in, above). One text column for every row, whatever the decision."""
 
     def edge(value: float | pl.Expr) -> pl.Expr:
         return (value if isinstance(value, pl.Expr) else pl.lit(float(value))).round(3)
 
     return pl.format(
-        f"{reason.value}: RMI rank {{}} in NLL(Q) stratum {{}}, {where} the kept band {{}}-{{}}",
+        "{}: RMI rank {} in NLL(Q) stratum {}, {} the kept band {}-{}",
+        pl.col("reason_code"),
         pl.col("rmi_rank").round(3),
         pl.col("stratum"),
+        pl.lit(where) if isinstance(where, str) else where,
         edge(low),
         edge(high),
     )
@@ -145,16 +179,13 @@ def select_diff(strong: pl.DataFrame, weak: pl.DataFrame, config: SelectionConfi
     weak_ranked = stratified_ranks(weak.select("sample_id", "nll_query", "rmi"), strata, prefix="weak_").select(
         "sample_id", "weak_rmi_rank"
     )
-    joined = strong_ranked.join(weak_ranked, on="sample_id", how="inner")
+    joined = strong_ranked.join(weak_ranked, on="sample_id", how="inner", maintain_order="left")
     if joined.height != strong.height:
         raise ValueError(f"weak model scores cover {joined.height} of {strong.height} samples")
     budget = keep_count(joined.height, config.budget)
-    ordered = (
-        # Rounded so that equal rank gaps tie exactly (2/3 - 0 vs 1 - 1/3) and fall to sample_id.
-        joined.with_columns(diff=(pl.col("rmi_rank") - pl.col("weak_rmi_rank")).round(12))
-        .sort(["diff", "sample_id"], descending=[True, False])
-        .with_columns(position=pl.int_range(pl.len()))
-    )
+    # Rounded so that equal rank gaps tie exactly (2/3 - 0 vs 1 - 1/3) and fall to sample_id.
+    ordered = joined.with_columns(diff=(pl.col("rmi_rank") - pl.col("weak_rmi_rank")).round(12))
+    ordered = ordered.with_columns(position=sorted_positions(ordered, ["diff", "sample_id"], descending=[True, False]))
     above = pl.col("diff") > config.diff_threshold
     return ordered.with_columns(
         decision=pl.when(pl.col("position") < budget).then(pl.lit(KEEP)).otherwise(pl.lit(DROP)),
@@ -180,10 +211,9 @@ def top_by_score(
     frame: pl.DataFrame, keep_score: pl.Expr, count: int, keep_reason: Reason, drop_reason: Reason
 ) -> pl.DataFrame:
     """Keep the ``count`` rows of highest ``keep_score`` (ties by sample_id); null scores never kept."""
-    ordered = (
-        frame.with_columns(keep_score=keep_score)
-        .sort(["keep_score", "sample_id"], descending=[True, False], nulls_last=True)
-        .with_columns(position=pl.int_range(pl.len()))
+    ordered = frame.with_columns(keep_score=keep_score)
+    ordered = ordered.with_columns(
+        position=sorted_positions(ordered, ["keep_score", "sample_id"], descending=[True, False], nulls_last=True)
     )
     kept = (pl.col("position") < count) & pl.col("keep_score").is_not_null()
     return (
@@ -269,46 +299,47 @@ def _band_with_checks(
         scores.with_columns(_filtered_code=reason_code, _filtered=reason), config.effective_strata(scores.height)
     )
     sizes = ranked.group_by("stratum").len().sort("stratum")
-    quotas = pl.DataFrame(
-        {"stratum": sizes["stratum"], "_quota": largest_remainder_quotas(sizes["len"].to_list(), config.budget)},
-        schema_overrides={"stratum": pl.Int32},
-    )
+    quotas = largest_remainder_quotas(sizes["len"].to_list(), config.budget)
     centre = config.band_low + config.budget / 2
-    ordered = (
-        ranked.join(quotas, on="stratum")
-        .with_columns(
-            _eligible=pl.col("_filtered_code").is_null() & (pl.col("rmi_rank") <= config.band_guard),
-            # What is kept first: the nearest the band's centre, or the most likely answer.
-            _distance=pl.col("nll_answer_given_query") if most_likely else (pl.col("rmi_rank") - centre).abs(),
-        )
-        .sort(["stratum", "_eligible", "_distance", "sample_id"], descending=[False, True, False, False])
-        .with_columns(_kept=pl.col("_eligible") & (pl.int_range(pl.len()).over("stratum") < pl.col("_quota")))
+    # The frame keeps its order and width: each step sorts or groups only the columns it reads.
+    ordered = ranked.with_columns(
+        _quota=pl.col("stratum").replace_strict(sizes["stratum"], quotas, return_dtype=pl.Int64),
+        _eligible=pl.col("_filtered_code").is_null() & (pl.col("rmi_rank") <= config.band_guard),
+        # What is kept first: the nearest the band's centre, or the most likely answer.
+        _distance=pl.col("nll_answer_given_query") if most_likely else (pl.col("rmi_rank") - centre).abs(),
     )
+    # Each stratum keeps its quota of its eligible rows, the nearest first.
+    eligible = ordered.select("_distance", "sample_id", "stratum", "_quota", "_eligible").with_row_index("_row")
+    eligible = eligible.filter("_eligible")
+    place = sorted_positions(eligible, ["_distance", "sample_id"], within="stratum")
+    kept = np.zeros(ordered.height, dtype=bool)
+    kept[eligible.filter(place < pl.col("_quota"))["_row"].to_numpy()] = True
+    ordered = ordered.with_columns(_kept=pl.Series(kept))
     shortfall = count - int(ordered["_kept"].sum())
     if shortfall > 0:
         fill = (
-            ordered.filter(pl.col("_eligible") & ~pl.col("_kept"))
+            ordered.select("_distance", "sample_id", "_eligible", "_kept")
+            .with_row_index("_row")
+            .filter(pl.col("_eligible") & ~pl.col("_kept"))
             .sort("_distance", "sample_id")
-            .head(shortfall)
-            .select("sample_id", _fill=pl.lit(True))
+            .head(shortfall)["_row"]
         )
-        ordered = ordered.join(fill, on="sample_id", how="left").with_columns(
-            _kept=pl.col("_kept") | pl.col("_fill").fill_null(False)
-        )
-    edges = (
-        ordered.filter(pl.col("_kept"))
-        .group_by("stratum")
-        .agg(_low=pl.col("rmi_rank").min(), _high=pl.col("rmi_rank").max(), _likely=pl.col("_distance").max())
-    )
-    ordered = ordered.join(edges, on="stratum", how="left").with_columns(
-        _low=pl.col("_low").fill_null(centre), _high=pl.col("_high").fill_null(centre)
+        filled = np.zeros(ordered.height, dtype=bool)
+        filled[fill.to_numpy()] = True
+        ordered = ordered.with_columns(_kept=pl.col("_kept") | pl.Series(filled))
+    kept = pl.col("_kept")
+    ordered = ordered.with_columns(
+        _low=pl.col("rmi_rank").filter(kept).min().over("stratum").fill_null(centre),
+        _high=pl.col("rmi_rank").filter(kept).max().over("stratum").fill_null(centre),
+        _likely=pl.col("_distance").filter(kept).max().over("stratum"),
     )
     filtered = pl.col("_filtered_code").is_not_null()
     reason_code = pl.when(filtered).then(pl.col("_filtered_code"))
     reason = pl.when(filtered).then(pl.col("_filtered"))
     if most_likely:
         likely = pl.format(
-            "NLL(A|Q) {} in NLL(Q) stratum {}, the kept reach {}",
+            "{}: NLL(A|Q) {} in NLL(Q) stratum {}, the kept reach {}",
+            pl.col("reason_code"),
             pl.col("nll_answer_given_query").round(3),
             pl.col("stratum"),
             pl.col("_likely").round(3),
@@ -320,14 +351,18 @@ def _band_with_checks(
             .when(within_guard)
             .then(code(Reason.LIKELY_BELOW))
         )
-        reason = (
-            reason.when(pl.col("_kept"))
-            .then(pl.lit(f"{Reason.LIKELY_KEPT}: ") + likely)
-            .when(within_guard)
-            .then(pl.lit(f"{Reason.LIKELY_BELOW}: ") + likely)
-        )
+        reason = reason.when(pl.col("_kept") | within_guard).then(likely)
     above_guard, above_centre = pl.col("rmi_rank") > config.band_guard, pl.col("rmi_rank") > centre
     low, high = pl.col("_low"), pl.col("_high")
+    where = (
+        pl.when(pl.col("_kept"))
+        .then(pl.lit("in"))
+        .when(above_guard)
+        .then(pl.lit(f"above the guard {config.band_guard:g} and"))
+        .when(above_centre)
+        .then(pl.lit("above"))
+        .otherwise(pl.lit("below"))
+    )
     decided = ordered.with_columns(
         decision=pl.when(pl.col("_kept")).then(pl.lit(KEEP)).otherwise(pl.lit(DROP)),
         reason_code=reason_code.when(pl.col("_kept"))
@@ -335,16 +370,10 @@ def _band_with_checks(
         .when(above_guard | above_centre)
         .then(code(Reason.RMI_ABOVE_BAND))
         .otherwise(code(Reason.RMI_BELOW_BAND)),
-        reason=reason.when(pl.col("_kept"))
-        .then(_measured(Reason.RMI_IN_BAND, "in", low, high))
-        .when(above_guard)
-        .then(_measured(Reason.RMI_ABOVE_BAND, f"above the guard {config.band_guard:g} and", low, high))
-        .when(above_centre)
-        .then(_measured(Reason.RMI_ABOVE_BAND, "above", low, high))
-        .otherwise(_measured(Reason.RMI_BELOW_BAND, "below", low, high)),
         # Closeness to the band's centre, among the rows the checks let through (for AUROC).
         keep_score=pl.when(pl.col("_filtered_code").is_null()).then(-pl.col("_distance")),
     )
+    decided = decided.with_columns(reason=in_slices(decided, reason.otherwise(_measured(where, low, high))))
     return decided.drop(
         "_filtered_code",
         "_filtered",
@@ -495,7 +524,7 @@ def select_ppl_checks(scores: pl.DataFrame, config: SelectionConfig) -> pl.DataF
 
 def select(strategy: str, strong: pl.DataFrame, weak: pl.DataFrame | None, config: SelectionConfig) -> pl.DataFrame:
     """Apply ``strategy`` (resolved, not ``auto``): every row gets decision, reason_code, reason
-    and keep_score."""
+    and keep_score, rows in ``strong``'s order."""
     if strategy == DIFF:
         if weak is None:
             raise ValueError("strategy 'diff' needs a weak model's scores")

@@ -41,14 +41,17 @@ class TableSpec:
             if column in LOOKUP_STRINGS or not (dtype == pl.String or isinstance(dtype, (pl.List, pl.Struct)))
         ]
 
-    def conform(self, frame: pl.DataFrame, optional: tuple[str, ...] = ()) -> pl.DataFrame:
-        """Select and cast ``frame`` to this table's columns, in order; ``optional`` columns
-        may be absent and are then null."""
-        missing = [c for c in self.schema.names() if c not in frame.columns and c not in optional]
+    def conform(
+        self, frame: pl.DataFrame, optional: tuple[str, ...] = (), leave_out: tuple[str, ...] = ()
+    ) -> pl.DataFrame:
+        """Select and cast ``frame`` to this table's columns (but ``leave_out``), in order;
+        ``optional`` columns may be absent and are then null."""
+        schema = {c: t for c, t in self.schema.items() if c not in leave_out}
+        missing = [c for c in schema if c not in frame.columns and c not in optional]
         if missing:
             raise ValueError(f"{self.name}: missing columns {missing}")
         return frame.select(
-            [pl.col(c).cast(t) if c in frame.columns else pl.lit(None, t).alias(c) for c, t in self.schema.items()]
+            [pl.col(c).cast(t) if c in frame.columns else pl.lit(None, t).alias(c) for c, t in schema.items()]
         )
 
 

@@ -1,12 +1,14 @@
 """Baseline strategies, the code-aware band, near-duplicates and the code check, on hand-built tables."""
 
+import random
+
 import polars as pl
 import pytest
 
 from qaq_assets.lib.ingest.codecheck import check_code
-from qaq_assets.lib.selection.config import SelectionConfig
+from qaq_assets.lib.selection.config import STRATEGIES, SelectionConfig
 from qaq_assets.lib.selection.dedup import near_duplicates
-from qaq_assets.lib.selection.rules import select
+from qaq_assets.lib.selection.rules import select, sorted_positions
 
 
 def table(**columns) -> pl.DataFrame:
@@ -148,3 +150,43 @@ def test_every_rule_writes_a_known_reason_code_that_its_reason_names():
         seen |= set(codes)
     # Every check's code occurs here: none is written under another name.
     assert {reason.value for reason in FILTERS} <= seen
+
+
+def test_every_strategy_returns_its_rows_in_the_order_it_was_given():
+    # Curation pairs the decisions with the candidates by position: a rule that reorders its
+    # rows would pair a decision with another sample.
+    n = 60
+    scores = table(
+        rmi=[float((i * 7) % 13) for i in range(n)],
+        nll_query=[float(i % 9) for i in range(n)],
+        ifd_loss=[(i % 11) / 10 for i in range(n)],
+        nll_answer_given_query=[float(i % 5) for i in range(n)],
+        nll_answer_end=[float(i % 4) for i in range(n)],
+        # A third fail the checks, so the band falls short of its share and fills from elsewhere.
+        code_status=["syntax_error" if i % 3 == 0 else "valid" for i in range(n)],
+    ).sample(fraction=1.0, shuffle=True, seed=3)
+    weak = scores.with_columns(rmi=pl.col("rmi").reverse())
+    for strategy in STRATEGIES:
+        selected = select(strategy, scores, weak, SelectionConfig(budget=0.4, min_stratum_size=5))
+        assert selected["sample_id"].to_list() == scores["sample_id"].to_list(), strategy
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_sorted_positions_are_the_places_a_sort_gives(seed):
+    rng = random.Random(seed)
+    n = 200
+    frame = pl.DataFrame(
+        {
+            "group": [rng.randrange(4) for _ in range(n)],
+            "score": [None if rng.random() < 0.1 else rng.randrange(10) / 3 for _ in range(n)],
+            "sample_id": [f"s{i:03d}" for i in rng.sample(range(n), n)],
+        }
+    )
+    for by, descending, nulls_last in [
+        (["score", "sample_id"], False, False),
+        (["score", "sample_id"], [True, False], True),
+        (["group", "score", "sample_id"], [False, True, False], False),
+    ]:
+        places = frame.with_columns(_place=sorted_positions(frame, by, descending, nulls_last))
+        expected = frame.sort(by, descending=descending, nulls_last=nulls_last)["sample_id"]
+        assert places.sort("_place")["sample_id"].equals(expected)

@@ -17,8 +17,18 @@ from qaq_assets.lib.ingest.features import sample_features, signature_array
 from qaq_assets.lib.ingest.record_fields import text_sha
 from qaq_assets.lib.ingest.shard_reader import read_shard
 from qaq_assets.lib.reports.export import export_curated
+from qaq_assets.lib.selection import curation
+from qaq_assets.lib.selection.config import SelectionConfig
+from qaq_assets.lib.selection.curation import CurationError, _with_features
 from qaq_assets.lib.selection.dedup import minhash, near_duplicate_twins, near_duplicates
-from qaq_assets.lib.store.tables import CURATED_SUBSET, CURATION_RUNS, RAW_SAMPLES, SAMPLE_FEATURES, TEXT_COLUMNS
+from qaq_assets.lib.store.tables import (
+    CURATED_SUBSET,
+    CURATION_RUNS,
+    QAQ_SCORES,
+    RAW_SAMPLES,
+    SAMPLE_FEATURES,
+    TEXT_COLUMNS,
+)
 from qaq_assets_tests.helpers import CODE_PAIRS, REPO, graph, materialize_all, write_jsonl
 
 DATA = REPO / "data"
@@ -111,3 +121,33 @@ def test_a_lake_from_the_previous_release_still_exports_and_curates(lake, tmp_pa
     assert dg.materialize([curated], resources=resources, run_config=BUDGET).success
     again = lake.scan(CURATED_SUBSET).collect().drop("curation_id").sort("row_index")
     assert again.select(fresh.columns).equals(fresh)
+
+
+def test_features_reach_their_rows_as_a_left_join_would():
+    canonical = pl.DataFrame(
+        {"shard": ["b", "a", "a", "b", "c"], "row_index": [0, 2, 0, 5, 1], "sample_id": ["s1", "s2", "s3", "s4", "s5"]}
+    )
+    # Shuffled, with rows of a shard curation does not ask for, and none for ("c", 1).
+    features = pl.DataFrame(
+        {
+            "shard": ["a", "z", "b", "a", "b", "a"],
+            "row_index": [0, 0, 5, 2, 0, 1],
+            "code_status": ["valid", "stub", "no_code", "cut_off", "valid", "stub"],
+            "band_keys": [[1], [2], [3], [4], [5], [6]],
+        }
+    )
+    expected = canonical.join(features, on=["shard", "row_index"], how="left", maintain_order="left")
+    assert _with_features(canonical, features).equals(expected)
+    # The shard and row are joined as one integer: a row number it cannot hold is refused.
+    with pytest.raises(CurationError, match="2\\^32"):
+        _with_features(canonical.with_columns(row_index=pl.lit(2**32, pl.Int64)), features)
+
+
+def test_a_rule_that_returns_its_rows_reordered_is_refused_not_paired_with_other_samples(lake, tmp_path, monkeypatch):
+    shard = write_jsonl(tmp_path / "one.jsonl", [{"instruction": q, "response": a} for q, a in CODE_PAIRS])
+    materialize_all(lake, [shard])
+    model_key = lake.scan(QAQ_SCORES).select("model_key").unique().collect().item()
+    rule = curation.select
+    monkeypatch.setattr(curation, "select", lambda *args: rule(*args).reverse())
+    with pytest.raises(CurationError, match="out of the candidates' order"):
+        curation.curate(lake, [model_key], SelectionConfig(), "reordered")
