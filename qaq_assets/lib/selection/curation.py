@@ -166,21 +166,25 @@ def _row_keys(frame: pl.DataFrame, shards: pl.Series) -> pl.Series:
     return frame.select(shard_at * 2**32 + pl.col("row_index").cast(pl.UInt64)).to_series().alias("_key")
 
 
-def _with_features(canonical: pl.DataFrame, features: pl.DataFrame) -> pl.DataFrame:
-    """``canonical`` with its rows' features (null where a row has none), in its order. A left
-    join on (shard, row_index), but only the keys are joined and the features gathered once: a
-    join's intermediate copies cost several times the frame at 10^7 rows."""
-    if canonical.height and canonical["row_index"].max() >= 2**32:
+def _matching_rows(frame: pl.DataFrame, other: pl.DataFrame) -> pl.Series:
+    """For each row of ``frame``, the position of ``other``'s row of the same (shard, row_index)
+    (null where none). Only the keys are joined, as one integer: the caller gathers the columns
+    it needs once, where a join of whole frames copies each several times at 10^7 rows."""
+    if frame.height and frame["row_index"].max() >= 2**32:
         raise CurationError("a shard holds more than 2^32 rows; split it")
-    shards = features["shard"].unique()
-    at = (
-        _row_keys(canonical, shards)
+    shards = other["shard"].unique()
+    return (
+        _row_keys(frame, shards)
         .to_frame()
-        .join(
-            _row_keys(features, shards).to_frame().with_row_index("_at"), on="_key", how="left", maintain_order="left"
-        )
+        .join(_row_keys(other, shards).to_frame().with_row_index("_at"), on="_key", how="left", maintain_order="left")
         .get_column("_at")
     )
+
+
+def _with_features(canonical: pl.DataFrame, features: pl.DataFrame) -> pl.DataFrame:
+    """``canonical`` with its rows' features (null where a row has none), in its order: a left
+    join on (shard, row_index)."""
+    at = _matching_rows(canonical, features)
     return canonical.hstack(features.drop("shard", "row_index").select(pl.all().gather(at)))
 
 
@@ -458,10 +462,9 @@ def _keep_earlier_decisions(lake: Lake, frame: pl.DataFrame) -> pl.DataFrame:
     if earlier is None or earlier.height == 0:
         return frame
     kept = ("decision", "reason", "reason_code")
-    joined = frame.join(earlier, on=["shard", "row_index", "sample_id"], how="left", suffix="_earlier")
-    return joined.with_columns([pl.coalesce(f"{name}_earlier", name).alias(name) for name in kept]).drop(
-        [f"{name}_earlier" for name in kept]
-    )
+    matched = earlier.select(pl.all().gather(_matching_rows(frame, earlier)))
+    same = (matched["sample_id"] == frame["sample_id"]).fill_null(False)
+    return frame.with_columns(pl.coalesce(pl.when(same).then(matched[name]), pl.col(name)).alias(name) for name in kept)
 
 
 # A check that removes more than this share of the candidates says so on every run.

@@ -151,3 +151,33 @@ def test_a_rule_that_returns_its_rows_reordered_is_refused_not_paired_with_other
     monkeypatch.setattr(curation, "select", lambda *args: rule(*args).reverse())
     with pytest.raises(CurationError, match="out of the candidates' order"):
         curation.curate(lake, [model_key], SelectionConfig(), "reordered")
+
+
+def test_stable_decisions_keep_a_rows_earlier_decision_only_for_the_same_sample(lake):
+    def rows(shard_rows, sample_ids, decisions, codes):
+        frame = pl.DataFrame(
+            {
+                "shard": [shard for shard, _ in shard_rows],
+                "row_index": [row for _, row in shard_rows],
+                "sample_id": sample_ids,
+                "decision": decisions,
+                "reason_code": codes,
+                "reason": [f"{code or 'old'}: why" for code in codes],
+            }
+        )
+        return CURATED_SUBSET.conform(frame, optional=tuple(CURATED_SUBSET.schema))
+
+    earlier = rows([("a", 0), ("a", 1), ("b", 0)], ["s0", "s1", "s2"], ["keep", "keep", "drop"], ["in", None, "low"])
+    lake.overwrite(CURATED_SUBSET, earlier)
+    now = rows(
+        [("b", 0), ("a", 1), ("a", 0), ("c", 0)],  # in another order; ("a", 0) holds another text now
+        ["s2", "s1", "s0-edited", "s3"],
+        ["keep", "drop", "drop", "keep"],
+        ["in", "high", "high", "in"],
+    )
+    kept = curation._keep_earlier_decisions(lake, now)
+    assert kept["sample_id"].to_list() == now["sample_id"].to_list()
+    assert kept["decision"].to_list() == ["drop", "keep", "drop", "keep"]
+    # A version written before reason codes existed has none: the new code stands beside the old decision.
+    assert kept["reason_code"].to_list() == ["low", "high", "high", "in"]
+    assert kept["reason"].to_list() == ["low: why", "old: why", "high: why", "in: why"]
