@@ -7,6 +7,7 @@ import json
 import logging
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import cached_property
 
 import numpy as np
 import polars as pl
@@ -53,6 +54,7 @@ class Curation:
     strategy: str  # the rule that ran (``auto`` resolved)
     benchmarks: list[str]
 
+    @cached_property
     def counts(self) -> dict[str, int]:
         return decision_counts(self.frame)
 
@@ -71,7 +73,7 @@ class Curation:
                     # The rule that ran, not ``auto``: what a reader needs to reproduce it.
                     "selection_config": replace(config, strategy=self.strategy).to_json(),
                     "selection_config_sha": replace(config, strategy=self.strategy).sha(),
-                    "counts": json.dumps(self.counts(), sort_keys=True),
+                    "counts": json.dumps(self.counts, sort_keys=True),
                     "decontamination": json.dumps(
                         {"checked": self.benchmarks, "ngram_words": NGRAM_WORDS, "min_shared": MIN_SHARED}
                     ),

@@ -312,21 +312,18 @@ def _band_with_checks(
     eligible = ordered.select("_distance", "sample_id", "stratum", "_quota", "_eligible").with_row_index("_row")
     eligible = eligible.filter("_eligible")
     eligible = eligible.with_columns(_place=sorted_positions(eligible, ["_distance", "sample_id"], within="stratum"))
-    in_quota = np.zeros(ordered.height, dtype=bool)
-    in_quota[eligible.filter(pl.col("_place") < pl.col("_quota"))["_row"].to_numpy()] = True
-    ordered = ordered.with_columns(_kept=pl.Series(in_quota))
-    shortfall = count - int(ordered["_kept"].sum())
+    kept_rows = np.zeros(ordered.height, dtype=bool)
+    kept_rows[eligible.filter(pl.col("_place") < pl.col("_quota"))["_row"].to_numpy()] = True
+    shortfall = count - int(kept_rows.sum())
     if shortfall > 0:
+        # The nearest eligible rows of any stratum fill what the strata left.
         fill = (
-            ordered.select("_distance", "sample_id", "_eligible", "_kept")
-            .with_row_index("_row")
-            .filter(pl.col("_eligible") & ~pl.col("_kept"))
+            eligible.filter(~pl.Series(kept_rows).gather(eligible["_row"]))
             .sort("_distance", "sample_id")
             .head(shortfall)["_row"]
         )
-        filled = np.zeros(ordered.height, dtype=bool)
-        filled[fill.to_numpy()] = True
-        ordered = ordered.with_columns(_kept=pl.col("_kept") | pl.Series(filled))
+        kept_rows[fill.to_numpy()] = True
+    ordered = ordered.with_columns(_kept=pl.Series(kept_rows))
     kept = pl.col("_kept")
     ordered = ordered.with_columns(
         _low=pl.col("rmi_rank").filter(kept).min().over("stratum").fill_null(centre),

@@ -190,3 +190,19 @@ def test_sorted_positions_are_the_places_a_sort_gives(seed):
         places = frame.with_columns(_place=sorted_positions(frame, by, descending, nulls_last))
         expected = frame.sort(by, descending=descending, nulls_last=nulls_last)["sample_id"]
         assert places.sort("_place")["sample_id"].equals(expected)
+
+
+def test_a_stratum_short_of_passing_rows_leaves_its_share_to_the_rows_nearest_the_centre_elsewhere():
+    # Two strata of 20 (by nll_query); in the first only one answer passes the code check.
+    n = 40
+    scores = table(
+        nll_query=[float(i) for i in range(n)],
+        rmi=[float(i % 20) for i in range(n)],
+        code_status=["valid" if i == 12 or i >= 20 else "syntax_error" for i in range(n)],
+    )
+    selected = select("rmi-band+code", scores, None, SelectionConfig(budget=0.25, strata=2, min_stratum_size=1))
+    kept_ids = kept(selected)
+    assert len(kept_ids) == 10  # the budget is met: 1 in the first stratum, its other 4 filled from the second
+    second = selected.filter(pl.col("stratum") == 1).with_columns(distance=(pl.col("rmi_rank") - 0.625).abs())
+    nearest = second.filter(pl.col("rmi_rank") <= 0.8).sort("distance", "sample_id").head(9)["sample_id"]
+    assert sorted(kept_ids) == sorted(["s12", *nearest])
