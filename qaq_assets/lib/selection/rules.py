@@ -129,29 +129,21 @@ def select_rmi_band(scores: pl.DataFrame, config: SelectionConfig) -> pl.DataFra
         pl.col("rmi_position") >= band(sizes["stratum"], [s + q for s, q in zip(starts, quotas, strict=True)]),
     )
     low, high = config.band_low, config.band_low + config.budget
-    return (
-        ranked.with_columns(
-            decision=pl.when(below | above).then(pl.lit(DROP)).otherwise(pl.lit(KEEP)),
-            reason_code=pl.when(below)
-            .then(code(Reason.RMI_BELOW_BAND))
-            .when(above)
-            .then(code(Reason.RMI_ABOVE_BAND))
-            .otherwise(code(Reason.RMI_IN_BAND)),
-            # Closeness to the band's centre: the score behind the decision (for AUROC).
-            keep_score=-(pl.col("rmi_rank") - (config.band_low + config.budget / 2)).abs(),
-        )
-        .with_columns(
-            reason=_measured(
-                pl.when(below).then(pl.lit("below")).when(above).then(pl.lit("above")).otherwise(pl.lit("in")),
-                low,
-                high,
-            )
-        )
-        .drop("rmi_position")
+    decided = ranked.with_columns(
+        decision=pl.when(below | above).then(pl.lit(DROP)).otherwise(pl.lit(KEEP)),
+        reason_code=pl.when(below)
+        .then(code(Reason.RMI_BELOW_BAND))
+        .when(above)
+        .then(code(Reason.RMI_ABOVE_BAND))
+        .otherwise(code(Reason.RMI_IN_BAND)),
+        # Closeness to the band's centre: the score behind the decision (for AUROC).
+        keep_score=-(pl.col("rmi_rank") - (config.band_low + config.budget / 2)).abs(),
     )
+    where = pl.when(below).then(pl.lit("below")).when(above).then(pl.lit("above")).otherwise(pl.lit("in"))
+    return decided.with_columns(reason=in_slices(decided, _measured(where, low, high))).drop("rmi_position")
 
 
-def _measured(where: str | pl.Expr, low: float | pl.Expr, high: float | pl.Expr) -> pl.Expr:
+def _measured(where: pl.Expr, low: float | pl.Expr, high: float | pl.Expr) -> pl.Expr:
     """A band decision's reason (its ``reason_code`` column's, decided before) with what was
     measured: the sample's RMI rank in its NLL(Q) stratum and the kept band it falls ``where``
     (below, in, above). One text column for every row, whatever the decision."""
@@ -164,7 +156,7 @@ def _measured(where: str | pl.Expr, low: float | pl.Expr, high: float | pl.Expr)
         pl.col("reason_code"),
         pl.col("rmi_rank").round(3),
         pl.col("stratum"),
-        pl.lit(where) if isinstance(where, str) else where,
+        where,
         edge(low),
         edge(high),
     )
@@ -381,8 +373,6 @@ def _band_with_checks(
         "_low",
         "_high",
         "_likely",
-        "_fill",
-        strict=False,
     )
 
 
