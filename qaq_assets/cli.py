@@ -253,7 +253,7 @@ def _bench_files(args: argparse.Namespace) -> int:
     from qaq_assets.benchmarks.files import main as files_bench
 
     _quiet_libraries()
-    files_bench(args.files, args.records_per_file, args.workdir)
+    files_bench(args.files, args.records_per_file, args.workdir, model=args.model)
     return 0
 
 
@@ -404,7 +404,9 @@ def _add_bench(commands: argparse._SubParsersAction) -> None:
     bench = commands.add_parser("bench", help="benchmarks")
     bench_kinds = bench.add_subparsers(dest="bench", required=True)
     _add_bench_scoring(bench_kinds)
-    memory = bench_kinds.add_parser("memory", help="peak memory of writing one shard's log-probs, by shard size")
+    memory = bench_kinds.add_parser(
+        "memory", help="peak memory of one shard's scores from its cached log-probs, by shard size"
+    )
     memory.add_argument(
         "--shard-sizes", default="10000,40000", help="shard sizes (samples) to compare, comma-separated"
     )
@@ -442,6 +444,11 @@ def _add_bench(commands: argparse._SubParsersAction) -> None:
     many.add_argument("--files", type=int, default=5000, help="files to write and curate")
     many.add_argument("--records-per-file", type=int, default=1, help="records in each file")
     many.add_argument("--workdir", default=None, help="where the files and lakes go (default: the temp directory)")
+    many.add_argument(
+        "--model",
+        default=None,
+        help="score with this model instead (e.g. bundled: a real tokenizer, so the token tables' size is a user's)",
+    )
     many.set_defaults(handler=_bench_files)
 
     _add_bench_sft(bench_kinds)

@@ -49,9 +49,12 @@ CODE_PAIRS = [
 ]
 
 
-def rows_of(scoring) -> pl.DataFrame:
-    """A shard scoring's token_logprobs rows, collected in sample order."""
-    return scoring.token_logprobs.collect().sort("sample_id")  # ShardRows.collect
+def rows_of(lake, scoring) -> pl.DataFrame:
+    """A shard scoring's token_logprobs rows with their log-prob lists (read from ``lake``'s score
+    cache), in sample order, without when they were scored (which differs between lakes)."""
+    from qaq_assets.lib.scoring.token_lists import with_token_lists
+
+    return with_token_lists(lake, scoring.token_logprobs).drop("scored_at").sort("sample_id")
 
 
 def write_jsonl(path: Path, records: list) -> Path:

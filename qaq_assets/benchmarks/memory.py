@@ -1,5 +1,6 @@
-"""``qaq bench memory``: peak memory of assembling and writing one shard's token_logprobs,
-at several shard sizes, streamed (what the asset does) vs collected whole.
+"""``qaq bench memory``: peak memory of writing one shard's token_logprobs rows and computing its
+qaq_scores from the per-token lists in the score cache, at several shard sizes: the lists read
+in batches (what the asset does) vs all at once.
 
 Each measurement runs in a fresh process, so its peak RSS is the write's own high-water mark.
 The score cache is filled with synthetic log-probs first, in another process.
@@ -20,7 +21,7 @@ import numpy as np
 import polars as pl
 
 from qaq_assets.lib.scoring.backends.local import ScorerIdentity
-from qaq_assets.lib.scoring.shard_scoring import ShardRows
+from qaq_assets.lib.scoring.shard_scoring import SCORES_BATCH_ROWS, cached_keys, shard_rows, write_qaq_scores
 from qaq_assets.lib.store.lake import Lake
 from qaq_assets.lib.store.tables import SCORE_CACHE, TOKEN_LOGPROBS
 
@@ -88,16 +89,14 @@ def _peak_rss_mib() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def write_partition(root: str, samples: int, streamed: bool) -> float:
-    """Assemble and write the shard; returns the peak RSS in MiB of this process while it does."""
+def write_partition(root: str, samples: int, batched: bool) -> float:
+    """Write the shard's rows and scores; returns the peak RSS in MiB of this process while it does."""
     _reset_peak_rss()
     lake = Lake(root)
-    rows = ShardRows(lake, IDENTITY, _pairs(samples).with_columns(shard=pl.lit("bench")))
-    partition = {"model_key": "bench", "shard": "bench"}
-    if streamed:
-        lake.replace_partition_streaming(TOKEN_LOGPROBS, rows, partition)
-    else:
-        lake.replace_partition(TOKEN_LOGPROBS, rows.collect(), partition)
+    members = _pairs(samples).select("sample_id", "query_sha", "answer_sha").with_columns(shard=pl.lit("bench"))
+    rows = shard_rows(IDENTITY, members, cached_keys(lake, IDENTITY, members))
+    lake.replace_partition(TOKEN_LOGPROBS, rows, {"model_key": IDENTITY.model_key, "shard": "bench"})
+    write_qaq_scores(lake, "bench", IDENTITY.model_key, batch_rows=SCORES_BATCH_ROWS if batched else samples)
     return _peak_rss_mib()
 
 
@@ -117,9 +116,9 @@ def run(sizes: list[int], tokens: int, workdir: str) -> list[dict]:
         root = f"{workdir}/lake-{samples}"
         _in_fresh_process(f"m.fill_cache({root!r}, {samples}, {tokens})")
         row = {"samples": samples, "logprob_mib": round(samples * tokens * 4 * 4 / 2**20, 1)}
-        for streamed in (True, False):
-            peak = float(_in_fresh_process(f"m.write_partition({root!r}, {samples}, {streamed})"))
-            row["streamed_peak_mib" if streamed else "collected_peak_mib"] = round(peak, 1)
+        for batched in (True, False):
+            peak = float(_in_fresh_process(f"m.write_partition({root!r}, {samples}, {batched})"))
+            row["batched_peak_mib" if batched else "whole_peak_mib"] = round(peak, 1)
         results.append(row)
     return results
 
@@ -129,13 +128,13 @@ def main(sizes: list[int], tokens: int, workdir: str) -> None:
     for row in results:
         print(json.dumps(row))
     first, last = results[0], results[-1]
-    growth = (last["streamed_peak_mib"] - first["streamed_peak_mib"]) / max(
+    growth = (last["batched_peak_mib"] - first["batched_peak_mib"]) / max(
         last["logprob_mib"] - first["logprob_mib"], 1e-9
     )
     per_sample = (
-        (last["streamed_peak_mib"] - first["streamed_peak_mib"]) * 2**20 / max(last["samples"] - first["samples"], 1)
+        (last["batched_peak_mib"] - first["batched_peak_mib"]) * 2**20 / max(last["samples"] - first["samples"], 1)
     )
     print(
-        f"streamed_peak_growth_per_logprob_mib={growth:.3f} streamed_peak_growth_per_sample_bytes={per_sample:.0f} "
-        f"streamed_peak_mib={last['streamed_peak_mib']} collected_peak_mib={last['collected_peak_mib']}"
+        f"batched_peak_growth_per_logprob_mib={growth:.3f} batched_peak_growth_per_sample_bytes={per_sample:.0f} "
+        f"batched_peak_mib={last['batched_peak_mib']} whole_peak_mib={last['whole_peak_mib']}"
     )

@@ -217,18 +217,18 @@ def test_bench_runs_on_a_bare_machine_without_polars_deltalake_or_dagster(tmp_pa
     assert run.stdout.strip().splitlines()[-1].startswith("speedup_vs_naive=")
 
 
-def test_memory_bench_shows_streamed_writes_peak_below_collected_ones(capsys):
+def test_memory_bench_shows_batched_score_reads_peak_below_whole_ones(capsys):
     assert main(["bench", "memory", "--shard-sizes", "2000,8000", "--tokens", "64"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     small, large = (json.loads(line) for line in lines[:2])
     assert (small["samples"], large["samples"]) == (2000, 8000)
-    # Collecting the partition holds every log-prob list; streaming holds one batch.
-    assert large["streamed_peak_mib"] < large["collected_peak_mib"]
-    streamed_growth = large["streamed_peak_mib"] - small["streamed_peak_mib"]
-    assert streamed_growth < large["collected_peak_mib"] - small["collected_peak_mib"]
+    # Reading the shard's lists whole holds every log-prob list; in batches, one batch.
+    assert large["batched_peak_mib"] < large["whole_peak_mib"]
+    batched_growth = large["batched_peak_mib"] - small["batched_peak_mib"]
+    assert batched_growth < large["whole_peak_mib"] - small["whole_peak_mib"]
     assert re.fullmatch(
-        r"streamed_peak_growth_per_logprob_mib=-?[\d.]+ streamed_peak_growth_per_sample_bytes=-?\d+ "
-        r"streamed_peak_mib=[\d.]+ collected_peak_mib=[\d.]+",
+        r"batched_peak_growth_per_logprob_mib=-?[\d.]+ batched_peak_growth_per_sample_bytes=-?\d+ "
+        r"batched_peak_mib=[\d.]+ whole_peak_mib=[\d.]+",
         lines[-1],
     )
 

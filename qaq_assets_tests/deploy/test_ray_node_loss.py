@@ -74,7 +74,8 @@ def test_a_worker_node_killed_while_it_scores_loses_nothing(cluster, tmp_path, m
     samples = read_shard(make_shard("s", CODE_PAIRS), "s").samples
     layouts = build_layouts("auto", tiny_model.tokenizer)
     scorer = PairScorer(tiny_model.model, layouts, tiny_model.tokenizer.pad_token_id)
-    local = score_shard(Lake(tmp_path / "local"), samples, "s", LocalBackend(tiny_model, scorer, ScorerOptions()))
+    local_lake, ray_lake = Lake(tmp_path / "local"), Lake(tmp_path / "ray")
+    local = score_shard(local_lake, samples, "s", LocalBackend(tiny_model, scorer, ScorerOptions()))
 
     backend = RayBackend(ModelSpec.parse(TINY), device="cpu", dtype="float32", address=cluster, replicas=2)
     nodes = {node["NodeID"][:8]: node for node in ray.nodes()}
@@ -83,13 +84,14 @@ def test_a_worker_node_killed_while_it_scores_loses_nothing(cluster, tmp_path, m
     [on_node_1] = set(backend.nodes.values()) - set(on_node_2)
     faulty = KillsANodeWhenScoringStarts(backend)
     try:
-        remote = score_shard(Lake(tmp_path / "ray"), samples, "s", faulty, commit_every=2)
+        remote = score_shard(ray_lake, samples, "s", faulty, commit_every=2)
     finally:
         backend.close()
     assert faulty.killed, "worker node 2 had no process to kill"
     assert backend.lost == on_node_2
     assert remote.samples_scored == len(CODE_PAIRS)
-    assert rows_of(remote).equals(rows_of(local))  # every sample once, every log-prob the local one
+    # Every sample once, every log-prob the local one.
+    assert rows_of(ray_lake, remote).equals(rows_of(local_lake, local))
     # Node 1 scored every chunk, node 2's first one again included.
     assert remote.samples_by_replica == {on_node_1: len(CODE_PAIRS)}
 

@@ -452,3 +452,29 @@ def test_repair_restores_a_shard_whose_file_was_deleted_and_says_what_it_cannot(
     refused = qaq("repair", "--lake", lake)
     assert refused.returncode == 1 and "shard b: cannot be restored: " in refused.stdout
     assert "changed since it was registered" in refused.stdout
+
+
+@pytest.mark.slow  # runs the qaq command in processes
+def test_repair_of_a_lost_score_cache_file_scores_the_shards_whose_lists_it_held(tmp_path):
+    """The per-token lists are stored once, in the score cache: a shard whose lists were in a lost
+    cache file loses its scores too, and the next curate scores it again (only it)."""
+    a, b = write_jsonl(tmp_path / "a.jsonl", records("a")), write_jsonl(tmp_path / "b.jsonl", records("b"))
+    lake = tmp_path / "lake"
+    assert qaq("curate", a, "--lake", lake, *TINY_FLAGS).returncode == 0
+    holding_a = set((lake / "score_cache").rglob("*.parquet"))
+    assert qaq("curate", a, b, "--lake", lake, *TINY_FLAGS).returncode == 0
+    for path in holding_a:
+        path.unlink()
+
+    dry = qaq("repair", "--lake", lake, "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert f"score_cache: {len(holding_a)} file(s) missing" in dry.stdout
+    assert "scores of a: computed again by the next `qaq curate`" in dry.stdout and "nothing changed" in dry.stdout
+    repaired = qaq("repair", "--lake", lake)
+    assert repaired.returncode == 0 and "scores of a: computed again" in repaired.stdout, repaired.stderr
+    again = qaq("curate", a, b, "--lake", lake, *TINY_FLAGS)
+    assert again.returncode == 0, again.stderr
+    assert "scored a/tiny" in again.stdout and "scored b/tiny" not in again.stdout
+    assert re.search(rf"^samples_in=0 samples_scored={len(CODE_PAIRS)} ", again.stdout, re.M)
+    assert qaq("export", "--lake", lake, "--out", tmp_path / "x.jsonl").returncode == 0
+    assert qaq("repair", "--lake", lake).stdout.startswith("no damage found")

@@ -63,14 +63,16 @@ def build_scoring_assets(model_keys: list[str], op_tags: dict | None = None) -> 
             table_spec(
                 TOKEN_LOGPROBS,
                 "Per-token log-probs of the query and answer spans in both orders ([Q;A] and [A;Q]) for shards "
-                "and a model, from two forward passes per sample. Samples already in score_cache are reused.",
+                "and a model, from two forward passes per sample: each row names the score_cache row that "
+                "holds its lists (stored once). Samples already in score_cache are reused.",
                 kinds={"pytorch", "deltalake"},
                 **scored,
             ),
             table_spec(
                 SCORE_CACHE,
-                "Every scored (model, template, query, answer) once, content-addressed: a sample seen again in any "
-                "shard is never rescored, and a killed run resumes from its last commit.",
+                "Every scored (model, template, query, answer) once, content-addressed, with its per-token "
+                "log-prob lists: a sample seen again in any shard is never rescored, and a killed run resumes "
+                "from its last commit.",
                 kinds={"pytorch", "deltalake"},
                 **scored,
             ),

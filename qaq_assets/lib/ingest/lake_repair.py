@@ -7,18 +7,24 @@ that are gone. Those are dropped from the latest version (one commit per table),
 shards restored: the ingest tables (raw_samples, quarantine, sample_features) from the
 shard's registered source file, where it is still the file that was registered; the scores are
 computed again by the next ``qaq curate`` (a shard without scores is scored; the score cache
-keeps what it holds); a curated version that lost a file is refused as damaged and the next
-``qaq curate`` publishes a whole one. What cannot be restored is said, with why."""
+keeps what it holds; where the cache lost the only copy of a shard's per-token lists, that
+shard's token_logprobs and qaq_scores rows are dropped, so it is scored again); a curated
+version that lost a file is refused as damaged and the next ``qaq curate`` publishes a whole one.
+What cannot be restored is said, with why."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from urllib.parse import unquote
+
+import polars as pl
 
 from qaq_assets.lib.ingest.config import IngestConfig
 from qaq_assets.lib.ingest.registry import source_paths
 from qaq_assets.lib.ingest.shard_ingest import ingest_shards
+from qaq_assets.lib.scoring.token_lists import CACHE_ROW_KEY
 from qaq_assets.lib.store.lake import Lake
 from qaq_assets.lib.store.tables import (
     ALL_TABLES,
@@ -29,6 +35,7 @@ from qaq_assets.lib.store.tables import (
     SAMPLE_FEATURES,
     SCORE_CACHE,
     TOKEN_LOGPROBS,
+    TableSpec,
 )
 
 INGEST_TABLES = (RAW_SAMPLES.name, QUARANTINE.name, SAMPLE_FEATURES.name)
@@ -96,11 +103,16 @@ def repair_lake(lake: Lake, config: IngestConfig = IngestConfig(), dry_run: bool
     by_table = {damage.table: damage for damage in report.damage}
     to_ingest = sorted({shard for name in INGEST_TABLES if name in by_table for shard in by_table[name].shards})
     report.rescore = sorted({shard for name in SCORE_TABLES if name in by_table for shard in by_table[name].shards})
+    lists_lost = _lists_lost(lake, by_table) if SCORE_CACHE.name in by_table else {}
+    report.rescore = sorted(set(report.rescore).union(*lists_lost.values()))
     # A curated version reads raw_samples as of its curation: one that lost a file stays unreadable.
     report.recurate = CURATED_SUBSET.name in by_table or any(name in by_table for name in INGEST_TABLES)
     if not dry_run:
         for damage in report.damage:
             lake.delta_table(damage.table).repair(dry_run=False)
+        for model_key, shards in lists_lost.items():
+            for table in (TOKEN_LOGPROBS, QAQ_SCORES):
+                lake.replace_partition(table, table.empty(), {"model_key": model_key, "shard": shards})
     paths, refused = source_paths(lake, to_ingest)
     report.lost |= {shard: str(cause) for shard, cause in refused.items()}
     if dry_run:
@@ -110,3 +122,36 @@ def repair_lake(lake: Lake, config: IngestConfig = IngestConfig(), dry_run: bool
     report.lost |= {shard: str(cause) for shard, cause in ingested.failures.items()}
     report.restored = sorted(ingested.reads)
     return report
+
+
+def _readable(lake: Lake, table: TableSpec, missing: Iterable[str]) -> pl.LazyFrame:
+    """``table``'s latest version without its ``missing`` files (a scan of the table would fail on them)."""
+    delta = lake.delta_table(table)
+    if delta is None:
+        return table.empty().lazy()
+    gone = {path.rsplit("/", 1)[-1] for path in missing}
+    files = [uri for uri in delta.file_uris() if unquote(uri.rsplit("/", 1)[-1]) not in gone]
+    if not files:
+        return table.empty().lazy()
+    partitions = {column: table.schema[column] for column in table.partition_by}
+    return pl.scan_parquet(
+        files, hive_partitioning=True, hive_schema=partitions, storage_options=lake.storage_options
+    ).select([pl.col(column).cast(dtype) for column, dtype in table.schema.items()])
+
+
+def _lists_lost(lake: Lake, by_table: dict[str, Damage]) -> dict[str, list[str]]:
+    """Model key -> shards with token_logprobs rows whose per-token lists only the score cache's lost
+    files held (the lists are stored once, in the cache)."""
+
+    def readable(table: TableSpec) -> pl.LazyFrame:
+        damage = by_table.get(table.name)
+        return _readable(lake, table, damage.missing_files if damage else ())
+
+    rows = readable(TOKEN_LOGPROBS).select("model_key", "shard", *CACHE_ROW_KEY)
+    lost = (
+        rows.join(readable(SCORE_CACHE).select(CACHE_ROW_KEY).unique(), on=CACHE_ROW_KEY, how="anti", nulls_equal=True)
+        .select("model_key", "shard")
+        .unique()
+        .collect()
+    )
+    return {key: sorted(group["shard"].to_list()) for (key,), group in lost.group_by("model_key")}

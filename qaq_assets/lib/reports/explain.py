@@ -12,6 +12,7 @@ import polars as pl
 from qaq_assets.lib.ingest.execution.run_tests import RAISED, RAN
 from qaq_assets.lib.reports.export import lineage_record, with_text
 from qaq_assets.lib.reports.resolve import resolve_sample
+from qaq_assets.lib.scoring.token_lists import with_token_lists
 from qaq_assets.lib.selection.rules import KEEP
 from qaq_assets.lib.store.columns import EXPLAINED_SCORES
 from qaq_assets.lib.store.lake import Lake
@@ -46,8 +47,8 @@ def explain_row(lake: Lake, row: dict, lineage: dict, tokenizer=None) -> Explana
     where = (pl.col("model_key") == model_key) & (pl.col("shard") == row["shard"])
     where &= pl.col("sample_id") == row["sample_id"]
     scores = lake.scan(QAQ_SCORES, versions.get("qaq_scores")).filter(where).collect()
-    logprobs = lake.scan(TOKEN_LOGPROBS).filter(where).select("query_logprobs", "query_given_answer_logprobs")
-    logprobs = logprobs.collect()
+    stored = lake.scan(TOKEN_LOGPROBS).filter(where).select(TOKEN_LOGPROBS.schema.names()).collect()
+    logprobs = with_token_lists(lake, stored.head(1)).select("query_logprobs", "query_given_answer_logprobs")
     tokens: list[tuple[str, float]] = []
     if logprobs.height:
         alone, after_answer = logprobs.row(0)

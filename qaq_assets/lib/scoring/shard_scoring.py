@@ -3,13 +3,14 @@
 Samples already in ``score_cache`` under the same model fingerprint and template are
 not scored again (wherever they were first seen). New samples are scored in chunks,
 each chunk one Delta commit, so a killed run loses at most one chunk. The shard's
-``token_logprobs`` rows are then assembled from the cache.
+``token_logprobs`` rows then name the cache row of each sample: the per-token lists are stored
+once, in the cache, and :func:`with_token_lists` reads them back.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -21,10 +22,19 @@ from qaq_assets.lib.ingest.record_fields import text_sha
 from qaq_assets.lib.scoring.backends.local import ScorerIdentity, ScoringBackend
 from qaq_assets.lib.scoring.engine.scorer import TRUNCATION_POLICY
 from qaq_assets.lib.scoring.metrics import scores_from_logprobs
+from qaq_assets.lib.scoring.token_lists import CACHE_KEY, earliest_rows, with_token_lists
 from qaq_assets.lib.store.lake import Lake, partition_filter
-from qaq_assets.lib.store.tables import QAQ_SCORES, RAW_SAMPLES, SAMPLE_FEATURES, SCORE_CACHE, TOKEN_LOGPROBS
+from qaq_assets.lib.store.tables import (
+    QAQ_SCORES,
+    RAW_SAMPLES,
+    SAMPLE_FEATURES,
+    SCORE_CACHE,
+    SCORED_PAIR,
+    TOKEN_LOGPROBS,
+)
 
-CACHE_KEY = ["query_sha", "answer_sha"]
+# What a token_logprobs row copies from its cache row: the small columns, not the lists.
+PAIR_FACTS = [name for name in SCORED_PAIR if name not in CACHE_KEY]
 
 
 @dataclass
@@ -68,7 +78,7 @@ class ScoringProgress:
 
 @dataclass
 class ShardScoring:
-    token_logprobs: ShardRows  # the shards' rows, streamed from the cache when iterated
+    token_logprobs: pl.DataFrame  # the shards' rows (keys of their cache rows, not the lists)
     rows: int  # one per (shard, distinct sample)
     samples_total: int
     samples_scored: int
@@ -110,15 +120,14 @@ def _cache_scan(lake: Lake, identity: ScorerIdentity) -> pl.LazyFrame:
 
 
 def cached_keys(lake: Lake, identity: ScorerIdentity, pairs: pl.DataFrame) -> pl.DataFrame:
-    """The cache keys of ``pairs`` the cache holds, each with its earliest ``scored_at`` (the row
-    read back, where two runs stored a sample at once)."""
-    return (
+    """The cache keys of ``pairs`` the cache holds, each with the ``scored_at``, token counts and
+    flags of its earliest row (the row read back, where two runs stored a sample at once)."""
+    return earliest_rows(
         _cache_scan(lake, identity)
-        .select(*CACHE_KEY, "scored_at")
+        .select(*CACHE_KEY, "scored_at", *PAIR_FACTS)
         .join(pairs.lazy().select(CACHE_KEY), on=CACHE_KEY, how="semi")
-        .group_by(CACHE_KEY)
-        .agg(pl.col("scored_at").min())
-        .collect()
+        .collect(),
+        CACHE_KEY,
     )
 
 
@@ -131,55 +140,24 @@ def shard_members(samples: pl.DataFrame, shard: str) -> pl.DataFrame:
     return with_hashes(members).select("shard", "sample_id", *CACHE_KEY)
 
 
-class ShardRows:
-    """Shards' token_logprobs rows, read from the cache batch by batch (re-iterable).
-
-    The cache may hold a sample twice (two runs scored it at once): one row per sample is
-    chosen on the small key columns first. Cache batches are then joined to that small table
-    one at a time, so the log-prob lists stream through and are never buffered whole. (Small
-    batches: with 2048-row batches polars' streaming engine read ahead in proportion to the
-    shard, 66 MiB more for 30,000 more samples; with 256 rows its peak stayed flat.)"""
-
-    def __init__(
-        self,
-        lake: Lake,
-        identity: ScorerIdentity,
-        members: pl.DataFrame,
-        batch_rows: int = 256,
-        stored: pl.DataFrame | None = None,
-    ):
-        """``stored``: each member's cache key with the ``scored_at`` of its row, where the caller
-        knows them (it looked them up and wrote the rest): the cache's keys are not read again."""
-        self.identity, self.batch_rows = identity, batch_rows
-        if stored is None:
-            stored = cached_keys(lake, identity, members)
-        earliest = stored.lazy().group_by(CACHE_KEY).agg(pl.col("scored_at").min())
-        self.chosen = earliest.join(members.lazy(), on=CACHE_KEY).collect()
-        if self.chosen.height != members.height:
-            raise RuntimeError(f"{members.height} samples but {self.chosen.height} cached scores")
-        # Resolved now, not while a Delta writer is pulling batches: deltalake cannot open a
-        # table from inside its own write. The rows' scoring times bound the files read (their
-        # min/max statistics): a shard just scored reads the files of its own chunks, not the
-        # whole cache, whose keys are random and prune nothing.
-        scored_at = pl.col("scored_at").is_between(self.chosen["scored_at"].min(), self.chosen["scored_at"].max())
-        wanted = pl.col("query_sha").is_in(self.chosen["query_sha"].implode())
-        self.wanted = _cache_scan(lake, identity).filter(scored_at & wanted if self.chosen.height else wanted)
-
-    def __iter__(self) -> Iterator[pl.DataFrame]:
-        identity = self.identity
-        for batch in self.wanted.collect_batches(chunk_size=self.batch_rows, engine="streaming"):
-            rows = batch.join(self.chosen, on=[*CACHE_KEY, "scored_at"], how="inner")
-            if rows.height:
-                yield rows.with_columns(
-                    model_key=pl.lit(identity.model_key),
-                    model_id=pl.lit(identity.model_id),
-                    weights_sha256=pl.lit(identity.weights_sha256),
-                    dtype=pl.lit(identity.dtype),
-                    truncation_policy=pl.lit(TRUNCATION_POLICY),
-                ).select(TOKEN_LOGPROBS.schema.names())
-
-    def collect(self) -> pl.DataFrame:
-        return pl.concat([TOKEN_LOGPROBS.empty(), *self], how="vertical_relaxed")
+def shard_rows(identity: ScorerIdentity, members: pl.DataFrame, stored: pl.DataFrame) -> pl.DataFrame:
+    """The shards' token_logprobs rows: each member with the cache row that holds its lists
+    (``stored``: every member's key, with the ``scored_at``, counts and flags of a cache row)."""
+    chosen = members.join(earliest_rows(stored, CACHE_KEY), on=CACHE_KEY, how="inner")
+    if chosen.height != members.height:
+        raise RuntimeError(f"{members.height} samples but {chosen.height} cached scores")
+    return TOKEN_LOGPROBS.conform(
+        chosen.with_columns(
+            model_key=pl.lit(identity.model_key),
+            model_id=pl.lit(identity.model_id),
+            weights_sha256=pl.lit(identity.weights_sha256),
+            dtype=pl.lit(identity.dtype),
+            model_fingerprint=pl.lit(identity.fingerprint),
+            template_version=pl.lit(identity.template_version),
+            max_sequence_tokens=pl.lit(identity.max_sequence_tokens),
+            truncation_policy=pl.lit(TRUNCATION_POLICY),
+        )
+    )
 
 
 def _logprob_lists(arrays: list[np.ndarray]) -> pl.Series:
@@ -220,6 +198,11 @@ def cache_rows(identity: ScorerIdentity, chunk: pl.DataFrame, scored) -> pl.Data
 
 
 CPU_CHUNK_SAMPLES = 256
+# Rows per Parquet row group of a shard's token_logprobs.
+STREAMED_ROWS = 65_536
+# Samples whose log-prob lists are read at once to compute their scores: the lists of a long-answer
+# shard of 10^5 samples would be gigabytes.
+SCORES_BATCH_ROWS = 4096
 # A GPU pass holds up to 262,144 tokens: a chunk of short samples should fill several, so that
 # passes run back to back, and a commit every few seconds loses little to a kill.
 GPU_CHUNK_SAMPLES = 2048
@@ -269,7 +252,7 @@ def score_shard(
     for chunk, scored in zip(chunks, scored_chunks, strict=True):
         rows = cache_rows(identity, chunk, scored)
         lake.append(SCORE_CACHE, rows)
-        stored.append(rows.select(*CACHE_KEY, "scored_at"))
+        stored.append(rows.select(*CACHE_KEY, "scored_at", *PAIR_FACTS))
         totals["tokens"] += sum(len(t.query_ids) + len(t.answer_ids) for t in scored.tokens)
         totals["forward_calls"] += scored.forward_calls
         totals["real"] += scored.real_tokens
@@ -284,7 +267,7 @@ def score_shard(
 
     members = shard_members(samples, shard)
     return ShardScoring(
-        token_logprobs=ShardRows(lake, identity, members, stored=pl.concat(stored)),
+        token_logprobs=shard_rows(identity, members, pl.concat(stored, how="vertical_relaxed")),
         rows=members.height,
         samples_total=pairs.height,
         samples_scored=todo.height,
@@ -320,18 +303,28 @@ def score_partition(
     on_progress: Callable[[ScoringProgress], None] | None = None,
 ) -> tuple[ShardScoring, int]:
     """Score shards with ``backend`` through the cache and replace their token_logprobs partitions
-    in one commit (one shard: streamed, its log-prob lists never held whole; several small
-    ones: collected); returns the scoring and the table version written."""
+    in one commit; returns the scoring and the table version written."""
     label = shards if isinstance(shards, str) else ",".join(shards[:3])
     result = score_shard(lake, shard_samples(lake, shards), label, backend, commit_every, on_progress)
     partition = {"model_key": backend.identity.model_key, "shard": shards}
     if isinstance(shards, str):
-        return result, lake.replace_partition_streaming(TOKEN_LOGPROBS, result.token_logprobs, partition)
-    return result, lake.replace_partition(TOKEN_LOGPROBS, result.token_logprobs.collect(), partition)
+        # Files written a row group at a time, then committed (the write path measured at 10^3
+        # shards of 10^4 samples).
+        rows = result.token_logprobs.iter_slices(STREAMED_ROWS)
+        return result, lake.replace_partition_streaming(TOKEN_LOGPROBS, rows, partition)
+    return result, lake.replace_partition(TOKEN_LOGPROBS, result.token_logprobs, partition)
 
 
-def write_qaq_scores(lake: Lake, shards: str | list[str], model_key: str) -> tuple[pl.DataFrame, int]:
-    """Replace the shards' qaq_scores partitions from their token_logprobs; returns the scores and version."""
+def write_qaq_scores(
+    lake: Lake, shards: str | list[str], model_key: str, batch_rows: int = SCORES_BATCH_ROWS
+) -> tuple[pl.DataFrame, int]:
+    """Replace the shards' qaq_scores partitions from their token_logprobs (the lists read from the
+    cache ``batch_rows`` samples at a time); returns the scores and version."""
     partition = {"model_key": model_key, "shard": shards}
-    scores = scores_from_logprobs(lake.scan(TOKEN_LOGPROBS).filter(partition_filter(partition))).collect()
+    rows = lake.scan(TOKEN_LOGPROBS).filter(partition_filter(partition)).select(TOKEN_LOGPROBS.schema.names())
+    batches = list(rows.collect().iter_slices(batch_rows))
+    scores = pl.concat(
+        [scores_from_logprobs(with_token_lists(lake, batch).lazy()).collect() for batch in batches]
+        or [scores_from_logprobs(with_token_lists(lake, TOKEN_LOGPROBS.empty()).lazy()).collect()]
+    )
     return scores, lake.replace_partition(QAQ_SCORES, scores, partition)

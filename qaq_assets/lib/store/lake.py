@@ -349,9 +349,10 @@ class Lake:
         def new_file() -> _PartitionFile:
             return _PartitionFile(
                 filesystem,
-                f"{directory}part-{uuid.uuid4()}.snappy.parquet",
+                f"{directory}part-{uuid.uuid4()}.{table.compression.lower()}.parquet",
                 data_schema,
                 [column for column in table.statistics_columns() if column in data_schema.names],
+                table,
             )
 
         files: list[AddAction] = []
@@ -470,7 +471,7 @@ def _writer_properties(table: TableSpec) -> WriterProperties:
     with_statistics = ColumnProperties(statistics_enabled="CHUNK")
     return WriterProperties(
         compression=table.compression,
-        default_column_properties=ColumnProperties(statistics_enabled="NONE"),
+        default_column_properties=ColumnProperties(statistics_enabled="NONE", dictionary_enabled=table.dictionary),
         column_properties=dict.fromkeys(table.statistics_columns(), with_statistics),
     )
 
@@ -484,10 +485,18 @@ def _check_partition(table: TableSpec, frame: pl.DataFrame, partition: Partition
 class _PartitionFile:
     """One Parquet data file being written to the table's storage, row group by row group."""
 
-    def __init__(self, filesystem: pa_fs.FileSystem, path: str, schema, statistics_columns: list[str]):
+    def __init__(
+        self, filesystem: pa_fs.FileSystem, path: str, schema, statistics_columns: list[str], table: TableSpec
+    ):
         self.path, self.rows = path, 0
         self.sink = filesystem.open_output_stream(path)
-        self.writer = pq.ParquetWriter(self.sink, schema, compression="snappy", write_statistics=statistics_columns)
+        self.writer = pq.ParquetWriter(
+            self.sink,
+            schema,
+            compression=table.compression.lower(),
+            use_dictionary=table.dictionary,
+            write_statistics=statistics_columns,
+        )
 
     @property
     def bytes_written(self) -> int:

@@ -4,7 +4,7 @@ import numpy as np
 import polars as pl
 
 from qaq_assets.lib.reports.explain import explain_row, find, html_fragment, text_report
-from qaq_assets.lib.store.tables import CURATED_SUBSET, TOKEN_LOGPROBS
+from qaq_assets.lib.store.tables import CURATED_SUBSET, SCORE_CACHE, TOKEN_LOGPROBS
 from qaq_assets_tests.helpers import CODE_PAIRS, TINY, materialize_all, qaq
 
 
@@ -18,7 +18,10 @@ def test_explain_reads_an_old_version_and_shows_the_stored_log_probs(lake, make_
     explained = explain_row(lake, *find(lake, kept["sample_id"], first), tiny_model.tokenizer)
     assert explained.curated_version == first and explained.row["decision"] == "keep"
     assert explained.band is not None and explained.band[0] <= explained.row["rmi_rank"] <= explained.band[1]
-    stored = lake.scan(TOKEN_LOGPROBS).filter(pl.col("sample_id") == kept["sample_id"]).collect().row(0, named=True)
+    row = lake.scan(TOKEN_LOGPROBS).filter(pl.col("sample_id") == kept["sample_id"]).collect().row(0, named=True)
+    # The lists are stored once, in the score cache.
+    key = (pl.col("query_sha") == row["query_sha"]) & (pl.col("answer_sha") == row["answer_sha"])
+    stored = lake.scan(SCORE_CACHE).filter(key).collect().row(0, named=True)
     gains = np.array([gain for _, gain in explained.query_tokens])
     expected = np.array(stored["query_given_answer_logprobs"]) - np.array(stored["query_logprobs"])
     np.testing.assert_allclose(gains, expected, rtol=0, atol=1e-6)

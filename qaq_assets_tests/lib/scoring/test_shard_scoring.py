@@ -1,14 +1,16 @@
 """The content-addressed score cache: nothing is scored twice, commits come in chunks."""
 
 import polars as pl
+import pytest
 
 from qaq_assets.lib.ingest.shard_reader import read_shard
 from qaq_assets.lib.scoring.backends.local import LocalBackend, ScorerOptions
 from qaq_assets.lib.scoring.engine.scorer import PairScorer
 from qaq_assets.lib.scoring.engine.templates import build_layouts
 from qaq_assets.lib.scoring.shard_scoring import score_shard
+from qaq_assets.lib.scoring.token_lists import LostLogprobsError, with_token_lists
 from qaq_assets.lib.store.lake import Lake
-from qaq_assets.lib.store.tables import SCORE_CACHE, TOKEN_LOGPROBS
+from qaq_assets.lib.store.tables import SCORE_CACHE, TOKEN_LISTS, TOKEN_LOGPROBS
 from qaq_assets_tests.helpers import CODE_PAIRS, rows_of
 
 
@@ -37,7 +39,7 @@ def test_scores_each_sample_once_across_shards_and_reruns(lake, make_shard, tiny
     # A re-landed, unchanged shard costs no forward pass at all.
     again = score(lake, make_shard("one", CODE_PAIRS[:8]), "one", tiny_model, scorer)
     assert again.samples_scored == 0 and again.forward_calls == 0
-    assert rows_of(again).drop("shard").equals(rows_of(first).drop("shard"))
+    assert rows_of(lake, again).drop("shard").equals(rows_of(lake, first).drop("shard"))
     assert lake.scan(SCORE_CACHE).select(pl.len()).collect().item() == len(CODE_PAIRS)
 
 
@@ -45,9 +47,10 @@ def test_cached_rows_equal_freshly_scored_rows(lake, tmp_path, make_shard, tiny_
     path = make_shard("s", CODE_PAIRS[:5])
     cached = score(lake, path, "s", tiny_model, new_scorer(tiny_model))
     score(lake, path, "s", tiny_model, new_scorer(tiny_model))
-    fresh = score(Lake(tmp_path / "other"), path, "s", tiny_model, new_scorer(tiny_model))
+    other = Lake(tmp_path / "other")
+    fresh = score(other, path, "s", tiny_model, new_scorer(tiny_model))
     columns = ["sample_id", "query_logprobs", "query_given_answer_logprobs", "answer_logprobs"]
-    assert rows_of(cached).select(columns).equals(rows_of(fresh).select(columns))
+    assert rows_of(lake, cached).select(columns).equals(rows_of(other, fresh).select(columns))
 
 
 def test_a_changed_template_is_scored_again(lake, make_shard, tiny_model):
@@ -55,7 +58,7 @@ def test_a_changed_template_is_scored_again(lake, make_shard, tiny_model):
     score(lake, path, "s", tiny_model, new_scorer(tiny_model, "plain"))
     chat = score(lake, path, "s", tiny_model, new_scorer(tiny_model, "chat"))
     assert chat.samples_scored == 3
-    assert set(rows_of(chat)["template_version"]) == {"chat-v2"}
+    assert set(rows_of(lake, chat)["template_version"]) == {"chat-v2"}
 
 
 def test_each_chunk_is_its_own_commit(lake, make_shard, tiny_model):
@@ -68,13 +71,15 @@ def test_each_chunk_is_its_own_commit(lake, make_shard, tiny_model):
 
 def test_token_logprobs_rows_carry_identity_and_counts(lake, make_shard, tiny_model):
     result = score(lake, make_shard("s", CODE_PAIRS[:2]), "s", tiny_model, new_scorer(tiny_model))
-    row = rows_of(result).row(0, named=True)
+    row = rows_of(lake, result).row(0, named=True)
     assert row["model_key"] == "tiny" and row["model_id"] == "random:tiny-llama:0"
     assert row["model_fingerprint"] == tiny_model.fingerprint and row["dtype"] == "float32"
     assert row["template_version"] == "plain-v2" and row["truncation_policy"] == "truncate-answer-tail-v1"
     assert len(row["query_logprobs"]) == row["n_query_tokens"] == len(row["query_given_answer_logprobs"])
     assert len(row["answer_logprobs"]) == row["n_answer_tokens"] == len(row["answer_given_query_logprobs"])
-    assert set(rows_of(result).columns) == set(TOKEN_LOGPROBS.schema.names())
+    # The lists are stored once, in the cache: the shard's rows name the cache row instead.
+    assert result.token_logprobs.columns == TOKEN_LOGPROBS.schema.names()
+    assert not [c for c, dtype in TOKEN_LOGPROBS.schema.items() if isinstance(dtype, pl.List)]
 
 
 def test_commits_are_sized_by_where_the_passes_run_unless_set(tiny_model, tmp_path, make_shard, monkeypatch):
@@ -108,6 +113,26 @@ def test_a_shard_reads_back_one_row_per_sample_from_old_new_and_doubled_cache_ro
     path = make_shard("later", CODE_PAIRS[3:9])  # three cached by "early" (each twice), three new
     mixed = score(lake, path, "later", tiny_model, scorer)
     assert (mixed.samples_scored, mixed.samples_cached) == (3, 3)
-    fresh = score(Lake(tmp_path / "fresh"), path, "later", tiny_model, new_scorer(tiny_model))
+    other = Lake(tmp_path / "fresh")
+    fresh = score(other, path, "later", tiny_model, new_scorer(tiny_model))
     columns = ["sample_id", "query_logprobs", "query_given_answer_logprobs", "answer_logprobs", "answer_end_logprobs"]
-    assert rows_of(mixed).select(columns).sort("sample_id").equals(rows_of(fresh).select(columns).sort("sample_id"))
+    assert rows_of(lake, mixed).select(columns).equals(rows_of(other, fresh).select(columns))
+
+
+def test_the_lists_are_stored_once_and_read_back_for_rows_of_older_releases_too(lake, make_shard, tiny_model):
+    result = score(lake, make_shard("s", CODE_PAIRS[:4]), "s", tiny_model, new_scorer(tiny_model))
+    lake.replace_partition(TOKEN_LOGPROBS, result.token_logprobs, {"model_key": "tiny", "shard": "s"})
+    stored = lake.scan(TOKEN_LOGPROBS).collect()
+    assert not set(TOKEN_LISTS) & set(stored.columns)  # only the cache holds them
+    expected = rows_of(lake, result)
+    # A row of an older release: no scoring time, and its own copy of the lists (read from the cache instead).
+    older = stored.with_columns(scored_at=None, query_logprobs=pl.lit([0.0], pl.List(pl.Float32)))
+    assert with_token_lists(lake, older).drop("scored_at").sort("sample_id").equals(expected)
+
+
+def test_rows_whose_cache_rows_are_gone_are_refused_with_the_shard_named(lake, make_shard, tiny_model):
+    result = score(lake, make_shard("s", CODE_PAIRS[:4]), "s", tiny_model, new_scorer(tiny_model))
+    cache = lake.scan(SCORE_CACHE).collect()
+    lake.overwrite(SCORE_CACHE, cache.filter(pl.col("query_sha") != result.token_logprobs["query_sha"][0]))
+    with pytest.raises(LostLogprobsError, match=r"^1 sample\(s\) of shard\(s\) s have no log-probs in score_cache"):
+        with_token_lists(lake, result.token_logprobs)

@@ -14,12 +14,13 @@ from qaq_assets.lib.selection.rules import (
     select_rmi_band,
     stratified_ranks,
 )
-from qaq_assets.lib.store.tables import TOKEN_LOGPROBS
+from qaq_assets.lib.store.tables import TOKEN_LISTS, TOKEN_LOGPROBS
 
 
 def logprob_rows(rows: list[dict]) -> pl.LazyFrame:
-    base = {name: None for name in TOKEN_LOGPROBS.schema.names()}
-    return pl.DataFrame([{**base, **row} for row in rows], schema=TOKEN_LOGPROBS.schema).lazy()
+    """token_logprobs rows with their lists, as ``with_token_lists`` gives them."""
+    schema = {**TOKEN_LOGPROBS.schema, **TOKEN_LISTS}
+    return pl.DataFrame([{**dict.fromkeys(schema), **row} for row in rows], schema=schema).lazy()
 
 
 def test_scores_from_token_logprobs():

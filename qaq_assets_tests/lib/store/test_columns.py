@@ -23,7 +23,7 @@ from qaq_assets.lib.store.columns import (
     SELECTION_FEATURES,
     SIGNALS,
 )
-from qaq_assets.lib.store.tables import CURATED_SUBSET, QAQ_SCORES, SAMPLE_FEATURES, TOKEN_LOGPROBS
+from qaq_assets.lib.store.tables import CURATED_SUBSET, QAQ_SCORES, SAMPLE_FEATURES, TOKEN_LISTS, TOKEN_LOGPROBS
 
 
 def test_the_tables_hold_what_the_contract_declares():
@@ -36,7 +36,8 @@ def test_the_tables_hold_what_the_contract_declares():
 
 
 def _token_rows(truncated: bool) -> pl.LazyFrame:
-    base = dict.fromkeys(TOKEN_LOGPROBS.schema.names())
+    schema = {**TOKEN_LOGPROBS.schema, **TOKEN_LISTS}  # rows with their lists, as with_token_lists gives them
+    base = dict.fromkeys(schema)
     row = {
         **base,
         "sample_id": "a",
@@ -47,7 +48,7 @@ def _token_rows(truncated: bool) -> pl.LazyFrame:
         "answer_given_query_logprobs": [-1.0, -2.0],
         "answer_end_logprobs": [-0.5],
     }
-    return pl.DataFrame([row], schema=TOKEN_LOGPROBS.schema).lazy()
+    return pl.DataFrame([row], schema=schema).lazy()
 
 
 def test_scoring_writes_every_declared_score_and_the_finite_ones_are_finite():

@@ -43,10 +43,11 @@ def test_the_pool_scores_a_shard_exactly_as_one_device_does(two_workers, tiny_mo
     samples = read_shard(make_shard("s", CODE_PAIRS), "s").samples
     options = ScorerOptions()
     single = LocalBackend(tiny_model, options.scorer(tiny_model), options)
-    one = score_shard(Lake(tmp_path / "one"), samples, "s", single, commit_every=2)
+    one_lake, two_lake = Lake(tmp_path / "one"), Lake(tmp_path / "two")
+    one = score_shard(one_lake, samples, "s", single, commit_every=2)
     progress = []
-    spread = score_shard(Lake(tmp_path / "two"), samples, "s", two_workers, commit_every=2, on_progress=progress.append)
-    assert rows_of(spread).equals(rows_of(one))  # row by row, every log-prob, in order
+    spread = score_shard(two_lake, samples, "s", two_workers, commit_every=2, on_progress=progress.append)
+    assert rows_of(two_lake, spread).equals(rows_of(one_lake, one))  # row by row, every log-prob, in order
     assert progress[-1].samples_done == len(CODE_PAIRS)  # progress per chunk, from the driver
     assert two_workers.describe_forward().endswith(", 2 devices")
 
@@ -96,17 +97,18 @@ def test_overlapped_chunks_score_like_chunks_in_turn_with_progress_on_the_caller
     def backend(overlap):
         return LocalBackend(tiny_model, options.scorer(tiny_model), options, overlap)
 
-    in_turn = score_shard(Lake(tmp_path / "turn"), samples, "s", backend(False), commit_every=3)
+    turn_lake, overlap_lake = Lake(tmp_path / "turn"), Lake(tmp_path / "overlap")
+    in_turn = score_shard(turn_lake, samples, "s", backend(False), commit_every=3)
     threads = set()
     overlapped = score_shard(
-        Lake(tmp_path / "overlap"),
+        overlap_lake,
         samples,
         "s",
         backend(True),
         commit_every=3,
         on_progress=lambda progress: threads.add(threading.current_thread()),
     )
-    assert rows_of(overlapped).equals(rows_of(in_turn))
+    assert rows_of(overlap_lake, overlapped).equals(rows_of(turn_lake, in_turn))
     assert threads == {threading.current_thread()}
     assert overlapped.forward_calls == in_turn.forward_calls
 

@@ -40,8 +40,9 @@ def test_ray_replicas_score_exactly_like_the_local_backend(ray_cluster, tmp_path
     assert ray_cluster["CPU"] == 2
     samples = read_shard(make_shard("s", CODE_PAIRS), "s").samples
     layouts = build_layouts("auto", tiny_model.tokenizer)
+    local_lake = Lake(tmp_path / "local")
     local = score_shard(
-        Lake(tmp_path / "local"),
+        local_lake,
         samples,
         "s",
         LocalBackend(
@@ -63,7 +64,7 @@ def test_ray_replicas_score_exactly_like_the_local_backend(ray_cluster, tmp_path
     # One node here: every sample is attributed to it.
     assert list(remote.samples_by_replica.values()) == [len(CODE_PAIRS)]
     assert next(iter(remote.samples_by_replica)).startswith("ray node ")
-    assert rows_of(remote).equals(rows_of(local))  # row by row, every log-prob
+    assert rows_of(ray_lake, remote).equals(rows_of(local_lake, local))  # row by row, every log-prob
     # Same cache schema and chunked commits: 12 samples in chunks of 3.
     history = ray_lake.delta_table(SCORE_CACHE).history()
     assert sum(1 for h in history if h["operationParameters"].get("mode") == "Append") == 4

@@ -29,7 +29,7 @@ def test_over_long_samples_are_truncated_and_flagged_per_row(lake, tmp_path, tin
         "long",
         LocalBackend(tiny_model, scorer, ScorerOptions(max_sequence_tokens=512)),
     )
-    rows = {r["n_query_tokens"]: r for r in rows_of(result).iter_rows(named=True)}
+    rows = {r["n_query_tokens"]: r for r in rows_of(lake, result).iter_rows(named=True)}
     # The query keeps room for the whole 12-token answer (under the 16-token floor).
     long_answer, long_query, fits = rows[14], rows[512 - layouts.overhead - len("short answer")], rows[4]
     assert (long_answer["answer_truncated"], long_answer["query_truncated"]) == (True, False)
