@@ -313,6 +313,14 @@ def _repair(args: argparse.Namespace) -> int:
     return 1 if report.lost else 0
 
 
+def _compact(args: argparse.Namespace) -> int:
+    from qaq_assets.lib.store.compaction import compact_lake
+
+    compacted = compact_lake(_lake(args))
+    print("\n".join(table.line() for table in compacted) if compacted else "nothing to compact")
+    return 0
+
+
 def _print_quarantine(args: argparse.Namespace, shards: list[str] | None, reason: str | None = None) -> int:
     from qaq_assets.lib.reports.quarantine import quarantined, summary_lines
 
@@ -522,7 +530,7 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
 
 
 def _add_lake_commands(commands: argparse._SubParsersAction) -> None:
-    """The commands that read or mend a lake (lineage, repair, quarantine, diff, export, explain, report,
+    """The commands that read or mend a lake (lineage, repair, compact, quarantine, diff, export, explain, report,
     summary) and `qaq ui`."""
     lineage = commands.add_parser("lineage", help="what produced a curated version (inputs, models, config)")
     _add_lake_options(lineage, versioned=True)
@@ -534,6 +542,12 @@ def _add_lake_commands(commands: argparse._SubParsersAction) -> None:
     _add_settings(repair, LAKE, INGEST)
     repair.add_argument("--dry-run", action="store_true", help="say what is damaged and what would be done")
     repair.set_defaults(handler=_repair)
+
+    compact = commands.add_parser(
+        "compact", help="merge each table's small files and checkpoint its log (older versions stay readable)"
+    )
+    _add_lake_options(compact)
+    compact.set_defaults(handler=_compact)
 
     ui = commands.add_parser("ui", help="the Dagster UI (dagster dev) that stops on SIGINT/SIGTERM, all of it")
     ui.add_argument("--workspace", default="workspace.yaml", help="the Dagster workspace file (default workspace.yaml)")

@@ -9,6 +9,7 @@ import os
 import dagster as dg
 
 from qaq_assets.defs.automation.jobs import curation_job, ingest_job, scoring_job
+from qaq_assets.defs.automation.maintenance import compaction_job, compaction_schedule
 from qaq_assets.defs.automation.sensors import automation_sensor, build_landing_sensor, recurate_schedule
 from qaq_assets.defs.ingest.assets import build_raw_samples
 from qaq_assets.defs.instance_binding import bind_to_lake
@@ -42,9 +43,9 @@ def build_resources(settings: Settings, progress_bar: bool = False) -> dict[str,
 def build_definitions(settings: Settings, progress_bar: bool = False) -> dg.Definitions:
     return dg.Definitions(
         assets=build_assets(settings),
-        jobs=[ingest_job, scoring_job, curation_job],
+        jobs=[ingest_job, scoring_job, curation_job, compaction_job],
         sensors=[build_landing_sensor(settings.landing_dir), automation_sensor, reap_dead_runs_sensor],
-        schedules=[recurate_schedule],
+        schedules=[recurate_schedule, compaction_schedule],
         resources=build_resources(settings, progress_bar),
         # Runs the UI, sensors and schedules launch record their worker's process at once.
         executor=pid_recording_executor,

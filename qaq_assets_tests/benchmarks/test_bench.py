@@ -307,7 +307,8 @@ def test_files_bench_reports_the_lake_and_the_instance_it_grew(tmp_path, capsys)
     files_bench(3, 1, str(tmp_path / "made"))  # a workdir that does not exist yet is made
     out = capsys.readouterr().out
     assert "Dagster after both: 13 shard partitions" in out and "instance storage" in out
-    assert re.search(r"per table \(data files; log files\): .*raw_samples [\d,]+ KiB in 13;", out)
+    # A file per run (the 3 files, then the 10 more), not one per shard.
+    assert re.search(r"per table \(data files; log files\): .*raw_samples [\d,]+ KiB in 2;", out)
     assert re.fullmatch(
         r"files_per_s=[\d.]+ per_file_overhead_ms=-?[\d.]+ incremental_seconds=[\d.]+ peak_rss_mb=\d+ "
         r"lake_to_input=[\d.]+ lake_files=\d+",

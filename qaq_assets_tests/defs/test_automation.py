@@ -185,7 +185,9 @@ def test_definitions_declare_the_automation():
     sensors = {s.name: s for s in defs.sensors}
     assert sensors["qaq_automation"].default_status == dg.DefaultSensorStatus.RUNNING
     assert sensors["landing_sensor"].default_status == dg.DefaultSensorStatus.RUNNING
-    assert [s.name for s in defs.schedules] == ["recurate_nightly"]
+    schedules = {s.name: s for s in defs.schedules}
+    assert schedules.keys() == {"recurate_nightly", "compact_nightly"}
+    assert schedules["compact_nightly"].default_status == dg.DefaultScheduleStatus.RUNNING
     assert defs.resolve_assets_def("token_logprobs").op.pool == "gpu"
 
 

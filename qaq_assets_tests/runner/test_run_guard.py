@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from unittest import mock
 
 import dagster as dg
 import polars as pl
@@ -14,6 +15,7 @@ import pytest
 from qaq_assets.defs.run_liveness import reap_dead_runs, reap_dead_runs_sensor
 from qaq_assets.lib.store.lake import Lake
 from qaq_assets.lib.store.tables import RAW_SAMPLES
+from qaq_assets.runner.instance import open_instance
 from qaq_assets.runner.run_guard import PoolTimeout, wait_for_pool
 from qaq_assets_tests.helpers import dagster_home, spawn_curate, write_jsonl
 
@@ -103,6 +105,10 @@ def test_a_ui_or_daemon_run_killed_while_it_holds_the_pool_is_reaped_by_the_daem
     home = dagster_home(tmp_path)
     (home / "dagster.yaml").write_text("concurrency:\n  pools:\n    default_limit: 1\n")
     env = {**os.environ, "DAGSTER_HOME": str(home)}
+    # The instance's storage created before the worker opens it, as a deployment does (this test
+    # and the worker opening a new instance at once raced to create its schema).
+    with mock.patch.dict(os.environ, {"DAGSTER_HOME": str(home)}):
+        open_instance(str(home)).dispose()
     worker = subprocess.Popen(
         [sys.executable, "-m", "qaq_assets_tests.runner.held_slot_job"], env=env, start_new_session=True
     )

@@ -14,12 +14,12 @@ What cannot be restored is said, with why."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
 import polars as pl
+import pyarrow as pa
 
 from qaq_assets.lib.ingest.config import IngestConfig
 from qaq_assets.lib.ingest.registry import source_paths
@@ -34,26 +34,24 @@ from qaq_assets.lib.store.tables import (
     RAW_SAMPLES,
     SAMPLE_FEATURES,
     SCORE_CACHE,
+    SHARD_SOURCES,
     TOKEN_LOGPROBS,
     TableSpec,
 )
 
 INGEST_TABLES = (RAW_SAMPLES.name, QUARANTINE.name, SAMPLE_FEATURES.name)
 SCORE_TABLES = (TOKEN_LOGPROBS.name, QAQ_SCORES.name, SCORE_CACHE.name)
-_SHARD_DIRECTORY = re.compile(r"(?:^|/)shard=([^/]+)/")
 
 
 @dataclass
 class Damage:
-    """A table's files that its latest version lists and that are gone."""
+    """A table's files that its latest version lists and that are gone, and the shards whose rows
+    they held: a partition's value, or (a file of several shards) every registered shard within
+    the file's min/max statistics of ``shard``."""
 
     table: str
     missing_files: list[str]
-
-    @property
-    def shards(self) -> list[str]:
-        found = (_SHARD_DIRECTORY.search(path) for path in self.missing_files)
-        return sorted({unquote(match.group(1)) for match in found if match})
+    shards: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -86,15 +84,32 @@ class RepairReport:
 
 def find_damage(lake: Lake) -> list[Damage]:
     """Each table whose latest version lists files that are gone."""
-    damage = []
+    damage, registered = [], None
     for table in ALL_TABLES:
         delta = lake.delta_table(table)
         if delta is None:
             continue
-        missing = delta.repair(dry_run=True).get("files_removed", [])
-        if missing:
-            damage.append(Damage(table.name, sorted(missing)))
+        missing = sorted(delta.repair(dry_run=True).get("files_removed", []))
+        if not missing:
+            continue
+        if registered is None:
+            registered = lake.scan(SHARD_SOURCES).select("shard").unique().collect()["shard"]
+        damage.append(Damage(table.name, missing, _shards_of(delta, missing, registered)))
     return damage
+
+
+def _shards_of(delta, missing: list[str], registered: pl.Series) -> list[str]:
+    actions = pl.DataFrame(pa.table(delta.get_add_actions(flatten=True)))
+    lost = actions.filter(pl.col("path").map_elements(unquote, pl.String).is_in([unquote(p) for p in missing]))
+    if "partition.shard" in lost.columns:
+        return sorted(set(lost["partition.shard"].drop_nulls()))
+    if "min.shard" not in lost.columns:
+        return []
+    shards: set[str] = set()
+    for low, high in lost.select("min.shard", "max.shard").iter_rows():
+        if low is not None and high is not None:
+            shards.update(registered.filter(registered.is_between(low, high)).to_list())
+    return sorted(shards)
 
 
 def repair_lake(lake: Lake, config: IngestConfig = IngestConfig(), dry_run: bool = False) -> RepairReport:
@@ -133,7 +148,7 @@ def _readable(lake: Lake, table: TableSpec, missing: Iterable[str]) -> pl.LazyFr
     files = [uri for uri in delta.file_uris() if unquote(uri.rsplit("/", 1)[-1]) not in gone]
     if not files:
         return table.empty().lazy()
-    partitions = {column: table.schema[column] for column in table.partition_by}
+    partitions = {column: table.schema[column] for column in lake.partition_columns(table)}
     return pl.scan_parquet(
         files, hive_partitioning=True, hive_schema=partitions, storage_options=lake.storage_options
     ).select([pl.col(column).cast(dtype) for column, dtype in table.schema.items()])

@@ -198,8 +198,6 @@ def cache_rows(identity: ScorerIdentity, chunk: pl.DataFrame, scored) -> pl.Data
 
 
 CPU_CHUNK_SAMPLES = 256
-# Rows per Parquet row group of a shard's token_logprobs.
-STREAMED_ROWS = 65_536
 # Samples whose log-prob lists are read at once to compute their scores: the lists of a long-answer
 # shard of 10^5 samples would be gigabytes.
 SCORES_BATCH_ROWS = 4096
@@ -307,11 +305,6 @@ def score_partition(
     label = shards if isinstance(shards, str) else ",".join(shards[:3])
     result = score_shard(lake, shard_samples(lake, shards), label, backend, commit_every, on_progress)
     partition = {"model_key": backend.identity.model_key, "shard": shards}
-    if isinstance(shards, str):
-        # Files written a row group at a time, then committed (the write path measured at 10^3
-        # shards of 10^4 samples).
-        rows = result.token_logprobs.iter_slices(STREAMED_ROWS)
-        return result, lake.replace_partition_streaming(TOKEN_LOGPROBS, rows, partition)
     return result, lake.replace_partition(TOKEN_LOGPROBS, result.token_logprobs, partition)
 
 

@@ -15,24 +15,21 @@ import random
 import re
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from urllib.parse import quote, unquote
+from collections.abc import Callable, Mapping, Sequence
+from urllib.parse import unquote
 
 import polars as pl
+import pyarrow as pa
 import pyarrow.fs as pa_fs
-import pyarrow.parquet as pq
 from deltalake import ColumnProperties, DeltaTable, WriterProperties
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 from deltalake.fs import DeltaStorageHandler
-from deltalake.transaction import AddAction
 
 from qaq_assets.lib.errors import LakeError
 from qaq_assets.lib.store.faults import StorageFault, fault_of
 from qaq_assets.lib.store.tables import ALL_TABLES, TableSpec
 
 log = logging.getLogger(__name__)
-STREAMED_FILE_BYTES = 64 * 2**20
 # Storage options (object-store credentials) reach Dagster runs through this variable, read at
 # run time: never through resource config, which Dagster stores in its run storage and shows.
 STORAGE_OPTIONS_ENV = "QAQ_STORAGE_OPTIONS"
@@ -234,6 +231,12 @@ class Lake:
         stored = set(pl.scan_delta(delta).collect_schema().names())
         return [column for column in table.schema.names() if column not in stored]
 
+    def partition_columns(self, table: TableSpec) -> list[str]:
+        """The columns ``table`` is partitioned by as stored: a table created by an older release
+        keeps its layout (a table's partitioning cannot change in place), a new one takes the spec's."""
+        delta = self.latest(table)
+        return list(table.partition_by) if delta is None else list(delta.metadata().partition_columns)
+
     def replace_partition(self, table: TableSpec, frame: pl.DataFrame, partition: Partitions) -> int:
         """Atomically replace the rows of one partition (or, where a column's value is a list, of
         several: ``{"shard": [...]}``) with ``frame``, in one commit; returns the new version."""
@@ -247,42 +250,6 @@ class Lake:
             lambda: frame.height,
             lambda: self._commit(table, frame, mode="overwrite", predicate=predicate),
         )
-
-    def replace_partition_streaming(
-        self, table: TableSpec, batches: Iterable[pl.DataFrame], partition: Mapping[str, str]
-    ) -> int:
-        """Like :meth:`replace_partition`, for a partition too large to hold in memory.
-
-        The frames of ``batches`` (re-iterable: a write that merged with a concurrent one is
-        written again) are encoded into Parquet files one row group at a time, and the files
-        are then committed in one transaction that replaces the partition. (delta-rs's own
-        writer held every streamed row until its commit: its peak grew with the shard, about
-        1 MiB per MiB written; here the peak is one row group and one file's footer.)"""
-        self.ensure(table)
-        self._add_missing_columns(table)
-        filesystem = self._filesystem(table)
-        filters = [(column, "=", value) for column, value in partition.items()]
-        written = {"rows": 0}
-
-        def write_and_commit() -> int:
-            files = self._write_partition_files(filesystem, table, batches, partition)
-            written["rows"] = sum(json.loads(action.stats)["numRecords"] for action in files)
-
-            def commit() -> int:
-                delta = self.delta_table(table)
-                before = delta.version()
-                delta.create_write_transaction(
-                    files,
-                    mode="overwrite",
-                    schema=table.empty().to_arrow().schema,
-                    partition_by=list(table.partition_by) or None,
-                    partition_filters=filters,
-                )
-                return self._version_adding(filesystem, delta, files[0].path.rsplit("/", 1)[-1], before)
-
-            return self._with_retries(table, commit)
-
-        return self._until_partition_holds(table, partition, lambda: written["rows"], write_and_commit)
 
     def _until_partition_holds(
         self, table: TableSpec, partition: Partitions, rows: Callable[[], int], write: Callable[[], int]
@@ -308,74 +275,30 @@ class Lake:
             )
         raise RuntimeError(f"{table.name} {dict(partition)}: concurrent replacements kept merging")
 
-    def _filesystem(self, table: TableSpec) -> pa_fs.FileSystem:
-        """The table's storage (local or object store), through deltalake's own object store."""
-        return pa_fs.PyFileSystem(DeltaStorageHandler(self.uri(table), self.storage_options))
-
-    @staticmethod
-    def _version_adding(filesystem: pa_fs.FileSystem, delta: DeltaTable, file_name: str, after: int) -> int:
-        # A raw transaction leaves the DeltaTable object at its old version, and the latest
-        # version may be another writer's: find the commit that added our (uniquely named) file.
-        delta.update_incremental()
-        latest = delta.version()
-        for version in range(after + 1, latest + 1):
-            with filesystem.open_input_stream(f"_delta_log/{version:020d}.json") as commit:
-                if file_name.encode() in commit.read():
-                    return version
-        raise RuntimeError(f"{delta.table_uri}: no commit in versions {after + 1}..{latest} adds {file_name}")
-
     def _add_missing_columns(self, table: TableSpec) -> None:
         # A table written by an older release gains the spec's new columns (older rows read null).
         if self.missing_columns(table):
             self._commit(table, table.empty(), mode="append")
 
-    def _write_partition_files(
-        self,
-        filesystem: pa_fs.FileSystem,
-        table: TableSpec,
-        batches: Iterable[pl.DataFrame],
-        partition: Mapping[str, str],
-    ) -> list[AddAction]:
-        """Write ``batches`` as Parquet files of about ``STREAMED_FILE_BYTES`` under the table;
-        returns their add actions (nothing is committed yet)."""
-        if set(partition) != set(table.partition_by):
-            raise ValueError(f"{table.name} is partitioned by {list(table.partition_by)}, not {list(partition)}")
-        # Partition values live in the log, not in the files (as the Delta protocol has it).
-        data_schema = table.empty().drop(list(table.partition_by)).to_arrow().schema
-        # Hive-style directories, percent-encoded as delta-rs writes them: readers such as polars
-        # take partition values from these paths.
-        directory = "".join(f"{column}={quote(value, safe='')}/" for column, value in partition.items())
+    def compact(self, table: TableSpec, target_bytes: int, min_small_files: int) -> dict | None:
+        """Merge ``table``'s files smaller than ``target_bytes`` into files of about that size (Delta
+        OPTIMIZE: one commit; older versions keep their files and stay readable) where it holds at
+        least ``min_small_files`` of them, and checkpoint its log; returns delta-rs' metrics, or None
+        where there was nothing to merge."""
+        delta = self.latest(table)
+        if delta is None:
+            return None
+        sizes = pl.DataFrame(pa.table(delta.get_add_actions(flatten=True)).select(["size_bytes"]))
+        if sizes.filter(pl.col("size_bytes") < target_bytes).height < min_small_files:
+            return None
 
-        def new_file() -> _PartitionFile:
-            return _PartitionFile(
-                filesystem,
-                f"{directory}part-{uuid.uuid4()}.{table.compression.lower()}.parquet",
-                data_schema,
-                [column for column in table.statistics_columns() if column in data_schema.names],
-                table,
-            )
+        def optimize() -> dict:
+            latest = self.latest(table)
+            metrics = latest.optimize.compact(target_size=target_bytes, writer_properties=_writer_properties(table))
+            latest.create_checkpoint()
+            return metrics
 
-        files: list[AddAction] = []
-        current: _PartitionFile | None = None
-        try:
-            for frame in map(table.conform, batches):
-                _check_partition(table, frame, partition)
-                current = current or new_file()
-                current.write(frame.drop(list(table.partition_by)).to_arrow().cast(data_schema))
-                if current.bytes_written >= STREAMED_FILE_BYTES:
-                    files.append(current.close(partition))
-                    current = None
-            # An empty partition still gets one (empty) file: the commit is then found by its file.
-            if current is not None or not files:
-                files.append((current or new_file()).close(partition))
-        except BaseException:
-            # Nothing was committed: remove what was written (unreferenced files are harmless,
-            # but a failed shard should not leave them behind).
-            for path in [action.path for action in files] + ([current.abort()] if current else []):
-                with contextlib.suppress(OSError):
-                    filesystem.delete_file(path)
-            raise
-        return files
+        return self._with_retries(table, optimize)
 
     def append(self, table: TableSpec, frame: pl.DataFrame) -> int:
         self.ensure(table)
@@ -420,7 +343,7 @@ class Lake:
 
     def _commit(self, table: TableSpec, frame: pl.DataFrame, mode: str, predicate: str | None = None) -> int:
         options: dict = {
-            "partition_by": list(table.partition_by) or None,
+            "partition_by": self.partition_columns(table) or None,
             "writer_properties": _writer_properties(table),
         }
         if predicate is not None:
@@ -480,48 +403,3 @@ def _check_partition(table: TableSpec, frame: pl.DataFrame, partition: Partition
     wrong = frame.filter(~partition_filter(partition)).height
     if wrong:
         raise ValueError(f"{wrong} rows of {table.name} lie outside partition {dict(partition)}")
-
-
-class _PartitionFile:
-    """One Parquet data file being written to the table's storage, row group by row group."""
-
-    def __init__(
-        self, filesystem: pa_fs.FileSystem, path: str, schema, statistics_columns: list[str], table: TableSpec
-    ):
-        self.path, self.rows = path, 0
-        self.sink = filesystem.open_output_stream(path)
-        self.writer = pq.ParquetWriter(
-            self.sink,
-            schema,
-            compression=table.compression.lower(),
-            use_dictionary=table.dictionary,
-            write_statistics=statistics_columns,
-        )
-
-    @property
-    def bytes_written(self) -> int:
-        return self.sink.tell()
-
-    def write(self, batch) -> None:
-        self.writer.write_table(batch)
-        self.rows += batch.num_rows
-
-    def abort(self) -> str:
-        with contextlib.suppress(Exception):
-            self.writer.close()
-        with contextlib.suppress(Exception):
-            self.sink.close()
-        return self.path
-
-    def close(self, partition: Mapping[str, str]) -> AddAction:
-        self.writer.close()
-        size = self.sink.tell()
-        self.sink.close()
-        return AddAction(
-            path=self.path,  # deltalake URI-encodes it for the log (as it does its own files' paths)
-            size=size,
-            partition_values=dict(partition),
-            modification_time=int(time.time() * 1000),
-            data_change=True,
-            stats=json.dumps({"numRecords": self.rows}),
-        )

@@ -16,6 +16,14 @@ LOGPROBS = pl.List(pl.Float32)
 CONVERSATION = pl.List(pl.Struct({"role": pl.String, "content": pl.String}))
 
 
+# Tables with rows per shard are not partitioned by it: a shard is often one small file, and a
+# partition per shard cost every table a Parquet file and a log entry per shard (a lake of
+# one-record files was 48x their size). A commit writes one file for all the shards of a batch;
+# a shard is read by the min/max statistics of `shard` in the log, and replaced with a predicate
+# overwrite of its rows. Lakes written before keep their layout (Lake.partition_columns).
+PER_SHARD: tuple[str, ...] = ()
+PER_MODEL = ("model_key",)
+
 # String columns rows are looked up by: they keep min/max statistics, as numbers, times and flags do.
 LOOKUP_STRINGS = frozenset({"shard", "sample_id", "id", "model_key"})
 
@@ -109,7 +117,7 @@ RAW_SAMPLES = TableSpec(
             "ingested_at": pl.Datetime("us", "UTC"),
         }
     ),
-    partition_by=("shard",),
+    partition_by=PER_SHARD,
 )
 
 QUARANTINE = TableSpec(
@@ -125,7 +133,7 @@ QUARANTINE = TableSpec(
             "quarantined_at": pl.Datetime("us", "UTC"),
         }
     ),
-    partition_by=("shard",),
+    partition_by=PER_SHARD,
 )
 
 # Per-sample features computed once at ingest (see lib/ingest/features.py): what curation reads
@@ -155,7 +163,7 @@ SAMPLE_FEATURES = TableSpec(
             "exec_total": pl.Int32,
         }
     ),
-    partition_by=("shard",),
+    partition_by=PER_SHARD,
 )
 
 # One scored (query, answer) pair: its content key, token counts and truncation flags.
@@ -219,7 +227,7 @@ TOKEN_LOGPROBS = TableSpec(
             "scored_at": pl.Datetime("us", "UTC"),
         }
     ),
-    partition_by=("model_key", "shard"),
+    partition_by=PER_MODEL,
 )
 
 QAQ_SCORES = TableSpec(
@@ -238,7 +246,7 @@ QAQ_SCORES = TableSpec(
             **dict.fromkeys(SCORE_COLUMNS, pl.Float64),
         }
     ),
-    partition_by=("model_key", "shard"),
+    partition_by=PER_MODEL,
 )
 
 # Decisions, not text: readers join raw_samples at the version recorded in curation_runs.

@@ -49,33 +49,45 @@ def test_tables_written_by_an_older_release_take_new_columns(lake):
     assert lake.scan(whole, version=version - 1).collect().to_dicts() == [{"value": 1}]
 
 
-def test_streaming_partition_replacement_is_one_commit(lake):
-    lake.replace_partition(SPEC, frame("b", [1]), {"shard": "b"})
-    rows = pl.DataFrame({"shard": ["a"] * 1000, "value": list(range(1000)), "note": ["x"] * 1000})
-    before = lake.version(SPEC)
-    version = lake.replace_partition_streaming(SPEC, rows.iter_slices(64), {"shard": "a"})
-    assert version == before + 1
-    assert lake.scan(SPEC).filter(pl.col("shard") == "a").select(pl.len()).collect().item() == 1000
-    assert lake.scan(SPEC).filter(pl.col("shard") == "b").collect()["value"].to_list() == [1]
-    files_before = sorted(Path(lake.uri(SPEC)).rglob("*.parquet"))
+FLAT = TableSpec("flat", SPEC.schema)
+
+
+def test_a_flat_table_holds_a_batch_of_shards_in_one_file_and_replaces_one_shard_alone(lake):
+    batch = pl.concat([frame(f"s{i:03d}", [i]) for i in range(200)])
+    lake.replace_partition(FLAT, batch, {"shard": batch["shard"].unique().to_list()})
+    assert len(lake.delta_table(FLAT).file_uris()) == 1  # not one per shard
+    version = lake.replace_partition(FLAT, frame("s007", [70, 71]), {"shard": "s007"})
+    rows = lake.scan(FLAT, version).collect()
+    assert rows.height == 201 and sorted(rows.filter(pl.col("shard") == "s007")["value"]) == [70, 71]
+    assert rows.filter(pl.col("shard") == "s008")["value"].to_list() == [8]
+    assert lake.replace_partition(FLAT, FLAT.empty(), {"shard": ["s001", "s002"]}) == version + 1
+    assert lake.scan(FLAT).collect().height == 199
     with pytest.raises(ValueError, match="outside partition"):
-        lake.replace_partition_streaming(SPEC, [frame("a", [2]), frame("b", [2])], {"shard": "a"})
-    assert lake.version(SPEC) == version  # nothing committed, and no file left behind
-    assert sorted(Path(lake.uri(SPEC)).rglob("*.parquet")) == files_before
-    # Replacing again swaps the partition's files; an empty stream empties it.
-    assert lake.replace_partition_streaming(SPEC, [frame("a", [7, 8])], {"shard": "a"}) == version + 1
-    assert sorted(lake.scan(SPEC).collect()["value"].to_list()) == [1, 7, 8]
-    assert lake.replace_partition_streaming(SPEC, [], {"shard": "a"}) == version + 2
-    assert lake.scan(SPEC).collect()["value"].to_list() == [1]
+        lake.replace_partition(FLAT, frame("s009", [1]), {"shard": "s010"})
 
 
-def test_streamed_partitions_with_any_value_read_back_by_value(lake):
+def test_a_table_keeps_the_layout_it_was_created_with(lake):
+    """A table an older release partitioned by shard is written the same way by this one."""
+    lake.replace_partition(SPEC, frame("a", [1]), {"shard": "a"})
+    now_flat = TableSpec(SPEC.name, SPEC.schema)
+    assert lake.partition_columns(now_flat) == ["shard"] and lake.partition_columns(FLAT) == []
+    lake.replace_partition(now_flat, frame("b", [2, 3]), {"shard": "b"})
+    lake.append(now_flat, frame("c", [4]))
+    assert sorted(lake.scan(now_flat).collect()["value"]) == [1, 2, 3, 4]
+    assert sorted(path.parent.name for path in Path(lake.uri(SPEC)).glob("shard=*/*.parquet")) == [
+        "shard=a",
+        "shard=b",
+        "shard=c",
+    ]
+
+
+def test_partitions_with_any_value_read_back_by_value(lake):
     odd = "shard 1/of 'two' ü%x=y"
-    lake.replace_partition_streaming(SPEC, [frame(odd, [3, 4])], {"shard": odd})
-    lake.replace_partition_streaming(SPEC, [frame("plain", [5])], {"shard": "plain"})
+    lake.replace_partition(SPEC, frame(odd, [3, 4]), {"shard": odd})
+    lake.replace_partition(SPEC, frame("plain", [5]), {"shard": "plain"})
     assert lake.scan(SPEC).filter(pl.col("shard") == odd).collect()["value"].to_list() == [3, 4]
     assert lake.missing_columns(SPEC) == []
-    # The same layout delta-rs writes: one percent-encoded directory per value.
+    # One percent-encoded directory per value.
     directories = sorted(path.parent.name for path in Path(lake.uri(SPEC)).glob("shard=*/*.parquet"))
     assert directories == ["shard=plain", "shard=shard%201%2Fof%20%27two%27%20%C3%BC%25x%3Dy"]
 
@@ -86,6 +98,8 @@ def test_a_lake_whose_path_has_spaces_and_accents_reads_what_it_wrote(tmp_path):
     lake = Lake(tmp_path / "my data" / "läke 100%")
     odd = "shard 1/ü%20"
     lake.replace_partition(SPEC, frame(odd, [1, 2]), {"shard": odd})
-    lake.replace_partition_streaming(SPEC, [frame("plain", [3])], {"shard": "plain"})
+    lake.replace_partition(SPEC, frame("plain", [3]), {"shard": "plain"})
+    lake.replace_partition(FLAT, frame(odd, [5]), {"shard": odd})
+    assert lake.scan(FLAT).filter(pl.col("shard") == odd).collect()["value"].to_list() == [5]
     assert sorted(lake.scan(SPEC).collect()["value"].to_list()) == [1, 2, 3]
     assert lake.scan(SPEC).filter(pl.col("shard") == odd).collect()["value"].to_list() == [1, 2]
