@@ -253,7 +253,8 @@ def _bench_files(args: argparse.Namespace) -> int:
     from qaq_assets.benchmarks.files import main as files_bench
 
     _quiet_libraries()
-    files_bench(args.files, args.records_per_file, args.workdir, model=args.model)
+    keep = _settings(args).keep_token_logprobs
+    files_bench(args.files, args.records_per_file, args.workdir, model=args.model, keep_token_logprobs=keep)
     return 0
 
 
@@ -457,6 +458,7 @@ def _add_bench(commands: argparse._SubParsersAction) -> None:
         default=None,
         help="score with this model instead (e.g. bundled: a real tokenizer, so the token tables' size is a user's)",
     )
+    _add_settings(many, names=("keep_token_logprobs",))
     many.set_defaults(handler=_bench_files)
 
     _add_bench_sft(bench_kinds)

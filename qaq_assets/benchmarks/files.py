@@ -41,13 +41,15 @@ def _write(directory: Path, files: int, records: int, first: int = 0) -> None:
         (directory / f"part-{index:06d}.jsonl").write_text("\n".join(lines) + "\n")
 
 
-def _curate(paths: list[str], lake: Path, instance=None, model: str | None = None) -> tuple[float, object]:
+def _curate(paths: list[str], lake: Path, instance=None, model: str | None = None, keep: bool = True):
     from qaq_assets.runner.curate import curate_files
 
     if model is None:
-        settings = Settings(lake=str(lake), models=[MODEL], template="plain", device="cpu", dtype="float32")
+        settings = Settings(
+            lake=str(lake), models=[MODEL], template="plain", device="cpu", dtype="float32", keep_token_logprobs=keep
+        )
     else:
-        settings = Settings(lake=str(lake), models=[model])
+        settings = Settings(lake=str(lake), models=[model], keep_token_logprobs=keep)
     started = time.perf_counter()
     summary = curate_files(paths, settings, instance=instance, log=lambda _line: None, warn=print)
     return time.perf_counter() - started, summary
@@ -82,7 +84,9 @@ def _instance_figures(instance, home: Path, files: int) -> str:
     )
 
 
-def main(files: int, records: int, workdir: str | None = None, model: str | None = None) -> None:
+def main(
+    files: int, records: int, workdir: str | None = None, model: str | None = None, keep_token_logprobs: bool = True
+) -> None:
     if workdir is not None:
         Path(workdir).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=workdir) as root:
@@ -92,16 +96,17 @@ def main(files: int, records: int, workdir: str | None = None, model: str | None
         print(
             f"bench files: {files:,} files of {records:,} record(s), model "
             + (f"{MODEL} (orchestration, not a model)" if model is None else model)
+            + ("" if keep_token_logprobs else ", per-token log-probs not kept")
         )
         home = root / "dagster_home"
         instance = _persistent_instance(home)
-        seconds, summary = _curate([str(corpus)], root / "lake-many", instance, model)
+        seconds, summary = _curate([str(corpus)], root / "lake-many", instance, model, keep_token_logprobs)
         print(
             f"many files: {seconds:.1f}s ({summary.samples_in:,} records read, {summary.samples_scored:,} scored, "
             f"{summary.kept:,} kept, {len(summary.failed)} failed)"
         )
         _write(corpus, NEW_FILES, records, first=files)
-        again, incremental = _curate([str(corpus)], root / "lake-many", instance, model)
+        again, incremental = _curate([str(corpus)], root / "lake-many", instance, model, keep_token_logprobs)
         print("Dagster after both:", _instance_figures(instance, home, files + NEW_FILES))
         print(
             f"+{NEW_FILES} files: {again:.1f}s ({incremental.samples_in:,} records read, "
@@ -111,7 +116,7 @@ def main(files: int, records: int, workdir: str | None = None, model: str | None
         with open(single, "w") as out:
             for path in sorted(corpus.glob("*.jsonl"))[:files]:
                 out.write(path.read_text())
-        one, _ = _curate([str(single)], root / "lake-one", model=model)
+        one, _ = _curate([str(single)], root / "lake-one", model=model, keep=keep_token_logprobs)
         print(f"the same records in one file: {one:.1f}s")
         input_bytes = sum(path.stat().st_size for path in corpus.glob("*.jsonl"))
         lake_bytes, lake_files = _size(root / "lake-many")

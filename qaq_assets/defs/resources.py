@@ -50,6 +50,7 @@ class ScoringModelsResource(dg.ConfigurableResource, DeclaredChecks):
     max_batch_size: int = declared("max_batch_size")
     max_sequence_tokens: int = declared("max_sequence_tokens")
     commit_every: int = declared("commit_every")
+    keep_token_logprobs: bool = declared("keep_token_logprobs")
     backend: str = declared("backend")
     ray_address: str = declared("ray_address")
     ray_replicas: int = declared("ray_replicas")

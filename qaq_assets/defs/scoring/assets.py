@@ -100,6 +100,7 @@ def build_scoring_assets(model_keys: list[str], op_tags: dict | None = None) -> 
                     shards[0] if len(shards) == 1 else shards,
                     backend,
                     commit_every=models.config.commit_every,
+                    keep_lists=models.config.keep_token_logprobs,
                     on_progress=_progress_logger(context, progress, label, model_key),
                 )
                 forward = backend.describe_forward()

@@ -18,6 +18,8 @@ from qaq_assets.lib.store.columns import EXPLAINED_SCORES
 from qaq_assets.lib.store.lake import Lake
 from qaq_assets.lib.store.tables import CURATED_SUBSET, QAQ_SCORES, SAMPLE_FEATURES, TOKEN_LOGPROBS
 
+NOT_KEPT = "(not kept: scored with keep_token_logprobs off, which stores each span's sum only)"
+
 
 @dataclass
 class Explanation:
@@ -28,6 +30,7 @@ class Explanation:
     curated_version: int
     model_key: str
     execution: dict | None = None  # the answer run against its tests (sample_features' exec_* columns)
+    tokens_kept: bool = True  # False: scored with keep_token_logprobs off (its sums only)
 
 
 def find(lake: Lake, key: str, version: int | str | None = None) -> tuple[dict, dict]:
@@ -50,7 +53,8 @@ def explain_row(lake: Lake, row: dict, lineage: dict, tokenizer=None) -> Explana
     stored = lake.scan(TOKEN_LOGPROBS).filter(where).select(TOKEN_LOGPROBS.schema.names()).collect()
     logprobs = with_token_lists(lake, stored.head(1)).select("query_logprobs", "query_given_answer_logprobs")
     tokens: list[tuple[str, float]] = []
-    if logprobs.height:
+    tokens_kept = not logprobs.height or logprobs["query_logprobs"][0] is not None
+    if logprobs.height and tokens_kept:
         alone, after_answer = logprobs.row(0)
         names = _token_texts(tokenizer, row["instruction"], len(alone))
         tokens = [(name, given - plain) for name, plain, given in zip(names, alone, after_answer, strict=True)]
@@ -69,6 +73,7 @@ def explain_row(lake: Lake, row: dict, lineage: dict, tokenizer=None) -> Explana
         curated_version=lineage["curated_version"],
         model_key=model_key,
         execution=_execution(lake, row, versions.get("sample_features")),
+        tokens_kept=tokens_kept,
     )
 
 
@@ -132,7 +137,8 @@ def text_report(explained: Explanation, colour: bool = False) -> str:
             parts.append(f"{shown}({gain:+.2f})")
     query = "".join(parts) if colour else " ".join(parts)
     lines = _score_lines(explained)
-    lines += ["query, token by token (log-prob gained by reading the answer first):", query or "(no token log-probs)"]
+    missing = "(no token log-probs)" if explained.tokens_kept else NOT_KEPT
+    lines += ["query, token by token (log-prob gained by reading the answer first):", query or missing]
     return "\n".join(lines)
 
 

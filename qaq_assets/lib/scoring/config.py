@@ -92,6 +92,11 @@ class ScoringConfig:
         "a GPU (several full passes per chunk)",
         bounds=Bounds(0, 1 << 24),
     )
+    keep_token_logprobs: bool = setting(
+        True,
+        "keep every token's log-prob in score_cache (qaq explain's token view; a score added later needs "
+        "no rescoring); off: each span's sum only, the same scores in a lake ~3x smaller for short records",
+    )
     backend: str = setting(
         "local", "where forward passes run: local (this process) or ray (a pool of replicas)", choices=BACKENDS
     )

@@ -11,21 +11,38 @@ import polars as pl
 from qaq_assets.lib.store.tables import QAQ_SCORES
 
 
-def mean_nll(column: str) -> pl.Expr:
-    return -pl.col(column).list.mean().cast(pl.Float64)
+def _sum_of(column: str) -> pl.Expr:
+    """The stored sum of a log-prob list (tables.TOKEN_SUMS): null for no tokens."""
+    return pl.col(column.removesuffix("_logprobs") + "_logprob_sum")
+
+
+def mean_nll(column: str, count: str) -> pl.Expr:
+    """A span's mean NLL per token: from its list where it was kept, else from its sum over the
+    ``count`` column's tokens (keep_token_logprobs off)."""
+    kept = pl.col(column)
+    return (
+        pl.when(kept.is_not_null())
+        .then(-kept.list.mean().cast(pl.Float64))
+        .when(pl.col(count) > 0)
+        .then(-_sum_of(column) / pl.col(count))
+    )
 
 
 def scores_from_logprobs(token_logprobs: pl.LazyFrame) -> pl.LazyFrame:
-    """``qaq_scores`` rows from ``token_logprobs`` rows."""
+    """``qaq_scores`` rows from ``token_logprobs`` rows with their lists and sums (see
+    :func:`~qaq_assets.lib.scoring.token_lists.with_token_lists`)."""
+    end = pl.col("answer_end_logprobs")
     return (
         token_logprobs.with_columns(
-            nll_query=mean_nll("query_logprobs"),
-            nll_query_given_answer=mean_nll("query_given_answer_logprobs"),
-            nll_answer=mean_nll("answer_logprobs"),
-            nll_answer_given_query=mean_nll("answer_given_query_logprobs"),
+            nll_query=mean_nll("query_logprobs", "n_query_tokens"),
+            nll_query_given_answer=mean_nll("query_given_answer_logprobs", "n_query_tokens"),
+            nll_answer=mean_nll("answer_logprobs", "n_answer_tokens"),
+            nll_answer_given_query=mean_nll("answer_given_query_logprobs", "n_answer_tokens"),
             # The end token after a cut answer follows text the model never saw end: no signal.
-            nll_answer_end=pl.when(~pl.col("answer_truncated") & (pl.col("answer_end_logprobs").list.len() > 0)).then(
-                -pl.col("answer_end_logprobs").list.sum().cast(pl.Float64)
+            nll_answer_end=pl.when(~pl.col("answer_truncated")).then(
+                pl.when(end.is_not_null())
+                .then(pl.when(end.list.len() > 0).then(-end.list.sum().cast(pl.Float64)))
+                .otherwise(-_sum_of("answer_end_logprobs"))
             ),
         )
         .with_columns(

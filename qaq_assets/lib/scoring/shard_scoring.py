@@ -25,12 +25,14 @@ from qaq_assets.lib.scoring.metrics import scores_from_logprobs
 from qaq_assets.lib.scoring.token_lists import CACHE_KEY, earliest_rows, with_token_lists
 from qaq_assets.lib.store.lake import Lake, partition_filter
 from qaq_assets.lib.store.tables import (
+    LOGPROBS,
     QAQ_SCORES,
     RAW_SAMPLES,
     SAMPLE_FEATURES,
     SCORE_CACHE,
     SCORED_PAIR,
     TOKEN_LOGPROBS,
+    TOKEN_SUMS,
 )
 
 # What a token_logprobs row copies from its cache row: the small columns, not the lists.
@@ -170,8 +172,15 @@ def _logprob_lists(arrays: list[np.ndarray]) -> pl.Series:
     return pl.from_arrow(pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(values)))
 
 
-def cache_rows(identity: ScorerIdentity, chunk: pl.DataFrame, scored) -> pl.DataFrame:
-    """``score_cache`` rows of one scored chunk (its ``query_sha`` and ``answer_sha`` in order)."""
+def _sums(arrays: list[np.ndarray]) -> pl.Series:
+    """Each array's sum in float64 over its float32 values; null for an empty one (no tokens)."""
+    sums = [float(np.asarray(a, np.float32).sum(dtype=np.float64)) if len(a) else None for a in arrays]
+    return pl.Series(sums, dtype=pl.Float64)
+
+
+def cache_rows(identity: ScorerIdentity, chunk: pl.DataFrame, scored, keep_lists: bool = True) -> pl.DataFrame:
+    """``score_cache`` rows of one scored chunk (its ``query_sha`` and ``answer_sha`` in order):
+    every token's log-prob where ``keep_lists``, each list's sum always."""
     tokens, logprobs = scored.tokens, scored.logprobs
     columns = {
         "query_logprobs": [lp.query for lp in logprobs],
@@ -180,6 +189,7 @@ def cache_rows(identity: ScorerIdentity, chunk: pl.DataFrame, scored) -> pl.Data
         "query_given_answer_logprobs": [lp.query_given_answer for lp in logprobs],
         "answer_end_logprobs": [lp.answer_end for lp in logprobs],
     }
+    not_kept = pl.repeat(None, chunk.height, dtype=LOGPROBS, eager=True)
     return pl.DataFrame(
         {
             "model_fingerprint": pl.repeat(identity.fingerprint, chunk.height, eager=True),
@@ -191,7 +201,8 @@ def cache_rows(identity: ScorerIdentity, chunk: pl.DataFrame, scored) -> pl.Data
             "n_answer_tokens": pl.Series([len(t.answer_ids) for t in tokens], dtype=pl.Int32),
             "query_truncated": [t.query_truncated for t in tokens],
             "answer_truncated": [t.answer_truncated for t in tokens],
-            **{name: _logprob_lists(arrays) for name, arrays in columns.items()},
+            **{name: _logprob_lists(arrays) if keep_lists else not_kept for name, arrays in columns.items()},
+            **{sum_name: _sums(arrays) for sum_name, arrays in zip(TOKEN_SUMS, columns.values(), strict=True)},
             "scored_at": pl.repeat(datetime.now(UTC), chunk.height, eager=True),
         }
     ).select([pl.col(name).cast(dtype) for name, dtype in SCORE_CACHE.schema.items()])
@@ -218,9 +229,11 @@ def score_shard(
     backend: ScoringBackend,
     commit_every: int = 0,
     on_progress: Callable[[ScoringProgress], None] | None = None,
+    keep_lists: bool = True,
 ) -> ShardScoring:
     """Score the samples of ``shard`` not yet in the cache and return its token_logprobs rows,
-    committing every ``commit_every`` samples (0: :func:`chunk_samples`)."""
+    committing every ``commit_every`` samples (0: :func:`chunk_samples`); ``keep_lists``: store
+    every token's log-prob, not only each list's sum."""
     started = time.perf_counter()
     commit_every = commit_every or chunk_samples(backend)
     identity = backend.identity
@@ -248,7 +261,7 @@ def score_shard(
         ((c["instruction"].to_list(), c["response"].to_list()) for c in chunks), on_pass
     )
     for chunk, scored in zip(chunks, scored_chunks, strict=True):
-        rows = cache_rows(identity, chunk, scored)
+        rows = cache_rows(identity, chunk, scored, keep_lists)
         lake.append(SCORE_CACHE, rows)
         stored.append(rows.select(*CACHE_KEY, "scored_at", *PAIR_FACTS))
         totals["tokens"] += sum(len(t.query_ids) + len(t.answer_ids) for t in scored.tokens)
@@ -299,11 +312,12 @@ def score_partition(
     backend: ScoringBackend,
     commit_every: int = 0,
     on_progress: Callable[[ScoringProgress], None] | None = None,
+    keep_lists: bool = True,
 ) -> tuple[ShardScoring, int]:
     """Score shards with ``backend`` through the cache and replace their token_logprobs partitions
     in one commit; returns the scoring and the table version written."""
     label = shards if isinstance(shards, str) else ",".join(shards[:3])
-    result = score_shard(lake, shard_samples(lake, shards), label, backend, commit_every, on_progress)
+    result = score_shard(lake, shard_samples(lake, shards), label, backend, commit_every, on_progress, keep_lists)
     partition = {"model_key": backend.identity.model_key, "shard": shards}
     return result, lake.replace_partition(TOKEN_LOGPROBS, result.token_logprobs, partition)
 

@@ -10,7 +10,7 @@ import polars as pl
 
 from qaq_assets.lib.errors import QaqError
 from qaq_assets.lib.store.lake import Lake
-from qaq_assets.lib.store.tables import SCORE_CACHE, TOKEN_LISTS
+from qaq_assets.lib.store.tables import SCORE_CACHE, TOKEN_LISTS, TOKEN_SUMS
 
 CACHE_KEY = ["query_sha", "answer_sha"]
 # What a cache row is found by, from a token_logprobs row: the model and limits, then the text.
@@ -28,11 +28,13 @@ def earliest_rows(rows: pl.DataFrame, key: list[str]) -> pl.DataFrame:
 
 
 def with_token_lists(lake: Lake, rows: pl.DataFrame) -> pl.DataFrame:
-    """``rows`` of token_logprobs with their per-token log-prob lists, read from score_cache,
-    in the same order. :class:`LostLogprobsError` where the cache no longer holds a row's lists."""
-    rows = rows.drop([name for name in TOKEN_LISTS if name in rows.columns])
+    """``rows`` of token_logprobs with their per-token log-prob lists and each list's sum, read
+    from score_cache, in the same order (lists null where they were not kept, sums null in rows
+    of older releases). :class:`LostLogprobsError` where the cache no longer holds a row."""
+    stored = {**TOKEN_LISTS, **TOKEN_SUMS}
+    rows = rows.drop([name for name in stored if name in rows.columns])
     if rows.is_empty():
-        return rows.with_columns([pl.lit(None, dtype).alias(name) for name, dtype in TOKEN_LISTS.items()])
+        return rows.with_columns([pl.lit(None, dtype).alias(name) for name, dtype in stored.items()])
     wanted = pl.col("model_fingerprint").is_in(rows["model_fingerprint"].unique().implode()) & pl.col(
         "query_sha"
     ).is_in(rows["query_sha"].unique().implode())
@@ -41,10 +43,12 @@ def with_token_lists(lake: Lake, rows: pl.DataFrame) -> pl.DataFrame:
     if rows["scored_at"].null_count() == 0:
         wanted &= pl.col("scored_at").is_between(rows["scored_at"].min(), rows["scored_at"].max())
     lists = earliest_rows(
-        lake.scan(SCORE_CACHE).filter(wanted).select(*CACHE_ROW_KEY, "scored_at", *TOKEN_LISTS).collect(),
+        lake.scan(SCORE_CACHE).filter(wanted).select(*CACHE_ROW_KEY, "scored_at", *stored).collect(),
         CACHE_ROW_KEY,
     ).drop("scored_at")
-    joined = rows.join(lists.with_columns(_found=pl.lit(True)), on=CACHE_ROW_KEY, how="left", maintain_order="left")
+    # Rows of older releases may hold no limit (null): they match cache rows without one.
+    found = lists.with_columns(_found=pl.lit(True))
+    joined = rows.join(found, on=CACHE_ROW_KEY, how="left", maintain_order="left", nulls_equal=True)
     lost = joined.filter(pl.col("_found").is_null())
     if lost.height:
         shards = sorted(lost["shard"].unique().to_list())

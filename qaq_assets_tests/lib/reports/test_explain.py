@@ -3,9 +3,10 @@
 import numpy as np
 import polars as pl
 
-from qaq_assets.lib.reports.explain import explain_row, find, html_fragment, text_report
+from qaq_assets.lib.reports.explain import NOT_KEPT, explain_row, find, html_fragment, text_report
+from qaq_assets.lib.store.lake import Lake
 from qaq_assets.lib.store.tables import CURATED_SUBSET, SCORE_CACHE, TOKEN_LOGPROBS
-from qaq_assets_tests.helpers import CODE_PAIRS, TINY, materialize_all, qaq
+from qaq_assets_tests.helpers import CODE_PAIRS, TINY, TINY_FLAGS, materialize_all, qaq
 
 
 def test_explain_reads_an_old_version_and_shows_the_stored_log_probs(lake, make_shard, tiny_model):
@@ -34,3 +35,13 @@ def test_explain_reads_an_old_version_and_shows_the_stored_log_probs(lake, make_
     assert shown.returncode == 0 and kept["sample_id"] in shown.stdout
     missing = qaq("explain", "no-such-sample", "--lake", lake.root)
     assert missing.returncode == 2 and "no sample 'no-such-sample'" in missing.stderr
+
+
+def test_explain_says_when_the_token_log_probs_were_not_kept(tmp_path, make_shard):
+    lake = tmp_path / "lake"
+    curated = qaq("curate", make_shard("one", CODE_PAIRS), "--lake", lake, *TINY_FLAGS, "--no-keep-token-logprobs")
+    assert curated.returncode == 0, curated.stderr
+    kept = Lake(lake).scan(CURATED_SUBSET).filter(pl.col("decision") == "keep").collect()
+    assert kept.height and kept["rmi"].is_finite().all()  # scored from the sums
+    shown = qaq("explain", kept["sample_id"][0], "--lake", lake, "--model", TINY)
+    assert shown.returncode == 0 and NOT_KEPT in shown.stdout, shown.stderr

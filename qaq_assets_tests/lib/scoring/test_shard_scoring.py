@@ -1,5 +1,8 @@
 """The content-addressed score cache: nothing is scored twice, commits come in chunks."""
 
+from pathlib import Path
+
+import numpy as np
 import polars as pl
 import pytest
 
@@ -7,10 +10,11 @@ from qaq_assets.lib.ingest.shard_reader import read_shard
 from qaq_assets.lib.scoring.backends.local import LocalBackend, ScorerOptions
 from qaq_assets.lib.scoring.engine.scorer import PairScorer
 from qaq_assets.lib.scoring.engine.templates import build_layouts
-from qaq_assets.lib.scoring.shard_scoring import score_shard
+from qaq_assets.lib.scoring.shard_scoring import score_shard, write_qaq_scores
 from qaq_assets.lib.scoring.token_lists import LostLogprobsError, with_token_lists
+from qaq_assets.lib.store.columns import SCORE_COLUMNS
 from qaq_assets.lib.store.lake import Lake
-from qaq_assets.lib.store.tables import SCORE_CACHE, TOKEN_LISTS, TOKEN_LOGPROBS
+from qaq_assets.lib.store.tables import SCORE_CACHE, TOKEN_LISTS, TOKEN_LOGPROBS, TOKEN_SUMS
 from qaq_assets_tests.helpers import CODE_PAIRS, rows_of
 
 
@@ -128,6 +132,11 @@ def test_the_lists_are_stored_once_and_read_back_for_rows_of_older_releases_too(
     # A row of an older release: no scoring time, and its own copy of the lists (read from the cache instead).
     older = stored.with_columns(scored_at=None, query_logprobs=pl.lit([0.0], pl.List(pl.Float32)))
     assert with_token_lists(lake, older).drop("scored_at").sort("sample_id").equals(expected)
+    # Older still: no sequence limit recorded, in the cache as in the rows.
+    unlimited = pl.lit(None, pl.Int32).alias("max_sequence_tokens")
+    lake.overwrite(SCORE_CACHE, lake.scan(SCORE_CACHE).collect().with_columns(unlimited))
+    found = with_token_lists(lake, older.with_columns(unlimited)).drop("scored_at").sort("sample_id")
+    assert found.equals(expected.with_columns(unlimited))
 
 
 def test_rows_whose_cache_rows_are_gone_are_refused_with_the_shard_named(lake, make_shard, tiny_model):
@@ -136,3 +145,22 @@ def test_rows_whose_cache_rows_are_gone_are_refused_with_the_shard_named(lake, m
     lake.overwrite(SCORE_CACHE, cache.filter(pl.col("query_sha") != result.token_logprobs["query_sha"][0]))
     with pytest.raises(LostLogprobsError, match=r"^1 sample\(s\) of shard\(s\) s have no log-probs in score_cache"):
         with_token_lists(lake, result.token_logprobs)
+
+
+def test_without_the_lists_the_cache_keeps_sums_and_gives_the_same_scores(lake, tmp_path, make_shard, tiny_model):
+    samples = read_shard(make_shard("s", CODE_PAIRS), "s").samples
+    lean = Lake(tmp_path / "lean")
+    scores = []
+    for target, keep in ((lake, True), (lean, False)):
+        backend = LocalBackend(tiny_model, new_scorer(tiny_model), ScorerOptions())
+        result = score_shard(target, samples, "s", backend, keep_lists=keep)
+        target.replace_partition(TOKEN_LOGPROBS, result.token_logprobs, {"model_key": "tiny", "shard": "s"})
+        scores.append(write_qaq_scores(target, "s", "tiny")[0].sort("sample_id"))
+    cache = lean.scan(SCORE_CACHE).collect()
+    assert all(cache[name].null_count() == cache.height for name in TOKEN_LISTS)
+    assert cache.select(list(TOKEN_SUMS)).null_count().sum_horizontal().item() == 0
+    # Within float32's precision: a kept list's mean is taken in float32, a sum in float64.
+    for name in SCORE_COLUMNS:
+        np.testing.assert_allclose(scores[1][name].to_numpy(), scores[0][name].to_numpy(), atol=1e-5, err_msg=name)
+    full, sums = (sum(p.stat().st_size for p in Path(at.uri(SCORE_CACHE)).rglob("*.parquet")) for at in (lake, lean))
+    assert sums < full * 0.6  # 12 short samples: mostly the Parquet footer either way

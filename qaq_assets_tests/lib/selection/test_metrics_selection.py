@@ -14,12 +14,12 @@ from qaq_assets.lib.selection.rules import (
     select_rmi_band,
     stratified_ranks,
 )
-from qaq_assets.lib.store.tables import TOKEN_LISTS, TOKEN_LOGPROBS
+from qaq_assets.lib.store.tables import TOKEN_LISTS, TOKEN_LOGPROBS, TOKEN_SUMS
 
 
 def logprob_rows(rows: list[dict]) -> pl.LazyFrame:
     """token_logprobs rows with their lists, as ``with_token_lists`` gives them."""
-    schema = {**TOKEN_LOGPROBS.schema, **TOKEN_LISTS}
+    schema = {**TOKEN_LOGPROBS.schema, **TOKEN_LISTS, **TOKEN_SUMS}
     return pl.DataFrame([{**dict.fromkeys(schema), **row} for row in rows], schema=schema).lazy()
 
 
@@ -49,6 +49,26 @@ def test_scores_from_token_logprobs():
     assert (a["nll_answer"], a["nll_answer_given_query"], a["ifd_loss"], a["ifd_ppl"]) == (2.0, 2.0, 1.0, 1.0)
     assert b["rmi"] == pytest.approx(-1.0)
     assert b["ifd_loss"] == pytest.approx(0.5) and b["ifd_ppl"] == pytest.approx(math.exp(-1.0))
+
+
+def test_scores_from_sums_equal_scores_from_lists_where_the_lists_were_not_kept():
+    kept = {
+        "sample_id": "a",
+        "n_query_tokens": 2,
+        "n_answer_tokens": 3,
+        "answer_truncated": False,
+        "query_logprobs": [-1.0, -3.0],
+        "query_given_answer_logprobs": [-1.0, -1.5],
+        "answer_logprobs": [-2.0, -2.5, -2.0],
+        "answer_given_query_logprobs": [-1.0, -2.0, -3.5],
+        "answer_end_logprobs": [-0.25, -0.5],
+    }
+    summed = {name: value for name, value in kept.items() if name not in TOKEN_LISTS}
+    summed |= {sum_name: sum(kept[name]) for name, sum_name in zip(TOKEN_LISTS, TOKEN_SUMS, strict=True)}
+    no_end = {**summed, "sample_id": "b", "answer_end_logprob_sum": None}  # no end-of-turn token scored
+    from_lists, from_sums, without_end = scores_from_logprobs(logprob_rows([kept, summed, no_end])).collect().to_dicts()
+    assert from_lists["nll_answer_end"] == 0.75 and without_end["nll_answer_end"] is None
+    assert from_sums == pytest.approx(from_lists)
 
 
 @pytest.mark.parametrize("n, budget, expected", [(10, 0.25, 3), (7, 0.25, 2), (4, 0.25, 1), (3, 0.1, 0), (5, 1.0, 5)])

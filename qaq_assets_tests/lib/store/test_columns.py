@@ -23,7 +23,14 @@ from qaq_assets.lib.store.columns import (
     SELECTION_FEATURES,
     SIGNALS,
 )
-from qaq_assets.lib.store.tables import CURATED_SUBSET, QAQ_SCORES, SAMPLE_FEATURES, TOKEN_LISTS, TOKEN_LOGPROBS
+from qaq_assets.lib.store.tables import (
+    CURATED_SUBSET,
+    QAQ_SCORES,
+    SAMPLE_FEATURES,
+    TOKEN_LISTS,
+    TOKEN_LOGPROBS,
+    TOKEN_SUMS,
+)
 
 
 def test_the_tables_hold_what_the_contract_declares():
@@ -36,7 +43,8 @@ def test_the_tables_hold_what_the_contract_declares():
 
 
 def _token_rows(truncated: bool) -> pl.LazyFrame:
-    schema = {**TOKEN_LOGPROBS.schema, **TOKEN_LISTS}  # rows with their lists, as with_token_lists gives them
+    # Rows with their lists, as with_token_lists gives them.
+    schema = {**TOKEN_LOGPROBS.schema, **TOKEN_LISTS, **TOKEN_SUMS}
     base = dict.fromkeys(schema)
     row = {
         **base,
