@@ -1,7 +1,7 @@
 """``qaq bench pipeline``: the lake side of scoring, with log-probs precomputed in place of a model.
 
 A GPU scores a 0.5B model's samples at hundreds per second; the lake side (score-cache commits,
-the streamed ``token_logprobs`` partition, ``qaq_scores``) must never be what holds it back.
+the shard's ``token_logprobs`` rows, ``qaq_scores`` from the cached lists) must never be what holds it back.
 This bench measures exactly that side: it ingests one shard of short synthetic records, computes
 every sample's per-token log-probs before the clock starts (seeded by the sample's text, with a
 token per 4 bytes), then times the real path the scoring assets run (:func:`score_partition`,
