@@ -23,7 +23,7 @@ import polars as pl
 from qaq_assets.lib.scoring.backends.local import ScorerIdentity
 from qaq_assets.lib.scoring.shard_scoring import SCORES_BATCH_ROWS, cached_keys, shard_rows, write_qaq_scores
 from qaq_assets.lib.store.lake import Lake
-from qaq_assets.lib.store.tables import SCORE_CACHE, TOKEN_LISTS, TOKEN_LOGPROBS, TOKEN_SUMS
+from qaq_assets.lib.store.tables import SCORE_CACHE, SUM_OF, TOKEN_LISTS, TOKEN_LOGPROBS
 
 IDENTITY = ScorerIdentity("bench", "synthetic", "0" * 64, "float32", "bench-fingerprint", "plain-v2", 2048)
 FILL_CHUNK = 2000
@@ -66,8 +66,8 @@ def fill_cache(root: str, samples: int, tokens: int) -> None:
                     "answer_truncated": [False] * n,
                     **lists,
                     **{
-                        total: [float(np.sum(values, dtype=np.float64)) for values in lists[name]]
-                        for name, total in zip(TOKEN_LISTS, TOKEN_SUMS, strict=True)
+                        SUM_OF[name]: [float(np.sum(values, dtype=np.float64)) for values in lists[name]]
+                        for name in TOKEN_LISTS
                     },
                     "scored_at": datetime.now(UTC),
                 },

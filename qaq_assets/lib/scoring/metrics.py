@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import polars as pl
 
-from qaq_assets.lib.store.tables import QAQ_SCORES
+from qaq_assets.lib.store.tables import QAQ_SCORES, SUM_OF
 
 
 def _sum_of(column: str) -> pl.Expr:
-    """The stored sum of a log-prob list (tables.TOKEN_SUMS): null for no tokens."""
-    return pl.col(column.removesuffix("_logprobs") + "_logprob_sum")
+    """The stored sum of a log-prob list: null for no tokens."""
+    return pl.col(SUM_OF[column])
 
 
 def mean_nll(column: str, count: str) -> pl.Expr:

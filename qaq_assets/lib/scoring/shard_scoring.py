@@ -31,8 +31,8 @@ from qaq_assets.lib.store.tables import (
     SAMPLE_FEATURES,
     SCORE_CACHE,
     SCORED_PAIR,
+    SUM_OF,
     TOKEN_LOGPROBS,
-    TOKEN_SUMS,
 )
 
 # What a token_logprobs row copies from its cache row: the small columns, not the lists.
@@ -202,7 +202,7 @@ def cache_rows(identity: ScorerIdentity, chunk: pl.DataFrame, scored, keep_lists
             "query_truncated": [t.query_truncated for t in tokens],
             "answer_truncated": [t.answer_truncated for t in tokens],
             **{name: _logprob_lists(arrays) if keep_lists else not_kept for name, arrays in columns.items()},
-            **{sum_name: _sums(arrays) for sum_name, arrays in zip(TOKEN_SUMS, columns.values(), strict=True)},
+            **{SUM_OF[name]: _sums(arrays) for name, arrays in columns.items()},
             "scored_at": pl.repeat(datetime.now(UTC), chunk.height, eager=True),
         }
     ).select([pl.col(name).cast(dtype) for name, dtype in SCORE_CACHE.schema.items()])

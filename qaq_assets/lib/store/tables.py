@@ -189,8 +189,9 @@ TOKEN_LISTS = {
     "answer_end_logprobs": LOGPROBS,
 }
 
-# Each list's sum (null in rows of older releases, which always kept the lists).
-TOKEN_SUMS = {name.removesuffix("_logprobs") + "_logprob_sum": pl.Float64 for name in TOKEN_LISTS}
+# Each list's sum (null in rows of older releases, which always kept the lists), by list.
+SUM_OF = {name: name.removesuffix("_logprobs") + "_logprob_sum" for name in TOKEN_LISTS}
+TOKEN_SUMS = dict.fromkeys(SUM_OF.values(), pl.Float64)
 
 # Content-addressed: one row per (model fingerprint, template, query text, answer text).
 # Scoring commits here in chunks, so a killed run resumes from its last commit and a
