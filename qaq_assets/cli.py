@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import signal
@@ -274,9 +275,27 @@ def _explain(args: argparse.Namespace) -> int:
 
     lake = _lake(args)
     row, lineage = find(lake, args.sample, args.version)
-    explained = explain_row(lake, row, lineage, _tokenizer_of(args, lineage["models"][0]["model_key"]))
+    model_key = lineage["models"][0]["model_key"]
+    explained = explain_row(lake, row, lineage, _tokenizer_of(args, model_key), _scorer_of(args, model_key))
     print(text_report(explained, colour=sys.stdout.isatty()))
     return 0
+
+
+def _scorer_of(args: argparse.Namespace, model_key: str):
+    """What opens the configured model's backend under ``model_key`` (to score a sample's token
+    view again where its lists were not kept), or None where no such model is configured."""
+    from qaq_assets.lib.scoring.backends.policy import backend_for
+    from qaq_assets.lib.scoring.config import ScoringConfig
+    from qaq_assets.lib.setting_fields import values_of
+
+    settings = _settings(args)
+    config = values_of(ScoringConfig, settings)
+    # One sample does not repay a compile: the fused forward's steps run eagerly (the same numbers).
+    config = dataclasses.replace(config, forward="fused-eager" if config.forward == "fused" else config.forward)
+    for spec in settings.model_specs:
+        if spec.key == model_key:
+            return lambda: backend_for(config, spec)
+    return None
 
 
 def _tokenizer_of(args: argparse.Namespace, model_key: str):
@@ -588,7 +607,7 @@ def _add_lake_commands(commands: argparse._SubParsersAction) -> None:
         "sample", help="a sample id (or 6+ of its first characters), a record id, or SHARD:ROW (rows from 1)"
     )
     _add_lake_options(explain, versioned=True)
-    _add_settings(explain, names=("models", "device", "dtype"))
+    _add_settings(explain, names=("models", "template", "max_sequence_tokens", "forward", "device", "dtype"))
     explain.set_defaults(handler=_explain)
 
     report = commands.add_parser("report", help="a self-contained HTML report of a curated version")

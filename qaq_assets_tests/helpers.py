@@ -74,8 +74,8 @@ def register_files(lake: Lake, paths: list, replace_shard: bool = False) -> list
     return record(lake, accepted)
 
 
-def graph(lake, models=(TINY,)):
-    """The four assets and their resources, for a lake and models."""
+def graph(lake, models=(TINY,), **settings):
+    """The four assets and their resources, for a lake and models (``settings``: others)."""
     settings = Settings(
         lake=lake.root,
         models=models,
@@ -83,21 +83,26 @@ def graph(lake, models=(TINY,)):
         device="cpu",
         dtype="float32",
         storage_options=lake.storage_options or {},
+        **settings,
     )
     return build_resources(settings), build_assets(settings)
 
 
-def materialize_all(lake, paths, models=(TINY,), instance=None, budget=0.25, allow_shrink=False, **ingest):
+def materialize_all(
+    lake, paths, models=(TINY,), instance=None, budget=0.25, allow_shrink=False, scoring=None, **ingest
+):
     """Register files, then materialize every asset partition with dagster.materialize()
-    (storage options reach the runs through the environment, as in a deployment); ``ingest``:
-    further settings of the ingest's run config."""
+    (storage options reach the runs through the environment, as in a deployment); ``scoring``:
+    settings of the resources; ``ingest``: further settings of the ingest's run config."""
     with storage_options_exported(lake.storage_options or {}):
-        return _materialize_all(lake, paths, models, instance, budget, {"allow_shrink": allow_shrink, **ingest})
+        return _materialize_all(
+            lake, paths, models, instance, budget, {"allow_shrink": allow_shrink, **ingest}, scoring or {}
+        )
 
 
-def _materialize_all(lake, paths, models, instance, budget, ingest_settings):
+def _materialize_all(lake, paths, models, instance, budget, ingest_settings, scoring):
     instance = instance or dg.DagsterInstance.ephemeral()
-    resources, assets = graph(lake, models)
+    resources, assets = graph(lake, models, **scoring)
     raw, token_logprobs, qaq_scores, curated = assets
     shards = register_files(lake, paths)
     instance.add_dynamic_partitions(SHARDS, shards)

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from qaq_assets.benchmarks.scale import _record
+from qaq_assets.lib.scoring.config import ScoringConfig
 from qaq_assets.lib.settings import Settings
 from qaq_assets.lib.store.tables import SCORE_CACHE, TOKEN_LOGPROBS
 
@@ -41,7 +42,13 @@ def _write(directory: Path, files: int, records: int, first: int = 0) -> None:
         (directory / f"part-{index:06d}.jsonl").write_text("\n".join(lines) + "\n")
 
 
-def _curate(paths: list[str], lake: Path, instance=None, model: str | None = None, keep: bool = True):
+def _curate(
+    paths: list[str],
+    lake: Path,
+    instance=None,
+    model: str | None = None,
+    keep: bool = ScoringConfig.keep_token_logprobs,
+):
     from qaq_assets.runner.curate import curate_files
 
     if model is None:
@@ -85,7 +92,11 @@ def _instance_figures(instance, home: Path, files: int) -> str:
 
 
 def main(
-    files: int, records: int, workdir: str | None = None, model: str | None = None, keep_token_logprobs: bool = True
+    files: int,
+    records: int,
+    workdir: str | None = None,
+    model: str | None = None,
+    keep_token_logprobs: bool = ScoringConfig.keep_token_logprobs,
 ) -> None:
     if workdir is not None:
         Path(workdir).mkdir(parents=True, exist_ok=True)
@@ -96,7 +107,7 @@ def main(
         print(
             f"bench files: {files:,} files of {records:,} record(s), model "
             + (f"{MODEL} (orchestration, not a model)" if model is None else model)
-            + ("" if keep_token_logprobs else ", per-token log-probs not kept")
+            + (", every token's log-prob kept" if keep_token_logprobs else ", each span's log-prob sum kept")
         )
         home = root / "dagster_home"
         instance = _persistent_instance(home)

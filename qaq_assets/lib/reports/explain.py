@@ -1,11 +1,15 @@
 """Why a sample was kept or dropped: its decision, its place in its stratum, its scores, and the
 query's tokens marked by how much reading the answer first made each one predictable,
-``log p(q_t | A, q_<t) - log p(q_t | q_<t)`` from the stored per-token log-probs."""
+``log p(q_t | A, q_<t) - log p(q_t | q_<t)``: from the stored per-token log-probs, or, where
+scoring kept each span's sum only (``keep_token_logprobs`` off, the default), scored again on
+demand by the model that scored the sample."""
 
 from __future__ import annotations
 
 import html
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import polars as pl
 
@@ -18,7 +22,14 @@ from qaq_assets.lib.store.columns import EXPLAINED_SCORES
 from qaq_assets.lib.store.lake import Lake
 from qaq_assets.lib.store.tables import CURATED_SUBSET, QAQ_SCORES, SAMPLE_FEATURES, TOKEN_LOGPROBS
 
-NOT_KEPT = "(not kept: scored with keep_token_logprobs off, which stores each span's sum only)"
+if TYPE_CHECKING:  # the scoring backend imports torch: only where a token view is scored again
+    from qaq_assets.lib.scoring.backends.local import ScoringBackend
+
+NOT_KEPT = (
+    "(not kept: scored with keep_token_logprobs off, which stores each span's sum only; configure the model "
+    "that scored it (--model) to have them scored now)"
+)
+SCORED_NOW = "scored now by the model that scored the sample (keep_token_logprobs off stores each span's sum only)"
 
 
 @dataclass
@@ -31,6 +42,7 @@ class Explanation:
     model_key: str
     execution: dict | None = None  # the answer run against its tests (sample_features' exec_* columns)
     tokens_kept: bool = True  # False: scored with keep_token_logprobs off (its sums only)
+    tokens_note: str = ""  # where the token view came from when it was not stored
 
 
 def find(lake: Lake, key: str, version: int | str | None = None) -> tuple[dict, dict]:
@@ -41,10 +53,14 @@ def find(lake: Lake, key: str, version: int | str | None = None) -> tuple[dict, 
     return with_text(lake, rows.head(1), lineage).row(0, named=True), lineage
 
 
-def explain_row(lake: Lake, row: dict, lineage: dict, tokenizer=None) -> Explanation:
+def explain_row(
+    lake: Lake, row: dict, lineage: dict, tokenizer=None, scorer: Callable[[], ScoringBackend] | None = None
+) -> Explanation:
     """Everything behind the decision on a curated ``row`` (with its text; see :func:`find`) of the
     version ``lineage`` describes; ``tokenizer`` (the strong model's) names the query's tokens,
-    else they are shown by position."""
+    else they are shown by position. ``scorer`` opens the strong model's backend: where the lists
+    were not kept, it scores the sample again for its token view (if it is the model, template
+    and sequence limit that scored it)."""
     model_key = lineage["models"][0]["model_key"]
     versions = lineage["input_versions"]
     where = (pl.col("model_key") == model_key) & (pl.col("shard") == row["shard"])
@@ -54,8 +70,11 @@ def explain_row(lake: Lake, row: dict, lineage: dict, tokenizer=None) -> Explana
     logprobs = with_token_lists(lake, stored.head(1)).select("query_logprobs", "query_given_answer_logprobs")
     tokens: list[tuple[str, float]] = []
     tokens_kept = not logprobs.height or logprobs["query_logprobs"][0] is not None
-    if logprobs.height and tokens_kept:
-        alone, after_answer = logprobs.row(0)
+    lists, note = (logprobs.row(0) if logprobs.height and tokens_kept else None), ""
+    if logprobs.height and not tokens_kept and scorer is not None:
+        lists, note = _scored_now(scorer, stored.row(0, named=True), row)
+    if lists is not None:
+        alone, after_answer = lists
         names = _token_texts(tokenizer, row["instruction"], len(alone))
         tokens = [(name, given - plain) for name, plain, given in zip(names, alone, after_answer, strict=True)]
     band = None
@@ -74,7 +93,27 @@ def explain_row(lake: Lake, row: dict, lineage: dict, tokenizer=None) -> Explana
         model_key=model_key,
         execution=_execution(lake, row, versions.get("sample_features")),
         tokens_kept=tokens_kept,
+        tokens_note=note,
     )
+
+
+def _scored_now(scorer: Callable[[], ScoringBackend], stored: dict, row: dict) -> tuple[tuple | None, str]:
+    """The query's log-probs alone and after the answer, scored again by the backend ``scorer``
+    opens, with a line saying so; none where that backend would not reproduce the stored scores."""
+    backend = scorer()
+    try:
+        key = backend.identity.score_key()
+        differs = [name for name, value in key.items() if stored.get(name) not in (None, value)]
+        if differs:
+            return (
+                None,
+                f"(not kept, and the configured model differs from the one that scored it in {', '.join(differs)})",
+            )
+        scored = next(iter(backend.score_chunks([([row["instruction"]], [row["response"]])])))
+    finally:
+        backend.close()
+    pair = scored.logprobs[0]
+    return (pair.query.tolist(), pair.query_given_answer.tolist()), SCORED_NOW
 
 
 def _execution(lake: Lake, row: dict, version: int | None) -> dict | None:
@@ -137,8 +176,11 @@ def text_report(explained: Explanation, colour: bool = False) -> str:
             parts.append(f"{shown}({gain:+.2f})")
     query = "".join(parts) if colour else " ".join(parts)
     lines = _score_lines(explained)
-    missing = "(no token log-probs)" if explained.tokens_kept else NOT_KEPT
-    lines += ["query, token by token (log-prob gained by reading the answer first):", query or missing]
+    missing = "(no token log-probs)" if explained.tokens_kept else explained.tokens_note or NOT_KEPT
+    heading = "query, token by token (log-prob gained by reading the answer first)"
+    if query and explained.tokens_note:
+        heading += f", {explained.tokens_note}"
+    lines += [f"{heading}:", query or missing]
     return "\n".join(lines)
 
 

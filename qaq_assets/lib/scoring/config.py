@@ -93,9 +93,10 @@ class ScoringConfig:
         bounds=Bounds(0, 1 << 24),
     )
     keep_token_logprobs: bool = setting(
-        True,
-        "keep every token's log-prob in score_cache (qaq explain's token view; a score added later needs "
-        "no rescoring); off: each span's sum only, the same scores in a lake ~3x smaller for short records",
+        False,
+        "keep every token's log-prob in score_cache (a score added later needs no rescoring; about 4x the "
+        "input for short records); off: each span's sum only, the same scores, and qaq explain scores a "
+        "sample's token view on demand",
     )
     backend: str = setting(
         "local", "where forward passes run: local (this process) or ray (a pool of replicas)", choices=BACKENDS

@@ -20,6 +20,7 @@ import pyarrow as pa
 
 from qaq_assets.lib.ingest.record_fields import text_sha
 from qaq_assets.lib.scoring.backends.local import ScorerIdentity, ScoringBackend
+from qaq_assets.lib.scoring.config import ScoringConfig
 from qaq_assets.lib.scoring.engine.scorer import TRUNCATION_POLICY
 from qaq_assets.lib.scoring.metrics import scores_from_logprobs
 from qaq_assets.lib.scoring.token_lists import CACHE_KEY, earliest_rows, with_token_lists
@@ -178,7 +179,9 @@ def _sums(arrays: list[np.ndarray]) -> pl.Series:
     return pl.Series(sums, dtype=pl.Float64)
 
 
-def cache_rows(identity: ScorerIdentity, chunk: pl.DataFrame, scored, keep_lists: bool = True) -> pl.DataFrame:
+def cache_rows(
+    identity: ScorerIdentity, chunk: pl.DataFrame, scored, keep_lists: bool = ScoringConfig.keep_token_logprobs
+) -> pl.DataFrame:
     """``score_cache`` rows of one scored chunk (its ``query_sha`` and ``answer_sha`` in order):
     every token's log-prob where ``keep_lists``, each list's sum always."""
     tokens, logprobs = scored.tokens, scored.logprobs
@@ -229,7 +232,7 @@ def score_shard(
     backend: ScoringBackend,
     commit_every: int = 0,
     on_progress: Callable[[ScoringProgress], None] | None = None,
-    keep_lists: bool = True,
+    keep_lists: bool = ScoringConfig.keep_token_logprobs,
 ) -> ShardScoring:
     """Score the samples of ``shard`` not yet in the cache and return its token_logprobs rows,
     committing every ``commit_every`` samples (0: :func:`chunk_samples`); ``keep_lists``: store
@@ -312,7 +315,7 @@ def score_partition(
     backend: ScoringBackend,
     commit_every: int = 0,
     on_progress: Callable[[ScoringProgress], None] | None = None,
-    keep_lists: bool = True,
+    keep_lists: bool = ScoringConfig.keep_token_logprobs,
 ) -> tuple[ShardScoring, int]:
     """Score shards with ``backend`` through the cache and replace their token_logprobs partitions
     in one commit; returns the scoring and the table version written."""

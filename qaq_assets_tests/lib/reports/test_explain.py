@@ -3,7 +3,7 @@
 import numpy as np
 import polars as pl
 
-from qaq_assets.lib.reports.explain import NOT_KEPT, explain_row, find, html_fragment, text_report
+from qaq_assets.lib.reports.explain import NOT_KEPT, SCORED_NOW, explain_row, find, html_fragment, text_report
 from qaq_assets.lib.store.lake import Lake
 from qaq_assets.lib.store.tables import CURATED_SUBSET, SCORE_CACHE, TOKEN_LOGPROBS
 from qaq_assets_tests.helpers import CODE_PAIRS, TINY, TINY_FLAGS, materialize_all, qaq
@@ -11,9 +11,10 @@ from qaq_assets_tests.helpers import CODE_PAIRS, TINY, TINY_FLAGS, materialize_a
 
 def test_explain_reads_an_old_version_and_shows_the_stored_log_probs(lake, make_shard, tiny_model):
     shard = make_shard("one", CODE_PAIRS)
-    materialize_all(lake, [shard])
+    keep = {"keep_token_logprobs": True}
+    materialize_all(lake, [shard], scoring=keep)
     first = lake.version(CURATED_SUBSET)
-    materialize_all(lake, [shard], budget=0.5)  # a newer version exists
+    materialize_all(lake, [shard], budget=0.5, scoring=keep)  # a newer version exists
     kept = lake.scan(CURATED_SUBSET, first).filter(pl.col("decision") == "keep").collect().row(0, named=True)
 
     explained = explain_row(lake, *find(lake, kept["sample_id"], first), tiny_model.tokenizer)
@@ -37,11 +38,24 @@ def test_explain_reads_an_old_version_and_shows_the_stored_log_probs(lake, make_
     assert missing.returncode == 2 and "no sample 'no-such-sample'" in missing.stderr
 
 
-def test_explain_says_when_the_token_log_probs_were_not_kept(tmp_path, make_shard):
-    lake = tmp_path / "lake"
-    curated = qaq("curate", make_shard("one", CODE_PAIRS), "--lake", lake, *TINY_FLAGS, "--no-keep-token-logprobs")
-    assert curated.returncode == 0, curated.stderr
-    kept = Lake(lake).scan(CURATED_SUBSET).filter(pl.col("decision") == "keep").collect()
+def test_explain_scores_the_token_view_again_where_scoring_kept_the_sums_only(tmp_path, make_shard):
+    shard = make_shard("one", CODE_PAIRS)
+    kept_lists, sums_only = tmp_path / "kept", tmp_path / "sums"
+    for lake, flags in ((kept_lists, ["--keep-token-logprobs"]), (sums_only, [])):  # the default keeps sums
+        curated = qaq("curate", shard, "--lake", lake, *TINY_FLAGS, *flags)
+        assert curated.returncode == 0, curated.stderr
+    assert Lake(sums_only).scan(SCORE_CACHE).select(pl.col("query_logprobs").is_null().all()).collect().item()
+    kept = Lake(sums_only).scan(CURATED_SUBSET).filter(pl.col("decision") == "keep").collect()
     assert kept.height and kept["rmi"].is_finite().all()  # scored from the sums
-    shown = qaq("explain", kept["sample_id"][0], "--lake", lake, "--model", TINY)
-    assert shown.returncode == 0 and NOT_KEPT in shown.stdout, shown.stderr
+    sample = kept["sample_id"][0]
+    explain = ("explain", sample, "--model", TINY, "--template", "plain", "--dtype", "float32")
+    stored, scored_now = (qaq(*explain, "--lake", lake) for lake in (kept_lists, sums_only))
+    assert stored.returncode == 0 and scored_now.returncode == 0, stored.stderr + scored_now.stderr
+    assert SCORED_NOW in scored_now.stdout and SCORED_NOW not in stored.stdout
+    token_line = stored.stdout.splitlines()[-1]
+    assert token_line and token_line == scored_now.stdout.splitlines()[-1]  # the same tokens and gains
+    # Another template than the one that scored would not reproduce the scores: said, not shown.
+    other = qaq("explain", sample, "--model", TINY, "--template", "chat", "--dtype", "float32", "--lake", sums_only)
+    assert other.returncode == 0 and "differs from the one that scored it in template_version" in other.stdout
+    unconfigured = qaq("explain", sample, "--lake", sums_only)  # the default model did not score it
+    assert unconfigured.returncode == 0 and NOT_KEPT in unconfigured.stdout, unconfigured.stderr

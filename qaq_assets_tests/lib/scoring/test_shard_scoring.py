@@ -25,10 +25,10 @@ def new_scorer(tiny_model, template="plain") -> PairScorer:
 
 
 def score(lake: Lake, path, shard, tiny_model, scorer, commit_every=256):
+    """Every token's log-prob kept (not the default): these tests compare the lists."""
     samples = read_shard(path, shard).samples
-    return score_shard(
-        lake, samples, shard, LocalBackend(tiny_model, scorer, ScorerOptions()), commit_every=commit_every
-    )
+    backend = LocalBackend(tiny_model, scorer, ScorerOptions())
+    return score_shard(lake, samples, shard, backend, commit_every=commit_every, keep_lists=True)
 
 
 def test_scores_each_sample_once_across_shards_and_reruns(lake, make_shard, tiny_model):
