@@ -225,9 +225,6 @@ def _select_or_null(scan: pl.LazyFrame, names: tuple[str, ...], schema: pl.Schem
 
 _as_categories = pl.col(FEW_VALUED_FEATURES).cast(pl.Categorical)
 
-# Shards whose signatures one read of near-duplicate detection holds (see _Features.signatures_of).
-SIGNATURE_READ_SHARDS = 16
-
 
 class _Features:
     """``sample_features`` of the curated shards as of one version: code status and band keys for
@@ -266,20 +263,17 @@ class _Features:
             if not positions:
                 return signature_array([])
             wanted = ordered.select("shard", "row_index").with_row_index("order")[positions]
-            # A few shards at a time, each read for its wanted rows only: the signatures of every
-            # row of every shard (512 bytes each) never sit in memory at once.
-            scan = self.lake.scan(SAMPLE_FEATURES, self.version).select("shard", "row_index", "minhash")
-            shards = wanted["shard"].unique().sort()
-            parts = []
-            for offset in range(0, shards.len(), SIGNATURE_READ_SHARDS):
-                batch = pl.col("shard").is_in(shards.slice(offset, SIGNATURE_READ_SHARDS).implode())
-                group = wanted.filter(batch)
-                parts.append(
-                    scan.filter(batch & pl.col("row_index").is_in(group["row_index"].unique().implode()))
-                    .join(group.lazy(), on=["shard", "row_index"], how="inner")
-                    .collect()
-                )
-            stored = pl.concat(parts)
+            # One streamed pass over the table: the wanted rows are spread over every file, so every
+            # minhash page is decompressed anyway (once, where reads per group of shards read a
+            # file that holds several groups once per group); streamed, only the wanted rows'
+            # signatures (512 bytes each) are held, not every row's.
+            stored = (
+                self.lake.scan(SAMPLE_FEATURES, self.version)
+                .filter(pl.col("shard").is_in(wanted["shard"].unique().implode()))
+                .select("shard", "row_index", "minhash")
+                .join(wanted.lazy(), on=["shard", "row_index"], how="inner")
+                .collect(engine="streaming")
+            )
             if self.computed.height:
                 computed = self.computed.select("shard", "row_index", "minhash").join(wanted, on=["shard", "row_index"])
                 stored = pl.concat([stored, computed.select(stored.columns)])

@@ -58,8 +58,18 @@ def lsh_bands(threshold: float) -> tuple[int, int]:
     return _optimal_param(threshold, NUM_PERM, 0.5, 0.5)
 
 
+# Candidate pairs compared at once, in numpy (their signatures in blocks of PAIRS_PER_BLOCK).
+# Beyond it (a bucket of thousands of samples, whose pairs grow with its size squared) the
+# samples are compared one by one in order, each stopping at its first match.
+MAX_PAIRS = 4_000_000
+PAIRS_PER_BLOCK = 65_536
+
+
 def near_duplicate_twins(
-    keys: pl.DataFrame, signatures_of: Callable[[list[int]], np.ndarray], threshold: float
+    keys: pl.DataFrame,
+    signatures_of: Callable[[list[int]], np.ndarray],
+    threshold: float,
+    max_pairs: int = MAX_PAIRS,
 ) -> dict[int, int]:
     """``{i: j}`` over samples at ``position`` 0..n-1 (the comparison order) with their stored
     ``band_keys``; ``signatures_of(positions)`` returns those samples' signature rows, and is
@@ -71,33 +81,83 @@ def near_duplicate_twins(
         bands, rows = lsh_bands(threshold)
         recomputed = band_keys(signatures_of(keys["position"].to_list()), bands, rows).view(np.int64)
         keys = pl.DataFrame({"position": keys["position"], "band_keys": recomputed.tolist()})
+    members = _bucket_members(keys)
+    if members.height == 0:
+        return {}
+    involved = members["position"].unique().sort()
+    signatures = signatures_of(involved.to_list())
+    sizes = members.group_by("bucket").len()["len"].cast(pl.Int64)
+    if (sizes * (sizes - 1) // 2).sum() <= max_pairs:
+        return _twins_of_pairs(members, involved.to_numpy(), signatures, threshold)
+    return _twins_in_order(members, involved.to_list(), signatures, threshold)
+
+
+def _bucket_members(keys: pl.DataFrame) -> pl.DataFrame:
+    """(bucket, position): the samples that share a band key, one bucket per (band, key)."""
     # One band at a time: a million samples make a million rows per step, not eight million.
     # Most keys are unique: the rows sharing one are found first (a count per key), and only
     # those few are grouped.
-    buckets = []
-    for band in range(keys["band_keys"].list.len().max() or 0):
-        buckets += (
-            keys.select("position", key=pl.col("band_keys").list.get(band))
-            .filter(pl.len().over("key") > 1)
-            .group_by("key")
-            .agg(pl.col("position").sort())
-            .filter(pl.col("position").list.len() > 1)["position"]
-            .to_list()
-        )
+    buckets = [
+        keys.select("position", key=pl.col("band_keys").list.get(band))
+        .filter(pl.len().over("key") > 1)
+        .group_by("key")
+        .agg(pl.col("position").sort())
+        .select("position")
+        for band in range(keys["band_keys"].list.len().max() or 0)
+    ]
     if not buckets:
-        return {}
+        return pl.DataFrame(schema={"bucket": pl.UInt32, "position": keys["position"].dtype})
+    return pl.concat(buckets).with_row_index("bucket").explode("position")
+
+
+def _similar(signatures: np.ndarray, first: np.ndarray, second: np.ndarray, threshold: float) -> np.ndarray:
+    """Whether each pair of signature rows agrees in at least ``threshold`` of its positions."""
+    equal = np.empty(len(first), dtype=np.int64)
+    for start in range(0, len(first), PAIRS_PER_BLOCK):
+        block = slice(start, start + PAIRS_PER_BLOCK)
+        equal[block] = np.count_nonzero(signatures[first[block]] == signatures[second[block]], axis=1)
+    return equal / NUM_PERM >= threshold
+
+
+def _twins_of_pairs(
+    members: pl.DataFrame, involved: np.ndarray, signatures: np.ndarray, threshold: float
+) -> dict[int, int]:
+    """Every pair of an earlier and a later member of a bucket compared at once; then, in order,
+    each sample's twin is its earliest similar candidate that is not itself a twin (what
+    querying an LSH index in order decides)."""
+    pairs = (
+        members.join(members, on="bucket", suffix="_earlier")
+        .filter(pl.col("position_earlier") < pl.col("position"))
+        .select(later="position", earlier="position_earlier")
+        .unique()
+    )
+    later, earlier = pairs["later"].to_numpy(), pairs["earlier"].to_numpy()
+    similar = _similar(signatures, np.searchsorted(involved, later), np.searchsorted(involved, earlier), threshold)
+    order = np.lexsort((earlier[similar], later[similar]))
+    twins: dict[int, int] = {}
+    # Every candidate of a sample is earlier than it, so its twin status is final when it is read.
+    for i, j in zip(later[similar][order].tolist(), earlier[similar][order].tolist(), strict=True):
+        if i not in twins and j not in twins:
+            twins[i] = j
+    return twins
+
+
+def _twins_in_order(members: pl.DataFrame, involved: list[int], signatures: np.ndarray, threshold: float):
+    """As :func:`_twins_of_pairs`, each sample compared with its bucket's earlier members in
+    order and stopping at the first similar one that is not a twin: linear in a bucket of
+    near-identical samples, where all pairs are quadratic."""
+    buckets = members.group_by("bucket", maintain_order=True).agg("position")["position"].to_list()
     later_members: dict[int, list[list[int]]] = defaultdict(list)
-    for members in buckets:
-        for member in members[1:]:
-            later_members[member].append(members)
-    involved = sorted({p for members in buckets for p in members})
-    rows_of = dict(zip(involved, signatures_of(involved), strict=True))
+    for bucket in buckets:
+        for member in bucket[1:]:
+            later_members[member].append(bucket)
+    rows_of = dict(zip(involved, signatures, strict=True))
     twins: dict[int, int] = {}
     for i in sorted(later_members):
         signature, best = rows_of[i], None
         # Earliest first in each bucket: the first confirmed kept match is that bucket's best.
-        for members in later_members[i]:
-            for j in members:
+        for bucket in later_members[i]:
+            for j in bucket:
                 if j >= i or (best is not None and j >= best):
                     break
                 if j in twins:

@@ -20,7 +20,7 @@ from qaq_assets.lib.reports.export import export_curated
 from qaq_assets.lib.selection import curation
 from qaq_assets.lib.selection.config import SelectionConfig
 from qaq_assets.lib.selection.curation import CurationError, _with_features
-from qaq_assets.lib.selection.dedup import minhash, near_duplicate_twins, near_duplicates
+from qaq_assets.lib.selection.dedup import MAX_PAIRS, minhash, near_duplicate_twins, near_duplicates
 from qaq_assets.lib.store.tables import (
     CURATED_SUBSET,
     CURATION_RUNS,
@@ -73,7 +73,9 @@ def test_band_key_near_duplicates_equal_the_lsh_index(data, tmp_path):
     found = 0
     for threshold in (0.85, 0.7, 0.5):
         expected = near_duplicates(texts, threshold)
-        assert near_duplicate_twins(features, lambda positions: signatures[positions], threshold) == expected
+        for max_pairs in (MAX_PAIRS, 0):  # every pair at once, and each sample in order
+            found_here = near_duplicate_twins(features, lambda positions: signatures[positions], threshold, max_pairs)
+            assert found_here == expected
         found += len(expected)
     assert found > 0  # the comparison saw near-duplicates, not only their absence
 
