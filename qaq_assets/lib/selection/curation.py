@@ -305,13 +305,23 @@ def _unscored(raw: pl.DataFrame, scores: pl.DataFrame, model_keys: list[str]) ->
     """Shards with a sample that a model has not scored (a new model, a shard re-ingested since
     it was scored), and which models, in ``model_keys``' order."""
     shards = raw["shard"].unique().sort()
+    # Each row's step, found once: a step's rows are then an integer comparison away, where
+    # asking for its shards by name compares every row's shard once per step.
+    step_of = pl.col("shard").replace_strict(
+        shards, pl.int_range(shards.len(), dtype=pl.UInt32) // UNSCORED_CHECK_SHARDS, default=None
+    )
+    raw = raw.select("shard", "sample_id", _step=step_of)
+    scores = scores.filter(pl.col("model_key").is_in(model_keys)).select(
+        "model_key", "shard", "sample_id", _step=step_of
+    )
     missing: dict[str, list[str]] = {}
-    for offset in range(0, shards.len(), UNSCORED_CHECK_SHARDS):
-        batch = pl.col("shard").is_in(shards.slice(offset, UNSCORED_CHECK_SHARDS).implode())
+    for step in range(-(-shards.len() // UNSCORED_CHECK_SHARDS)):
         # A repeated sample needs no unique(): only shards are asked.
-        samples = raw.filter(batch).select("shard", "sample_id")
+        samples = raw.filter(pl.col("_step") == step).select("shard", "sample_id")
         for key in model_keys:
-            scored = scores.filter(batch & (pl.col("model_key") == key)).select("shard", "sample_id")
+            scored = scores.filter((pl.col("_step") == step) & (pl.col("model_key") == key)).select(
+                "shard", "sample_id"
+            )
             for shard in samples.join(scored, on=["shard", "sample_id"], how="anti")["shard"].unique().sort():
                 missing.setdefault(shard, []).append(key)
     return {shard: missing[shard] for shard in sorted(missing)}
