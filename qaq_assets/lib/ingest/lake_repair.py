@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from urllib.parse import unquote
 
 import polars as pl
-import pyarrow as pa
 
 from qaq_assets.lib.ingest.config import IngestConfig
 from qaq_assets.lib.ingest.registry import source_paths
@@ -94,21 +93,17 @@ def find_damage(lake: Lake) -> list[Damage]:
             continue
         if registered is None:
             registered = lake.scan(SHARD_SOURCES).select("shard").unique().collect()["shard"]
-        damage.append(Damage(table.name, missing, _shards_of(delta, missing, registered)))
+        damage.append(Damage(table.name, missing, _shards_of(lake, table, missing, registered)))
     return damage
 
 
-def _shards_of(delta, missing: list[str], registered: pl.Series) -> list[str]:
-    actions = pl.DataFrame(pa.table(delta.get_add_actions(flatten=True)))
-    lost = actions.filter(pl.col("path").map_elements(unquote, pl.String).is_in([unquote(p) for p in missing]))
-    if "partition.shard" in lost.columns:
-        return sorted(set(lost["partition.shard"].drop_nulls()))
-    if "min.shard" not in lost.columns:
-        return []
+def _shards_of(lake: Lake, table: TableSpec, missing: list[str], registered: pl.Series) -> list[str]:
+    ranges = lake.shard_ranges(table)
+    lost = ranges.filter(pl.col("path").map_elements(unquote, pl.String).is_in([unquote(p) for p in missing]))
     shards: set[str] = set()
-    for low, high in lost.select("min.shard", "max.shard").iter_rows():
-        if low is not None and high is not None:
-            shards.update(registered.filter(registered.is_between(low, high)).to_list())
+    for first, last in lost.select("first_shard", "last_shard").drop_nulls().iter_rows():
+        # A file of one shard names it (registered or not: the report then says it cannot be restored).
+        shards.update([first] if first == last else registered.filter(registered.is_between(first, last)).to_list())
     return sorted(shards)
 
 

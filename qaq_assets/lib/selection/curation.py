@@ -226,6 +226,27 @@ def _select_or_null(scan: pl.LazyFrame, names: tuple[str, ...], schema: pl.Schem
 _as_categories = pl.col(FEW_VALUED_FEATURES).cast(pl.Categorical)
 
 
+# Shards one read of signatures asks for, at least (a file's, where a file holds more).
+SIGNATURE_READ_SHARDS = 16
+
+
+def shards_by_file(shards: pl.Series, ranges: pl.DataFrame, at_least: int) -> list[pl.Series]:
+    """``shards`` in groups that each whole files hold (``ranges``: see :meth:`Lake.shard_ranges`),
+    files taken together until a group has ``at_least`` shards; shards no file's statistics
+    place, in groups of ``at_least``."""
+    left, groups, group = shards.unique().sort(), [], shards.clear()
+    for first, last in ranges.select("first_shard", "last_shard").drop_nulls().sort("first_shard").iter_rows():
+        inside = left.is_between(first, last)
+        if inside.any():
+            group, left = pl.concat([group, left.filter(inside)]), left.filter(~inside)
+        if group.len() >= at_least:
+            groups.append(group)
+            group = shards.clear()
+    if group.len():
+        groups.append(group)
+    return groups + [left.slice(offset, at_least) for offset in range(0, left.len(), at_least)]
+
+
 class _Features:
     """``sample_features`` of the curated shards as of one version: code status and band keys for
     every row, signatures on demand. Shards ingested before features were stored (an older
@@ -263,21 +284,25 @@ class _Features:
             if not positions:
                 return signature_array([])
             wanted = ordered.select("shard", "row_index").with_row_index("order")[positions]
-            # One streamed pass over the table: the wanted rows are spread over every file, so every
-            # minhash page is decompressed anyway (once, where reads per group of shards read a
-            # file that holds several groups once per group); streamed, only the wanted rows'
-            # signatures (512 bytes each) are held, not every row's.
-            stored = (
-                self.lake.scan(SAMPLE_FEATURES, self.version)
-                .filter(pl.col("shard").is_in(wanted["shard"].unique().implode()))
-                .select("shard", "row_index", "minhash")
-                .join(wanted.lazy(), on=["shard", "row_index"], how="inner")
-                .collect(engine="streaming")
-            )
+            scan = self.lake.scan(SAMPLE_FEATURES, self.version).select("shard", "row_index", "minhash")
             if self.computed.height:
-                computed = self.computed.select("shard", "row_index", "minhash").join(wanted, on=["shard", "row_index"])
-                stored = pl.concat([stored, computed.select(stored.columns)])
-            return signature_array(stored.sort("order")["minhash"].to_list())
+                scan = pl.concat([scan, self.computed.lazy().select("shard", "row_index", "minhash")])
+            ranges = self.lake.shard_ranges(SAMPLE_FEATURES, self.version)
+            orders, signatures = [], []
+            # The wanted rows are spread over every file: a few whole files at a time are read, for
+            # their wanted rows, which are copied out at once: a row read keeps its file's decoded
+            # column alive (a view into it), so holding the rows would hold every file's.
+            for shards in shards_by_file(wanted["shard"].unique(), ranges, SIGNATURE_READ_SHARDS):
+                # Shards named as a list: the scan then skips the files whose statistics exclude them.
+                in_group = pl.col("shard").is_in(shards.to_list())
+                part = scan.filter(in_group).join(wanted.filter(in_group).lazy(), on=["shard", "row_index"])
+                part = part.select("order", "minhash").collect(engine="streaming")
+                orders.append(part["order"].to_numpy())
+                signatures.append(signature_array(part["minhash"].to_list()))
+            found = np.concatenate(signatures)[np.argsort(np.concatenate(orders), kind="stable")]
+            if len(found) != len(positions):
+                raise CurationError(f"{len(positions) - len(found)} samples have no stored signature")
+            return found
 
         return read
 

@@ -231,6 +231,22 @@ class Lake:
         stored = set(pl.scan_delta(delta).collect_schema().names())
         return [column for column in table.schema.names() if column not in stored]
 
+    def shard_ranges(self, table: TableSpec, version: int | None = None) -> pl.DataFrame:
+        """Each data file of ``table`` (as of ``version``): ``path`` (as the log names it) and
+        the first and last shard it holds, from its partition value where the table is
+        partitioned by shard, else from the log's min/max statistics (null where it has none)."""
+        columns = {"path": pl.String, "first_shard": pl.String, "last_shard": pl.String}
+        delta = self.delta_table(table, version)
+        if delta is None:
+            return pl.DataFrame(schema=columns)
+        actions = pl.DataFrame(pa.table(delta.get_add_actions(flatten=True)))
+        first, last = pl.lit(None, pl.String), pl.lit(None, pl.String)
+        if "partition.shard" in actions.columns:
+            first = last = pl.col("partition.shard")
+        elif "min.shard" in actions.columns:
+            first, last = pl.col("min.shard"), pl.col("max.shard")
+        return actions.select("path", first_shard=first, last_shard=last).cast(columns)
+
     def partition_columns(self, table: TableSpec) -> list[str]:
         """The columns ``table`` is partitioned by as stored: a table created by an older release
         keeps its layout (a table's partitioning cannot change in place), a new one takes the spec's."""

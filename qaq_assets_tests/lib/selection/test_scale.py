@@ -183,3 +183,18 @@ def test_stable_decisions_keep_a_rows_earlier_decision_only_for_the_same_sample(
     # A version written before reason codes existed has none: the new code stands beside the old decision.
     assert kept["reason_code"].to_list() == ["low", "high", "high", "in"]
     assert kept["reason"].to_list() == ["low: why", "old: why", "high: why", "in: why"]
+
+
+def test_signatures_are_read_a_file_at_a_time_in_groups_of_whole_files():
+    ranges = pl.DataFrame(
+        {
+            "path": ["one", "two", "three", "four", "lost-stats"],
+            "first_shard": ["s00", "s05", "s10", "s11", None],
+            "last_shard": ["s04", "s09", "s10", "s11", None],
+        }
+    )
+    wanted = pl.Series([f"s{i:02d}" for i in (1, 3, 5, 6, 9, 10, 11, 20, 21, 22)])
+    groups = [group.to_list() for group in curation.shards_by_file(wanted, ranges, at_least=2)]
+    # A file's shards stay together; single-shard files join until a group has two; shards no
+    # file's statistics place come last, two at a time.
+    assert groups == [["s01", "s03"], ["s05", "s06", "s09"], ["s10", "s11"], ["s20", "s21"], ["s22"]]
