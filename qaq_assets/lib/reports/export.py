@@ -35,7 +35,8 @@ def with_text(lake: Lake, rows: pl.DataFrame, lineage: dict) -> pl.DataFrame:
     keys = rows.select("shard", "row_index")
     text = (
         lake.scan(RAW_SAMPLES, raw_version)
-        .filter(pl.col("shard").is_in(keys["shard"].unique().implode()))
+        # Shards named as a list: the scan skips the files whose statistics exclude them.
+        .filter(pl.col("shard").is_in(keys["shard"].unique().to_list()))
         .select("shard", "row_index", *missing)
         .join(keys.lazy(), on=["shard", "row_index"], how="semi")
         .collect()

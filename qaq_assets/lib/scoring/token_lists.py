@@ -35,7 +35,8 @@ def with_token_lists(lake: Lake, rows: pl.DataFrame) -> pl.DataFrame:
     rows = rows.drop([name for name in stored if name in rows.columns])
     if rows.is_empty():
         return rows.with_columns([pl.lit(None, dtype).alias(name) for name, dtype in stored.items()])
-    models, queries = (rows[name].unique().implode() for name in ("model_fingerprint", "query_sha"))
+    # Named as lists: the scan skips the partitions and files whose values exclude them.
+    models, queries = (rows[name].unique().to_list() for name in ("model_fingerprint", "query_sha"))
     wanted = pl.col("model_fingerprint").is_in(models) & pl.col("query_sha").is_in(queries)
     # The rows' scoring times bound the files read (their min/max statistics): the cache's keys
     # are random and prune nothing. Rows of older releases carry no time: the whole cache then.
