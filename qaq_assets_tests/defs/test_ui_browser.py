@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from qaq_assets.lib.reports.explain import TOKENS_ON_DEMAND
 from qaq_assets.lib.store.tables import ALL_TABLES
 from qaq_assets_tests.helpers import CODE_PAIRS, REPO, TINY, graphql
 
@@ -219,13 +220,15 @@ def test_ui_shows_the_graph_and_materializes_from_a_click(ui, browser):
     )
     entries = graphql(port, metadata_query)["assetOrError"]["assetMaterializations"][0]["metadataEntries"]
     markdown = {entry["label"]: entry.get("mdStr") for entry in entries}
-    assert "log-prob gained by reading the answer first" in markdown["explained_examples"]
+    # Scored with the default, each span's sum only: the examples say how to see the query's tokens.
+    on_demand = TOKENS_ON_DEMAND.split(";")[0]
+    assert on_demand in markdown["explained_examples"]
     # One example per reason that occurred, each with its text.
     codes = set(re.findall(r"^#### drop · \S+ · (\w+)$", markdown["explained_examples"], re.M))
     assert len(codes) >= 2 and "> **Q** `" in markdown["explained_examples"]
     assert markdown["changes"].startswith("- curated version 1 -> 2: kept")
     for label, text in (
-        ("explained_examples", "log-prob gained by reading the answer first"),
+        ("explained_examples", on_demand),
         ("changes", "curated version 1 -> 2"),
     ):
         browser.get(f"http://127.0.0.1:{port}/assets/curated_subset?view=overview")

@@ -29,6 +29,8 @@ NOT_KEPT = (
     "(not kept: scored with keep_token_logprobs off, which stores each span's sum only; configure the model "
     "that scored it (--model) to have them scored now)"
 )
+# Where the per-token log-probs were not kept (the default), for the UI's examples.
+TOKENS_ON_DEMAND = "query tokens: not kept at scoring (keep_token_logprobs off); `qaq explain {sample}` scores them"
 SCORED_NOW = "scored now by the model that scored the sample (keep_token_logprobs off stores each span's sum only)"
 
 
@@ -220,6 +222,9 @@ def markdown_fragment(explained: Explanation, tokens: int = 6) -> str:
     if shown:
         lines += ["", "| query token | log-prob gained by reading the answer first |", "|---|---|"]
         lines += [f"| {_markdown_cell(name)} | {gain:+.2f} |" for name, gain in shown]
+    elif not explained.tokens_kept:
+        sample = f"{row['shard']}:{row['row_index']}"
+        lines.append(f"- {TOKENS_ON_DEMAND.format(sample=sample)}")
     return "\n".join(lines) + "\n"
 
 

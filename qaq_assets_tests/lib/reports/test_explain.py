@@ -3,7 +3,15 @@
 import numpy as np
 import polars as pl
 
-from qaq_assets.lib.reports.explain import NOT_KEPT, SCORED_NOW, explain_row, find, html_fragment, text_report
+from qaq_assets.lib.reports.explain import (
+    NOT_KEPT,
+    SCORED_NOW,
+    explain_row,
+    find,
+    html_fragment,
+    markdown_fragment,
+    text_report,
+)
 from qaq_assets.lib.store.lake import Lake
 from qaq_assets.lib.store.tables import CURATED_SUBSET, SCORE_CACHE, TOKEN_LOGPROBS
 from qaq_assets_tests.helpers import CODE_PAIRS, TINY, TINY_FLAGS, materialize_all, qaq
@@ -31,6 +39,7 @@ def test_explain_reads_an_old_version_and_shows_the_stored_log_probs(lake, make_
     report = text_report(explained)
     assert "decision: keep (rmi_in_band)" in report and f"one:{kept['row_index']}" in report
     assert html_fragment(explained).count("<span") == len(explained.query_tokens)
+    assert "log-prob gained by reading the answer first" in markdown_fragment(explained)  # the UI's table
     # By shard:row as well, through the command line.
     shown = qaq("explain", f"one:{kept['row_index']}", "--lake", lake.root, "--version", first, "--model", TINY)
     assert shown.returncode == 0 and kept["sample_id"] in shown.stdout
