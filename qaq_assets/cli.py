@@ -288,28 +288,32 @@ def _scorer_of(args: argparse.Namespace, model_key: str):
     from qaq_assets.lib.scoring.config import ScoringConfig
     from qaq_assets.lib.setting_fields import values_of
 
-    settings = _settings(args)
+    settings, spec = _configured_spec(args, model_key)
+    if spec is None:
+        return None
     config = values_of(ScoringConfig, settings)
     # One sample does not repay a compile: the fused forward's steps run eagerly (the same numbers).
     config = dataclasses.replace(config, forward="fused-eager" if config.forward == "fused" else config.forward)
-    for spec in settings.model_specs:
-        if spec.key == model_key:
-            return lambda: backend_for(config, spec)
-    return None
+    return lambda: backend_for(config, spec)
 
 
 def _tokenizer_of(args: argparse.Namespace, model_key: str):
     """The configured model's tokenizer under ``model_key`` (to name the query's tokens), or None."""
     from qaq_assets.lib.scoring.engine.models import ModelLoadError, tokenizer_of
 
+    settings, spec = _configured_spec(args, model_key)
+    if spec is None:
+        return None
+    try:
+        return tokenizer_of(spec, settings.device, settings.dtype)
+    except ModelLoadError:
+        return None
+
+
+def _configured_spec(args: argparse.Namespace, model_key: str):
+    """The settings, and the configured model spec under ``model_key`` (None where none is)."""
     settings = _settings(args)
-    for spec in settings.model_specs:
-        if spec.key == model_key:
-            try:
-                return tokenizer_of(spec, settings.device, settings.dtype)
-            except ModelLoadError:
-                return None
-    return None
+    return settings, next((spec for spec in settings.model_specs if spec.key == model_key), None)
 
 
 def _lineage(args: argparse.Namespace) -> int:
