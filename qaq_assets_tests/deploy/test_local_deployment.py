@@ -48,6 +48,21 @@ def _reaped(instance, run) -> bool:
     return any("is gone (killed)" in (event.message or "") for event in failures)
 
 
+def _where_it_stands(directory: Path) -> str:
+    """What each run did last and the daemon's last lines: the message of a wait that ran out."""
+    import dagster as dg
+
+    lines = []
+    with dg.DagsterInstance.get() as instance:
+        for run in instance.get_runs():
+            last = instance.all_logs(run.run_id)[-3:]
+            events = " | ".join(f"{e.dagster_event_type or ''} {(e.message or '')[:160]}" for e in last)
+            lines.append(f"{run.run_id[:8]} {run.job_name} {run.status.value} tags={dict(run.tags)}: {events}")
+    daemon = (directory / "logs" / "daemon.log").read_text().splitlines()
+    said = [line for line in daemon if "skipped" not in line and "Checking" not in line and "etching" not in line]
+    return "\n".join([*lines, "--- daemon.log ---", *said[-40:]])
+
+
 def _every_step_succeeded(instance, run) -> bool:
     import dagster as dg
 
@@ -94,7 +109,7 @@ def test_landed_files_are_curated_on_ray_nodes_into_the_object_store_with_runs_i
     # first run works, and starts again: no run is lost, none runs twice.
     with dg.DagsterInstance.get() as instance:
         while not instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])):
-            assert time.monotonic() - landed < LANDED_TO_CURATED_SECONDS, "no run started"
+            assert time.monotonic() - landed < LANDED_TO_CURATED_SECONDS, _where_it_stands(directory)
             time.sleep(1)
     restarted = _deployment("restart-daemon", "--dir", str(directory))
     assert restarted.returncode == 0, restarted.stderr
@@ -105,9 +120,7 @@ def test_landed_files_are_curated_on_ray_nodes_into_the_object_store_with_runs_i
         return set(lake.scan(CURATED_SUBSET).select("shard").unique().collect()["shard"])
 
     while curated_shards() != set(SHARDS):
-        assert time.monotonic() - landed < LANDED_TO_CURATED_SECONDS, (directory / "logs" / "daemon.log").read_text()[
-            -3000:
-        ]
+        assert time.monotonic() - landed < LANDED_TO_CURATED_SECONDS, _where_it_stands(directory)
         time.sleep(5)
     print(f"landed -> curated: {time.monotonic() - landed:.0f}s")
     assert lake.scan(RAW_SAMPLES).select(pl.len()).collect().item() == 3 * len(CODE_PAIRS)
@@ -118,7 +131,7 @@ def test_landed_files_are_curated_on_ray_nodes_into_the_object_store_with_runs_i
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
         finished = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
         while not all(run.status in finished for run in instance.get_runs()):  # the curation run's checks
-            assert time.monotonic() - landed < LANDED_TO_CURATED_SECONDS
+            assert time.monotonic() - landed < LANDED_TO_CURATED_SECONDS, _where_it_stands(directory)
             time.sleep(2)
         runs = instance.get_runs()
         # A run the crash killed is failed by the reaper, and retried where a step of it was not done.
@@ -155,16 +168,14 @@ def test_landed_files_are_curated_on_ray_nodes_into_the_object_store_with_runs_i
     outage = _deployment("postgres-outage", "--dir", str(directory), "--seconds", "5")
     assert outage.returncode == 0, outage.stderr
     while curated_shards() != {*SHARDS, "delta"}:
-        assert time.monotonic() - relanded < LANDED_TO_CURATED_SECONDS, (directory / "logs" / "daemon.log").read_text()[
-            -3000:
-        ]
+        assert time.monotonic() - relanded < LANDED_TO_CURATED_SECONDS, _where_it_stands(directory)
         time.sleep(5)
     print(f"landed -> curated through a PostgreSQL outage: {time.monotonic() - relanded:.0f}s")
     samples = lake.scan(RAW_SAMPLES).group_by("shard").agg(pl.len()).collect()
     assert dict(samples.iter_rows()) == {name: len(CODE_PAIRS) for name in (*SHARDS, "delta")}  # no duplicate
     with dg.DagsterInstance.get() as instance:
         while not all(run.status in finished for run in instance.get_runs()):
-            assert time.monotonic() - relanded < LANDED_TO_CURATED_SECONDS
+            assert time.monotonic() - relanded < LANDED_TO_CURATED_SECONDS, _where_it_stands(directory)
             time.sleep(2)
         for run in instance.get_runs():
             if run.run_id not in before:

@@ -134,3 +134,48 @@ def test_a_ui_or_daemon_run_killed_while_it_holds_the_pool_is_reaped_by_the_daem
     finally:
         if worker.poll() is None:
             os.killpg(worker.pid, signal.SIGKILL)
+
+
+def test_a_daemon_run_killed_before_its_worker_tagged_it_is_reaped_by_the_daemon_only(tmp_path):
+    """The run worker is killed after Dagster's "Started process for run (pid: N)" event and
+    RUN_START but before it tagged the run: the daemon's reaper finds the pid in that event where
+    the daemon launched the run into this code server; the CLI and another location leave it."""
+    from dagster._core.events import EngineEventData
+    from dagster._core.remote_origin import GrpcServerCodeLocationOrigin, RemoteJobOrigin, RemoteRepositoryOrigin
+
+    def coordinator(name: str) -> dict:
+        return {"run_coordinator": {"module": "dagster.core.run_coordinator", "class": name}}
+
+    here = GrpcServerCodeLocationOrigin(host="localhost", port=4266, location_name="qaq_assets.definitions")
+    elsewhere = GrpcServerCodeLocationOrigin(host="localhost", port=4267, location_name="another_team")
+    job = dg.Definitions(jobs=[dg.define_asset_job("held")], assets=[dg.asset(lambda: None, name="a")])
+
+    def sensor_context(instance, location):
+        return dg.SensorEvaluationContext(instance_ref=None, instance=instance, code_location_origin=location)
+
+    def untagged_run(instance, pid: int) -> str:
+        origin = RemoteJobOrigin(RemoteRepositoryOrigin(here, "__repository__"), "held")
+        run = instance.create_run_for_job(job.resolve_job_def("held"), remote_job_origin=origin)
+        instance.report_engine_event(f"Started process for run (pid: {pid}).", run, EngineEventData.in_process(pid))
+        instance.run_storage.handle_run_event(
+            run.run_id, dg.DagsterEvent(event_type_value="PIPELINE_START", job_name=run.job_name)
+        )
+        return run.run_id
+
+    with dg.instance_for_test(
+        temp_dir=str(dagster_home(tmp_path)), overrides=coordinator("QueuedRunCoordinator")
+    ) as instance:
+        dead = subprocess.Popen([sys.executable, "-c", "pass"])
+        dead.wait()
+        killed, live = untagged_run(instance, dead.pid), untagged_run(instance, os.getpid())
+        assert reap_dead_runs(instance, print) == []  # the CLI cannot tell where an untagged run runs
+        assert "no dead run" in reap_dead_runs_sensor(sensor_context(instance, elsewhere)).skip_message
+        assert "reaped 1 dead run" in reap_dead_runs_sensor(sensor_context(instance, here)).skip_message
+        assert instance.get_run_by_id(killed).status == dg.DagsterRunStatus.FAILURE
+        assert instance.get_run_by_id(live).status == dg.DagsterRunStatus.STARTED
+
+    (tmp_path / "direct").mkdir()
+    direct = coordinator("DefaultRunCoordinator")  # runs not queued: a webserver elsewhere may launch them
+    with dg.instance_for_test(temp_dir=str(dagster_home(tmp_path / "direct")), overrides=direct) as instance:
+        untagged_run(instance, dead.pid)
+        assert "no dead run" in reap_dead_runs_sensor(sensor_context(instance, here)).skip_message
