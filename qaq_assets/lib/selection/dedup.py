@@ -95,19 +95,24 @@ def near_duplicate_twins(
 def _bucket_members(keys: pl.DataFrame) -> pl.DataFrame:
     """(bucket, position): the samples that share a band key, one bucket per (band, key)."""
     # One band at a time: a million samples make a million rows per step, not eight million.
-    # Most keys are unique: the rows sharing one are found first (a count per key), and only
-    # those few are grouped.
-    buckets = [
-        keys.select("position", key=pl.col("band_keys").list.get(band))
-        .filter(pl.len().over("key") > 1)
-        .group_by("key")
-        .agg(pl.col("position").sort())
-        .select("position")
-        for band in range(keys["band_keys"].list.len().max() or 0)
-    ]
+    # Most keys are unique: the few repeated ones are found in the sorted keys (a sort of 10^7
+    # integers is several times faster than hashing them), and only their rows are grouped.
+    buckets = []
+    for band in range(keys["band_keys"].list.len().max() or 0):
+        key = keys.select(pl.col("band_keys").list.get(band)).to_series()
+        repeated = _repeated_values(key)
+        if repeated.len():
+            shared = keys.select("position", key=key).filter(pl.col("key").is_in(repeated.implode()))
+            buckets.append(shared.group_by("key").agg(pl.col("position").sort()).select("position"))
     if not buckets:
         return pl.DataFrame(schema={"bucket": pl.UInt32, "position": keys["position"].dtype})
     return pl.concat(buckets).with_row_index("bucket").explode("position")
+
+
+def _repeated_values(values: pl.Series) -> pl.Series:
+    """The values that occur more than once (a missing key is no key)."""
+    ordered = values.drop_nulls().sort().to_numpy()
+    return pl.Series(np.unique(ordered[1:][ordered[1:] == ordered[:-1]]), dtype=values.dtype)
 
 
 def _similar(signatures: np.ndarray, first: np.ndarray, second: np.ndarray, threshold: float) -> np.ndarray:

@@ -39,6 +39,9 @@ class Filter(NamedTuple):
     failing: pl.Expr
     reason_code: pl.Expr
     reason: pl.Expr
+    # What the three read that depends on the whole frame (windows), computed over all its rows
+    # first: codes and reasons are built for the failing rows only.
+    columns: tuple[pl.Expr, ...] = ()
 
 
 def keep_count(n: int, budget: float) -> int:
@@ -72,9 +75,17 @@ def sorted_positions(
     more slows the sort down)."""
     order = frame.select(pl.arg_sort_by(by, descending=descending, nulls_last=nulls_last)).to_series()
     if within is None:
-        return order.arg_sort().alias("_position")
+        return _inverse(order.to_numpy(), np.arange(frame.height, dtype=np.int64))
     in_order = frame.select(pl.col(within).gather(order)).select(pl.int_range(pl.len()).over(within)).to_series()
-    return in_order.gather(order.arg_sort()).alias("_position")
+    return _inverse(order.to_numpy(), in_order.to_numpy())
+
+
+def _inverse(order: np.ndarray, values_in_order: np.ndarray) -> pl.Series:
+    """``values_in_order`` put back in the frame's order: one scatter, where sorting ``order``
+    again to invert it costs a second sort."""
+    values = np.empty(len(order), dtype=values_in_order.dtype)
+    values[order] = values_in_order
+    return pl.Series("_position", values)
 
 
 # Rows one slice of a row-wise text column is built from (see in_slices).
@@ -102,13 +113,26 @@ def stratified_ranks(frame: pl.DataFrame, strata: int, prefix: str = "") -> pl.D
     stratum, rank, position = f"{prefix}stratum", f"{prefix}rmi_rank", f"{prefix}rmi_position"
     by_query = sorted_positions(frame, ["nll_query", "sample_id"])
     frame = frame.with_columns(((by_query.cast(pl.Int64) * strata) // max(n, 1)).cast(pl.Int32).alias(stratum))
+    places = sorted_positions(frame, ["rmi", "sample_id"], within=stratum).cast(pl.Int64)
+    frame = frame.with_columns(places.alias(position))
+    # Without ties, a row's average rank is its place in RMI order: one sort fewer.
+    tied = _ties_within(frame[stratum].to_numpy(), places.to_numpy(), frame["rmi"])
+    place = pl.col("rmi").rank("average").over(stratum) - 1 if tied else pl.col(position)
     return frame.with_columns(
-        sorted_positions(frame, ["rmi", "sample_id"], within=stratum).cast(pl.Int64).alias(position),
-        pl.when(pl.len().over(stratum) > 1)
-        .then((pl.col("rmi").rank("average").over(stratum) - 1) / (pl.len().over(stratum) - 1))
-        .otherwise(0.5)
-        .alias(rank),
+        pl.when(pl.len().over(stratum) > 1).then(place / (pl.len().over(stratum) - 1)).otherwise(0.5).alias(rank)
     )
+
+
+def _ties_within(strata: np.ndarray, places: np.ndarray, values: pl.Series) -> bool:
+    """Whether two rows of a stratum share a value (or a value is missing): the rows laid out by
+    stratum, then by their ``places`` in it, and neighbours compared."""
+    if values.null_count() or values.is_nan().any():
+        return True
+    sizes = np.bincount(strata)
+    slot = (np.cumsum(sizes) - sizes)[strata] + places
+    in_order, strata_in_order = np.empty(len(slot), dtype=np.float64), np.empty(len(slot), dtype=strata.dtype)
+    in_order[slot], strata_in_order[slot] = values.to_numpy(), strata
+    return bool(np.any((in_order[1:] == in_order[:-1]) & (strata_in_order[1:] == strata_in_order[:-1])))
 
 
 def select_rmi_band(scores: pl.DataFrame, config: SelectionConfig) -> pl.DataFrame:
@@ -260,6 +284,25 @@ def select_random(scores: pl.DataFrame, config: SelectionConfig) -> pl.DataFrame
     )
 
 
+def _with_filter_reasons(scores: pl.DataFrame, filters: list[Filter]) -> pl.DataFrame:
+    """``scores`` with ``_filtered_code`` and ``_filtered``: the reason code and reason of the first
+    filter a row fails (null where it fails none). The texts are built for the failing rows only,
+    where a text for each of 10^7 rows would cost seconds."""
+    if any(".over(" in str(expr) for f in filters for expr in (f.failing, f.reason_code, f.reason)):
+        raise ValueError("a filter reads a window: compute it in the filter's columns")
+    prepared = scores.with_columns(*(column for f in filters for column in f.columns))
+    failing = prepared.select(pl.any_horizontal(f.failing.fill_null(False) for f in filters)).to_series()
+    reason_code, reason = pl.lit(None, pl.String), pl.lit(None, pl.String)
+    for f in reversed(filters):
+        # A reason that came out null must not let a failing row through.
+        reason_code = pl.when(f.failing).then(f.reason_code).otherwise(reason_code)
+        reason = pl.when(f.failing).then(f.reason.fill_null(pl.lit("filtered"))).otherwise(reason)
+    reasons = prepared.filter(failing).select(_filtered_code=reason_code, _filtered=reason)
+    # Each row's place among the failing ones (null where it passes), to spread them back.
+    place = pl.select(pl.when(failing).then(failing.cast(pl.UInt32).cum_sum() - 1)).to_series()
+    return scores.hstack(reasons.select(pl.all().gather(place)))
+
+
 def _band_with_checks(
     scores: pl.DataFrame,
     config: SelectionConfig,
@@ -282,14 +325,7 @@ def _band_with_checks(
     scores = scores.with_columns(
         pl.lit(None, dtype).alias(name) for name, dtype in SELECTION_FEATURES.items() if name not in scores.columns
     )
-    reason_code, reason = pl.lit(None, pl.String), pl.lit(None, pl.String)
-    for failing, why_code, why in reversed(filters):
-        # A reason that came out null must not let a failing row through.
-        reason_code = pl.when(failing).then(why_code).otherwise(reason_code)
-        reason = pl.when(failing).then(why.fill_null(pl.lit("filtered"))).otherwise(reason)
-    ranked = stratified_ranks(
-        scores.with_columns(_filtered_code=reason_code, _filtered=reason), config.effective_strata(scores.height)
-    )
+    ranked = stratified_ranks(_with_filter_reasons(scores, filters), config.effective_strata(scores.height))
     sizes = ranked.group_by("stratum").len().sort("stratum")
     quotas = largest_remainder_quotas(sizes["len"].to_list(), config.budget)
     centre = config.band_low + config.budget / 2
@@ -460,14 +496,15 @@ def _checks(config: SelectionConfig) -> list[Filter]:
     # Answers of one language and ending are compared where there are enough of them: a model
     # expects the turn to end after unfenced Java differently than after unfenced Python.
     language = pl.col("answer_language").fill_null("unknown")
-    same_language = pl.col("answer_language").is_not_null() & (
+    same_language_peers = pl.col("answer_language").is_not_null() & (
         pl.col("nll_answer_end").count().over(ending, language) >= MIN_COMPLETENESS_PEERS
     )
-    typical = (
-        pl.when(same_language)
+    typical_end = (
+        pl.when(same_language_peers)
         .then(pl.col("nll_answer_end").median().over(ending, language))
         .otherwise(pl.col("nll_answer_end").median().over(ending))
     )
+    same_language, typical = pl.col("_same_language_peers"), pl.col("_typical_end")
     peers = pl.when(same_language).then(language + pl.lit(" ")).otherwise(pl.lit("")) + pl.lit("answer ending in ")
     incomplete = Filter(
         pl.col("nll_answer_end").is_not_null() & (pl.col("nll_answer_end") > typical + config.completeness_margin),
@@ -482,6 +519,7 @@ def _checks(config: SelectionConfig) -> list[Filter]:
             typical.round(2),
             pl.lit(config.completeness_margin),
         ),
+        columns=(same_language_peers.alias("_same_language_peers"), typical_end.alias("_typical_end")),
     )
     signature = pl.col("signature_status").fill_null("unknown")
     mismatch = Filter(

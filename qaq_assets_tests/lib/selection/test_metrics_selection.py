@@ -1,6 +1,7 @@
 """Metric and selection maths against values computed by hand."""
 
 import math
+import random
 
 import polars as pl
 import pytest
@@ -89,6 +90,23 @@ def test_strata_are_equal_count_bins_of_nll_query_and_ranks_average_ties():
     ranked = stratified_ranks(frame, strata=2).sort("sample_id")
     assert ranked["stratum"].to_list() == [0, 0, 0, 1, 1, 1]
     assert ranked["rmi_rank"].to_list() == [0.75, 0.0, 0.75, 0.0, 1.0, 0.5]
+
+
+@pytest.mark.parametrize("tied", [False, True])
+@pytest.mark.parametrize("seed", range(3))
+def test_rmi_ranks_are_the_averaged_ranks_within_each_stratum_with_and_without_ties(seed, tied):
+    rng = random.Random(seed)
+    n = 500
+    rmi = [rng.randrange(40) / 8 if tied else rng.random() for _ in range(n)]
+    frame = pl.DataFrame(
+        {"sample_id": [f"s{i:03d}" for i in rng.sample(range(n), n)], "nll_query": [rng.random() for _ in range(n)]}
+    ).with_columns(rmi=pl.Series(rmi))
+    ranked = stratified_ranks(frame, strata=4)
+    within = pl.col("rmi").rank("average").over("stratum")
+    expected = ranked.select((within - 1) / (pl.len().over("stratum") - 1)).to_series()
+    assert ranked["rmi_rank"].equals(expected.alias("rmi_rank"))
+    distinct = pl.col("rmi_position").n_unique().over("stratum") == pl.len().over("stratum")
+    assert ranked.select(distinct).to_series().all()
 
 
 def scores(n: int, rmi=None, nll=None) -> pl.DataFrame:
@@ -235,6 +253,24 @@ def test_the_band_keeps_its_place_among_all_samples_when_checks_remove_rows():
     )
     ranks = plain.filter(pl.col("decision") == "keep")["rmi_rank"]
     assert ranks.min() >= 0.49 and ranks.max() <= 0.76
+
+
+def test_a_filter_whose_reason_reads_a_window_is_refused():
+    from qaq_assets.lib.selection.rules import Filter, _with_filter_reasons
+
+    # Reasons are built for the failing rows alone: a window there would see only those.
+    median = pl.col("rmi").median().over("shard")
+    windowed = Filter(pl.col("rmi") > median, pl.lit("high"), pl.format("above the median {}", median))
+    with pytest.raises(ValueError, match="reads a window"):
+        _with_filter_reasons(scores(4), [windowed])
+    with pytest.raises(ValueError, match="reads a window"):
+        _with_filter_reasons(scores(4), [Filter(pl.col("rmi") > median, pl.lit("high"), pl.lit("high"))])
+    declared = Filter(
+        pl.col("rmi") > pl.col("_m"), pl.lit("high"), pl.format("above {}", pl.col("_m")), (median.alias("_m"),)
+    )
+    reasons = _with_filter_reasons(scores(4), [declared])
+    assert reasons["_filtered"].to_list() == [None, None, "above 1.5", "above 1.5"]
+    assert reasons.columns == [*scores(4).columns, "_filtered_code", "_filtered"]
 
 
 def test_completeness_compares_answers_of_one_language_where_there_are_enough():
