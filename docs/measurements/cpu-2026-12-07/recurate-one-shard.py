@@ -1,6 +1,8 @@
 """The last stage of `qaq bench scale` on a lake it kept: land one more shard of 10,000 samples
 (ingest, score with precomputed log-probs), then re-curate (publish a version), timed as the bench
-times it, with this process's peak RSS and the bytes the new version added per sample.
+times it (wall clock and, since cpu-2026-12-07c, this process's CPU seconds: this machine's
+speed varies by tens of percent from one run to the next, its CPU time less), with this
+process's peak RSS and the bytes the new version added per sample.
 `.venv/bin/python docs/measurements/cpu-2026-12-07/recurate-one-shard.py LAKE SEED` from the
 repository's root (SEED: a shard number the lake does not hold yet)."""
 
@@ -26,12 +28,16 @@ def main() -> None:
         landed = _ingest(lake, [(path.stem, path)])
         _score((root, path.stem))
         print(f"land one shard: {landed:,} samples in {time.perf_counter() - started:.1f}s (ingest + score)")
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    cpu_before = before.ru_utime + before.ru_stime
     started = time.perf_counter()
     version, curation = publish(lake, [IDENTITY_KEY], SelectionConfig(), f"recurate-{seed}")
     seconds = time.perf_counter() - started
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    peak = usage.ru_maxrss / 1024
     print(
-        f"re-curate: {curation.frame.height:,} rows, version {version}, {seconds:.1f}s, peak RSS {peak:.0f} MiB, "
+        f"re-curate: {curation.frame.height:,} rows, version {version}, {seconds:.1f}s "
+        f"({usage.ru_utime + usage.ru_stime - cpu_before:.1f} CPU-s), peak RSS {peak:.0f} MiB, "
         f"{_version_bytes(lake, version) / curation.frame.height:.1f} bytes/sample"
     )
 
