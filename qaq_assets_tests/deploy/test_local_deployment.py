@@ -59,7 +59,8 @@ def _where_it_stands(directory: Path) -> str:
             events = " | ".join(f"{e.dagster_event_type or ''} {(e.message or '')[:160]}" for e in last)
             lines.append(f"{run.run_id[:8]} {run.job_name} {run.status.value} tags={dict(run.tags)}: {events}")
     daemon = (directory / "logs" / "daemon.log").read_text().splitlines()
-    said = [line for line in daemon if "skipped" not in line and "Checking" not in line and "etching" not in line]
+    noise = ("skipped", "Checking", "etching", "BetaWarning", "return fn(")
+    said = [line for line in daemon if line.strip() and not any(word in line for word in noise)]
     return "\n".join([*lines, "--- daemon.log ---", *said[-40:]])
 
 
