@@ -271,6 +271,13 @@ _DECLARING_WORDS = re.compile(
 )
 
 
+def asked_call(instruction: str) -> tuple[str, str] | None:
+    """The function an instruction asks for by a backticked call, `` `name(a, b)` ``: its name and
+    its parameters' text."""
+    asked = _ASKED.search(instruction)
+    return (asked.group(1), asked.group(2)) if asked else None
+
+
 def asked_name(instruction: str) -> str | None:
     """The function the instruction asks for by a backticked signature: `` `name(args)` ``, or a
     declaration in any language."""

@@ -49,7 +49,9 @@ class IngestConfig:
         "also run, alone in the sandbox, each Python or JavaScript answer whose record carries no tests: its code "
         "and the example usage it shows; an answer whose own code raises an error of its own making (a TypeError, "
         "a name it binds elsewhere, an assert it states; not input, files, arguments or a missing library) is "
-        "dropped as code_raises. One sandboxed process per answer: see docs/performance.md for the cost",
+        "dropped as code_raises; answers to one request in a shard (the same backticked `name(args)`) are called "
+        "on the inputs their examples use, and the most that return the same are kept first (agreed_kept). "
+        "One or two sandboxed processes per answer: see docs/performance.md for the cost",
     )
     allow_shrink: bool = setting(
         False,

@@ -19,6 +19,7 @@ from qaq_assets.lib.errors import QaqError
 from qaq_assets.lib.ingest import field_sidecars
 from qaq_assets.lib.ingest.config import IngestConfig
 from qaq_assets.lib.ingest.decontamination import Benchmark, load_benchmarks
+from qaq_assets.lib.ingest.execution.agreement import with_agreement
 from qaq_assets.lib.ingest.feature_pool import FeatureStream
 from qaq_assets.lib.ingest.file_formats import ShardReadError
 from qaq_assets.lib.ingest.record_fields import FieldMap
@@ -29,6 +30,9 @@ from qaq_assets.lib.store.tables import QUARANTINE, RAW_SAMPLES, SAMPLE_FEATURES
 
 # Raised whenever reading or the features computed at ingest change, so unchanged files are read again.
 READER_VERSION = "6"
+# What running answers alone writes: 2 adds agreement between answers to one request. Only lakes
+# ingested with --run-untested read their shards again for it.
+RUN_ALONE_VERSION = "2"
 
 
 class ShardShrankError(QaqError):
@@ -45,7 +49,8 @@ def ingest_key(config: IngestConfig) -> str:
     """What, besides a file's bytes, decides what its ingest writes (and the reader's version)."""
     checked = benchmark(config)
     described = (
-        f"{READER_VERSION}|{config.label_field}|{config.max_record_bytes}|{config.execute}|{config.run_untested}"
+        f"{READER_VERSION}|{config.label_field}|{config.max_record_bytes}|{config.execute}"
+        f"|{f'True/{RUN_ALONE_VERSION}' if config.run_untested else False}"
         f"|{sorted(vars(FieldMap.parse(config.fields)).items())}|{checked.key if checked else ''}"
     )
     return hashlib.sha256(described.encode()).hexdigest()[:16]
@@ -119,11 +124,11 @@ def ingest_shards(lake: Lake, files: Sequence[tuple[str, Path]], config: IngestC
         result.signatures[shard] = ingest_signature(*signature, field_sidecars.keyed(key, path))
         features.add(read.samples)
     if result.reads:
-        _write(lake, result, features)
+        _write(lake, result, features, config.run_untested)
     return result
 
 
-def _write(lake: Lake, result: Ingested, features: FeatureStream) -> None:
+def _write(lake: Lake, result: Ingested, features: FeatureStream, run_untested: bool) -> None:
     shards = {"shard": list(result.reads)}
     samples = pl.concat([read.samples for read in result.reads.values()])
     quarantined = pl.concat([read.quarantine for read in result.reads.values()])
@@ -133,5 +138,8 @@ def _write(lake: Lake, result: Ingested, features: FeatureStream) -> None:
         record_shrinks(lake, {s: (n, result.reads[s].samples.height) for s, n in result.shrunk_from.items()})
     record_ingested(lake, result.signatures)
     started = time.perf_counter()  # what the features add to the ingest beyond the other commits
-    lake.replace_partition(SAMPLE_FEATURES, features.result(), shards)
+    computed = features.result()
+    if run_untested:  # answers to one request compared: they may lie in different batches
+        computed = with_agreement(samples, computed)
+    lake.replace_partition(SAMPLE_FEATURES, computed, shards)
     result.features_seconds = time.perf_counter() - started

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
-from qaq_assets.lib.ingest.execution.run_tests import RAISED, RAN
+from qaq_assets.lib.ingest.execution.run_tests import AGREED, RAISED, RAN
 from qaq_assets.lib.reports.export import lineage_record, with_text
 from qaq_assets.lib.reports.resolve import resolve_sample
 from qaq_assets.lib.scoring.token_lists import with_token_lists
@@ -133,7 +133,7 @@ def execution_line(execution: dict | None) -> str:
     answer without tests run alone, ``run alone: raised: the answer's code raised TypeError: ...``."""
     if not execution or execution["exec_status"] is None:
         return "tests: not recorded"
-    alone = execution["exec_status"] in (RAN, RAISED)
+    alone = execution["exec_status"] in (RAN, RAISED, AGREED)
     line = f"{'run alone' if alone else 'tests'}: {execution['exec_status']}"
     if execution["exec_total"]:
         line += f", {execution['exec_passed']} of {execution['exec_total']} passed"

@@ -31,6 +31,7 @@ class ReasonCode(StrEnum):
     SIGNATURE_UNUSED = "signature_unused"
     SIGNATURE_MISSING = "signature_missing"
     # The band, and the other rules' own decisions.
+    AGREED_KEPT = "agreed_kept"
     RMI_IN_BAND = "rmi_in_band"
     RMI_BELOW_BAND = "rmi_below_band"
     RMI_ABOVE_BAND = "rmi_above_band"

@@ -14,7 +14,7 @@ import numpy as np
 import polars as pl
 
 from qaq_assets.lib.ingest.codecheck import CHECK_FAILED, UNUSABLE
-from qaq_assets.lib.ingest.execution.run_tests import FAILING, RAISED
+from qaq_assets.lib.ingest.execution.run_tests import AGREED, FAILING, RAISED
 from qaq_assets.lib.selection.config import (
     DIFF,
     IFD,
@@ -319,7 +319,11 @@ def _band_with_checks(
     centre, never above ``band_guard`` (the top ranks, where answers restate their query), until
     each stratum's share of the budget is met by rows the checks let through; strata that fall
     short leave their share to the rows nearest the centre elsewhere. Fewer rows than the
-    budget are kept only when fewer pass the checks within the guard."""
+    budget are kept only when fewer pass the checks within the guard.
+
+    Answers that return what another answer to the same request returns (``agreed``, see
+    ``lib/ingest/execution/agreement.py``) are kept first in their stratum, before the band's
+    nearest rows: execution is evidence, a likelihood only a hint (``agreed_kept``)."""
     count = keep_count(scores.height, config.budget)
     # Features that name reasons or group answers; scores without them read as unknown.
     scores = scores.with_columns(
@@ -333,34 +337,45 @@ def _band_with_checks(
     ordered = ranked.with_columns(
         _quota=pl.col("stratum").replace_strict(sizes["stratum"], quotas, return_dtype=pl.Int64),
         _eligible=pl.col("_filtered_code").is_null() & (pl.col("rmi_rank") <= config.band_guard),
+        _later=(pl.col("exec_status") != AGREED).fill_null(True),
         # What is kept first: the nearest the band's centre, or the most likely answer.
         _distance=pl.col("nll_answer_given_query") if most_likely else (pl.col("rmi_rank") - centre).abs(),
     )
-    # Each stratum keeps its quota of its eligible rows, the nearest first.
-    eligible = ordered.select("_distance", "sample_id", "stratum", "_quota", "_eligible").with_row_index("_row")
+    # Each stratum keeps its quota of its eligible rows: the agreed, then the nearest.
+    order = ["_later", "_distance", "sample_id"]
+    eligible = ordered.select(*order, "stratum", "_quota", "_eligible").with_row_index("_row")
     eligible = eligible.filter("_eligible")
-    eligible = eligible.with_columns(_place=sorted_positions(eligible, ["_distance", "sample_id"], within="stratum"))
+    eligible = eligible.with_columns(_place=sorted_positions(eligible, order, within="stratum"))
     kept_rows = np.zeros(ordered.height, dtype=bool)
     kept_rows[eligible.filter(pl.col("_place") < pl.col("_quota"))["_row"].to_numpy()] = True
     shortfall = count - int(kept_rows.sum())
     if shortfall > 0:
         # The nearest eligible rows of any stratum fill what the strata left.
-        fill = (
-            eligible.filter(~pl.Series(kept_rows).gather(eligible["_row"]))
-            .sort("_distance", "sample_id")
-            .head(shortfall)["_row"]
-        )
+        fill = eligible.filter(~pl.Series(kept_rows).gather(eligible["_row"])).sort(order).head(shortfall)["_row"]
         kept_rows[fill.to_numpy()] = True
     ordered = ordered.with_columns(_kept=pl.Series(kept_rows))
-    kept = pl.col("_kept")
+    kept, agreed_kept = pl.col("_kept") & pl.col("_later"), pl.col("_kept") & ~pl.col("_later")
     ordered = ordered.with_columns(
         _low=pl.col("rmi_rank").filter(kept).min().over("stratum").fill_null(centre),
         _high=pl.col("rmi_rank").filter(kept).max().over("stratum").fill_null(centre),
         _likely=pl.col("_distance").filter(kept).max().over("stratum"),
     )
     filtered = pl.col("_filtered_code").is_not_null()
-    reason_code = pl.when(filtered).then(pl.col("_filtered_code"))
-    reason = pl.when(filtered).then(pl.col("_filtered"))
+    reason_code = pl.when(filtered).then(pl.col("_filtered_code")).when(agreed_kept).then(code(Reason.AGREED_KEPT))
+    reason = (
+        pl.when(filtered)
+        .then(pl.col("_filtered"))
+        .when(agreed_kept)
+        .then(
+            pl.format(
+                "{}: {}; kept before the band (RMI rank {} in NLL(Q) stratum {})",
+                pl.col("reason_code"),
+                pl.col("exec_detail"),
+                pl.col("rmi_rank").round(3),
+                pl.col("stratum"),
+            )
+        )
+    )
     if most_likely:
         likely = pl.format(
             "{}: NLL(A|Q) {} in NLL(Q) stratum {}, the kept reach {}",
@@ -405,6 +420,7 @@ def _band_with_checks(
         "_quota",
         "_eligible",
         "_distance",
+        "_later",
         "_kept",
         "_low",
         "_high",

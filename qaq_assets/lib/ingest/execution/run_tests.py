@@ -33,8 +33,9 @@ from qaq_assets.lib.ingest.execution import sandbox
 from qaq_assets.lib.ingest.execution.toolchains import BUILD_LIMITS, toolchain
 
 PASSED, FAILED, ERROR, TIMEOUT, NOT_RUN = "passed", "failed", "error", "timeout", "not_run"
-# An answer run alone (no tests): its own code raised an error of its own making, or it did not.
-RAISED, RAN = "raised", "ran"
+# An answer run alone (no tests): its own code raised an error of its own making, or it did not;
+# one that ran returns what another answer to the same request returns (agreement.py).
+RAISED, RAN, AGREED = "raised", "ran", "agreed"
 # Statuses that show the answer does not do what its tests ask (the selection drops them).
 FAILING = (FAILED, ERROR, TIMEOUT)
 UNIT_SECONDS = 5
@@ -348,6 +349,22 @@ def run_alone(answer: str, language: str | None) -> Execution:
     if _is_bug(language, code, report):
         return Execution(RAISED, detail)
     return Execution(RAN, f"no evidence: {detail}")
+
+
+def behaviour(answer: str, language: str, calls: list[str]) -> tuple[str, ...] | None:
+    """What the answer's code returns for each of ``calls`` (expressions in its language, run
+    after its code in one sandbox): a ``repr`` (Python) or JSON (JavaScript) text each, or
+    ``error: <its first words>``; None where the code itself does not run to its end."""
+    if language not in RUN_ALONE or toolchain(language) is None or sandbox.unavailable() is not None:
+        return None
+    units = [Unit("call", call) for call in calls]
+    reports = _reports(*_sandboxed(language, answer_code(answer, language), units))
+    if not reports.get(-1, {}).get("ok"):
+        return None
+    results = (reports.get(index) for index in range(len(units)))
+    return tuple(
+        "error: no result" if r is None else r["detail"] if r["ok"] else "error: " + r["detail"][:60] for r in results
+    )
 
 
 def _is_bug(language: str, code: str, report: dict) -> bool:
