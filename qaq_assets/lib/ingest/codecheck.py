@@ -380,39 +380,160 @@ def _word_character(character: str) -> bool:
 
 
 def signature_status(instruction: str, answer: str) -> str:
-    """Whether the answer's Python function fits the one asked for: ``mismatch`` where it takes
-    other parameters than the instruction's backticked signature (`` `name(a, b=None)` ``) asks
-    for, ``unused`` where its body reads none of its parameters (a body written for another
-    task, renamed and re-signed), ``match`` where it takes the asked parameters and uses them,
-    ``missing`` where the answer's code, in any language, never names the function a backticked
-    signature in any language asks for (`` `fn merge_sorted(...)` ``, `` `func (s *S) Push(x int)` ``),
-    ``unknown`` otherwise (no Python function found, another language)."""
+    """Whether the answer's function fits the one asked for: ``mismatch`` where it takes other
+    parameters than the instruction's backticked signature (`` `name(a, b=None)` ``) asks for
+    (Python: their names; languages that pass arguments by position: their number), ``unused``
+    where its body reads none of its parameters (a body written for another task, renamed and
+    re-signed), ``match`` where it takes the asked parameters and uses them, ``missing`` where the
+    answer's code, in any language, never names the function a backticked signature in any
+    language asks for (`` `fn merge_sorted(...)` ``, `` `func (s *S) Push(x int)` ``), ``unknown``
+    otherwise (no function found, no parser for its language)."""
     try:
         asked = _ASKED.search(instruction)
         name = asked_name(instruction)
         if name is not None and _never_names(name, answer):
             return SIGNATURE_MISSING
-        fenced = languages.fenced_blocks(answer)
-        python = [code for label, code in fenced if languages.canonical(label) in (None, "python")]
-        source = python[0] if python else answer
-        tree = _tree(source)
-        # The first function in breadth-first order (the asked-for name where there is one).
-        function = next(
-            (
-                node
-                for node in ast.walk(tree)
-                if isinstance(node, ast.FunctionDef) and (asked is None or node.name == asked.group(1))
-            ),
-            None,
-        )
-        if function is None:
-            return SIGNATURE_UNKNOWN
-        if asked is not None:
-            wanted = _asked_parameters(asked.group(1), asked.group(2))
-            if _parameters(function) != wanted:
-                return SIGNATURE_MISMATCH
-        if _uses_none_of_its_parameters(function, source):
-            return SIGNATURE_UNUSED
-        return SIGNATURE_MATCH if asked is not None else SIGNATURE_UNKNOWN
+        found = _python_signature(answer, asked)
+        if found is None and name is not None:
+            found = _tree_signature(answer, name, asked)
+        return found or SIGNATURE_UNKNOWN
     except Exception:  # noqa: BLE001 - unparsable either side: no evidence either way
         return SIGNATURE_UNKNOWN
+
+
+def _python_signature(answer: str, asked: re.Match | None) -> str | None:
+    """:func:`signature_status` of the answer's Python function (None: no Python function)."""
+    fenced = languages.fenced_blocks(answer)
+    python = [code for label, code in fenced if languages.canonical(label) in (None, "python")]
+    source = python[0] if python else answer
+    try:
+        tree = _tree(source)
+    except (SyntaxError, ValueError):
+        return None
+    # The first function in breadth-first order (the asked-for name where there is one).
+    function = next(
+        (
+            node
+            for node in ast.walk(tree)
+            if isinstance(node, ast.FunctionDef) and (asked is None or node.name == asked.group(1))
+        ),
+        None,
+    )
+    if function is None:
+        return None
+    if asked is not None:
+        wanted = _asked_parameters(asked.group(1), asked.group(2))
+        if _parameters(function) != wanted:
+            return SIGNATURE_MISMATCH
+    if _uses_none_of_its_parameters(function, source):
+        return SIGNATURE_UNUSED
+    return SIGNATURE_MATCH if asked is not None else SIGNATURE_UNKNOWN
+
+
+# Languages whose parameters are passed by position, one entry each: an asked `name(a, b)` with
+# another number of parameters cannot be called as asked (Go groups `a, b int` in one entry).
+_POSITIONAL = frozenset({"javascript", "typescript", "java", "csharp", "rust", "kotlin"})
+# What a function's parameter list holds besides its parameters.
+_NOT_PARAMETERS = frozenset({"comment", "line_comment", "block_comment", "self_parameter", "receiver"})
+_NAMES = frozenset({"identifier", "simple_identifier", "shorthand_property_identifier", "interpolated_identifier"})
+
+
+def _tree_signature(answer: str, name: str, asked: re.Match | None) -> str | None:
+    """:func:`signature_status` of the function ``name`` in the answer's code in a language
+    tree-sitter parses (None: not found)."""
+    for language, code in code_blocks(answer, None):
+        if language in (None, "python") or language in UNRELIABLE_GRAMMARS or tree_sitter_parser(language) is None:
+            continue
+        found = _tree_function(_syntax_tree(language, code).root_node, name.encode())
+        if found is None:
+            continue
+        parameters, body = found
+        if asked is not None and language in _POSITIONAL and len(parameters) != _asked_count(asked.group(2)):
+            return SIGNATURE_MISMATCH
+        names = {_parameter_name(parameter) for parameter in parameters} - {None, b"_"}
+        if names and body is not None and not any(node.type in _NAMES and node.text in names for node in walk(body)):
+            return SIGNATURE_UNUSED
+        return SIGNATURE_MATCH if asked is not None else SIGNATURE_UNKNOWN
+    return None
+
+
+def walk(node):
+    """A tree-sitter node and every node under it, in the order of the text."""
+    stack = [node]
+    while stack:
+        node = stack.pop()
+        yield node
+        stack.extend(reversed(node.children))
+
+
+def _tree_function(root, name: bytes):
+    """The parameters (a list of nodes) and body of the function or method ``name`` (a
+    declaration, or a variable bound to an arrow function or function expression)."""
+    for node in walk(root):
+        if node.child_by_field_name("name") is None and ("function" in node.type or "method" in node.type):
+            unnamed = _unnamed_function(node, name)  # grammars without fields (Kotlin's)
+            if unnamed is not None:
+                return unnamed
+        function = None
+        named = node.child_by_field_name("name")
+        if named is None or named.text != name:
+            continue
+        if node.child_by_field_name("body") is not None:
+            function = node
+        elif node.type == "variable_declarator":
+            value = node.child_by_field_name("value")
+            if value is not None and value.type in ("arrow_function", "function_expression", "function"):
+                function = value
+        if function is None:
+            continue
+        single = function.child_by_field_name("parameter")  # x => x + 1
+        listed = function.child_by_field_name("parameters")
+        if single is not None:
+            return [single], function.child_by_field_name("body")
+        if listed is None:
+            continue
+        parameters = [child for child in listed.named_children if child.type not in _NOT_PARAMETERS]
+        return parameters, function.child_by_field_name("body")
+    return None
+
+
+def _unnamed_function(node, name: bytes):
+    """Parameters and body of a declaration whose grammar names no fields, where it is ``name``."""
+    children = node.children
+    if not any(child.type in _NAMES and child.text == name for child in children):
+        return None
+    listed = next((child for child in children if child.type.endswith("parameters")), None)
+    if listed is None:
+        return None
+    body = next((child for child in children if child.type in ("function_body", "block")), None)
+    return [child for child in listed.named_children if child.type not in _NOT_PARAMETERS], body
+
+
+def _parameter_name(parameter) -> bytes | None:
+    """The name a parameter binds (its name, pattern or default's left side; else its first
+    identifier)."""
+    if parameter.type in _NAMES:
+        return parameter.text
+    for field in ("name", "pattern", "left"):
+        child = parameter.child_by_field_name(field)
+        if child is not None and child.type in _NAMES:
+            return child.text
+    return next((node.text for node in walk(parameter) if node.type in _NAMES), None)
+
+
+_RECEIVER = re.compile(r"(?:^|,)\s*(?:&\s*)?(?:mut\s+)?(?:self|this)\s*(?=,|$)")
+
+
+def _asked_count(arguments: str) -> int:
+    """The asked parameters besides a receiver (Rust's ``&self``: no parameter entry of its own)."""
+    return count_parameters(arguments) - len(_RECEIVER.findall(arguments))
+
+
+def count_parameters(arguments: str) -> int:
+    """How many parameters a backticked signature's text lists (commas outside brackets)."""
+    depth, count = 0, 1 if arguments.strip() else 0
+    for character in arguments:
+        depth += character in "([{<"
+        depth -= character in ")]}>"
+        count += character == "," and depth == 0
+    return count

@@ -29,7 +29,7 @@ from qaq_assets.lib.store.lake import Lake
 from qaq_assets.lib.store.tables import QUARANTINE, RAW_SAMPLES, SAMPLE_FEATURES
 
 # Raised whenever reading or the features computed at ingest change, so unchanged files are read again.
-READER_VERSION = "6"
+READER_VERSION = "7"
 # What running answers alone writes: 2 adds agreement between answers to one request. Only lakes
 # ingested with --run-untested read their shards again for it.
 RUN_ALONE_VERSION = "2"

@@ -211,7 +211,7 @@ def test_signature_agreement_between_the_instruction_and_the_answer():
     assert signature_status(ask, "def other(G): pass") == "missing"
     js = "Write a JavaScript function `sumList(numbers)`."
     assert signature_status(js, "```js\nfunction sum_list(numbers) {\n  return 0;\n}\n```") == "missing"
-    assert signature_status(js, "```js\nconst sumList = (numbers) => numbers.length;\n```") == "unknown"
+    assert signature_status(js, "```js\nconst sumList = (numbers) => numbers.length;\n```") == "match"
     assert signature_status(js, "Sure! I can help with that.") == "unknown"  # no code: code_no_code's evidence
     method = "```python\nclass Graph:\n    def cut_size(self, G, S, T=None, weight=None):\n        return 0\n```"
     assert signature_status(ask, method) != "missing"
@@ -352,3 +352,81 @@ def test_every_declared_field_role_can_be_mapped():
     assert tuple(field.name for field in dataclasses.fields(FieldMap)) == FIELD_ROLES
     mapped = FieldMap.parse([f"{role}={role}_field" for role in FIELD_ROLES])
     assert all(mapped.names(role, ()) == (f"{role}_field",) for role in FIELD_ROLES)
+
+
+@pytest.mark.parametrize(
+    ("ask", "answer", "status"),
+    [
+        # A body that reads none of its parameters, in every language tree-sitter parses.
+        (
+            "Write a JavaScript function `sumList(numbers)`.",
+            "```js\nfunction sumList(nums) {\n  return 0;\n}\n```",
+            "unused",
+        ),
+        (
+            "Write a JavaScript function `sumList(numbers)`.",
+            "```js\nfunction sumList(nums) {\n  return nums.reduce((a, b) => a + b, 0);\n}\n```",
+            "match",
+        ),
+        (
+            "Write a JavaScript function `sumList(numbers)`.",
+            "```js\nconst sumList = numbers => numbers.length;\n```",
+            "match",
+        ),
+        (
+            "Write a TypeScript function `add(a, b)`.",
+            "```ts\nfunction add(a: number, b: number): number {\n  return 0;\n}\n```",
+            "unused",
+        ),
+        ("Write a Go function `Add(a, b)`.", "```go\nfunc Add(a, b int) int {\n\treturn 0\n}\n```", "unused"),
+        ("Write a Go function `Add(a, b)`.", "```go\nfunc Add(a, b int) int {\n\treturn a + b\n}\n```", "match"),
+        (
+            "Implement `Sum(xs)` in C#.",
+            "```csharp\nclass S {\n  public static int Sum(int[] xs) {\n    return total;\n  }\n}\n```",
+            "unused",
+        ),
+        (
+            "Write a Rust function `merge_sorted(a, b)`.",
+            "```rust\nfn merge_sorted(a: &[i32], b: &[i32]) -> Vec<i32> {\n"
+            "    let mut v = a.to_vec();\n    v.extend_from_slice(b);\n    v\n}\n```",
+            "match",
+        ),
+        (
+            "Write a Kotlin function `double(x)`.",
+            "```kotlin\nfun double(x: Int): Int {\n    return 2\n}\n```",
+            "unused",
+        ),
+        ("Write a Kotlin function `greet(name)`.", '```kotlin\nfun greet(name: String) = "Hello, $name"\n```', "match"),
+        # Arguments passed by position: another number of parameters cannot be called as asked.
+        (
+            "Write a JavaScript function `sumList(numbers)`.",
+            "```js\nfunction sumList(a, b) {\n  return a + b;\n}\n```",
+            "mismatch",
+        ),
+        (
+            "Write a JavaScript function `clamp(x, lo = 0, ...rest)`.",
+            "```js\nfunction clamp(x, lo = 0, ...rest) {\n  return Math.max(lo, x, ...rest);\n}\n```",
+            "match",
+        ),
+        (
+            "Implement `mergeSorted(a, b)` in Java.",
+            "```java\nclass S {\n  static int[] mergeSorted(int[] a) {\n    return a;\n  }\n}\n```",
+            "mismatch",
+        ),
+        # A receiver is no parameter entry of its own; Go groups `a, b int`: not counted there.
+        (
+            "Write a Rust method `area(&self)`.",
+            "```rust\nimpl Rect {\n    fn area(&self) -> u32 {\n        self.w * self.h\n    }\n}\n```",
+            "match",
+        ),
+        (
+            "Write a Go function `Add(a, b, c)`.",
+            "```go\nfunc Add(a, b, c int) int {\n\treturn a + b + c\n}\n```",
+            "match",
+        ),
+    ],
+)
+def test_the_asked_functions_parameters_are_checked_in_every_language_tree_sitter_parses(ask, answer, status):
+    from qaq_assets.lib.ingest.codecheck import signature_status
+
+    assert signature_status(ask, answer) == status

@@ -36,12 +36,7 @@ def request_key(instruction: str) -> tuple[str, int] | None:
     if asked is None:
         return None
     name, arguments = asked
-    depth, count = 0, 1 if arguments.strip() else 0
-    for character in arguments:
-        depth += character in "([{<"
-        depth -= character in ")]}>"
-        count += character == "," and depth == 0
-    return name, count
+    return name, codecheck.count_parameters(arguments)
 
 
 def example_arguments(code: str, language: str, name: str, arity: int) -> list[str]:
@@ -77,10 +72,8 @@ def _javascript_arguments(code: str, name: str, arity: int) -> list[str]:
     if parser is None or name not in code:
         return []
     source = code.encode("utf-8")
-    found, stack = [], [parser.parse(source).root_node]
-    while stack:
-        node = stack.pop()
-        stack.extend(reversed(node.children))
+    found = []
+    for node in codecheck.walk(parser.parse(source).root_node):
         function = node.child_by_field_name("function") if node.type == "call_expression" else None
         if function is None or function.type != "identifier" or function.text != name.encode():
             continue

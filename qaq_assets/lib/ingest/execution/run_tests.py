@@ -142,7 +142,7 @@ def _statements(language: str, tests: str) -> list[str]:
         return [tests]
     node = root
     if language != "javascript":  # the wrapper function's body
-        blocks = [n for n in _walk(root) if n.type == "block"]
+        blocks = [n for n in codecheck.walk(root) if n.type == "block"]
         if not blocks:
             return [tests]
         node = blocks[0]
@@ -151,12 +151,6 @@ def _statements(language: str, tests: str) -> list[str]:
         for child in node.named_children
         if child.type not in ("comment", "line_comment", "block_comment")
     ]
-
-
-def _walk(node):
-    yield node
-    for child in node.children:
-        yield from _walk(child)
 
 
 def statement_units(language: str, tests: str) -> list[Unit]:
