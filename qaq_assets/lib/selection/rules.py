@@ -321,7 +321,7 @@ def _band_with_checks(
     short leave their share to the rows nearest the centre elsewhere. Fewer rows than the
     budget are kept only when fewer pass the checks within the guard.
 
-    Answers that return what another answer to the same request returns (``agreed``, see
+    Answers of the largest set that return the same for one request (``agreed``, see
     ``lib/ingest/execution/agreement.py``) are kept first in their stratum, before the band's
     nearest rows: execution is evidence, a likelihood only a hint (``agreed_kept``)."""
     count = keep_count(scores.height, config.budget)
@@ -341,8 +341,9 @@ def _band_with_checks(
         # What is kept first: the nearest the band's centre, or the most likely answer.
         _distance=pl.col("nll_answer_given_query") if most_likely else (pl.col("rmi_rank") - centre).abs(),
     )
-    # Each stratum keeps its quota of its eligible rows: the agreed, then the nearest.
-    order = ["_later", "_distance", "sample_id"]
+    # Each stratum keeps its quota of its eligible rows: the agreed, then the nearest (a sort key
+    # more only where some answer agreed: at 10^7 rows each key costs).
+    order = ["_distance", "sample_id"] if ordered["_later"].all() else ["_later", "_distance", "sample_id"]
     eligible = ordered.select(*order, "stratum", "_quota", "_eligible").with_row_index("_row")
     eligible = eligible.filter("_eligible")
     eligible = eligible.with_columns(_place=sorted_positions(eligible, order, within="stratum"))
