@@ -3,26 +3,16 @@ no tests in the records), run alone, then the answers to one request called on t
 inputs, twice: `.venv/bin/python docs/measurements/cpu-2026-12-07d/agreement-cost.py` from the
 repository's root (the log beside it is its output on the 2-core AMD EPYC)."""
 
-import json
 import time
 
 import polars as pl
 
 from qaq_assets.lib.ingest.execution.agreement import with_agreement
 from qaq_assets.lib.ingest.features import sample_features
+from qaq_assets.lib.ingest.shard_reader import read_shard
 
-with open("data/eval/natural.jsonl", encoding="utf-8") as handle:
-    rows = [json.loads(line) for line in handle]
-samples = pl.DataFrame(
-    {
-        "shard": ["s"] * len(rows),
-        "row_index": list(range(1, len(rows) + 1)),
-        "sample_id": [str(i) for i in range(len(rows))],
-        "instruction": [r["instruction"] for r in rows],
-        "response": [r["response"] for r in rows],
-        "tests": [None] * len(rows),
-    }
-)
+samples = read_shard("data/eval/natural.jsonl", "s").samples  # as ingest reads it: no tests in the records
+rows = samples.height
 for attempt in range(2):
     started = time.perf_counter()
     features = sample_features(samples, execute=True, run_untested=True)
@@ -32,7 +22,7 @@ for attempt in range(2):
     compared = time.perf_counter() - started
     ran = features.filter(pl.col("exec_status") == "ran").height
     print(
-        f"attempt {attempt + 1}: {len(rows)} samples; run alone {alone:.1f} s ({ran} ran without evidence of a bug); "
+        f"attempt {attempt + 1}: {rows} samples; run alone {alone:.1f} s ({ran} ran without evidence of a bug); "
         f"agreement {compared:.1f} s ({(agreed['exec_status'] == 'agreed').sum()} agreed), "
-        f"{compared / len(rows) * 1000:.1f} ms per sample, {compared / max(ran, 1) * 1000:.1f} ms per answer that ran"
+        f"{compared / rows * 1000:.1f} ms per sample, {compared / max(ran, 1) * 1000:.1f} ms per answer that ran"
     )
