@@ -28,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from build_eval_corpora import CHATTER_A, CHATTER_B, OUT  # noqa: E402
 
-from qaq_assets.lib.ingest.codecheck import tree_sitter_parser, walk  # noqa: E402
+from qaq_assets.lib.ingest.codecheck import parameter_names, tree_sitter_parser, walk  # noqa: E402
 
 PER_LANGUAGE = 150
 DEFECT_SHARE = 0.35
@@ -106,15 +106,10 @@ def _parameters(node) -> list[str] | None:
     for parameter in listed.named_children:
         if "comment" in parameter.type:
             continue
-        if parameter.type == "self_parameter":
+        bound = parameter_names(parameter)
+        if parameter.type == "self_parameter" or not bound:
             return None
-        fields = parameter.children_by_field_name("name") or [parameter.child_by_field_name("pattern")]
-        found = [f.text.decode() for f in fields if f is not None and f.type == "identifier"]
-        if not found:
-            found = [n.text.decode() for n in walk(parameter) if n.type == "identifier"][:1]
-        if not found:
-            return None
-        names += found
+        names += [name.decode() for name in bound]
     return names
 
 

@@ -450,7 +450,7 @@ def _tree_signature(answer: str, name: str, asked: re.Match | None) -> str | Non
         parameters, body = found
         if asked is not None and language in _POSITIONAL and len(parameters) != _asked_count(asked.group(2)):
             return SIGNATURE_MISMATCH
-        names = {_parameter_name(parameter) for parameter in parameters} - {None, b"_"}
+        names = {name for parameter in parameters for name in parameter_names(parameter)} - {b"_"}
         if names and body is not None and not any(node.type in _NAMES and node.text in names for node in walk(body)):
             return SIGNATURE_UNUSED
         return SIGNATURE_MATCH if asked is not None else SIGNATURE_UNKNOWN
@@ -509,16 +509,25 @@ def _unnamed_function(node, name: bytes):
     return [child for child in listed.named_children if child.type not in _NOT_PARAMETERS], body
 
 
-def _parameter_name(parameter) -> bytes | None:
-    """The name a parameter binds (its name, pattern or default's left side; else its first
-    identifier)."""
-    if parameter.type in _NAMES:
-        return parameter.text
-    for field in ("name", "pattern", "left"):
-        child = parameter.child_by_field_name(field)
-        if child is not None and child.type in _NAMES:
-            return child.text
-    return next((node.text for node in walk(parameter) if node.type in _NAMES), None)
+# What a parameter binds: a name, or the names of a destructuring pattern ({x, y}).
+_BINDING = _NAMES | {"shorthand_property_identifier_pattern"}
+
+
+def parameter_names(parameter) -> list[bytes]:
+    """The names a parameter node binds, in order: its pattern's or default's left side, its
+    names (Go's `a, b int` binds two), else every name in it outside its type."""
+    if parameter.type in _BINDING:
+        return [parameter.text]
+    for field in ("pattern", "left"):
+        bound = parameter.child_by_field_name(field)
+        if bound is not None:
+            return parameter_names(bound)
+    named = parameter.children_by_field_name("name")
+    if named:
+        return [node.text for node in named]
+    typed = parameter.child_by_field_name("type")
+    outside_type = [child for child in parameter.children if typed is None or child.id != typed.id]
+    return list(dict.fromkeys(node.text for child in outside_type for node in walk(child) if node.type in _BINDING))
 
 
 _RECEIVER = re.compile(r"(?:^|,)\s*(?:&\s*)?(?:mut\s+)?(?:self|this)\s*(?=,|$)")

@@ -380,6 +380,15 @@ def test_every_declared_field_role_can_be_mapped():
         ),
         ("Write a Go function `Add(a, b)`.", "```go\nfunc Add(a, b int) int {\n\treturn 0\n}\n```", "unused"),
         ("Write a Go function `Add(a, b)`.", "```go\nfunc Add(a, b int) int {\n\treturn a + b\n}\n```", "match"),
+        # Every name a parameter binds counts: Go's grouped `a, b int`, a destructured object.
+        ("Write a Go function `Add(a, b)`.", "```go\nfunc Add(a, b int) int {\n\treturn b * 2\n}\n```", "match"),
+        (
+            "Write a TypeScript function `f(p, b)`.",
+            "```ts\nfunction f({ x, y }: P, b: number) {\n  return y;\n}\n```",
+            "match",
+        ),
+        # A default's value is no parameter: reading it reads none of them.
+        ("Write a JavaScript function `f(a, b)`.", "```js\nfunction f(a = c, b) {\n  return c;\n}\n```", "unused"),
         (
             "Implement `Sum(xs)` in C#.",
             "```csharp\nclass S {\n  public static int Sum(int[] xs) {\n    return total;\n  }\n}\n```",
