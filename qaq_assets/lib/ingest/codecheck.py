@@ -470,14 +470,16 @@ def _tree_function(root, name: bytes):
     """The parameters (a list of nodes) and body of the function or method ``name`` (a
     declaration, or a variable bound to an arrow function or function expression)."""
     for node in walk(root):
-        if node.child_by_field_name("name") is None and ("function" in node.type or "method" in node.type):
-            unnamed = _unnamed_function(node, name)  # grammars without fields (Kotlin's)
-            if unnamed is not None:
-                return unnamed
-        function = None
         named = node.child_by_field_name("name")
-        if named is None or named.text != name:
+        if named is None:
+            if "function" in node.type or "method" in node.type:
+                unnamed = _unnamed_function(node, name)  # grammars without fields (Kotlin's)
+                if unnamed is not None:
+                    return unnamed
             continue
+        if named.text != name:
+            continue
+        function = None
         if node.child_by_field_name("body") is not None:
             function = node
         elif node.type == "variable_declarator":

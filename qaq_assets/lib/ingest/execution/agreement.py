@@ -13,7 +13,6 @@ them first. Nothing is compared across shards: a shard is read once, at ingest.
 from __future__ import annotations
 
 import ast
-import os
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
@@ -21,6 +20,7 @@ import polars as pl
 
 from qaq_assets.lib.ingest import codecheck
 from qaq_assets.lib.ingest.execution.run_tests import AGREED, RAN, RUN_ALONE, answer_code, behaviour
+from qaq_assets.lib.ingest.feature_pool import available_cores
 
 # Inputs per group: the first distinct argument lists its answers' examples pass.
 MAX_INPUTS = 8
@@ -71,15 +71,14 @@ def _javascript_arguments(code: str, name: str, arity: int) -> list[str]:
     parser = codecheck.tree_sitter_parser("javascript")
     if parser is None or name not in code:
         return []
-    source = code.encode("utf-8")
     found = []
-    for node in codecheck.walk(parser.parse(source).root_node):
+    for node in codecheck.walk(parser.parse(code.encode("utf-8")).root_node):
         function = node.child_by_field_name("function") if node.type == "call_expression" else None
         if function is None or function.type != "identifier" or function.text != name.encode():
             continue
         arguments = [child for child in node.child_by_field_name("arguments").named_children if child.type != "comment"]
         if len(arguments) == arity and all(_js_literal(argument) for argument in arguments):
-            found.append(", ".join(source[a.start_byte : a.end_byte].decode("utf-8") for a in arguments))
+            found.append(", ".join(argument.text.decode("utf-8") for argument in arguments))
     return found
 
 
@@ -137,7 +136,7 @@ def with_agreement(samples: pl.DataFrame, features: pl.DataFrame) -> pl.DataFram
             groups_run.append((rows, calls))
     if not jobs:
         return features
-    with ThreadPoolExecutor(max_workers=max(1, len(os.sched_getaffinity(0)))) as pool:
+    with ThreadPoolExecutor(max_workers=available_cores()) as pool:
         runs = pool.map(lambda job: behaviour(responses[job[0]], job[1], job[2]), jobs)
         returned = dict(zip((job[0] for job in jobs), runs, strict=True))
     status, detail = frame["exec_status"].to_list(), frame["exec_detail"].to_list()
